@@ -1,0 +1,206 @@
+//! Types shared by the kernel programs (`rsttrace-ebpf`) and the agent (`rsttrace`).
+//!
+//! Everything here is `#[repr(C)]` with explicit padding and fixed sizes, because the same bytes
+//! are written by BPF code and read by userspace. Sizes are pinned with const assertions so a
+//! change on one side cannot silently shift the other.
+#![no_std]
+
+/// Which tracepoint produced an event. The discriminant doubles as the index into
+/// [`KernelConfig::layouts`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    SendReset = 0,
+    ReceiveReset = 1,
+    Retransmit = 2,
+    SetState = 3,
+    ErrorReport = 4,
+}
+
+impl EventKind {
+    pub const COUNT: usize = 5;
+    pub const ALL: [EventKind; Self::COUNT] = [
+        EventKind::SendReset,
+        EventKind::ReceiveReset,
+        EventKind::Retransmit,
+        EventKind::SetState,
+        EventKind::ErrorReport,
+    ];
+
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
+
+    /// `(group, name)` of the tracepoint in tracefs.
+    pub const fn tracepoint(self) -> (&'static str, &'static str) {
+        match self {
+            EventKind::SendReset => ("tcp", "tcp_send_reset"),
+            EventKind::ReceiveReset => ("tcp", "tcp_receive_reset"),
+            EventKind::Retransmit => ("tcp", "tcp_retransmit_skb"),
+            EventKind::SetState => ("sock", "inet_sock_set_state"),
+            EventKind::ErrorReport => ("sock", "inet_sk_error_report"),
+        }
+    }
+
+    /// Name of the BPF program attached to this tracepoint.
+    pub const fn program(self) -> &'static str {
+        match self {
+            EventKind::SendReset => "tcp_send_reset",
+            EventKind::ReceiveReset => "tcp_receive_reset",
+            EventKind::Retransmit => "tcp_retransmit_skb",
+            EventKind::SetState => "inet_sock_set_state",
+            EventKind::ErrorReport => "inet_sk_error_report",
+        }
+    }
+}
+
+/// Marks a field the running kernel's tracepoint does not have.
+pub const NO_FIELD: u16 = u16::MAX;
+
+/// Bytes of a tracepoint record copied into an event. The largest record we attach to is
+/// 88 bytes on 6.12/6.18; the slack covers PREEMPT_RT's larger common header and new fields.
+pub const RECORD_MAX: usize = 128;
+
+/// Where the fields the kernel programs themselves need sit in one tracepoint's record,
+/// resolved by the agent from the tracefs format file before load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointLayout {
+    /// Bytes of the record to copy (at most [`RECORD_MAX`]); 0 = tracepoint not attached.
+    pub record_size: u16,
+    pub skaddr: u16,
+    pub skbaddr: u16,
+    pub state: u16,
+    pub oldstate: u16,
+    pub newstate: u16,
+    pub protocol: u16,
+    pub _pad: u16,
+}
+
+impl TracepointLayout {
+    pub const EMPTY: Self = Self {
+        record_size: 0,
+        skaddr: NO_FIELD,
+        skbaddr: NO_FIELD,
+        state: NO_FIELD,
+        oldstate: NO_FIELD,
+        newstate: NO_FIELD,
+        protocol: NO_FIELD,
+        _pad: 0,
+    };
+}
+
+/// Layout of the `sock:sock_send_length`/`sock_recv_length` records (Linux 6.4+), the
+/// process-context hooks that teach the kernel side who owns a socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockMsgLayout {
+    pub sk: u16,
+    pub protocol: u16,
+}
+
+/// Everything the kernel programs are told at load time (one read-only global).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelConfig {
+    pub layouts: [TracepointLayout; EventKind::COUNT],
+    pub sock_msg: SockMsgLayout,
+    pub offsets: StructOffsets,
+}
+
+/// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StructOffsets {
+    /// `sock.__sk_common.skc_net`
+    pub sock_net: u32,
+    /// `net.ns.inum`
+    pub net_inum: u32,
+    /// `sk_buff.dev`
+    pub skb_dev: u32,
+    /// `net_device.nd_net`
+    pub dev_net: u32,
+    /// `sk_buff.head`
+    pub skb_head: u32,
+    /// `sk_buff.transport_header` (a u16 offset from `head`)
+    pub skb_transport_header: u32,
+}
+
+impl StructOffsets {
+    pub const UNKNOWN: Self = Self {
+        sock_net: NO_OFFSET,
+        net_inum: NO_OFFSET,
+        skb_dev: NO_OFFSET,
+        dev_net: NO_OFFSET,
+        skb_head: NO_OFFSET,
+        skb_transport_header: NO_OFFSET,
+    };
+}
+
+pub const NO_OFFSET: u32 = u32::MAX;
+
+impl KernelConfig {
+    pub const EMPTY: Self = Self {
+        layouts: [TracepointLayout::EMPTY; EventKind::COUNT],
+        sock_msg: SockMsgLayout {
+            sk: NO_FIELD,
+            protocol: NO_FIELD,
+        },
+        offsets: StructOffsets::UNKNOWN,
+    };
+}
+
+const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 16);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 * EventKind::COUNT + 4 + 24);
+
+/// The task a socket belongs to, as last seen acting on it in process context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub tgid: u32,
+    pub pid: u32,
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<Owner>() == 24);
+
+/// `Event::flags` bits.
+pub const FLAG_OWNER_KNOWN: u32 = 1;
+/// `Event::tcp_flags` holds the triggering segment's flags.
+pub const FLAG_TCP_FLAGS_KNOWN: u32 = 2;
+
+/// One ring-buffer record: the tracepoint's raw record plus what only the kernel knows at that
+/// instant (the current task, the socket's owner, the socket's network namespace).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    pub kind: u32,
+    pub flags: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// `bpf_get_current_pid_tgid()`: tgid in the upper 32 bits.
+    pub current_pid_tgid: u64,
+    pub current_comm: [u8; 16],
+    pub owner: Owner,
+    /// Network namespace inode of the socket (or, without one, of the device the triggering
+    /// segment arrived on); 0 when unknown.
+    pub netns: u32,
+    pub record_size: u16,
+    /// TCP flags byte of the segment that triggered a sent reset (`FLAG_TCP_FLAGS_KNOWN`).
+    pub tcp_flags: u8,
+    pub _pad: u8,
+    pub record: [u8; RECORD_MAX],
+}
+
+pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 24 + 8 + RECORD_MAX);
+
+/// Index of the single slot of the per-CPU lost-event counter.
+pub const LOST_SLOT: u32 = 0;
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    unsafe impl aya::Pod for KernelConfig {}
+    unsafe impl aya::Pod for Owner {}
+}

@@ -1,0 +1,141 @@
+//! Copy one tracepoint record, with context, into the ring buffer.
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_buf,
+    },
+    programs::TracePointContext,
+    EbpfContext,
+};
+use rsttrace_common::{
+    Event, EventKind, Owner, StructOffsets, TracepointLayout, FLAG_OWNER_KNOWN, FLAG_TCP_FLAGS_KNOWN,
+    LOST_SLOT, NO_FIELD, NO_OFFSET, RECORD_MAX,
+};
+
+use crate::{
+    maps::{CONFIG, EVENTS, LOST},
+    owner,
+};
+
+#[inline(always)]
+pub fn layout(kind: EventKind) -> TracepointLayout {
+    CONFIG.load().layouts[kind as usize]
+}
+
+/// Read a field of the record; `None` when this kernel's tracepoint has no such field.
+#[inline(always)]
+pub fn field<T: Copy>(ctx: &TracePointContext, offset: u16) -> Option<T> {
+    if offset == NO_FIELD {
+        return None;
+    }
+    // SAFETY: bounded read from the tracepoint record through the probe-read helper.
+    unsafe { ctx.read_at::<T>(offset as usize) }.ok()
+}
+
+#[inline(always)]
+unsafe fn read<T>(addr: u64) -> Option<T> {
+    // SAFETY: the probe-read helper turns a bad address into an error, never a fault.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
+
+/// Network namespace inode behind a `struct net *` stored at `holder + offset`.
+#[inline(always)]
+fn netns_at(holder: u64, offset: u32, o: &StructOffsets) -> u32 {
+    if holder == 0 || offset == NO_OFFSET || o.net_inum == NO_OFFSET {
+        return 0;
+    }
+    // SAFETY: probe reads only.
+    unsafe {
+        match read::<u64>(holder + offset as u64) {
+            Some(net) if net != 0 => read::<u32>(net + o.net_inum as u64).unwrap_or(0),
+            _ => 0,
+        }
+    }
+}
+
+/// The socket's namespace; without a socket, the namespace of the device the segment came in on.
+#[inline(always)]
+fn netns_of(sk: u64, skb: u64, o: &StructOffsets) -> u32 {
+    if sk != 0 {
+        return netns_at(sk, o.sock_net, o);
+    }
+    if skb == 0 || o.skb_dev == NO_OFFSET {
+        return 0;
+    }
+    // SAFETY: probe read only.
+    let dev = unsafe { read::<u64>(skb + o.skb_dev as u64) }.unwrap_or(0);
+    netns_at(dev, o.dev_net, o)
+}
+
+/// Flags byte of the TCP header in `skb` (byte 13 of the header).
+#[inline(always)]
+fn tcp_flags_of(skb: u64, o: &StructOffsets) -> Option<u8> {
+    if skb == 0 || o.skb_head == NO_OFFSET || o.skb_transport_header == NO_OFFSET {
+        return None;
+    }
+    // SAFETY: probe reads only.
+    unsafe {
+        let head = read::<u64>(skb + o.skb_head as u64)?;
+        let transport = read::<u16>(skb + o.skb_transport_header as u64)?;
+        if head == 0 || transport == u16::MAX {
+            return None;
+        }
+        read::<u8>(head + transport as u64 + 13)
+    }
+}
+
+/// Reserve an event, fill it and submit it; count it as lost when the buffer is full.
+#[inline(always)]
+pub fn emit(ctx: &TracePointContext, kind: EventKind, sk: u64, skb: u64) {
+    let record_size = layout(kind).record_size as usize;
+    let offsets = CONFIG.load().offsets;
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count_lost();
+        return;
+    };
+    let event = entry.as_mut_ptr();
+    let owner = if sk != 0 { owner::lookup(sk) } else { None };
+    // SAFETY: `event` points at a reserved, writable ring-buffer slot of size_of::<Event>().
+    unsafe {
+        (*event).kind = kind as u32;
+        (*event).ts_ns = bpf_ktime_get_ns();
+        (*event).current_pid_tgid = bpf_get_current_pid_tgid();
+        (*event).current_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        match owner {
+            Some(owner) => {
+                (*event).owner = owner;
+                (*event).flags = FLAG_OWNER_KNOWN;
+            }
+            None => {
+                (*event).owner = Owner { tgid: 0, pid: 0, comm: [0; 16] };
+                (*event).flags = 0;
+            }
+        }
+        (*event).netns = netns_of(sk, skb, &offsets);
+        (*event).tcp_flags = 0;
+        (*event)._pad = 0;
+        if kind as u32 == EventKind::SendReset as u32 {
+            if let Some(flags) = tcp_flags_of(skb, &offsets) {
+                (*event).tcp_flags = flags;
+                (*event).flags |= FLAG_TCP_FLAGS_KNOWN;
+            }
+        }
+        let size = if record_size > RECORD_MAX { RECORD_MAX } else { record_size };
+        (*event).record_size = size as u16;
+        // The record lives at the start of a per-CPU trace buffer far larger than RECORD_MAX, so
+        // a fixed-size copy is always in bounds; the agent only reads `record_size` bytes of it.
+        if bpf_probe_read_kernel_buf(ctx.as_ptr() as *const u8, &mut (*event).record).is_err() {
+            entry.discard(0);
+            return;
+        }
+    }
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn count_lost() {
+    if let Some(counter) = LOST.get_ptr_mut(LOST_SLOT) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *counter += 1 };
+    }
+}

@@ -1,0 +1,57 @@
+//! Learning which task owns a socket, only at points that are certainly in process context.
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
+use rsttrace_common::Owner;
+
+use crate::maps::OWNERS;
+
+pub const TCP_ESTABLISHED: i32 = 1;
+pub const TCP_SYN_SENT: i32 = 2;
+pub const TCP_SYN_RECV: i32 = 3;
+pub const TCP_FIN_WAIT1: i32 = 4;
+pub const TCP_CLOSE: i32 = 7;
+pub const TCP_CLOSE_WAIT: i32 = 8;
+pub const TCP_LAST_ACK: i32 = 9;
+pub const TCP_LISTEN: i32 = 10;
+
+/// Transitions only a system call on the socket makes: connect(), listen(), close()/shutdown().
+/// Everything else (handshake completion, RST or timer teardown) can run in softirq or a timer,
+/// where `current` is an unrelated task.
+pub fn is_process_context_transition(old: i32, new: i32) -> bool {
+    matches!(
+        (old, new),
+        (TCP_CLOSE, TCP_SYN_SENT)
+            | (_, TCP_LISTEN)
+            | (TCP_ESTABLISHED, TCP_FIN_WAIT1)
+            | (TCP_CLOSE_WAIT, TCP_LAST_ACK)
+    )
+}
+
+/// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the
+/// send/receive hooks call this on every message).
+#[inline(always)]
+pub fn learn(sk: u64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let pid = pid_tgid as u32;
+    if let Some(known) = OWNERS.get_ptr(sk) {
+        // SAFETY: pointer into map value memory, valid for this program run.
+        let known = unsafe { &*known };
+        if known.tgid == tgid && known.pid == pid {
+            return;
+        }
+    }
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let _ = OWNERS.insert(sk, Owner { tgid, pid, comm }, 0);
+}
+
+/// A new socket may reuse the memory of a freed one: drop the stale owner.
+#[inline(always)]
+pub fn forget(sk: u64) {
+    let _ = OWNERS.remove(sk);
+}
+
+#[inline(always)]
+pub fn lookup(sk: u64) -> Option<Owner> {
+    // SAFETY: map values are plain data.
+    OWNERS.get_ptr(sk).map(|p| unsafe { *p })
+}

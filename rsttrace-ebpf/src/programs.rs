@@ -1,0 +1,79 @@
+//! One program per tracepoint: pick out what the kernel side must act on, then emit.
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use rsttrace_common::EventKind;
+
+use crate::{
+    emit::{emit, field, layout},
+    owner,
+};
+
+const IPPROTO_TCP: u16 = 6;
+
+#[tracepoint]
+pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
+    let l = layout(EventKind::SendReset);
+    let sk: u64 = field(&ctx, l.skaddr).unwrap_or(0);
+    let skb: u64 = field(&ctx, l.skbaddr).unwrap_or(0);
+    emit(&ctx, EventKind::SendReset, sk, skb);
+    0
+}
+
+#[tracepoint]
+pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
+    let sk: u64 = field(&ctx, layout(EventKind::ReceiveReset).skaddr).unwrap_or(0);
+    emit(&ctx, EventKind::ReceiveReset, sk, 0);
+    0
+}
+
+#[tracepoint]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    let sk: u64 = field(&ctx, layout(EventKind::Retransmit).skaddr).unwrap_or(0);
+    emit(&ctx, EventKind::Retransmit, sk, 0);
+    0
+}
+
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    let l = layout(EventKind::SetState);
+    // The tracepoint also fires for SCTP and MPTCP sockets; only TCP matters here.
+    if field::<u16>(&ctx, l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
+        return 0;
+    }
+    let sk: u64 = field(&ctx, l.skaddr).unwrap_or(0);
+    let old: i32 = field(&ctx, l.oldstate).unwrap_or(0);
+    let new: i32 = field(&ctx, l.newstate).unwrap_or(0);
+    if sk != 0 {
+        if new == owner::TCP_SYN_RECV {
+            owner::forget(sk);
+        } else if owner::is_process_context_transition(old, new) {
+            owner::learn(sk);
+        }
+    }
+    emit(&ctx, EventKind::SetState, sk, 0);
+    0
+}
+
+#[tracepoint]
+pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
+    let l = layout(EventKind::ErrorReport);
+    if field::<u16>(&ctx, l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
+        return 0;
+    }
+    emit(&ctx, EventKind::ErrorReport, 0, 0);
+    0
+}
+
+/// `sock:sock_send_length` and `sock:sock_recv_length` (Linux 6.4+) run in the system call of
+/// the task using the socket: the most reliable owner signal, and the one that follows a socket
+/// into a forked child. Nothing is emitted; they only keep `OWNERS` current.
+#[tracepoint]
+pub fn sock_msg_length(ctx: TracePointContext) -> u32 {
+    let l = crate::maps::CONFIG.load().sock_msg;
+    if field::<u16>(&ctx, l.protocol) != Some(IPPROTO_TCP) {
+        return 0;
+    }
+    if let Some(sk) = field::<u64>(&ctx, l.sk).filter(|sk| *sk != 0) {
+        owner::learn(sk);
+    }
+    0
+}

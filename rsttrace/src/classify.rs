@@ -1,0 +1,263 @@
+//! The classifier: (what happened, the connection's story) → cause, origin, benign, why.
+//!
+//! Pure and table-tested. It never trusts the kernel reason alone: SO_LINGER 0 arrives as
+//! `TCP_STATE`, data after the application closed arrives as `TCP_TIMEWAIT_SOCKET`, and kernels
+//! before 6.10 give no reason at all. Where the facts do not single out a cause it says
+//! `unknown` and explains what it does know.
+use crate::{
+    event::TcpState,
+    report::{Cause, Origin, Verdict},
+};
+
+/// What happened, as far as the event itself says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// This host's stack emitted a RST.
+    Sent {
+        /// `sk_rst_reason` name; `None` on kernels without it.
+        reason: Option<String>,
+        /// Local socket state when it was sent; `None` when there was no socket.
+        state: Option<TcpState>,
+        /// Whether the segment that triggered it was a SYN, when known.
+        trigger_syn: Option<bool>,
+    },
+    /// A local socket accepted a RST.
+    Received { state: Option<TcpState> },
+    /// The connection died with an error and no RST (ETIMEDOUT).
+    TimedOut { state: Option<TcpState> },
+}
+
+/// What the connection table knows around the event.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Story {
+    /// This host opened the connection (connect()).
+    pub active_open: bool,
+    /// The local application closed or shut down the socket before the reset.
+    pub app_closed: bool,
+    /// The peer had closed its side (FIN received: CLOSE_WAIT).
+    pub peer_closed: bool,
+    /// How long the connection had been established, in ns.
+    pub established_ns: Option<u64>,
+    /// Consecutive retransmissions of the same segment at the end.
+    pub same_segment_retransmits: u32,
+    pub syn_retransmits: u32,
+    /// A local socket is the other end of this connection (peer on this host, any netns).
+    pub peer_local: bool,
+    /// The peer's stack (on this host) sent a RST for this connection just before.
+    pub peer_sent: Option<Cause>,
+    /// The owner opened a sibling connection to the same peer at about the same time and keeps it.
+    pub race_sibling: bool,
+    /// A listener of a different process now holds the local port that served this peer.
+    pub port_taken_by: Option<String>,
+    /// The owning process, for the explanation (`nginx[812]`).
+    pub owner: Option<String>,
+}
+
+
+fn v(cause: Cause, origin: Origin, why: impl Into<String>) -> Verdict {
+    Verdict { cause, origin, benign: false, why: why.into() }
+}
+
+pub fn classify(trigger: &Trigger, story: &Story) -> Verdict {
+    let who = story.owner.as_deref().unwrap_or("the application");
+    match trigger {
+        Trigger::Sent { reason, state, trigger_syn } => sent(reason.as_deref(), *state, *trigger_syn, story, who),
+        Trigger::Received { state } => received(*state, story),
+        Trigger::TimedOut { state } => timed_out(*state, story, who),
+    }
+}
+
+fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story: &Story, who: &str) -> Verdict {
+    use TcpState::*;
+    let app_abort = |cause, why: String| {
+        if story.race_sibling {
+            return Verdict {
+                cause: Cause::ConnectRaceLoser,
+                origin: Origin::Application,
+                benign: true,
+                why: format!("{who} opened two connections to this peer and dropped this one right after the handshake"),
+            };
+        }
+        Verdict { cause, origin: Origin::Application, benign: false, why }
+    };
+    let Some(state) = state else {
+        // No socket: nothing on this host knew the connection.
+        if let Some(taker) = &story.port_taken_by {
+            return v(Cause::PortGrabbed, Origin::Stack, format!("{taker} now holds this port; the process that served this peer is gone"));
+        }
+        return match syn {
+            Some(true) => v(Cause::NoListener, Origin::Stack, "SYN to a port nobody listens on"),
+            Some(false) => v(Cause::NoSocket, Origin::Stack, "segment for a connection this host does not know (forgotten after a timeout, reboot or state loss)"),
+            None if reason == Some("NO_SOCKET") || reason.is_none() => {
+                v(Cause::Unknown, Origin::Stack, "no socket for the segment; could not read whether it was a SYN")
+            }
+            None => v(Cause::Unknown, Origin::Stack, format!("no socket, kernel reason {}", reason.unwrap_or("none"))),
+        };
+    };
+    match reason {
+        Some("TCP_ABORT_ON_CLOSE") => app_abort(Cause::AppAbortUnread, format!("{who} closed the socket with unread data")),
+        Some("TCP_STATE") if state == Close => {
+            let mut verdict = app_abort(Cause::AppAbortLinger0, format!("{who} closed with SO_LINGER 0 (abortive close)"));
+            // A client that aborts after the peer finished is skipping TIME_WAIT on purpose.
+            if verdict.cause == Cause::AppAbortLinger0 && story.active_open && story.peer_closed {
+                verdict.benign = true;
+                verdict.why = format!("{who} ended a finished exchange with SO_LINGER 0 (skips TIME_WAIT)");
+            }
+            verdict
+        }
+        Some("TCP_STATE") | Some("TCP_DISCONNECT_WITH_DATA") => {
+            v(Cause::AppDisconnect, Origin::Application, format!("{who} disconnected (or a tool killed) the connection with data in flight"))
+        }
+        Some("TCP_TIMEWAIT_SOCKET") | Some("TCP_ABORT_ON_DATA") => {
+            if syn == Some(true) {
+                v(Cause::TimewaitReuse, Origin::Stack, "a new SYN reused a 4-tuple still in TIME_WAIT")
+            } else {
+                v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} closed the socket"))
+            }
+        }
+        Some("TCP_KEEPALIVE_TIMEOUT") => v(Cause::KeepaliveTimeout, Origin::Stack, "keepalive probes went unanswered: peer or path is gone"),
+        Some("TCP_ABORT_ON_LINGER") => v(Cause::Linger2Abort, Origin::Stack, format!("{who} closed in FIN_WAIT2 with TCP_LINGER2 < 0")),
+        Some("TCP_ABORT_ON_MEMORY") => v(Cause::OrphanMemory, Origin::Stack, "too many orphaned sockets or TCP memory pressure"),
+        Some("TCP_RFC7323_PAWS") => v(Cause::PawsReject, Origin::Stack, "segment failed the PAWS timestamp check (NAT mixing timestamp clocks?)"),
+        Some("TCP_INVALID_ACK_SEQUENCE") if state == SynSent => v(
+            Cause::TimewaitReuse,
+            Origin::Stack,
+            "our SYN was answered with an ACK for an older connection on the same 4-tuple (TIME_WAIT reuse)",
+        ),
+        Some("NO_SOCKET") | Some("INVALID_SYN") | Some("NOT_SPECIFIED") if matches!(state, Listen | NewSynRecv | SynRecv) => {
+            v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
+        }
+        Some(r @ ("TCP_INVALID_ACK_SEQUENCE" | "TCP_TOO_OLD_ACK" | "TCP_ACK_UNSENT_DATA" | "TCP_FLAGS" | "TCP_OLD_ACK" | "INVALID_SYN")) => {
+            v(Cause::InvalidSegment, Origin::Stack, format!("segment rejected by the stack ({r})"))
+        }
+        Some(other) if other != "NOT_SPECIFIED" => v(Cause::Unknown, Origin::Unknown, format!("kernel reason {other} in state {}", state.name())),
+        _ => sent_without_reason(state, syn, story, who),
+    }
+}
+
+/// Kernels before 6.10 (and active resets before 6.12) give no reason: infer from state and history.
+fn sent_without_reason(state: TcpState, syn: Option<bool>, story: &Story, who: &str) -> Verdict {
+    use TcpState::*;
+    match state {
+        // tcp_close()/tcp_disconnect() move the socket to CLOSE before sending: an application abort.
+        Close => {
+            if story.race_sibling {
+                return classify(&Trigger::Sent { reason: Some("TCP_ABORT_ON_CLOSE".into()), state: Some(Close), trigger_syn: syn }, story);
+            }
+            v(Cause::Unknown, Origin::Application, format!("{who} aborted the connection (unread data or SO_LINGER 0; this kernel gives no reason to tell which)"))
+        }
+        TimeWait if syn == Some(true) => v(Cause::TimewaitReuse, Origin::Stack, "a new SYN reused a 4-tuple still in TIME_WAIT"),
+        TimeWait => v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} closed the socket")),
+        FinWait1 | FinWait2 | Closing | LastAck if story.app_closed => {
+            v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} closed the socket"))
+        }
+        _ => v(Cause::Unknown, Origin::Unknown, format!("reset sent in {} and this kernel gives no reason", state.name())),
+    }
+}
+
+fn received(state: Option<TcpState>, story: &Story) -> Verdict {
+    let peer_cause = story.peer_sent.map(|c| format!(" ({})", c.name())).unwrap_or_default();
+    if story.peer_local && story.peer_sent.is_none() {
+        return v(
+            Cause::Injected,
+            Origin::Network,
+            "RST arrived but the peer's stack on this host sent none: a device or firewall in the path forged it",
+        );
+    }
+    match state {
+        Some(TcpState::SynSent) => v(Cause::Refused, Origin::Peer, format!("peer refused the connection{peer_cause}")),
+        Some(s) if s.is_synchronized() || s == TcpState::SynRecv => {
+            v(Cause::PeerReset, Origin::Peer, format!("peer reset the connection in {}{peer_cause}", s.name()))
+        }
+        _ => v(Cause::Unknown, Origin::Unknown, "RST received on a socket whose state is unknown"),
+    }
+}
+
+fn timed_out(state: Option<TcpState>, story: &Story, who: &str) -> Verdict {
+    match state {
+        Some(TcpState::SynSent) => v(
+            Cause::SynTimeout,
+            Origin::Network,
+            format!("SYN retransmitted {} times with no answer: silent firewall or dead host", story.syn_retransmits),
+        ),
+        _ if story.same_segment_retransmits > 0 => v(
+            Cause::RetransmitTimeout,
+            Origin::Network,
+            format!("the same segment was retransmitted {} times unacknowledged; {who}'s connection timed out", story.same_segment_retransmits),
+        ),
+        _ => v(Cause::Unknown, Origin::Unknown, "connection timed out without retransmissions seen"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TcpState::*;
+
+    fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>) -> Trigger {
+        Trigger::Sent { reason: reason.map(str::to_string), state, trigger_syn: syn }
+    }
+
+    /// (trigger, story, expected cause, origin, benign)
+    #[test]
+    fn table() {
+        let none = Story::default();
+        let client_done = Story { active_open: true, peer_closed: true, ..Story::default() };
+        let racer = Story { race_sibling: true, ..Story::default() };
+        let local_peer = Story { peer_local: true, ..Story::default() };
+        let peer_aborted = Story { peer_local: true, peer_sent: Some(Cause::AppAbortUnread), ..Story::default() };
+        let retx = Story { same_segment_retransmits: 5, ..Story::default() };
+        let closed_app = Story { app_closed: true, ..Story::default() };
+        let grabbed = Story { port_taken_by: Some("intruder[9]".into()), ..Story::default() };
+        let cases: Vec<(Trigger, &Story, Cause, Origin, bool)> = vec![
+            // 6.12+: reasons present.
+            (sent(Some("NO_SOCKET"), None, Some(true)), &none, Cause::NoListener, Origin::Stack, false),
+            (sent(Some("NO_SOCKET"), None, Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
+            (sent(Some("NO_SOCKET"), None, Some(false)), &grabbed, Cause::PortGrabbed, Origin::Stack, false),
+            (sent(Some("TCP_ABORT_ON_CLOSE"), Some(Close), None), &none, Cause::AppAbortUnread, Origin::Application, false),
+            (sent(Some("TCP_STATE"), Some(Close), None), &none, Cause::AppAbortLinger0, Origin::Application, false),
+            (sent(Some("TCP_STATE"), Some(Close), None), &client_done, Cause::AppAbortLinger0, Origin::Application, true),
+            (sent(Some("TCP_STATE"), Some(Close), None), &racer, Cause::ConnectRaceLoser, Origin::Application, true),
+            (sent(Some("TCP_STATE"), Some(Established), None), &none, Cause::AppDisconnect, Origin::Application, false),
+            (sent(Some("TCP_TIMEWAIT_SOCKET"), Some(TimeWait), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
+            (sent(Some("TCP_TIMEWAIT_SOCKET"), Some(TimeWait), Some(true)), &none, Cause::TimewaitReuse, Origin::Stack, false),
+            (sent(Some("TCP_ABORT_ON_DATA"), Some(Close), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
+            (sent(Some("TCP_KEEPALIVE_TIMEOUT"), Some(Established), None), &none, Cause::KeepaliveTimeout, Origin::Stack, false),
+            (sent(Some("TCP_ABORT_ON_LINGER"), Some(Close), None), &none, Cause::Linger2Abort, Origin::Stack, false),
+            (sent(Some("TCP_ABORT_ON_MEMORY"), Some(Close), None), &none, Cause::OrphanMemory, Origin::Stack, false),
+            (sent(Some("TCP_RFC7323_PAWS"), Some(Established), Some(false)), &none, Cause::PawsReject, Origin::Stack, false),
+            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &none, Cause::TimewaitReuse, Origin::Stack, false),
+            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(Established), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
+            (sent(Some("NOT_SPECIFIED"), Some(Listen), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
+            // Pre-6.10 kernels: no reason, no socket-less resets.
+            (sent(None, Some(Close), None), &none, Cause::Unknown, Origin::Application, false),
+            (sent(None, Some(Close), None), &racer, Cause::ConnectRaceLoser, Origin::Application, true),
+            (sent(None, Some(TimeWait), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
+            (sent(None, Some(FinWait2), None), &closed_app, Cause::DataAfterClose, Origin::Application, false),
+            (sent(None, Some(Established), None), &none, Cause::Unknown, Origin::Unknown, false),
+            (sent(None, None, None), &none, Cause::Unknown, Origin::Stack, false),
+            // Received.
+            (Trigger::Received { state: Some(SynSent) }, &none, Cause::Refused, Origin::Peer, false),
+            (Trigger::Received { state: Some(Established) }, &none, Cause::PeerReset, Origin::Peer, false),
+            (Trigger::Received { state: Some(Established) }, &local_peer, Cause::Injected, Origin::Network, false),
+            (Trigger::Received { state: Some(Established) }, &peer_aborted, Cause::PeerReset, Origin::Peer, false),
+            (Trigger::Received { state: None }, &none, Cause::Unknown, Origin::Unknown, false),
+            // Aborts without a RST.
+            (Trigger::TimedOut { state: Some(SynSent) }, &none, Cause::SynTimeout, Origin::Network, false),
+            (Trigger::TimedOut { state: Some(Established) }, &retx, Cause::RetransmitTimeout, Origin::Network, false),
+            (Trigger::TimedOut { state: Some(Established) }, &none, Cause::Unknown, Origin::Unknown, false),
+        ];
+        for (trigger, story, cause, origin, benign) in cases {
+            let got = classify(&trigger, story);
+            assert_eq!((got.cause, got.origin, got.benign), (cause, origin, benign), "{trigger:?} {story:?}: {}", got.why);
+            assert!(!got.why.is_empty());
+        }
+    }
+
+    #[test]
+    fn why_names_the_owner() {
+        let story = Story { owner: Some("nginx[812]".into()), ..Story::default() };
+        let got = classify(&sent(Some("TCP_TIMEWAIT_SOCKET"), Some(TimeWait), Some(false)), &story);
+        assert_eq!(got.why, "peer sent data after nginx[812] closed the socket");
+    }
+}

@@ -1,0 +1,473 @@
+//! The connection table: each connection's story rebuilt from kernel events, and the reports
+//! that come out of it.
+//!
+//! Resets are held for a short moment ([`HOLD_NS`]) before they are classified: the kernel
+//! reports what follows a reset (the error handed to the owner, the state change, the peer's
+//! own RST on this host) in the next few events, and the verdict needs them.
+//!
+//! Bounded: at most `cap` connections, the oldest closed ones evicted first, evictions counted.
+//! A socket address or 4-tuple that starts a new connection (connect, listen, a new child of a
+//! listener) starts a new story, so reuse never inherits a stale one.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::{
+    classify::{classify, Story, Trigger},
+    event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
+    report::{Attribution, Cause, Direction, Report, ReportType},
+};
+
+/// How long a reset waits for its follow-up events before it is classified.
+pub const HOLD_NS: u64 = 150_000_000;
+/// Two connections opened this close together by one process count as a race.
+const RACE_WINDOW_NS: u64 = 2_000_000_000;
+/// How long a sent RST is remembered for matching the peer's received one.
+const RECENT_SENT_NS: u64 = 5_000_000_000;
+const RECENT_SENT_MAX: usize = 4096;
+const HISTORY_MAX: usize = 16;
+
+const ETIMEDOUT: i32 = 110;
+
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub sk: u64,
+    pub netns: u32,
+    pub endpoints: Endpoints,
+    pub state: Option<TcpState>,
+    /// States entered, with their times (bounded).
+    pub history: Vec<(TcpState, u64)>,
+    pub opened_ns: u64,
+    pub established_ns: Option<u64>,
+    pub closed_ns: Option<u64>,
+    pub active_open: bool,
+    pub owner: Option<Task>,
+    pub app_closed: bool,
+    pub peer_closed: bool,
+    pub retransmits: u32,
+    pub syn_retransmits: u32,
+    pub same_segment_retransmits: u32,
+    last_retransmit_skb: u64,
+    pub errors: Vec<i32>,
+    pub reset_sent: bool,
+    pub reset_received: bool,
+}
+
+impl Connection {
+    fn new(sk: u64, netns: u32, endpoints: Endpoints, ts: u64) -> Self {
+        Self {
+            sk,
+            netns,
+            endpoints,
+            state: None,
+            history: Vec::new(),
+            opened_ns: ts,
+            established_ns: None,
+            closed_ns: None,
+            active_open: false,
+            owner: None,
+            app_closed: false,
+            peer_closed: false,
+            retransmits: 0,
+            syn_retransmits: 0,
+            same_segment_retransmits: 0,
+            last_retransmit_skb: 0,
+            errors: Vec::new(),
+            reset_sent: false,
+            reset_received: false,
+        }
+    }
+
+    fn enter(&mut self, state: TcpState, ts: u64) {
+        self.state = Some(state);
+        if self.history.len() == HISTORY_MAX {
+            self.history.remove(0);
+        }
+        self.history.push((state, ts));
+    }
+}
+
+/// A reset or timeout waiting for its follow-up events.
+struct Pending {
+    event: KernelEvent,
+    conn: Option<u64>,
+    trigger: Trigger,
+    /// The owner when the event itself proves who acted (a close in the owner's system call).
+    acting: Option<Task>,
+    deadline_ns: u64,
+}
+
+struct SentRecord {
+    ts: u64,
+    endpoints: Endpoints,
+    cause: Option<Cause>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TableStats {
+    pub tracked: usize,
+    pub evicted: u64,
+}
+
+pub struct Tracker {
+    conns: BTreeMap<u64, Connection>,
+    by_sk: HashMap<u64, u64>,
+    by_tuple: HashMap<Endpoints, Vec<u64>>,
+    listeners: HashMap<(u32, u16), Task>,
+    recent_sent: VecDeque<SentRecord>,
+    pending: VecDeque<Pending>,
+    next_id: u64,
+    cap: usize,
+    evicted: u64,
+}
+
+impl Tracker {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            conns: BTreeMap::new(),
+            by_sk: HashMap::new(),
+            by_tuple: HashMap::new(),
+            listeners: HashMap::new(),
+            recent_sent: VecDeque::new(),
+            pending: VecDeque::new(),
+            next_id: 1,
+            cap: cap.max(16),
+            evicted: 0,
+        }
+    }
+
+    pub fn stats(&self) -> TableStats {
+        TableStats { tracked: self.conns.len(), evicted: self.evicted }
+    }
+
+    pub fn connection(&self, id: u64) -> Option<&Connection> {
+        self.conns.get(&id)
+    }
+
+    fn create(&mut self, ev: &KernelEvent) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.conns.insert(id, Connection::new(ev.sk, ev.netns, ev.endpoints, ev.ts_ns));
+        if ev.sk != 0 {
+            self.by_sk.insert(ev.sk, id);
+        }
+        self.by_tuple.entry(ev.endpoints).or_default().push(id);
+        self.evict_over_cap();
+        id
+    }
+
+    fn evict_over_cap(&mut self) {
+        while self.conns.len() > self.cap {
+            // Oldest closed connection first; a table full of live ones drops the oldest.
+            let victim = self
+                .conns
+                .iter()
+                .find(|(_, c)| c.closed_ns.is_some())
+                .or_else(|| self.conns.iter().next())
+                .map(|(id, _)| *id);
+            let Some(id) = victim else { break };
+            self.remove(id);
+            self.evicted += 1;
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        let Some(c) = self.conns.remove(&id) else { return };
+        if self.by_sk.get(&c.sk) == Some(&id) {
+            self.by_sk.remove(&c.sk);
+        }
+        if let Some(ids) = self.by_tuple.get_mut(&c.endpoints) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_tuple.remove(&c.endpoints);
+            }
+        }
+    }
+
+    /// The newest connection with these endpoints, in this namespace when it is known.
+    fn by_endpoints(&self, endpoints: &Endpoints, netns: u32) -> Option<u64> {
+        self.by_tuple.get(endpoints)?.iter().rev().copied().find(|id| {
+            netns == 0 || self.conns.get(id).is_some_and(|c| c.netns == 0 || c.netns == netns)
+        })
+    }
+
+    /// The connection living on this socket. At connect() the kernel enters SYN_SENT before it
+    /// picks the source port, so a story opened with an incomplete tuple is completed here.
+    fn by_socket(&mut self, ev: &KernelEvent) -> Option<u64> {
+        let id = *self.by_sk.get(&ev.sk)?;
+        let c = self.conns.get_mut(&id)?;
+        if c.endpoints == ev.endpoints {
+            return Some(id);
+        }
+        let incomplete = c.endpoints.lport == 0 || c.endpoints.laddr.is_unspecified();
+        if !incomplete || c.endpoints.rport != ev.endpoints.rport || c.endpoints.raddr != ev.endpoints.raddr {
+            return None;
+        }
+        let old = std::mem::replace(&mut c.endpoints, ev.endpoints);
+        if let Some(ids) = self.by_tuple.get_mut(&old) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_tuple.remove(&old);
+            }
+        }
+        self.by_tuple.entry(ev.endpoints).or_default().push(id);
+        Some(id)
+    }
+
+    fn find(&mut self, ev: &KernelEvent) -> Option<u64> {
+        if ev.sk != 0 {
+            if let Some(id) = self.by_socket(ev) {
+                return Some(id);
+            }
+        }
+        self.by_endpoints(&ev.endpoints, ev.netns)
+    }
+
+    /// Feed one kernel event.
+    pub fn observe(&mut self, ev: KernelEvent) {
+        match ev.payload.clone() {
+            Payload::SetState { old, new } => self.on_set_state(&ev, old, new),
+            Payload::Retransmit { state } => {
+                if let Some(c) = self.find(&ev).and_then(|id| self.conns.get_mut(&id)) {
+                    if state == Some(TcpState::SynSent) {
+                        c.syn_retransmits += 1;
+                    } else {
+                        c.retransmits += 1;
+                        if ev.skb != 0 && ev.skb == c.last_retransmit_skb {
+                            c.same_segment_retransmits += 1;
+                        } else {
+                            c.same_segment_retransmits = 1;
+                            c.last_retransmit_skb = ev.skb;
+                        }
+                    }
+                }
+            }
+            Payload::ErrorReport { error } => {
+                let id = self.find(&ev);
+                let mut state = None;
+                let mut reset_seen = false;
+                if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
+                    c.errors.push(error);
+                    state = c.state;
+                    reset_seen = c.reset_sent || c.reset_received;
+                }
+                // A timeout with no RST on either side is an abort of its own; after a
+                // keepalive RST the same error is just its echo.
+                if error == ETIMEDOUT && !reset_seen {
+                    self.hold(ev, id, Trigger::TimedOut { state }, None);
+                }
+            }
+            Payload::SendReset { state, ref reason } => {
+                let id = if ev.sk != 0 || state.is_some() { self.find(&ev) } else { None };
+                let acting = acting_owner(&ev, state, reason.as_ref().map(|r| r.1.as_str()));
+                if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
+                    c.reset_sent = true;
+                    if let Some(task) = &acting {
+                        c.owner = Some(task.clone());
+                    }
+                }
+                let trigger = Trigger::Sent {
+                    reason: reason.as_ref().map(|r| r.1.clone()),
+                    state,
+                    trigger_syn: ev.trigger_flags.map(|f| f & TCP_FLAG_SYN != 0),
+                };
+                self.hold(ev, id, trigger, acting);
+            }
+            Payload::ReceiveReset => {
+                let id = self.find(&ev);
+                let mut state = None;
+                if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
+                    c.reset_received = true;
+                    state = c.state;
+                }
+                self.hold(ev, id, Trigger::Received { state }, None);
+            }
+        }
+    }
+
+    fn on_set_state(&mut self, ev: &KernelEvent, old: Option<TcpState>, new: Option<TcpState>) {
+        use TcpState::*;
+        let (Some(new), true) = (new, ev.sk != 0) else { return };
+        let starts_new_life = match new {
+            SynSent | Listen => old == Some(Close),
+            SynRecv => old != Some(SynSent),
+            _ => false,
+        };
+        let existing = if starts_new_life { None } else { self.by_socket(ev) };
+        let id = match existing {
+            Some(id) => id,
+            None => self.create(ev),
+        };
+        let listener_owner = self.listeners.get(&(ev.netns, ev.endpoints.lport)).cloned();
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        c.enter(new, ev.ts_ns);
+        if c.netns == 0 {
+            c.netns = ev.netns;
+        }
+        if let Some(owner) = &ev.owner {
+            c.owner = Some(owner.clone());
+        } else if new == SynRecv && c.owner.is_none() {
+            // A listener's child belongs to whoever accepts it: the listener's owner, until a
+            // send, receive or close in another process says otherwise.
+            c.owner = listener_owner;
+        }
+        match (old, new) {
+            (_, SynSent) => c.active_open = true,
+            (_, Established) => c.established_ns = Some(ev.ts_ns),
+            (Some(Established), FinWait1) | (Some(CloseWait), LastAck) => c.app_closed = true,
+            (_, CloseWait) => c.peer_closed = true,
+            (_, Close) => c.closed_ns = Some(ev.ts_ns),
+            _ => {}
+        }
+        match (old, new) {
+            (_, Listen) => {
+                let owner = c.owner.clone().or_else(|| Some(ev.current.clone()));
+                if let Some(owner) = owner {
+                    self.listeners.insert((ev.netns, ev.endpoints.lport), owner);
+                }
+            }
+            (Some(Listen), Close) => {
+                self.listeners.remove(&(ev.netns, ev.endpoints.lport));
+            }
+            _ => {}
+        }
+    }
+
+    fn hold(&mut self, event: KernelEvent, conn: Option<u64>, trigger: Trigger, acting: Option<Task>) {
+        let deadline_ns = event.ts_ns + HOLD_NS;
+        if matches!(trigger, Trigger::Sent { .. }) {
+            if self.recent_sent.len() == RECENT_SENT_MAX {
+                self.recent_sent.pop_front();
+            }
+            self.recent_sent.push_back(SentRecord { ts: event.ts_ns, endpoints: event.endpoints, cause: None });
+        }
+        self.pending.push_back(Pending { event, conn, trigger, acting, deadline_ns });
+    }
+
+    /// Classify every held event whose wait is over (all of them with `now_ns = u64::MAX`).
+    pub fn flush(&mut self, now_ns: u64) -> Vec<Report> {
+        let mut out = Vec::new();
+        while self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
+            let p = self.pending.pop_front().expect("front checked");
+            out.push(self.report(p));
+        }
+        while self.recent_sent.front().is_some_and(|r| r.ts + RECENT_SENT_NS < now_ns.min(u64::MAX - 1)) {
+            self.recent_sent.pop_front();
+        }
+        out
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn report(&mut self, p: Pending) -> Report {
+        let conn = p.conn.and_then(|id| self.conns.get(&id));
+        let owner = p.acting.clone().or_else(|| p.event.owner.clone()).or_else(|| conn.and_then(|c| c.owner.clone()));
+        let attribution = match (&p.acting, &owner) {
+            (Some(_), _) => Attribution::CurrentTask,
+            (None, Some(_)) => Attribution::SocketOwner,
+            (None, None) => Attribution::None,
+        };
+        let story = self.story(&p, conn, owner.as_ref());
+        let verdict = classify(&p.trigger, &story);
+        let (kind, direction, state) = match &p.trigger {
+            Trigger::Sent { state, .. } => (ReportType::Reset, Some(Direction::Sent), *state),
+            Trigger::Received { state } => (ReportType::Reset, Some(Direction::Received), *state),
+            Trigger::TimedOut { state } => (ReportType::Abort, None, *state),
+        };
+        if matches!(p.trigger, Trigger::Sent { .. }) {
+            if let Some(r) = self
+                .recent_sent
+                .iter_mut()
+                .rev()
+                .find(|r| r.ts == p.event.ts_ns && r.endpoints == p.event.endpoints)
+            {
+                r.cause = Some(verdict.cause);
+            }
+        }
+        let netns = if p.event.netns != 0 { p.event.netns } else { conn.map_or(0, |c| c.netns) };
+        Report {
+            kind,
+            direction,
+            kernel_reason: match &p.event.payload {
+                Payload::SendReset { reason, .. } => reason.as_ref().map(|r| r.1.clone()),
+                _ => None,
+            },
+            state: state.map_or("CLOSE", TcpState::name),
+            endpoints: p.event.endpoints,
+            owner,
+            attribution,
+            netns,
+            ts_ns: p.event.ts_ns,
+            peer_cause: story.peer_sent,
+            current: p.event.current.clone(),
+            retransmits: conn.map_or(0, |c| c.retransmits + c.syn_retransmits),
+            verdict,
+        }
+    }
+
+    fn story(&self, p: &Pending, conn: Option<&Connection>, owner: Option<&Task>) -> Story {
+        let mut story = Story { owner: owner.map(|o| format!("{}[{}]", o.comm, o.pid)), ..Story::default() };
+        if let Some(c) = conn {
+            story.active_open = c.active_open;
+            story.app_closed = c.app_closed;
+            story.peer_closed = c.peer_closed;
+            story.established_ns = c.established_ns;
+            story.same_segment_retransmits = c.same_segment_retransmits;
+            story.syn_retransmits = c.syn_retransmits;
+            story.race_sibling = self.race_sibling(c, owner, p.event.ts_ns);
+        }
+        let reversed = p.event.endpoints.reversed();
+        if matches!(p.trigger, Trigger::Received { .. }) {
+            story.peer_local = self.by_tuple.contains_key(&reversed);
+            story.peer_sent = self
+                .recent_sent
+                .iter()
+                .rev()
+                .find(|r| r.endpoints == reversed && r.ts <= p.event.ts_ns && p.event.ts_ns - r.ts < RECENT_SENT_NS)
+                .map(|r| r.cause.unwrap_or(Cause::Unknown));
+        }
+        if let Trigger::Sent { state: None, .. } = p.trigger {
+            story.port_taken_by = self.port_taken(p, conn);
+        }
+        story
+    }
+
+    /// The owner opened another connection to the same peer (same address, or same port on
+    /// another address) at about the same time, and that one is still up.
+    fn race_sibling(&self, c: &Connection, owner: Option<&Task>, now: u64) -> bool {
+        let (Some(owner), true, Some(est)) = (owner, c.active_open, c.established_ns) else { return false };
+        if now.saturating_sub(est) > RACE_WINDOW_NS {
+            return false;
+        }
+        self.conns.values().any(|d| {
+            !std::ptr::eq(d, c)
+                && d.active_open
+                && d.closed_ns.is_none()
+                && d.established_ns.is_some()
+                && d.owner.as_ref().is_some_and(|o| o.pid == owner.pid)
+                && (d.endpoints.raddr == c.endpoints.raddr || d.endpoints.rport == c.endpoints.rport)
+                && d.opened_ns.abs_diff(c.opened_ns) < RACE_WINDOW_NS
+        })
+    }
+
+    /// A socket-less reset on a port whose listener now belongs to another process than the one
+    /// that served this peer before.
+    fn port_taken(&self, p: &Pending, conn: Option<&Connection>) -> Option<String> {
+        let served_by = conn?.owner.as_ref()?;
+        let now = self.listeners.get(&(p.event.netns, p.event.endpoints.lport))?;
+        (now.pid != served_by.pid).then(|| format!("{}[{}]", now.comm, now.pid))
+    }
+}
+
+/// Resets sent from inside the owner's own system call (close, shutdown, disconnect): the socket
+/// is already CLOSE when tcp_close()/tcp_disconnect() send them, and the reason names the call.
+/// There `current` is the process that closed the socket, which is its owner at that moment
+/// (even a forked child that inherited it).
+fn acting_owner(ev: &KernelEvent, state: Option<TcpState>, reason: Option<&str>) -> Option<Task> {
+    let in_syscall = state == Some(TcpState::Close)
+        && matches!(
+            reason,
+            Some("TCP_ABORT_ON_CLOSE" | "TCP_STATE" | "TCP_DISCONNECT_WITH_DATA" | "TCP_ABORT_ON_LINGER" | "TCP_ABORT_ON_MEMORY")
+        );
+    (in_syscall && !ev.current.is_kernel_context()).then(|| ev.current.clone())
+}

@@ -1,0 +1,475 @@
+//! Ring-buffer bytes → [`KernelEvent`], using field offsets from the running kernel's format
+//! files. Pure: never touches the kernel, never panics on arbitrary bytes.
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use rsttrace_common::{Event, EventKind, TracepointLayout, EVENT_SIZE, FLAG_OWNER_KNOWN, FLAG_TCP_FLAGS_KNOWN, NO_FIELD, RECORD_MAX};
+
+use crate::{
+    event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState},
+    tracefs::{Field, Format},
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("event of {0} bytes, expected {EVENT_SIZE}")]
+    Size(usize),
+    #[error("unknown event kind {0}")]
+    Kind(u32),
+    #[error("{0} event for a tracepoint that was not attached")]
+    NotAttached(&'static str),
+    #[error("{0} record has no usable address family")]
+    Family(&'static str),
+}
+
+/// The fields of one tracepoint we decode, located in its record.
+#[derive(Clone, Debug, Default)]
+pub struct RecordFields {
+    skaddr: Option<Field>,
+    skbaddr: Option<Field>,
+    state: Option<Field>,
+    reason: Option<Field>,
+    oldstate: Option<Field>,
+    newstate: Option<Field>,
+    protocol: Option<Field>,
+    error: Option<Field>,
+    family: Option<Field>,
+    sport: Option<Field>,
+    dport: Option<Field>,
+    saddr: Option<Field>,
+    daddr: Option<Field>,
+    saddr_v6: Option<Field>,
+    daddr_v6: Option<Field>,
+    record_size: usize,
+    reason_names: HashMap<i64, String>,
+}
+
+impl RecordFields {
+    pub fn from_format(format: &Format) -> Self {
+        let f = |name: &str| format.field(name).cloned();
+        Self {
+            skaddr: f("skaddr"),
+            skbaddr: f("skbaddr"),
+            state: f("state"),
+            reason: f("reason"),
+            oldstate: f("oldstate"),
+            newstate: f("newstate"),
+            protocol: f("protocol"),
+            error: f("error"),
+            family: f("family"),
+            sport: f("sport"),
+            dport: f("dport"),
+            saddr: f("saddr"),
+            daddr: f("daddr"),
+            saddr_v6: f("saddr_v6"),
+            daddr_v6: f("daddr_v6"),
+            record_size: format.record_size().min(RECORD_MAX),
+            reason_names: format.symbols.get("reason").cloned().unwrap_or_default(),
+        }
+    }
+
+    /// What the kernel programs need of this layout.
+    pub fn kernel_layout(&self) -> TracepointLayout {
+        let off = |f: &Option<Field>| f.as_ref().map_or(NO_FIELD, |f| f.offset as u16);
+        TracepointLayout {
+            record_size: self.record_size as u16,
+            skaddr: off(&self.skaddr),
+            skbaddr: off(&self.skbaddr),
+            state: off(&self.state),
+            oldstate: off(&self.oldstate),
+            newstate: off(&self.newstate),
+            protocol: off(&self.protocol),
+            _pad: 0,
+        }
+    }
+
+    pub fn has_reason(&self) -> bool {
+        self.reason.is_some()
+    }
+}
+
+fn bytes<'a>(record: &'a [u8], field: &Option<Field>) -> Option<&'a [u8]> {
+    let f = field.as_ref()?;
+    record.get(f.offset..f.offset + f.size)
+}
+
+/// Little-endian integer of 1, 2, 4 or 8 bytes, sign-extended when the field is signed.
+fn int(record: &[u8], field: &Option<Field>) -> Option<i64> {
+    let b = bytes(record, field)?;
+    let signed = field.as_ref()?.signed;
+    Some(match b.len() {
+        1 if signed => b[0] as i8 as i64,
+        1 => b[0] as i64,
+        2 if signed => i16::from_le_bytes([b[0], b[1]]) as i64,
+        2 => u16::from_le_bytes([b[0], b[1]]) as i64,
+        4 if signed => i32::from_le_bytes(b.try_into().ok()?) as i64,
+        4 => u32::from_le_bytes(b.try_into().ok()?) as i64,
+        8 => i64::from_le_bytes(b.try_into().ok()?),
+        _ => return None,
+    })
+}
+
+/// A `struct sockaddr_in`/`sockaddr_in6` blob (the 6.10+ `tcp_send_reset` layout).
+fn sockaddr(blob: &[u8]) -> Option<(u16, IpAddr, u16)> {
+    let family = u16::from_le_bytes([*blob.first()?, *blob.get(1)?]);
+    let port = u16::from_be_bytes([*blob.get(2)?, *blob.get(3)?]);
+    let addr = match family {
+        AF_INET => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(blob.get(4..8)?).ok()?)),
+        AF_INET6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(blob.get(8..24)?).ok()?)),
+        _ => return None,
+    };
+    Some((family, addr, port))
+}
+
+impl RecordFields {
+    fn endpoints(&self, record: &[u8], what: &'static str) -> Result<Endpoints, DecodeError> {
+        // Current tcp_send_reset: sockaddr blobs, local end first.
+        if self.saddr.as_ref().is_some_and(|f| f.size >= 24) {
+            let local = bytes(record, &self.saddr).and_then(sockaddr);
+            let remote = bytes(record, &self.daddr).and_then(sockaddr);
+            let (Some((family, laddr, lport)), Some((_, raddr, rport))) = (local, remote) else {
+                return Err(DecodeError::Family(what));
+            };
+            let family = if family == AF_INET { Family::Ipv4 } else { Family::Ipv6 };
+            return Ok(Endpoints { family, laddr, lport, raddr, rport });
+        }
+        let family = match int(record, &self.family).map(|f| f as u16) {
+            Some(AF_INET) => Family::Ipv4,
+            Some(AF_INET6) => Family::Ipv6,
+            _ => return Err(DecodeError::Family(what)),
+        };
+        let addr = |v4: &Option<Field>, v6: &Option<Field>| -> Option<IpAddr> {
+            Some(match family {
+                Family::Ipv4 => IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(bytes(record, v4)?).ok()?)),
+                Family::Ipv6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(bytes(record, v6)?).ok()?)),
+            })
+        };
+        let (Some(laddr), Some(raddr)) = (addr(&self.saddr, &self.saddr_v6), addr(&self.daddr, &self.daddr_v6)) else {
+            return Err(DecodeError::Family(what));
+        };
+        // These layouts store ports in host order (the tracepoints apply ntohs).
+        Ok(Endpoints {
+            family,
+            laddr,
+            lport: int(record, &self.sport).unwrap_or(0) as u16,
+            raddr,
+            rport: int(record, &self.dport).unwrap_or(0) as u16,
+        })
+    }
+
+    fn state(&self, record: &[u8], field: &Option<Field>) -> Option<TcpState> {
+        int(record, field).and_then(TcpState::from_kernel)
+    }
+
+    fn payload(&self, kind: EventKind, record: &[u8]) -> Payload {
+        match kind {
+            EventKind::SendReset => Payload::SendReset {
+                state: self.state(record, &self.state),
+                reason: int(record, &self.reason).map(|r| {
+                    let name = self
+                        .reason_names
+                        .get(&r)
+                        .cloned()
+                        .unwrap_or_else(|| fallback_reason_name(r).to_string());
+                    (r as u32, name)
+                }),
+            },
+            EventKind::ReceiveReset => Payload::ReceiveReset,
+            EventKind::Retransmit => Payload::Retransmit {
+                state: self.state(record, &self.state),
+            },
+            EventKind::SetState => Payload::SetState {
+                old: self.state(record, &self.oldstate),
+                new: self.state(record, &self.newstate),
+            },
+            EventKind::ErrorReport => Payload::ErrorReport {
+                error: int(record, &self.error).unwrap_or(0) as i32,
+            },
+        }
+    }
+}
+
+/// `enum sk_rst_reason` names of Linux 6.12–6.18, used only when the format file's own table
+/// lacks a value.
+fn fallback_reason_name(value: i64) -> &'static str {
+    const NAMES: [&str; 26] = [
+        "NOT_SPECIFIED", "NO_SOCKET", "TCP_INVALID_ACK_SEQUENCE", "TCP_RFC7323_PAWS",
+        "TCP_TOO_OLD_ACK", "TCP_ACK_UNSENT_DATA", "TCP_FLAGS", "TCP_OLD_ACK", "TCP_ABORT_ON_DATA",
+        "TCP_TIMEWAIT_SOCKET", "INVALID_SYN", "TCP_ABORT_ON_CLOSE", "TCP_ABORT_ON_LINGER",
+        "TCP_ABORT_ON_MEMORY", "TCP_STATE", "TCP_KEEPALIVE_TIMEOUT", "TCP_DISCONNECT_WITH_DATA",
+        "MPTCP_RST_EUNSPEC", "MPTCP_RST_EMPTCP", "MPTCP_RST_ERESOURCE", "MPTCP_RST_EPROHIBIT",
+        "MPTCP_RST_EWQ2BIG", "MPTCP_RST_EBADPERF", "MPTCP_RST_EMIDDLEBOX", "ERROR", "MAX",
+    ];
+    usize::try_from(value).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// Decodes events for the running kernel.
+#[derive(Clone, Debug, Default)]
+pub struct Decoder {
+    /// Indexed by `EventKind`; `None` for tracepoints not attached.
+    kinds: [Option<RecordFields>; EventKind::COUNT],
+}
+
+impl Decoder {
+    pub fn new(kinds: [Option<RecordFields>; EventKind::COUNT]) -> Self {
+        Self { kinds }
+    }
+
+    pub fn fields(&self, kind: EventKind) -> Option<&RecordFields> {
+        self.kinds[kind as usize].as_ref()
+    }
+
+    pub fn decode(&self, data: &[u8]) -> Result<KernelEvent, DecodeError> {
+        if data.len() < EVENT_SIZE {
+            return Err(DecodeError::Size(data.len()));
+        }
+        // SAFETY: length checked; Event is plain old data and read unaligned.
+        let raw: Event = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+        let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::Kind(raw.kind))?;
+        let fields = self.kinds[kind as usize]
+            .as_ref()
+            .ok_or(DecodeError::NotAttached(kind.program()))?;
+        let record = &raw.record[..(raw.record_size as usize).min(RECORD_MAX)];
+        let endpoints = fields.endpoints(record, kind.program())?;
+        let owner = (raw.flags & FLAG_OWNER_KNOWN != 0).then(|| Task {
+            pid: raw.owner.tgid,
+            tid: raw.owner.pid,
+            comm: comm(&raw.owner.comm),
+        });
+        Ok(KernelEvent {
+            kind,
+            ts_ns: raw.ts_ns,
+            sk: int(record, &fields.skaddr).unwrap_or(0) as u64,
+            skb: int(record, &fields.skbaddr).unwrap_or(0) as u64,
+            trigger_flags: (raw.flags & FLAG_TCP_FLAGS_KNOWN != 0).then_some(raw.tcp_flags),
+            endpoints,
+            payload: fields.payload(kind, record),
+            current: Task {
+                pid: (raw.current_pid_tgid >> 32) as u32,
+                tid: raw.current_pid_tgid as u32,
+                comm: comm(&raw.current_comm),
+            },
+            owner,
+            netns: raw.netns,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::tracefs::tests::{kernel_format, KERNELS};
+    use rsttrace_common::Owner;
+
+    pub fn decoder_for(kernel: &str) -> Decoder {
+        let mut kinds: [Option<RecordFields>; EventKind::COUNT] = Default::default();
+        for kind in EventKind::ALL {
+            let (group, name) = kind.tracepoint();
+            kinds[kind as usize] = Some(RecordFields::from_format(&kernel_format(kernel, group, name)));
+        }
+        Decoder::new(kinds)
+    }
+
+    fn put(record: &mut [u8], field: &Field, value: &[u8]) {
+        record[field.offset..field.offset + value.len()].copy_from_slice(value);
+    }
+
+    /// Build a ring-buffer event for `kind` from named field values, as the kernel would.
+    pub fn event_bytes(kernel: &str, kind: EventKind, values: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let (group, name) = kind.tracepoint();
+        let format = kernel_format(kernel, group, name);
+        let mut raw = Event {
+            kind: kind as u32,
+            flags: FLAG_OWNER_KNOWN,
+            ts_ns: 42,
+            current_pid_tgid: (7u64 << 32) | 8,
+            current_comm: *b"swapper/1\0\0\0\0\0\0\0",
+            owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0" },
+            netns: 4026531840,
+            record_size: format.record_size() as u16,
+            tcp_flags: 0,
+            _pad: 0,
+            record: [0; RECORD_MAX],
+        };
+        for (field, value) in values {
+            put(&mut raw.record, format.field(field).unwrap(), value);
+        }
+        // SAFETY: Event is plain old data.
+        unsafe { std::slice::from_raw_parts((&raw as *const Event).cast::<u8>(), EVENT_SIZE) }.to_vec()
+    }
+
+    fn sockaddr_in(ip: [u8; 4], port: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 28];
+        b[..2].copy_from_slice(&AF_INET.to_le_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[4..8].copy_from_slice(&ip);
+        b
+    }
+
+    fn sockaddr_in6(ip: Ipv6Addr, port: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 28];
+        b[..2].copy_from_slice(&AF_INET6.to_le_bytes());
+        b[2..4].copy_from_slice(&port.to_be_bytes());
+        b[8..24].copy_from_slice(&ip.octets());
+        b
+    }
+
+    #[test]
+    fn send_reset_without_socket_current_layout() {
+        for kernel in ["6.12.117-debian-cloud", "6.18.44-host"] {
+            let bytes = event_bytes(
+                kernel,
+                EventKind::SendReset,
+                &[
+                    ("reason", 1u32.to_le_bytes().to_vec()),
+                    ("saddr", sockaddr_in([10, 0, 0, 2], 9)),
+                    ("daddr", sockaddr_in([10, 0, 0, 1], 40000)),
+                ],
+            );
+            let e = decoder_for(kernel).decode(&bytes).unwrap();
+            assert_eq!(e.sk, 0);
+            assert_eq!(e.endpoints.laddr.to_string(), "10.0.0.2");
+            assert_eq!((e.endpoints.lport, e.endpoints.rport), (9, 40000));
+            assert_eq!(e.endpoints.family, Family::Ipv4);
+            assert_eq!(
+                e.payload,
+                Payload::SendReset { state: None, reason: Some((1, "NO_SOCKET".into())) }
+            );
+            assert_eq!(e.current.comm, "swapper/1");
+            assert_eq!(e.owner.as_ref().unwrap().pid, 812);
+            assert_eq!(e.owner.unwrap().comm, "nginx");
+        }
+    }
+
+    #[test]
+    fn send_reset_ipv6_current_layout() {
+        let ip: Ipv6Addr = "fd00::2".parse().unwrap();
+        let bytes = event_bytes(
+            "6.18.44-host",
+            EventKind::SendReset,
+            &[
+                ("skaddr", 0xffff_8888_0000_1000u64.to_le_bytes().to_vec()),
+                ("state", 7i32.to_le_bytes().to_vec()),
+                ("reason", 14u32.to_le_bytes().to_vec()),
+                ("saddr", sockaddr_in6(ip, 8080)),
+                ("daddr", sockaddr_in6("fd00::1".parse().unwrap(), 5555)),
+            ],
+        );
+        let e = decoder_for("6.18.44-host").decode(&bytes).unwrap();
+        assert_eq!(e.sk, 0xffff_8888_0000_1000);
+        assert_eq!(e.endpoints.family, Family::Ipv6);
+        assert_eq!(e.endpoints.laddr, IpAddr::V6(ip));
+        assert_eq!(
+            e.payload,
+            Payload::SendReset { state: Some(TcpState::Close), reason: Some((14, "TCP_STATE".into())) }
+        );
+    }
+
+    #[test]
+    fn send_reset_pre_6_10_layout_has_no_reason() {
+        let kernel = "6.1.176-debian-cloud";
+        let bytes = event_bytes(
+            kernel,
+            EventKind::SendReset,
+            &[
+                ("skaddr", 0xffff_1u64.to_le_bytes().to_vec()),
+                ("state", 1i32.to_le_bytes().to_vec()),
+                ("sport", 8080u16.to_le_bytes().to_vec()),
+                ("dport", 41000u16.to_le_bytes().to_vec()),
+                ("family", AF_INET6.to_le_bytes().to_vec()),
+                ("saddr_v6", "fd00::2".parse::<Ipv6Addr>().unwrap().octets().to_vec()),
+                ("daddr_v6", "fd00::1".parse::<Ipv6Addr>().unwrap().octets().to_vec()),
+            ],
+        );
+        let e = decoder_for(kernel).decode(&bytes).unwrap();
+        assert_eq!(e.payload, Payload::SendReset { state: Some(TcpState::Established), reason: None });
+        assert_eq!(e.endpoints.raddr.to_string(), "fd00::1");
+        assert_eq!((e.endpoints.lport, e.endpoints.rport), (8080, 41000));
+    }
+
+    #[test]
+    fn set_state_and_error_report_on_every_kernel() {
+        for kernel in KERNELS {
+            let d = decoder_for(kernel);
+            let bytes = event_bytes(
+                kernel,
+                EventKind::SetState,
+                &[
+                    ("oldstate", 1i32.to_le_bytes().to_vec()),
+                    ("newstate", 4i32.to_le_bytes().to_vec()),
+                    ("family", AF_INET.to_le_bytes().to_vec()),
+                    ("sport", 5000u16.to_le_bytes().to_vec()),
+                    ("saddr", vec![127, 0, 0, 1]),
+                    ("daddr", vec![127, 0, 0, 2]),
+                ],
+            );
+            let e = d.decode(&bytes).unwrap();
+            assert_eq!(
+                e.payload,
+                Payload::SetState { old: Some(TcpState::Established), new: Some(TcpState::FinWait1) },
+                "{kernel}"
+            );
+            assert_eq!(e.endpoints.raddr.to_string(), "127.0.0.2");
+            let bytes = event_bytes(
+                kernel,
+                EventKind::ErrorReport,
+                &[("error", 111i32.to_le_bytes().to_vec()), ("family", AF_INET.to_le_bytes().to_vec())],
+            );
+            assert_eq!(d.decode(&bytes).unwrap().payload, Payload::ErrorReport { error: 111 }, "{kernel}");
+        }
+    }
+
+    #[test]
+    fn preempt_rt_layout_decodes() {
+        let format = crate::tracefs::parse_format(crate::tracefs::tests::PREEMPT_RT_SEND_RESET).unwrap();
+        let fields = RecordFields::from_format(&format);
+        assert_eq!(fields.kernel_layout().skaddr, 24);
+        assert_eq!(fields.kernel_layout().state, 32);
+        let mut kinds: [Option<RecordFields>; EventKind::COUNT] = Default::default();
+        kinds[0] = Some(fields);
+        let mut raw = [0u8; EVENT_SIZE];
+        let record_at = EVENT_SIZE - RECORD_MAX;
+        raw[record_at - 4..record_at - 2].copy_from_slice(&96u16.to_le_bytes());
+        raw[record_at + 36..record_at + 40].copy_from_slice(&1u32.to_le_bytes());
+        raw[record_at + 40..record_at + 68].copy_from_slice(&sockaddr_in([1, 2, 3, 4], 80));
+        raw[record_at + 68..record_at + 96].copy_from_slice(&sockaddr_in([5, 6, 7, 8], 81));
+        let e = Decoder::new(kinds).decode(&raw).unwrap();
+        assert_eq!(e.endpoints.laddr.to_string(), "1.2.3.4");
+        assert!(matches!(e.payload, Payload::SendReset { reason: Some((1, _)), .. }));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let d = decoder_for("6.18.44-host");
+        assert_eq!(d.decode(&[0; 10]), Err(DecodeError::Size(10)));
+        let mut bytes = vec![0u8; EVENT_SIZE];
+        bytes[0] = 99;
+        assert_eq!(d.decode(&bytes), Err(DecodeError::Kind(99)));
+        bytes[0] = EventKind::SetState as u8;
+        assert!(matches!(d.decode(&bytes), Err(DecodeError::Family(_))));
+        // Any bytes at all: an error or an event, never a panic.
+        for seed in 0..2000u32 {
+            let mut b = vec![0u8; EVENT_SIZE];
+            let mut x = seed.wrapping_mul(2654435761).max(1);
+            for byte in b.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *byte = x as u8;
+            }
+            b[0] = (seed % 5) as u8;
+            b[1..4].fill(0);
+            let _ = d.decode(&b);
+        }
+    }
+}

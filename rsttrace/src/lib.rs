@@ -1,0 +1,16 @@
+//! rsttrace: where every TCP reset on this host came from.
+//!
+//! Flow: `loader` attaches the kernel programs → ring buffer → `decode` (bytes → events) →
+//! `conntrack` (connection stories, owner attribution) → `classify` (cause) → `output`.
+//! `agent` wires them in an async loop; `main.rs` only turns errors into exit codes.
+pub mod agent;
+pub mod btf;
+pub mod classify;
+pub mod cli;
+pub mod conntrack;
+pub mod decode;
+pub mod event;
+pub mod loader;
+pub mod output;
+pub mod report;
+pub mod tracefs;

@@ -1,0 +1,186 @@
+//! Loading and attaching the kernel programs: the only module that touches aya's program types.
+//!
+//! Before load it reads each tracepoint's format file (so the programs and the decoder agree on
+//! offsets for this kernel) and the struct offsets from BTF, and writes both into the programs'
+//! `CONFIG` global. Tracepoints the kernel lacks are reported, not fatal, unless they are the
+//! core ones without which rsttrace would be blind to resets.
+use std::path::Path;
+
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
+use rsttrace_common::{EventKind, KernelConfig, SockMsgLayout, StructOffsets, LOST_SLOT, NO_FIELD};
+
+use crate::{
+    btf,
+    decode::{Decoder, RecordFields},
+    tracefs::{Tracefs, TracefsError},
+};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("RSTTRACE_EBPF_OBJECT"));
+
+/// Tracepoints without which rsttrace cannot do its job.
+const CORE: [EventKind; 3] = [EventKind::SendReset, EventKind::ReceiveReset, EventKind::SetState];
+
+/// The owner-learning hooks (Linux 6.4+); optional.
+const SOCK_MSG_TRACEPOINTS: [&str; 2] = ["sock_send_length", "sock_recv_length"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+    #[error("loading the BPF object failed: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("the kernel refused program {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("attaching {program} to {group}:{name} failed: {source}")]
+    Attach {
+        program: &'static str,
+        group: &'static str,
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("BPF map {0} is missing from the object")]
+    Map(&'static str),
+}
+
+/// What this kernel lets rsttrace see, for the start-up message.
+#[derive(Debug, Default)]
+pub struct Capture {
+    /// Tracepoints that do not exist here.
+    pub missing: Vec<String>,
+    /// `tcp_send_reset` carries `sk_rst_reason`.
+    pub reasons: bool,
+    /// The send/receive owner hooks are attached.
+    pub owner_hooks: bool,
+    /// Struct offsets BTF could not give (netns or trigger flags then stay empty).
+    pub btf_missing: Vec<String>,
+}
+
+pub struct Loaded {
+    /// Owns the programs and their links; dropping it detaches everything.
+    pub ebpf: Ebpf,
+    pub decoder: Decoder,
+    pub capture: Capture,
+}
+
+pub struct LoadOptions<'a> {
+    pub tracefs: &'a Tracefs,
+    pub btf_path: &'a Path,
+    /// Ring buffer size in bytes (a power-of-two multiple of the page size).
+    pub ring_buffer_bytes: u32,
+}
+
+pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let mut capture = Capture::default();
+    let mut kinds: [Option<RecordFields>; EventKind::COUNT] = Default::default();
+    let mut config = KernelConfig::EMPTY;
+    for kind in EventKind::ALL {
+        let (group, name) = kind.tracepoint();
+        match opts.tracefs.format(group, name) {
+            Ok(format) => {
+                let fields = RecordFields::from_format(&format);
+                config.layouts[kind as usize] = fields.kernel_layout();
+                if kind == EventKind::SendReset {
+                    capture.reasons = fields.has_reason();
+                }
+                kinds[kind as usize] = Some(fields);
+            }
+            Err(err @ TracefsError::MissingTracepoint { .. }) if !CORE.contains(&kind) => {
+                log::debug!("{err}");
+                capture.missing.push(format!("{group}:{name}"));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    config.sock_msg = sock_msg_layout(opts.tracefs);
+    capture.owner_hooks = config.sock_msg.sk != NO_FIELD;
+    config.offsets = match btf::Btf::from_file(opts.btf_path) {
+        Ok(btf) => {
+            let (offsets, missing) = btf::struct_offsets(&btf);
+            capture.btf_missing = missing;
+            offsets
+        }
+        Err(err) => {
+            capture.btf_missing.push(err.to_string());
+            StructOffsets::UNKNOWN
+        }
+    };
+
+    let mut ebpf = EbpfLoader::new()
+        .override_global("CONFIG", &config, true)
+        .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+        .load(OBJECT)
+        .map_err(LoadError::Object)?;
+    for kind in EventKind::ALL.into_iter().filter(|k| kinds[*k as usize].is_some()) {
+        let (group, name) = kind.tracepoint();
+        attach(&mut ebpf, kind.program(), &[(group, name)])?;
+    }
+    if capture.owner_hooks {
+        let hooks: Vec<_> = SOCK_MSG_TRACEPOINTS.iter().map(|n| ("sock", *n)).collect();
+        attach(&mut ebpf, "sock_msg_length", &hooks)?;
+    }
+    Ok(Loaded {
+        ebpf,
+        decoder: Decoder::new(kinds),
+        capture,
+    })
+}
+
+/// Both owner hooks must exist with the fields we read, or neither is used.
+fn sock_msg_layout(tracefs: &Tracefs) -> SockMsgLayout {
+    let mut layout = SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD };
+    for name in SOCK_MSG_TRACEPOINTS {
+        let Ok(format) = tracefs.format("sock", name) else {
+            return SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD };
+        };
+        match (format.field("sk"), format.field("protocol")) {
+            (Some(sk), Some(protocol))
+                if layout.sk == NO_FIELD || (layout.sk == sk.offset as u16 && layout.protocol == protocol.offset as u16) =>
+            {
+                layout = SockMsgLayout { sk: sk.offset as u16, protocol: protocol.offset as u16 };
+            }
+            _ => return SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD },
+        }
+    }
+    layout
+}
+
+fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, &'static str)]) -> Result<(), LoadError> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::Map(program))?
+        .try_into()
+        .map_err(|source| LoadError::Program { program, source })?;
+    prog.load().map_err(|source| LoadError::Program { program, source })?;
+    for (group, name) in tracepoints {
+        prog.attach(group, name).map_err(|source| LoadError::Attach { program, group, name, source })?;
+    }
+    Ok(())
+}
+
+pub fn take_ring_buffer(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, LoadError> {
+    let map = ebpf.take_map("EVENTS").ok_or(LoadError::Map("EVENTS"))?;
+    RingBuf::try_from(map).map_err(|_| LoadError::Map("EVENTS"))
+}
+
+/// Reads the per-CPU count of events that found the ring buffer full.
+pub struct LostCounter(PerCpuArray<MapData, u64>);
+
+impl LostCounter {
+    pub fn new(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
+        let map = ebpf.take_map("LOST").ok_or(LoadError::Map("LOST"))?;
+        Ok(Self(PerCpuArray::try_from(map).map_err(|_| LoadError::Map("LOST"))?))
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.get(&LOST_SLOT, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,147 @@
+//! What rsttrace tells the operator about one reset or abort: the event contract of RESETS.md.
+use serde::Serialize;
+
+use crate::event::{Endpoints, Task};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportType {
+    Reset,
+    Abort,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Application,
+    Stack,
+    Peer,
+    Network,
+    Unknown,
+}
+
+/// The causes of RESETS.md, with the names rsttrace reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    NoListener,
+    Refused,
+    NoSocket,
+    AppAbortUnread,
+    AppAbortLinger0,
+    AppDisconnect,
+    DataAfterClose,
+    Linger2Abort,
+    OrphanMemory,
+    ListenOverflow,
+    KeepaliveTimeout,
+    RetransmitTimeout,
+    SynTimeout,
+    TimewaitReuse,
+    PawsReject,
+    InvalidSegment,
+    PeerReset,
+    Injected,
+    ConnectRaceLoser,
+    PortGrabbed,
+    Unknown,
+}
+
+impl Cause {
+    pub const ALL: [Cause; 21] = [
+        Cause::NoListener, Cause::Refused, Cause::NoSocket, Cause::AppAbortUnread,
+        Cause::AppAbortLinger0, Cause::AppDisconnect, Cause::DataAfterClose, Cause::Linger2Abort,
+        Cause::OrphanMemory, Cause::ListenOverflow, Cause::KeepaliveTimeout,
+        Cause::RetransmitTimeout, Cause::SynTimeout, Cause::TimewaitReuse, Cause::PawsReject,
+        Cause::InvalidSegment, Cause::PeerReset, Cause::Injected, Cause::ConnectRaceLoser,
+        Cause::PortGrabbed, Cause::Unknown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::NoListener => "no_listener",
+            Cause::Refused => "refused",
+            Cause::NoSocket => "no_socket",
+            Cause::AppAbortUnread => "app_abort_unread",
+            Cause::AppAbortLinger0 => "app_abort_linger0",
+            Cause::AppDisconnect => "app_disconnect",
+            Cause::DataAfterClose => "data_after_close",
+            Cause::Linger2Abort => "linger2_abort",
+            Cause::OrphanMemory => "orphan_memory",
+            Cause::ListenOverflow => "listen_overflow",
+            Cause::KeepaliveTimeout => "keepalive_timeout",
+            Cause::RetransmitTimeout => "retransmit_timeout",
+            Cause::SynTimeout => "syn_timeout",
+            Cause::TimewaitReuse => "timewait_reuse",
+            Cause::PawsReject => "paws_reject",
+            Cause::InvalidSegment => "invalid_segment",
+            Cause::PeerReset => "peer_reset",
+            Cause::Injected => "injected",
+            Cause::ConnectRaceLoser => "connect_race_loser",
+            Cause::PortGrabbed => "port_grabbed",
+            Cause::Unknown => "unknown",
+        }
+    }
+}
+
+impl Origin {
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Application => "application",
+            Origin::Stack => "stack",
+            Origin::Peer => "peer",
+            Origin::Network => "network",
+            Origin::Unknown => "unknown",
+        }
+    }
+}
+
+/// How the reported process was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attribution {
+    /// The task the socket belongs to, learned in process context on that socket.
+    SocketOwner,
+    /// The task running when the kernel acted, in a path known to run in the owner's system call.
+    CurrentTask,
+    None,
+}
+
+/// The classifier's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub cause: Cause,
+    pub origin: Origin,
+    pub benign: bool,
+    /// One line a person can act on.
+    pub why: String,
+}
+
+/// One reset or abort, ready for output.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub kind: ReportType,
+    pub direction: Option<Direction>,
+    pub verdict: Verdict,
+    pub kernel_reason: Option<String>,
+    /// State of the local socket when it happened; `CLOSE` when there was no socket.
+    pub state: &'static str,
+    pub endpoints: Endpoints,
+    pub owner: Option<Task>,
+    pub attribution: Attribution,
+    pub netns: u32,
+    /// CLOCK_MONOTONIC nanoseconds; output turns it into wall-clock time.
+    pub ts_ns: u64,
+    /// For a received reset whose sender is also on this host: the sender's cause.
+    pub peer_cause: Option<Cause>,
+    /// The task that was running (often not the owner), for the curious.
+    pub current: Task,
+    pub retransmits: u32,
+}
