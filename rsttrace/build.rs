@@ -33,6 +33,6 @@ fn main() {
              nightly rust-src component and bpf-linker"
         );
     }
-    let object = target_dir.join("bpfel-unknown-none/release/rsttrace");
+    let object = target_dir.join("bpfel-unknown-none/release/rsttrace-ebpf");
     println!("cargo:rustc-env=RSTTRACE_EBPF_OBJECT={}", object.display());
 }

@@ -124,6 +124,9 @@ pub struct StructOffsets {
     pub skb_head: u32,
     /// `sk_buff.transport_header` (a u16 offset from `head`)
     pub skb_transport_header: u32,
+    /// `sk_buff.network_header` (a u16 offset from `head`)
+    pub skb_network_header: u32,
+    pub _pad: u32,
 }
 
 impl StructOffsets {
@@ -134,6 +137,8 @@ impl StructOffsets {
         dev_net: NO_OFFSET,
         skb_head: NO_OFFSET,
         skb_transport_header: NO_OFFSET,
+        skb_network_header: NO_OFFSET,
+        _pad: 0,
     };
 }
 
@@ -151,7 +156,7 @@ impl KernelConfig {
 }
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 16);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 * EventKind::COUNT + 4 + 24);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 * EventKind::COUNT + 4 + 32);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -166,8 +171,8 @@ const _: () = assert!(core::mem::size_of::<Owner>() == 24);
 
 /// `Event::flags` bits.
 pub const FLAG_OWNER_KNOWN: u32 = 1;
-/// `Event::tcp_flags` holds the triggering segment's flags.
-pub const FLAG_TCP_FLAGS_KNOWN: u32 = 2;
+/// The `trigger_*` fields describe the segment that triggered a sent reset.
+pub const FLAG_TRIGGER_KNOWN: u32 = 2;
 
 /// One ring-buffer record: the tracepoint's raw record plus what only the kernel knows at that
 /// instant (the current task, the socket's owner, the socket's network namespace).
@@ -186,14 +191,20 @@ pub struct Event {
     /// segment arrived on); 0 when unknown.
     pub netns: u32,
     pub record_size: u16,
-    /// TCP flags byte of the segment that triggered a sent reset (`FLAG_TCP_FLAGS_KNOWN`).
+    /// The segment that triggered a sent reset (`FLAG_TRIGGER_KNOWN`): TCP flags, IP version,
+    /// source port and address. A reset answered by a listener carries the listener's addresses
+    /// in the tracepoint record; the real peer is only in the segment.
     pub tcp_flags: u8,
-    pub _pad: u8,
+    pub trigger_ip_version: u8,
+    pub trigger_sport: u16,
+    pub _pad: [u8; 6],
+    pub trigger_saddr: [u8; 16],
+    pub trigger_daddr: [u8; 16],
     pub record: [u8; RECORD_MAX],
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 24 + 8 + RECORD_MAX);
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 24 + 16 + 32 + RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.
 pub const LOST_SLOT: u32 = 0;

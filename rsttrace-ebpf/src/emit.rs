@@ -8,7 +8,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use rsttrace_common::{
-    Event, EventKind, Owner, StructOffsets, TracepointLayout, FLAG_OWNER_KNOWN, FLAG_TCP_FLAGS_KNOWN,
+    Event, EventKind, Owner, StructOffsets, TracepointLayout, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN,
     LOST_SLOT, NO_FIELD, NO_OFFSET, RECORD_MAX,
 };
 
@@ -67,20 +67,50 @@ fn netns_of(sk: u64, skb: u64, o: &StructOffsets) -> u32 {
     netns_at(dev, o.dev_net, o)
 }
 
-/// Flags byte of the TCP header in `skb` (byte 13 of the header).
+/// The segment that triggered a sent reset, read from its headers.
+struct Trigger {
+    tcp_flags: u8,
+    ip_version: u8,
+    sport: u16,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+}
+
 #[inline(always)]
-fn tcp_flags_of(skb: u64, o: &StructOffsets) -> Option<u8> {
-    if skb == 0 || o.skb_head == NO_OFFSET || o.skb_transport_header == NO_OFFSET {
+fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
+    if skb == 0 || o.skb_head == NO_OFFSET || o.skb_transport_header == NO_OFFSET || o.skb_network_header == NO_OFFSET {
         return None;
     }
     // SAFETY: probe reads only.
     unsafe {
         let head = read::<u64>(skb + o.skb_head as u64)?;
         let transport = read::<u16>(skb + o.skb_transport_header as u64)?;
-        if head == 0 || transport == u16::MAX {
+        let network = read::<u16>(skb + o.skb_network_header as u64)?;
+        if head == 0 || transport == u16::MAX || network == u16::MAX {
             return None;
         }
-        read::<u8>(head + transport as u64 + 13)
+        let th = head + transport as u64;
+        let nh = head + network as u64;
+        let ip_version = read::<u8>(nh)? >> 4;
+        let (mut saddr, mut daddr) = ([0u8; 16], [0u8; 16]);
+        match ip_version {
+            4 => {
+                saddr[..4].copy_from_slice(&read::<[u8; 4]>(nh + 12)?);
+                daddr[..4].copy_from_slice(&read::<[u8; 4]>(nh + 16)?);
+            }
+            6 => {
+                saddr = read::<[u8; 16]>(nh + 8)?;
+                daddr = read::<[u8; 16]>(nh + 24)?;
+            }
+            _ => return None,
+        }
+        Some(Trigger {
+            tcp_flags: read::<u8>(th + 13)?,
+            ip_version,
+            sport: u16::from_be(read::<u16>(th)?),
+            saddr,
+            daddr,
+        })
     }
 }
 
@@ -113,11 +143,19 @@ pub fn emit(ctx: &TracePointContext, kind: EventKind, sk: u64, skb: u64) {
         }
         (*event).netns = netns_of(sk, skb, &offsets);
         (*event).tcp_flags = 0;
-        (*event)._pad = 0;
+        (*event).trigger_ip_version = 0;
+        (*event).trigger_sport = 0;
+        (*event)._pad = [0; 6];
+        (*event).trigger_saddr = [0; 16];
+        (*event).trigger_daddr = [0; 16];
         if kind as u32 == EventKind::SendReset as u32 {
-            if let Some(flags) = tcp_flags_of(skb, &offsets) {
-                (*event).tcp_flags = flags;
-                (*event).flags |= FLAG_TCP_FLAGS_KNOWN;
+            if let Some(t) = trigger_of(skb, &offsets) {
+                (*event).tcp_flags = t.tcp_flags;
+                (*event).trigger_ip_version = t.ip_version;
+                (*event).trigger_sport = t.sport;
+                (*event).trigger_saddr = t.saddr;
+                (*event).trigger_daddr = t.daddr;
+                (*event).flags |= FLAG_TRIGGER_KNOWN;
             }
         }
         let size = if record_size > RECORD_MAX { RECORD_MAX } else { record_size };

@@ -219,6 +219,8 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, Vec<String>) {
         dev_net: get(&[("net_device", "nd_net")]),
         skb_head: get(&[("sk_buff", "head")]),
         skb_transport_header: get(&[("sk_buff", "transport_header")]),
+        skb_network_header: get(&[("sk_buff", "network_header")]),
+        _pad: 0,
     };
     (offsets, missing)
 }

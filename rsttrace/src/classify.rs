@@ -124,7 +124,13 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story:
             Origin::Stack,
             "our SYN was answered with an ACK for an older connection on the same 4-tuple (TIME_WAIT reuse)",
         ),
-        Some("NO_SOCKET") | Some("INVALID_SYN") | Some("NOT_SPECIFIED") if matches!(state, Listen | NewSynRecv | SynRecv) => {
+        // A listener answers a non-SYN segment it has no connection for (TCP_FLAGS on 6.12+).
+        _ if state == Listen && syn == Some(false) => v(
+            Cause::NoSocket,
+            Origin::Stack,
+            "segment for a connection this host does not know, answered by the listener (forgotten after an abort, timeout or restart)",
+        ),
+        Some("NO_SOCKET") | Some("INVALID_SYN") | Some("NOT_SPECIFIED") if matches!(state, NewSynRecv | SynRecv) => {
             v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
         }
         Some(r @ ("TCP_INVALID_ACK_SEQUENCE" | "TCP_TOO_OLD_ACK" | "TCP_ACK_UNSENT_DATA" | "TCP_FLAGS" | "TCP_OLD_ACK" | "INVALID_SYN")) => {
@@ -228,7 +234,9 @@ mod tests {
             (sent(Some("TCP_RFC7323_PAWS"), Some(Established), Some(false)), &none, Cause::PawsReject, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &none, Cause::TimewaitReuse, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(Established), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
-            (sent(Some("NOT_SPECIFIED"), Some(Listen), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
+            (sent(Some("NOT_SPECIFIED"), Some(NewSynRecv), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
+            (sent(Some("TCP_FLAGS"), Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
+            (sent(None, Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
             // Pre-6.10 kernels: no reason, no socket-less resets.
             (sent(None, Some(Close), None), &none, Cause::Unknown, Origin::Application, false),
             (sent(None, Some(Close), None), &racer, Cause::ConnectRaceLoser, Origin::Application, true),

@@ -24,6 +24,9 @@ const RACE_WINDOW_NS: u64 = 2_000_000_000;
 const RECENT_SENT_NS: u64 = 5_000_000_000;
 const RECENT_SENT_MAX: usize = 4096;
 const HISTORY_MAX: usize = 16;
+/// A received RST and the peer's sent one belong together within this time.
+const PEER_MATCH_NS: u64 = 100_000_000;
+const PEER_WAIT_NS: u64 = 20_000_000;
 
 const ETIMEDOUT: i32 = 110;
 
@@ -76,6 +79,11 @@ impl Connection {
         }
     }
 
+    /// The last state other than CLOSE.
+    pub fn state_before_close(&self) -> Option<TcpState> {
+        self.history.iter().rev().map(|(s, _)| *s).find(|s| *s != TcpState::Close)
+    }
+
     fn enter(&mut self, state: TcpState, ts: u64) {
         self.state = Some(state);
         if self.history.len() == HISTORY_MAX {
@@ -93,6 +101,8 @@ struct Pending {
     /// The owner when the event itself proves who acted (a close in the owner's system call).
     acting: Option<Task>,
     deadline_ns: u64,
+    /// Already waited once for the peer's sent RST to be classified.
+    deferred: bool,
 }
 
 struct SentRecord {
@@ -246,7 +256,8 @@ impl Tracker {
                 let mut reset_seen = false;
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                     c.errors.push(error);
-                    state = c.state;
+                    // The kernel reports a timeout after tcp_done(): name the state it died in.
+                    state = c.state_before_close();
                     reset_seen = c.reset_sent || c.reset_received;
                 }
                 // A timeout with no RST on either side is an abort of its own; after a
@@ -256,7 +267,9 @@ impl Tracker {
                 }
             }
             Payload::SendReset { state, ref reason } => {
-                let id = if ev.sk != 0 || state.is_some() { self.find(&ev) } else { None };
+                // Without a socket the tuple may still name a connection this host forgot: its
+                // story gives the last owner.
+                let id = self.find(&ev);
                 let acting = acting_owner(&ev, state, reason.as_ref().map(|r| r.1.as_str()));
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                     c.reset_sent = true;
@@ -267,7 +280,7 @@ impl Tracker {
                 let trigger = Trigger::Sent {
                     reason: reason.as_ref().map(|r| r.1.clone()),
                     state,
-                    trigger_syn: ev.trigger_flags.map(|f| f & TCP_FLAG_SYN != 0),
+                    trigger_syn: ev.trigger.map(|t| t.tcp_flags & TCP_FLAG_SYN != 0),
                 };
                 self.hold(ev, id, trigger, acting);
             }
@@ -339,14 +352,26 @@ impl Tracker {
             }
             self.recent_sent.push_back(SentRecord { ts: event.ts_ns, endpoints: event.endpoints, cause: None });
         }
-        self.pending.push_back(Pending { event, conn, trigger, acting, deadline_ns });
+        self.pending.push_back(Pending { event, conn, trigger, acting, deadline_ns, deferred: false });
     }
 
     /// Classify every held event whose wait is over (all of them with `now_ns = u64::MAX`).
     pub fn flush(&mut self, now_ns: u64) -> Vec<Report> {
         let mut out = Vec::new();
         while self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
-            let p = self.pending.pop_front().expect("front checked");
+            let mut p = self.pending.pop_front().expect("front checked");
+            // Active resets are traced after they are transmitted, so over loopback or veth the
+            // peer's `received` comes first: let the sender be classified before it.
+            if matches!(p.trigger, Trigger::Received { .. }) && !p.deferred {
+                if let Some(r) = self.peer_sent(&p.event) {
+                    if r.cause.is_none() {
+                        p.deferred = true;
+                        p.deadline_ns = p.deadline_ns.saturating_add(PEER_WAIT_NS);
+                        self.pending.push_back(p);
+                        continue;
+                    }
+                }
+            }
             out.push(self.report(p));
         }
         while self.recent_sent.front().is_some_and(|r| r.ts + RECENT_SENT_NS < now_ns.min(u64::MAX - 1)) {
@@ -419,17 +444,21 @@ impl Tracker {
         let reversed = p.event.endpoints.reversed();
         if matches!(p.trigger, Trigger::Received { .. }) {
             story.peer_local = self.by_tuple.contains_key(&reversed);
-            story.peer_sent = self
-                .recent_sent
-                .iter()
-                .rev()
-                .find(|r| r.endpoints == reversed && r.ts <= p.event.ts_ns && p.event.ts_ns - r.ts < RECENT_SENT_NS)
-                .map(|r| r.cause.unwrap_or(Cause::Unknown));
+            story.peer_sent = self.peer_sent(&p.event).map(|r| r.cause.unwrap_or(Cause::Unknown));
         }
         if let Trigger::Sent { state: None, .. } = p.trigger {
             story.port_taken_by = self.port_taken(p, conn);
         }
         story
+    }
+
+    /// The RST this host's other end of the connection sent, just before or just after `ev`.
+    fn peer_sent(&self, ev: &KernelEvent) -> Option<&SentRecord> {
+        let reversed = ev.endpoints.reversed();
+        self.recent_sent
+            .iter()
+            .rev()
+            .find(|r| r.endpoints == reversed && r.ts.abs_diff(ev.ts_ns) < PEER_MATCH_NS)
     }
 
     /// The owner opened another connection to the same peer (same address, or same port on

@@ -5,10 +5,10 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use rsttrace_common::{Event, EventKind, TracepointLayout, EVENT_SIZE, FLAG_OWNER_KNOWN, FLAG_TCP_FLAGS_KNOWN, NO_FIELD, RECORD_MAX};
+use rsttrace_common::{Event, EventKind, TracepointLayout, EVENT_SIZE, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX};
 
 use crate::{
-    event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState},
+    event::{Endpoints, Family, KernelEvent, Payload, Segment, Task, TcpState},
     tracefs::{Field, Format},
 };
 
@@ -208,6 +208,20 @@ fn fallback_reason_name(value: i64) -> &'static str {
     usize::try_from(value).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
 }
 
+fn segment(raw: &Event) -> Option<Segment> {
+    let addr = |b: &[u8; 16]| match raw.trigger_ip_version {
+        4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+        6 => Some(IpAddr::V6(Ipv6Addr::from(*b))),
+        _ => None,
+    };
+    Some(Segment {
+        tcp_flags: raw.tcp_flags,
+        saddr: addr(&raw.trigger_saddr)?,
+        sport: raw.trigger_sport,
+        daddr: addr(&raw.trigger_daddr)?,
+    })
+}
+
 fn comm(raw: &[u8; 16]) -> String {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
@@ -240,7 +254,17 @@ impl Decoder {
             .as_ref()
             .ok_or(DecodeError::NotAttached(kind.program()))?;
         let record = &raw.record[..(raw.record_size as usize).min(RECORD_MAX)];
-        let endpoints = fields.endpoints(record, kind.program())?;
+        let mut endpoints = fields.endpoints(record, kind.program())?;
+        let trigger = (raw.flags & FLAG_TRIGGER_KNOWN != 0).then(|| segment(&raw)).flatten();
+        if let Some(t) = trigger.filter(|_| endpoints.raddr.is_unspecified()) {
+            // A listener answered: the record holds the listener's wildcard remote end (and,
+            // for a listener bound to any address, a wildcard local one).
+            endpoints.raddr = t.saddr;
+            endpoints.rport = t.sport;
+            if endpoints.laddr.is_unspecified() {
+                endpoints.laddr = t.daddr;
+            }
+        }
         let owner = (raw.flags & FLAG_OWNER_KNOWN != 0).then(|| Task {
             pid: raw.owner.tgid,
             tid: raw.owner.pid,
@@ -251,7 +275,7 @@ impl Decoder {
             ts_ns: raw.ts_ns,
             sk: int(record, &fields.skaddr).unwrap_or(0) as u64,
             skb: int(record, &fields.skbaddr).unwrap_or(0) as u64,
-            trigger_flags: (raw.flags & FLAG_TCP_FLAGS_KNOWN != 0).then_some(raw.tcp_flags),
+            trigger,
             endpoints,
             payload: fields.payload(kind, record),
             current: Task {
@@ -298,7 +322,11 @@ pub(crate) mod tests {
             netns: 4026531840,
             record_size: format.record_size() as u16,
             tcp_flags: 0,
-            _pad: 0,
+            trigger_ip_version: 0,
+            trigger_sport: 0,
+            _pad: [0; 6],
+            trigger_saddr: [0; 16],
+            trigger_daddr: [0; 16],
             record: [0; RECORD_MAX],
         };
         for (field, value) in values {
@@ -439,7 +467,8 @@ pub(crate) mod tests {
         kinds[0] = Some(fields);
         let mut raw = [0u8; EVENT_SIZE];
         let record_at = EVENT_SIZE - RECORD_MAX;
-        raw[record_at - 4..record_at - 2].copy_from_slice(&96u16.to_le_bytes());
+        let size_at = std::mem::offset_of!(Event, record_size);
+        raw[size_at..size_at + 2].copy_from_slice(&96u16.to_le_bytes());
         raw[record_at + 36..record_at + 40].copy_from_slice(&1u32.to_le_bytes());
         raw[record_at + 40..record_at + 68].copy_from_slice(&sockaddr_in([1, 2, 3, 4], 80));
         raw[record_at + 68..record_at + 96].copy_from_slice(&sockaddr_in([5, 6, 7, 8], 81));

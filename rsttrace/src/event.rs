@@ -122,6 +122,15 @@ impl Task {
     }
 }
 
+/// What the kernel side read of a segment's headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub tcp_flags: u8,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
     SendReset {
@@ -154,8 +163,8 @@ pub struct KernelEvent {
     /// Kernel address of the segment (sent resets, retransmits); a retransmit of the same
     /// segment reuses it.
     pub skb: u64,
-    /// TCP flags of the segment that triggered a sent reset, when the kernel side could read them.
-    pub trigger_flags: Option<u8>,
+    /// The segment that triggered a sent reset, when the kernel side could read it.
+    pub trigger: Option<Segment>,
     pub endpoints: Endpoints,
     pub payload: Payload,
     pub current: Task,

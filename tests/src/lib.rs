@@ -1,1 +1,312 @@
+//! Test harness for the end-to-end suite: two network namespaces joined by veth, the real
+//! rsttrace binary tracing the real kernel, and `rststim` processes provoking resets.
+//! Everything created here is removed on drop, also when a test fails.
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::PathBuf,
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
 
+use serde_json::Value;
+
+/// The suite needs root: say so loudly instead of skipping.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!("the end-to-end tests load BPF programs and create network namespaces: run them as root (`cargo xtask test` as root)");
+    }
+}
+
+/// Run a command, failing the test with its output when it fails.
+pub fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn in_ns(ns: &str, cmd: &str, args: &[&str]) {
+    let mut full = vec!["netns", "exec", ns, cmd];
+    full.extend_from_slice(args);
+    run("ip", &full);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+pub const FAMILIES: [Family; 2] = [Family::V4, Family::V6];
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+}
+
+/// Two hosts: `client` and `server` namespaces joined by a veth pair.
+pub struct Net {
+    pub client: String,
+    pub server: String,
+    subnet: u8,
+}
+
+impl Net {
+    /// `subnet` must be unique per test so reports of different tests never mix.
+    pub fn new(subnet: u8) -> Self {
+        let tag = format!("{}-{subnet}", std::process::id());
+        let net = Net { client: format!("rstc-{tag}"), server: format!("rsts-{tag}"), subnet };
+        run("ip", &["netns", "add", &net.client]);
+        run("ip", &["netns", "add", &net.server]);
+        let (vc, vs) = (format!("vc{subnet}x{}", std::process::id() % 10000), format!("vs{subnet}x{}", std::process::id() % 10000));
+        run("ip", &["link", "add", &vc, "netns", &net.client, "type", "veth", "peer", "name", &vs, "netns", &net.server]);
+        for (ns, dev, host) in [(&net.client, &vc, 1), (&net.server, &vs, 2)] {
+            in_ns(ns, "ip", &["link", "set", "lo", "up"]);
+            in_ns(ns, "ip", &["addr", "add", &format!("10.231.{subnet}.{host}/24"), "dev", dev]);
+            in_ns(ns, "ip", &["-6", "addr", "add", &format!("fd00:231:{subnet}::{host}/64"), "dev", dev, "nodad"]);
+            in_ns(ns, "ip", &["link", "set", dev, "up"]);
+        }
+        net
+    }
+
+    pub fn client_addr(&self, f: Family) -> String {
+        match f {
+            Family::V4 => format!("10.231.{}.1", self.subnet),
+            Family::V6 => format!("fd00:231:{}::1", self.subnet),
+        }
+    }
+
+    pub fn server_addr(&self, f: Family) -> String {
+        match f {
+            Family::V4 => format!("10.231.{}.2", self.subnet),
+            Family::V6 => format!("fd00:231:{}::2", self.subnet),
+        }
+    }
+
+    /// Run `nft` in the server namespace.
+    pub fn server_nft(&self, script: &str) {
+        in_ns(&self.server, "nft", &[script]);
+    }
+
+    pub fn server_sysctl(&self, setting: &str) {
+        in_ns(&self.server, "sysctl", &["-qw", setting]);
+    }
+
+    /// Does this report belong to this test's namespaces?
+    pub fn owns(&self, report: &Value) -> bool {
+        let laddr = report["laddr"].as_str().unwrap_or("");
+        laddr.starts_with(&format!("10.231.{}.", self.subnet)) || laddr.starts_with(&format!("fd00:231:{}::", self.subnet))
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.server] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn rsttrace_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RSTTRACE_BIN") {
+        return p.into();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    ["target/debug/rsttrace", "target/release/rsttrace"]
+        .iter()
+        .map(|p| root.join(p))
+        .find(|p| p.exists())
+        .expect("rsttrace binary not built: run the suite through `cargo xtask test`")
+}
+
+/// `rsttrace --json` running for the duration of a test.
+pub struct Tracer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Tracer {
+    pub fn start(extra: &[&str]) -> Self {
+        let mut child = Command::new(rsttrace_bin())
+            .arg("--json")
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rsttrace");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (etx, stderr) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        let tracer = Tracer { child, lines, stderr };
+        let mut seen = Vec::new();
+        loop {
+            match tracer.stderr.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.contains("tracing TCP resets") => return tracer,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("rsttrace did not start tracing; stderr: {}", seen.join("\n")),
+            }
+        }
+    }
+
+    /// SIGINT, wait for exit, and return every JSON report plus stderr.
+    pub fn stop(mut self) -> (Vec<Value>, String) {
+        // Held resets are reported after a short wait; give the last ones time to arrive.
+        std::thread::sleep(Duration::from_millis(400));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("wait rsttrace");
+        let stderr: Vec<String> = self.stderr.try_iter().collect();
+        assert!(status.success(), "rsttrace exited with {status}: {}", stderr.join("\n"));
+        std::thread::sleep(Duration::from_millis(100));
+        let reports = self
+            .lines
+            .try_iter()
+            .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect();
+        (reports, stderr.join("\n"))
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rststim` sits next to the test binary's `deps/` directory.
+fn stim_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("rststim");
+    assert!(bin.exists(), "{} missing: build the tests with cargo", bin.display());
+    bin
+}
+
+/// One `rststim` process.
+pub struct Stim {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    out: mpsc::Receiver<String>,
+}
+
+impl Stim {
+    pub fn spawn(ns: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(stim_bin())
+            .arg(ns)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn rststim");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, out) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Stim { child, stdin, out }
+    }
+
+    pub fn pid(&self) -> u64 {
+        self.child.id() as u64
+    }
+
+    /// Wait for a line starting with `prefix` and return it.
+    pub fn expect_line(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("rststim {} never printed `{prefix}`", self.pid()),
+            }
+        }
+    }
+
+    pub fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn wait(&mut self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("rststim {} did not finish in {timeout:?}", self.pid());
+    }
+}
+
+impl Drop for Stim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The one report matching `cause` and `direction` (or type `abort` when `direction` is None),
+/// with a readable failure listing everything that was reported.
+pub fn find<'a>(reports: &'a [Value], cause: &str, direction: Option<&str>) -> &'a Value {
+    reports
+        .iter()
+        .find(|r| {
+            r["cause"] == cause
+                && match direction {
+                    Some(d) => r["type"] == "reset" && r["direction"] == d,
+                    None => r["type"] == "abort",
+                }
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {cause} {direction:?} report; got:\n{}",
+                reports.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n")
+            )
+        })
+}
+
+/// Assert the parts of a report every scenario checks.
+pub fn assert_report(r: &Value, family: Family, origin: &str, pid: Option<u64>) {
+    assert_eq!(r["origin"], origin, "{r}");
+    assert_eq!(r["family"], family.name(), "{r}");
+    match pid {
+        Some(pid) => {
+            assert_eq!(r["pid"].as_u64(), Some(pid), "wrong owner: {r}");
+            assert_ne!(r["attribution"], "none", "{r}");
+        }
+        None => assert!(r["pid"].is_null(), "{r}"),
+    }
+    for bad in ["swapper", "ksoftirqd"] {
+        assert!(!r["comm"].as_str().unwrap_or("").starts_with(bad), "attributed to {bad}: {r}");
+    }
+    assert!(r["ts"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 30), "{r}");
+    assert!(r["netns"].as_u64().is_some_and(|n| n > 0), "{r}");
+}

@@ -1,1 +1,120 @@
-fn main(){}
+//! Project tasks: `setup` installs what a fresh machine lacks, `run` builds and starts rsttrace,
+//! `test` runs every test. Each runs `setup` first; it takes seconds when nothing is missing.
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+/// The nightly toolchain that compiles the eBPF crate (preinstalled on this project's machines).
+const NIGHTLY: &str = "nightly";
+/// bpf-linker loads the nightly's own libLLVM; 0.10.0 (feature rust-llvm-22) matches LLVM 22.
+const BPF_LINKER: &str = "0.10.0";
+const LLVM_MAJOR: &str = "22";
+/// Debian packages the tests use.
+const DEBIAN_PACKAGES: [&str; 3] = ["iproute2", "nftables", "procps"];
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the nightly rust-src component, bpf-linker and the Debian packages.
+    Setup,
+    /// Build in release mode and run rsttrace live (root); arguments go to rsttrace.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build and run every test: unit tests, then the end-to-end suite against this kernel (root).
+    Test,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    std::env::set_current_dir(workspace_root()).context("cannot enter the workspace")?;
+    setup()?;
+    match cli.task {
+        Task::Setup => Ok(()),
+        Task::Run { args } => {
+            cmd("cargo", &["build", "--release", "--package", "rsttrace"])?;
+            let status = Command::new("target/release/rsttrace").args(&args).status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Test => test(),
+    }
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn cmd(program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("xtask: {program} {}", args.join(" "));
+    let status = Command::new(program).args(args).status().with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn setup() -> Result<()> {
+    let version = output("rustc", &[&format!("+{NIGHTLY}"), "-vV"]).with_context(|| {
+        format!("the `{NIGHTLY}` Rust toolchain is missing (these machines ship it; install one with LLVM {LLVM_MAJOR}: `rustup toolchain install nightly-2026-05-20`)")
+    })?;
+    if !version.lines().any(|l| l.starts_with(&format!("LLVM version: {LLVM_MAJOR}."))) {
+        bail!("`{NIGHTLY}` does not use LLVM {LLVM_MAJOR}, which bpf-linker {BPF_LINKER} needs:\n{version}");
+    }
+    let components = output("rustup", &["component", "list", "--installed", "--toolchain", NIGHTLY]).unwrap_or_default();
+    if !components.lines().any(|l| l.starts_with("rust-src")) {
+        cmd("rustup", &["component", "add", "rust-src", "--toolchain", NIGHTLY])?;
+    }
+    let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
+    if !linker.contains(BPF_LINKER) {
+        cmd("cargo", &[&format!("+{NIGHTLY}"), "install", &format!("bpf-linker@{BPF_LINKER}"), "--locked", "--force"])?;
+    }
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .into_iter()
+        .filter(|p| !output("dpkg-query", &["-W", "-f=${Status}", p]).is_some_and(|s| s.contains("install ok installed")))
+        .collect();
+    if !missing.is_empty() {
+        cmd("apt-get", &["update", "-q"])?;
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend(&missing);
+        let status = Command::new("apt-get").args(&args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
+        if !status.success() {
+            bail!("installing Debian packages {missing:?} failed");
+        }
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("the end-to-end tests load BPF programs and create network namespaces: run `cargo xtask test` as root");
+    }
+    cmd("cargo", &["build", "--package", "rsttrace"])?;
+    cmd("cargo", &["test", "--", "--test-threads=1"])
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}

@@ -1,0 +1,257 @@
+//! End-to-end: the real rsttrace against the real kernel, resets provoked between two network
+//! namespaces, reports asserted. Run as root with `--test-threads=1` (`cargo xtask test`).
+use std::time::Duration;
+
+use rsttrace_tests::{assert_report, find, require_root, Family, Net, Stim, Tracer, FAMILIES};
+use serde_json::Value;
+
+const PORT: &str = "8080";
+const CLOSED_PORT: &str = "9";
+const T: Duration = Duration::from_secs(20);
+
+fn listen(net: &Net, f: Family, mode: &str) -> Stim {
+    let s = Stim::spawn(&net.server, &["listen", &net.server_addr(f), PORT, mode]);
+    s.expect_line("ready", T);
+    s
+}
+
+fn client(net: &Net, f: Family, port: &str, opts: &[&str]) -> Stim {
+    let mut args = vec!["connect".to_string(), net.server_addr(f), port.to_string()];
+    args.extend(opts.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Stim::spawn(&net.client, &args)
+}
+
+/// Run `scenario` for IPv4 and IPv6 under one tracer; returns this test's reports per family.
+fn traced(subnet: u8, scenario: impl Fn(&Net, Family) -> Vec<u64>) -> Vec<(Family, Vec<Value>, Vec<u64>)> {
+    require_root();
+    let net = Net::new(subnet);
+    let tracer = Tracer::start(&[]);
+    let pids: Vec<Vec<u64>> = FAMILIES.iter().map(|f| scenario(&net, *f)).collect();
+    let (reports, _stderr) = tracer.stop();
+    let mine: Vec<Value> = reports.into_iter().filter(|r| net.owns(r)).collect();
+    FAMILIES
+        .iter()
+        .zip(pids)
+        .map(|(f, pids)| (*f, mine.iter().filter(|r| r["family"] == f.name()).cloned().collect(), pids))
+        .collect()
+}
+
+#[test]
+fn closed_port_no_listener_and_refused() {
+    for (f, reports, pids) in traced(1, |net, f| {
+        let c = client(net, f, CLOSED_PORT, &[]);
+        assert_eq!(c.expect_line("errno", T), "errno 111");
+        vec![c.pid()]
+    }) {
+        let sent = find(&reports, "no_listener", Some("sent"));
+        assert_report(sent, f, "stack", None);
+        assert_eq!(sent["kernel_reason"], "NO_SOCKET");
+        assert_eq!(sent["state"], "CLOSE");
+        assert_eq!(sent["lport"], 9);
+        assert_eq!(sent["attribution"], "none");
+        let received = find(&reports, "refused", Some("received"));
+        assert_report(received, f, "peer", Some(pids[0]));
+        assert_eq!(received["state"], "SYN_SENT");
+        assert_eq!(received["rport"], 9);
+        assert_eq!(received["lport"], sent["rport"]);
+        assert_eq!(received["laddr"], sent["raddr"]);
+        assert_eq!(received["peer_cause"], "no_listener");
+        // The two ends live in different namespaces.
+        assert_ne!(received["netns"], sent["netns"]);
+    }
+}
+
+#[test]
+fn close_with_unread_data_is_app_abort_unread() {
+    for (f, reports, pids) in traced(2, |net, f| {
+        let server = listen(net, f, "unread-close");
+        let c = client(net, f, PORT, &["--send", "100"]);
+        assert_eq!(c.expect_line("errno", T), "errno 104");
+        vec![server.pid(), c.pid()]
+    }) {
+        let sent = find(&reports, "app_abort_unread", Some("sent"));
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!(sent["kernel_reason"], "TCP_ABORT_ON_CLOSE");
+        let received = find(&reports, "peer_reset", Some("received"));
+        assert_report(received, f, "peer", Some(pids[1]));
+        assert_eq!(received["peer_cause"], "app_abort_unread");
+        assert_eq!(received["state"], "ESTABLISHED");
+    }
+}
+
+#[test]
+fn so_linger_zero_is_app_abort_linger0_not_tcp_state() {
+    for (f, reports, pids) in traced(3, |net, f| {
+        let server = listen(net, f, "linger0");
+        let c = client(net, f, PORT, &["--send", "10"]);
+        assert_eq!(c.expect_line("errno", T), "errno 104");
+        vec![server.pid(), c.pid()]
+    }) {
+        let sent = find(&reports, "app_abort_linger0", Some("sent"));
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!(sent["kernel_reason"], "TCP_STATE");
+        assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
+    }
+}
+
+#[test]
+fn data_after_close_blames_the_closer_not_the_sender() {
+    for (f, reports, pids) in traced(4, |net, f| {
+        let server = listen(net, f, "close-first");
+        let c = client(net, f, PORT, &["--send-after", "300"]);
+        c.expect_line("errno", T);
+        vec![server.pid(), c.pid()]
+    }) {
+        let sent = find(&reports, "data_after_close", Some("sent"));
+        // The RST runs in the client's softirq; the socket belonged to the server.
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!(sent["kernel_reason"], "TCP_TIMEWAIT_SOCKET");
+        assert_eq!(sent["state"], "TIME_WAIT");
+        assert_ne!(sent["current_pid"].as_u64(), Some(pids[0]), "scenario should have owner != current: {sent}");
+        assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
+    }
+}
+
+#[test]
+fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
+    for (f, reports, pids) in traced(5, |net, f| {
+        let _server = listen(net, f, "hold");
+        let mut c = client(net, f, PORT, &["--keepalive", "1,1,2", "--wait-go"]);
+        c.expect_line("ready", T);
+        net.server_nft("add table inet rst; add chain inet rst in { type filter hook input priority 0; }; add rule inet rst in tcp dport 8080 drop");
+        c.go();
+        assert_eq!(c.expect_line("errno", T), "errno 110");
+        net.server_nft("delete table inet rst");
+        vec![c.pid()]
+    }) {
+        let sent = find(&reports, "keepalive_timeout", Some("sent"));
+        assert_report(sent, f, "stack", Some(pids[0]));
+        assert_eq!(sent["kernel_reason"], "TCP_KEEPALIVE_TIMEOUT");
+        assert_eq!(sent["attribution"], "socket_owner");
+        assert!(reports.iter().all(|r| r["type"] != "abort"), "keepalive RST must not also count as an abort");
+    }
+}
+
+#[test]
+fn retransmit_timeout_is_an_abort_without_rst() {
+    for (f, reports, pids) in traced(6, |net, f| {
+        let _server = listen(net, f, "hold");
+        let mut c = client(net, f, PORT, &["--user-timeout", "1500", "--wait-go", "--send", "100"]);
+        c.expect_line("ready", T);
+        net.server_nft("add table inet rst; add chain inet rst in { type filter hook input priority 0; }; add rule inet rst in tcp dport 8080 drop");
+        c.go();
+        assert_eq!(c.expect_line("errno", T), "errno 110");
+        net.server_nft("delete table inet rst");
+        vec![c.pid()]
+    }) {
+        let abort = find(&reports, "retransmit_timeout", None);
+        assert_report(abort, f, "network", Some(pids[0]));
+        assert!(abort["direction"].is_null());
+        assert!(abort["retransmits"].as_u64().unwrap() >= 1, "{abort}");
+        // (RFC 3339 UTC strings of equal length order like the times they name.)
+        assert!(
+            !reports.iter().any(|r| r["direction"] == "sent" && r["ts"].as_str() < abort["ts"].as_str()),
+            "Linux sends no RST on a retransmission timeout: {reports:?}"
+        );
+    }
+}
+
+#[test]
+fn unanswered_syn_is_syn_timeout() {
+    for (f, reports, pids) in traced(7, |net, f| {
+        net.server_nft("add table inet rst; add chain inet rst in { type filter hook input priority 0; }; add rule inet rst in tcp dport 8080 drop");
+        let c = client(net, f, PORT, &["--syncnt", "1"]);
+        assert_eq!(c.expect_line("errno", T), "errno 110");
+        net.server_nft("delete table inet rst");
+        vec![c.pid()]
+    }) {
+        let abort = find(&reports, "syn_timeout", None);
+        assert_report(abort, f, "network", Some(pids[0]));
+        assert_eq!(abort["state"], "SYN_SENT");
+    }
+}
+
+#[test]
+fn firewall_reset_is_injected() {
+    for (f, reports, pids) in traced(8, |net, f| {
+        let _server = listen(net, f, "hold");
+        let mut c = client(net, f, PORT, &["--wait-go", "--send", "100"]);
+        c.expect_line("ready", T);
+        net.server_nft("add table inet rst; add chain inet rst in { type filter hook input priority 0; }; add rule inet rst in tcp dport 8080 reject with tcp reset");
+        c.go();
+        assert_eq!(c.expect_line("errno", T), "errno 104");
+        net.server_nft("delete table inet rst");
+        vec![c.pid()]
+    }) {
+        let received = find(&reports, "injected", Some("received"));
+        assert_report(received, f, "network", Some(pids[0]));
+        assert!(
+            !reports.iter().any(|r| r["direction"] == "sent" && r["ts"].as_str() <= received["ts"].as_str()),
+            "no stack sent a RST before the forged one: {reports:?}"
+        );
+    }
+}
+
+#[test]
+fn second_connection_dropped_after_handshake_is_benign_race_loser() {
+    for (f, reports, pids) in traced(9, |net, f| {
+        let _server = listen(net, f, "hold");
+        let mut c = client(net, f, PORT, &["--race"]);
+        c.expect_line("ready", T);
+        c.wait(T);
+        vec![c.pid()]
+    }) {
+        let sent = find(&reports, "connect_race_loser", Some("sent"));
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!(sent["benign"], true);
+    }
+}
+
+#[test]
+fn close_in_fin_wait2_with_negative_linger2_is_linger2_abort() {
+    for (f, reports, pids) in traced(10, |net, f| {
+        let _server = listen(net, f, "hold");
+        let mut c = client(net, f, PORT, &["--linger2-abort"]);
+        c.expect_line("ready", T);
+        c.wait(T);
+        vec![c.pid()]
+    }) {
+        let sent = find(&reports, "linger2_abort", Some("sent"));
+        assert_report(sent, f, "stack", Some(pids[0]));
+        assert_eq!(sent["kernel_reason"], "TCP_ABORT_ON_LINGER");
+    }
+}
+
+#[test]
+fn segment_for_a_forgotten_connection_is_no_socket() {
+    for (f, reports, pids) in traced(11, |net, f| {
+        let mut server = listen(net, f, "linger0-on-go");
+        let mut c = client(net, f, PORT, &["--wait-go", "--send-after", "0"]);
+        c.expect_line("ready", T);
+        // The server aborts, but its RST never reaches the client: the client is left talking
+        // to a connection the server no longer knows.
+        net.server_nft("add table inet rst; add chain inet rst out { type filter hook output priority 0; }; add rule inet rst out tcp flags rst drop");
+        std::thread::sleep(Duration::from_millis(100));
+        server.go();
+        server.expect_line("closed", T);
+        std::thread::sleep(Duration::from_millis(100));
+        net.server_nft("delete table inet rst");
+        c.go();
+        c.expect_line("errno", T);
+        vec![server.pid(), c.pid()]
+    }) {
+        let sent = find(&reports, "no_socket", Some("sent"));
+        // No socket any more, but the connection's last owner is known.
+        assert_report(sent, f, "stack", Some(pids[0]));
+        // The port still has a listener: it answers the stray segment (TCP_FLAGS), and its
+        // record names no peer; the peer comes from the segment itself.
+        assert_eq!(sent["kernel_reason"], "TCP_FLAGS");
+        assert_eq!(sent["state"], "LISTEN");
+        let client = find(&reports, "peer_reset", Some("received"));
+        assert_eq!(sent["raddr"], client["laddr"]);
+        assert_eq!(sent["rport"], client["lport"]);
+        assert_report(find(&reports, "app_abort_linger0", Some("sent")), f, "application", Some(pids[0]));
+        assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
+    }
+}
