@@ -98,10 +98,6 @@ impl Net {
         in_ns(&self.server, "nft", &[script]);
     }
 
-    pub fn server_sysctl(&self, setting: &str) {
-        in_ns(&self.server, "sysctl", &["-qw", setting]);
-    }
-
     /// Does this report belong to this test's namespaces?
     pub fn owns(&self, report: &Value) -> bool {
         let laddr = report["laddr"].as_str().unwrap_or("");

@@ -11,7 +11,7 @@ const NIGHTLY: &str = "nightly";
 const BPF_LINKER: &str = "0.10.0";
 const LLVM_MAJOR: &str = "22";
 /// Debian packages the tests use.
-const DEBIAN_PACKAGES: [&str; 3] = ["iproute2", "nftables", "procps"];
+const DEBIAN_PACKAGES: [&str; 2] = ["iproute2", "nftables"];
 
 #[derive(Parser)]
 struct Cli {
