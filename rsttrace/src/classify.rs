@@ -41,6 +41,8 @@ pub struct Story {
     /// Consecutive retransmissions of the same segment at the end.
     pub same_segment_retransmits: u32,
     pub syn_retransmits: u32,
+    /// The owner was told ETIMEDOUT right after (a timer gave up).
+    pub timed_out: bool,
     /// A local socket is the other end of this connection (peer on this host, any netns).
     pub peer_local: bool,
     /// The peer's stack (on this host) sent a RST for this connection just before.
@@ -154,6 +156,8 @@ fn sent_without_reason(state: TcpState, syn: Option<bool>, story: &Story, who: &
         }
         TimeWait if syn == Some(true) => v(Cause::TimewaitReuse, Origin::Stack, "a new SYN reused a 4-tuple still in TIME_WAIT"),
         TimeWait => v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} closed the socket")),
+        // Only the keepalive timer sends a RST from ESTABLISHED and then reports ETIMEDOUT.
+        Established if story.timed_out => v(Cause::KeepaliveTimeout, Origin::Stack, "keepalive probes went unanswered: peer or path is gone"),
         FinWait1 | FinWait2 | Closing | LastAck if story.app_closed => {
             v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} closed the socket"))
         }
@@ -214,6 +218,7 @@ mod tests {
         let peer_aborted = Story { peer_local: true, peer_sent: Some(Cause::AppAbortUnread), ..Story::default() };
         let retx = Story { same_segment_retransmits: 5, ..Story::default() };
         let closed_app = Story { app_closed: true, ..Story::default() };
+        let timer = Story { timed_out: true, ..Story::default() };
         let grabbed = Story { port_taken_by: Some("intruder[9]".into()), ..Story::default() };
         let cases: Vec<(Trigger, &Story, Cause, Origin, bool)> = vec![
             // 6.12+: reasons present.
@@ -243,6 +248,7 @@ mod tests {
             (sent(None, Some(TimeWait), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
             (sent(None, Some(FinWait2), None), &closed_app, Cause::DataAfterClose, Origin::Application, false),
             (sent(None, Some(Established), None), &none, Cause::Unknown, Origin::Unknown, false),
+            (sent(None, Some(Established), None), &timer, Cause::KeepaliveTimeout, Origin::Stack, false),
             (sent(None, None, None), &none, Cause::Unknown, Origin::Stack, false),
             // Received.
             (Trigger::Received { state: Some(SynSent) }, &none, Cause::Refused, Origin::Peer, false),

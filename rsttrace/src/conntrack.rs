@@ -439,6 +439,7 @@ impl Tracker {
             story.established_ns = c.established_ns;
             story.same_segment_retransmits = c.same_segment_retransmits;
             story.syn_retransmits = c.syn_retransmits;
+            story.timed_out = c.errors.contains(&ETIMEDOUT);
             story.race_sibling = self.race_sibling(c, owner, p.event.ts_ns);
         }
         let reversed = p.event.endpoints.reversed();
@@ -499,4 +500,200 @@ fn acting_owner(ev: &KernelEvent, state: Option<TcpState>, reason: Option<&str>)
             Some("TCP_ABORT_ON_CLOSE" | "TCP_STATE" | "TCP_DISCONNECT_WITH_DATA" | "TCP_ABORT_ON_LINGER" | "TCP_ABORT_ON_MEMORY")
         );
     (in_syscall && !ev.current.is_kernel_context()).then(|| ev.current.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use rsttrace_common::EventKind;
+
+    use super::*;
+    use crate::event::{Family, Segment};
+    use crate::report::Origin;
+    use TcpState::*;
+
+    const SK: u64 = 0xffff_8880_0000_1000;
+    const NETNS: u32 = 4026532000;
+
+    fn task(pid: u32, comm: &str) -> Task {
+        Task { pid, tid: pid, comm: comm.into() }
+    }
+
+    fn ends(lport: u16) -> Endpoints {
+        Endpoints {
+            family: Family::Ipv4,
+            laddr: "10.0.0.1".parse::<IpAddr>().unwrap(),
+            lport,
+            raddr: "10.0.0.2".parse::<IpAddr>().unwrap(),
+            rport: 80,
+        }
+    }
+
+    /// A recorded event: `ts` in ms, on socket `sk`.
+    fn ev(ts_ms: u64, sk: u64, lport: u16, payload: Payload, current: Task, owner: Option<Task>) -> KernelEvent {
+        let kind = match payload {
+            Payload::SendReset { .. } => EventKind::SendReset,
+            Payload::ReceiveReset => EventKind::ReceiveReset,
+            Payload::Retransmit { .. } => EventKind::Retransmit,
+            Payload::SetState { .. } => EventKind::SetState,
+            Payload::ErrorReport { .. } => EventKind::ErrorReport,
+        };
+        KernelEvent {
+            kind,
+            ts_ns: ts_ms * 1_000_000,
+            sk,
+            skb: 0,
+            trigger: None,
+            endpoints: ends(lport),
+            payload,
+            current,
+            owner,
+            netns: NETNS,
+        }
+    }
+
+    fn state(ts: u64, lport: u16, old: TcpState, new: TcpState, current: Task, owner: Option<Task>) -> KernelEvent {
+        ev(ts, SK, lport, Payload::SetState { old: Some(old), new: Some(new) }, current, owner)
+    }
+
+    fn sent(ts: u64, sk: u64, st: Option<TcpState>, reason: Option<&str>, current: Task) -> KernelEvent {
+        let reason = reason.map(|r| (0, r.to_string()));
+        ev(ts, sk, 5000, Payload::SendReset { state: st, reason }, current, None)
+    }
+
+    fn run(events: Vec<KernelEvent>) -> (Tracker, Vec<Report>) {
+        let mut t = Tracker::new(1024);
+        for e in events {
+            t.observe(e);
+        }
+        let reports = t.flush(u64::MAX);
+        (t, reports)
+    }
+
+    /// connect() as `curl`: SYN_SENT before the port is chosen, then established.
+    fn connected(owner: &Task) -> Vec<KernelEvent> {
+        vec![
+            state(1, 0, Close, SynSent, owner.clone(), Some(owner.clone())),
+            state(2, 5000, SynSent, Established, task(0, "swapper/0"), Some(owner.clone())),
+        ]
+    }
+
+    #[test]
+    fn linger0_close_in_a_forked_child_names_the_child() {
+        let parent = task(100, "server");
+        let child = task(101, "worker");
+        let mut events = connected(&parent);
+        events.push(state(10, 5000, Established, Close, child.clone(), Some(parent.clone())));
+        events.push(sent(10, SK, Some(Close), Some("TCP_STATE"), child.clone()));
+        let (_, reports) = run(events);
+        assert_eq!(reports.len(), 1);
+        let r = &reports[0];
+        assert_eq!(r.verdict.cause, Cause::AppAbortLinger0);
+        assert_eq!(r.owner.as_ref().unwrap().pid, 101);
+        assert_eq!(r.attribution, Attribution::CurrentTask);
+    }
+
+    #[test]
+    fn keepalive_on_an_old_kernel_is_inferred_from_the_timeout() {
+        let curl = task(200, "curl");
+        let mut events = connected(&curl);
+        // 6.1: no reason; the timer runs as swapper; ETIMEDOUT follows after tcp_done().
+        events.push(sent(5000, SK, Some(Established), None, task(0, "swapper/1")));
+        events.push(state(5000, 5000, Established, Close, task(0, "swapper/1"), Some(curl.clone())));
+        events.push(ev(5000, 0, 5000, Payload::ErrorReport { error: 110 }, task(0, "swapper/1"), None));
+        let (_, reports) = run(events);
+        assert_eq!(reports.len(), 1, "the ETIMEDOUT after a RST is not an abort of its own");
+        assert_eq!(reports[0].verdict.cause, Cause::KeepaliveTimeout);
+        assert_eq!(reports[0].owner.as_ref().unwrap().comm, "curl");
+        assert_eq!(reports[0].attribution, Attribution::SocketOwner);
+        assert_eq!(reports[0].kernel_reason, None);
+    }
+
+    #[test]
+    fn data_after_close_on_an_old_kernel_uses_the_time_wait_socket_story() {
+        let nginx = task(812, "nginx");
+        let mut events = connected(&nginx);
+        events.push(state(10, 5000, Established, FinWait1, nginx.clone(), Some(nginx.clone())));
+        events.push(state(11, 5000, FinWait1, FinWait2, task(0, "swapper/0"), Some(nginx.clone())));
+        events.push(state(11, 5000, FinWait2, Close, task(0, "swapper/0"), Some(nginx.clone())));
+        // The RST comes from the TIME_WAIT mini-socket: another address, the peer's process running.
+        let mut rst = sent(20, 0xdead_0000, Some(TimeWait), None, task(300, "client"));
+        rst.trigger = Some(Segment { tcp_flags: 0x18, saddr: rst.endpoints.raddr, sport: 80, daddr: rst.endpoints.laddr });
+        events.push(rst);
+        let (_, reports) = run(events);
+        let r = &reports[0];
+        assert_eq!(r.verdict.cause, Cause::DataAfterClose);
+        assert_eq!(r.verdict.why, "peer sent data after nginx[812] closed the socket");
+        assert_eq!(r.owner.as_ref().unwrap().pid, 812);
+    }
+
+    #[test]
+    fn retransmissions_then_timeout_is_an_abort_in_the_state_it_died_in() {
+        let app = task(400, "app");
+        let mut events = connected(&app);
+        for i in 0..4 {
+            let mut r = ev(100 + i, SK, 5000, Payload::Retransmit { state: Some(Established) }, task(0, "ksoftirqd/0"), None);
+            r.skb = 0xabc;
+            events.push(r);
+        }
+        events.push(state(900, 5000, Established, Close, task(0, "swapper/0"), Some(app.clone())));
+        events.push(ev(900, 0, 5000, Payload::ErrorReport { error: 110 }, task(0, "swapper/0"), None));
+        let (_, reports) = run(events);
+        let r = &reports[0];
+        assert_eq!((r.kind, r.verdict.cause, r.verdict.origin), (ReportType::Abort, Cause::RetransmitTimeout, Origin::Network));
+        assert_eq!(r.state, "ESTABLISHED");
+        assert_eq!(r.owner.as_ref().unwrap().pid, 400);
+        assert!(r.verdict.why.contains("4 times"), "{}", r.verdict.why);
+    }
+
+    #[test]
+    fn received_reset_is_injected_only_when_the_local_peer_sent_none() {
+        let client = task(1, "client");
+        let server_side = |ts| {
+            // The server's socket: the same connection seen from the other namespace.
+            let mut e = state(ts, 80, SynRecv, Established, task(0, "swapper/0"), None);
+            e.sk = SK + 1;
+            e.endpoints = ends(5000).reversed();
+            e
+        };
+        let mut events = connected(&client);
+        events.push(server_side(2));
+        events.push(ev(50, SK, 5000, Payload::ReceiveReset, task(9, "other"), None));
+        let (_, reports) = run(events.clone());
+        assert_eq!(reports[0].verdict.cause, Cause::Injected);
+        assert_eq!(reports[0].owner.as_ref().unwrap().pid, 1, "never the task the softirq ran in");
+
+        // Same story, but the server's stack did send it (traced after it was transmitted).
+        let mut server_rst = sent(50, SK + 1, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "server"));
+        server_rst.endpoints = ends(5000).reversed();
+        events.push(server_rst);
+        let (_, reports) = run(events);
+        let received = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!(received.verdict.cause, Cause::PeerReset);
+        assert_eq!(received.peer_cause, Some(Cause::AppAbortUnread));
+    }
+
+    #[test]
+    fn table_is_bounded_and_reuse_starts_a_new_story() {
+        let mut t = Tracker::new(16);
+        for i in 0..40u16 {
+            let mut open = state(i as u64, 1000 + i, Close, SynSent, task(1, "a"), None);
+            open.sk = SK + i as u64;
+            let mut close = state(i as u64, 1000 + i, SynSent, Close, task(1, "a"), None);
+            close.sk = SK + i as u64;
+            t.observe(open);
+            t.observe(close);
+        }
+        assert_eq!(t.stats().tracked, 16);
+        assert_eq!(t.stats().evicted, 24);
+        // A socket address reused by a new connect() starts fresh: no inherited owner or retransmits.
+        let mut reuse = state(100, 1039, Close, SynSent, task(2, "b"), None);
+        reuse.sk = SK + 39;
+        t.observe(reuse);
+        let id = *t.by_sk.get(&(SK + 39)).unwrap();
+        let c = t.connection(id).unwrap();
+        assert_eq!(c.history.len(), 1);
+        assert!(c.owner.is_none());
+    }
 }
