@@ -93,15 +93,30 @@ impl Net {
         }
     }
 
-    /// Run `nft` in the server namespace.
-    pub fn server_nft(&self, script: &str) {
-        in_ns(&self.server, "nft", &[script]);
+    /// Add one nftables rule on the server's `hook` (input/output); removed when the guard drops.
+    pub fn server_filter(&self, hook: &str, rule: &str) -> ServerFilter<'_> {
+        in_ns(
+            &self.server,
+            "nft",
+            &[&format!("add table inet rst; add chain inet rst {hook} {{ type filter hook {hook} priority 0; }}; add rule inet rst {hook} {rule}")],
+        );
+        ServerFilter { net: self }
     }
 
     /// Does this report belong to this test's namespaces?
     pub fn owns(&self, report: &Value) -> bool {
         let laddr = report["laddr"].as_str().unwrap_or("");
         laddr.starts_with(&format!("10.231.{}.", self.subnet)) || laddr.starts_with(&format!("fd00:231:{}::", self.subnet))
+    }
+}
+
+pub struct ServerFilter<'a> {
+    net: &'a Net,
+}
+
+impl Drop for ServerFilter<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "exec", &self.net.server, "nft", "delete table inet rst"]).status();
     }
 }
 

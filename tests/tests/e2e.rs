@@ -22,6 +22,20 @@ fn client(net: &Net, f: Family, port: &str, opts: &[&str]) -> Stim {
     Stim::spawn(&net.client, &args)
 }
 
+/// A client that connects, waits while the server's firewall gets `rule`, then carries on and
+/// must end with `errno`. Returns the client's pid.
+fn client_then_filter(net: &Net, f: Family, opts: &[&str], rule: &str, errno: &str) -> u64 {
+    let _server = listen(net, f, "hold");
+    let mut opts = opts.to_vec();
+    opts.push("--wait-go");
+    let mut c = client(net, f, PORT, &opts);
+    c.expect_line("ready", T);
+    let _filter = net.server_filter("input", rule);
+    c.go();
+    assert_eq!(c.expect_line("errno", T), errno);
+    c.pid()
+}
+
 /// Run `scenario` for IPv4 and IPv6 under one tracer; returns this test's reports per family.
 fn traced(subnet: u8, scenario: impl Fn(&Net, Family) -> Vec<u64>) -> Vec<(Family, Vec<Value>, Vec<u64>)> {
     require_root();
@@ -116,14 +130,7 @@ fn data_after_close_blames_the_closer_not_the_sender() {
 #[test]
 fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
     for (f, reports, pids) in traced(5, |net, f| {
-        let _server = listen(net, f, "hold");
-        let mut c = client(net, f, PORT, &["--keepalive", "1,1,2", "--wait-go"]);
-        c.expect_line("ready", T);
-        net.server_nft("add table inet rst; add chain inet rst in { type filter hook input priority 0; }; add rule inet rst in tcp dport 8080 drop");
-        c.go();
-        assert_eq!(c.expect_line("errno", T), "errno 110");
-        net.server_nft("delete table inet rst");
-        vec![c.pid()]
+        vec![client_then_filter(net, f, &["--keepalive", "1,1,2"], "tcp dport 8080 drop", "errno 110")]
     }) {
         let sent = find(&reports, "keepalive_timeout", Some("sent"));
         assert_report(sent, f, "stack", Some(pids[0]));
@@ -136,14 +143,7 @@ fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
 #[test]
 fn retransmit_timeout_is_an_abort_without_rst() {
     for (f, reports, pids) in traced(6, |net, f| {
-        let _server = listen(net, f, "hold");
-        let mut c = client(net, f, PORT, &["--user-timeout", "1500", "--wait-go", "--send", "100"]);
-        c.expect_line("ready", T);
-        net.server_nft("add table inet rst; add chain inet rst in { type filter hook input priority 0; }; add rule inet rst in tcp dport 8080 drop");
-        c.go();
-        assert_eq!(c.expect_line("errno", T), "errno 110");
-        net.server_nft("delete table inet rst");
-        vec![c.pid()]
+        vec![client_then_filter(net, f, &["--user-timeout", "1500", "--send", "100"], "tcp dport 8080 drop", "errno 110")]
     }) {
         let abort = find(&reports, "retransmit_timeout", None);
         assert_report(abort, f, "network", Some(pids[0]));
@@ -160,10 +160,9 @@ fn retransmit_timeout_is_an_abort_without_rst() {
 #[test]
 fn unanswered_syn_is_syn_timeout() {
     for (f, reports, pids) in traced(7, |net, f| {
-        net.server_nft("add table inet rst; add chain inet rst in { type filter hook input priority 0; }; add rule inet rst in tcp dport 8080 drop");
+        let _filter = net.server_filter("input", "tcp dport 8080 drop");
         let c = client(net, f, PORT, &["--syncnt", "1"]);
         assert_eq!(c.expect_line("errno", T), "errno 110");
-        net.server_nft("delete table inet rst");
         vec![c.pid()]
     }) {
         let abort = find(&reports, "syn_timeout", None);
@@ -175,14 +174,7 @@ fn unanswered_syn_is_syn_timeout() {
 #[test]
 fn firewall_reset_is_injected() {
     for (f, reports, pids) in traced(8, |net, f| {
-        let _server = listen(net, f, "hold");
-        let mut c = client(net, f, PORT, &["--wait-go", "--send", "100"]);
-        c.expect_line("ready", T);
-        net.server_nft("add table inet rst; add chain inet rst in { type filter hook input priority 0; }; add rule inet rst in tcp dport 8080 reject with tcp reset");
-        c.go();
-        assert_eq!(c.expect_line("errno", T), "errno 104");
-        net.server_nft("delete table inet rst");
-        vec![c.pid()]
+        vec![client_then_filter(net, f, &["--send", "100"], "tcp dport 8080 reject with tcp reset", "errno 104")]
     }) {
         let received = find(&reports, "injected", Some("received"));
         assert_report(received, f, "network", Some(pids[0]));
@@ -231,12 +223,11 @@ fn segment_for_a_forgotten_connection_is_no_socket() {
         c.expect_line("ready", T);
         // The server aborts, but its RST never reaches the client: the client is left talking
         // to a connection the server no longer knows.
-        net.server_nft("add table inet rst; add chain inet rst out { type filter hook output priority 0; }; add rule inet rst out tcp flags rst drop");
-        std::thread::sleep(Duration::from_millis(100));
+        let hide_rst = net.server_filter("output", "tcp flags rst drop");
         server.go();
         server.expect_line("closed", T);
         std::thread::sleep(Duration::from_millis(100));
-        net.server_nft("delete table inet rst");
+        drop(hide_rst);
         c.go();
         c.expect_line("errno", T);
         vec![server.pid(), c.pid()]
