@@ -50,6 +50,11 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         }
     }
     emit(&ctx, EventKind::SetState, sk, 0);
+    // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
+    // must not inherit this owner. The agent keeps the story.
+    if sk != 0 && new == owner::TCP_CLOSE {
+        owner::forget(sk);
+    }
     0
 }
 

@@ -61,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut state = LoopState {
         decoder: loaded.decoder.clone(),
-        tracker: Tracker::new(config.max_connections),
+        tracker: Tracker::new(config.max_connections, loaded.capture.reasons),
         summary: Summary::default(),
         lost_reported: 0,
         decode_errors: 0,

@@ -126,6 +126,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story:
             Origin::Stack,
             "our SYN was answered with an ACK for an older connection on the same 4-tuple (TIME_WAIT reuse)",
         ),
+        // tcp_check_req() refusing the final ACK of a handshake: accept queue full with
+        // tcp_abort_on_overflow=1 (INVALID_SYN, from the listener).
+        Some("INVALID_SYN") if state == Listen => {
+            v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
+        }
         // A listener answers a non-SYN segment it has no connection for (TCP_FLAGS on 6.12+).
         _ if state == Listen && syn == Some(false) => v(
             Cause::NoSocket,
@@ -241,6 +246,7 @@ mod tests {
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(Established), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
             (sent(Some("NOT_SPECIFIED"), Some(NewSynRecv), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
             (sent(Some("TCP_FLAGS"), Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
+            (sent(Some("INVALID_SYN"), Some(Listen), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
             (sent(None, Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
             // Pre-6.10 kernels: no reason, no socket-less resets.
             (sent(None, Some(Close), None), &none, Cause::Unknown, Origin::Application, false),

@@ -8,7 +8,10 @@
 //! Bounded: at most `cap` connections, the oldest closed ones evicted first, evictions counted.
 //! A socket address or 4-tuple that starts a new connection (connect, listen, a new child of a
 //! listener) starts a new story, so reuse never inherits a stale one.
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    net::IpAddr,
+};
 
 use crate::{
     classify::{classify, Story, Trigger},
@@ -18,8 +21,11 @@ use crate::{
 
 /// How long a reset waits for its follow-up events before it is classified.
 pub const HOLD_NS: u64 = 150_000_000;
-/// Two connections opened this close together by one process count as a race.
-const RACE_WINDOW_NS: u64 = 2_000_000_000;
+/// Two connections opened this close together by one process count as a race (a lost SYN during
+/// IPv6 neighbour discovery costs a 1 s retransmit)...
+const RACE_OPEN_WINDOW_NS: u64 = 3_000_000_000;
+/// ...when the loser is dropped this soon after its handshake.
+const RACE_ABORT_WINDOW_NS: u64 = 1_000_000_000;
 /// How long a sent RST is remembered for matching the peer's received one.
 const RECENT_SENT_NS: u64 = 5_000_000_000;
 const RECENT_SENT_MAX: usize = 4096;
@@ -49,7 +55,9 @@ pub struct Connection {
     pub syn_retransmits: u32,
     pub same_segment_retransmits: u32,
     last_retransmit_skb: u64,
-    pub errors: Vec<i32>,
+    /// The owner was told ETIMEDOUT.
+    pub timed_out: bool,
+    pub last_error: Option<i32>,
     pub reset_sent: bool,
     pub reset_received: bool,
 }
@@ -73,7 +81,8 @@ impl Connection {
             syn_retransmits: 0,
             same_segment_retransmits: 0,
             last_retransmit_skb: 0,
-            errors: Vec::new(),
+            timed_out: false,
+            last_error: None,
             reset_sent: false,
             reset_received: false,
         }
@@ -121,16 +130,20 @@ pub struct Tracker {
     conns: BTreeMap<u64, Connection>,
     by_sk: HashMap<u64, u64>,
     by_tuple: HashMap<Endpoints, Vec<u64>>,
-    listeners: HashMap<(u32, u16), Task>,
+    /// (netns, local address, port) of each listening socket → its owner.
+    listeners: HashMap<(u32, IpAddr, u16), Task>,
     recent_sent: VecDeque<SentRecord>,
     pending: VecDeque<Pending>,
     next_id: u64,
     cap: usize,
     evicted: u64,
+    /// The kernel traces every RST its stack sends (socket-less and TIME_WAIT ones too, 6.10+).
+    /// Without that, a received RST with no matching sent one proves nothing.
+    sees_every_sent_reset: bool,
 }
 
 impl Tracker {
-    pub fn new(cap: usize) -> Self {
+    pub fn new(cap: usize, sees_every_sent_reset: bool) -> Self {
         Self {
             conns: BTreeMap::new(),
             by_sk: HashMap::new(),
@@ -141,6 +154,7 @@ impl Tracker {
             next_id: 1,
             cap: cap.max(16),
             evicted: 0,
+            sees_every_sent_reset,
         }
     }
 
@@ -207,8 +221,12 @@ impl Tracker {
         if c.endpoints == ev.endpoints {
             return Some(id);
         }
-        let incomplete = c.endpoints.lport == 0 || c.endpoints.laddr.is_unspecified();
-        if !incomplete || c.endpoints.rport != ev.endpoints.rport || c.endpoints.raddr != ev.endpoints.raddr {
+        // connect() enters SYN_SENT before the local port is chosen; a listener's child enters
+        // SYN_RECV before its remote end is set. Fields still zero are free to fill in.
+        let (old, new) = (&c.endpoints, &ev.endpoints);
+        let fits = |a: IpAddr, b: IpAddr| a.is_unspecified() || a == b;
+        let port_fits = |a: u16, b: u16| a == 0 || a == b;
+        if !(fits(old.laddr, new.laddr) && fits(old.raddr, new.raddr) && port_fits(old.lport, new.lport) && port_fits(old.rport, new.rport)) {
             return None;
         }
         let old = std::mem::replace(&mut c.endpoints, ev.endpoints);
@@ -255,7 +273,8 @@ impl Tracker {
                 let mut state = None;
                 let mut reset_seen = false;
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
-                    c.errors.push(error);
+                    c.last_error = Some(error);
+                    c.timed_out |= error == ETIMEDOUT;
                     // The kernel reports a timeout after tcp_done(): name the state it died in.
                     state = c.state_before_close();
                     reset_seen = c.reset_sent || c.reset_received;
@@ -309,7 +328,7 @@ impl Tracker {
             Some(id) => id,
             None => self.create(ev),
         };
-        let listener_owner = self.listeners.get(&(ev.netns, ev.endpoints.lport)).cloned();
+        let listener_owner = self.listener(ev.netns, &ev.endpoints).cloned();
         let Some(c) = self.conns.get_mut(&id) else { return };
         c.enter(new, ev.ts_ns);
         if c.netns == 0 {
@@ -334,14 +353,24 @@ impl Tracker {
             (_, Listen) => {
                 let owner = c.owner.clone().or_else(|| Some(ev.current.clone()));
                 if let Some(owner) = owner {
-                    self.listeners.insert((ev.netns, ev.endpoints.lport), owner);
+                    self.listeners.insert((ev.netns, ev.endpoints.laddr, ev.endpoints.lport), owner);
                 }
             }
             (Some(Listen), Close) => {
-                self.listeners.remove(&(ev.netns, ev.endpoints.lport));
+                self.listeners.remove(&(ev.netns, ev.endpoints.laddr, ev.endpoints.lport));
             }
             _ => {}
         }
+    }
+
+    /// The owner of the listener that serves `endpoints`' local end: bound to that address, or
+    /// to the wildcard address of either family (an IPv6 wildcard also takes IPv4).
+    fn listener(&self, netns: u32, endpoints: &Endpoints) -> Option<&Task> {
+        let any4 = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        let any6 = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+        [endpoints.laddr, any4, any6]
+            .iter()
+            .find_map(|addr| self.listeners.get(&(netns, *addr, endpoints.lport)))
     }
 
     fn hold(&mut self, event: KernelEvent, conn: Option<u64>, trigger: Trigger, acting: Option<Task>) {
@@ -386,7 +415,14 @@ impl Tracker {
 
     fn report(&mut self, p: Pending) -> Report {
         let conn = p.conn.and_then(|id| self.conns.get(&id));
-        let owner = p.acting.clone().or_else(|| p.event.owner.clone()).or_else(|| conn.and_then(|c| c.owner.clone()));
+        // A reset answered by a listener concerns the connection it served, not the listener.
+        let answered_by_listener = matches!(p.trigger, Trigger::Sent { state: Some(TcpState::Listen), .. });
+        let story_owner = conn.and_then(|c| c.owner.clone());
+        let owner = if answered_by_listener {
+            p.acting.clone().or(story_owner).or_else(|| p.event.owner.clone())
+        } else {
+            p.acting.clone().or_else(|| p.event.owner.clone()).or(story_owner)
+        };
         let attribution = match (&p.acting, &owner) {
             (Some(_), _) => Attribution::CurrentTask,
             (None, Some(_)) => Attribution::SocketOwner,
@@ -439,12 +475,12 @@ impl Tracker {
             story.established_ns = c.established_ns;
             story.same_segment_retransmits = c.same_segment_retransmits;
             story.syn_retransmits = c.syn_retransmits;
-            story.timed_out = c.errors.contains(&ETIMEDOUT);
+            story.timed_out = c.timed_out;
             story.race_sibling = self.race_sibling(c, owner, p.event.ts_ns);
         }
         let reversed = p.event.endpoints.reversed();
         if matches!(p.trigger, Trigger::Received { .. }) {
-            story.peer_local = self.by_tuple.contains_key(&reversed);
+            story.peer_local = self.sees_every_sent_reset && self.by_tuple.contains_key(&reversed);
             story.peer_sent = self.peer_sent(&p.event).map(|r| r.cause.unwrap_or(Cause::Unknown));
         }
         if let Trigger::Sent { state: None, .. } = p.trigger {
@@ -462,11 +498,11 @@ impl Tracker {
             .find(|r| r.endpoints == reversed && r.ts.abs_diff(ev.ts_ns) < PEER_MATCH_NS)
     }
 
-    /// The owner opened another connection to the same peer (same address, or same port on
-    /// another address) at about the same time, and that one is still up.
+    /// The owner opened another connection to the same peer (same address, or same port over the
+    /// other IP family: happy eyeballs) at about the same time, and that one is still up.
     fn race_sibling(&self, c: &Connection, owner: Option<&Task>, now: u64) -> bool {
         let (Some(owner), true, Some(est)) = (owner, c.active_open, c.established_ns) else { return false };
-        if now.saturating_sub(est) > RACE_WINDOW_NS {
+        if now.saturating_sub(est) > RACE_ABORT_WINDOW_NS {
             return false;
         }
         self.conns.values().any(|d| {
@@ -476,7 +512,7 @@ impl Tracker {
                 && d.established_ns.is_some()
                 && d.owner.as_ref().is_some_and(|o| o.pid == owner.pid)
                 && (d.endpoints.raddr == c.endpoints.raddr || d.endpoints.rport == c.endpoints.rport)
-                && d.opened_ns.abs_diff(c.opened_ns) < RACE_WINDOW_NS
+                && d.opened_ns.abs_diff(c.opened_ns) < RACE_OPEN_WINDOW_NS
         })
     }
 
@@ -484,7 +520,7 @@ impl Tracker {
     /// that served this peer before.
     fn port_taken(&self, p: &Pending, conn: Option<&Connection>) -> Option<String> {
         let served_by = conn?.owner.as_ref()?;
-        let now = self.listeners.get(&(p.event.netns, p.event.endpoints.lport))?;
+        let now = self.listener(p.event.netns, &p.event.endpoints)?;
         (now.pid != served_by.pid).then(|| format!("{}[{}]", now.comm, now.pid))
     }
 }
@@ -563,7 +599,7 @@ mod tests {
     }
 
     fn run(events: Vec<KernelEvent>) -> (Tracker, Vec<Report>) {
-        let mut t = Tracker::new(1024);
+        let mut t = Tracker::new(1024, true);
         for e in events {
             t.observe(e);
         }
@@ -676,9 +712,9 @@ mod tests {
 
     #[test]
     fn table_is_bounded_and_reuse_starts_a_new_story() {
-        let mut t = Tracker::new(16);
+        let mut t = Tracker::new(16, true);
         for i in 0..40u16 {
-            let mut open = state(i as u64, 1000 + i, Close, SynSent, task(1, "a"), None);
+            let mut open = state(i as u64, 1000 + i, Close, SynSent, task(1, "a"), Some(task(1, "a")));
             open.sk = SK + i as u64;
             let mut close = state(i as u64, 1000 + i, SynSent, Close, task(1, "a"), None);
             close.sk = SK + i as u64;
@@ -694,6 +730,38 @@ mod tests {
         let id = *t.by_sk.get(&(SK + 39)).unwrap();
         let c = t.connection(id).unwrap();
         assert_eq!(c.history.len(), 1);
-        assert!(c.owner.is_none());
+        assert!(c.owner.is_none(), "the old story's owner leaked into the new one");
+    }
+
+    #[test]
+    fn listener_child_keeps_one_story_from_syn_recv_on() {
+        let nginx = task(812, "nginx");
+        let mut listen = state(1, 80, Close, Listen, nginx.clone(), Some(nginx.clone()));
+        listen.sk = SK + 7;
+        listen.endpoints = Endpoints { raddr: "0.0.0.0".parse().unwrap(), rport: 0, ..ends(80) };
+        // The child enters SYN_RECV before its remote end is filled in.
+        let mut syn_recv = state(2, 80, Listen, SynRecv, task(9, "peer"), None);
+        syn_recv.endpoints = listen.endpoints;
+        let established = state(3, 80, SynRecv, Established, task(9, "peer"), None);
+        let received = ev(4, SK, 80, Payload::ReceiveReset, task(9, "peer"), None);
+        let (t, reports) = run(vec![listen, syn_recv, established, received]);
+        assert_eq!(t.stats().tracked, 2, "listener + one child story");
+        assert_eq!(reports[0].owner.as_ref().map(|o| o.pid), Some(812));
+        assert_eq!(reports[0].state, "ESTABLISHED");
+    }
+
+    #[test]
+    fn without_full_send_tracing_a_lonely_received_reset_is_not_called_injected() {
+        let mut t = Tracker::new(64, false);
+        let client = task(1, "client");
+        for e in connected(&client) {
+            t.observe(e);
+        }
+        let mut server = state(2, 80, SynRecv, Established, task(0, "swapper/0"), None);
+        server.sk = SK + 1;
+        server.endpoints = ends(5000).reversed();
+        t.observe(server);
+        t.observe(ev(50, SK, 5000, Payload::ReceiveReset, task(9, "other"), None));
+        assert_eq!(t.flush(u64::MAX)[0].verdict.cause, Cause::PeerReset);
     }
 }

@@ -208,13 +208,25 @@ pub struct Summary {
     pub total: u64,
 }
 
+/// Distinct processes or peers counted one by one; the rest share an `other` row, so a port
+/// scan or a fork storm cannot grow the summary for days.
+const SUMMARY_KEYS_MAX: usize = 10_000;
+
+fn bump(map: &mut BTreeMap<String, u64>, key: String) {
+    if map.len() >= SUMMARY_KEYS_MAX && !map.contains_key(&key) {
+        *map.entry("other".to_string()).or_default() += 1;
+    } else {
+        *map.entry(key).or_default() += 1;
+    }
+}
+
 impl Summary {
     pub fn add(&mut self, r: &Report) {
         self.total += 1;
         *self.by_cause.entry(r.verdict.cause.name()).or_default() += 1;
         let process = r.owner.as_ref().map_or("-".to_string(), |o| format!("{}[{}]", o.comm, o.pid));
-        *self.by_process.entry(process).or_default() += 1;
-        *self.by_peer.entry(r.endpoints.raddr.to_string()).or_default() += 1;
+        bump(&mut self.by_process, process);
+        bump(&mut self.by_peer, r.endpoints.raddr.to_string());
         let dir = match (r.kind, r.direction) {
             (ReportType::Abort, _) => "abort",
             (_, Some(crate::report::Direction::Sent)) => "sent",

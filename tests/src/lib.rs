@@ -188,12 +188,12 @@ impl Tracer {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let status = self.child.wait().expect("wait rsttrace");
-        let stderr: Vec<String> = self.stderr.try_iter().collect();
+        // The reader threads end at EOF, once the exited child's pipes are drained.
+        let stderr: Vec<String> = self.stderr.iter().collect();
         assert!(status.success(), "rsttrace exited with {status}: {}", stderr.join("\n"));
-        std::thread::sleep(Duration::from_millis(100));
         let reports = self
             .lines
-            .try_iter()
+            .iter()
             .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
             .collect();
         (reports, stderr.join("\n"))
