@@ -15,16 +15,18 @@ pub enum EventKind {
     Retransmit = 2,
     SetState = 3,
     ErrorReport = 4,
+    DestroySock = 5,
 }
 
 impl EventKind {
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     pub const ALL: [EventKind; Self::COUNT] = [
         EventKind::SendReset,
         EventKind::ReceiveReset,
         EventKind::Retransmit,
         EventKind::SetState,
         EventKind::ErrorReport,
+        EventKind::DestroySock,
     ];
 
     pub fn from_u32(v: u32) -> Option<Self> {
@@ -39,6 +41,7 @@ impl EventKind {
             EventKind::Retransmit => ("tcp", "tcp_retransmit_skb"),
             EventKind::SetState => ("sock", "inet_sock_set_state"),
             EventKind::ErrorReport => ("sock", "inet_sk_error_report"),
+            EventKind::DestroySock => ("tcp", "tcp_destroy_sock"),
         }
     }
 
@@ -50,6 +53,7 @@ impl EventKind {
             EventKind::Retransmit => "tcp_retransmit_skb",
             EventKind::SetState => "inet_sock_set_state",
             EventKind::ErrorReport => "inet_sk_error_report",
+            EventKind::DestroySock => "tcp_destroy_sock",
         }
     }
 }

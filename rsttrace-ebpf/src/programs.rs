@@ -68,6 +68,15 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Destruction tells an abortive close() (the socket dies in the same call) from a
+/// connect(AF_UNSPEC) disconnect (the socket lives on), which the kernel reports alike.
+#[tracepoint]
+pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
+    let sk: u64 = field(&ctx, layout(EventKind::DestroySock).skaddr).unwrap_or(0);
+    emit(&ctx, EventKind::DestroySock, sk, 0);
+    0
+}
+
 /// `sock:sock_send_length` and `sock:sock_recv_length` (Linux 6.4+) run in the system call of
 /// the task using the socket: the most reliable owner signal, and the one that follows a socket
 /// into a forked child. Nothing is emitted; they only keep `OWNERS` current.

@@ -13,7 +13,7 @@ use tokio::{
 
 use crate::{
     cli::Config,
-    conntrack::Tracker,
+    conntrack::{Tracker, Visibility},
     decode::Decoder,
     loader::{self, LoadOptions, LostCounter},
     output::{Clock, JsonSink, Sink, Summary, TableSink},
@@ -61,7 +61,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut state = LoopState {
         decoder: loaded.decoder.clone(),
-        tracker: Tracker::new(config.max_connections, loaded.capture.reasons),
+        tracker: Tracker::new(
+            config.max_connections,
+            Visibility {
+                every_sent_reset: loaded.capture.reasons,
+                socket_destruction: !loaded.capture.missing.iter().any(|m| m.ends_with("tcp_destroy_sock")),
+            },
+        ),
         summary: Summary::default(),
         lost_reported: 0,
         decode_errors: 0,

@@ -43,6 +43,9 @@ pub struct Story {
     pub syn_retransmits: u32,
     /// The owner was told ETIMEDOUT right after (a timer gave up).
     pub timed_out: bool,
+    /// The socket was reset to CLOSE but not destroyed: the application still holds it
+    /// (connect(AF_UNSPEC)), unlike close() with SO_LINGER 0, which destroys it at once.
+    pub socket_kept: bool,
     /// A local socket is the other end of this connection (peer on this host, any netns).
     pub peer_local: bool,
     /// The peer's stack (on this host) sent a RST for this connection just before.
@@ -98,6 +101,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story:
     };
     match reason {
         Some("TCP_ABORT_ON_CLOSE") => app_abort(Cause::AppAbortUnread, format!("{who} closed the socket with unread data")),
+        Some("TCP_STATE") if state == Close && story.socket_kept => v(
+            Cause::AppDisconnect,
+            Origin::Application,
+            format!("{who} disconnected the socket (connect AF_UNSPEC) with the connection open"),
+        ),
         Some("TCP_STATE") if state == Close => {
             let mut verdict = app_abort(Cause::AppAbortLinger0, format!("{who} closed with SO_LINGER 0 (abortive close)"));
             // A client that aborts after the peer finished is skipping TIME_WAIT on purpose.
@@ -128,6 +136,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story:
         ),
         // tcp_check_req() refusing the final ACK of a handshake: accept queue full with
         // tcp_abort_on_overflow=1 (INVALID_SYN, from the listener).
+        _ if state == Listen && story.port_taken_by.is_some() => v(
+            Cause::PortGrabbed,
+            Origin::Stack,
+            format!("{} now holds this port; the process that served this peer is gone", story.port_taken_by.as_deref().unwrap_or("another process")),
+        ),
         Some("INVALID_SYN") if state == Listen => {
             v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
         }
@@ -223,6 +236,7 @@ mod tests {
         let peer_aborted = Story { peer_local: true, peer_sent: Some(Cause::AppAbortUnread), ..Story::default() };
         let retx = Story { same_segment_retransmits: 5, ..Story::default() };
         let closed_app = Story { app_closed: true, ..Story::default() };
+        let kept = Story { socket_kept: true, ..Story::default() };
         let timer = Story { timed_out: true, ..Story::default() };
         let grabbed = Story { port_taken_by: Some("intruder[9]".into()), ..Story::default() };
         let cases: Vec<(Trigger, &Story, Cause, Origin, bool)> = vec![
@@ -247,6 +261,8 @@ mod tests {
             (sent(Some("NOT_SPECIFIED"), Some(NewSynRecv), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
             (sent(Some("TCP_FLAGS"), Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
             (sent(Some("INVALID_SYN"), Some(Listen), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
+            (sent(Some("TCP_FLAGS"), Some(Listen), Some(false)), &grabbed, Cause::PortGrabbed, Origin::Stack, false),
+            (sent(Some("TCP_STATE"), Some(Close), None), &kept, Cause::AppDisconnect, Origin::Application, false),
             (sent(None, Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
             // Pre-6.10 kernels: no reason, no socket-less resets.
             (sent(None, Some(Close), None), &none, Cause::Unknown, Origin::Application, false),

@@ -24,7 +24,7 @@ pub const HOLD_NS: u64 = 150_000_000;
 /// Two connections opened this close together by one process count as a race (a lost SYN during
 /// IPv6 neighbour discovery costs a 1 s retransmit)...
 const RACE_OPEN_WINDOW_NS: u64 = 3_000_000_000;
-/// ...when the loser is dropped this soon after its handshake.
+/// ...when the loser is dropped this soon after the later of the two handshakes.
 const RACE_ABORT_WINDOW_NS: u64 = 1_000_000_000;
 /// How long a sent RST is remembered for matching the peer's received one.
 const RECENT_SENT_NS: u64 = 5_000_000_000;
@@ -60,6 +60,8 @@ pub struct Connection {
     pub last_error: Option<i32>,
     pub reset_sent: bool,
     pub reset_received: bool,
+    /// The kernel destroyed the socket (it is gone for good, not just disconnected).
+    pub destroyed: bool,
 }
 
 impl Connection {
@@ -85,6 +87,7 @@ impl Connection {
             last_error: None,
             reset_sent: false,
             reset_received: false,
+            destroyed: false,
         }
     }
 
@@ -112,6 +115,9 @@ struct Pending {
     deadline_ns: u64,
     /// Already waited once for the peer's sent RST to be classified.
     deferred: bool,
+    /// For a reset with no connection socket: another process's listener holding the port at
+    /// that moment (looked up then: listeners come and go while the reset is held).
+    port_taken_by: Option<String>,
 }
 
 struct SentRecord {
@@ -137,13 +143,25 @@ pub struct Tracker {
     next_id: u64,
     cap: usize,
     evicted: u64,
-    /// The kernel traces every RST its stack sends (socket-less and TIME_WAIT ones too, 6.10+).
+    seen: Visibility,
+}
+
+/// What the running kernel lets the tracker conclude from an event's absence.
+#[derive(Clone, Copy, Debug)]
+pub struct Visibility {
+    /// Every RST the stack sends is traced (socket-less and TIME_WAIT ones too, 6.10+).
     /// Without that, a received RST with no matching sent one proves nothing.
-    sees_every_sent_reset: bool,
+    pub every_sent_reset: bool,
+    /// `tcp:tcp_destroy_sock` is attached, so a socket not destroyed is still held.
+    pub socket_destruction: bool,
+}
+
+impl Visibility {
+    pub const ALL: Self = Self { every_sent_reset: true, socket_destruction: true };
 }
 
 impl Tracker {
-    pub fn new(cap: usize, sees_every_sent_reset: bool) -> Self {
+    pub fn new(cap: usize, seen: Visibility) -> Self {
         Self {
             conns: BTreeMap::new(),
             by_sk: HashMap::new(),
@@ -154,7 +172,7 @@ impl Tracker {
             next_id: 1,
             cap: cap.max(16),
             evicted: 0,
-            sees_every_sent_reset,
+            seen,
         }
     }
 
@@ -220,6 +238,10 @@ impl Tracker {
         let c = self.conns.get_mut(&id)?;
         if c.endpoints == ev.endpoints {
             return Some(id);
+        }
+        // A listener's wildcard remote end is not incomplete: it answers many peers.
+        if c.state == Some(TcpState::Listen) {
+            return None;
         }
         // connect() enters SYN_SENT before the local port is chosen; a listener's child enters
         // SYN_RECV before its remote end is set. Fields still zero are free to fill in.
@@ -301,7 +323,20 @@ impl Tracker {
                     state,
                     trigger_syn: ev.trigger.map(|t| t.tcp_flags & TCP_FLAG_SYN != 0),
                 };
+                let port_taken_by = match state {
+                    None | Some(TcpState::Listen) => self.port_taken(&ev, id),
+                    _ => None,
+                };
                 self.hold(ev, id, trigger, acting);
+                if let Some(p) = self.pending.back_mut() {
+                    p.port_taken_by = port_taken_by;
+                }
+            }
+            Payload::DestroySock => {
+                // By socket alone: tcp_disconnect() has already cleared the destination port.
+                if let Some(c) = self.by_sk.get(&ev.sk).and_then(|id| self.conns.get_mut(id)) {
+                    c.destroyed = true;
+                }
             }
             Payload::ReceiveReset => {
                 let id = self.find(&ev);
@@ -381,7 +416,7 @@ impl Tracker {
             }
             self.recent_sent.push_back(SentRecord { ts: event.ts_ns, endpoints: event.endpoints, cause: None });
         }
-        self.pending.push_back(Pending { event, conn, trigger, acting, deadline_ns, deferred: false });
+        self.pending.push_back(Pending { event, conn, trigger, acting, deadline_ns, deferred: false, port_taken_by: None });
     }
 
     /// Classify every held event whose wait is over (all of them with `now_ns = u64::MAX`).
@@ -476,16 +511,15 @@ impl Tracker {
             story.same_segment_retransmits = c.same_segment_retransmits;
             story.syn_retransmits = c.syn_retransmits;
             story.timed_out = c.timed_out;
+            story.socket_kept = self.seen.socket_destruction && c.closed_ns.is_some() && !c.destroyed;
             story.race_sibling = self.race_sibling(c, owner, p.event.ts_ns);
         }
         let reversed = p.event.endpoints.reversed();
         if matches!(p.trigger, Trigger::Received { .. }) {
-            story.peer_local = self.sees_every_sent_reset && self.by_tuple.contains_key(&reversed);
+            story.peer_local = self.seen.every_sent_reset && self.by_tuple.contains_key(&reversed);
             story.peer_sent = self.peer_sent(&p.event).map(|r| r.cause.unwrap_or(Cause::Unknown));
         }
-        if let Trigger::Sent { state: None, .. } = p.trigger {
-            story.port_taken_by = self.port_taken(p, conn);
-        }
+        story.port_taken_by = p.port_taken_by.clone();
         story
     }
 
@@ -501,26 +535,25 @@ impl Tracker {
     /// The owner opened another connection to the same peer (same address, or same port over the
     /// other IP family: happy eyeballs) at about the same time, and that one is still up.
     fn race_sibling(&self, c: &Connection, owner: Option<&Task>, now: u64) -> bool {
-        let (Some(owner), true, Some(est)) = (owner, c.active_open, c.established_ns) else { return false };
-        if now.saturating_sub(est) > RACE_ABORT_WINDOW_NS {
-            return false;
-        }
+        let (Some(owner), true, Some(c_est)) = (owner, c.active_open, c.established_ns) else { return false };
         self.conns.values().any(|d| {
             !std::ptr::eq(d, c)
                 && d.active_open
                 && d.closed_ns.is_none()
-                && d.established_ns.is_some()
                 && d.owner.as_ref().is_some_and(|o| o.pid == owner.pid)
-                && (d.endpoints.raddr == c.endpoints.raddr || d.endpoints.rport == c.endpoints.rport)
+                && (d.endpoints.raddr == c.endpoints.raddr
+                    || (d.endpoints.rport == c.endpoints.rport && d.endpoints.family != c.endpoints.family))
                 && d.opened_ns.abs_diff(c.opened_ns) < RACE_OPEN_WINDOW_NS
+                // The race is decided when the later handshake completes; the loser goes right after.
+                && d.established_ns.is_some_and(|d_est| now.saturating_sub(d_est.max(c_est)) <= RACE_ABORT_WINDOW_NS)
         })
     }
 
     /// A socket-less reset on a port whose listener now belongs to another process than the one
     /// that served this peer before.
-    fn port_taken(&self, p: &Pending, conn: Option<&Connection>) -> Option<String> {
-        let served_by = conn?.owner.as_ref()?;
-        let now = self.listener(p.event.netns, &p.event.endpoints)?;
+    fn port_taken(&self, ev: &KernelEvent, conn: Option<u64>) -> Option<String> {
+        let served_by = self.conns.get(&conn?)?.owner.as_ref()?;
+        let now = self.listener(ev.netns, &ev.endpoints)?;
         (now.pid != served_by.pid).then(|| format!("{}[{}]", now.comm, now.pid))
     }
 }
@@ -574,6 +607,7 @@ mod tests {
             Payload::Retransmit { .. } => EventKind::Retransmit,
             Payload::SetState { .. } => EventKind::SetState,
             Payload::ErrorReport { .. } => EventKind::ErrorReport,
+            Payload::DestroySock => EventKind::DestroySock,
         };
         KernelEvent {
             kind,
@@ -599,7 +633,7 @@ mod tests {
     }
 
     fn run(events: Vec<KernelEvent>) -> (Tracker, Vec<Report>) {
-        let mut t = Tracker::new(1024, true);
+        let mut t = Tracker::new(1024, Visibility::ALL);
         for e in events {
             t.observe(e);
         }
@@ -622,12 +656,66 @@ mod tests {
         let mut events = connected(&parent);
         events.push(state(10, 5000, Established, Close, child.clone(), Some(parent.clone())));
         events.push(sent(10, SK, Some(Close), Some("TCP_STATE"), child.clone()));
+        // close() destroys the socket in the same call.
+        events.push(ev(10, SK, 5000, Payload::DestroySock, child.clone(), None));
         let (_, reports) = run(events);
         assert_eq!(reports.len(), 1);
         let r = &reports[0];
         assert_eq!(r.verdict.cause, Cause::AppAbortLinger0);
         assert_eq!(r.owner.as_ref().unwrap().pid, 101);
         assert_eq!(r.attribution, Attribution::CurrentTask);
+    }
+
+    #[test]
+    fn disconnect_keeps_the_socket_and_is_not_linger0() {
+        let app = task(300, "app");
+        let mut events = connected(&app);
+        events.push(state(10, 5000, Established, Close, app.clone(), Some(app.clone())));
+        events.push(sent(10, SK, Some(Close), Some("TCP_STATE"), app.clone()));
+        let (_, reports) = run(events.clone());
+        assert_eq!(reports[0].verdict.cause, Cause::AppDisconnect);
+
+        // Where the kernel cannot show destruction, its absence proves nothing.
+        let mut t = Tracker::new(64, Visibility { every_sent_reset: true, socket_destruction: false });
+        events.into_iter().for_each(|e| t.observe(e));
+        assert_eq!(t.flush(u64::MAX)[0].verdict.cause, Cause::AppAbortLinger0);
+    }
+
+    /// Two connections by `app`, the first aborted 100 ms after the second's handshake.
+    fn race(second: Endpoints) -> Vec<Report> {
+        let app = task(500, "app");
+        let mut events = connected(&app);
+        let mut open = state(5, 0, Close, SynSent, app.clone(), Some(app.clone()));
+        open.sk = SK + 1;
+        open.endpoints = Endpoints { lport: 0, ..second };
+        let mut est = state(6, 0, SynSent, Established, task(0, "swapper/0"), Some(app.clone()));
+        est.sk = SK + 1;
+        est.endpoints = second;
+        events.extend([open, est]);
+        events.push(state(106, 5000, Established, Close, app.clone(), Some(app.clone())));
+        events.push(sent(106, SK, Some(Close), Some("TCP_STATE"), app.clone()));
+        events.push(ev(106, SK, 5000, Payload::DestroySock, app.clone(), None));
+        run(events).1
+    }
+
+    #[test]
+    fn race_loser_needs_the_same_peer() {
+        let same_host = Endpoints { lport: 5001, ..ends(0) };
+        assert_eq!(race(same_host)[0].verdict.cause, Cause::ConnectRaceLoser);
+        assert!(race(same_host)[0].verdict.benign);
+        // Happy eyeballs: the same service over the other family.
+        let v6 = Endpoints {
+            family: Family::Ipv6,
+            laddr: "fd00::1".parse().unwrap(),
+            lport: 5002,
+            raddr: "fd00::2".parse().unwrap(),
+            rport: 80,
+        };
+        assert_eq!(race(v6)[0].verdict.cause, Cause::ConnectRaceLoser);
+        // A proxy talking to another host on the same port: a real abort, not benign.
+        let other_host = Endpoints { raddr: "10.0.0.3".parse().unwrap(), lport: 5003, ..ends(0) };
+        let r = &race(other_host)[0];
+        assert_eq!((r.verdict.cause, r.verdict.benign), (Cause::AppAbortLinger0, false));
     }
 
     #[test]
@@ -712,7 +800,7 @@ mod tests {
 
     #[test]
     fn table_is_bounded_and_reuse_starts_a_new_story() {
-        let mut t = Tracker::new(16, true);
+        let mut t = Tracker::new(16, Visibility::ALL);
         for i in 0..40u16 {
             let mut open = state(i as u64, 1000 + i, Close, SynSent, task(1, "a"), Some(task(1, "a")));
             open.sk = SK + i as u64;
@@ -752,7 +840,7 @@ mod tests {
 
     #[test]
     fn without_full_send_tracing_a_lonely_received_reset_is_not_called_injected() {
-        let mut t = Tracker::new(64, false);
+        let mut t = Tracker::new(64, Visibility { every_sent_reset: false, socket_destruction: true });
         let client = task(1, "client");
         for e in connected(&client) {
             t.observe(e);

@@ -190,6 +190,7 @@ impl RecordFields {
             EventKind::ErrorReport => Payload::ErrorReport {
                 error: int(record, &self.error).unwrap_or(0) as i32,
             },
+            EventKind::DestroySock => Payload::DestroySock,
         }
     }
 }

@@ -151,6 +151,7 @@ pub enum Payload {
         /// Positive errno (104 ECONNRESET, 110 ETIMEDOUT, 111 ECONNREFUSED, 32 EPIPE).
         error: i32,
     },
+    DestroySock,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -93,6 +93,11 @@ impl Net {
         }
     }
 
+    /// Set a per-namespace sysctl in the server (`net/ipv4/…` under /proc/sys).
+    pub fn server_sysctl(&self, path: &str, value: &str) {
+        in_ns(&self.server, "sh", &["-c", &format!("echo {value} > /proc/sys/{path}")]);
+    }
+
     /// Add one nftables rule on the server's `hook` (input/output); removed when the guard drops.
     pub fn server_filter(&self, hook: &str, rule: &str) -> ServerFilter<'_> {
         in_ns(

@@ -42,7 +42,10 @@ fn traced(subnet: u8, scenario: impl Fn(&Net, Family) -> Vec<u64>) -> Vec<(Famil
     let net = Net::new(subnet);
     let tracer = Tracer::start(&[]);
     let pids: Vec<Vec<u64>> = FAMILIES.iter().map(|f| scenario(&net, *f)).collect();
-    let (reports, _stderr) = tracer.stop();
+    let (reports, stderr) = tracer.stop();
+    if std::env::var_os("RSTTRACE_TEST_STDERR").is_some() {
+        eprintln!("{stderr}");
+    }
     let mine: Vec<Value> = reports.into_iter().filter(|r| net.owns(r)).collect();
     FAMILIES
         .iter()
@@ -244,5 +247,83 @@ fn segment_for_a_forgotten_connection_is_no_socket() {
         assert_eq!(sent["rport"], client["lport"]);
         assert_report(find(&reports, "app_abort_linger0", Some("sent")), f, "application", Some(pids[0]));
         assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
+    }
+}
+
+#[test]
+fn disconnect_with_af_unspec_is_app_disconnect_not_linger0() {
+    for (f, reports, pids) in traced(12, |net, f| {
+        let _server = listen(net, f, "hold");
+        let mut c = client(net, f, PORT, &["--send", "10", "--disconnect"]);
+        c.expect_line("ready", T);
+        c.wait(T);
+        vec![c.pid()]
+    }) {
+        let sent = find(&reports, "app_disconnect", Some("sent"));
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!(sent["kernel_reason"], "TCP_STATE");
+        assert!(!reports.iter().any(|r| r["cause"] == "app_abort_linger0"), "{reports:?}");
+    }
+}
+
+#[test]
+fn full_accept_queue_with_abort_on_overflow_is_listen_overflow() {
+    for (f, reports, pids) in traced(13, |net, f| {
+        net.server_sysctl("net/ipv4/tcp_abort_on_overflow", "1");
+        let server = listen(net, f, "overflow");
+        let connect = || {
+            let c = client(net, f, PORT, &["--wait-go", "--send", "10"]);
+            c.expect_line("ready", T);
+            c
+        };
+        let complete = |c: &mut Stim| {
+            c.go();
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // Fill the queue to its backlog of 2, get two more handshakes pending, then complete
+        // them: the last one overflows.
+        let mut queued: Vec<Stim> = (0..2).map(|_| connect()).collect();
+        queued.iter_mut().for_each(complete);
+        let mut third = connect();
+        let mut fourth = connect();
+        complete(&mut third);
+        fourth.go();
+        assert_eq!(fourth.expect_line("errno", T), "errno 104");
+        vec![server.pid(), fourth.pid()]
+    }) {
+        let sent = find(&reports, "listen_overflow", Some("sent"));
+        // The connection was never accepted: the listener's owner is the one to look at.
+        assert_report(sent, f, "stack", Some(pids[0]));
+        assert_eq!(sent["state"], "LISTEN");
+        let received = find(&reports, "peer_reset", Some("received"));
+        assert_report(received, f, "peer", Some(pids[1]));
+        assert_eq!(received["peer_cause"], "listen_overflow");
+        assert_eq!(sent["raddr"], received["laddr"]);
+    }
+}
+
+#[test]
+fn another_process_on_the_port_is_port_grabbed() {
+    for (f, reports, pids) in traced(14, |net, f| {
+        let mut old = listen(net, f, "linger0-on-go");
+        let mut c = client(net, f, PORT, &["--wait-go", "--send-after", "0"]);
+        c.expect_line("ready", T);
+        // The old server forgets the connection without telling the client, then exits, and
+        // another program takes over its port.
+        let hide_rst = net.server_filter("output", "tcp flags rst drop");
+        old.go();
+        old.expect_line("closed", T);
+        let old_pid = old.pid();
+        drop(old);
+        let new = listen(net, f, "hold");
+        drop(hide_rst);
+        c.go();
+        c.expect_line("errno", T);
+        vec![old_pid, new.pid()]
+    }) {
+        let sent = find(&reports, "port_grabbed", Some("sent"));
+        // The connection belonged to the old server; the why names the newcomer.
+        assert_report(sent, f, "stack", Some(pids[0]));
+        assert!(sent["why"].as_str().unwrap().contains(&format!("[{}]", pids[1])), "{sent}");
     }
 }

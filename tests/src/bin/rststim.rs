@@ -74,6 +74,16 @@ fn listen(addr: SocketAddr, mode: &str) {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
     socket.set_reuse_address(true).unwrap();
     socket.bind(&addr.into()).unwrap();
+    if mode == "overflow" {
+        // Backlog 2 and never accept. TCP_DEFER_ACCEPT keeps a handshake pending until data
+        // arrives, so a test can get SYNs in while the queue has room and complete them when it
+        // has none. (Backlog 0 would answer every SYN with a cookie instead.)
+        set_int(socket.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 10);
+        socket.listen(2).unwrap();
+        ready();
+        std::thread::sleep(DEADLINE);
+        return;
+    }
     socket.listen(16).unwrap();
     let listener: TcpListener = socket.into();
     ready();
@@ -126,6 +136,7 @@ struct ClientOptions {
     linger2_abort: bool,
     race: bool,
     send_after_ms: Option<u64>,
+    disconnect: bool,
 }
 
 fn parse_client(args: &[String]) -> ClientOptions {
@@ -146,6 +157,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--linger2-abort" => o.linger2_abort = true,
             "--race" => o.race = true,
             "--send-after" => o.send_after_ms = Some(value().parse().unwrap()),
+            "--disconnect" => o.disconnect = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -205,6 +217,16 @@ fn connect(addr: SocketAddr, args: &[String]) {
     }
     if o.linger0 {
         return linger0_close(s);
+    }
+    if o.disconnect {
+        // connect(AF_UNSPEC): the kernel resets the connection but the socket stays ours.
+        std::thread::sleep(Duration::from_millis(100));
+        let unspec = libc::sockaddr { sa_family: libc::AF_UNSPEC as u16, sa_data: [0; 14] };
+        // SAFETY: valid sockaddr of the given length.
+        let rc = unsafe { libc::connect(s.as_raw_fd(), &unspec, std::mem::size_of::<libc::sockaddr>() as u32) };
+        assert_eq!(rc, 0, "disconnect: {}", std::io::Error::last_os_error());
+        std::thread::sleep(Duration::from_millis(500));
+        return;
     }
     if o.linger2_abort {
         s.shutdown(std::net::Shutdown::Write).unwrap();
