@@ -41,6 +41,8 @@ pub struct Story {
     /// Consecutive retransmissions of the same segment at the end.
     pub same_segment_retransmits: u32,
     pub syn_retransmits: u32,
+    /// An earlier connection used the same 4-tuple on this host.
+    pub tuple_reused: bool,
     /// The owner was told ETIMEDOUT right after (a timer gave up).
     pub timed_out: bool,
     /// The socket was reset to CLOSE but not destroyed: the application still holds it
@@ -129,7 +131,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story:
         Some("TCP_ABORT_ON_LINGER") => v(Cause::Linger2Abort, Origin::Stack, format!("{who} closed in FIN_WAIT2 with TCP_LINGER2 < 0")),
         Some("TCP_ABORT_ON_MEMORY") => v(Cause::OrphanMemory, Origin::Stack, "too many orphaned sockets or TCP memory pressure"),
         Some("TCP_RFC7323_PAWS") => v(Cause::PawsReject, Origin::Stack, "segment failed the PAWS timestamp check (NAT mixing timestamp clocks?)"),
-        Some("TCP_INVALID_ACK_SEQUENCE") if state == SynSent => v(
+        Some("TCP_INVALID_ACK_SEQUENCE") if state == SynSent && story.tuple_reused => v(
             Cause::TimewaitReuse,
             Origin::Stack,
             "our SYN was answered with an ACK for an older connection on the same 4-tuple (TIME_WAIT reuse)",
@@ -236,6 +238,7 @@ mod tests {
         let peer_aborted = Story { peer_local: true, peer_sent: Some(Cause::AppAbortUnread), ..Story::default() };
         let retx = Story { same_segment_retransmits: 5, ..Story::default() };
         let closed_app = Story { app_closed: true, ..Story::default() };
+        let reused = Story { tuple_reused: true, ..Story::default() };
         let kept = Story { socket_kept: true, ..Story::default() };
         let timer = Story { timed_out: true, ..Story::default() };
         let grabbed = Story { port_taken_by: Some("intruder[9]".into()), ..Story::default() };
@@ -256,7 +259,8 @@ mod tests {
             (sent(Some("TCP_ABORT_ON_LINGER"), Some(Close), None), &none, Cause::Linger2Abort, Origin::Stack, false),
             (sent(Some("TCP_ABORT_ON_MEMORY"), Some(Close), None), &none, Cause::OrphanMemory, Origin::Stack, false),
             (sent(Some("TCP_RFC7323_PAWS"), Some(Established), Some(false)), &none, Cause::PawsReject, Origin::Stack, false),
-            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &none, Cause::TimewaitReuse, Origin::Stack, false),
+            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &reused, Cause::TimewaitReuse, Origin::Stack, false),
+            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(Established), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
             (sent(Some("NOT_SPECIFIED"), Some(NewSynRecv), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
             (sent(Some("TCP_FLAGS"), Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),

@@ -512,6 +512,7 @@ impl Tracker {
             story.syn_retransmits = c.syn_retransmits;
             story.timed_out = c.timed_out;
             story.socket_kept = self.seen.socket_destruction && c.closed_ns.is_some() && !c.destroyed;
+            story.tuple_reused = self.by_tuple.get(&c.endpoints).is_some_and(|ids| ids.len() > 1);
             story.race_sibling = self.race_sibling(c, owner, p.event.ts_ns);
         }
         let reversed = p.event.endpoints.reversed();

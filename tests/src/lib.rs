@@ -93,9 +93,9 @@ impl Net {
         }
     }
 
-    /// Set a per-namespace sysctl in the server (`net/ipv4/…` under /proc/sys).
-    pub fn server_sysctl(&self, path: &str, value: &str) {
-        in_ns(&self.server, "sh", &["-c", &format!("echo {value} > /proc/sys/{path}")]);
+    /// Set a per-namespace sysctl (`net/ipv4/…` under /proc/sys) in namespace `ns`.
+    pub fn sysctl(&self, ns: &str, path: &str, value: &str) {
+        in_ns(ns, "sh", &["-c", &format!("echo {value} > /proc/sys/{path}")]);
     }
 
     /// Add one nftables rule on the server's `hook` (input/output); removed when the guard drops.

@@ -269,7 +269,7 @@ fn disconnect_with_af_unspec_is_app_disconnect_not_linger0() {
 #[test]
 fn full_accept_queue_with_abort_on_overflow_is_listen_overflow() {
     for (f, reports, pids) in traced(13, |net, f| {
-        net.server_sysctl("net/ipv4/tcp_abort_on_overflow", "1");
+        net.sysctl(&net.server, "net/ipv4/tcp_abort_on_overflow", "1");
         let server = listen(net, f, "overflow");
         let connect = || {
             let c = client(net, f, PORT, &["--wait-go", "--send", "10"]);
@@ -325,5 +325,55 @@ fn another_process_on_the_port_is_port_grabbed() {
         // The connection belonged to the old server; the why names the newcomer.
         assert_report(sent, f, "stack", Some(pids[0]));
         assert!(sent["why"].as_str().unwrap().contains(&format!("[{}]", pids[1])), "{sent}");
+    }
+}
+
+#[test]
+fn reconnecting_into_time_wait_with_an_old_sequence_is_timewait_reuse() {
+    for (f, reports, pids) in traced(15, |net, f| {
+        // Without timestamps the TIME_WAIT side can only judge the new SYN by its sequence.
+        net.sysctl(&net.client, "net/ipv4/tcp_timestamps", "0");
+        let _server = listen(net, f, "drain-then-close");
+        let c = client(net, f, PORT, &["--reuse-after-bulk"]);
+        c.expect_line("ready", T);
+        assert_eq!(c.expect_line("reconnected", T), "reconnected");
+        vec![c.pid()]
+    }) {
+        let sent = find(&reports, "timewait_reuse", Some("sent"));
+        assert_report(sent, f, "stack", Some(pids[0]));
+        assert_eq!(sent["state"], "SYN_SENT");
+        assert_eq!(sent["kernel_reason"], "TCP_INVALID_ACK_SEQUENCE");
+    }
+}
+
+/// A client in SYN_SENT answered by a forged segment from a raw socket on the server host (no
+/// listener there, and the stack's own RST to the SYN is filtered out).
+fn forged_answer(net: &Net, f: Family, mode: &str) -> u64 {
+    let _hide_rst = net.server_filter("output", "tcp flags rst drop");
+    let forger = Stim::spawn(&net.server, &["forge", &net.server_addr(f), PORT, mode]);
+    forger.expect_line("ready", T);
+    let c = client(net, f, PORT, &["--syncnt", "1"]);
+    forger.expect_line("forged", T);
+    c.expect_line("errno", T);
+    c.pid()
+}
+
+#[test]
+fn forged_ack_to_a_connecting_socket_is_invalid_segment() {
+    for (f, reports, pids) in traced(16, |net, f| vec![forged_answer(net, f, "bad-ack")]) {
+        let sent = find(&reports, "invalid_segment", Some("sent"));
+        assert_report(sent, f, "stack", Some(pids[0]));
+        assert_eq!(sent["state"], "SYN_SENT");
+        assert_eq!(sent["kernel_reason"], "TCP_INVALID_ACK_SEQUENCE");
+    }
+}
+
+#[test]
+fn syn_ack_with_a_bogus_timestamp_echo_is_paws_reject() {
+    for (f, reports, pids) in traced(17, |net, f| vec![forged_answer(net, f, "paws")]) {
+        let sent = find(&reports, "paws_reject", Some("sent"));
+        assert_report(sent, f, "stack", Some(pids[0]));
+        assert_eq!(sent["state"], "SYN_SENT");
+        assert_eq!(sent["kernel_reason"], "TCP_RFC7323_PAWS");
     }
 }

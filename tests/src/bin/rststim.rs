@@ -14,6 +14,9 @@ use std::{
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
 const DEADLINE: Duration = Duration::from_secs(30);
+/// Bytes a bulk transfer sends: enough to move the sequence space further than the ISN clock
+/// (one tick per 64 ns, 15.6 M per second) advances in the seconds a test takes.
+const BULK: usize = 100 << 20;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +34,7 @@ fn main() {
     match args[1].as_str() {
         "listen" => listen(addr, args.get(4).map_or("hold", String::as_str)),
         "connect" => connect(addr, &args[4..]),
+        "forge" => forge(addr, args.get(4).map_or("bad-ack", String::as_str)),
         other => panic!("unknown command {other}"),
     }
 }
@@ -113,6 +117,18 @@ fn listen(addr: SocketAddr, mode: &str) {
             }
             // Close at once (FIN) while the client keeps talking.
             "close-first" => drop(s),
+            // Take everything the client sends, then close first (this end ends in TIME_WAIT).
+            "drain-then-close" => {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut total = 0usize;
+                while total < BULK {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+                drop(s);
+            }
             // Abort only when the test says so (it may hide the RST first).
             "linger0-on-go" => {
                 wait_go();
@@ -137,6 +153,7 @@ struct ClientOptions {
     race: bool,
     send_after_ms: Option<u64>,
     disconnect: bool,
+    reuse_port_after_bulk: bool,
 }
 
 fn parse_client(args: &[String]) -> ClientOptions {
@@ -158,6 +175,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--race" => o.race = true,
             "--send-after" => o.send_after_ms = Some(value().parse().unwrap()),
             "--disconnect" => o.disconnect = true,
+            "--reuse-after-bulk" => o.reuse_port_after_bulk = true,
             other => panic!("unknown option {other}"),
         }
     }
@@ -218,6 +236,27 @@ fn connect(addr: SocketAddr, args: &[String]) {
     if o.linger0 {
         return linger0_close(s);
     }
+    if o.reuse_port_after_bulk {
+        // Send BULK bytes, let the server close first, then connect again from the same port.
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..BULK / chunk.len() {
+            s.write_all(&chunk).unwrap();
+        }
+        let mut buf = [0u8; 16];
+        while !matches!(s.read(&mut buf), Ok(0) | Err(_)) {}
+        let local = s.local_addr().unwrap();
+        drop(s);
+        std::thread::sleep(Duration::from_millis(100));
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket.bind(&local.into()).unwrap();
+        match socket.connect(&addr.into()) {
+            Ok(()) => println!("reconnected"),
+            Err(e) => report_error(&e),
+        }
+        std::io::stdout().flush().unwrap();
+        return;
+    }
     if o.disconnect {
         // connect(AF_UNSPEC): the kernel resets the connection but the socket stays ours.
         std::thread::sleep(Duration::from_millis(100));
@@ -255,4 +294,97 @@ fn connect(addr: SocketAddr, args: &[String]) {
             Err(e) => return report_error(&e),
         }
     }
+}
+
+/// Answer the first SYN to `addr` with a forged segment, through a raw socket: `bad-ack` sends a
+/// bare ACK for data never sent, `paws` a SYN-ACK whose timestamp echo the client never sent.
+/// Run where nothing listens on `addr` and the stack's own RST is filtered out.
+fn forge(addr: SocketAddr, mode: &str) {
+    let (domain, ip_header) = match addr {
+        SocketAddr::V4(_) => (libc::AF_INET, true),
+        SocketAddr::V6(_) => (libc::AF_INET6, false),
+    };
+    // SAFETY: plain socket call.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW, libc::IPPROTO_TCP) };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    ready();
+    let mut buf = [0u8; 2048];
+    let (peer, tcp) = loop {
+        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+        // SAFETY: buffers valid for their lengths.
+        let n = unsafe { libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), 0, (&mut from as *mut libc::sockaddr_storage).cast(), &mut len) };
+        assert!(n > 0, "recvfrom: {}", std::io::Error::last_os_error());
+        // IPv4 raw sockets see the IP header, IPv6 ones only the payload.
+        let start = if ip_header { ((buf[0] & 0x0f) as usize) * 4 } else { 0 };
+        let tcp = buf[start..n as usize].to_vec();
+        let dport = u16::from_be_bytes([tcp[2], tcp[3]]);
+        let is_syn = tcp[13] & 0x12 == 0x02;
+        if dport == addr.port() && is_syn {
+            let peer_ip = match domain {
+                libc::AF_INET => IpAddr::from(<[u8; 4]>::try_from(&buf[12..16]).unwrap()),
+                _ => {
+                    // SAFETY: the kernel filled a sockaddr_in6 for an AF_INET6 socket.
+                    let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&from as *const libc::sockaddr_storage).cast()) };
+                    IpAddr::from(sin6.sin6_addr.s6_addr)
+                }
+            };
+            break (SocketAddr::new(peer_ip, u16::from_be_bytes([tcp[0], tcp[1]])), tcp);
+        }
+    };
+    let isn = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let mut seg = Vec::with_capacity(32);
+    seg.extend_from_slice(&addr.port().to_be_bytes());
+    seg.extend_from_slice(&peer.port().to_be_bytes());
+    seg.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    let (ack, flags, options): (u32, u8, Vec<u8>) = match mode {
+        // Acknowledges 1000 bytes the client never sent.
+        "bad-ack" => (isn.wrapping_add(1001), 0x10, vec![]),
+        // A proper SYN-ACK, but echoing a timestamp from far outside the client's window.
+        "paws" => (isn.wrapping_add(1), 0x12, vec![1, 1, 8, 10, 0, 0, 0, 1, 0x0f, 0xff, 0xff, 0xff]),
+        other => panic!("unknown forge mode {other}"),
+    };
+    seg.extend_from_slice(&ack.to_be_bytes());
+    seg.push((((20 + options.len()) / 4) as u8) << 4);
+    seg.push(flags);
+    seg.extend_from_slice(&65535u16.to_be_bytes());
+    seg.extend_from_slice(&[0, 0, 0, 0]);
+    seg.extend_from_slice(&options);
+    let sum = checksum(addr.ip(), peer.ip(), &seg);
+    seg[16..18].copy_from_slice(&sum.to_be_bytes());
+    let dest: socket2::SockAddr = SocketAddr::new(peer.ip(), 0).into();
+    // SAFETY: segment and address valid for their lengths.
+    let sent = unsafe { libc::sendto(fd, seg.as_ptr().cast(), seg.len(), 0, dest.as_ptr().cast(), dest.len()) };
+    assert_eq!(sent as usize, seg.len(), "sendto: {}", std::io::Error::last_os_error());
+    println!("forged");
+    std::io::stdout().flush().unwrap();
+}
+
+/// TCP checksum over the pseudo-header and segment.
+fn checksum(src: IpAddr, dst: IpAddr, seg: &[u8]) -> u16 {
+    let mut data = Vec::new();
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            data.extend_from_slice(&s.octets());
+            data.extend_from_slice(&d.octets());
+            data.extend_from_slice(&[0, 6]);
+            data.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            data.extend_from_slice(&s.octets());
+            data.extend_from_slice(&d.octets());
+            data.extend_from_slice(&(seg.len() as u32).to_be_bytes());
+            data.extend_from_slice(&[0, 0, 0, 6]);
+        }
+        _ => panic!("mixed families"),
+    }
+    data.extend_from_slice(seg);
+    if data.len() % 2 == 1 {
+        data.push(0);
+    }
+    let mut sum: u32 = data.chunks(2).map(|w| u16::from_be_bytes([w[0], w[1]]) as u32).sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
