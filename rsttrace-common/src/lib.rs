@@ -78,7 +78,15 @@ pub struct TracepointLayout {
     pub oldstate: u16,
     pub newstate: u16,
     pub protocol: u16,
-    pub _pad: u16,
+    /// Host-order `family`, `sport` (local) and `dport` (remote) fields of the older layouts.
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    /// `sockaddr` blobs of the current `tcp_send_reset` layout (local, remote): family at +0,
+    /// network-order port at +2.
+    pub saddr_blob: u16,
+    pub daddr_blob: u16,
+    pub _pad: [u16; 3],
 }
 
 impl TracepointLayout {
@@ -90,7 +98,12 @@ impl TracepointLayout {
         oldstate: NO_FIELD,
         newstate: NO_FIELD,
         protocol: NO_FIELD,
-        _pad: 0,
+        family: NO_FIELD,
+        sport: NO_FIELD,
+        dport: NO_FIELD,
+        saddr_blob: NO_FIELD,
+        daddr_blob: NO_FIELD,
+        _pad: [0; 3],
     };
 }
 
@@ -110,6 +123,40 @@ pub struct KernelConfig {
     pub layouts: [TracepointLayout; EventKind::COUNT],
     pub sock_msg: SockMsgLayout,
     pub offsets: StructOffsets,
+    pub filter: Filter,
+}
+
+/// Most ports one `-L`/`-D` list may name (the kernel checks each in a fixed loop).
+pub const MAX_FILTER_PORTS: usize = 8;
+
+/// Filters applied in the kernel, so events outside them never reach the ring buffer. An event
+/// the kernel cannot judge (owner not known yet, no port in the record) passes, and the agent
+/// applies the same filter exactly.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// Owner process (tgid); 0 = any.
+    pub pid: u32,
+    /// 2 (AF_INET) or 10 (AF_INET6); 0 = any.
+    pub family: u16,
+    pub lport_count: u8,
+    pub rport_count: u8,
+    /// Owner's cgroup id (cgroup v2 inode); 0 = any.
+    pub cgroup: u64,
+    pub lports: [u16; MAX_FILTER_PORTS],
+    pub rports: [u16; MAX_FILTER_PORTS],
+}
+
+impl Filter {
+    pub const ANY: Self = Self {
+        pid: 0,
+        family: 0,
+        lport_count: 0,
+        rport_count: 0,
+        cgroup: 0,
+        lports: [0; MAX_FILTER_PORTS],
+        rports: [0; MAX_FILTER_PORTS],
+    };
 }
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
@@ -156,11 +203,13 @@ impl KernelConfig {
             protocol: NO_FIELD,
         },
         offsets: StructOffsets::UNKNOWN,
+        filter: Filter::ANY,
     };
 }
 
-const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 16);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 16 * EventKind::COUNT + 4 + 32);
+const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 30);
+const _: () = assert!(core::mem::size_of::<Filter>() == 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 30 * EventKind::COUNT + 4 + 32 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -169,9 +218,11 @@ pub struct Owner {
     pub tgid: u32,
     pub pid: u32,
     pub comm: [u8; 16],
+    /// cgroup v2 id of the owner, read in its own context.
+    pub cgroup: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<Owner>() == 24);
+const _: () = assert!(core::mem::size_of::<Owner>() == 32);
 
 /// `Event::flags` bits.
 pub const FLAG_OWNER_KNOWN: u32 = 1;
@@ -208,7 +259,7 @@ pub struct Event {
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 24 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 32 + 16 + 32 + RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.
 pub const LOST_SLOT: u32 = 0;

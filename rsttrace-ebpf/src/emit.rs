@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Event, EventKind, Owner, StructOffsets, TracepointLayout, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN,
-    LOST_SLOT, NO_FIELD, NO_OFFSET, RECORD_MAX,
+    LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
 };
 
 use crate::{
@@ -115,8 +115,70 @@ fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
 }
 
 /// Reserve an event, fill it and submit it; count it as lost when the buffer is full.
+/// Local or remote port and family of the record, in host order; `None` when it has none.
+#[inline(always)]
+fn port(ctx: &TracePointContext, host_order: u16, blob: u16) -> Option<u16> {
+    match field::<u16>(ctx, host_order) {
+        Some(p) => Some(p),
+        None if blob != NO_FIELD => field::<u16>(ctx, blob + 2).map(u16::from_be),
+        None => None,
+    }
+}
+
+#[inline(always)]
+fn listed(port: u16, list: &[u16; MAX_FILTER_PORTS], count: u8) -> bool {
+    let mut i = 0;
+    while i < MAX_FILTER_PORTS {
+        if i < count as usize && list[i] == port {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The load-time filter. Whatever the kernel cannot judge here passes; the agent re-checks.
+#[inline(always)]
+fn passes(ctx: &TracePointContext, kind: EventKind, owner: &Option<Owner>) -> bool {
+    let f = CONFIG.load().filter;
+    let l = layout(kind);
+    if f.family != 0 {
+        let family = field::<u16>(ctx, l.family).or_else(|| {
+            if l.saddr_blob == NO_FIELD { None } else { field::<u16>(ctx, l.saddr_blob) }
+        });
+        if family.is_some_and(|fam| fam != f.family) {
+            return false;
+        }
+    }
+    if f.lport_count > 0 {
+        if let Some(p) = port(ctx, l.sport, l.saddr_blob) {
+            if p != 0 && !listed(p, &f.lports, f.lport_count) {
+                return false;
+            }
+        }
+    }
+    if f.rport_count > 0 {
+        // A listener's record has no remote port (0): pass it for the agent to judge.
+        if let Some(p) = port(ctx, l.dport, l.daddr_blob) {
+            if p != 0 && !listed(p, &f.rports, f.rport_count) {
+                return false;
+            }
+        }
+    }
+    if let Some(o) = owner {
+        if (f.pid != 0 && o.tgid != f.pid) || (f.cgroup != 0 && o.cgroup != f.cgroup) {
+            return false;
+        }
+    }
+    true
+}
+
 #[inline(always)]
 pub fn emit(ctx: &TracePointContext, kind: EventKind, sk: u64, skb: u64) {
+    let owner = if sk != 0 { owner::lookup(sk) } else { None };
+    if !passes(ctx, kind, &owner) {
+        return;
+    }
     let record_size = layout(kind).record_size as usize;
     let offsets = CONFIG.load().offsets;
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
@@ -124,7 +186,6 @@ pub fn emit(ctx: &TracePointContext, kind: EventKind, sk: u64, skb: u64) {
         return;
     };
     let event = entry.as_mut_ptr();
-    let owner = if sk != 0 { owner::lookup(sk) } else { None };
     // SAFETY: `event` points at a reserved, writable ring-buffer slot of size_of::<Event>().
     unsafe {
         (*event).kind = kind as u32;
@@ -137,7 +198,7 @@ pub fn emit(ctx: &TracePointContext, kind: EventKind, sk: u64, skb: u64) {
                 (*event).flags = FLAG_OWNER_KNOWN;
             }
             None => {
-                (*event).owner = Owner { tgid: 0, pid: 0, comm: [0; 16] };
+                (*event).owner = Owner { tgid: 0, pid: 0, comm: [0; 16], cgroup: 0 };
                 (*event).flags = 0;
             }
         }

@@ -1,5 +1,5 @@
 //! Learning which task owns a socket, only at points that are certainly in process context.
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid};
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid};
 use rsttrace_common::Owner;
 
 use crate::maps::OWNERS;
@@ -41,7 +41,9 @@ pub fn learn(sk: u64) {
         }
     }
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    let _ = OWNERS.insert(sk, Owner { tgid, pid, comm }, 0);
+    // SAFETY: helper without preconditions.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    let _ = OWNERS.insert(sk, Owner { tgid, pid, comm, cgroup }, 0);
 }
 
 /// A new socket may reuse the memory of a freed one: drop the stale owner.

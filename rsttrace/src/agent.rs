@@ -1,7 +1,7 @@
 //! The agent: checks the host, attaches, and runs the event loop until told to stop, then
 //! drains what is left, prints the summary and detaches (by dropping the programs).
 use std::{
-    io::{self, Write},
+    io,
     time::{Duration, Instant},
 };
 
@@ -12,11 +12,13 @@ use tokio::{
 };
 
 use crate::{
-    cli::Config,
+    cli::{Config, View},
     conntrack::{Tracker, Visibility},
     decode::Decoder,
+    filter::ReportFilter,
     loader::{self, LoadOptions, LostCounter},
-    output::{Clock, JsonSink, Sink, Summary, TableSink},
+    metrics::Metrics,
+    output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink},
     report::Cause,
     tracefs::Tracefs,
 };
@@ -28,6 +30,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("must run as root (loading BPF programs needs CAP_BPF, CAP_PERFMON and access to tracefs): try `sudo rsttrace`");
+    }
+    let clock = Clock::now();
+    // Open outputs before attaching: a bad path fails fast and leaves nothing in the kernel.
+    let mut file = match &config.output {
+        Some(o) => Some(
+            RotatingFile::open(&o.path, o.rotate_size, o.rotate_keep, clock)
+                .with_context(|| format!("--output {}: cannot write there", o.path.display()))?,
+        ),
+        None => None,
+    };
+    let mut metrics = Metrics::new();
+    if let Some(addr) = config.metrics {
+        metrics.serve(addr).await?;
     }
     let tracefs = match config.tracefs {
         Some(t) => t,
@@ -43,21 +58,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracefs: &tracefs,
         btf_path: &config.btf,
         ring_buffer_bytes: config.ring_buffer_bytes,
+        filter: config.filter.kernel(),
     })?;
     describe_capture(&loaded.capture);
     let ring = loader::take_ring_buffer(&mut loaded.ebpf)?;
     let lost = LostCounter::new(&mut loaded.ebpf)?;
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
     // (which owns the RingBuf) is dropped.
-    let mut ring = unsafe { AsyncFd::register(ring) }
-        .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
+    let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
 
-    let clock = Clock::now();
-    let stdout = io::stdout().lock();
-    let mut sink: Box<dyn Sink> = if config.json {
-        Box::new(JsonSink::new(io::BufWriter::new(stdout), clock))
-    } else {
-        Box::new(TableSink::new(io::BufWriter::new(stdout), clock))
+    let stdout = io::BufWriter::new(io::stdout().lock());
+    let mut view: Option<Box<dyn Sink>> = match config.view {
+        View::Json => Some(Box::new(JsonSink::new(stdout, clock))),
+        View::Table { timestamp, wide, include_benign } => {
+            Some(Box::new(TableSink::new(stdout, clock, TableOptions::for_stdout(timestamp, wide, include_benign))))
+        }
+        View::Summary { .. } => None,
     };
     let mut state = LoopState {
         decoder: loaded.decoder.clone(),
@@ -68,15 +84,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 socket_destruction: !loaded.capture.missing.iter().any(|m| m.ends_with("tcp_destroy_sock")),
             },
         ),
+        filter: config.filter.clone(),
         summary: Summary::default(),
+        metrics: &mut metrics,
         lost_reported: 0,
         decode_errors: 0,
     };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let started = Instant::now();
     let stop_at = config.duration.map(|d| tokio::time::Instant::now() + d);
     let mut tick = tokio::time::interval(TICK);
+    let summary_every = match config.view {
+        View::Summary { interval } => Some(interval),
+        _ => None,
+    };
+    let mut next_summary = summary_every.map(|i| tokio::time::Instant::now() + i);
     eprintln!("rsttrace: attached; tracing TCP resets (Ctrl-C to stop)");
 
     let result: anyhow::Result<()> = loop {
@@ -92,47 +116,83 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = tick.tick() => {}
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
+            _ = sighup.recv() => {
+                // logrotate moved the file away: start a new one at the same path.
+                if let Some(f) = file.as_mut() {
+                    if let Err(e) = f.reopen() {
+                        break Err(anyhow::Error::new(e).context("reopening --output on SIGHUP"));
+                    }
+                }
+            }
             _ = async { tokio::time::sleep_until(stop_at.unwrap()).await }, if stop_at.is_some() => break Ok(()),
         }
-        if let Err(e) = state.emit(Clock::monotonic_now_ns(), sink.as_mut()) {
+        let mut sinks = sinks(&mut view, &mut file);
+        if let Err(e) = state.emit(Clock::monotonic_now_ns(), &mut sinks).and_then(|_| state.report_lost(&lost, &mut sinks)) {
             break Err(e);
         }
-        state.report_lost(&lost);
+        if let (Some(at), Some(every)) = (next_summary, summary_every) {
+            if tokio::time::Instant::now() >= at {
+                next_summary = Some(at + every);
+                let stats = state.tracker.stats();
+                state.summary.write(&mut io::stdout().lock(), started.elapsed().as_secs_f64(), lost.total(), stats.evicted)?;
+            }
+        }
     };
     // Drain: everything the kernel already queued is decoded and every held reset reported.
     let ring = ring.get_mut();
     while let Some(item) = ring.next() {
         state.ingest(&item);
     }
-    let flushed = state.emit(u64::MAX, sink.as_mut());
-    drop(sink);
-    state.report_lost(&lost);
+    let mut all = sinks(&mut view, &mut file);
+    let flushed = state.emit(u64::MAX, &mut all).and_then(|_| state.report_lost(&lost, &mut all));
+    drop(all);
+    drop(view);
     match result.and(flushed) {
         Err(e) if is_broken_pipe(&e) => {}
         other => other?,
     }
-    let mut stderr = io::stderr().lock();
-    state.summary.write(&mut stderr, started.elapsed().as_secs_f64(), lost.total(), state.tracker.stats().evicted)?;
+    let stats = state.tracker.stats();
+    let secs = started.elapsed().as_secs_f64();
+    // The summary goes to stdout in counting mode (it is the output), to stderr otherwise.
+    if summary_every.is_some() {
+        state.summary.write(&mut io::stdout().lock(), secs, lost.total(), stats.evicted)?;
+    } else {
+        state.summary.write(&mut io::stderr().lock(), secs, lost.total(), stats.evicted)?;
+    }
     if state.decode_errors > 0 {
-        writeln!(stderr, "rsttrace: {} events could not be decoded", state.decode_errors)?;
+        eprintln!("rsttrace: {} events could not be decoded", state.decode_errors);
     }
     // Dropping `loaded.ebpf` detaches every program and frees the maps.
     drop(loaded);
     Ok(())
 }
 
+fn sinks<'a>(view: &'a mut Option<Box<dyn Sink>>, file: &'a mut Option<RotatingFile>) -> Vec<&'a mut dyn Sink> {
+    let mut out: Vec<&mut dyn Sink> = Vec::with_capacity(2);
+    if let Some(v) = view.as_deref_mut() {
+        out.push(v);
+    }
+    if let Some(f) = file.as_mut() {
+        out.push(f);
+    }
+    out
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
 }
 
 fn describe_capture(c: &loader::Capture) {
     let mut blind: Vec<&str> = Vec::new();
     if !c.reasons {
         eprintln!("rsttrace: this kernel's tcp_send_reset has no reason field: causes are inferred from state and history, kernel_reason is null");
-        blind.extend(["no_listener", "no_socket"]);
+        blind.extend(["no_listener", "no_socket", "injected"]);
     }
     if c.missing.iter().any(|m| m.ends_with("tcp_retransmit_skb")) {
         blind.extend([Cause::RetransmitTimeout.name(), Cause::SynTimeout.name()]);
+    }
+    if c.missing.iter().any(|m| m.ends_with("tcp_destroy_sock")) {
+        blind.push(Cause::AppDisconnect.name());
     }
     if !c.missing.is_empty() {
         eprintln!("rsttrace: tracepoints missing on this kernel: {}", c.missing.join(", "));
@@ -148,15 +208,17 @@ fn describe_capture(c: &loader::Capture) {
     }
 }
 
-struct LoopState {
+struct LoopState<'m> {
     decoder: Decoder,
     tracker: Tracker,
+    filter: ReportFilter,
     summary: Summary,
+    metrics: &'m mut Metrics,
     lost_reported: u64,
     decode_errors: u64,
 }
 
-impl LoopState {
+impl LoopState<'_> {
     fn ingest(&mut self, bytes: &[u8]) {
         match self.decoder.decode(bytes) {
             Ok(event) => self.tracker.observe(event),
@@ -167,19 +229,33 @@ impl LoopState {
         }
     }
 
-    fn emit(&mut self, now_ns: u64, sink: &mut dyn Sink) -> anyhow::Result<()> {
+    fn emit(&mut self, now_ns: u64, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
         for report in self.tracker.flush(now_ns) {
+            if !self.filter.matches(&report) {
+                continue;
+            }
             self.summary.add(&report);
-            sink.report(&report)?;
+            self.metrics.record(&report);
+            for sink in sinks.iter_mut() {
+                sink.report(&report)?;
+            }
         }
+        self.metrics.set_tracked(self.tracker.stats().tracked);
         Ok(())
     }
 
-    fn report_lost(&mut self, lost: &LostCounter) {
+    /// Never silent: lost events reach stderr, every sink and the metrics.
+    fn report_lost(&mut self, lost: &LostCounter, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
         let total = lost.total();
         if total > self.lost_reported {
-            eprintln!("rsttrace: {} events lost (ring buffer full); {total} in total", total - self.lost_reported);
+            let now = total - self.lost_reported;
+            eprintln!("rsttrace: {now} events lost (ring buffer full); {total} in total");
+            self.metrics.add_lost(now);
+            for sink in sinks.iter_mut() {
+                sink.lost(now, total)?;
+            }
             self.lost_reported = total;
         }
+        Ok(())
     }
 }

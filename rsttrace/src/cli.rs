@@ -1,9 +1,18 @@
-//! Command line: parsed with clap into [`Cli`], then turned into the [`Config`] the agent uses.
-use std::path::PathBuf;
+//! Command line: parsed with clap into [`Cli`] (mirrors the flags), then checked and turned into
+//! the [`Config`] the rest of the program uses.
+use std::{net::SocketAddr, os::unix::fs::MetadataExt, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use rsttrace_common::MAX_FILTER_PORTS;
 
-use crate::{btf, tracefs};
+use crate::{btf, filter::ReportFilter, report::Cause, tracefs};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    Sent,
+    Received,
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -11,17 +20,73 @@ use crate::{btf, tracefs};
     version,
     about = "Tell where every TCP reset on this host came from: who sent it, which process owned the socket, and why.",
     after_help = "Examples:
-  sudo rsttrace                  live table of every reset and abort
-  sudo rsttrace --json | jq .    one JSON object per reset (event contract in RESETS.md)
-  sudo rsttrace -d 60            trace for a minute, then print the summary"
+  sudo rsttrace                          live table of every reset and abort
+  sudo rsttrace -T -w                    with wall-clock times and full addresses
+  sudo rsttrace --json | jq .            one JSON object per reset (event contract in RESETS.md)
+  sudo rsttrace -p 812 -L 80,443         only sockets of pid 812 on local ports 80 and 443
+  sudo rsttrace --cause data_after_close,app_abort_unread
+  sudo rsttrace --summary --interval 60  count only, print totals every minute
+  sudo rsttrace --output /var/log/rsttrace.json --rotate-size 100M --rotate-keep 5
+  sudo rsttrace --metrics 127.0.0.1:9977 Prometheus metrics on /metrics"
 )]
 pub struct Cli {
-    /// Print one JSON object per line instead of the table.
+    /// Only sockets owned by this process id.
+    #[arg(short = 'p', long)]
+    pub pid: Option<u32>,
+    /// Only sockets owned by processes in this cgroup (v2 path, e.g. /sys/fs/cgroup/system.slice/nginx.service).
+    #[arg(short = 'c', long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// Only these local ports (comma list, at most 8).
+    #[arg(short = 'L', long = "lport", value_name = "PORTS", value_delimiter = ',')]
+    pub lports: Vec<u16>,
+    /// Only these remote ports (comma list, at most 8).
+    #[arg(short = 'D', long = "rport", value_name = "PORTS", value_delimiter = ',')]
+    pub rports: Vec<u16>,
+    /// Only IPv4.
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Only IPv6.
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
+    /// Only resets this host sent, or only ones it received.
+    #[arg(long, value_enum)]
+    pub direction: Option<DirectionArg>,
+    /// Only these causes (comma list of names from RESETS.md).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub cause: Vec<String>,
+    /// Show benign resets in the live table too (they are always counted).
     #[arg(long)]
+    pub include_benign: bool,
+    /// Add a wall-clock TIME column.
+    #[arg(short = 'T', long)]
+    pub timestamp: bool,
+    /// Wide table: full local and remote addresses, no truncation to the terminal width.
+    #[arg(short = 'w', long)]
+    pub wide: bool,
+    /// Print one JSON object per line instead of the table.
+    #[arg(long, conflicts_with = "summary")]
     pub json: bool,
+    /// Count only: print the summary every --interval seconds instead of each reset.
+    #[arg(long)]
+    pub summary: bool,
+    /// Seconds between summaries in --summary mode.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
     /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
     #[arg(short = 'd', long, value_name = "SECS")]
     pub duration: Option<u64>,
+    /// Also write every report as a JSON line to this file (reopened on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Rotate --output when it would grow past this size (e.g. 100M, 1G; 0 = never).
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size, requires = "output")]
+    pub rotate_size: u64,
+    /// Rotated files to keep (FILE.1 … FILE.N).
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "output")]
+    pub rotate_keep: u32,
+    /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9977; a bare port binds 127.0.0.1).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
+    pub metrics: Option<SocketAddr>,
     /// Ring buffer size in KiB (a power of two, at least 4).
     #[arg(long, value_name = "KIB", default_value_t = 4096, value_parser = parse_ring_kib)]
     pub ring_buffer_kib: u32,
@@ -44,11 +109,53 @@ fn parse_ring_kib(s: &str) -> Result<u32, String> {
     Ok(kib)
 }
 
+/// `100M`, `1G`, `64K` or plain bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size like 100M"))?;
+    let mult = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use K, M or G)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// `ADDR:PORT`, or a bare port on 127.0.0.1: metrics stay local unless asked otherwise.
+fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| format!("`{s}` is not ADDR:PORT (e.g. 127.0.0.1:9977 or [::1]:9977)"))
+}
+
+/// How reports are shown on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Table { timestamp: bool, wide: bool, include_benign: bool },
+    Json,
+    /// Counting only, a summary every interval.
+    Summary { interval: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputFile {
+    pub path: PathBuf,
+    /// 0 = never rotate.
+    pub rotate_size: u64,
+    pub rotate_keep: u32,
+}
+
 /// What the agent runs with.
 #[derive(Debug)]
 pub struct Config {
-    pub json: bool,
-    pub duration: Option<std::time::Duration>,
+    pub view: View,
+    pub filter: ReportFilter,
+    pub duration: Option<Duration>,
+    pub output: Option<OutputFile>,
+    pub metrics: Option<SocketAddr>,
     pub ring_buffer_bytes: u32,
     pub max_connections: usize,
     /// `None`: find or mount the standard tracefs.
@@ -56,15 +163,99 @@ pub struct Config {
     pub btf: PathBuf,
 }
 
-impl From<Cli> for Config {
-    fn from(cli: Cli) -> Self {
-        Self {
-            json: cli.json,
-            duration: cli.duration.map(std::time::Duration::from_secs),
+impl TryFrom<Cli> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(cli: Cli) -> anyhow::Result<Self> {
+        for (flag, ports) in [("-L/--lport", &cli.lports), ("-D/--rport", &cli.rports)] {
+            if ports.len() > MAX_FILTER_PORTS {
+                bail!("{flag} takes at most {MAX_FILTER_PORTS} ports, got {}", ports.len());
+            }
+            if ports.contains(&0) {
+                bail!("{flag}: port 0 is not a port");
+            }
+        }
+        let causes = cli
+            .cause
+            .iter()
+            .map(|name| {
+                Cause::ALL.iter().copied().find(|c| c.name() == name).with_context(|| {
+                    let names: Vec<_> = Cause::ALL.iter().map(|c| c.name()).collect();
+                    format!("--cause: unknown cause `{name}` (one of: {})", names.join(", "))
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let cgroup = match &cli.cgroup {
+            // A cgroup v2 directory's inode number is the id the kernel reports for it.
+            Some(path) => Some(
+                std::fs::metadata(path)
+                    .with_context(|| format!("--cgroup {}: cannot read it (a cgroup v2 directory?)", path.display()))?
+                    .ino(),
+            ),
+            None => None,
+        };
+        let view = if cli.summary {
+            View::Summary { interval: Duration::from_secs(cli.interval) }
+        } else if cli.json {
+            View::Json
+        } else {
+            View::Table { timestamp: cli.timestamp, wide: cli.wide, include_benign: cli.include_benign }
+        };
+        Ok(Self {
+            view,
+            filter: ReportFilter {
+                pid: cli.pid,
+                cgroup,
+                lports: cli.lports,
+                rports: cli.rports,
+                ipv4_only: cli.ipv4,
+                ipv6_only: cli.ipv6,
+                direction: cli.direction,
+                causes,
+            },
+            duration: cli.duration.map(Duration::from_secs),
+            output: cli.output.map(|path| OutputFile { path, rotate_size: cli.rotate_size, rotate_keep: cli.rotate_keep }),
+            metrics: cli.metrics,
             ring_buffer_bytes: cli.ring_buffer_kib * 1024,
             max_connections: cli.max_connections,
             tracefs: cli.tracefs.map(tracefs::Tracefs::at),
             btf: cli.btf,
-        }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> anyhow::Result<Config> {
+        let mut argv = vec!["rsttrace"];
+        argv.extend_from_slice(args);
+        Config::try_from(Cli::try_parse_from(argv)?)
+    }
+
+    #[test]
+    fn sizes_and_addresses() {
+        assert_eq!(parse_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("10X").is_err());
+        assert_eq!(parse_listen_addr("9977").unwrap().to_string(), "127.0.0.1:9977");
+        assert_eq!(parse_listen_addr("[::1]:9").unwrap().to_string(), "[::1]:9");
+        assert!(parse_listen_addr("nowhere").is_err());
+    }
+
+    #[test]
+    fn filters_are_checked() {
+        let c = config(&["-p", "812", "-L", "80,443", "-4", "--cause", "no_listener"]).unwrap();
+        assert_eq!(c.filter.pid, Some(812));
+        assert_eq!(c.filter.lports, vec![80, 443]);
+        assert_eq!(c.filter.causes, vec![Cause::NoListener]);
+        assert!(config(&["--cause", "gremlins"]).unwrap_err().to_string().contains("unknown cause `gremlins`"));
+        assert!(config(&["-L", "1,2,3,4,5,6,7,8,9"]).is_err());
+        assert!(config(&["-4", "-6"]).is_err());
+        assert!(config(&["--json", "--summary"]).is_err());
+        assert!(config(&["--rotate-size", "1M"]).is_err(), "rotation without --output");
+        assert!(config(&["--cgroup", "/nonexistent/cgroup"]).is_err());
+        assert!(matches!(config(&["--summary", "--interval", "5"]).unwrap().view, View::Summary { .. }));
     }
 }

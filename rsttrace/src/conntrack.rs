@@ -587,7 +587,7 @@ mod tests {
     const NETNS: u32 = 4026532000;
 
     fn task(pid: u32, comm: &str) -> Task {
-        Task { pid, tid: pid, comm: comm.into() }
+        Task { pid, tid: pid, comm: comm.into(), cgroup: 0 }
     }
 
     fn ends(lport: u16) -> Endpoints {

@@ -84,7 +84,12 @@ impl RecordFields {
             oldstate: off(&self.oldstate),
             newstate: off(&self.newstate),
             protocol: off(&self.protocol),
-            _pad: 0,
+            family: off(&self.family),
+            sport: off(&self.sport),
+            dport: off(&self.dport),
+            saddr_blob: self.saddr.as_ref().filter(|f| f.size >= 24).map_or(NO_FIELD, |f| f.offset as u16),
+            daddr_blob: self.daddr.as_ref().filter(|f| f.size >= 24).map_or(NO_FIELD, |f| f.offset as u16),
+            _pad: [0; 3],
         }
     }
 
@@ -270,6 +275,7 @@ impl Decoder {
             pid: raw.owner.tgid,
             tid: raw.owner.pid,
             comm: comm(&raw.owner.comm),
+            cgroup: raw.owner.cgroup,
         });
         Ok(KernelEvent {
             kind,
@@ -283,6 +289,7 @@ impl Decoder {
                 pid: (raw.current_pid_tgid >> 32) as u32,
                 tid: raw.current_pid_tgid as u32,
                 comm: comm(&raw.current_comm),
+                cgroup: 0,
             },
             owner,
             netns: raw.netns,
@@ -319,7 +326,7 @@ pub(crate) mod tests {
             ts_ns: 42,
             current_pid_tgid: (7u64 << 32) | 8,
             current_comm: *b"swapper/1\0\0\0\0\0\0\0",
-            owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0" },
+            owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0", cgroup: 0 },
             netns: 4026531840,
             record_size: format.record_size() as u16,
             tcp_flags: 0,

@@ -110,6 +110,8 @@ pub struct Task {
     /// Thread id (the kernel's pid).
     pub tid: u32,
     pub comm: String,
+    /// cgroup v2 id; 0 when unknown (always for `current`, whose cgroup may be anyone's).
+    pub cgroup: u64,
 }
 
 impl Task {

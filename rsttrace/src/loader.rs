@@ -11,7 +11,7 @@ use aya::{
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use rsttrace_common::{EventKind, KernelConfig, SockMsgLayout, StructOffsets, LOST_SLOT, NO_FIELD};
+use rsttrace_common::{EventKind, Filter, KernelConfig, SockMsgLayout, StructOffsets, LOST_SLOT, NO_FIELD};
 
 use crate::{
     btf,
@@ -76,6 +76,8 @@ pub struct LoadOptions<'a> {
     pub btf_path: &'a Path,
     /// Ring buffer size in bytes (a power-of-two multiple of the page size).
     pub ring_buffer_bytes: u32,
+    /// Applied in the kernel before an event is reserved.
+    pub filter: Filter,
 }
 
 pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
@@ -100,6 +102,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             Err(err) => return Err(err.into()),
         }
     }
+    config.filter = opts.filter;
     config.sock_msg = sock_msg_layout(opts.tracefs);
     capture.owner_hooks = config.sock_msg.sk != NO_FIELD;
     config.offsets = match btf::Btf::from_file(opts.btf_path) {

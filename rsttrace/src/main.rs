@@ -2,7 +2,13 @@ use clap::Parser;
 use rsttrace::{agent, cli};
 
 fn main() -> std::process::ExitCode {
-    let config = cli::Config::from(cli::Cli::parse());
+    let config = match cli::Config::try_from(cli::Cli::parse()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("rsttrace: {err:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {

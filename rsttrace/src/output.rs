@@ -90,10 +90,53 @@ struct JsonReport<'a> {
     retransmits: u32,
 }
 
-pub trait Sink {
-    fn report(&mut self, report: &Report) -> io::Result<()>;
+/// One report as its JSON line (with the newline).
+pub fn json_line(r: &Report, clock: &Clock) -> Vec<u8> {
+    let json = JsonReport {
+        kind: r.kind,
+        direction: r.direction,
+        cause: r.verdict.cause.name(),
+        origin: r.verdict.origin.name(),
+        benign: r.verdict.benign,
+        kernel_reason: r.kernel_reason.as_deref(),
+        state: r.state,
+        family: r.endpoints.family.name(),
+        laddr: r.endpoints.laddr.to_string(),
+        lport: r.endpoints.lport,
+        raddr: r.endpoints.raddr.to_string(),
+        rport: r.endpoints.rport,
+        pid: r.owner.as_ref().map(|o| o.pid),
+        comm: r.owner.as_ref().map(|o| o.comm.as_str()),
+        attribution: r.attribution,
+        netns: r.netns,
+        ts: rfc3339(clock.wall_ns(r.ts_ns)),
+        why: &r.verdict.why,
+        peer_cause: r.peer_cause.map(|c| c.name()),
+        tid: r.owner.as_ref().map(|o| o.tid),
+        current_pid: r.current.pid,
+        current_comm: &r.current.comm,
+        retransmits: r.retransmits,
+    };
+    let mut line = serde_json::to_vec(&json).expect("plain data serializes");
+    line.push(b'\n');
+    line
 }
 
+/// The `{"type":"lost",...}` record JSON consumers get when events were dropped.
+pub fn lost_line(lost_now: u64, lost_total: u64, clock: &Clock) -> Vec<u8> {
+    let ts = rfc3339(clock.wall_ns(Clock::monotonic_now_ns()));
+    format!("{{\"type\":\"lost\",\"lost\":{lost_now},\"lost_total\":{lost_total},\"ts\":\"{ts}\"}}\n").into_bytes()
+}
+
+pub trait Sink {
+    fn report(&mut self, report: &Report) -> io::Result<()>;
+    /// Events were lost in the kernel; say so in this sink's own format.
+    fn lost(&mut self, _lost_now: u64, _lost_total: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// JSON Lines on a stream, flushed per event so `| jq` works live.
 pub struct JsonSink<W: Write> {
     out: W,
     clock: Clock,
@@ -107,47 +150,142 @@ impl<W: Write> JsonSink<W> {
 
 impl<W: Write> Sink for JsonSink<W> {
     fn report(&mut self, r: &Report) -> io::Result<()> {
-        let json = JsonReport {
-            kind: r.kind,
-            direction: r.direction,
-            cause: r.verdict.cause.name(),
-            origin: r.verdict.origin.name(),
-            benign: r.verdict.benign,
-            kernel_reason: r.kernel_reason.as_deref(),
-            state: r.state,
-            family: r.endpoints.family.name(),
-            laddr: r.endpoints.laddr.to_string(),
-            lport: r.endpoints.lport,
-            raddr: r.endpoints.raddr.to_string(),
-            rport: r.endpoints.rport,
-            pid: r.owner.as_ref().map(|o| o.pid),
-            comm: r.owner.as_ref().map(|o| o.comm.as_str()),
-            attribution: r.attribution,
-            netns: r.netns,
-            ts: rfc3339(self.clock.wall_ns(r.ts_ns)),
-            why: &r.verdict.why,
-            peer_cause: r.peer_cause.map(|c| c.name()),
-            tid: r.owner.as_ref().map(|o| o.tid),
-            current_pid: r.current.pid,
-            current_comm: &r.current.comm,
-            retransmits: r.retransmits,
-        };
-        serde_json::to_writer(&mut self.out, &json)?;
-        self.out.write_all(b"\n")?;
-        // One flush per event so `| jq` and tailing work live.
+        self.out.write_all(&json_line(r, &self.clock))?;
+        self.out.flush()
+    }
+
+    fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
+        self.out.write_all(&lost_line(lost_now, lost_total, &self.clock))?;
         self.out.flush()
     }
 }
 
+/// JSON Lines in a file, rotated by size: FILE → FILE.1 → … → FILE.keep. A line is written whole
+/// to one file; rotation happens between lines. Created 0640: reports name processes and peers.
+pub struct RotatingFile {
+    path: std::path::PathBuf,
+    max_size: u64,
+    keep: u32,
+    file: std::fs::File,
+    size: u64,
+    clock: Clock,
+}
+
+impl RotatingFile {
+    pub fn open(path: &std::path::Path, max_size: u64, keep: u32, clock: Clock) -> io::Result<Self> {
+        let file = Self::open_file(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self { path: path.to_path_buf(), max_size, keep, file, size, clock })
+    }
+
+    fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    }
+
+    /// Reopen the path (after logrotate moved the file away: SIGHUP).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = Self::open_file(&self.path)?;
+        self.size = self.file.metadata()?.len();
+        Ok(())
+    }
+
+    fn rotated(&self, n: u32) -> std::path::PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        name.into()
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                let from = self.rotated(n);
+                if from.exists() {
+                    std::fs::rename(&from, self.rotated(n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, self.rotated(1))?;
+        }
+        self.reopen()
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.max_size > 0 && self.size > 0 && self.size + line.len() as u64 > self.max_size {
+            self.rotate()?;
+        }
+        // One write call per line on an O_APPEND file: never interleaved, never split.
+        self.file.write_all(line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+}
+
+impl Sink for RotatingFile {
+    fn report(&mut self, r: &Report) -> io::Result<()> {
+        let line = json_line(r, &self.clock);
+        self.write_line(&line)
+    }
+
+    fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
+        let line = lost_line(lost_now, lost_total, &self.clock);
+        self.write_line(&line)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct TableOptions {
+    pub timestamp: bool,
+    pub wide: bool,
+    pub include_benign: bool,
+    /// ANSI colours (only when stdout is a terminal).
+    pub colour: bool,
+    /// Cut lines to this many columns (terminal width); `None` = never.
+    pub width: Option<usize>,
+}
+
+impl TableOptions {
+    /// Colour and width from stdout: a terminal gets both, a pipe or file neither.
+    pub fn for_stdout(timestamp: bool, wide: bool, include_benign: bool) -> Self {
+        // SAFETY: isatty/ioctl on fd 1 with a valid winsize pointer.
+        let tty = unsafe { libc::isatty(1) } == 1;
+        let width = tty.then(|| {
+            let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+            let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0;
+            if ok { ws.ws_col as usize } else { 80 }
+        });
+        Self { timestamp, wide, include_benign, colour: tty, width: if wide { None } else { width } }
+    }
+}
+
+/// The live table: aligned upper-case columns, one line per reset. Narrow by default (local port
+/// only, lines cut to the terminal), everything with `-w`.
 pub struct TableSink<W: Write> {
     out: W,
     clock: Clock,
+    opts: TableOptions,
     header_done: bool,
 }
 
 impl<W: Write> TableSink<W> {
-    pub fn new(out: W, clock: Clock) -> Self {
-        Self { out, clock, header_done: false }
+    pub fn new(out: W, clock: Clock, opts: TableOptions) -> Self {
+        Self { out, clock, opts, header_done: false }
+    }
+
+    fn emit(&mut self, line: String, colour: Option<&str>) -> io::Result<()> {
+        let line = match self.opts.width {
+            Some(w) if line.chars().count() > w => {
+                let mut cut: String = line.chars().take(w.saturating_sub(1)).collect();
+                cut.push('…');
+                cut
+            }
+            _ => line,
+        };
+        match colour.filter(|_| self.opts.colour) {
+            Some(c) => writeln!(self.out, "\x1b[{c}m{line}\x1b[0m"),
+            None => writeln!(self.out, "{line}"),
+        }
     }
 }
 
@@ -160,16 +298,22 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
 
 impl<W: Write> Sink for TableSink<W> {
     fn report(&mut self, r: &Report) -> io::Result<()> {
+        if r.verdict.benign && !self.opts.include_benign {
+            return Ok(());
+        }
+        let timestamp = self.opts.timestamp;
+        let time_col = |time: &str| if timestamp { format!("{time:<12} ") } else { String::new() };
         if !self.header_done {
-            writeln!(
-                self.out,
-                "{:<12} {:<5} {:<7} {:<15} {:<22} {:<22} {:<11} {:<18} WHY",
-                "TIME", "DIR", "PID", "COMM", "LADDR:LPORT", "RADDR:RPORT", "STATE", "CAUSE"
-            )?;
+            let local = if self.opts.wide { format!("{:<40}", "LADDR:LPORT") } else { format!("{:<6}", "LPORT") };
+            let remote_w = if self.opts.wide { 40 } else { 21 };
+            let header = format!(
+                "{}{:<5} {:<7} {:<12} {local} {:<remote_w$} {:<11} {:<18} WHY",
+                time_col("TIME"), "DIR", "PID", "COMM", "RADDR:RPORT", "STATE", "CAUSE"
+            );
+            self.emit(header, None)?;
             self.header_done = true;
         }
         let wall = rfc3339(self.clock.wall_ns(r.ts_ns));
-        let time = wall.get(11..23).unwrap_or(&wall);
         let dir = match (r.kind, r.direction) {
             (ReportType::Abort, _) => "ABORT",
             (_, Some(crate::report::Direction::Sent)) => "SENT",
@@ -180,20 +324,38 @@ impl<W: Write> Sink for TableSink<W> {
             None => ("-".to_string(), "-"),
         };
         let mut why = r.verdict.why.clone();
-        if let Some(reason) = &r.kernel_reason {
+        if let Some(reason) = r.kernel_reason.as_deref().filter(|_| self.opts.wide) {
             why.push_str(&format!(" [{reason}]"));
         }
         if r.verdict.benign {
             why.push_str(" (benign)");
         }
-        writeln!(
-            self.out,
-            "{time:<12} {dir:<5} {pid:<7} {comm:<15} {:<22} {:<22} {:<11} {:<18} {why}",
-            endpoint(&r.endpoints.laddr, r.endpoints.lport),
+        let local = if self.opts.wide {
+            format!("{:<40}", endpoint(&r.endpoints.laddr, r.endpoints.lport))
+        } else {
+            format!("{:<6}", r.endpoints.lport)
+        };
+        let remote_w = if self.opts.wide { 40 } else { 21 };
+        let line = format!(
+            "{}{dir:<5} {pid:<7} {comm:<12.12} {local} {:<remote_w$} {:<11} {:<18} {why}",
+            time_col(wall.get(11..23).unwrap_or(&wall)),
             endpoint(&r.endpoints.raddr, r.endpoints.rport),
             r.state,
             r.verdict.cause.name(),
-        )?;
+        );
+        // Colour by who is responsible: the application yellow, the network red, the rest plain.
+        let colour = match (r.verdict.benign, r.verdict.origin) {
+            (true, _) => Some("2"),
+            (_, crate::report::Origin::Application) => Some("33"),
+            (_, crate::report::Origin::Network) => Some("31"),
+            _ => None,
+        };
+        self.emit(line, colour)?;
+        self.out.flush()
+    }
+
+    fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
+        self.emit(format!("-- {lost_now} kernel events lost (ring buffer full), {lost_total} in total --"), Some("31"))?;
         self.out.flush()
     }
 }
@@ -205,6 +367,7 @@ pub struct Summary {
     pub by_process: BTreeMap<String, u64>,
     pub by_peer: BTreeMap<String, u64>,
     pub by_direction: BTreeMap<&'static str, u64>,
+    pub benign: u64,
     pub total: u64,
 }
 
@@ -223,6 +386,7 @@ fn bump(map: &mut BTreeMap<String, u64>, key: String) {
 impl Summary {
     pub fn add(&mut self, r: &Report) {
         self.total += 1;
+        self.benign += u64::from(r.verdict.benign);
         *self.by_cause.entry(r.verdict.cause.name()).or_default() += 1;
         let process = r.owner.as_ref().map_or("-".to_string(), |o| format!("{}[{}]", o.comm, o.pid));
         bump(&mut self.by_process, process);
@@ -236,7 +400,11 @@ impl Summary {
     }
 
     pub fn write(&self, out: &mut impl Write, seconds: f64, lost: u64, evicted: u64) -> io::Result<()> {
-        writeln!(out, "rsttrace: traced {seconds:.1}s: {} resets/aborts, {lost} events lost, {evicted} connections evicted", self.total)?;
+        writeln!(
+            out,
+            "rsttrace: traced {seconds:.1}s: {} resets/aborts ({} benign), {lost} events lost, {evicted} connections evicted",
+            self.total, self.benign
+        )?;
         let section = |out: &mut dyn Write, title: &str, rows: Vec<(String, u64)>| -> io::Result<()> {
             if rows.is_empty() {
                 return Ok(());

@@ -154,6 +154,7 @@ struct ClientOptions {
     send_after_ms: Option<u64>,
     disconnect: bool,
     reuse_port_after_bulk: bool,
+    repeat: u32,
 }
 
 fn parse_client(args: &[String]) -> ClientOptions {
@@ -176,6 +177,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--send-after" => o.send_after_ms = Some(value().parse().unwrap()),
             "--disconnect" => o.disconnect = true,
             "--reuse-after-bulk" => o.reuse_port_after_bulk = true,
+            "--repeat" => o.repeat = value().parse().unwrap(),
             other => panic!("unknown option {other}"),
         }
     }
@@ -212,6 +214,17 @@ fn report_error(e: &std::io::Error) {
 
 fn connect(addr: SocketAddr, args: &[String]) {
     let o = parse_client(args);
+    if o.repeat > 0 {
+        // A reset storm: connect to a closed port over and over, as fast as it answers.
+        let mut refused = 0;
+        for _ in 0..o.repeat {
+            if open(addr, &o).is_err() {
+                refused += 1;
+            }
+        }
+        println!("refused {refused}");
+        return;
+    }
     let mut s = match open(addr, &o) {
         Ok(s) => s,
         Err(e) => return report_error(&e),

@@ -1,0 +1,65 @@
+//! Report filters. The cheap, decisive part (owner pid and cgroup, ports, family) is pushed into
+//! the kernel so filtered-out events never cross the ring buffer; the kernel lets through what it
+//! cannot judge (owner not known yet, no port in the record), so the full filter is applied
+//! again here, exactly, to each report.
+use rsttrace_common::{Filter, MAX_FILTER_PORTS};
+
+use crate::{
+    cli::DirectionArg,
+    event::Family,
+    report::{Cause, Direction, Report},
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReportFilter {
+    pub pid: Option<u32>,
+    /// cgroup v2 id.
+    pub cgroup: Option<u64>,
+    pub lports: Vec<u16>,
+    pub rports: Vec<u16>,
+    pub ipv4_only: bool,
+    pub ipv6_only: bool,
+    pub direction: Option<DirectionArg>,
+    pub causes: Vec<Cause>,
+}
+
+impl ReportFilter {
+    /// The part the kernel programs apply.
+    pub fn kernel(&self) -> Filter {
+        let mut f = Filter::ANY;
+        f.pid = self.pid.unwrap_or(0);
+        f.cgroup = self.cgroup.unwrap_or(0);
+        f.family = if self.ipv4_only {
+            AF_INET
+        } else if self.ipv6_only {
+            AF_INET6
+        } else {
+            0
+        };
+        for (ports, list, count) in [(&self.lports, &mut f.lports, &mut f.lport_count), (&self.rports, &mut f.rports, &mut f.rport_count)] {
+            let n = ports.len().min(MAX_FILTER_PORTS);
+            list[..n].copy_from_slice(&ports[..n]);
+            *count = n as u8;
+        }
+        f
+    }
+
+    pub fn matches(&self, r: &Report) -> bool {
+        let owner = r.owner.as_ref();
+        self.pid.is_none_or(|pid| owner.is_some_and(|o| o.pid == pid))
+            && self.cgroup.is_none_or(|cg| owner.is_some_and(|o| o.cgroup == cg))
+            && (self.lports.is_empty() || self.lports.contains(&r.endpoints.lport))
+            && (self.rports.is_empty() || self.rports.contains(&r.endpoints.rport))
+            && !(self.ipv4_only && r.endpoints.family != Family::Ipv4)
+            && !(self.ipv6_only && r.endpoints.family != Family::Ipv6)
+            && match self.direction {
+                None => true,
+                Some(DirectionArg::Sent) => r.direction == Some(Direction::Sent),
+                Some(DirectionArg::Received) => r.direction == Some(Direction::Received),
+            }
+            && (self.causes.is_empty() || self.causes.contains(&r.verdict.cause))
+    }
+}

@@ -1,0 +1,165 @@
+//! End-to-end: what operators rely on around the reports: in-kernel filters, the JSON contract's
+//! types, the summary, file rotation under a storm, and the metrics endpoint.
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::Duration,
+};
+
+use rsttrace_tests::{require_root, Family, Net, Stim, Tracer, FAMILIES};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(20);
+
+/// `n` connects to a closed port: each one a sent `no_listener` and a received `refused`.
+fn refused(net: &Net, f: Family, n: u32) {
+    let c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), "9", "--repeat", &n.to_string()]);
+    assert_eq!(c.expect_line("refused", T), format!("refused {n}"));
+}
+
+fn lost_total(stderr: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.contains("events lost,")).expect("summary line");
+    let before = line.split(" events lost").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn family_and_port_filters_drop_events_in_the_kernel() {
+    require_root();
+    let net = Net::new(40);
+    let tracer = Tracer::start(&["-6", "-L", "9"]);
+    for f in FAMILIES {
+        refused(&net, f, 2);
+    }
+    let (reports, stderr) = tracer.stop();
+    let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+    // Only IPv6 with local port 9: the server's sent resets; the clients' received ones have
+    // an ephemeral local port.
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert!(mine.iter().all(|r| r["family"] == "ipv6" && r["lport"] == 9 && r["direction"] == "sent"));
+    assert_eq!(lost_total(&stderr), 0, "filtered events are not lost events: {stderr}");
+}
+
+#[test]
+fn pid_filter_keeps_only_that_owners_sockets() {
+    require_root();
+    let net = Net::new(41);
+    let server = Stim::spawn(&net.server, &["listen", &net.server_addr(Family::V4), "8080", "unread-close"]);
+    server.expect_line("ready", T);
+    let tracer = Tracer::start(&["-p", &server.pid().to_string()]);
+    refused(&net, Family::V4, 2);
+    let c = Stim::spawn(&net.client, &["connect", &net.server_addr(Family::V4), "8080", "--send", "10"]);
+    c.expect_line("errno", T);
+    let (reports, stderr) = tracer.stop();
+    let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+    assert!(!mine.is_empty());
+    assert!(mine.iter().all(|r| r["pid"].as_u64() == Some(server.pid())), "{mine:?}");
+    assert!(mine.iter().any(|r| r["cause"] == "app_abort_unread"));
+    assert_eq!(lost_total(&stderr), 0);
+}
+
+#[test]
+fn json_reports_carry_every_contract_field_with_its_type() {
+    require_root();
+    let net = Net::new(42);
+    let tracer = Tracer::start(&[]);
+    for f in FAMILIES {
+        refused(&net, f, 1);
+    }
+    let (reports, _) = tracer.stop();
+    let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+    assert_eq!(mine.len(), 4, "{mine:?}");
+    for r in mine {
+        assert!(["reset", "abort"].contains(&r["type"].as_str().unwrap()), "{r}");
+        assert!(["sent", "received"].contains(&r["direction"].as_str().unwrap()), "{r}");
+        for field in ["cause", "origin", "state", "family", "laddr", "raddr", "attribution", "ts", "why"] {
+            assert!(r[field].is_string(), "{field} not a string: {r}");
+        }
+        assert!(r["benign"].is_boolean(), "{r}");
+        assert!(r["kernel_reason"].is_string() || r["kernel_reason"].is_null(), "{r}");
+        for field in ["lport", "rport", "netns"] {
+            assert!(r[field].is_u64(), "{field} not an integer: {r}");
+        }
+        assert!(r["pid"].is_u64() || r["pid"].is_null(), "{r}");
+        assert!(r["comm"].is_string() || r["comm"].is_null(), "{r}");
+        assert_eq!(r["pid"].is_null(), r["attribution"] == "none", "{r}");
+        let laddr: std::net::IpAddr = r["laddr"].as_str().unwrap().parse().unwrap();
+        assert_eq!(laddr.is_ipv4(), r["family"] == "ipv4", "{r}");
+    }
+}
+
+#[test]
+fn summary_counts_match_the_reported_events() {
+    require_root();
+    let net = Net::new(43);
+    let tracer = Tracer::start(&[]);
+    refused(&net, Family::V4, 3);
+    refused(&net, Family::V6, 2);
+    let (reports, stderr) = tracer.stop();
+    let count = |cause: &str| reports.iter().filter(|r| r["cause"] == cause).count();
+    let line = stderr.lines().find(|l| l.trim_start().starts_with("by cause:")).expect("by cause line");
+    for cause in ["no_listener", "refused"] {
+        assert!(count(cause) >= 5);
+        assert!(line.contains(&format!("{cause}={}", count(cause))), "{line} vs {} {cause}", count(cause));
+    }
+    let total = stderr.lines().find(|l| l.contains("resets/aborts")).unwrap();
+    assert!(total.contains(&format!(": {} resets/aborts", reports.len())), "{total} vs {}", reports.len());
+}
+
+#[test]
+fn rotation_never_loses_or_splits_a_line_under_a_storm() {
+    require_root();
+    let net = Net::new(44);
+    let dir = std::env::temp_dir().join(format!("rsttrace-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("resets.json");
+    let tracer = Tracer::start(&["--output", file.to_str().unwrap(), "--rotate-size", "16K", "--rotate-keep", "1000"]);
+    refused(&net, Family::V4, 300);
+    refused(&net, Family::V6, 300);
+    let (reports, stderr) = tracer.stop();
+    let mut lines = 0;
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        files += 1;
+        assert!(text.len() as u64 <= 16 * 1024, "{} is {} bytes", path.display(), text.len());
+        assert!(text.is_empty() || text.ends_with('\n'), "{} ends mid-line", path.display());
+        for line in text.lines() {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("split line in {}: {line}: {e}", path.display()));
+            assert!(v["type"].is_string());
+            lines += 1;
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(files > 5, "only {files} files: rotation did not happen");
+    assert!(reports.len() >= 1200, "storm produced {} reports", reports.len());
+    assert_eq!(lines, reports.len(), "file lines vs stdout reports (lost: {})", lost_total(&stderr));
+}
+
+#[test]
+fn metrics_endpoint_counts_the_scenario() {
+    require_root();
+    let net = Net::new(45);
+    let port = 19_000 + (std::process::id() % 1000) as u16;
+    let tracer = Tracer::start(&["--metrics", &port.to_string(), "--direction", "sent", "--cause", "no_listener"]);
+    for f in FAMILIES {
+        refused(&net, f, 2);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).unwrap();
+    let (reports, _) = tracer.stop();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let expected = format!(
+        "rsttrace_resets_total{{direction=\"sent\",cause=\"no_listener\",origin=\"stack\",comm=\"-\"}} {}",
+        reports.len()
+    );
+    assert!(reports.len() >= 4, "{reports:?}");
+    assert!(body.contains(&expected), "missing `{expected}` in:\n{body}");
+    assert!(body.contains("rsttrace_events_lost_total 0"), "{body}");
+    assert!(body.contains("rsttrace_connections_tracked"), "{body}");
+    assert!(body.contains("rsttrace_build_info{version="), "{body}");
+}
