@@ -19,6 +19,7 @@ use crate::{
     loader::{self, LoadOptions, LostCounter},
     metrics::Metrics,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink},
+    privileges,
     report::Cause,
     tracefs::Tracefs,
 };
@@ -27,10 +28,8 @@ use crate::{
 const TICK: Duration = Duration::from_millis(50);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("must run as root (loading BPF programs needs CAP_BPF, CAP_PERFMON and access to tracefs): try `sudo rsttrace`");
-    }
+    let must_mount = config.tracefs.is_none() && !Tracefs::is_mounted();
+    privileges::check(must_mount)?;
     let clock = Clock::now();
     // Open outputs before attaching: a bad path fails fast and leaves nothing in the kernel.
     let mut file = match &config.output {
@@ -61,6 +60,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         filter: config.filter.kernel(),
     })?;
     describe_capture(&loaded.capture);
+    // Attached: nothing from here on needs a privilege, so keep none.
+    privileges::drop_all().context("dropping capabilities after attaching")?;
+    if privileges::remaining() != 0 {
+        bail!("capabilities remain after dropping them");
+    }
     let ring = loader::take_ring_buffer(&mut loaded.ebpf)?;
     let lost = LostCounter::new(&mut loaded.ebpf)?;
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd

@@ -14,5 +14,6 @@ pub mod filter;
 pub mod loader;
 pub mod metrics;
 pub mod output;
+pub mod privileges;
 pub mod report;
 pub mod tracefs;

@@ -19,9 +19,18 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(agent::run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the error and its causes.
-            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-            eprintln!("rsttrace: {}", chain.join(": "));
+            // One line: the error and its causes, each said once (some errors repeat their
+            // source in their own message).
+            let mut line = String::new();
+            for cause in err.chain().map(|c| c.to_string()) {
+                if !line.contains(&cause) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&cause);
+                }
+            }
+            eprintln!("rsttrace: {}", line.replace('\n', " "));
             std::process::ExitCode::FAILURE
         }
     }

@@ -296,26 +296,31 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
     }
 }
 
+impl<W: Write> TableSink<W> {
+    fn header(&mut self) -> io::Result<()> {
+        let time = if self.opts.timestamp { format!("{:<13}", "TIME") } else { String::new() };
+        let header = if self.opts.wide {
+            format!("{time}{:<5} {:<7} {:<15} {:<40} {:<40} {:<11} {:<18} WHY", "DIR", "PID", "COMM", "LADDR:LPORT", "RADDR:RPORT", "STATE", "CAUSE")
+        } else {
+            format!("{time}{:<4} {:<6} {:<10} {:<5} {:<11} {:<18} RADDR:RPORT", "DIR", "PID", "COMM", "LPORT", "STATE", "CAUSE")
+        };
+        self.emit(header, None)
+    }
+}
+
 impl<W: Write> Sink for TableSink<W> {
     fn report(&mut self, r: &Report) -> io::Result<()> {
         if r.verdict.benign && !self.opts.include_benign {
             return Ok(());
         }
-        let timestamp = self.opts.timestamp;
-        let time_col = |time: &str| if timestamp { format!("{time:<12} ") } else { String::new() };
         if !self.header_done {
-            let local = if self.opts.wide { format!("{:<40}", "LADDR:LPORT") } else { format!("{:<6}", "LPORT") };
-            let remote_w = if self.opts.wide { 40 } else { 21 };
-            let header = format!(
-                "{}{:<5} {:<7} {:<12} {local} {:<remote_w$} {:<11} {:<18} WHY",
-                time_col("TIME"), "DIR", "PID", "COMM", "RADDR:RPORT", "STATE", "CAUSE"
-            );
-            self.emit(header, None)?;
+            self.header()?;
             self.header_done = true;
         }
         let wall = rfc3339(self.clock.wall_ns(r.ts_ns));
+        let time = if self.opts.timestamp { format!("{:<13}", wall.get(11..23).unwrap_or(&wall)) } else { String::new() };
         let dir = match (r.kind, r.direction) {
-            (ReportType::Abort, _) => "ABORT",
+            (ReportType::Abort, _) => "ABRT",
             (_, Some(crate::report::Direction::Sent)) => "SENT",
             _ => "RECV",
         };
@@ -324,25 +329,10 @@ impl<W: Write> Sink for TableSink<W> {
             None => ("-".to_string(), "-"),
         };
         let mut why = r.verdict.why.clone();
-        if let Some(reason) = r.kernel_reason.as_deref().filter(|_| self.opts.wide) {
-            why.push_str(&format!(" [{reason}]"));
-        }
         if r.verdict.benign {
             why.push_str(" (benign)");
         }
-        let local = if self.opts.wide {
-            format!("{:<40}", endpoint(&r.endpoints.laddr, r.endpoints.lport))
-        } else {
-            format!("{:<6}", r.endpoints.lport)
-        };
-        let remote_w = if self.opts.wide { 40 } else { 21 };
-        let line = format!(
-            "{}{dir:<5} {pid:<7} {comm:<12.12} {local} {:<remote_w$} {:<11} {:<18} {why}",
-            time_col(wall.get(11..23).unwrap_or(&wall)),
-            endpoint(&r.endpoints.raddr, r.endpoints.rport),
-            r.state,
-            r.verdict.cause.name(),
-        );
+        let remote = endpoint(&r.endpoints.raddr, r.endpoints.rport);
         // Colour by who is responsible: the application yellow, the network red, the rest plain.
         let colour = match (r.verdict.benign, r.verdict.origin) {
             (true, _) => Some("2"),
@@ -350,13 +340,97 @@ impl<W: Write> Sink for TableSink<W> {
             (_, crate::report::Origin::Network) => Some("31"),
             _ => None,
         };
-        self.emit(line, colour)?;
+        if self.opts.wide {
+            if let Some(reason) = &r.kernel_reason {
+                why.push_str(&format!(" [{reason}]"));
+            }
+            let local = endpoint(&r.endpoints.laddr, r.endpoints.lport);
+            let line = format!(
+                "{time}{dir:<5} {pid:<7} {comm:<15} {local:<40} {remote:<40} {:<11} {:<18} {why}",
+                r.state,
+                r.verdict.cause.name()
+            );
+            self.emit(line, colour)?;
+        } else {
+            // Two lines that fit 80 columns: the facts (the variable-width peer last, so only it
+            // can be cut), then why, indented under them.
+            let line = format!(
+                "{time}{dir:<4} {pid:<6} {comm:<10.10} {:<5} {:<11} {:<18} {remote}",
+                r.endpoints.lport,
+                r.state,
+                r.verdict.cause.name()
+            );
+            self.emit(line, colour)?;
+            self.emit(format!("{}  └ {why}", " ".repeat(time.len())), None)?;
+        }
         self.out.flush()
     }
 
     fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
         self.emit(format!("-- {lost_now} kernel events lost (ring buffer full), {lost_total} in total --"), Some("31"))?;
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use crate::{
+        event::{Endpoints, Family, Task},
+        report::{Attribution, Cause, Direction, Origin, Verdict},
+    };
+
+    fn report() -> Report {
+        Report {
+            kind: ReportType::Reset,
+            direction: Some(Direction::Sent),
+            verdict: Verdict {
+                cause: Cause::DataAfterClose,
+                origin: Origin::Application,
+                benign: false,
+                why: "peer sent data after nginx[812] closed the socket".into(),
+            },
+            kernel_reason: Some("TCP_TIMEWAIT_SOCKET".into()),
+            state: "TIME_WAIT",
+            endpoints: Endpoints {
+                family: Family::Ipv6,
+                laddr: "fd00:1234:5678::2".parse().unwrap(),
+                lport: 443,
+                raddr: "fd00:1234:5678::1".parse().unwrap(),
+                rport: 51234,
+            },
+            owner: Some(Task { pid: 812, tid: 812, comm: "nginx".into(), cgroup: 0 }),
+            attribution: Attribution::SocketOwner,
+            netns: 1,
+            ts_ns: 0,
+            peer_cause: None,
+            current: Task { pid: 0, tid: 0, comm: "swapper/0".into(), cgroup: 0 },
+            retransmits: 0,
+        }
+    }
+
+    #[test]
+    fn narrow_table_fits_80_columns_and_keeps_the_why() {
+        let mut out = Vec::new();
+        let opts = TableOptions { timestamp: false, wide: false, include_benign: false, colour: false, width: Some(80) };
+        TableSink::new(&mut out, Clock::now(), opts).report(&report()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        assert!(text.contains("data_after_close"), "{text}");
+        assert!(text.contains("└ peer sent data after nginx[812] closed the socket"), "{text}");
+        assert!(!text.contains('\x1b'), "no colour off a terminal");
+    }
+
+    #[test]
+    fn benign_hidden_unless_asked() {
+        let mut benign = report();
+        benign.verdict.benign = true;
+        for (include, lines) in [(false, 0), (true, 3)] {
+            let mut out = Vec::new();
+            let opts = TableOptions { timestamp: true, wide: false, include_benign: include, colour: false, width: None };
+            TableSink::new(&mut out, Clock::now(), opts).report(&benign).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap().lines().count(), lines);
+        }
     }
 }
 

@@ -164,6 +164,12 @@ impl Tracefs {
         Self { root: root.into() }
     }
 
+    /// tracefs is mounted somewhere (readable or not: that is a permission question).
+    pub fn is_mounted() -> bool {
+        fs::read_to_string("/proc/self/mounts")
+            .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs")))
+    }
+
     /// Find tracefs at its standard place, mounting it there when it is not mounted yet.
     /// Returns whether this call mounted it.
     pub fn find_or_mount() -> Result<(Self, bool), TracefsError> {
