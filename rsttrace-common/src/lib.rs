@@ -241,6 +241,8 @@ pub struct Event {
     /// `bpf_get_current_pid_tgid()`: tgid in the upper 32 bits.
     pub current_pid_tgid: u64,
     pub current_comm: [u8; 16],
+    /// cgroup v2 id of `current` (meaningful only where `current` is the owner).
+    pub current_cgroup: u64,
     pub owner: Owner,
     /// Network namespace inode of the socket (or, without one, of the device the triggering
     /// segment arrived on); 0 when unknown.
@@ -259,7 +261,7 @@ pub struct Event {
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 32 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 32 + 16 + 32 + RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.
 pub const LOST_SLOT: u32 = 0;

@@ -1,7 +1,7 @@
 //! Copy one tracepoint record, with context, into the ring buffer.
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf,
     },
     programs::TracePointContext,
@@ -192,6 +192,7 @@ pub fn emit(ctx: &TracePointContext, kind: EventKind, sk: u64, skb: u64) {
         (*event).ts_ns = bpf_ktime_get_ns();
         (*event).current_pid_tgid = bpf_get_current_pid_tgid();
         (*event).current_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*event).current_cgroup = bpf_get_current_cgroup_id();
         match owner {
             Some(owner) => {
                 (*event).owner = owner;

@@ -110,7 +110,7 @@ pub struct Task {
     /// Thread id (the kernel's pid).
     pub tid: u32,
     pub comm: String,
-    /// cgroup v2 id; 0 when unknown (always for `current`, whose cgroup may be anyone's).
+    /// cgroup v2 id; 0 when unknown. For `current` it is whoever the CPU was running.
     pub cgroup: u64,
 }
 

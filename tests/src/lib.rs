@@ -212,6 +212,39 @@ impl Drop for Tracer {
     }
 }
 
+/// A fresh cgroup v2 directory, removed on drop.
+pub struct Cgroup {
+    pub path: PathBuf,
+}
+
+impl Cgroup {
+    pub fn new(name: &str) -> Self {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let root = mounts
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
+            })
+            .expect("no cgroup v2 hierarchy mounted: the cgroup filter cannot be tested");
+        let path = PathBuf::from(root).join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir(&path).unwrap();
+        Cgroup { path }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Empty once its processes are gone.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// `rststim` sits next to the test binary's `deps/` directory.
 fn stim_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -229,9 +262,20 @@ pub struct Stim {
 
 impl Stim {
     pub fn spawn(ns: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(stim_bin())
-            .arg(ns)
-            .args(args)
+        let mut cmd = Command::new(stim_bin());
+        cmd.arg(ns).args(args);
+        Self::start(cmd)
+    }
+
+    /// Like `spawn`, but the process joins cgroup `dir` before it runs (same pid: exec).
+    pub fn spawn_in_cgroup(dir: &std::path::Path, ns: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""]).arg(dir).arg(stim_bin()).arg(ns).args(args);
+        Self::start(cmd)
+    }
+
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

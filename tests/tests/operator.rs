@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use rsttrace_tests::{require_root, Family, Net, Stim, Tracer, FAMILIES};
+use rsttrace_tests::{require_root, Cgroup, Family, Net, Stim, Tracer, FAMILIES};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -162,4 +162,27 @@ fn metrics_endpoint_counts_the_scenario() {
     assert!(body.contains("rsttrace_events_lost_total 0"), "{body}");
     assert!(body.contains("rsttrace_connections_tracked"), "{body}");
     assert!(body.contains("rsttrace_build_info{version="), "{body}");
+}
+
+#[test]
+fn cgroup_filter_keeps_only_sockets_owned_inside_it() {
+    require_root();
+    let net = Net::new(46);
+    let cgroup = Cgroup::new("rsttrace-test");
+    let addr = net.server_addr(Family::V4);
+    let inside = Stim::spawn_in_cgroup(&cgroup.path, &net.server, &["listen", &addr, "8080", "unread-close"]);
+    inside.expect_line("ready", T);
+    let outside = Stim::spawn(&net.server, &["listen", &addr, "8081", "unread-close"]);
+    outside.expect_line("ready", T);
+    let tracer = Tracer::start(&["-c", cgroup.path.to_str().unwrap()]);
+    for port in ["8080", "8081"] {
+        let c = Stim::spawn(&net.client, &["connect", &addr, port, "--send", "10"]);
+        c.expect_line("errno", T);
+    }
+    let (reports, _) = tracer.stop();
+    let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+    assert!(mine.iter().any(|r| r["cause"] == "app_abort_unread" && r["pid"].as_u64() == Some(inside.pid())), "{mine:?}");
+    assert!(mine.iter().all(|r| r["pid"].as_u64() == Some(inside.pid())), "only the cgroup's sockets: {mine:?}");
+    drop(inside);
+    drop(outside);
 }
