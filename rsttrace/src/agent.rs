@@ -44,6 +44,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics.serve(addr).await?;
     }
     let tracefs = match config.tracefs {
+        Some(t) if !t.root().join("events").is_dir() => {
+            bail!("no tracefs at {} (it has no events/ directory)", t.root().display())
+        }
         Some(t) => t,
         None => {
             let (t, mounted) = Tracefs::find_or_mount()?;
@@ -107,7 +110,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut next_summary = summary_every.map(|i| tokio::time::Instant::now() + i);
     eprintln!("rsttrace: attached; tracing TCP resets (Ctrl-C to stop)");
 
-    let result: anyhow::Result<()> = loop {
+    let result: anyhow::Result<()> = 'run: loop {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("polling the ring buffer")?;
@@ -118,8 +121,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => {}
-            _ = sigint.recv() => break Ok(()),
-            _ = sigterm.recv() => break Ok(()),
+            _ = sigint.recv() => break 'run Ok(()),
+            _ = sigterm.recv() => break 'run Ok(()),
             _ = sighup.recv() => {
                 // logrotate moved the file away: start a new one at the same path.
                 if let Some(f) = file.as_mut() {
@@ -142,6 +145,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     };
+    // A second Ctrl-C while draining ends the process at once (the kernel detaches the
+    // programs when their file descriptors close).
+    // SAFETY: restoring the default disposition of SIGINT.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
     // Drain: everything the kernel already queued is decoded and every held reset reported.
     let ring = ring.get_mut();
     while let Some(item) = ring.next() {

@@ -162,7 +162,18 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, 
         .ok_or(LoadError::Map(program))?
         .try_into()
         .map_err(|source| LoadError::Program { program, source })?;
-    prog.load().map_err(|source| LoadError::Program { program, source })?;
+    prog.load().map_err(|source| {
+        // The verifier's verdict is in its last lines; the whole log can be thousands.
+        if let aya::programs::ProgramError::LoadError { verifier_log, .. } = &source {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("rsttrace: verifier log of {program} (last lines):");
+            for line in &lines[lines.len().saturating_sub(8)..] {
+                eprintln!("  {line}");
+            }
+        }
+        LoadError::Program { program, source }
+    })?;
     for (group, name) in tracepoints {
         prog.attach(group, name).map_err(|source| LoadError::Attach { program, group, name, source })?;
     }

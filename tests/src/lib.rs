@@ -133,7 +133,7 @@ impl Drop for Net {
     }
 }
 
-fn rsttrace_bin() -> PathBuf {
+pub fn rsttrace_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("RSTTRACE_BIN") {
         return p.into();
     }
@@ -153,6 +153,16 @@ pub struct Tracer {
 }
 
 impl Tracer {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal to rsttrace.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
     pub fn start(extra: &[&str]) -> Self {
         let mut child = Command::new(rsttrace_bin())
             .arg("--json")
@@ -187,11 +197,16 @@ impl Tracer {
     }
 
     /// SIGINT, wait for exit, and return every JSON report plus stderr.
-    pub fn stop(mut self) -> (Vec<Value>, String) {
+    pub fn stop(self) -> (Vec<Value>, String) {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Stop with `sig`; rsttrace must exit 0 having reported everything.
+    pub fn stop_with(mut self, sig: i32) -> (Vec<Value>, String) {
         // Held resets are reported after a short wait; give the last ones time to arrive.
         std::thread::sleep(Duration::from_millis(400));
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        unsafe { libc::kill(self.child.id() as i32, sig) };
         let status = self.child.wait().expect("wait rsttrace");
         // The reader threads end at EOF, once the exited child's pipes are drained.
         let stderr: Vec<String> = self.stderr.iter().collect();

@@ -10,8 +10,8 @@ const NIGHTLY: &str = "nightly";
 /// bpf-linker loads the nightly's own libLLVM; 0.10.0 (feature rust-llvm-22) matches LLVM 22.
 const BPF_LINKER: &str = "0.10.0";
 const LLVM_MAJOR: &str = "22";
-/// Debian packages the tests use.
-const DEBIAN_PACKAGES: [&str; 2] = ["iproute2", "nftables"];
+/// Debian packages the tests use (bpftool: checking that no program is left attached).
+const DEBIAN_PACKAGES: [&str; 3] = ["iproute2", "nftables", "bpftool"];
 
 #[derive(Parser)]
 struct Cli {

@@ -1,0 +1,206 @@
+//! End-to-end: failing clearly, stopping cleanly, and staying bounded under overload.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use rsttrace_tests::{require_root, rsttrace_bin, Family, Net, Stim, Tracer};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(20);
+const HOST_FORMATS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rsttrace/testdata/kernels/6.18.44-host");
+
+fn refused(net: &Net, f: Family, n: u32) {
+    let c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), "9", "--repeat", &n.to_string()]);
+    assert_eq!(c.expect_line("refused", T), format!("refused {n}"));
+}
+
+/// Run rsttrace to completion (`-d 1`); returns (exit code, stderr).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(rsttrace_bin()).args(args).envs(env.iter().copied()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A stand-in tracefs with this kernel's format files (copies from testdata), minus or plus
+/// whatever a test changes.
+fn fake_tracefs(name: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("rsttrace-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    for group in ["tcp", "sock"] {
+        for entry in std::fs::read_dir(Path::new(HOST_FORMATS).join(group)).unwrap() {
+            let path = entry.unwrap().path();
+            let event = path.file_stem().unwrap().to_str().unwrap().to_string();
+            let dir = root.join("events").join(group).join(&event);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(&path, dir.join("format")).unwrap();
+        }
+    }
+    root
+}
+
+fn one_line(stderr: &str) -> &str {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("rsttrace: ")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got:\n{stderr}");
+    errors[0]
+}
+
+#[test]
+fn unprivileged_run_names_the_missing_capabilities() {
+    require_root();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(rsttrace_bin())
+        .args(["-d", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(one_line(&stderr).contains("missing CAP_BPF and CAP_PERFMON"), "{stderr}");
+    // Only one of the two: say which.
+    let out = Command::new("setpriv").args(["--bounding-set=-all,+bpf", "--inh-caps=-all"]).arg(rsttrace_bin()).args(["-d", "1"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(one_line(&stderr).contains("missing CAP_PERFMON:"), "{stderr}");
+}
+
+#[test]
+fn capabilities_bpf_and_perfmon_are_enough() {
+    require_root();
+    let out = Command::new("setpriv")
+        .args(["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all"])
+        .arg(rsttrace_bin())
+        .args(["-d", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("tracing TCP resets"), "{stderr}");
+}
+
+#[test]
+fn tracefs_problems_are_one_clear_line() {
+    require_root();
+    let (code, stderr) = run(&["-d", "1", "--tracefs", "/nonexistent/tracing"], &[]);
+    assert_eq!(code, 1);
+    assert!(one_line(&stderr).contains("no tracefs at /nonexistent/tracing"), "{stderr}");
+
+    let root = fake_tracefs("missing-core");
+    std::fs::remove_dir_all(root.join("events/tcp/tcp_send_reset")).unwrap();
+    let (code, stderr) = run(&["-d", "1"], &[("RSTTRACE_TRACEFS", root.to_str().unwrap())]);
+    assert_eq!(code, 1);
+    assert!(one_line(&stderr).contains("tracepoint tcp:tcp_send_reset does not exist on this kernel"), "{stderr}");
+    std::fs::remove_dir_all(&root).unwrap();
+
+    let root = fake_tracefs("malformed");
+    std::fs::write(root.join("events/tcp/tcp_receive_reset/format"), "name: tcp_receive_reset\nformat:\n\tfield:garbage\n").unwrap();
+    let (code, stderr) = run(&["-d", "1", "--tracefs", root.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(one_line(&stderr).contains("malformed format file"), "{stderr}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_missing_optional_tracepoint_degrades_and_says_what_is_lost() {
+    require_root();
+    let root = fake_tracefs("missing-optional");
+    std::fs::remove_dir_all(root.join("events/tcp/tcp_retransmit_skb")).unwrap();
+    let (code, stderr) = run(&["-d", "1", "--tracefs", root.to_str().unwrap()], &[]);
+    std::fs::remove_dir_all(&root).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("tracepoints missing on this kernel: tcp:tcp_retransmit_skb"), "{stderr}");
+    assert!(stderr.contains("causes this kernel may not show: retransmit_timeout, syn_timeout"), "{stderr}");
+    assert!(stderr.contains("tracing TCP resets"), "{stderr}");
+}
+
+#[test]
+fn missing_btf_degrades_with_a_warning() {
+    require_root();
+    let (code, stderr) = run(&["-d", "1", "--btf", "/nonexistent/vmlinux"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("BTF incomplete (cannot read BTF from /nonexistent/vmlinux"), "{stderr}");
+}
+
+fn our_programs_loaded() -> Vec<String> {
+    let out = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool (installed by setup)");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| ["tcp_send_reset", "tcp_receive_reset", "inet_sock_set_state", "sock_msg_length"].iter().any(|p| l.contains(p)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn sigterm_and_sigint_flush_summarize_and_detach() {
+    require_root();
+    let net = Net::new(60);
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let tracer = Tracer::start(&[]);
+        assert!(!our_programs_loaded().is_empty(), "programs should be attached while tracing");
+        refused(&net, Family::V4, 3);
+        // Stop right away: the resets are still held for classification and must not be lost.
+        let (reports, stderr) = tracer.stop_with(sig);
+        assert_eq!(reports.iter().filter(|r| net.owns(r)).count(), 6, "signal {sig}: {reports:?}");
+        assert!(stderr.contains("resets/aborts"), "no summary after signal {sig}: {stderr}");
+        assert!(our_programs_loaded().is_empty(), "programs left after signal {sig}: {:?}", our_programs_loaded());
+    }
+}
+
+#[test]
+fn sighup_reopens_the_output_file() {
+    require_root();
+    let net = Net::new(61);
+    let dir = std::env::temp_dir().join(format!("rsttrace-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("resets.json");
+    let tracer = Tracer::start(&["--output", file.to_str().unwrap()]);
+    refused(&net, Family::V4, 1);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::rename(&file, dir.join("resets.json.old")).unwrap();
+    tracer.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(200));
+    refused(&net, Family::V6, 1);
+    let (reports, _) = tracer.stop();
+    let lines = |p: &Path| -> Vec<Value> {
+        std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let old = lines(&dir.join("resets.json.old"));
+    let new = lines(&file);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(mode, 0o640);
+    assert!(old.iter().filter(|r| net.owns(r)).all(|r| r["family"] == "ipv4") && old.iter().any(|r| net.owns(r)), "{old:?}");
+    assert!(new.iter().filter(|r| net.owns(r)).all(|r| r["family"] == "ipv6") && new.iter().any(|r| net.owns(r)), "{new:?}");
+    assert_eq!(old.len() + new.len(), reports.len());
+}
+
+#[test]
+fn an_overflowing_ring_buffer_is_reported_never_silent() {
+    require_root();
+    let net = Net::new(62);
+    let tracer = Tracer::start(&["--ring-buffer-kib", "4"]);
+    refused(&net, Family::V4, 1500);
+    let (reports, stderr) = tracer.stop();
+    let lost: Vec<&Value> = reports.iter().filter(|r| r["type"] == "lost").collect();
+    assert!(!lost.is_empty(), "a 4 KiB ring buffer under a storm must lose events: {stderr}");
+    let total = lost.last().unwrap()["lost_total"].as_u64().unwrap();
+    assert!(total > 0);
+    assert!(stderr.contains(&format!("{total} events lost,")), "summary must count them: {stderr}");
+    assert!(stderr.contains("events lost (ring buffer full)"), "{stderr}");
+}
+
+#[test]
+fn a_full_connection_table_evicts_counts_and_still_classifies() {
+    require_root();
+    let net = Net::new(63);
+    let tracer = Tracer::start(&["--max-connections", "16"]);
+    refused(&net, Family::V4, 200);
+    let (reports, stderr) = tracer.stop();
+    let line = stderr.lines().find(|l| l.contains("connections evicted")).unwrap();
+    let evicted: u64 = line.split(" connections evicted").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(evicted > 100, "{line}");
+    let refused_reports = reports.iter().filter(|r| net.owns(r) && r["cause"] == "refused").count();
+    assert_eq!(refused_reports, 200, "every received RST still classified: {line}");
+}
