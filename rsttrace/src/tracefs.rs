@@ -105,9 +105,13 @@ fn parse_field(line: &str) -> Result<Field, String> {
     }
     let decl = decl.ok_or_else(|| format!("no declaration in `{line}`"))?;
     let without_array = decl.split('[').next().unwrap_or(decl).trim_end();
+    // The name is the trailing identifier; step over the whole character before it (format
+    // files are ASCII, but a corrupt one must not split a UTF-8 character).
     let name_start = without_array
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     let name = &without_array[name_start..];
     if name.is_empty() || without_array[..name_start].trim().is_empty() {
         return Err(format!("field needs a type and a name: `{line}`"));
@@ -339,6 +343,9 @@ print fmt: \"skbaddr=%p skaddr=%p src=%pISpc dest=%pISpc state=%s reason=%s\", R
         assert!(parse_format("name: x\nformat:\n\tfield:int;\toffset:0;\tsize:4;\n").is_err());
         assert!(parse_format("\tfield:int a;\toffset:zero;\tsize:4;\tsigned:1;\n").is_err());
         assert!(parse_format("\tfield:int a;\tsize:4;\n").is_err());
+        // Found by the fuzzer: a non-ASCII byte before the name.
+        assert!(parse_format("field:\u{FFFD}").is_err());
+        assert!(parse_format("\tfield:int \u{FFFD}x;\toffset:8;\tsize:4;\n").is_ok());
         let ok = parse_format("\tfield:int a;\toffset:8;\tsize:4;\tsigned:1;\n").unwrap();
         assert!(ok.fields[0].signed);
     }

@@ -10,6 +10,11 @@ const NIGHTLY: &str = "nightly";
 /// bpf-linker loads the nightly's own libLLVM; 0.10.0 (feature rust-llvm-22) matches LLVM 22.
 const BPF_LINKER: &str = "0.10.0";
 const LLVM_MAJOR: &str = "22";
+const CARGO_FUZZ: &str = "0.13.2";
+/// The fuzz targets (rsttrace/fuzz): arbitrary bytes must never panic the parsers.
+const FUZZ_TARGETS: [&str; 2] = ["tracefs_format", "decode_event"];
+/// Seconds per fuzz target in `cargo xtask test`; `cargo xtask fuzz` runs longer.
+const FUZZ_SECONDS_IN_TEST: u32 = 20;
 /// Debian packages the tests use (bpftool: checking that no program is left attached).
 const DEBIAN_PACKAGES: [&str; 3] = ["iproute2", "nftables", "bpftool"];
 
@@ -28,8 +33,14 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build and run every test: unit tests, then the end-to-end suite against this kernel (root).
+    /// Build and run every test: unit tests, the end-to-end suites against this kernel (root),
+    /// then a short fuzzing run of each fuzz target.
     Test,
+    /// Fuzz the format parser and the event decoder for longer.
+    Fuzz {
+        #[arg(long, default_value_t = 300)]
+        seconds: u32,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +64,7 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Test => test(),
+        Task::Fuzz { seconds } => fuzz(seconds),
     }
 }
 
@@ -85,6 +97,10 @@ fn setup() -> Result<()> {
     if !components.lines().any(|l| l.starts_with("rust-src")) {
         cmd("rustup", &["component", "add", "rust-src", "--toolchain", NIGHTLY])?;
     }
+    let fuzz = output("cargo", &["fuzz", "--version"]).unwrap_or_default();
+    if !fuzz.contains(CARGO_FUZZ) {
+        cmd("cargo", &["install", &format!("cargo-fuzz@{CARGO_FUZZ}"), "--locked", "--force"])?;
+    }
     let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
     if !linker.contains(BPF_LINKER) {
         cmd("cargo", &[&format!("+{NIGHTLY}"), "install", &format!("bpf-linker@{BPF_LINKER}"), "--locked", "--force"])?;
@@ -111,7 +127,24 @@ fn test() -> Result<()> {
         bail!("the end-to-end tests load BPF programs and create network namespaces: run `cargo xtask test` as root");
     }
     cmd("cargo", &["build", "--package", "rsttrace"])?;
-    cmd("cargo", &["test", "--", "--test-threads=1"])
+    cmd("cargo", &["test", "--", "--test-threads=1"])?;
+    fuzz(FUZZ_SECONDS_IN_TEST)
+}
+
+fn fuzz(seconds: u32) -> Result<()> {
+    let limit = format!("-max_total_time={seconds}");
+    for target in FUZZ_TARGETS {
+        let status = Command::new("cargo")
+            .current_dir("rsttrace")
+            .args([&format!("+{NIGHTLY}"), "fuzz", "run", target, "--", &limit])
+            .status()
+            .context("cannot run cargo fuzz")?;
+        if !status.success() {
+            bail!("fuzz target {target} found a crash (see rsttrace/fuzz/artifacts/{target})");
+        }
+        eprintln!("xtask: fuzz target {target}: no crash in {seconds}s");
+    }
+    Ok(())
 }
 
 extern "C" {
