@@ -29,7 +29,10 @@ const RACE_ABORT_WINDOW_NS: u64 = 1_000_000_000;
 /// How long a sent RST is remembered for matching the peer's received one.
 const RECENT_SENT_NS: u64 = 5_000_000_000;
 const RECENT_SENT_MAX: usize = 4096;
-const HISTORY_MAX: usize = 16;
+const HISTORY_MAX: usize = 8;
+/// A closed connection's story is kept this long: a TIME_WAIT or FIN_WAIT2 socket (60 s on
+/// Linux) or a peer that kept talking can still produce a reset that needs it.
+pub const CLOSED_TTL_NS: u64 = 120_000_000_000;
 /// A received RST and the peer's sent one belong together within this time.
 const PEER_MATCH_NS: u64 = 100_000_000;
 const PEER_WAIT_NS: u64 = 20_000_000;
@@ -42,8 +45,9 @@ pub struct Connection {
     pub netns: u32,
     pub endpoints: Endpoints,
     pub state: Option<TcpState>,
-    /// States entered, with their times (bounded).
-    pub history: Vec<(TcpState, u64)>,
+    /// The last states entered, with their times, oldest first (inline: no allocation).
+    history: [(TcpState, u64); HISTORY_MAX],
+    history_len: u8,
     pub opened_ns: u64,
     pub established_ns: Option<u64>,
     pub closed_ns: Option<u64>,
@@ -71,7 +75,8 @@ impl Connection {
             netns,
             endpoints,
             state: None,
-            history: Vec::new(),
+            history: [(TcpState::Close, 0); HISTORY_MAX],
+            history_len: 0,
             opened_ns: ts,
             established_ns: None,
             closed_ns: None,
@@ -93,15 +98,22 @@ impl Connection {
 
     /// The last state other than CLOSE.
     pub fn state_before_close(&self) -> Option<TcpState> {
-        self.history.iter().rev().map(|(s, _)| *s).find(|s| *s != TcpState::Close)
+        self.history().iter().rev().map(|(s, _)| *s).find(|s| *s != TcpState::Close)
     }
 
     fn enter(&mut self, state: TcpState, ts: u64) {
         self.state = Some(state);
-        if self.history.len() == HISTORY_MAX {
-            self.history.remove(0);
+        if self.history_len as usize == HISTORY_MAX {
+            self.history.rotate_left(1);
+            self.history_len -= 1;
         }
-        self.history.push((state, ts));
+        self.history[self.history_len as usize] = (state, ts);
+        self.history_len += 1;
+    }
+
+    /// States entered, with their times, oldest first (the last `HISTORY_MAX`).
+    pub fn history(&self) -> &[(TcpState, u64)] {
+        &self.history[..self.history_len as usize]
     }
 }
 
@@ -140,6 +152,8 @@ pub struct Tracker {
     listeners: HashMap<(u32, IpAddr, u16), Task>,
     recent_sent: VecDeque<SentRecord>,
     pending: VecDeque<Pending>,
+    /// (closed at, id) in closing order: expiry and eviction take the oldest closed first.
+    closed: VecDeque<(u64, u64)>,
     next_id: u64,
     cap: usize,
     evicted: u64,
@@ -169,6 +183,7 @@ impl Tracker {
             listeners: HashMap::new(),
             recent_sent: VecDeque::new(),
             pending: VecDeque::new(),
+            closed: VecDeque::new(),
             next_id: 1,
             cap: cap.max(16),
             evicted: 0,
@@ -196,18 +211,35 @@ impl Tracker {
         id
     }
 
+    /// The oldest connection that is still closed (a queued one may have been reused or removed).
+    fn oldest_closed(&mut self) -> Option<(u64, u64)> {
+        while let Some(&(at, id)) = self.closed.front() {
+            if self.conns.get(&id).is_some_and(|c| c.closed_ns == Some(at)) {
+                return Some((at, id));
+            }
+            self.closed.pop_front();
+        }
+        None
+    }
+
     fn evict_over_cap(&mut self) {
         while self.conns.len() > self.cap {
             // Oldest closed connection first; a table full of live ones drops the oldest.
-            let victim = self
-                .conns
-                .iter()
-                .find(|(_, c)| c.closed_ns.is_some())
-                .or_else(|| self.conns.iter().next())
-                .map(|(id, _)| *id);
+            let victim = self.oldest_closed().map(|(_, id)| id).or_else(|| self.conns.keys().next().copied());
             let Some(id) = victim else { break };
             self.remove(id);
             self.evicted += 1;
+        }
+    }
+
+    /// Forget closed connections older than [`CLOSED_TTL_NS`] (not counted as evictions).
+    fn expire(&mut self, now_ns: u64) {
+        while let Some((at, id)) = self.oldest_closed() {
+            if at.saturating_add(CLOSED_TTL_NS) > now_ns {
+                break;
+            }
+            self.closed.pop_front();
+            self.remove(id);
         }
     }
 
@@ -381,7 +413,10 @@ impl Tracker {
             (_, Established) => c.established_ns = Some(ev.ts_ns),
             (Some(Established), FinWait1) | (Some(CloseWait), LastAck) => c.app_closed = true,
             (_, CloseWait) => c.peer_closed = true,
-            (_, Close) => c.closed_ns = Some(ev.ts_ns),
+            (_, Close) => {
+                c.closed_ns = Some(ev.ts_ns);
+                self.closed.push_back((ev.ts_ns, id));
+            }
             _ => {}
         }
         match (old, new) {
@@ -440,6 +475,9 @@ impl Tracker {
         }
         while self.recent_sent.front().is_some_and(|r| r.ts + RECENT_SENT_NS < now_ns.min(u64::MAX - 1)) {
             self.recent_sent.pop_front();
+        }
+        if now_ns != u64::MAX {
+            self.expire(now_ns);
         }
         out
     }
@@ -818,8 +856,23 @@ mod tests {
         t.observe(reuse);
         let id = *t.by_sk.get(&(SK + 39)).unwrap();
         let c = t.connection(id).unwrap();
-        assert_eq!(c.history.len(), 1);
+        assert_eq!(c.history().len(), 1);
         assert!(c.owner.is_none(), "the old story's owner leaked into the new one");
+    }
+
+    #[test]
+    fn closed_connections_expire_after_their_ttl() {
+        let mut t = Tracker::new(1024, Visibility::ALL);
+        for e in connected(&task(1, "a")) {
+            t.observe(e);
+        }
+        t.observe(state(10, 5000, Established, Close, task(1, "a"), None));
+        t.flush(10_000_000 + CLOSED_TTL_NS - 1);
+        assert_eq!(t.stats().tracked, 1);
+        t.flush(10_000_000 + CLOSED_TTL_NS);
+        assert_eq!(t.stats().tracked, 0);
+        assert_eq!(t.stats().evicted, 0, "expiry is not eviction");
+        assert!(t.by_tuple.is_empty() && t.by_sk.is_empty(), "indices cleaned");
     }
 
     #[test]

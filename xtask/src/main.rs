@@ -5,6 +5,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod netns;
+mod soak;
+
 /// The nightly toolchain that compiles the eBPF crate (preinstalled on this project's machines).
 const NIGHTLY: &str = "nightly";
 /// bpf-linker loads the nightly's own libLLVM; 0.10.0 (feature rust-llvm-22) matches LLVM 22.
@@ -36,6 +40,14 @@ enum Task {
     /// Build and run every test: unit tests, the end-to-end suites against this kernel (root),
     /// then a short fuzzing run of each fuzz target.
     Test,
+    /// Measure rsttrace's cost side by side with no tracer and the bpftrace one-liner (root);
+    /// writes bench/results.md. Not part of the test run.
+    Bench,
+    /// Run a mix of reset scenarios under rsttrace for N minutes and check that its RSS is flat.
+    Soak {
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+    },
     /// Fuzz the format parser and the event decoder for longer.
     Fuzz {
         #[arg(long, default_value_t = 300)]
@@ -65,6 +77,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Task::Test => test(),
         Task::Fuzz { seconds } => fuzz(seconds),
+        Task::Soak { minutes } => soak::soak(minutes),
+        Task::Bench => bench::bench(),
     }
 }
 
@@ -72,7 +86,7 @@ fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-fn cmd(program: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn cmd(program: &str, args: &[&str]) -> Result<()> {
     eprintln!("xtask: {program} {}", args.join(" "));
     let status = Command::new(program).args(args).status().with_context(|| format!("cannot run {program}"))?;
     if !status.success() {
@@ -105,8 +119,14 @@ fn setup() -> Result<()> {
     if !linker.contains(BPF_LINKER) {
         cmd("cargo", &[&format!("+{NIGHTLY}"), "install", &format!("bpf-linker@{BPF_LINKER}"), "--locked", "--force"])?;
     }
-    let missing: Vec<&str> = DEBIAN_PACKAGES
-        .into_iter()
+    install_debian(&DEBIAN_PACKAGES)
+}
+
+/// Install the Debian packages that are not installed yet (nothing to do: no apt at all).
+pub(crate) fn install_debian(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
         .filter(|p| !output("dpkg-query", &["-W", "-f=${Status}", p]).is_some_and(|s| s.contains("install ok installed")))
         .collect();
     if !missing.is_empty() {
@@ -123,7 +143,7 @@ fn setup() -> Result<()> {
 
 fn test() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc_geteuid() } != 0 {
+    if unsafe { libc::geteuid() } != 0 {
         bail!("the end-to-end tests load BPF programs and create network namespaces: run `cargo xtask test` as root");
     }
     cmd("cargo", &["build", "--package", "rsttrace"])?;
@@ -147,7 +167,4 @@ fn fuzz(seconds: u32) -> Result<()> {
     Ok(())
 }
 
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
+
