@@ -229,7 +229,23 @@ pub fn emit(ctx: &TracePointContext, kind: EventKind, sk: u64, skb: u64) {
             return;
         }
     }
-    entry.submit(0);
+    entry.submit(wakeup_flags());
+}
+
+/// Wake the reader only once a batch has piled up: one wakeup per ~64 KiB instead of one per
+/// event. The agent also drains on its own short tick, so a lone event waits at most that long.
+const WAKEUP_BYTES: u64 = 64 * 1024;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
 }
 
 #[inline(always)]

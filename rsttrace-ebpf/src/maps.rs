@@ -18,6 +18,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Sockets that just sent a RST from CLOSE (an abortive close or a disconnect): only their
+/// destruction tells the agent anything, so only theirs is reported.
+#[map]
+pub static ABORTED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
+
 /// Socket address → owning task. LRU so sockets we never see closing cannot fill it.
 #[map]
 pub static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);

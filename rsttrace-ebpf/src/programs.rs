@@ -14,6 +14,9 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SendReset);
     let sk: u64 = field(&ctx, l.skaddr).unwrap_or(0);
     let skb: u64 = field(&ctx, l.skbaddr).unwrap_or(0);
+    if sk != 0 && field::<i32>(&ctx, l.state) == Some(owner::TCP_CLOSE) {
+        let _ = crate::maps::ABORTED.insert(sk, 1, 0);
+    }
     emit(&ctx, EventKind::SendReset, sk, skb);
     0
 }
@@ -73,7 +76,11 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
     let sk: u64 = field(&ctx, layout(EventKind::DestroySock).skaddr).unwrap_or(0);
-    emit(&ctx, EventKind::DestroySock, sk, 0);
+    // Every socket is destroyed; only an aborted one's destruction is news.
+    if sk != 0 && crate::maps::ABORTED.get_ptr(sk).is_some() {
+        let _ = crate::maps::ABORTED.remove(sk);
+        emit(&ctx, EventKind::DestroySock, sk, 0);
+    }
     0
 }
 

@@ -39,10 +39,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let mut metrics = Metrics::new();
-    if let Some(addr) = config.metrics {
-        metrics.serve(addr).await?;
-    }
+    // Only with --metrics: label sets cost allocations per report.
+    let mut metrics = match config.metrics {
+        Some(addr) => {
+            let m = Metrics::new();
+            m.serve(addr).await?;
+            Some(m)
+        }
+        None => None,
+    };
     let tracefs = match config.tracefs {
         Some(t) if !t.root().join("events").is_dir() => {
             bail!("no tracefs at {} (it has no events/ directory)", t.root().display())
@@ -93,7 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ),
         filter: config.filter.clone(),
         summary: Summary::default(),
-        metrics: &mut metrics,
+        metrics: metrics.as_mut(),
         lost_reported: 0,
         decode_errors: 0,
     };
@@ -120,7 +125,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 }
                 guard.clear_ready();
             }
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                // The kernel wakes us only per batch; pick up stragglers on the tick.
+                let ring = ring.get_mut();
+                while let Some(item) = ring.next() {
+                    state.ingest(&item);
+                }
+            }
             _ = sigint.recv() => break 'run Ok(()),
             _ = sigterm.recv() => break 'run Ok(()),
             _ = sighup.recv() => {
@@ -224,7 +235,7 @@ struct LoopState<'m> {
     tracker: Tracker,
     filter: ReportFilter,
     summary: Summary,
-    metrics: &'m mut Metrics,
+    metrics: Option<&'m mut Metrics>,
     lost_reported: u64,
     decode_errors: u64,
 }
@@ -246,12 +257,20 @@ impl LoopState<'_> {
                 continue;
             }
             self.summary.add(&report);
-            self.metrics.record(&report);
+            if let Some(m) = self.metrics.as_deref_mut() {
+                m.record(&report);
+            }
             for sink in sinks.iter_mut() {
                 sink.report(&report)?;
             }
         }
-        self.metrics.set_tracked(self.tracker.stats().tracked);
+        // One write per batch, not per report: live for `| jq`, cheap under a storm.
+        for sink in sinks.iter_mut() {
+            sink.flush()?;
+        }
+        if let Some(m) = self.metrics.as_deref_mut() {
+            m.set_tracked(self.tracker.stats().tracked);
+        }
         Ok(())
     }
 
@@ -261,7 +280,9 @@ impl LoopState<'_> {
         if total > self.lost_reported {
             let now = total - self.lost_reported;
             eprintln!("rsttrace: {now} events lost (ring buffer full); {total} in total");
-            self.metrics.add_lost(now);
+            if let Some(m) = self.metrics.as_deref_mut() {
+                m.add_lost(now);
+            }
             for sink in sinks.iter_mut() {
                 sink.lost(now, total)?;
             }

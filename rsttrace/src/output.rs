@@ -134,6 +134,10 @@ pub trait Sink {
     fn lost(&mut self, _lost_now: u64, _lost_total: u64) -> io::Result<()> {
         Ok(())
     }
+    /// End of a batch: make everything written so far visible.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// JSON Lines on a stream, flushed per event so `| jq` works live.
@@ -150,7 +154,10 @@ impl<W: Write> JsonSink<W> {
 
 impl<W: Write> Sink for JsonSink<W> {
     fn report(&mut self, r: &Report) -> io::Result<()> {
-        self.out.write_all(&json_line(r, &self.clock))?;
+        self.out.write_all(&json_line(r, &self.clock))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
@@ -438,22 +445,28 @@ mod table_tests {
 #[derive(Default)]
 pub struct Summary {
     pub by_cause: BTreeMap<&'static str, u64>,
-    pub by_process: BTreeMap<String, u64>,
-    pub by_peer: BTreeMap<String, u64>,
+    pub by_process: BTreeMap<(String, u32), u64>,
+    pub by_peer: BTreeMap<std::net::IpAddr, u64>,
     pub by_direction: BTreeMap<&'static str, u64>,
     pub benign: u64,
     pub total: u64,
+    unowned: u64,
+    other_processes: u64,
+    other_peers: u64,
 }
 
 /// Distinct processes or peers counted one by one; the rest share an `other` row, so a port
 /// scan or a fork storm cannot grow the summary for days.
 const SUMMARY_KEYS_MAX: usize = 10_000;
 
-fn bump(map: &mut BTreeMap<String, u64>, key: String) {
-    if map.len() >= SUMMARY_KEYS_MAX && !map.contains_key(&key) {
-        *map.entry("other".to_string()).or_default() += 1;
+/// Count under `key`, or under `other` once the map is full.
+fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, other: &mut u64) {
+    if let Some(n) = map.get_mut(&key) {
+        *n += 1;
+    } else if map.len() < SUMMARY_KEYS_MAX {
+        map.insert(key, 1);
     } else {
-        *map.entry(key).or_default() += 1;
+        *other += 1;
     }
 }
 
@@ -462,9 +475,11 @@ impl Summary {
         self.total += 1;
         self.benign += u64::from(r.verdict.benign);
         *self.by_cause.entry(r.verdict.cause.name()).or_default() += 1;
-        let process = r.owner.as_ref().map_or("-".to_string(), |o| format!("{}[{}]", o.comm, o.pid));
-        bump(&mut self.by_process, process);
-        bump(&mut self.by_peer, r.endpoints.raddr.to_string());
+        match &r.owner {
+            Some(o) => bump(&mut self.by_process, (o.comm.clone(), o.pid), &mut self.other_processes),
+            None => self.unowned += 1,
+        }
+        bump(&mut self.by_peer, r.endpoints.raddr, &mut self.other_peers);
         let dir = match (r.kind, r.direction) {
             (ReportType::Abort, _) => "abort",
             (_, Some(crate::report::Direction::Sent)) => "sent",
@@ -490,8 +505,12 @@ impl Summary {
         };
         section(out, "direction", self.by_direction.iter().map(|(k, v)| (k.to_string(), *v)).collect())?;
         section(out, "cause", self.by_cause.iter().map(|(k, v)| (k.to_string(), *v)).collect())?;
-        section(out, "process", self.by_process.iter().map(|(k, v)| (k.clone(), *v)).collect())?;
-        section(out, "peer", self.by_peer.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        let mut processes: Vec<(String, u64)> = self.by_process.iter().map(|((comm, pid), n)| (format!("{comm}[{pid}]"), *n)).collect();
+        processes.extend([("-".to_string(), self.unowned), ("other".to_string(), self.other_processes)].into_iter().filter(|(_, n)| *n > 0));
+        section(out, "process", processes)?;
+        let mut peers: Vec<(String, u64)> = self.by_peer.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        peers.extend(Some(("other".to_string(), self.other_peers)).filter(|(_, n)| *n > 0));
+        section(out, "peer", peers)
     }
 }
 
