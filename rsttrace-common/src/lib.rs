@@ -116,7 +116,7 @@ pub struct SockMsgLayout {
     pub protocol: u16,
 }
 
-/// Everything the kernel programs are told at load time (one read-only global).
+/// Everything the kernel programs are told at load time (set as one small global per part).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelConfig {
@@ -269,6 +269,10 @@ pub const LOST_SLOT: u32 = 0;
 #[cfg(feature = "user")]
 mod user {
     use super::*;
-    unsafe impl aya::Pod for KernelConfig {}
+    // Plain integers and arrays of them, no padding: safe to hand to the loader as bytes.
+    unsafe impl aya::Pod for TracepointLayout {}
+    unsafe impl aya::Pod for SockMsgLayout {}
+    unsafe impl aya::Pod for StructOffsets {}
+    unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Owner {}
 }

@@ -5,7 +5,7 @@
 //! running kernel's tracefs `format` files, so one object works on every layout (`tcp_send_reset`
 //! changed shape in 6.10; PREEMPT_RT kernels shift every field). The few fields the kernel side
 //! itself reads (socket address, states, protocol) come from the same format files through the
-//! `CONFIG` global, set by the agent before load. A field offset of `NO_FIELD` means "this kernel
+//! load-time globals in `maps.rs`, set by the agent before load. A field offset of `NO_FIELD` means "this kernel
 //! has no such field".
 //!
 //! The kernel side also keeps `OWNERS`, socket → the task last seen acting on it in process

@@ -4,11 +4,34 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use rsttrace_common::{KernelConfig, Owner};
+use rsttrace_common::{Filter, Owner, SockMsgLayout, StructOffsets, TracepointLayout, NO_FIELD};
 
-/// Field offsets and sizes for this kernel, filled in by the agent before load.
+// The agent's `KernelConfig`, one small global per part, set before load. Separate globals
+// because reading one copies it onto the BPF stack: a program reads only the parts it needs.
 #[unsafe(no_mangle)]
-pub static CONFIG: Global<KernelConfig> = Global::new(KernelConfig::EMPTY);
+pub static LAYOUT_SEND_RESET: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
+#[unsafe(no_mangle)]
+pub static LAYOUT_RECEIVE_RESET: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
+#[unsafe(no_mangle)]
+pub static LAYOUT_RETRANSMIT: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
+#[unsafe(no_mangle)]
+pub static LAYOUT_SET_STATE: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
+#[unsafe(no_mangle)]
+pub static LAYOUT_ERROR_REPORT: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
+#[unsafe(no_mangle)]
+pub static LAYOUT_DESTROY_SOCK: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
+#[unsafe(no_mangle)]
+pub static SOCK_MSG: Global<SockMsgLayout> = Global::new(SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD });
+#[unsafe(no_mangle)]
+pub static OFFSETS: Global<StructOffsets> = Global::new(StructOffsets::UNKNOWN);
+#[unsafe(no_mangle)]
+pub static FILTER: Global<Filter> = Global::new(Filter::ANY);
+/// 1 when any part of `FILTER` is set: the common unfiltered case skips it entirely.
+#[unsafe(no_mangle)]
+pub static FILTER_ACTIVE: Global<u8> = Global::new(0);
+
+/// Per-CPU LRU lists: no lock shared between CPUs on the hot path.
+const BPF_F_NO_COMMON_LRU: u32 = 2;
 
 /// Default 4 MiB; the agent may resize it at load time.
 #[map]
@@ -21,8 +44,8 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// Sockets that just sent a RST from CLOSE (an abortive close or a disconnect): only their
 /// destruction tells the agent anything, so only theirs is reported.
 #[map]
-pub static ABORTED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
+pub static ABORTED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, BPF_F_NO_COMMON_LRU);
 
 /// Socket address → owning task. LRU so sockets we never see closing cannot fill it.
 #[map]
-pub static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);
+pub static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, BPF_F_NO_COMMON_LRU);

@@ -1,9 +1,11 @@
-//! One program per tracepoint: pick out what the kernel side must act on, then emit.
-use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+//! One program per tracepoint: reserve the event (the record is copied in), pick out what the
+//! kernel side must act on from the copy, then submit or discard.
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext, EbpfContext};
 use rsttrace_common::EventKind;
 
 use crate::{
-    emit::{emit, field, layout},
+    emit::{layout, probe_field, Draft},
+    maps::{ABORTED, SOCK_MSG},
     owner,
 };
 
@@ -12,39 +14,44 @@ const IPPROTO_TCP: u16 = 6;
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SendReset);
-    let sk: u64 = field(&ctx, l.skaddr).unwrap_or(0);
-    let skb: u64 = field(&ctx, l.skbaddr).unwrap_or(0);
-    if sk != 0 && field::<i32>(&ctx, l.state) == Some(owner::TCP_CLOSE) {
-        let _ = crate::maps::ABORTED.insert(sk, 1, 0);
+    let Some(d) = Draft::reserve(&ctx, EventKind::SendReset) else { return 0 };
+    let sk: u64 = d.field(l.skaddr).unwrap_or(0);
+    let skb: u64 = d.field(l.skbaddr).unwrap_or(0);
+    // Sent from CLOSE: an abortive close or a disconnect, told apart by whether it is destroyed.
+    if sk != 0 && d.field::<i32>(l.state) == Some(owner::TCP_CLOSE) {
+        let _ = ABORTED.insert(sk, 1, 0);
     }
-    emit(&ctx, EventKind::SendReset, sk, skb);
+    d.submit(sk, skb);
     0
 }
 
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
-    let sk: u64 = field(&ctx, layout(EventKind::ReceiveReset).skaddr).unwrap_or(0);
-    emit(&ctx, EventKind::ReceiveReset, sk, 0);
+    let Some(d) = Draft::reserve(&ctx, EventKind::ReceiveReset) else { return 0 };
+    let sk: u64 = d.field(layout(EventKind::ReceiveReset).skaddr).unwrap_or(0);
+    d.submit(sk, 0);
     0
 }
 
 #[tracepoint]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
-    let sk: u64 = field(&ctx, layout(EventKind::Retransmit).skaddr).unwrap_or(0);
-    emit(&ctx, EventKind::Retransmit, sk, 0);
+    let Some(d) = Draft::reserve(&ctx, EventKind::Retransmit) else { return 0 };
+    let sk: u64 = d.field(layout(EventKind::Retransmit).skaddr).unwrap_or(0);
+    d.submit(sk, 0);
     0
 }
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SetState);
+    let Some(d) = Draft::reserve(&ctx, EventKind::SetState) else { return 0 };
     // The tracepoint also fires for SCTP and MPTCP sockets; only TCP matters here.
-    if field::<u16>(&ctx, l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
-        return 0;
+    if d.field::<u16>(l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
+        return 0; // dropped: discarded
     }
-    let sk: u64 = field(&ctx, l.skaddr).unwrap_or(0);
-    let old: i32 = field(&ctx, l.oldstate).unwrap_or(0);
-    let new: i32 = field(&ctx, l.newstate).unwrap_or(0);
+    let sk: u64 = d.field(l.skaddr).unwrap_or(0);
+    let old: i32 = d.field(l.oldstate).unwrap_or(0);
+    let new: i32 = d.field(l.newstate).unwrap_or(0);
     if sk != 0 {
         if new == owner::TCP_SYN_RECV {
             owner::forget(sk);
@@ -52,10 +59,10 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
             owner::learn(sk);
         }
     }
-    emit(&ctx, EventKind::SetState, sk, 0);
+    d.submit(sk, 0);
     // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
     // must not inherit this owner. The agent keeps the story.
-    if sk != 0 && new == owner::TCP_CLOSE {
+    if sk != 0 && new == owner::TCP_CLOSE && owner::lookup(sk).is_some() {
         owner::forget(sk);
     }
     0
@@ -63,37 +70,54 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
-    let l = layout(EventKind::ErrorReport);
-    if field::<u16>(&ctx, l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
-        return 0;
+    let Some(d) = Draft::reserve(&ctx, EventKind::ErrorReport) else { return 0 };
+    if d.field::<u16>(layout(EventKind::ErrorReport).protocol).is_some_and(|p| p != IPPROTO_TCP) {
+        return 0; // dropped: discarded
     }
-    emit(&ctx, EventKind::ErrorReport, 0, 0);
+    d.submit(0, 0);
     0
 }
 
 /// Destruction tells an abortive close() (the socket dies in the same call) from a
-/// connect(AF_UNSPEC) disconnect (the socket lives on), which the kernel reports alike.
+/// connect(AF_UNSPEC) disconnect (the socket lives on), which the kernel reports alike. Every
+/// socket is destroyed; only an aborted one's destruction is news, so nothing is reserved first.
 #[tracepoint]
 pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
-    let sk: u64 = field(&ctx, layout(EventKind::DestroySock).skaddr).unwrap_or(0);
-    // Every socket is destroyed; only an aborted one's destruction is news.
-    if sk != 0 && crate::maps::ABORTED.get_ptr(sk).is_some() {
-        let _ = crate::maps::ABORTED.remove(sk);
-        emit(&ctx, EventKind::DestroySock, sk, 0);
+    let sk: u64 = probe_field(&ctx, layout(EventKind::DestroySock).skaddr).unwrap_or(0);
+    if sk != 0 && ABORTED.get_ptr(sk).is_some() {
+        let _ = ABORTED.remove(sk);
+        if let Some(d) = Draft::reserve(&ctx, EventKind::DestroySock) {
+            d.submit(sk, 0);
+        }
     }
     0
 }
 
+/// Layout of `sock_send_length`/`sock_recv_length` on every kernel that has them (6.4+) without
+/// PREEMPT_RT: read at these literal offsets directly, a helper call only for other layouts.
+const SOCK_MSG_SK: u16 = 8;
+const SOCK_MSG_PROTOCOL: u16 = 18;
+
 /// `sock:sock_send_length` and `sock:sock_recv_length` (Linux 6.4+) run in the system call of
 /// the task using the socket: the most reliable owner signal, and the one that follows a socket
-/// into a forked child. Nothing is emitted; they only keep `OWNERS` current.
+/// into a forked child. Nothing is emitted; they only keep `OWNERS` current. They fire for every
+/// message on every socket, so they must stay cheap.
 #[tracepoint]
 pub fn sock_msg_length(ctx: TracePointContext) -> u32 {
-    let l = crate::maps::CONFIG.load().sock_msg;
-    if field::<u16>(&ctx, l.protocol) != Some(IPPROTO_TCP) {
-        return 0;
-    }
-    if let Some(sk) = field::<u64>(&ctx, l.sk).filter(|sk| *sk != 0) {
+    let l = SOCK_MSG.load();
+    let (protocol, sk) = if l.sk == SOCK_MSG_SK && l.protocol == SOCK_MSG_PROTOCOL {
+        let base = ctx.as_ptr() as *const u8;
+        // SAFETY: literal offsets inside the record; the branch is decided by load-time constants.
+        unsafe {
+            (
+                core::ptr::read_volatile(base.add(SOCK_MSG_PROTOCOL as usize) as *const u16),
+                core::ptr::read_volatile(base.add(SOCK_MSG_SK as usize) as *const u64),
+            )
+        }
+    } else {
+        (probe_field::<u16>(&ctx, l.protocol).unwrap_or(0), probe_field::<u64>(&ctx, l.sk).unwrap_or(0))
+    };
+    if protocol == IPPROTO_TCP && sk != 0 {
         owner::learn(sk);
     }
     0

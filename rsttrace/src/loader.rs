@@ -2,7 +2,7 @@
 //!
 //! Before load it reads each tracepoint's format file (so the programs and the decoder agree on
 //! offsets for this kernel) and the struct offsets from BTF, and writes both into the programs'
-//! `CONFIG` global. Tracepoints the kernel lacks are reported, not fatal, unless they are the
+//! load-time globals. Tracepoints the kernel lacks are reported, not fatal, unless they are the
 //! core ones without which rsttrace would be blind to resets.
 use std::path::Path;
 
@@ -117,8 +117,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
     };
 
-    let mut ebpf = EbpfLoader::new()
-        .override_global("CONFIG", &config, true)
+    let filter_active = u8::from(config.filter != Filter::ANY);
+    let mut loader = EbpfLoader::new();
+    for kind in EventKind::ALL {
+        loader.override_global(layout_global(kind), &config.layouts[kind as usize], true);
+    }
+    let mut ebpf = loader
+        .override_global("SOCK_MSG", &config.sock_msg, true)
+        .override_global("OFFSETS", &config.offsets, true)
+        .override_global("FILTER", &config.filter, true)
+        .override_global("FILTER_ACTIVE", &filter_active, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         .load(OBJECT)
         .map_err(LoadError::Object)?;
@@ -135,6 +143,18 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         decoder: Decoder::new(kinds),
         capture,
     })
+}
+
+/// Name of the kernel-side global holding `kind`'s layout.
+fn layout_global(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::SendReset => "LAYOUT_SEND_RESET",
+        EventKind::ReceiveReset => "LAYOUT_RECEIVE_RESET",
+        EventKind::Retransmit => "LAYOUT_RETRANSMIT",
+        EventKind::SetState => "LAYOUT_SET_STATE",
+        EventKind::ErrorReport => "LAYOUT_ERROR_REPORT",
+        EventKind::DestroySock => "LAYOUT_DESTROY_SOCK",
+    }
 }
 
 /// Both owner hooks must exist with the fields we read, or neither is used.

@@ -13,7 +13,11 @@ const T: Duration = Duration::from_secs(20);
 
 /// `n` connects to a closed port: each one a sent `no_listener` and a received `refused`.
 fn refused(net: &Net, f: Family, n: u32) {
-    let c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), "9", "--repeat", &n.to_string()]);
+    refused_on(net, f, n, "9");
+}
+
+fn refused_on(net: &Net, f: Family, n: u32, port: &str) {
+    let c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), port, "--repeat", &n.to_string()]);
     assert_eq!(c.expect_line("refused", T), format!("refused {n}"));
 }
 
@@ -142,9 +146,10 @@ fn metrics_endpoint_counts_the_scenario() {
     require_root();
     let net = Net::new(45);
     let port = 19_000 + (std::process::id() % 1000) as u16;
-    let tracer = Tracer::start(&["--metrics", &port.to_string(), "--direction", "sent", "--cause", "no_listener"]);
+    // A closed port of its own, filtered in the kernel: nothing else on the host is counted.
+    let tracer = Tracer::start(&["--metrics", &port.to_string(), "--direction", "sent", "--cause", "no_listener", "-L", "19"]);
     for f in FAMILIES {
-        refused(&net, f, 2);
+        refused_on(&net, f, 2, "19");
     }
     std::thread::sleep(Duration::from_millis(500));
     let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -157,7 +162,7 @@ fn metrics_endpoint_counts_the_scenario() {
         "rsttrace_resets_total{{direction=\"sent\",cause=\"no_listener\",origin=\"stack\",comm=\"-\"}} {}",
         reports.len()
     );
-    assert!(reports.len() >= 4, "{reports:?}");
+    assert_eq!(reports.len(), 4, "{reports:?}");
     assert!(body.contains(&expected), "missing `{expected}` in:\n{body}");
     assert!(body.contains("rsttrace_events_lost_total 0"), "{body}");
     assert!(body.contains("rsttrace_connections_tracked"), "{body}");
