@@ -348,6 +348,13 @@ impl Drop for Stim {
     }
 }
 
+/// `n` connects from the client to a closed server port: each one a sent `no_listener` and a
+/// received `refused`.
+pub fn refused_storm(net: &Net, f: Family, n: u32, port: &str) {
+    let c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), port, "--repeat", &n.to_string()]);
+    assert_eq!(c.expect_line("refused", Duration::from_secs(60)), format!("refused {n}"));
+}
+
 /// The one report matching `cause` and `direction` (or type `abort` when `direction` is None),
 /// with a readable failure listing everything that was reported.
 pub fn find<'a>(reports: &'a [Value], cause: &str, direction: Option<&str>) -> &'a Value {

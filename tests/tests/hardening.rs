@@ -5,15 +5,13 @@ use std::{
     time::Duration,
 };
 
-use rsttrace_tests::{require_root, rsttrace_bin, Family, Net, Stim, Tracer};
+use rsttrace_tests::{refused_storm, require_root, rsttrace_bin, Family, Net, Tracer};
 use serde_json::Value;
 
-const T: Duration = Duration::from_secs(20);
 const HOST_FORMATS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rsttrace/testdata/kernels/6.18.44-host");
 
 fn refused(net: &Net, f: Family, n: u32) {
-    let c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), "9", "--repeat", &n.to_string()]);
-    assert_eq!(c.expect_line("refused", T), format!("refused {n}"));
+    refused_storm(net, f, n, "9");
 }
 
 /// Run rsttrace to completion (`-d 1`); returns (exit code, stderr).

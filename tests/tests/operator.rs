@@ -6,19 +6,13 @@ use std::{
     time::Duration,
 };
 
-use rsttrace_tests::{require_root, Cgroup, Family, Net, Stim, Tracer, FAMILIES};
+use rsttrace_tests::{refused_storm, require_root, Cgroup, Family, Net, Stim, Tracer, FAMILIES};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
 
-/// `n` connects to a closed port: each one a sent `no_listener` and a received `refused`.
 fn refused(net: &Net, f: Family, n: u32) {
-    refused_on(net, f, n, "9");
-}
-
-fn refused_on(net: &Net, f: Family, n: u32, port: &str) {
-    let c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), port, "--repeat", &n.to_string()]);
-    assert_eq!(c.expect_line("refused", T), format!("refused {n}"));
+    refused_storm(net, f, n, "9");
 }
 
 fn lost_total(stderr: &str) -> u64 {
@@ -149,7 +143,7 @@ fn metrics_endpoint_counts_the_scenario() {
     // A closed port of its own, filtered in the kernel: nothing else on the host is counted.
     let tracer = Tracer::start(&["--metrics", &port.to_string(), "--direction", "sent", "--cause", "no_listener", "-L", "19"]);
     for f in FAMILIES {
-        refused_on(&net, f, 2, "19");
+        refused_storm(&net, f, 2, "19");
     }
     std::thread::sleep(Duration::from_millis(500));
     let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();

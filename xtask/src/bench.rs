@@ -5,15 +5,17 @@ use std::{
     collections::{BTreeMap, HashSet},
     fmt::Write as _,
     fs::File,
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    io::{BufRead, BufReader, Read},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 
-use crate::netns::Pair;
+use crate::{
+    netns::Pair,
+    probe::{metric, status_kib},
+};
 
 const ROUNDS: usize = 3;
 const SECONDS: u64 = 6;
@@ -106,11 +108,7 @@ fn proc_stat(pid: u32) -> (f64, u64) {
     let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0))))
-        .unwrap_or(0);
-    (ticks as f64 / hz, hwm)
+    (ticks as f64 / hz, status_kib(pid, "VmHWM"))
 }
 
 fn start_tracer(tracer: Tracer, extra: &[&str]) -> Result<Option<Running>> {
@@ -229,14 +227,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn metric(name: &str) -> u64 {
-    let Ok(mut http) = TcpStream::connect(("127.0.0.1", METRICS_PORT)) else { return 0 };
-    let _ = http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut body = String::new();
-    let _ = http.read_to_string(&mut body);
-    body.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0)
-}
-
 pub fn bench() -> Result<()> {
     crate::install_debian(&["bpftrace", "bpftool"])?;
     crate::cmd("cargo", &["build", "--release", "--package", "rsttrace", "--package", "rsttrace-tests", "--bins"])?;
@@ -304,12 +294,9 @@ fn run_all() -> Result<()> {
                 total += String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.strip_prefix("ops ")?.parse::<u64>().ok()).unwrap_or(0);
             }
         }
-        let tracked = metric("rsttrace_connections_tracked");
-        let (_, hwm) = proc_stat(tracer.id());
-        let rss = std::fs::read_to_string(format!("/proc/{}/status", tracer.id()))?
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0)))
-            .unwrap_or(0);
+        let tracked = metric(METRICS_PORT, "rsttrace_connections_tracked");
+        let hwm = status_kib(tracer.id(), "VmHWM");
+        let rss = status_kib(tracer.id(), "VmRSS");
         // SAFETY: signalling our own child.
         unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
         tracer.wait()?;

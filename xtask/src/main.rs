@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod netns;
+mod probe;
 mod soak;
 
 /// The nightly toolchain that compiles the eBPF crate (preinstalled on this project's machines).

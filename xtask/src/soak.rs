@@ -2,37 +2,19 @@
 //! sampling its RSS and connection table every 30 s. RSS must stay flat (end within 10 % of the
 //! first sample after warm-up); results go to stdout and `bench/soak.txt`.
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
 
-use crate::netns::Pair;
+use crate::{
+    netns::Pair,
+    probe::{metric, status_kib},
+};
 
 const METRICS_PORT: u16 = 19_977;
 const SAMPLE_EVERY: Duration = Duration::from_secs(30);
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse().unwrap_or(0))))
-        .unwrap_or(0)
-}
-
-/// One value from the metrics endpoint, summed over label sets.
-fn metric(name: &str) -> u64 {
-    let Ok(mut http) = TcpStream::connect(("127.0.0.1", METRICS_PORT)) else { return 0 };
-    let _ = http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut body = String::new();
-    let _ = http.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| l.starts_with(name) && (l.as_bytes().get(name.len()) == Some(&b' ') || l.as_bytes().get(name.len()) == Some(&b'{')))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
 
 fn stim(ns: &str, args: &[&str]) -> Result<Child> {
     Command::new("target/release/rststim").arg(ns).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().context("rststim")
@@ -82,7 +64,12 @@ pub fn soak(minutes: u64) -> Result<()> {
     while Instant::now() < end {
         round(&pair)?;
         if Instant::now() >= next_sample {
-            let sample = (started.elapsed().as_secs(), rss_kib(pid), metric("rsttrace_connections_tracked"), metric("rsttrace_resets_total"));
+            let sample = (
+                started.elapsed().as_secs(),
+                status_kib(pid, "VmRSS"),
+                metric(METRICS_PORT, "rsttrace_connections_tracked"),
+                metric(METRICS_PORT, "rsttrace_resets_total"),
+            );
             let line = format!("{:>6.1}  {:>7}  {:>7}  {:>12}\n", sample.0 as f64 / 60.0, sample.1, sample.2, sample.3);
             print!("{line}");
             out.push_str(&line);
