@@ -86,7 +86,9 @@ pub struct TracepointLayout {
     /// network-order port at +2.
     pub saddr_blob: u16,
     pub daddr_blob: u16,
-    pub _pad: [u16; 3],
+    /// `inet_sk_error_report.error`
+    pub error: u16,
+    pub _pad: [u16; 2],
 }
 
 impl TracepointLayout {
@@ -103,7 +105,8 @@ impl TracepointLayout {
         dport: NO_FIELD,
         saddr_blob: NO_FIELD,
         daddr_blob: NO_FIELD,
-        _pad: [0; 3],
+        error: NO_FIELD,
+        _pad: [0; 2],
     };
 }
 

@@ -68,10 +68,18 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Only ETIMEDOUT is news: a timeout that killed the connection without a RST. The other errors
+/// (ECONNRESET, ECONNREFUSED, EPIPE) echo a reset the agent already saw.
+const ETIMEDOUT: i32 = 110;
+
 #[tracepoint]
 pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
+    let l = layout(EventKind::ErrorReport);
     let Some(d) = Draft::reserve(&ctx, EventKind::ErrorReport) else { return 0 };
-    if d.field::<u16>(layout(EventKind::ErrorReport).protocol).is_some_and(|p| p != IPPROTO_TCP) {
+    if d.field::<u16>(l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
+        return 0; // dropped: discarded
+    }
+    if d.field::<i32>(l.error).is_some_and(|e| e != ETIMEDOUT) {
         return 0; // dropped: discarded
     }
     d.submit(0, 0);

@@ -59,9 +59,9 @@ pub struct Connection {
     pub syn_retransmits: u32,
     pub same_segment_retransmits: u32,
     last_retransmit_skb: u64,
-    /// The owner was told ETIMEDOUT.
+    /// The owner was told ETIMEDOUT (the only error the kernel side reports: the others echo
+    /// a reset already seen).
     pub timed_out: bool,
-    pub last_error: Option<i32>,
     pub reset_sent: bool,
     pub reset_received: bool,
     /// The kernel destroyed the socket (it is gone for good, not just disconnected).
@@ -89,7 +89,6 @@ impl Connection {
             same_segment_retransmits: 0,
             last_retransmit_skb: 0,
             timed_out: false,
-            last_error: None,
             reset_sent: false,
             reset_received: false,
             destroyed: false,
@@ -327,7 +326,6 @@ impl Tracker {
                 let mut state = None;
                 let mut reset_seen = false;
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
-                    c.last_error = Some(error);
                     c.timed_out |= error == ETIMEDOUT;
                     // The kernel reports a timeout after tcp_done(): name the state it died in.
                     state = c.state_before_close();

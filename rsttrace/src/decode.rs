@@ -89,7 +89,8 @@ impl RecordFields {
             dport: off(&self.dport),
             saddr_blob: self.saddr.as_ref().filter(|f| f.size >= 24).map_or(NO_FIELD, |f| f.offset as u16),
             daddr_blob: self.daddr.as_ref().filter(|f| f.size >= 24).map_or(NO_FIELD, |f| f.offset as u16),
-            _pad: [0; 3],
+            error: off(&self.error),
+            _pad: [0; 2],
         }
     }
 
