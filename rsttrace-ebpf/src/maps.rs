@@ -37,6 +37,10 @@ const BPF_F_NO_COMMON_LRU: u32 = 2;
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
+/// Events submitted since the reader was last woken, per CPU.
+#[map]
+pub static WAKEUPS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// Events that found the ring buffer full, per CPU.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
