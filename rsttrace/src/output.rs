@@ -140,7 +140,8 @@ pub trait Sink {
     }
 }
 
-/// JSON Lines on a stream, flushed per event so `| jq` works live.
+/// JSON Lines on a stream, flushed after each batch read from the kernel: live for `| jq`, one
+/// write per batch rather than per report under a storm.
 pub struct JsonSink<W: Write> {
     out: W,
     clock: Clock,
