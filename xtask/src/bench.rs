@@ -262,6 +262,14 @@ fn run_all() -> Result<()> {
         }
     }
 
+    // The lost-events target: 60 s of full-rate storm with per-event JSON.
+    let sustained = {
+        let r = start_tracer(Tracer::RsttraceJson, &[])?.context("rsttrace")?;
+        let ops = load(&pair.client, &["storm", &pair.server_addr, "9", "60"])?;
+        let (lost, events) = stop_tracer(Tracer::RsttraceJson, r)?;
+        (ops, lost, events)
+    };
+
     // Cost at a steady 1k resets/s: userspace CPU as a share of one core.
     let steady = {
         let r = start_tracer(Tracer::RsttraceJson, &[])?.context("rsttrace")?;
@@ -305,7 +313,7 @@ fn run_all() -> Result<()> {
     for mut s in servers {
         let _ = s.kill();
     }
-    let report = write_report(&results, steady, memory, started.elapsed())?;
+    let report = write_report(&results, sustained, steady, memory, started.elapsed())?;
     print!("{report}");
     std::fs::create_dir_all("bench")?;
     std::fs::write("bench/results.md", report)?;
@@ -314,6 +322,7 @@ fn run_all() -> Result<()> {
 
 fn write_report(
     results: &BTreeMap<(Workload, Tracer), Vec<Run>>,
+    sustained: (u64, u64, u64),
     steady: (f64, u64, u64),
     memory: (u64, u64, u64, u64),
     took: Duration,
@@ -390,6 +399,12 @@ fn write_report(
         }
         writeln!(md)?;
     }
+    let (sustained_ops, sustained_lost, sustained_events) = sustained;
+    writeln!(
+        md,
+        "## Full-rate storm for 60 s\n\nrsttrace --json over veth: {sustained_ops} connects refused ({:.0}/s), {sustained_events} reports, {sustained_lost} events lost.\n",
+        sustained_ops as f64 / 60.0
+    )?;
     let (cpu_pct, steady_events, steady_lost) = steady;
     let (conns, rss, hwm, tracked) = memory;
     writeln!(md, "## Steady 1k resets/s, 10 s\n\nrsttrace --json: {cpu_pct:.2}% of one core in userspace, {steady_events} reports, {steady_lost} lost.\n")?;
@@ -398,7 +413,7 @@ fn write_report(
     writeln!(md, "## Targets\n")?;
     writeln!(md, "| target | measured | |\n|---|---|---|")?;
     writeln!(md, "| reset storm ≥ 0.97× no-tracer with per-event JSON | {storm_ratio:.3}× (worst of loopback, veth) | {} |", mark(storm_ratio >= 0.97))?;
-    writeln!(md, "| 0 lost events at full storm rate (runs of {SECONDS} s, not 60 s) | {storm_lost} lost | {} |", mark(storm_lost == 0))?;
+    writeln!(md, "| 0 lost events for 60 s at full storm rate, per-event JSON | {sustained_lost} lost in 60 s ({storm_lost} in the {SECONDS} s rounds) | {} |", mark(sustained_lost == 0 && storm_lost == 0))?;
     writeln!(md, "| connection churn ≥ 0.98× | {churn_ratio:.3}× | {} |", mark(churn_ratio >= 0.98))?;
     writeln!(md, "| ≤ 300 ns BPF time per reset event (tcp_send_reset) | {reset_ns:.0} ns | {} |", mark(reset_ns <= 300.0))?;
     writeln!(md, "| ≤ 2% of one core in userspace at 1k resets/s | {cpu_pct:.2}% | {} |", mark(cpu_pct <= 2.0))?;
