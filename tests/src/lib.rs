@@ -19,6 +19,15 @@ pub fn require_root() {
     }
 }
 
+/// Mount tracefs if nothing has yet (a fresh machine): tests that run rsttrace without
+/// CAP_SYS_ADMIN must not depend on an earlier test having let rsttrace mount it.
+pub fn ensure_tracefs() {
+    let mounted = std::fs::read_to_string("/proc/self/mounts").unwrap().lines().any(|l| l.split_whitespace().nth(2) == Some("tracefs"));
+    if !mounted {
+        run("mount", &["-t", "tracefs", "nodev", "/sys/kernel/tracing"]);
+    }
+}
+
 /// Run a command, failing the test with its output when it fails.
 pub fn run(cmd: &str, args: &[&str]) {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));

@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use rsttrace_tests::{refused_storm, require_root, rsttrace_bin, Family, Net, Tracer};
+use rsttrace_tests::{ensure_tracefs, refused_storm, require_root, rsttrace_bin, Family, Net, Tracer};
 use serde_json::Value;
 
 const HOST_FORMATS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rsttrace/testdata/kernels/6.18.44-host");
@@ -46,6 +46,7 @@ fn one_line(stderr: &str) -> &str {
 #[test]
 fn unprivileged_run_names_the_missing_capabilities() {
     require_root();
+    ensure_tracefs();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(rsttrace_bin())
@@ -65,6 +66,7 @@ fn unprivileged_run_names_the_missing_capabilities() {
 #[test]
 fn capabilities_bpf_and_perfmon_are_enough() {
     require_root();
+    ensure_tracefs();
     let out = Command::new("setpriv")
         .args(["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all"])
         .arg(rsttrace_bin())
