@@ -480,10 +480,6 @@ impl Tracker {
         out
     }
 
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
     fn report(&mut self, p: Pending) -> Report {
         let conn = p.conn.and_then(|id| self.conns.get(&id));
         // A reset answered by a listener concerns the connection it served, not the listener.

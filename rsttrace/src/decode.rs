@@ -246,10 +246,6 @@ impl Decoder {
         Self { kinds }
     }
 
-    pub fn fields(&self, kind: EventKind) -> Option<&RecordFields> {
-        self.kinds[kind as usize].as_ref()
-    }
-
     pub fn decode(&self, data: &[u8]) -> Result<KernelEvent, DecodeError> {
         if data.len() < EVENT_SIZE {
             return Err(DecodeError::Size(data.len()));

@@ -194,10 +194,6 @@ impl Tracefs {
         &self.root
     }
 
-    pub fn has_tracepoint(&self, group: &str, name: &str) -> bool {
-        self.format_path(group, name).is_file()
-    }
-
     fn format_path(&self, group: &str, name: &str) -> PathBuf {
         self.root.join("events").join(group).join(name).join("format")
     }

@@ -162,10 +162,6 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Send a signal to rsttrace.
     pub fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
