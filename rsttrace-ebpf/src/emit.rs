@@ -183,12 +183,34 @@ unsafe fn copy_record(ctx: &TracePointContext, record: &mut [u8; RECORD_MAX], si
 }
 
 /// Reserve an event, fill it and submit it; count it as lost when the buffer is full.
+/// Where the filter reads record fields from: the copy in a reserved event, or (to filter
+/// before reserving) the tracepoint record itself.
+trait Fields {
+    fn get<T: Copy>(&self, offset: u16) -> Option<T>;
+}
+
+impl Fields for Draft {
+    #[inline(always)]
+    fn get<T: Copy>(&self, offset: u16) -> Option<T> {
+        self.field(offset)
+    }
+}
+
+struct Record<'a>(&'a TracePointContext);
+
+impl Fields for Record<'_> {
+    #[inline(always)]
+    fn get<T: Copy>(&self, offset: u16) -> Option<T> {
+        probe_field(self.0, offset)
+    }
+}
+
 /// Local or remote port of the record, in host order; `None` when it has none.
 #[inline(always)]
-fn port(d: &Draft, host_order: u16, blob: u16) -> Option<u16> {
-    match d.field::<u16>(host_order) {
+fn port<F: Fields>(d: &F, host_order: u16, blob: u16) -> Option<u16> {
+    match d.get::<u16>(host_order) {
         Some(p) => Some(p),
-        None if blob != NO_FIELD => d.field::<u16>(blob + 2).map(u16::from_be),
+        None if blob != NO_FIELD => d.get::<u16>(blob + 2).map(u16::from_be),
         None => None,
     }
 }
@@ -207,14 +229,14 @@ fn listed(port: u16, list: &[u16; MAX_FILTER_PORTS], count: u8) -> bool {
 
 /// The load-time filter. Whatever the kernel cannot judge here passes; the agent re-checks.
 #[inline(always)]
-fn passes(d: &Draft, kind: EventKind, owner: &Option<Owner>) -> bool {
+fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Option<Owner>) -> bool {
     if FILTER_ACTIVE.load() == 0 {
         return true;
     }
     let f = FILTER.load();
     let l = layout(kind);
     if f.family != 0 {
-        let family = d.field::<u16>(l.family).or_else(|| d.field::<u16>(l.saddr_blob));
+        let family = d.get::<u16>(l.family).or_else(|| d.get::<u16>(l.saddr_blob));
         if family.is_some_and(|fam| fam != f.family) {
             return false;
         }
@@ -254,6 +276,15 @@ impl Draft {
     /// Reserve and copy; `None` (counted as lost) when the ring buffer is full.
     #[inline(always)]
     pub fn reserve(ctx: &TracePointContext, kind: EventKind) -> Option<Self> {
+        // With a filter set, judge the record before taking ring-buffer space: filtered-out
+        // events must neither crowd out others nor count as lost. (Helper reads, so only then.)
+        if FILTER_ACTIVE.load() != 0 {
+            let sk: u64 = probe_field(ctx, layout(kind).skaddr).unwrap_or(0);
+            let owner = if sk != 0 { owner::lookup(sk) } else { None };
+            if !passes(&Record(ctx), kind, &owner) {
+                return None;
+            }
+        }
         let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
             count_lost();
             return None;
@@ -336,7 +367,8 @@ impl Draft {
 impl Drop for Draft {
     fn drop(&mut self) {
         if let Some(entry) = self.entry.take() {
-            entry.discard(0);
+            // Nothing for the reader: do not wake it.
+            entry.discard(BPF_RB_NO_WAKEUP);
         }
     }
 }

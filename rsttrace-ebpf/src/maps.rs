@@ -47,8 +47,9 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Sockets that just sent a RST from CLOSE (an abortive close or a disconnect): only their
 /// destruction tells the agent anything, so only theirs is reported.
+// One shared LRU list: split per CPU, an entry could be evicted before its destroy arrives.
 #[map]
-pub static ABORTED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, BPF_F_NO_COMMON_LRU);
+pub static ABORTED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
 
 /// Socket address → owning task. LRU so sockets we never see closing cannot fill it.
 #[map]

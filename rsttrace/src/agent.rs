@@ -160,6 +160,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // programs when their file descriptors close).
     // SAFETY: restoring the default disposition of SIGINT.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+    // Detach first, then drain: no program is left mid-event holding a slot that would stop the
+    // drain, and a storm cannot keep the drain going. (The ring buffer and the lost counter are
+    // maps taken out of `loaded`, so they outlive it.)
+    drop(loaded);
     // Drain: everything the kernel already queued is decoded and every held reset reported.
     let ring = ring.get_mut();
     while let Some(item) = ring.next() {
@@ -184,8 +188,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if state.decode_errors > 0 {
         eprintln!("rsttrace: {} events could not be decoded", state.decode_errors);
     }
-    // Dropping `loaded.ebpf` detaches every program and frees the maps.
-    drop(loaded);
     Ok(())
 }
 

@@ -150,7 +150,7 @@ pub enum Payload {
         new: Option<TcpState>,
     },
     ErrorReport {
-        /// Positive errno (104 ECONNRESET, 110 ETIMEDOUT, 111 ECONNREFUSED, 32 EPIPE).
+        /// Positive errno; the kernel side reports only 110 (ETIMEDOUT).
         error: i32,
     },
     DestroySock,
