@@ -145,7 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = async { tokio::time::sleep_until(stop_at.unwrap()).await }, if stop_at.is_some() => break Ok(()),
         }
         let mut sinks = sinks(&mut view, &mut file);
-        if let Err(e) = state.emit(Clock::monotonic_now_ns(), &mut sinks).and_then(|_| state.report_lost(&lost, &mut sinks)) {
+        if let Err(e) = state.report_lost(&lost, &mut sinks).and_then(|_| state.emit(Clock::monotonic_now_ns(), &mut sinks)) {
             break Err(e);
         }
         if let (Some(at), Some(every)) = (next_summary, summary_every) {
@@ -170,7 +170,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.ingest(&item);
     }
     let mut all = sinks(&mut view, &mut file);
-    let flushed = state.emit(u64::MAX, &mut all).and_then(|_| state.report_lost(&lost, &mut all));
+    let flushed = state.report_lost(&lost, &mut all).and_then(|_| state.emit(u64::MAX, &mut all));
     drop(all);
     drop(view);
     match result.and(flushed) {
@@ -282,6 +282,7 @@ impl LoopState<'_> {
         if total > self.lost_reported {
             let now = total - self.lost_reported;
             eprintln!("rsttrace: {now} events lost (ring buffer full); {total} in total");
+            self.tracker.note_loss(Clock::monotonic_now_ns());
             if let Some(m) = self.metrics.as_deref_mut() {
                 m.add_lost(now);
             }

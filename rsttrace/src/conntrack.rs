@@ -157,7 +157,12 @@ pub struct Tracker {
     cap: usize,
     evicted: u64,
     seen: Visibility,
+    /// When the agent last noticed kernel events lost (monotonic ns).
+    loss_noticed_ns: Option<u64>,
 }
+
+/// After events were lost, for this long a missing event proves nothing.
+const LOSS_DOUBT_NS: u64 = 1_000_000_000;
 
 /// What the running kernel lets the tracker conclude from an event's absence.
 #[derive(Clone, Copy, Debug)]
@@ -187,7 +192,18 @@ impl Tracker {
             cap: cap.max(16),
             evicted: 0,
             seen,
+            loss_noticed_ns: None,
         }
+    }
+
+    /// Events were lost: for a while, the absence of an event (the peer's own RST) is no
+    /// evidence, so no reset is called injected on that ground.
+    pub fn note_loss(&mut self, now_ns: u64) {
+        self.loss_noticed_ns = Some(now_ns);
+    }
+
+    fn losses_near(&self, ts_ns: u64) -> bool {
+        self.loss_noticed_ns.is_some_and(|at| at.saturating_add(LOSS_DOUBT_NS) >= ts_ns && at <= ts_ns.saturating_add(LOSS_DOUBT_NS))
     }
 
     pub fn stats(&self) -> TableStats {
@@ -549,7 +565,7 @@ impl Tracker {
         }
         let reversed = p.event.endpoints.reversed();
         if matches!(p.trigger, Trigger::Received { .. }) {
-            story.peer_local = self.seen.every_sent_reset && self.by_tuple.contains_key(&reversed);
+            story.peer_local = self.seen.every_sent_reset && self.by_tuple.contains_key(&reversed) && !self.losses_near(p.event.ts_ns);
             story.peer_sent = self.peer_sent(&p.event).map(|r| r.cause.unwrap_or(Cause::Unknown));
         }
         story.port_taken_by = p.port_taken_by.clone();
@@ -820,6 +836,12 @@ mod tests {
         let (_, reports) = run(events.clone());
         assert_eq!(reports[0].verdict.cause, Cause::Injected);
         assert_eq!(reports[0].owner.as_ref().unwrap().pid, 1, "never the task the softirq ran in");
+
+        // Events were lost around then: the server's RST may be among them, so not injected.
+        let mut t = Tracker::new(1024, Visibility::ALL);
+        events.iter().cloned().for_each(|e| t.observe(e));
+        t.note_loss(60_000_000);
+        assert_eq!(t.flush(u64::MAX)[0].verdict.cause, Cause::PeerReset);
 
         // Same story, but the server's stack did send it (traced after it was transmitted).
         let mut server_rst = sent(50, SK + 1, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "server"));
