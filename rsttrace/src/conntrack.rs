@@ -320,9 +320,11 @@ impl Tracker {
 
     /// Feed one kernel event.
     pub fn observe(&mut self, ev: KernelEvent) {
-        match ev.payload.clone() {
-            Payload::SetState { old, new } => self.on_set_state(&ev, old, new),
+        // Matched by reference: no per-event copy of the payload (its reason is a String).
+        match &ev.payload {
+            Payload::SetState { old, new } => self.on_set_state(&ev, *old, *new),
             Payload::Retransmit { state } => {
+                let state = *state;
                 if let Some(c) = self.find(&ev).and_then(|id| self.conns.get_mut(&id)) {
                     if state == Some(TcpState::SynSent) {
                         c.syn_retransmits += 1;
@@ -338,6 +340,7 @@ impl Tracker {
                 }
             }
             Payload::ErrorReport { error } => {
+                let error = *error;
                 let id = self.find(&ev);
                 let mut state = None;
                 let mut reset_seen = false;
@@ -353,11 +356,13 @@ impl Tracker {
                     self.hold(ev, id, Trigger::TimedOut { state }, None);
                 }
             }
-            Payload::SendReset { state, ref reason } => {
+            Payload::SendReset { state, reason } => {
+                let state = *state;
+                let reason = reason.as_ref().map(|r| r.1.clone());
                 // Without a socket the tuple may still name a connection this host forgot: its
                 // story gives the last owner.
                 let id = self.find(&ev);
-                let acting = acting_owner(&ev, state, reason.as_ref().map(|r| r.1.as_str()));
+                let acting = acting_owner(&ev, state, reason.as_deref());
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                     c.reset_sent = true;
                     if let Some(task) = &acting {
@@ -365,7 +370,7 @@ impl Tracker {
                     }
                 }
                 let trigger = Trigger::Sent {
-                    reason: reason.as_ref().map(|r| r.1.clone()),
+                    reason,
                     state,
                     trigger_syn: ev.trigger.map(|t| t.tcp_flags & TCP_FLAG_SYN != 0),
                 };
@@ -416,7 +421,10 @@ impl Tracker {
             c.netns = ev.netns;
         }
         if let Some(owner) = &ev.owner {
-            c.owner = Some(owner.clone());
+            // Most events repeat the known owner: clone (a String) only on a change.
+            if c.owner.as_ref() != Some(owner) {
+                c.owner = Some(owner.clone());
+            }
         } else if new == SynRecv && c.owner.is_none() {
             // A listener's child belongs to whoever accepts it: the listener's owner, until a
             // send, receive or close in another process says otherwise.

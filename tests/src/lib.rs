@@ -353,6 +353,14 @@ impl Drop for Stim {
     }
 }
 
+/// The number just before `marker` on the summary line (`… 12 events lost, 3 connections
+/// evicted`) in rsttrace's stderr.
+pub fn summary_number(stderr: &str, marker: &str) -> u64 {
+    let line = stderr.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("no `{marker}` in: {stderr}"));
+    let before = line.split(marker).next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 /// `n` connects from the client to a closed server port: each one a sent `no_listener` and a
 /// received `refused`.
 pub fn refused_storm(net: &Net, f: Family, n: u32, port: &str) {

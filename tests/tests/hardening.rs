@@ -5,7 +5,7 @@ use std::{
     time::Duration,
 };
 
-use rsttrace_tests::{ensure_tracefs, refused_storm, require_root, rsttrace_bin, Family, Net, Tracer};
+use rsttrace_tests::{ensure_tracefs, refused_storm, require_root, rsttrace_bin, summary_number, Family, Net, Tracer};
 use serde_json::Value;
 
 const HOST_FORMATS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../rsttrace/testdata/kernels/6.18.44-host");
@@ -204,9 +204,8 @@ fn a_full_connection_table_evicts_counts_and_still_classifies() {
     let tracer = Tracer::start(&["--max-connections", "16"]);
     refused(&net, Family::V4, 200);
     let (reports, stderr) = tracer.stop();
-    let line = stderr.lines().find(|l| l.contains("connections evicted")).unwrap();
-    let evicted: u64 = line.split(" connections evicted").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(evicted > 100, "{line}");
+    let evicted = summary_number(&stderr, " connections evicted");
+    assert!(evicted > 100, "{stderr}");
     let refused_reports = reports.iter().filter(|r| net.owns(r) && r["cause"] == "refused").count();
-    assert_eq!(refused_reports, 200, "every received RST still classified: {line}");
+    assert_eq!(refused_reports, 200, "every received RST still classified: {stderr}");
 }

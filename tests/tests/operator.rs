@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use rsttrace_tests::{refused_storm, require_root, Cgroup, Family, Net, Stim, Tracer, FAMILIES};
+use rsttrace_tests::{refused_storm, require_root, summary_number, Cgroup, Family, Net, Stim, Tracer, FAMILIES};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(20);
@@ -16,9 +16,7 @@ fn refused(net: &Net, f: Family, n: u32) {
 }
 
 fn lost_total(stderr: &str) -> u64 {
-    let line = stderr.lines().find(|l| l.contains("events lost,")).expect("summary line");
-    let before = line.split(" events lost").next().unwrap();
-    before.rsplit(' ').next().unwrap().parse().unwrap()
+    summary_number(stderr, " events lost,")
 }
 
 #[test]
