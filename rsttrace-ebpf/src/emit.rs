@@ -131,7 +131,7 @@ fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
 /// at ~800 ns for these 128 bytes). A tracepoint program may read its context at constant aligned
 /// offsets from 8 up to the record's size (the kernel refuses to attach one that reads further),
 /// and `size` is a load-time constant the verifier sees, so the branches past it are pruned.
-/// Bytes 0..8 (the common header, which the agent never reads) stay zero.
+/// Only the last partial word, if any, goes through the helper. Bytes 0..8 (the common header, which the agent never reads) stay zero.
 #[inline(always)]
 unsafe fn copy_record(ctx: &TracePointContext, record: &mut [u8; RECORD_MAX], size: usize) {
     let src = ctx.as_ptr() as *const u8;
@@ -149,37 +149,17 @@ unsafe fn copy_record(ctx: &TracePointContext, record: &mut [u8; RECORD_MAX], si
     // SAFETY: writing inside `record`.
     unsafe { (dst as *mut u64).write_unaligned(0) };
     words!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
-    // The tail that is not a whole word (records of 60 or 74 bytes), in aligned pieces, each at
-    // a literal offset (the verifier rejects a context pointer moved by a register).
-    macro_rules! tails {
-        ($($i:literal)*) => {
-            $(
-                let word = $i * 8;
-                let rest = size.wrapping_sub(word);
-                if size > word && rest < 8 {
-                    // SAFETY: constant offsets inside the record on both sides.
-                    unsafe {
-                        if rest >= 4 {
-                            (dst.add($i * 8) as *mut u32).write_unaligned(core::ptr::read_volatile(src.add($i * 8) as *const u32));
-                        }
-                        if rest >= 6 {
-                            (dst.add($i * 8 + 4) as *mut u16).write_unaligned(core::ptr::read_volatile(src.add($i * 8 + 4) as *const u16));
-                        } else if (2..4).contains(&rest) {
-                            (dst.add($i * 8) as *mut u16).write_unaligned(core::ptr::read_volatile(src.add($i * 8) as *const u16));
-                        }
-                        match rest {
-                            1 => *dst.add($i * 8) = core::ptr::read_volatile(src.add($i * 8)),
-                            3 => *dst.add($i * 8 + 2) = core::ptr::read_volatile(src.add($i * 8 + 2)),
-                            5 => *dst.add($i * 8 + 4) = core::ptr::read_volatile(src.add($i * 8 + 4)),
-                            7 => *dst.add($i * 8 + 6) = core::ptr::read_volatile(src.add($i * 8 + 6)),
-                            _ => {}
-                        }
-                    }
-                }
-            )*
-        };
+    // The tail that is not a whole word (records of 60 or 74 bytes on 6.1 and 6.12) through the
+    // helper: sub-word loads at literal offsets get merged by LLVM into one load from a context
+    // pointer moved by a register, which verifiers before ~6.15 refuse outright.
+    let whole = size & !7;
+    let rest = size & 7;
+    if rest != 0 {
+        // SAFETY: `whole + rest == size` bytes lie inside the record on both sides.
+        unsafe {
+            let _ = generated::bpf_probe_read_kernel(dst.add(whole).cast(), rest as u32, src.add(whole).cast());
+        }
     }
-    tails!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 }
 
 /// Reserve an event, fill it and submit it; count it as lost when the buffer is full.

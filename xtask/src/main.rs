@@ -6,9 +6,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod cpio;
 mod netns;
 mod probe;
 mod soak;
+mod vm;
 
 /// The nightly toolchain that compiles the eBPF crate (preinstalled on this project's machines).
 const NIGHTLY: &str = "nightly";
@@ -49,6 +51,12 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         minutes: u64,
     },
+    /// Run the end-to-end suite on Debian's 6.1 and 6.12 kernels under qemu (root), and on this
+    /// host's kernel when `--kernel all`; prints one line per kernel and `N/M kernels passed`.
+    VmTest {
+        #[arg(long, default_value = "all", value_parser = ["6.1", "6.12", "all"])]
+        kernel: String,
+    },
     /// Fuzz the format parser and the event decoder for longer.
     Fuzz {
         #[arg(long, default_value_t = 300)]
@@ -80,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Fuzz { seconds } => fuzz(seconds),
         Task::Soak { minutes } => soak::soak(minutes),
         Task::Bench => bench::bench(),
+        Task::VmTest { kernel } => vm_test(&kernel),
     }
 }
 
@@ -96,7 +105,7 @@ pub(crate) fn cmd(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn output(program: &str, args: &[&str]) -> Option<String> {
+pub(crate) fn output(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -143,13 +152,40 @@ pub(crate) fn install_debian(packages: &[&str]) -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("the end-to-end tests load BPF programs and create network namespaces: run `cargo xtask test` as root");
-    }
+    require_root("cargo xtask test")?;
     cmd("cargo", &["build", "--package", "rsttrace"])?;
     cmd("cargo", &["test", "--", "--test-threads=1"])?;
-    fuzz(FUZZ_SECONDS_IN_TEST)
+    fuzz(FUZZ_SECONDS_IN_TEST)?;
+    // The host's run above is the matrix's third kernel.
+    let host = vm::Outcome { kernel: host_kernel(), passed: true, detail: "every suite, natively".into() };
+    let mut outcomes = vm::run_guests(&vm::Kernel::ALL, &vm::Suite::build()?)?;
+    outcomes.push(host);
+    vm::report(&outcomes)
+}
+
+fn vm_test(which: &str) -> Result<()> {
+    require_root("cargo xtask vm-test")?;
+    let suite = vm::Suite::build()?;
+    let kernels: Vec<vm::Kernel> = vm::Kernel::ALL.into_iter().filter(|k| which == "all" || k.name() == which).collect();
+    let mut outcomes = vm::run_guests(&kernels, &suite)?;
+    if which == "all" {
+        let status = Command::new(suite.e2e()).arg("--test-threads=1").status().context("cannot run the e2e suite")?;
+        let detail = if status.success() { "e2e suite, natively".to_string() } else { format!("e2e suite failed natively ({status})") };
+        outcomes.push(vm::Outcome { kernel: host_kernel(), passed: status.success(), detail });
+    }
+    vm::report(&outcomes)
+}
+
+fn host_kernel() -> String {
+    output("uname", &["-r"]).map(|r| r.trim().to_string()).unwrap_or_else(|| "host".into())
+}
+
+fn require_root(task: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{task} loads BPF programs and creates network namespaces: run it as root");
+    }
+    Ok(())
 }
 
 fn fuzz(seconds: u32) -> Result<()> {

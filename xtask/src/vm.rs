@@ -1,0 +1,346 @@
+//! `cargo xtask vm-test`: the end-to-end scenarios on the kernels production hosts run, each
+//! booted under qemu with the suite as the guest's init, the host kernel counting as one more.
+//!
+//! The guest is built from nothing but Debian packages and this workspace's own binaries: the
+//! kernel package's `vmlinuz` and the modules the scenarios load (veth, nf_tables' reject), a
+//! static busybox for the shell, and rsttrace, the e2e test binary, `rststim`, `ip` and `nft`
+//! with the shared libraries they link. Results come back over the serial console.
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::{cmd, cpio::Archive, install_debian, output};
+
+/// What building and booting a guest needs from Debian.
+const PACKAGES: [&str; 4] = ["qemu-system-x86", "busybox-static", "kmod", "xz-utils"];
+/// Modules the scenarios load; their dependencies come along (`modprobe --show-depends`).
+const MODULES: [&str; 3] = ["veth", "nf_tables", "nft_reject_inet"];
+/// Where downloaded kernels and built guests are kept between runs.
+const CACHE: &str = "target/vm";
+/// A whole suite under TCG takes minutes; this bounds a guest that hangs.
+const GUEST_LIMIT: Duration = Duration::from_secs(25 * 60);
+/// The lines the guest's init prints around the suite, for the host to find in the console.
+const BEGIN: &str = "rsttrace-vm: begin";
+const STATUS: &str = "rsttrace-vm: status ";
+
+/// The guest's /init: mount what the suite needs, load the modules, run the suite, power off.
+const INIT: &str = r#"#!/bin/sh
+/bin/busybox --install -s /bin
+export PATH=/usr/local/bin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tracefs tracefs /sys/kernel/tracing
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mkdir -p /run /tmp
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+echo 1 > /proc/sys/kernel/printk
+for m in /modules/*.ko; do insmod "$m" || echo "rsttrace-vm: insmod $m failed"; done
+ip link set lo up
+echo "rsttrace-vm: kernel $(uname -r)"
+echo "rsttrace-vm: begin"
+cd /suite
+RSTTRACE_BIN=/suite/rsttrace ./deps/e2e --test-threads=1
+echo "rsttrace-vm: status $?"
+poweroff -f
+"#;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Debian 12's kernel (also Amazon Linux 2023's series): no `reason`, no socket-less event.
+    V6_1,
+    /// Debian 12's backport (and newer distributions'): `reason`, before the active-reset reasons.
+    V6_12,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 2] = [Kernel::V6_1, Kernel::V6_12];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::V6_1 => "6.1",
+            Kernel::V6_12 => "6.12",
+        }
+    }
+
+    /// The meta-package that depends on the newest kernel of the series.
+    fn meta_package(self) -> &'static str {
+        match self {
+            Kernel::V6_1 => "linux-image-cloud-amd64",
+            Kernel::V6_12 => "linux-image-6.12-cloud-amd64",
+        }
+    }
+}
+
+/// The outcome of one kernel's suite.
+pub struct Outcome {
+    pub kernel: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl Outcome {
+    pub fn line(&self) -> String {
+        format!("{:<24} {}  {}", self.kernel, if self.passed { "passed" } else { "FAILED" }, self.detail)
+    }
+}
+
+/// Print one line per kernel and `N/M kernels passed`; an error unless all passed.
+pub fn report(outcomes: &[Outcome]) -> Result<()> {
+    eprintln!();
+    for o in outcomes {
+        eprintln!("{}", o.line());
+    }
+    let passed = outcomes.iter().filter(|o| o.passed).count();
+    eprintln!("{passed}/{} kernels passed", outcomes.len());
+    ensure!(passed == outcomes.len(), "{} of {} kernels failed the end-to-end suite", outcomes.len() - passed, outcomes.len());
+    Ok(())
+}
+
+/// The e2e suite, built for the host (debug, as `cargo xtask test` builds it), ready to copy.
+pub struct Suite {
+    rsttrace: PathBuf,
+    e2e: PathBuf,
+    rststim: PathBuf,
+}
+
+impl Suite {
+    pub fn build() -> Result<Suite> {
+        cmd("cargo", &["build", "--package", "rsttrace", "--package", "rsttrace-tests", "--bin", "rsttrace", "--bin", "rststim"])?;
+        let out = Command::new("cargo")
+            .args(["test", "--package", "rsttrace-tests", "--test", "e2e", "--no-run", "--message-format=json"])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("cannot run cargo test --no-run")?;
+        ensure!(out.status.success(), "building the e2e test binary failed");
+        let e2e = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| (v["target"]["name"] == "e2e").then(|| v["executable"].as_str().map(PathBuf::from)).flatten())
+            .context("cargo did not name the e2e test binary")?;
+        Ok(Suite { rsttrace: "target/debug/rsttrace".into(), e2e, rststim: "target/debug/rststim".into() })
+    }
+}
+
+impl Suite {
+    pub fn e2e(&self) -> &Path {
+        &self.e2e
+    }
+}
+
+/// Fetch, build and boot each kernel's guest in turn.
+pub fn run_guests(kernels: &[Kernel], suite: &Suite) -> Result<Vec<Outcome>> {
+    install_debian(&PACKAGES)?;
+    let mut outcomes = Vec::new();
+    for &kernel in kernels {
+        let outcome = match prepare(kernel, suite) {
+            Ok(guest) => boot(&guest),
+            Err(e) => Outcome { kernel: kernel.name().into(), passed: false, detail: format!("guest not built: {e:#}") },
+        };
+        eprintln!("xtask: {}", outcome.line());
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+struct Guest {
+    release: String,
+    vmlinuz: PathBuf,
+    initramfs: PathBuf,
+    log: PathBuf,
+}
+
+/// Download (once) and unpack the kernel package, then build its initramfs around the suite.
+fn prepare(kernel: Kernel, suite: &Suite) -> Result<Guest> {
+    let cache = Path::new(CACHE);
+    std::fs::create_dir_all(cache)?;
+    let package = kernel_package(kernel)?;
+    let root = cache.join(&package);
+    if !root.join("boot").exists() {
+        let debs = cache.join("debs");
+        std::fs::create_dir_all(&debs)?;
+        let status = Command::new("apt-get").args(["-o", "APT::Sandbox::User=root", "download", &package]).current_dir(&debs).status().context("cannot run apt-get")?;
+        ensure!(status.success(), "apt-get download {package} failed");
+        let deb = std::fs::read_dir(&debs)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{package}_"))))
+            .context("downloaded package not found")?;
+        cmd("dpkg", &["-x", &deb.to_string_lossy(), &root.to_string_lossy()])?;
+    }
+    let release = std::fs::read_dir(root.join("lib/modules"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .context("kernel package without lib/modules")?;
+    let mut archive = Archive::default();
+    archive.file("/init", INIT.as_bytes(), 0o755);
+    archive.file("/bin/busybox", &std::fs::read("/bin/busybox")?, 0o755);
+    archive.symlink("/bin/sh", "busybox");
+    for dir in ["/proc", "/sys", "/dev", "/etc", "/var/run"] {
+        archive.dir(dir);
+    }
+    for (i, module) in module_files(&root, &release)?.iter().enumerate() {
+        let name = module.file_name().unwrap().to_string_lossy();
+        let bytes = if name.ends_with(".xz") {
+            Command::new("xz").arg("-dc").arg(module).output().context("cannot run xz")?.stdout
+        } else {
+            std::fs::read(module)?
+        };
+        archive.file(&format!("/modules/{i:02}-{}.ko", name.split(".ko").next().unwrap()), &bytes, 0o644);
+    }
+    let programs = [
+        (suite.rsttrace.clone(), "/suite/rsttrace".to_string()),
+        (suite.rststim.clone(), "/suite/rststim".to_string()),
+        (suite.e2e.clone(), "/suite/deps/e2e".to_string()),
+        (which("ip")?, "/usr/local/bin/ip".to_string()),
+        (which("nft")?, "/usr/local/bin/nft".to_string()),
+    ];
+    for (host, guest) in &programs {
+        archive.file(guest, &stripped(host)?, 0o755);
+        for lib in shared_libraries(host)? {
+            let path = lib.to_string_lossy().into_owned();
+            archive.file(&path, &std::fs::read(&lib).with_context(|| format!("{path}"))?, 0o755);
+        }
+    }
+    let initramfs = cache.join(format!("{release}.cpio"));
+    std::fs::write(&initramfs, archive.finish())?;
+    Ok(Guest {
+        vmlinuz: root.join(format!("boot/vmlinuz-{release}")),
+        log: cache.join(format!("{release}.log")),
+        initramfs,
+        release,
+    })
+}
+
+/// The exact package the series' meta-package points at today.
+fn kernel_package(kernel: Kernel) -> Result<String> {
+    let meta = kernel.meta_package();
+    let deps = output("apt-cache", &["depends", meta]).with_context(|| format!("apt-cache knows no {meta}"))?;
+    let prefix = format!("linux-image-{}", kernel.name());
+    deps.lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|p| p.starts_with(&prefix) && p.chars().nth(prefix.len()).is_some_and(|c| c == '.' || c == '-'))
+        .map(str::to_string)
+        .with_context(|| format!("{meta} does not depend on a {} kernel", kernel.name()))
+}
+
+/// The module files to load, dependencies first, each once.
+fn module_files(root: &Path, release: &str) -> Result<Vec<PathBuf>> {
+    let base = root.to_string_lossy();
+    cmd("depmod", &["-b", &base, release])?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for module in MODULES {
+        let deps = output("modprobe", &["-d", &base, "-S", release, "--show-depends", module])
+            .with_context(|| format!("kernel {release} has no module {module}"))?;
+        for path in deps.lines().filter_map(|l| l.strip_prefix("insmod ")).map(|l| PathBuf::from(l.trim())) {
+            if !files.contains(&path) {
+                files.push(path);
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn which(program: &str) -> Result<PathBuf> {
+    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let path = Path::new(dir).join(program);
+        if path.exists() {
+            return Ok(path);
+        }
+    }
+    bail!("{program} is not installed")
+}
+
+/// The binary without debug sections: the debug test binaries shrink to a fraction.
+fn stripped(path: &Path) -> Result<Vec<u8>> {
+    let copy = Path::new(CACHE).join("stripped");
+    let out = Command::new("objcopy").arg("--strip-debug").arg(path).arg(&copy).output().context("cannot run objcopy")?;
+    ensure!(out.status.success(), "objcopy {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    Ok(std::fs::read(&copy)?)
+}
+
+/// The dynamic loader and every shared library `path` links, by `ldd`.
+fn shared_libraries(path: &Path) -> Result<Vec<PathBuf>> {
+    let out = output("ldd", &[&path.to_string_lossy()]).with_context(|| format!("ldd {}", path.display()))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
+        .map(PathBuf::from)
+        .collect())
+}
+
+/// Whether qemu can use KVM here; these machines' CPUs expose no virtualisation, so TCG.
+fn kvm_usable() -> bool {
+    let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    Path::new("/dev/kvm").exists() && flags.lines().any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm")))
+}
+
+/// Boot the guest, relay its console, and read the suite's status from it.
+fn boot(guest: &Guest) -> Outcome {
+    let fail = |detail: String| Outcome { kernel: guest.release.clone(), passed: false, detail };
+    let accel: &[&str] = if kvm_usable() { &["-accel", "kvm", "-cpu", "host"] } else { &["-accel", "tcg", "-cpu", "max"] };
+    eprintln!("xtask: booting {} under qemu ({})", guest.release, accel[1]);
+    let spawned = Command::new("qemu-system-x86_64")
+        .args(accel)
+        .args(["-m", "2048", "-smp", "2", "-nographic", "-no-reboot", "-kernel"])
+        .arg(&guest.vmlinuz)
+        .arg("-initrd")
+        .arg(&guest.initramfs)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut qemu = match spawned {
+        Ok(child) => child,
+        Err(e) => return fail(format!("cannot start qemu: {e}")),
+    };
+    let (tx, lines) = mpsc::channel();
+    let console = qemu.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(console).split(b'\n').map_while(Result::ok) {
+            let _ = tx.send(String::from_utf8_lossy(&line).trim_end_matches('\r').to_string());
+        }
+    });
+    let mut log = std::fs::File::create(&guest.log).ok();
+    let started = Instant::now();
+    let mut summary = String::new();
+    let mut status = None;
+    let mut begun = false;
+    while started.elapsed() < GUEST_LIMIT {
+        match lines.recv_timeout(Duration::from_secs(5)) {
+            Ok(line) => {
+                if let Some(log) = log.as_mut() {
+                    let _ = writeln!(log, "{line}");
+                }
+                eprintln!("  [{}] {line}", guest.release);
+                begun |= line.contains(BEGIN);
+                if line.starts_with("test result:") {
+                    summary = line.clone();
+                }
+                if let Some(code) = line.strip_prefix(STATUS) {
+                    status = code.trim().parse::<i32>().ok();
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    let took = format!("{:.0} s", started.elapsed().as_secs_f64());
+    match status {
+        Some(0) => Outcome { kernel: guest.release.clone(), passed: true, detail: format!("{summary} ({took})") },
+        Some(code) => fail(format!("suite exited {code}: {summary} ({took}; console in {})", guest.log.display())),
+        None if !begun => fail(format!("the guest never started the suite ({took}; console in {})", guest.log.display())),
+        None => fail(format!("no result within {} min ({took}; console in {})", GUEST_LIMIT.as_secs() / 60, guest.log.display())),
+    }
+}
