@@ -126,6 +126,7 @@ pub struct KernelConfig {
     pub layouts: [TracepointLayout; EventKind::COUNT],
     pub sock_msg: SockMsgLayout,
     pub offsets: StructOffsets,
+    pub sock: SockOffsets,
     pub filter: Filter,
 }
 
@@ -161,6 +162,57 @@ impl Filter {
         rports: [0; MAX_FILTER_PORTS],
     };
 }
+
+/// Offsets (from BTF) of the socket fields that say why a reset was sent on kernels whose
+/// `tcp_send_reset` has no reason: read only there. `NO_OFFSET` when BTF could not tell.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockOffsets {
+    /// `sock.__sk_common.skc_state`
+    pub state: u32,
+    /// `sock.__sk_common.skc_flags` (`sk_flags`; bit `SOCK_LINGER`)
+    pub flags: u32,
+    /// `sock.sk_lingertime`
+    pub lingertime: u32,
+    /// `sock.sk_ack_backlog`, `sock.sk_max_ack_backlog`
+    pub ack_backlog: u32,
+    pub max_ack_backlog: u32,
+    /// `tcp_sock.rcv_nxt`, `tcp_sock.copied_seq`: what arrived and what the application read.
+    pub rcv_nxt: u32,
+    pub copied_seq: u32,
+    /// `tcp_sock.snd_una`, `tcp_sock.snd_nxt`: the window an acceptable ACK falls in.
+    pub snd_una: u32,
+    pub snd_nxt: u32,
+    /// 1 when the kernel side should read these facts (no `reason` field on this kernel).
+    pub active: u32,
+}
+
+impl SockOffsets {
+    pub const UNKNOWN: Self = Self {
+        state: NO_OFFSET,
+        flags: NO_OFFSET,
+        lingertime: NO_OFFSET,
+        ack_backlog: NO_OFFSET,
+        max_ack_backlog: NO_OFFSET,
+        rcv_nxt: NO_OFFSET,
+        copied_seq: NO_OFFSET,
+        snd_una: NO_OFFSET,
+        snd_nxt: NO_OFFSET,
+        active: 0,
+    };
+}
+
+/// `Event::sk_facts` bits: the socket's condition when it sent a reset (kernels without reasons).
+/// SO_LINGER is on with a zero timeout.
+pub const FACT_LINGER0: u8 = 1;
+/// More than one sequence number arrived that the application never read (data, not just a FIN).
+pub const FACT_UNREAD: u8 = 2;
+/// Exactly one unread sequence number: a lone FIN, or one byte.
+pub const FACT_UNREAD_ONE: u8 = 4;
+/// A listener's accept queue is over its limit.
+pub const FACT_ACCEPT_QUEUE_FULL: u8 = 8;
+/// The triggering segment's ACK falls inside snd_una..=snd_nxt (so not what the stack refused).
+pub const FACT_ACK_IN_WINDOW: u8 = 16;
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
 #[repr(C)]
@@ -206,13 +258,14 @@ impl KernelConfig {
             protocol: NO_FIELD,
         },
         offsets: StructOffsets::UNKNOWN,
+        sock: SockOffsets::UNKNOWN,
         filter: Filter::ANY,
     };
 }
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 30);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 30 * EventKind::COUNT + 4 + 32 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 30 * EventKind::COUNT + 4 + 32 + 40 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -231,6 +284,12 @@ const _: () = assert!(core::mem::size_of::<Owner>() == 32);
 pub const FLAG_OWNER_KNOWN: u32 = 1;
 /// The `trigger_*` fields describe the segment that triggered a sent reset.
 pub const FLAG_TRIGGER_KNOWN: u32 = 2;
+/// `sk_facts` was read from the socket.
+pub const FLAG_FACTS_KNOWN: u32 = 4;
+/// A reset seen by the kprobe on `tcp_v{4,6}_send_reset` where the tracepoint stays silent (no
+/// socket, or a TIME_WAIT or request socket, before 6.10): no record; the addresses are the
+/// trigger's, reversed, and `sk_state` is the socket's state (0 without one).
+pub const FLAG_NO_RECORD: u32 = 8;
 
 /// One ring-buffer record: the tracepoint's raw record plus what only the kernel knows at that
 /// instant (the current task, the socket's owner, the socket's network namespace).
@@ -257,7 +316,12 @@ pub struct Event {
     pub tcp_flags: u8,
     pub trigger_ip_version: u8,
     pub trigger_sport: u16,
-    pub _pad: [u8; 6],
+    pub trigger_dport: u16,
+    /// Socket state for `FLAG_NO_RECORD` events (0: no socket).
+    pub sk_state: u8,
+    /// `FACT_*` bits, valid under `FLAG_FACTS_KNOWN`.
+    pub sk_facts: u8,
+    pub _pad: [u8; 2],
     pub trigger_saddr: [u8; 16],
     pub trigger_daddr: [u8; 16],
     pub record: [u8; RECORD_MAX],
@@ -276,6 +340,7 @@ mod user {
     unsafe impl aya::Pod for TracepointLayout {}
     unsafe impl aya::Pod for SockMsgLayout {}
     unsafe impl aya::Pod for StructOffsets {}
+    unsafe impl aya::Pod for SockOffsets {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Owner {}
 }

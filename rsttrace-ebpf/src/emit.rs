@@ -8,14 +8,15 @@ use aya_ebpf::{
     EbpfContext,
 };
 use rsttrace_common::{
-    Event, EventKind, Owner, StructOffsets, TracepointLayout, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN,
-    LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
+    Event, EventKind, Owner, SockOffsets, StructOffsets, TracepointLayout, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW,
+    FACT_LINGER0, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN,
+    FLAG_TRIGGER_KNOWN, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
 };
 
 use crate::{
     maps::{
         EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_DESTROY_SOCK, LAYOUT_ERROR_REPORT, LAYOUT_RECEIVE_RESET, LAYOUT_RETRANSMIT,
-        LAYOUT_SEND_RESET, LAYOUT_SET_STATE, LOST, OFFSETS, WAKEUPS,
+        LAYOUT_SEND_RESET, LAYOUT_SET_STATE, LOST, OFFSETS, SOCK_OFFSETS, WAKEUPS,
     },
     owner,
 };
@@ -85,6 +86,9 @@ struct Trigger {
     tcp_flags: u8,
     ip_version: u8,
     sport: u16,
+    dport: u16,
+    /// Acknowledgment number, host order.
+    ack_seq: u32,
     saddr: [u8; 16],
     daddr: [u8; 16],
 }
@@ -121,10 +125,84 @@ fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
             tcp_flags: read::<u8>(th + 13)?,
             ip_version,
             sport: u16::from_be(read::<u16>(th)?),
+            dport: u16::from_be(read::<u16>(th + 2)?),
+            ack_seq: u32::from_be(read::<u32>(th + 8)?),
             saddr,
             daddr,
         })
     }
+}
+
+const TCP_SYN_SENT: i32 = 2;
+const TCP_CLOSE: i32 = 7;
+const TCP_LISTEN: i32 = 10;
+const TCP_FLAG_ACK: u8 = 0x10;
+/// `enum sock_flags`: SOCK_DEAD, SOCK_DONE, SOCK_URGINLINE, SOCK_KEEPOPEN, SOCK_LINGER (unchanged
+/// since Linux 2.6).
+const SOCK_LINGER: u64 = 4;
+
+/// What the socket itself says about why it sent a reset, for kernels that give no reason:
+/// read at the moment of sending, when nothing has changed yet. `None` when BTF lacks a field.
+#[inline(always)]
+fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -> Option<u8> {
+    // SAFETY: probe reads only.
+    unsafe {
+        match state {
+            // tcp_close() purged the receive queue but left copied_seq behind rcv_nxt: the gap is
+            // what the application never read. tcp_disconnect() (SO_LINGER 0) resets it only
+            // after sending.
+            TCP_CLOSE => {
+                if o.flags == NO_OFFSET || o.lingertime == NO_OFFSET || o.rcv_nxt == NO_OFFSET || o.copied_seq == NO_OFFSET {
+                    return None;
+                }
+                let flags = read::<u64>(sk + o.flags as u64)?;
+                let lingertime = read::<u64>(sk + o.lingertime as u64)?;
+                let unread = read::<u32>(sk + o.rcv_nxt as u64)?.wrapping_sub(read::<u32>(sk + o.copied_seq as u64)?);
+                let mut facts = 0;
+                if flags & (1 << SOCK_LINGER) != 0 && lingertime == 0 {
+                    facts |= FACT_LINGER0;
+                }
+                if unread == 1 {
+                    facts |= FACT_UNREAD_ONE;
+                } else if unread > 1 && unread < 1 << 31 {
+                    facts |= FACT_UNREAD;
+                }
+                Some(facts)
+            }
+            TCP_LISTEN => {
+                if o.ack_backlog == NO_OFFSET || o.max_ack_backlog == NO_OFFSET {
+                    return None;
+                }
+                let backlog = read::<u32>(sk + o.ack_backlog as u64)?;
+                let max = read::<u32>(sk + o.max_ack_backlog as u64)?;
+                Some(if backlog > max { FACT_ACCEPT_QUEUE_FULL } else { 0 })
+            }
+            // In SYN_SENT the stack resets an unacceptable ACK, or an acceptable one failing PAWS.
+            TCP_SYN_SENT => {
+                let t = trigger.as_ref()?;
+                if o.snd_una == NO_OFFSET || o.snd_nxt == NO_OFFSET || t.tcp_flags & TCP_FLAG_ACK == 0 {
+                    return Some(0);
+                }
+                let una = read::<u32>(sk + o.snd_una as u64)?;
+                let nxt = read::<u32>(sk + o.snd_nxt as u64)?;
+                let after_una = (t.ack_seq.wrapping_sub(una) as i32) > 0;
+                let not_after_nxt = (t.ack_seq.wrapping_sub(nxt) as i32) <= 0;
+                Some(if after_una && not_after_nxt { FACT_ACK_IN_WINDOW } else { 0 })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The state of a socket the tracepoint does not describe (kprobe path); 0 without a socket.
+#[inline(always)]
+pub fn sk_state(sk: u64) -> u8 {
+    let o = SOCK_OFFSETS.load();
+    if sk == 0 || o.state == NO_OFFSET {
+        return 0;
+    }
+    // SAFETY: probe read only.
+    unsafe { read::<u8>(sk + o.state as u64) }.unwrap_or(0)
 }
 
 /// Copy the record with direct loads from the context instead of `bpf_probe_read_kernel` (measured
@@ -250,6 +328,8 @@ fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Option<Owner>) -> bool {
 pub struct Draft {
     entry: Option<RingBufEntry<Event>>,
     kind: EventKind,
+    /// Socket state of a `FLAG_NO_RECORD` event (kprobe path); `None` for tracepoint records.
+    no_record_state: Option<u8>,
 }
 
 impl Draft {
@@ -278,12 +358,32 @@ impl Draft {
             (*event).record_size = size as u16;
             copy_record(ctx, &mut (*event).record, size);
         }
-        Some(Self { entry: Some(entry), kind })
+        Some(Self { entry: Some(entry), kind, no_record_state: None })
+    }
+
+    /// Reserve an event with no tracepoint record behind it (the kprobe path): its addresses come
+    /// from the triggering segment. Filtered only by the agent.
+    #[inline(always)]
+    pub fn reserve_without_record(kind: EventKind, sk_state: u8) -> Option<Self> {
+        let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+            count_lost();
+            return None;
+        };
+        let event = entry.as_mut_ptr();
+        // SAFETY: `event` points at a reserved, writable slot of size_of::<Event>().
+        unsafe {
+            (*event).kind = kind as u32;
+            (*event).record_size = 0;
+        }
+        Some(Self { entry: Some(entry), kind, no_record_state: Some(sk_state) })
     }
 
     /// A field of the copied record; `None` when this kernel's tracepoint has no such field.
     #[inline(always)]
     pub fn field<T: Copy>(&self, offset: u16) -> Option<T> {
+        if self.no_record_state.is_some() {
+            return None; // no record was copied: the slot holds an older event's bytes
+        }
         let entry = self.entry.as_ref()?;
         let off = offset as usize;
         if offset == NO_FIELD || off + core::mem::size_of::<T>() > RECORD_MAX {
@@ -303,6 +403,12 @@ impl Draft {
         if !passes(&self, self.kind, &owner) {
             return; // dropped: discarded
         }
+        // Read from the copied record before the entry is taken out of the draft.
+        let state: i32 = if self.kind as u32 == EventKind::SendReset as u32 {
+            self.field(layout(EventKind::SendReset).state).unwrap_or(0)
+        } else {
+            0
+        };
         let Some(mut entry) = self.entry.take() else { return };
         let offsets = OFFSETS.load();
         let event = entry.as_mut_ptr();
@@ -329,14 +435,28 @@ impl Draft {
                 (*event).flags = FLAG_OWNER_KNOWN;
             }
             (*event).netns = netns_of(sk, skb, &offsets);
+            if let Some(state) = self.no_record_state {
+                (*event).flags |= FLAG_NO_RECORD;
+                (*event).sk_state = state;
+            }
             if self.kind as u32 == EventKind::SendReset as u32 {
-                if let Some(t) = trigger_of(skb, &offsets) {
+                let trigger = trigger_of(skb, &offsets);
+                if let Some(t) = &trigger {
                     (*event).tcp_flags = t.tcp_flags;
                     (*event).trigger_ip_version = t.ip_version;
                     (*event).trigger_sport = t.sport;
+                    (*event).trigger_dport = t.dport;
                     (*event).trigger_saddr = t.saddr;
                     (*event).trigger_daddr = t.daddr;
                     (*event).flags |= FLAG_TRIGGER_KNOWN;
+                }
+                // Load-time constant: kernels with a reason field never take this branch.
+                let sock = SOCK_OFFSETS.load();
+                if sock.active != 0 && sk != 0 && self.no_record_state.is_none() {
+                    if let Some(facts) = sock_facts(sk, state, &trigger, &sock) {
+                        (*event).sk_facts = facts;
+                        (*event).flags |= FLAG_FACTS_KNOWN;
+                    }
                 }
             }
         }

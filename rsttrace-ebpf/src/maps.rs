@@ -4,7 +4,7 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use rsttrace_common::{Filter, Owner, SockMsgLayout, StructOffsets, TracepointLayout, NO_FIELD};
+use rsttrace_common::{Filter, Owner, SockMsgLayout, SockOffsets, StructOffsets, TracepointLayout, NO_FIELD};
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
 // because reading one copies it onto the BPF stack: a program reads only the parts it needs.
@@ -24,6 +24,9 @@ pub static LAYOUT_DESTROY_SOCK: Global<TracepointLayout> = Global::new(Tracepoin
 pub static SOCK_MSG: Global<SockMsgLayout> = Global::new(SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD });
 #[unsafe(no_mangle)]
 pub static OFFSETS: Global<StructOffsets> = Global::new(StructOffsets::UNKNOWN);
+/// Read only on kernels whose tcp_send_reset has no reason (`active`).
+#[unsafe(no_mangle)]
+pub static SOCK_OFFSETS: Global<SockOffsets> = Global::new(SockOffsets::UNKNOWN);
 #[unsafe(no_mangle)]
 pub static FILTER: Global<Filter> = Global::new(Filter::ANY);
 /// 1 when any part of `FILTER` is set: the common unfiltered case skips it entirely.

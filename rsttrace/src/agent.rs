@@ -16,7 +16,7 @@ use crate::{
     conntrack::{Tracker, Visibility},
     decode::Decoder,
     filter::ReportFilter,
-    loader::{self, LoadOptions, LostCounter},
+    loader::{self, LoadOptions, LostCounter, Socketless},
     metrics::Metrics,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink},
     privileges,
@@ -92,7 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracker: Tracker::new(
             config.max_connections,
             Visibility {
-                every_sent_reset: loaded.capture.reasons,
+                every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)),
                 socket_destruction: !loaded.capture.missing.iter().any(|m| m.ends_with("tcp_destroy_sock")),
             },
         ),
@@ -206,11 +206,25 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
 }
 
+/// One line on how this kernel is traced and what it hides, then any degradations.
 fn describe_capture(c: &loader::Capture) {
+    let reasons = match (c.reasons, c.active_reasons) {
+        (true, true) => "kernel reasons",
+        (true, false) => "kernel reasons for the stack's resets, the application's inferred from socket state",
+        (false, _) => "no kernel reasons: causes inferred from socket state and history (kernel_reason null)",
+    };
+    let socketless = match &c.socketless {
+        Socketless::Tracepoint => "resets without a socket from tcp_send_reset".to_string(),
+        Socketless::Kprobe => "resets without a full socket from a kprobe on tcp_v4/v6_send_reset".to_string(),
+        Socketless::Unseen(why) => format!("resets without a full socket NOT seen ({why})"),
+    };
     let mut blind: Vec<&str> = Vec::new();
     if !c.reasons {
-        eprintln!("rsttrace: this kernel's tcp_send_reset has no reason field: causes are inferred from state and history, kernel_reason is null");
-        blind.extend(["no_listener", "no_socket", "injected"]);
+        // tcp_check_oom() aborts look like any other abort without the reason.
+        blind.push(Cause::OrphanMemory.name());
+    }
+    if matches!(c.socketless, Socketless::Unseen(_)) {
+        blind.extend([Cause::NoListener, Cause::NoSocket, Cause::TimewaitReuse, Cause::DataAfterClose, Cause::Injected].map(Cause::name));
     }
     if c.missing.iter().any(|m| m.ends_with("tcp_retransmit_skb")) {
         blind.extend([Cause::RetransmitTimeout.name(), Cause::SynTimeout.name()]);
@@ -218,11 +232,10 @@ fn describe_capture(c: &loader::Capture) {
     if c.missing.iter().any(|m| m.ends_with("tcp_destroy_sock")) {
         blind.push(Cause::AppDisconnect.name());
     }
+    let seen = if blind.is_empty() { "every cause visible".to_string() } else { format!("causes not visible: {}", blind.join(", ")) };
+    eprintln!("rsttrace: capture mode: {reasons}; {socketless}; {seen}");
     if !c.missing.is_empty() {
         eprintln!("rsttrace: tracepoints missing on this kernel: {}", c.missing.join(", "));
-    }
-    if !blind.is_empty() {
-        eprintln!("rsttrace: causes this kernel may not show: {}", blind.join(", "));
     }
     if !c.owner_hooks {
         eprintln!("rsttrace: no sock_send_length/sock_recv_length tracepoints: owners are learned from connect/listen/close only");

@@ -5,7 +5,7 @@
 //! and struct/union members, including anonymous nested ones.
 use std::{fs, path::Path};
 
-use rsttrace_common::{StructOffsets, NO_OFFSET};
+use rsttrace_common::{SockOffsets, StructOffsets, NO_OFFSET};
 
 pub const DEFAULT_PATH: &str = "/sys/kernel/btf/vmlinux";
 
@@ -196,7 +196,7 @@ impl Btf {
 
 /// The struct offsets the kernel programs need, each `NO_OFFSET` when this kernel's BTF lacks it
 /// (the programs then leave the matching event field empty rather than read a wrong address).
-pub fn struct_offsets(btf: &Btf) -> (StructOffsets, Vec<String>) {
+pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
     let mut missing = Vec::new();
     let mut get = |path: &[(&str, &str)]| -> u32 {
         let mut total = 0;
@@ -222,7 +222,20 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, Vec<String>) {
         skb_network_header: get(&[("sk_buff", "network_header")]),
         _pad: 0,
     };
-    (offsets, missing)
+    // `struct tcp_sock` begins with its `struct sock`, so both kinds of field are sk-relative.
+    let sock = SockOffsets {
+        state: get(&[("sock", "__sk_common"), ("sock_common", "skc_state")]),
+        flags: get(&[("sock", "__sk_common"), ("sock_common", "skc_flags")]),
+        lingertime: get(&[("sock", "sk_lingertime")]),
+        ack_backlog: get(&[("sock", "sk_ack_backlog")]),
+        max_ack_backlog: get(&[("sock", "sk_max_ack_backlog")]),
+        rcv_nxt: get(&[("tcp_sock", "rcv_nxt")]),
+        copied_seq: get(&[("tcp_sock", "copied_seq")]),
+        snd_una: get(&[("tcp_sock", "snd_una")]),
+        snd_nxt: get(&[("tcp_sock", "snd_nxt")]),
+        active: 0,
+    };
+    (offsets, sock, missing)
 }
 
 #[cfg(test)]
@@ -283,9 +296,12 @@ mod tests {
         if !path.exists() {
             panic!("{DEFAULT_PATH} missing: this kernel has no BTF, which rsttrace needs for netns");
         }
-        let (o, missing) = struct_offsets(&Btf::from_file(path).unwrap());
+        let (o, sock, missing) = struct_offsets(&Btf::from_file(path).unwrap());
         assert!(missing.is_empty(), "{missing:?}");
         assert!(o.sock_net > 0 && o.sock_net < 256, "skc_net at {}", o.sock_net);
         assert!(o.net_inum < 4096 && o.skb_dev < 64 && o.skb_head < 512, "{o:?}");
+        // skc_state sits in the first cache line; the tcp_sock sequence fields lie past struct sock.
+        assert!(sock.state < 64 && sock.flags > sock.state, "{sock:?}");
+        assert!(sock.rcv_nxt > sock.max_ack_backlog && sock.snd_nxt > sock.flags, "{sock:?}");
     }
 }

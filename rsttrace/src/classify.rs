@@ -5,7 +5,7 @@
 //! before 6.10 give no reason at all. Where the facts do not single out a cause it says
 //! `unknown` and explains what it does know.
 use crate::{
-    event::TcpState,
+    event::{SockFacts, TcpState},
     report::{Cause, Origin, Verdict},
 };
 
@@ -20,6 +20,8 @@ pub enum Trigger {
         state: Option<TcpState>,
         /// Whether the segment that triggered it was a SYN, when known.
         trigger_syn: Option<bool>,
+        /// The socket's condition at that moment; only kernels without a reason ship it.
+        facts: Option<SockFacts>,
     },
     /// A local socket accepted a RST.
     Received { state: Option<TcpState> },
@@ -58,6 +60,8 @@ pub struct Story {
     pub port_taken_by: Option<String>,
     /// The owning process, for the explanation (`nginx[812]`).
     pub owner: Option<String>,
+    /// The state the socket left for CLOSE, if it did.
+    pub closed_from: Option<TcpState>,
 }
 
 
@@ -68,13 +72,13 @@ fn v(cause: Cause, origin: Origin, why: impl Into<String>) -> Verdict {
 pub fn classify(trigger: &Trigger, story: &Story) -> Verdict {
     let who = story.owner.as_deref().unwrap_or("the application");
     match trigger {
-        Trigger::Sent { reason, state, trigger_syn } => sent(reason.as_deref(), *state, *trigger_syn, story, who),
+        Trigger::Sent { reason, state, trigger_syn, facts } => sent(reason.as_deref(), *state, *trigger_syn, *facts, story, who),
         Trigger::Received { state } => received(*state, story),
         Trigger::TimedOut { state } => timed_out(*state, story, who),
     }
 }
 
-fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story: &Story, who: &str) -> Verdict {
+fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &str) -> Verdict {
     use TcpState::*;
     let app_abort = |cause, why: String| {
         if story.race_sibling {
@@ -146,6 +150,10 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story:
         Some("INVALID_SYN") if state == Listen => {
             v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
         }
+        // Without a reason: the listener answered a handshake's last ACK while its queue was full.
+        _ if state == Listen && syn == Some(false) && facts.is_some_and(|f| f.accept_queue_full) => {
+            v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
+        }
         // A listener answers a non-SYN segment it has no connection for (TCP_FLAGS on 6.12+).
         _ if state == Listen && syn == Some(false) => v(
             Cause::NoSocket,
@@ -159,18 +167,44 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, story:
             v(Cause::InvalidSegment, Origin::Stack, format!("segment rejected by the stack ({r})"))
         }
         Some(other) if other != "NOT_SPECIFIED" => v(Cause::Unknown, Origin::Unknown, format!("kernel reason {other} in state {}", state.name())),
-        _ => sent_without_reason(state, syn, story, who),
+        _ => sent_without_reason(state, syn, facts, story, who),
+    }
+}
+
+/// The reason a kernel that names them would have given, from the socket's facts and the story:
+/// tcp_close() checks unread data first, then SO_LINGER 0, then FIN_WAIT2 with linger2 < 0; in
+/// SYN_SENT an acceptable ACK can only have failed PAWS.
+fn inferred_reason(state: TcpState, facts: Option<SockFacts>, story: &Story) -> Option<&'static str> {
+    match state {
+        TcpState::Close if story.socket_kept => Some("TCP_STATE"),
+        TcpState::Close => {
+            let f = facts?;
+            if f.unread || (f.unread_one && !story.peer_closed) {
+                Some("TCP_ABORT_ON_CLOSE")
+            } else if f.linger0 {
+                Some("TCP_STATE")
+            } else if story.closed_from == Some(TcpState::FinWait2) {
+                Some("TCP_ABORT_ON_LINGER")
+            } else {
+                None
+            }
+        }
+        TcpState::SynSent => facts.map(|f| if f.ack_in_window { "TCP_RFC7323_PAWS" } else { "TCP_INVALID_ACK_SEQUENCE" }),
+        _ => None,
     }
 }
 
 /// Kernels before 6.10 (and active resets before 6.12) give no reason: infer from state and history.
-fn sent_without_reason(state: TcpState, syn: Option<bool>, story: &Story, who: &str) -> Verdict {
+fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &str) -> Verdict {
     use TcpState::*;
+    if let Some(reason) = inferred_reason(state, facts, story) {
+        return sent(Some(reason), Some(state), syn, None, story, who);
+    }
     match state {
         // tcp_close()/tcp_disconnect() move the socket to CLOSE before sending: an application abort.
         Close => {
             if story.race_sibling {
-                return classify(&Trigger::Sent { reason: Some("TCP_ABORT_ON_CLOSE".into()), state: Some(Close), trigger_syn: syn }, story);
+                return sent(Some("TCP_ABORT_ON_CLOSE"), Some(Close), syn, None, story, who);
             }
             v(Cause::Unknown, Origin::Application, format!("{who} aborted the connection (unread data or SO_LINGER 0; this kernel gives no reason to tell which)"))
         }
@@ -225,7 +259,12 @@ mod tests {
     use TcpState::*;
 
     fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>) -> Trigger {
-        Trigger::Sent { reason: reason.map(str::to_string), state, trigger_syn: syn }
+        Trigger::Sent { reason: reason.map(str::to_string), state, trigger_syn: syn, facts: None }
+    }
+
+    /// A reset from a kernel without reasons, with the socket's facts.
+    fn inferred(state: TcpState, syn: Option<bool>, facts: SockFacts) -> Trigger {
+        Trigger::Sent { reason: None, state: Some(state), trigger_syn: syn, facts: Some(facts) }
     }
 
     /// (trigger, story, expected cause, origin, benign)
@@ -242,6 +281,14 @@ mod tests {
         let kept = Story { socket_kept: true, ..Story::default() };
         let timer = Story { timed_out: true, ..Story::default() };
         let grabbed = Story { port_taken_by: Some("intruder[9]".into()), ..Story::default() };
+        let from_fin_wait2 = Story { closed_from: Some(FinWait2), ..Story::default() };
+        let unread = SockFacts { unread: true, ..SockFacts::default() };
+        let unread_and_linger0 = SockFacts { unread: true, linger0: true, ..SockFacts::default() };
+        let one_unread = SockFacts { unread_one: true, ..SockFacts::default() };
+        let fin_unread_linger0 = SockFacts { unread_one: true, linger0: true, ..SockFacts::default() };
+        let linger0 = SockFacts { linger0: true, ..SockFacts::default() };
+        let in_window = SockFacts { ack_in_window: true, ..SockFacts::default() };
+        let queue_full = SockFacts { accept_queue_full: true, ..SockFacts::default() };
         let cases: Vec<(Trigger, &Story, Cause, Origin, bool)> = vec![
             // 6.12+: reasons present.
             (sent(Some("NO_SOCKET"), None, Some(true)), &none, Cause::NoListener, Origin::Stack, false),
@@ -276,6 +323,23 @@ mod tests {
             (sent(None, Some(Established), None), &none, Cause::Unknown, Origin::Unknown, false),
             (sent(None, Some(Established), None), &timer, Cause::KeepaliveTimeout, Origin::Stack, false),
             (sent(None, None, None), &none, Cause::Unknown, Origin::Stack, false),
+            (sent(None, None, Some(true)), &none, Cause::NoListener, Origin::Stack, false),
+            (sent(None, Some(TimeWait), Some(true)), &none, Cause::TimewaitReuse, Origin::Stack, false),
+            // Pre-6.10 kernels, told apart by what the socket looked like when it sent.
+            (inferred(Close, None, unread), &none, Cause::AppAbortUnread, Origin::Application, false),
+            (inferred(Close, None, unread_and_linger0), &none, Cause::AppAbortUnread, Origin::Application, false),
+            (inferred(Close, None, one_unread), &none, Cause::AppAbortUnread, Origin::Application, false),
+            (inferred(Close, None, fin_unread_linger0), &client_done, Cause::AppAbortLinger0, Origin::Application, true),
+            (inferred(Close, None, linger0), &none, Cause::AppAbortLinger0, Origin::Application, false),
+            (inferred(Close, None, linger0), &kept, Cause::AppDisconnect, Origin::Application, false),
+            (inferred(Close, None, SockFacts::default()), &kept, Cause::AppDisconnect, Origin::Application, false),
+            (inferred(Close, None, SockFacts::default()), &from_fin_wait2, Cause::Linger2Abort, Origin::Stack, false),
+            (inferred(Close, None, SockFacts::default()), &none, Cause::Unknown, Origin::Application, false),
+            (inferred(SynSent, Some(false), SockFacts::default()), &none, Cause::InvalidSegment, Origin::Stack, false),
+            (inferred(SynSent, Some(false), SockFacts::default()), &reused, Cause::TimewaitReuse, Origin::Stack, false),
+            (inferred(SynSent, Some(false), in_window), &none, Cause::PawsReject, Origin::Stack, false),
+            (inferred(Listen, Some(false), queue_full), &none, Cause::ListenOverflow, Origin::Stack, false),
+            (inferred(Listen, Some(false), SockFacts::default()), &none, Cause::NoSocket, Origin::Stack, false),
             // Received.
             (Trigger::Received { state: Some(SynSent) }, &none, Cause::Refused, Origin::Peer, false),
             (Trigger::Received { state: Some(Established) }, &none, Cause::PeerReset, Origin::Peer, false),

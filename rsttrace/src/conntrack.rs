@@ -51,6 +51,8 @@ pub struct Connection {
     pub opened_ns: u64,
     pub established_ns: Option<u64>,
     pub closed_ns: Option<u64>,
+    /// The state it left for CLOSE.
+    pub closed_from: Option<TcpState>,
     pub active_open: bool,
     pub owner: Option<Task>,
     pub app_closed: bool,
@@ -80,6 +82,7 @@ impl Connection {
             opened_ns: ts,
             established_ns: None,
             closed_ns: None,
+            closed_from: None,
             active_open: false,
             owner: None,
             app_closed: false,
@@ -373,6 +376,7 @@ impl Tracker {
                     reason,
                     state,
                     trigger_syn: ev.trigger.map(|t| t.tcp_flags & TCP_FLAG_SYN != 0),
+                    facts: ev.facts,
                 };
                 let port_taken_by = match state {
                     None | Some(TcpState::Listen) => self.port_taken(&ev, id),
@@ -437,6 +441,7 @@ impl Tracker {
             (_, CloseWait) => c.peer_closed = true,
             (_, Close) => {
                 c.closed_ns = Some(ev.ts_ns);
+                c.closed_from = old;
                 self.closed.push_back((ev.ts_ns, id));
             }
             _ => {}
@@ -567,6 +572,7 @@ impl Tracker {
             story.same_segment_retransmits = c.same_segment_retransmits;
             story.syn_retransmits = c.syn_retransmits;
             story.timed_out = c.timed_out;
+            story.closed_from = c.closed_from;
             story.socket_kept = self.seen.socket_destruction && c.closed_ns.is_some() && !c.destroyed;
             story.tuple_reused = self.by_tuple.get(&c.endpoints).is_some_and(|ids| ids.len() > 1);
             story.race_sibling = self.race_sibling(c, owner, p.event.ts_ns);
@@ -677,6 +683,7 @@ mod tests {
             current,
             owner,
             netns: NETNS,
+            facts: None,
         }
     }
 

@@ -5,10 +5,13 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use rsttrace_common::{Event, EventKind, TracepointLayout, EVENT_SIZE, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX};
+use rsttrace_common::{
+    Event, EventKind, TracepointLayout, EVENT_SIZE, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_LINGER0, FACT_UNREAD,
+    FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX,
+};
 
 use crate::{
-    event::{Endpoints, Family, KernelEvent, Payload, Segment, Task, TcpState},
+    event::{Endpoints, Family, KernelEvent, Payload, Segment, SockFacts, Task, TcpState},
     tracefs::{Field, Format},
 };
 
@@ -92,6 +95,19 @@ impl RecordFields {
             error: off(&self.error),
             _pad: [0; 2],
         }
+    }
+
+    /// The record takes its addresses from the segment (sockaddr blobs, Linux 6.10+), so the
+    /// tracepoint can fire without a socket; the older layout reads them from the socket, and
+    /// its kernels call it for full sockets only.
+    pub fn has_segment_addresses(&self) -> bool {
+        self.saddr.as_ref().is_some_and(|f| f.size >= 24)
+    }
+
+    /// The reason table names the application's aborts (`TCP_ABORT_ON_CLOSE`, Linux 6.11+);
+    /// before that, active resets carry `NOT_SPECIFIED`.
+    pub fn has_active_reasons(&self) -> bool {
+        self.reason_names.values().any(|n| n == "TCP_ABORT_ON_CLOSE")
     }
 
     pub fn has_reason(&self) -> bool {
@@ -257,8 +273,20 @@ impl Decoder {
             .as_ref()
             .ok_or(DecodeError::NotAttached(kind.program()))?;
         let record = &raw.record[..(raw.record_size as usize).min(RECORD_MAX)];
-        let mut endpoints = fields.endpoints(record, kind.program())?;
         let trigger = (raw.flags & FLAG_TRIGGER_KNOWN != 0).then(|| segment(&raw)).flatten();
+        let no_record = raw.flags & FLAG_NO_RECORD != 0;
+        let mut endpoints = match trigger {
+            // The kprobe path: the reset answers the segment, so its ends are the segment's, reversed.
+            Some(t) if no_record => Endpoints {
+                family: if t.saddr.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 },
+                laddr: t.daddr,
+                lport: raw.trigger_dport,
+                raddr: t.saddr,
+                rport: t.sport,
+            },
+            None if no_record => return Err(DecodeError::Family("send_reset_kprobe")),
+            _ => fields.endpoints(record, kind.program())?,
+        };
         if let Some(t) = trigger.filter(|_| endpoints.raddr.is_unspecified()) {
             // A listener answered: the record holds the listener's wildcard remote end (and,
             // for a listener bound to any address, a wildcard local one).
@@ -281,7 +309,11 @@ impl Decoder {
             skb: int(record, &fields.skbaddr).unwrap_or(0) as u64,
             trigger,
             endpoints,
-            payload: fields.payload(kind, record),
+            payload: if no_record {
+                Payload::SendReset { state: TcpState::from_kernel(raw.sk_state as i64), reason: None }
+            } else {
+                fields.payload(kind, record)
+            },
             current: Task {
                 pid: (raw.current_pid_tgid >> 32) as u32,
                 tid: raw.current_pid_tgid as u32,
@@ -290,6 +322,13 @@ impl Decoder {
             },
             owner,
             netns: raw.netns,
+            facts: (raw.flags & FLAG_FACTS_KNOWN != 0).then(|| SockFacts {
+                linger0: raw.sk_facts & FACT_LINGER0 != 0,
+                unread: raw.sk_facts & FACT_UNREAD != 0,
+                unread_one: raw.sk_facts & FACT_UNREAD_ONE != 0,
+                accept_queue_full: raw.sk_facts & FACT_ACCEPT_QUEUE_FULL != 0,
+                ack_in_window: raw.sk_facts & FACT_ACK_IN_WINDOW != 0,
+            }),
         })
     }
 }
@@ -330,7 +369,10 @@ pub(crate) mod tests {
             tcp_flags: 0,
             trigger_ip_version: 0,
             trigger_sport: 0,
-            _pad: [0; 6],
+            trigger_dport: 0,
+            sk_state: 0,
+            sk_facts: 0,
+            _pad: [0; 2],
             trigger_saddr: [0; 16],
             trigger_daddr: [0; 16],
             record: [0; RECORD_MAX],
@@ -383,6 +425,72 @@ pub(crate) mod tests {
             assert_eq!(e.owner.as_ref().unwrap().pid, 812);
             assert_eq!(e.owner.unwrap().comm, "nginx");
         }
+    }
+
+    /// Decode an event as written by the kprobe path (no record) or with socket facts.
+    fn patched(mut bytes: Vec<u8>, edit: impl FnOnce(&mut Event)) -> Vec<u8> {
+        // SAFETY: the buffer is one whole Event; read and written unaligned.
+        unsafe {
+            let mut raw: Event = std::ptr::read_unaligned(bytes.as_ptr().cast());
+            edit(&mut raw);
+            std::ptr::write_unaligned(bytes.as_mut_ptr().cast(), raw);
+        }
+        bytes
+    }
+
+    #[test]
+    fn kprobe_reset_takes_its_ends_from_the_segment_and_its_state_from_the_socket() {
+        let bytes = patched(event_bytes("6.1.176-debian-cloud", EventKind::SendReset, &[]), |raw| {
+            raw.record_size = 0;
+            raw.record = [0xaa; RECORD_MAX]; // an older event's bytes: must not be read
+            raw.flags = FLAG_NO_RECORD | FLAG_TRIGGER_KNOWN;
+            raw.sk_state = 6; // TIME_WAIT
+            raw.tcp_flags = 0x18;
+            raw.trigger_ip_version = 4;
+            raw.trigger_sport = 40000;
+            raw.trigger_dport = 8080;
+            raw.trigger_saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+            raw.trigger_daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        });
+        let e = decoder_for("6.1.176-debian-cloud").decode(&bytes).unwrap();
+        assert_eq!(e.endpoints.family, Family::Ipv4);
+        assert_eq!((e.endpoints.laddr, e.endpoints.lport), ("10.0.0.2".parse().unwrap(), 8080));
+        assert_eq!((e.endpoints.raddr, e.endpoints.rport), ("10.0.0.1".parse().unwrap(), 40000));
+        assert_eq!(e.payload, Payload::SendReset { state: Some(TcpState::TimeWait), reason: None });
+        assert!(e.owner.is_none() && e.facts.is_none());
+
+        // No socket at all (closed port), over IPv6.
+        let bytes = patched(bytes, |raw| {
+            raw.sk_state = 0;
+            raw.trigger_ip_version = 6;
+            raw.trigger_saddr = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
+            raw.trigger_daddr = "fd00::2".parse::<Ipv6Addr>().unwrap().octets();
+        });
+        let e = decoder_for("6.1.176-debian-cloud").decode(&bytes).unwrap();
+        assert_eq!(e.endpoints.family, Family::Ipv6);
+        assert_eq!(e.endpoints.laddr, "fd00::2".parse::<IpAddr>().unwrap());
+        assert_eq!(e.payload, Payload::SendReset { state: None, reason: None });
+
+        // Without the segment there is nothing to name the connection by.
+        let bytes = patched(bytes, |raw| raw.flags = FLAG_NO_RECORD);
+        assert!(decoder_for("6.1.176-debian-cloud").decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn socket_facts_are_decoded_only_when_the_kernel_read_them() {
+        let base = event_bytes(
+            "6.1.176-debian-cloud",
+            EventKind::SendReset,
+            &[("family", 2u16.to_le_bytes().to_vec()), ("state", 7i32.to_le_bytes().to_vec())],
+        );
+        let bytes = patched(base.clone(), |raw| raw.sk_facts = FACT_LINGER0 | FACT_UNREAD_ONE);
+        assert_eq!(decoder_for("6.1.176-debian-cloud").decode(&bytes).unwrap().facts, None);
+        let bytes = patched(base, |raw| {
+            raw.flags |= FLAG_FACTS_KNOWN;
+            raw.sk_facts = FACT_LINGER0 | FACT_UNREAD_ONE;
+        });
+        let facts = decoder_for("6.1.176-debian-cloud").decode(&bytes).unwrap().facts.unwrap();
+        assert!(facts.linger0 && facts.unread_one && !facts.unread && !facts.accept_queue_full && !facts.ack_in_window);
     }
 
     #[test]

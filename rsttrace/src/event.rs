@@ -175,6 +175,24 @@ pub struct KernelEvent {
     pub owner: Option<Task>,
     /// Network namespace inode of the socket; 0 when unknown.
     pub netns: u32,
+    /// The sending socket's condition, on kernels that give no reset reason.
+    pub facts: Option<SockFacts>,
+}
+
+/// What a socket looked like the moment it sent a reset, read where the kernel names no reason:
+/// the facts that tell one application abort from another.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockFacts {
+    /// SO_LINGER on with a zero timeout.
+    pub linger0: bool,
+    /// Data arrived that the application never read (more than a FIN's one sequence number).
+    pub unread: bool,
+    /// Exactly one unread sequence number: a FIN (or a single byte).
+    pub unread_one: bool,
+    /// The listener's accept queue was over its limit.
+    pub accept_queue_full: bool,
+    /// The refused segment's ACK was inside the send window (so the stack refused something else).
+    pub ack_in_window: bool,
 }
 
 pub const TCP_FLAG_SYN: u8 = 0x02;

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{KProbe, TracePoint},
     Ebpf, EbpfLoader,
 };
-use rsttrace_common::{EventKind, Filter, KernelConfig, SockMsgLayout, StructOffsets, LOST_SLOT, NO_FIELD};
+use rsttrace_common::{EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, LOST_SLOT, NO_FIELD};
 
 use crate::{
     btf,
@@ -23,6 +23,10 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("RSTTRACE_EBPF_OBJECT"))
 
 /// Tracepoints without which rsttrace cannot do its job.
 const CORE: [EventKind; 3] = [EventKind::SendReset, EventKind::ReceiveReset, EventKind::SetState];
+
+/// The kernel functions that send every passive reset, socket or not. Probed only where
+/// `tcp:tcp_send_reset` stays silent without a full socket.
+const SEND_RESET_FUNCTIONS: [&str; 2] = ["tcp_v4_send_reset", "tcp_v6_send_reset"];
 
 /// The owner-learning hooks (Linux 6.4+); optional.
 const SOCK_MSG_TRACEPOINTS: [&str; 2] = ["sock_send_length", "sock_recv_length"];
@@ -58,10 +62,26 @@ pub struct Capture {
     pub missing: Vec<String>,
     /// `tcp_send_reset` carries `sk_rst_reason`.
     pub reasons: bool,
+    /// The reasons name the application's aborts too (`TCP_ABORT_ON_CLOSE`).
+    pub active_reasons: bool,
+    /// How resets sent without a full socket (closed port, TIME_WAIT) are seen.
+    pub socketless: Socketless,
     /// The send/receive owner hooks are attached.
     pub owner_hooks: bool,
     /// Struct offsets BTF could not give (netns or trigger flags then stay empty).
     pub btf_missing: Vec<String>,
+}
+
+/// Where resets without a full socket come from on this kernel.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Socketless {
+    /// `tcp:tcp_send_reset` reports them itself (its record takes addresses from the segment).
+    #[default]
+    Tracepoint,
+    /// A kprobe on the functions that send them (kernels before 6.10).
+    Kprobe,
+    /// Neither: the kprobe could not be attached (the reason is kept for the start-up message).
+    Unseen(String),
 }
 
 pub struct Loaded {
@@ -92,6 +112,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
                 config.layouts[kind as usize] = fields.kernel_layout();
                 if kind == EventKind::SendReset {
                     capture.reasons = fields.has_reason();
+                    capture.active_reasons = fields.has_active_reasons();
+                    if !fields.has_segment_addresses() {
+                        capture.socketless = Socketless::Kprobe;
+                    }
                 }
                 kinds[kind as usize] = Some(fields);
             }
@@ -105,17 +129,20 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     config.filter = opts.filter;
     config.sock_msg = sock_msg_layout(opts.tracefs);
     capture.owner_hooks = config.sock_msg.sk != NO_FIELD;
-    config.offsets = match btf::Btf::from_file(opts.btf_path) {
+    (config.offsets, config.sock) = match btf::Btf::from_file(opts.btf_path) {
         Ok(btf) => {
-            let (offsets, missing) = btf::struct_offsets(&btf);
+            let (offsets, sock, missing) = btf::struct_offsets(&btf);
             capture.btf_missing = missing;
-            offsets
+            (offsets, sock)
         }
         Err(err) => {
             capture.btf_missing.push(err.to_string());
-            StructOffsets::UNKNOWN
+            (StructOffsets::UNKNOWN, SockOffsets::UNKNOWN)
         }
     };
+    // Socket facts stand in for the reason where the kernel gives none for an application's
+    // abort; kernels that name every reason never read them.
+    config.sock.active = u32::from(!capture.active_reasons);
 
     let filter_active = u8::from(config.filter != Filter::ANY);
     let mut loader = EbpfLoader::new();
@@ -125,6 +152,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut ebpf = loader
         .override_global("SOCK_MSG", &config.sock_msg, true)
         .override_global("OFFSETS", &config.offsets, true)
+        .override_global("SOCK_OFFSETS", &config.sock, true)
         .override_global("FILTER", &config.filter, true)
         .override_global("FILTER_ACTIVE", &filter_active, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
@@ -133,6 +161,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     for kind in EventKind::ALL.into_iter().filter(|k| kinds[*k as usize].is_some()) {
         let (group, name) = kind.tracepoint();
         attach(&mut ebpf, kind.program(), &[(group, name)])?;
+    }
+    if capture.socketless == Socketless::Kprobe {
+        if let Err(e) = attach_kprobe(&mut ebpf, "send_reset_kprobe", &SEND_RESET_FUNCTIONS) {
+            capture.socketless = Socketless::Unseen(e.to_string());
+        }
     }
     if capture.owner_hooks {
         let hooks: Vec<_> = SOCK_MSG_TRACEPOINTS.iter().map(|n| ("sock", *n)).collect();
@@ -196,6 +229,20 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, 
     })?;
     for (group, name) in tracepoints {
         prog.attach(group, name).map_err(|source| LoadError::Attach { program, group, name, source })?;
+    }
+    Ok(())
+}
+
+/// Attach a kprobe to every function in `functions`; the caller decides what a failure costs.
+fn attach_kprobe(ebpf: &mut Ebpf, program: &'static str, functions: &[&str]) -> Result<(), String> {
+    let prog: &mut KProbe = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("program {program} missing from the object"))?
+        .try_into()
+        .map_err(|e| format!("{program}: {e}"))?;
+    prog.load().map_err(|e| format!("loading {program}: {e}"))?;
+    for function in functions {
+        prog.attach(function, 0).map_err(|e| format!("kprobe on {function}: {e}"))?;
     }
     Ok(())
 }

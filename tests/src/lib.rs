@@ -159,6 +159,8 @@ pub struct Tracer {
     child: Child,
     lines: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
+    /// What rsttrace printed on stderr up to `tracing TCP resets` (its capture mode).
+    startup: Vec<String>,
 }
 
 impl Tracer {
@@ -190,13 +192,17 @@ impl Tracer {
                 let _ = etx.send(line);
             }
         });
-        let tracer = Tracer { child, lines, stderr };
-        let mut seen = Vec::new();
+        let mut tracer = Tracer { child, lines, stderr, startup: Vec::new() };
         loop {
             match tracer.stderr.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.contains("tracing TCP resets") => return tracer,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("rsttrace did not start tracing; stderr: {}", seen.join("\n")),
+                Ok(line) => {
+                    let started = line.contains("tracing TCP resets");
+                    tracer.startup.push(line);
+                    if started {
+                        return tracer;
+                    }
+                }
+                Err(_) => panic!("rsttrace did not start tracing; stderr: {}", tracer.startup.join("\n")),
             }
         }
     }
@@ -214,7 +220,7 @@ impl Tracer {
         unsafe { libc::kill(self.child.id() as i32, sig) };
         let status = self.child.wait().expect("wait rsttrace");
         // The reader threads end at EOF, once the exited child's pipes are drained.
-        let stderr: Vec<String> = self.stderr.iter().collect();
+        let stderr: Vec<String> = std::mem::take(&mut self.startup).into_iter().chain(self.stderr.iter()).collect();
         assert!(status.success(), "rsttrace exited with {status}: {}", stderr.join("\n"));
         let reports = self
             .lines
@@ -404,4 +410,20 @@ pub fn assert_report(r: &Value, family: Family, origin: &str, pid: Option<u64>) 
     }
     assert!(r["ts"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 30), "{r}");
     assert!(r["netns"].as_u64().is_some_and(|n| n > 0), "{r}");
+}
+
+/// `kernel_reason` as this kernel must report a reset the newest kernels call `name`: null where
+/// `tcp_send_reset` has no reason field (before 6.10), `NOT_SPECIFIED` where its reason table
+/// does not name it yet. Read from the format file itself, independently of rsttrace.
+pub fn assert_kernel_reason(report: &Value, name: &str) {
+    ensure_tracefs();
+    let format = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format").expect("tcp_send_reset format");
+    let expected = if !format.contains(" reason;") {
+        Value::Null
+    } else if !format.contains(&format!("\"{name}\"")) {
+        Value::from("NOT_SPECIFIED")
+    } else {
+        Value::from(name)
+    };
+    assert_eq!(report["kernel_reason"], expected, "{report}");
 }

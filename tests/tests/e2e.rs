@@ -2,7 +2,7 @@
 //! namespaces, reports asserted. Run as root with `--test-threads=1` (`cargo xtask test`).
 use std::time::Duration;
 
-use rsttrace_tests::{assert_report, find, require_root, Family, Net, Stim, Tracer, FAMILIES};
+use rsttrace_tests::{assert_kernel_reason, assert_report, ensure_tracefs, find, require_root, Family, Net, Stim, Tracer, FAMILIES};
 use serde_json::Value;
 
 const PORT: &str = "8080";
@@ -63,7 +63,7 @@ fn closed_port_no_listener_and_refused() {
     }) {
         let sent = find(&reports, "no_listener", Some("sent"));
         assert_report(sent, f, "stack", None);
-        assert_eq!(sent["kernel_reason"], "NO_SOCKET");
+        assert_kernel_reason(sent, "NO_SOCKET");
         assert_eq!(sent["state"], "CLOSE");
         assert_eq!(sent["lport"], 9);
         assert_eq!(sent["attribution"], "none");
@@ -89,7 +89,7 @@ fn close_with_unread_data_is_app_abort_unread() {
     }) {
         let sent = find(&reports, "app_abort_unread", Some("sent"));
         assert_report(sent, f, "application", Some(pids[0]));
-        assert_eq!(sent["kernel_reason"], "TCP_ABORT_ON_CLOSE");
+        assert_kernel_reason(sent, "TCP_ABORT_ON_CLOSE");
         let received = find(&reports, "peer_reset", Some("received"));
         assert_report(received, f, "peer", Some(pids[1]));
         assert_eq!(received["peer_cause"], "app_abort_unread");
@@ -107,7 +107,7 @@ fn so_linger_zero_is_app_abort_linger0_not_tcp_state() {
     }) {
         let sent = find(&reports, "app_abort_linger0", Some("sent"));
         assert_report(sent, f, "application", Some(pids[0]));
-        assert_eq!(sent["kernel_reason"], "TCP_STATE");
+        assert_kernel_reason(sent, "TCP_STATE");
         assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
     }
 }
@@ -123,7 +123,7 @@ fn data_after_close_blames_the_closer_not_the_sender() {
         let sent = find(&reports, "data_after_close", Some("sent"));
         // The RST runs in the client's softirq; the socket belonged to the server.
         assert_report(sent, f, "application", Some(pids[0]));
-        assert_eq!(sent["kernel_reason"], "TCP_TIMEWAIT_SOCKET");
+        assert_kernel_reason(sent, "TCP_TIMEWAIT_SOCKET");
         assert_eq!(sent["state"], "TIME_WAIT");
         assert_ne!(sent["current_pid"].as_u64(), Some(pids[0]), "scenario should have owner != current: {sent}");
         assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
@@ -137,7 +137,7 @@ fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
     }) {
         let sent = find(&reports, "keepalive_timeout", Some("sent"));
         assert_report(sent, f, "stack", Some(pids[0]));
-        assert_eq!(sent["kernel_reason"], "TCP_KEEPALIVE_TIMEOUT");
+        assert_kernel_reason(sent, "TCP_KEEPALIVE_TIMEOUT");
         assert_eq!(sent["attribution"], "socket_owner");
         assert!(reports.iter().all(|r| r["type"] != "abort"), "keepalive RST must not also count as an abort");
     }
@@ -214,7 +214,7 @@ fn close_in_fin_wait2_with_negative_linger2_is_linger2_abort() {
     }) {
         let sent = find(&reports, "linger2_abort", Some("sent"));
         assert_report(sent, f, "stack", Some(pids[0]));
-        assert_eq!(sent["kernel_reason"], "TCP_ABORT_ON_LINGER");
+        assert_kernel_reason(sent, "TCP_ABORT_ON_LINGER");
     }
 }
 
@@ -240,7 +240,7 @@ fn segment_for_a_forgotten_connection_is_no_socket() {
         assert_report(sent, f, "stack", Some(pids[0]));
         // The port still has a listener: it answers the stray segment (TCP_FLAGS), and its
         // record names no peer; the peer comes from the segment itself.
-        assert_eq!(sent["kernel_reason"], "TCP_FLAGS");
+        assert_kernel_reason(sent, "TCP_FLAGS");
         assert_eq!(sent["state"], "LISTEN");
         let client = find(&reports, "peer_reset", Some("received"));
         assert_eq!(sent["raddr"], client["laddr"]);
@@ -261,7 +261,7 @@ fn disconnect_with_af_unspec_is_app_disconnect_not_linger0() {
     }) {
         let sent = find(&reports, "app_disconnect", Some("sent"));
         assert_report(sent, f, "application", Some(pids[0]));
-        assert_eq!(sent["kernel_reason"], "TCP_STATE");
+        assert_kernel_reason(sent, "TCP_STATE");
         assert!(!reports.iter().any(|r| r["cause"] == "app_abort_linger0"), "{reports:?}");
     }
 }
@@ -342,7 +342,7 @@ fn reconnecting_into_time_wait_with_an_old_sequence_is_timewait_reuse() {
         let sent = find(&reports, "timewait_reuse", Some("sent"));
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_eq!(sent["state"], "SYN_SENT");
-        assert_eq!(sent["kernel_reason"], "TCP_INVALID_ACK_SEQUENCE");
+        assert_kernel_reason(sent, "TCP_INVALID_ACK_SEQUENCE");
     }
 }
 
@@ -364,7 +364,7 @@ fn forged_ack_to_a_connecting_socket_is_invalid_segment() {
         let sent = find(&reports, "invalid_segment", Some("sent"));
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_eq!(sent["state"], "SYN_SENT");
-        assert_eq!(sent["kernel_reason"], "TCP_INVALID_ACK_SEQUENCE");
+        assert_kernel_reason(sent, "TCP_INVALID_ACK_SEQUENCE");
     }
 }
 
@@ -374,6 +374,30 @@ fn syn_ack_with_a_bogus_timestamp_echo_is_paws_reject() {
         let sent = find(&reports, "paws_reject", Some("sent"));
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_eq!(sent["state"], "SYN_SENT");
-        assert_eq!(sent["kernel_reason"], "TCP_RFC7323_PAWS");
+        assert_kernel_reason(sent, "TCP_RFC7323_PAWS");
+    }
+}
+
+/// rsttrace names its capture mode in one start-up line, matching what this kernel's
+/// tcp_send_reset format offers (read here independently).
+#[test]
+fn start_up_line_names_the_capture_mode_of_this_kernel() {
+    require_root();
+    ensure_tracefs();
+    let format = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format").unwrap();
+    let (_, stderr) = Tracer::start(&[]).stop();
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("capture mode:")).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let line = lines[0];
+    if format.contains(" reason;") {
+        assert!(line.contains("capture mode: kernel reasons"), "{line}");
+    } else {
+        assert!(line.contains("no kernel reasons") && line.contains("kernel_reason null"), "{line}");
+    }
+    if format.contains("saddr[28]") {
+        assert!(line.contains("resets without a socket from tcp_send_reset"), "{line}");
+    } else {
+        // Before 6.10 the tracepoint fires for full sockets only: the kprobe must be attached.
+        assert!(line.contains("from a kprobe on tcp_v4/v6_send_reset"), "{line}");
     }
 }

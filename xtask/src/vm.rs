@@ -18,7 +18,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::{cmd, cpio::Archive, install_debian, output};
 
 /// What building and booting a guest needs from Debian.
-const PACKAGES: [&str; 4] = ["qemu-system-x86", "busybox-static", "kmod", "xz-utils"];
+const PACKAGES: [&str; 5] = ["qemu-system-x86", "busybox-static", "kmod", "xz-utils", "binutils"];
 /// Modules the scenarios load; their dependencies come along (`modprobe --show-depends`).
 const MODULES: [&str; 3] = ["veth", "nf_tables", "nft_reject_inet"];
 /// Where downloaded kernels and built guests are kept between runs.
@@ -46,6 +46,7 @@ echo 1 > /proc/sys/kernel/printk
 for m in /modules/*.ko; do insmod "$m" || echo "rsttrace-vm: insmod $m failed"; done
 ip link set lo up
 echo "rsttrace-vm: kernel $(uname -r)"
+/suite/rsttrace --summary -d 1 2>&1 | grep 'capture mode' | sed 's/^/rsttrace-vm: /'
 echo "rsttrace-vm: begin"
 cd /suite
 RSTTRACE_BIN=/suite/rsttrace ./deps/e2e --test-threads=1
