@@ -16,6 +16,7 @@ use std::{
 use crate::{
     classify::{classify, Story, Trigger},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
+    recent_sent::{RecentSent, SentRecord},
     report::{Attribution, Cause, Direction, Report, ReportType},
 };
 
@@ -28,7 +29,8 @@ const RACE_OPEN_WINDOW_NS: u64 = 3_000_000_000;
 const RACE_ABORT_WINDOW_NS: u64 = 1_000_000_000;
 /// How long a sent RST is remembered for matching the peer's received one.
 const RECENT_SENT_NS: u64 = 5_000_000_000;
-const RECENT_SENT_MAX: usize = 4096;
+/// A storm sends tens of thousands a second; a peer's RST is looked for within a second of it.
+const RECENT_SENT_MAX: usize = 65_536;
 const HISTORY_MAX: usize = 8;
 /// A closed connection's story is kept this long: a TIME_WAIT or FIN_WAIT2 socket (60 s on
 /// Linux) or a peer that kept talking can still produce a reset that needs it.
@@ -68,6 +70,8 @@ pub struct Connection {
     pub reset_received: bool,
     /// The kernel destroyed the socket (it is gone for good, not just disconnected).
     pub destroyed: bool,
+    /// Listed in `Tracker::open_clients` under this pid.
+    open_client_of: Option<u32>,
 }
 
 impl Connection {
@@ -95,6 +99,7 @@ impl Connection {
             reset_sent: false,
             reset_received: false,
             destroyed: false,
+            open_client_of: None,
         }
     }
 
@@ -134,11 +139,6 @@ struct Pending {
     port_taken_by: Option<String>,
 }
 
-struct SentRecord {
-    ts: u64,
-    endpoints: Endpoints,
-    cause: Option<Cause>,
-}
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TableStats {
@@ -152,7 +152,10 @@ pub struct Tracker {
     by_tuple: HashMap<Endpoints, Vec<u64>>,
     /// (netns, local address, port) of each listening socket → its owner.
     listeners: HashMap<(u32, IpAddr, u16), Task>,
-    recent_sent: VecDeque<SentRecord>,
+    /// Established, not yet closed connections this host opened, by owner pid: the only
+    /// candidates for a race sibling, so a report never scans the whole table.
+    open_clients: HashMap<u32, Vec<u64>>,
+    recent_sent: RecentSent,
     pending: VecDeque<Pending>,
     /// (closed at, id) in closing order: expiry and eviction take the oldest closed first.
     closed: VecDeque<(u64, u64)>,
@@ -188,7 +191,8 @@ impl Tracker {
             by_sk: HashMap::new(),
             by_tuple: HashMap::new(),
             listeners: HashMap::new(),
-            recent_sent: VecDeque::new(),
+            open_clients: HashMap::new(),
+            recent_sent: RecentSent::new(RECENT_SENT_MAX, RECENT_SENT_NS),
             pending: VecDeque::new(),
             closed: VecDeque::new(),
             next_id: 1,
@@ -263,6 +267,7 @@ impl Tracker {
 
     fn remove(&mut self, id: u64) {
         let Some(c) = self.conns.remove(&id) else { return };
+        unlist_open_client(&mut self.open_clients, id, c.open_client_of);
         if self.by_sk.get(&c.sk) == Some(&id) {
             self.by_sk.remove(&c.sk);
         }
@@ -436,12 +441,19 @@ impl Tracker {
         }
         match (old, new) {
             (_, SynSent) => c.active_open = true,
-            (_, Established) => c.established_ns = Some(ev.ts_ns),
+            (_, Established) => {
+                c.established_ns = Some(ev.ts_ns);
+                if let (true, None, Some(owner)) = (c.active_open, c.open_client_of, &c.owner) {
+                    c.open_client_of = Some(owner.pid);
+                    self.open_clients.entry(owner.pid).or_default().push(id);
+                }
+            }
             (Some(Established), FinWait1) | (Some(CloseWait), LastAck) => c.app_closed = true,
             (_, CloseWait) => c.peer_closed = true,
             (_, Close) => {
                 c.closed_ns = Some(ev.ts_ns);
                 c.closed_from = old;
+                unlist_open_client(&mut self.open_clients, id, c.open_client_of.take());
                 self.closed.push_back((ev.ts_ns, id));
             }
             _ => {}
@@ -473,10 +485,7 @@ impl Tracker {
     fn hold(&mut self, event: KernelEvent, conn: Option<u64>, trigger: Trigger, acting: Option<Task>) {
         let deadline_ns = event.ts_ns + HOLD_NS;
         if matches!(trigger, Trigger::Sent { .. }) {
-            if self.recent_sent.len() == RECENT_SENT_MAX {
-                self.recent_sent.pop_front();
-            }
-            self.recent_sent.push_back(SentRecord { ts: event.ts_ns, endpoints: event.endpoints, cause: None });
+            self.recent_sent.push(event.ts_ns, event.endpoints);
         }
         self.pending.push_back(Pending { event, conn, trigger, acting, deadline_ns, deferred: false, port_taken_by: None });
     }
@@ -500,9 +509,7 @@ impl Tracker {
             }
             out.push(self.report(p));
         }
-        while self.recent_sent.front().is_some_and(|r| r.ts + RECENT_SENT_NS < now_ns.min(u64::MAX - 1)) {
-            self.recent_sent.pop_front();
-        }
+        self.recent_sent.expire(now_ns.min(u64::MAX - 1));
         if now_ns != u64::MAX {
             self.expire(now_ns);
         }
@@ -532,14 +539,7 @@ impl Tracker {
             Trigger::TimedOut { state } => (ReportType::Abort, None, *state),
         };
         if matches!(p.trigger, Trigger::Sent { .. }) {
-            if let Some(r) = self
-                .recent_sent
-                .iter_mut()
-                .rev()
-                .find(|r| r.ts == p.event.ts_ns && r.endpoints == p.event.endpoints)
-            {
-                r.cause = Some(verdict.cause);
-            }
+            self.recent_sent.set_cause(&p.event.endpoints, p.event.ts_ns, verdict.cause);
         }
         let netns = if p.event.netns != 0 { p.event.netns } else { conn.map_or(0, |c| c.netns) };
         Report {
@@ -588,18 +588,15 @@ impl Tracker {
 
     /// The RST this host's other end of the connection sent, just before or just after `ev`.
     fn peer_sent(&self, ev: &KernelEvent) -> Option<&SentRecord> {
-        let reversed = ev.endpoints.reversed();
-        self.recent_sent
-            .iter()
-            .rev()
-            .find(|r| r.endpoints == reversed && r.ts.abs_diff(ev.ts_ns) < PEER_MATCH_NS)
+        self.recent_sent.near(&ev.endpoints.reversed(), ev.ts_ns, PEER_MATCH_NS)
     }
 
     /// The owner opened another connection to the same peer (same address, or same port over the
     /// other IP family: happy eyeballs) at about the same time, and that one is still up.
     fn race_sibling(&self, c: &Connection, owner: Option<&Task>, now: u64) -> bool {
         let (Some(owner), true, Some(c_est)) = (owner, c.active_open, c.established_ns) else { return false };
-        self.conns.values().any(|d| {
+        let Some(candidates) = self.open_clients.get(&owner.pid) else { return false };
+        candidates.iter().filter_map(|id| self.conns.get(id)).any(|d| {
             !std::ptr::eq(d, c)
                 && d.active_open
                 && d.closed_ns.is_none()
@@ -618,6 +615,16 @@ impl Tracker {
         let served_by = self.conns.get(&conn?)?.owner.as_ref()?;
         let now = self.listener(ev.netns, &ev.endpoints)?;
         (now.pid != served_by.pid).then(|| format!("{}[{}]", now.comm, now.pid))
+    }
+}
+
+fn unlist_open_client(open_clients: &mut HashMap<u32, Vec<u64>>, id: u64, pid: Option<u32>) {
+    let Some(pid) = pid else { return };
+    if let Some(ids) = open_clients.get_mut(&pid) {
+        ids.retain(|i| *i != id);
+        if ids.is_empty() {
+            open_clients.remove(&pid);
+        }
     }
 }
 
@@ -889,6 +896,29 @@ mod tests {
         let c = t.connection(id).unwrap();
         assert_eq!(c.history().len(), 1);
         assert!(c.owner.is_none(), "the old story's owner leaked into the new one");
+    }
+
+    #[test]
+    fn open_clients_list_only_live_established_connections() {
+        let app = task(7, "app");
+        let mut t = Tracker::new(16, Visibility::ALL);
+        for i in 0..40u64 {
+            for (old, new) in [(Close, SynSent), (SynSent, Established)] {
+                let mut e = state(i, 2000 + i as u16, old, new, app.clone(), Some(app.clone()));
+                e.sk = SK + i;
+                t.observe(e);
+            }
+            // Every other one closes; the rest stay open until evicted.
+            if i % 2 == 0 {
+                let mut close = state(i, 2000 + i as u16, Established, Close, app.clone(), Some(app.clone()));
+                close.sk = SK + i;
+                t.observe(close);
+            }
+        }
+        let listed = t.open_clients.get(&7).map_or(0, Vec::len);
+        let live = t.conns.values().filter(|c| c.established_ns.is_some() && c.closed_ns.is_none()).count();
+        assert_eq!(listed, live);
+        assert!(live > 0 && live <= 16, "{live}");
     }
 
     #[test]

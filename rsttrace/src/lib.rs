@@ -15,5 +15,6 @@ pub mod loader;
 pub mod metrics;
 pub mod output;
 pub mod privileges;
+pub mod recent_sent;
 pub mod report;
 pub mod tracefs;

@@ -1,0 +1,105 @@
+//! The resets this host sent in the last few seconds, found by their endpoints: the receiving end
+//! of a connection looks up its reversed tuple to learn whether (and why) its local peer sent one.
+//! Indexed, because a storm puts tens of thousands in the window and every report asks.
+use std::collections::{HashMap, VecDeque};
+
+use crate::{event::Endpoints, report::Cause};
+
+pub struct SentRecord {
+    pub ts: u64,
+    /// Set once the sent reset itself is classified.
+    pub cause: Option<Cause>,
+}
+
+pub struct RecentSent {
+    by_ends: HashMap<Endpoints, VecDeque<SentRecord>>,
+    /// Every record's endpoints in arrival order: the oldest go first (expiry, cap).
+    order: VecDeque<Endpoints>,
+    cap: usize,
+    ttl_ns: u64,
+}
+
+impl RecentSent {
+    pub fn new(cap: usize, ttl_ns: u64) -> Self {
+        Self { by_ends: HashMap::new(), order: VecDeque::new(), cap, ttl_ns }
+    }
+
+    pub fn push(&mut self, ts: u64, endpoints: Endpoints) {
+        if self.order.len() >= self.cap {
+            self.pop_oldest();
+        }
+        self.by_ends.entry(endpoints).or_default().push_back(SentRecord { ts, cause: None });
+        self.order.push_back(endpoints);
+    }
+
+    /// The newest reset sent with these endpoints within `window_ns` of `ts`.
+    pub fn near(&self, endpoints: &Endpoints, ts: u64, window_ns: u64) -> Option<&SentRecord> {
+        self.by_ends.get(endpoints)?.iter().rev().find(|r| r.ts.abs_diff(ts) < window_ns)
+    }
+
+    pub fn set_cause(&mut self, endpoints: &Endpoints, ts: u64, cause: Cause) {
+        if let Some(r) = self.by_ends.get_mut(endpoints).and_then(|rs| rs.iter_mut().rev().find(|r| r.ts == ts)) {
+            r.cause = Some(cause);
+        }
+    }
+
+    /// Forget records older than the time to live, measured from `now_ns`.
+    pub fn expire(&mut self, now_ns: u64) {
+        while let Some(ends) = self.order.front() {
+            let oldest = self.by_ends.get(ends).and_then(|rs| rs.front()).map_or(0, |r| r.ts);
+            if oldest.saturating_add(self.ttl_ns) >= now_ns {
+                break;
+            }
+            self.pop_oldest();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some(ends) = self.order.pop_front() else { return };
+        // Per endpoints, records sit in arrival order too: the front is the one `order` named.
+        if let Some(rs) = self.by_ends.get_mut(&ends) {
+            rs.pop_front();
+            if rs.is_empty() {
+                self.by_ends.remove(&ends);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Family;
+
+    fn ends(lport: u16) -> Endpoints {
+        Endpoints { family: Family::Ipv4, laddr: "10.0.0.1".parse().unwrap(), lport, raddr: "10.0.0.2".parse().unwrap(), rport: 80 }
+    }
+
+    #[test]
+    fn finds_by_endpoints_within_the_window_and_forgets_the_oldest() {
+        let mut r = RecentSent::new(3, 1_000);
+        r.push(100, ends(1));
+        r.push(200, ends(2));
+        r.push(300, ends(1));
+        assert_eq!(r.near(&ends(1), 310, 50).map(|s| s.ts), Some(300));
+        assert_eq!(r.near(&ends(1), 120, 50).map(|s| s.ts), Some(100));
+        assert!(r.near(&ends(3), 300, 1_000).is_none());
+        r.set_cause(&ends(1), 100, Cause::NoListener);
+        assert_eq!(r.near(&ends(1), 100, 1).unwrap().cause, Some(Cause::NoListener));
+        // Over the cap: the oldest (ends 1 at 100) goes, the newer one with the same ends stays.
+        r.push(400, ends(3));
+        assert_eq!(r.len(), 3);
+        assert!(r.near(&ends(1), 100, 1).is_none());
+        assert!(r.near(&ends(1), 300, 1).is_some());
+        // Expiry by age.
+        r.expire(1_250);
+        assert_eq!(r.len(), 2);
+        r.expire(10_000);
+        assert_eq!(r.len(), 0);
+        assert!(r.by_ends.is_empty());
+    }
+}
