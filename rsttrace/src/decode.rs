@@ -11,7 +11,7 @@ use rsttrace_common::{
 };
 
 use crate::{
-    event::{Endpoints, Family, KernelEvent, Payload, Segment, SockFacts, Task, TcpState},
+    event::{Comm, Endpoints, Family, KernelEvent, Payload, Segment, SockFacts, Task, TcpState},
     tracefs::{Field, Format},
 };
 
@@ -245,11 +245,6 @@ fn segment(raw: &Event) -> Option<Segment> {
     })
 }
 
-fn comm(raw: &[u8; 16]) -> String {
-    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
-}
-
 /// Decodes events for the running kernel.
 #[derive(Clone, Debug, Default)]
 pub struct Decoder {
@@ -299,7 +294,7 @@ impl Decoder {
         let owner = (raw.flags & FLAG_OWNER_KNOWN != 0).then(|| Task {
             pid: raw.owner.tgid,
             tid: raw.owner.pid,
-            comm: comm(&raw.owner.comm),
+            comm: Comm::from_kernel(&raw.owner.comm),
             cgroup: raw.owner.cgroup,
         });
         Ok(KernelEvent {
@@ -317,7 +312,7 @@ impl Decoder {
             current: Task {
                 pid: (raw.current_pid_tgid >> 32) as u32,
                 tid: raw.current_pid_tgid as u32,
-                comm: comm(&raw.current_comm),
+                comm: Comm::from_kernel(&raw.current_comm),
                 cgroup: raw.current_cgroup,
             },
             owner,

@@ -102,14 +102,79 @@ impl Endpoints {
     }
 }
 
+/// A task's name as the kernel keeps it (at most 16 bytes), stored inline: every event carries
+/// two, and copying them must not allocate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Comm {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl Comm {
+    /// From the kernel's NUL-padded bytes; a name that is not UTF-8 has its non-ASCII bytes
+    /// shown as `?`.
+    pub fn from_kernel(raw: &[u8; 16]) -> Self {
+        let len = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+        let mut bytes = [0; 16];
+        bytes[..len].copy_from_slice(&raw[..len]);
+        if std::str::from_utf8(&bytes[..len]).is_err() {
+            bytes[..len].iter_mut().filter(|b| !b.is_ascii()).for_each(|b| *b = b'?');
+        }
+        Self { bytes, len: len as u8 }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Valid by construction (see `from_kernel` and `From<&str>`).
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+    }
+}
+
+impl From<&str> for Comm {
+    /// Truncated to 16 bytes at a character boundary.
+    fn from(name: &str) -> Self {
+        let mut len = name.len().min(16);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0; 16];
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        Self { bytes, len: len as u8 }
+    }
+}
+
+impl std::ops::Deref for Comm {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<&str> for Comm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// A task as the kernel reported it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Task {
     /// Process id (the kernel's tgid).
     pub pid: u32,
     /// Thread id (the kernel's pid).
     pub tid: u32,
-    pub comm: String,
+    pub comm: Comm,
     /// cgroup v2 id; 0 when unknown. For `current` it is whoever the CPU was running.
     pub cgroup: u64,
 }
@@ -197,3 +262,20 @@ pub struct SockFacts {
 
 pub const TCP_FLAG_SYN: u8 = 0x02;
 pub const TCP_FLAG_ACK: u8 = 0x10;
+
+#[cfg(test)]
+mod comm_tests {
+    use super::Comm;
+
+    #[test]
+    fn comm_is_read_up_to_the_nul_and_never_invalid() {
+        assert_eq!(Comm::from_kernel(b"nginx\0\0\0\0\0\0\0\0\0\0\0"), "nginx");
+        assert_eq!(Comm::from_kernel(b"0123456789abcdef").len(), 16);
+        // A name cut inside a multi-byte character by the kernel's 16-byte limit.
+        let mut raw = [0u8; 16];
+        raw[..5].copy_from_slice(&[b'a', 0xc3, 0xa9, 0xe2, 0x82]);
+        assert_eq!(Comm::from_kernel(&raw), "a????");
+        assert_eq!(Comm::from("ééééééééé").as_str(), "éééééééé");
+        assert_eq!(format!("[{:<6}]", Comm::from("ab")), "[ab    ]");
+    }
+}

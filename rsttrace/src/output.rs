@@ -8,7 +8,10 @@ use std::{
 
 use serde::Serialize;
 
-use crate::report::{Attribution, Report, ReportType};
+use crate::{
+    event::Comm,
+    report::{Attribution, Report, ReportType},
+};
 
 /// Turns CLOCK_MONOTONIC event times into wall-clock times.
 #[derive(Clone, Copy, Debug)]
@@ -446,7 +449,7 @@ mod table_tests {
 #[derive(Default)]
 pub struct Summary {
     pub by_cause: BTreeMap<&'static str, u64>,
-    pub by_process: BTreeMap<(String, u32), u64>,
+    pub by_process: BTreeMap<(Comm, u32), u64>,
     pub by_peer: BTreeMap<std::net::IpAddr, u64>,
     pub by_direction: BTreeMap<&'static str, u64>,
     pub benign: u64,
@@ -477,7 +480,7 @@ impl Summary {
         self.benign += u64::from(r.verdict.benign);
         *self.by_cause.entry(r.verdict.cause.name()).or_default() += 1;
         match &r.owner {
-            Some(o) => bump(&mut self.by_process, (o.comm.clone(), o.pid), &mut self.other_processes),
+            Some(o) => bump(&mut self.by_process, (o.comm, o.pid), &mut self.other_processes),
             None => self.unowned += 1,
         }
         bump(&mut self.by_peer, r.endpoints.raddr, &mut self.other_peers);
