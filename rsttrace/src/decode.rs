@@ -488,6 +488,26 @@ pub(crate) mod tests {
         assert!(facts.linger0 && facts.unread_one && !facts.unread && !facts.accept_queue_full && !facts.ack_in_window);
     }
 
+    /// The capture mode follows the format, never the version: sockaddr blobs mean the tracepoint
+    /// fires without a socket; a reason table naming TCP_ABORT_ON_CLOSE means aborts are named.
+    #[test]
+    fn capture_mode_is_read_from_the_format() {
+        let send = |kernel| RecordFields::from_format(&kernel_format(kernel, "tcp", "tcp_send_reset"));
+        let old = send("6.1.176-debian-cloud");
+        assert!(!old.has_reason() && !old.has_active_reasons() && !old.has_segment_addresses());
+        for kernel in ["6.12.117-debian-cloud", "6.18.44-host"] {
+            let f = send(kernel);
+            assert!(f.has_reason() && f.has_active_reasons() && f.has_segment_addresses(), "{kernel}");
+        }
+        // A 6.10-style table: reasons for the stack's resets only.
+        let path = format!("{}/testdata/kernels/6.12.117-debian-cloud/tcp/tcp_send_reset.format", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains("{ 11, \"TCP_ABORT_ON_CLOSE\" },"));
+        let cut = text.replace("{ 11, \"TCP_ABORT_ON_CLOSE\" },", "");
+        let f = RecordFields::from_format(&crate::tracefs::parse_format(&cut).unwrap());
+        assert!(f.has_reason() && !f.has_active_reasons());
+    }
+
     #[test]
     fn send_reset_ipv6_current_layout() {
         let ip: Ipv6Addr = "fd00::2".parse().unwrap();
