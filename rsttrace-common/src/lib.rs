@@ -276,9 +276,13 @@ pub struct Owner {
     pub comm: [u8; 16],
     /// cgroup v2 id of the owner, read in its own context.
     pub cgroup: u64,
+    /// The socket's network namespace inode, read once when the owner is learned (it never
+    /// changes), so events of an owned socket skip the two pointer reads; 0 when unknown.
+    pub netns: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Owner>() == 32);
+const _: () = assert!(core::mem::size_of::<Owner>() == 40);
 
 /// `Event::flags` bits.
 pub const FLAG_OWNER_KNOWN: u32 = 1;
@@ -328,7 +332,7 @@ pub struct Event {
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 32 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 40 + 16 + 32 + RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.
 pub const LOST_SLOT: u32 = 0;

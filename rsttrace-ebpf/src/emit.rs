@@ -67,6 +67,12 @@ fn netns_at(holder: u64, offset: u32, o: &StructOffsets) -> u32 {
     }
 }
 
+/// The namespace of a socket (0 when BTF lacked the offsets).
+#[inline(always)]
+pub fn socket_netns(sk: u64) -> u32 {
+    netns_at(sk, OFFSETS.load().sock_net, &OFFSETS.load())
+}
+
 /// The socket's namespace; without a socket, the namespace of the device the segment came in on.
 #[inline(always)]
 fn netns_of(sk: u64, skb: u64, o: &StructOffsets) -> u32 {
@@ -398,8 +404,14 @@ impl Draft {
 
     /// Fill in what only the kernel knows now and submit, unless the load-time filter rejects it.
     #[inline(always)]
-    pub fn submit(mut self, sk: u64, skb: u64) {
+    pub fn submit(self, sk: u64, skb: u64) {
         let owner = if sk != 0 { owner::lookup(sk) } else { None };
+        self.submit_owned(sk, skb, owner);
+    }
+
+    /// `submit` for a caller that already looked the owner up (or just learned it).
+    #[inline(always)]
+    pub fn submit_owned(mut self, sk: u64, skb: u64, owner: Option<Owner>) {
         if !passes(&self, self.kind, &owner) {
             return; // dropped: discarded
         }
@@ -434,7 +446,10 @@ impl Draft {
                 (*event).owner = owner;
                 (*event).flags = FLAG_OWNER_KNOWN;
             }
-            (*event).netns = netns_of(sk, skb, &offsets);
+            (*event).netns = match owner {
+                Some(o) if o.netns != 0 => o.netns,
+                _ => netns_of(sk, skb, &offsets),
+            };
             if let Some(state) = self.no_record_state {
                 (*event).flags |= FLAG_NO_RECORD;
                 (*event).sk_state = state;

@@ -2,7 +2,7 @@
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid};
 use rsttrace_common::Owner;
 
-use crate::maps::OWNERS;
+use crate::{emit::socket_netns, maps::OWNERS};
 
 pub const TCP_ESTABLISHED: i32 = 1;
 pub const TCP_SYN_SENT: i32 = 2;
@@ -27,23 +27,30 @@ pub fn is_process_context_transition(old: i32, new: i32) -> bool {
 }
 
 /// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the
-/// send/receive hooks call this on every message).
+/// send/receive hooks call this on every message). Returns the owner now on record.
 #[inline(always)]
-pub fn learn(sk: u64) {
+pub fn learn(sk: u64) -> Owner {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let pid = pid_tgid as u32;
+    let mut netns = 0;
     if let Some(known) = OWNERS.get_ptr(sk) {
         // SAFETY: pointer into map value memory, valid for this program run.
         let known = unsafe { &*known };
         if known.tgid == tgid && known.pid == pid {
-            return;
+            return *known;
         }
+        netns = known.netns;
+    }
+    if netns == 0 {
+        netns = socket_netns(sk);
     }
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     // SAFETY: helper without preconditions.
     let cgroup = unsafe { bpf_get_current_cgroup_id() };
-    let _ = OWNERS.insert(sk, Owner { tgid, pid, comm, cgroup }, 0);
+    let owner = Owner { tgid, pid, comm, cgroup, netns, _pad: 0 };
+    let _ = OWNERS.insert(sk, owner, 0);
+    owner
 }
 
 /// A new socket may reuse the memory of a freed one: drop the stale owner.

@@ -76,17 +76,20 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let sk: u64 = d.field(l.skaddr).unwrap_or(0);
     let old: i32 = d.field(l.oldstate).unwrap_or(0);
     let new: i32 = d.field(l.newstate).unwrap_or(0);
-    if sk != 0 {
-        if new == owner::TCP_SYN_RECV {
-            owner::forget(sk);
-        } else if owner::is_process_context_transition(old, new) {
-            owner::learn(sk);
-        }
-    }
-    d.submit(sk, 0);
+    let owner = if sk == 0 {
+        None
+    } else if new == owner::TCP_SYN_RECV {
+        owner::forget(sk);
+        None
+    } else if owner::is_process_context_transition(old, new) {
+        Some(owner::learn(sk))
+    } else {
+        owner::lookup(sk)
+    };
+    d.submit_owned(sk, 0, owner);
     // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
     // must not inherit this owner. The agent keeps the story.
-    if sk != 0 && new == owner::TCP_CLOSE && owner::lookup(sk).is_some() {
+    if new == owner::TCP_CLOSE && owner.is_some() {
         owner::forget(sk);
     }
     0
@@ -150,7 +153,7 @@ pub fn sock_msg_length(ctx: TracePointContext) -> u32 {
         (probe_field::<u16>(&ctx, l.protocol).unwrap_or(0), probe_field::<u64>(&ctx, l.sk).unwrap_or(0))
     };
     if protocol == IPPROTO_TCP && sk != 0 {
-        owner::learn(sk);
+        let _ = owner::learn(sk);
     }
     0
 }

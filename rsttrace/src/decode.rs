@@ -358,7 +358,7 @@ pub(crate) mod tests {
             current_pid_tgid: (7u64 << 32) | 8,
             current_comm: *b"swapper/1\0\0\0\0\0\0\0",
             current_cgroup: 0,
-            owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0", cgroup: 0 },
+            owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0", cgroup: 0, netns: 0, _pad: 0 },
             netns: 4026531840,
             record_size: format.record_size() as u16,
             tcp_flags: 0,
