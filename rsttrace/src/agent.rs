@@ -26,6 +26,8 @@ use crate::{
 
 /// How often held resets are checked for classification.
 const TICK: Duration = Duration::from_millis(50);
+/// Reports classified and written between two drains of the ring buffer (a few ms of work).
+const EMIT_BATCH: usize = 1024;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let must_mount = config.tracefs.is_none() && !Tracefs::is_mounted();
@@ -145,8 +147,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = async { tokio::time::sleep_until(stop_at.unwrap()).await }, if stop_at.is_some() => break Ok(()),
         }
         let mut sinks = sinks(&mut view, &mut file);
-        if let Err(e) = state.report_lost(&lost, &mut sinks).and_then(|_| state.emit(Clock::monotonic_now_ns(), &mut sinks)) {
+        if let Err(e) = state.report_lost(&lost, &mut sinks) {
             break Err(e);
+        }
+        // Reports go out in bounded batches with the ring buffer drained between them: a burst
+        // of thousands due at once must not leave the kernel's side unread for that long.
+        let now = Clock::monotonic_now_ns();
+        loop {
+            if let Err(e) = state.emit(now, EMIT_BATCH, &mut sinks) {
+                break 'run Err(e);
+            }
+            if !state.tracker.has_due(now) {
+                break;
+            }
+            let ring = ring.get_mut();
+            while let Some(item) = ring.next() {
+                state.ingest(&item);
+            }
         }
         if let (Some(at), Some(every)) = (next_summary, summary_every) {
             if tokio::time::Instant::now() >= at {
@@ -170,7 +187,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.ingest(&item);
     }
     let mut all = sinks(&mut view, &mut file);
-    let flushed = state.report_lost(&lost, &mut all).and_then(|_| state.emit(u64::MAX, &mut all));
+    let flushed = state.report_lost(&lost, &mut all).and_then(|_| state.emit(u64::MAX, usize::MAX, &mut all));
     drop(all);
     drop(view);
     match result.and(flushed) {
@@ -266,8 +283,9 @@ impl LoopState<'_> {
         }
     }
 
-    fn emit(&mut self, now_ns: u64, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        for report in self.tracker.flush(now_ns) {
+    /// Report up to `max` held events whose wait is over.
+    fn emit(&mut self, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
+        for report in self.tracker.flush_at_most(now_ns, max) {
             if !self.filter.matches(&report) {
                 continue;
             }

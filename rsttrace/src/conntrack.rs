@@ -31,7 +31,6 @@ const RACE_ABORT_WINDOW_NS: u64 = 1_000_000_000;
 const RECENT_SENT_NS: u64 = 5_000_000_000;
 /// A storm sends tens of thousands a second; a peer's RST is looked for within a second of it.
 const RECENT_SENT_MAX: usize = 65_536;
-const HISTORY_MAX: usize = 8;
 /// A closed connection's story is kept this long: a TIME_WAIT or FIN_WAIT2 socket (60 s on
 /// Linux) or a peer that kept talking can still produce a reset that needs it.
 pub const CLOSED_TTL_NS: u64 = 120_000_000_000;
@@ -47,9 +46,6 @@ pub struct Connection {
     pub netns: u32,
     pub endpoints: Endpoints,
     pub state: Option<TcpState>,
-    /// The last states entered, with their times, oldest first (inline: no allocation).
-    history: [(TcpState, u64); HISTORY_MAX],
-    history_len: u8,
     pub opened_ns: u64,
     pub established_ns: Option<u64>,
     pub closed_ns: Option<u64>,
@@ -81,8 +77,6 @@ impl Connection {
             netns,
             endpoints,
             state: None,
-            history: [(TcpState::Close, 0); HISTORY_MAX],
-            history_len: 0,
             opened_ns: ts,
             established_ns: None,
             closed_ns: None,
@@ -103,24 +97,12 @@ impl Connection {
         }
     }
 
-    /// The last state other than CLOSE.
+    /// The last state other than CLOSE: the state it is in, or the one it died in.
     pub fn state_before_close(&self) -> Option<TcpState> {
-        self.history().iter().rev().map(|(s, _)| *s).find(|s| *s != TcpState::Close)
-    }
-
-    fn enter(&mut self, state: TcpState, ts: u64) {
-        self.state = Some(state);
-        if self.history_len as usize == HISTORY_MAX {
-            self.history.rotate_left(1);
-            self.history_len -= 1;
+        match self.state {
+            Some(TcpState::Close) => self.closed_from,
+            other => other,
         }
-        self.history[self.history_len as usize] = (state, ts);
-        self.history_len += 1;
-    }
-
-    /// States entered, with their times, oldest first (the last `HISTORY_MAX`).
-    pub fn history(&self) -> &[(TcpState, u64)] {
-        &self.history[..self.history_len as usize]
     }
 }
 
@@ -211,6 +193,11 @@ impl Tracker {
 
     fn losses_near(&self, ts_ns: u64) -> bool {
         self.loss_noticed_ns.is_some_and(|at| at.saturating_add(LOSS_DOUBT_NS) >= ts_ns && at <= ts_ns.saturating_add(LOSS_DOUBT_NS))
+    }
+
+    /// Held events whose wait is over as of `now_ns`.
+    pub fn has_due(&self, now_ns: u64) -> bool {
+        self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns)
     }
 
     pub fn stats(&self) -> TableStats {
@@ -425,7 +412,7 @@ impl Tracker {
         };
         let listener_owner = self.listener(ev.netns, &ev.endpoints).cloned();
         let Some(c) = self.conns.get_mut(&id) else { return };
-        c.enter(new, ev.ts_ns);
+        c.state = Some(new);
         if c.netns == 0 {
             c.netns = ev.netns;
         }
@@ -492,8 +479,13 @@ impl Tracker {
 
     /// Classify every held event whose wait is over (all of them with `now_ns = u64::MAX`).
     pub fn flush(&mut self, now_ns: u64) -> Vec<Report> {
+        self.flush_at_most(now_ns, usize::MAX)
+    }
+
+    /// `flush`, but at most `max` reports: the caller drains the ring buffer between batches.
+    pub fn flush_at_most(&mut self, now_ns: u64, max: usize) -> Vec<Report> {
         let mut out = Vec::new();
-        while self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
+        while out.len() < max && self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
             let mut p = self.pending.pop_front().expect("front checked");
             // Active resets are traced after they are transmitted, so over loopback or veth the
             // peer's `received` comes first: let the sender be classified before it.
@@ -894,7 +886,8 @@ mod tests {
         t.observe(reuse);
         let id = *t.by_sk.get(&(SK + 39)).unwrap();
         let c = t.connection(id).unwrap();
-        assert_eq!(c.history().len(), 1);
+        assert_eq!(c.state, Some(SynSent));
+        assert!(c.closed_from.is_none(), "the old story's states leaked into the new one");
         assert!(c.owner.is_none(), "the old story's owner leaked into the new one");
     }
 

@@ -12,9 +12,12 @@ pub struct SentRecord {
 }
 
 pub struct RecentSent {
-    by_ends: HashMap<Endpoints, VecDeque<SentRecord>>,
-    /// Every record's endpoints in arrival order: the oldest go first (expiry, cap).
-    order: VecDeque<Endpoints>,
+    /// The latest reset per endpoints: the same tuple reset twice inside the window is rare,
+    /// and the newer one is the one a peer's RST matches. One entry each keeps a storm's
+    /// window small in memory.
+    by_ends: HashMap<Endpoints, SentRecord>,
+    /// (endpoints, ts) in arrival order: the oldest go first (expiry, cap).
+    order: VecDeque<(Endpoints, u64)>,
     cap: usize,
     ttl_ns: u64,
 }
@@ -28,44 +31,37 @@ impl RecentSent {
         if self.order.len() >= self.cap {
             self.pop_oldest();
         }
-        self.by_ends.entry(endpoints).or_default().push_back(SentRecord { ts, cause: None });
-        self.order.push_back(endpoints);
+        self.by_ends.insert(endpoints, SentRecord { ts, cause: None });
+        self.order.push_back((endpoints, ts));
     }
 
-    /// The newest reset sent with these endpoints within `window_ns` of `ts`.
+    /// The reset sent with these endpoints within `window_ns` of `ts`.
     pub fn near(&self, endpoints: &Endpoints, ts: u64, window_ns: u64) -> Option<&SentRecord> {
-        self.by_ends.get(endpoints)?.iter().rev().find(|r| r.ts.abs_diff(ts) < window_ns)
+        self.by_ends.get(endpoints).filter(|r| r.ts.abs_diff(ts) < window_ns)
     }
 
     pub fn set_cause(&mut self, endpoints: &Endpoints, ts: u64, cause: Cause) {
-        if let Some(r) = self.by_ends.get_mut(endpoints).and_then(|rs| rs.iter_mut().rev().find(|r| r.ts == ts)) {
+        if let Some(r) = self.by_ends.get_mut(endpoints).filter(|r| r.ts == ts) {
             r.cause = Some(cause);
         }
     }
 
     /// Forget records older than the time to live, measured from `now_ns`.
     pub fn expire(&mut self, now_ns: u64) {
-        while let Some(ends) = self.order.front() {
-            let oldest = self.by_ends.get(ends).and_then(|rs| rs.front()).map_or(0, |r| r.ts);
-            if oldest.saturating_add(self.ttl_ns) >= now_ns {
-                break;
-            }
+        while self.order.front().is_some_and(|(_, ts)| ts.saturating_add(self.ttl_ns) < now_ns) {
             self.pop_oldest();
         }
     }
 
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.by_ends.len()
     }
 
     fn pop_oldest(&mut self) {
-        let Some(ends) = self.order.pop_front() else { return };
-        // Per endpoints, records sit in arrival order too: the front is the one `order` named.
-        if let Some(rs) = self.by_ends.get_mut(&ends) {
-            rs.pop_front();
-            if rs.is_empty() {
-                self.by_ends.remove(&ends);
-            }
+        let Some((ends, ts)) = self.order.pop_front() else { return };
+        // Unless a newer reset with the same endpoints took the entry over.
+        if self.by_ends.get(&ends).is_some_and(|r| r.ts == ts) {
+            self.by_ends.remove(&ends);
         }
     }
 }
@@ -84,22 +80,27 @@ mod tests {
         let mut r = RecentSent::new(3, 1_000);
         r.push(100, ends(1));
         r.push(200, ends(2));
-        r.push(300, ends(1));
-        assert_eq!(r.near(&ends(1), 310, 50).map(|s| s.ts), Some(300));
         assert_eq!(r.near(&ends(1), 120, 50).map(|s| s.ts), Some(100));
-        assert!(r.near(&ends(3), 300, 1_000).is_none());
+        assert!(r.near(&ends(1), 300, 50).is_none(), "outside the window");
+        assert!(r.near(&ends(3), 100, 1_000).is_none());
         r.set_cause(&ends(1), 100, Cause::NoListener);
+        r.set_cause(&ends(1), 999, Cause::Unknown); // not that reset: ignored
         assert_eq!(r.near(&ends(1), 100, 1).unwrap().cause, Some(Cause::NoListener));
-        // Over the cap: the oldest (ends 1 at 100) goes, the newer one with the same ends stays.
+        // The same endpoints again: the newer reset takes over, and survives the older's expiry.
+        r.push(300, ends(1));
+        assert_eq!(r.near(&ends(1), 310, 50).map(|s| (s.ts, s.cause)), Some((300, None)));
         r.push(400, ends(3));
         assert_eq!(r.len(), 3);
-        assert!(r.near(&ends(1), 100, 1).is_none());
         assert!(r.near(&ends(1), 300, 1).is_some());
+        // Over the cap the oldest arrival goes (ends 2 at 200, after the stale ends 1 at 100).
+        r.push(500, ends(4));
+        assert!(r.near(&ends(2), 200, 1).is_none());
+        assert_eq!(r.len(), 3);
         // Expiry by age.
-        r.expire(1_250);
+        r.expire(1_350);
         assert_eq!(r.len(), 2);
         r.expire(10_000);
         assert_eq!(r.len(), 0);
-        assert!(r.by_ends.is_empty());
+        assert!(r.order.is_empty());
     }
 }
