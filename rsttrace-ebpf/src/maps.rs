@@ -36,7 +36,7 @@ pub static FILTER_ACTIVE: Global<u8> = Global::new(0);
 /// Per-CPU LRU lists: no lock shared between CPUs on the hot path.
 const BPF_F_NO_COMMON_LRU: u32 = 2;
 
-/// 4 MiB here; the agent sizes it at load time (`--ring-buffer-kib`, default 16 MiB).
+/// 4 MiB here; the agent sizes it at load time (`--ring-buffer-kib`, default 8 MiB).
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 

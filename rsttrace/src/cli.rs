@@ -87,9 +87,10 @@ pub struct Cli {
     /// Serve Prometheus metrics on http://ADDR/metrics (e.g. 127.0.0.1:9977; a bare port binds 127.0.0.1).
     #[arg(long, value_name = "ADDR", value_parser = parse_listen_addr)]
     pub metrics: Option<SocketAddr>,
-    /// Ring buffer size in KiB (a power of two, at least 4). The default holds ~0.25 s of a
-    /// full-rate reset storm on two cores, enough to ride out the agent being descheduled.
-    #[arg(long, value_name = "KIB", default_value_t = 16384, value_parser = parse_ring_kib)]
+    /// Ring buffer size in KiB (a power of two, at least 4). The default holds ~0.12 s of a
+    /// full-rate reset storm on two cores: enough to ride out the agent being descheduled
+    /// (4 MiB was not), and all of it counts in rsttrace's RSS once it has wrapped.
+    #[arg(long, value_name = "KIB", default_value_t = 8192, value_parser = parse_ring_kib)]
     pub ring_buffer_kib: u32,
     /// Connections remembered at most; the oldest closed ones are evicted first.
     #[arg(long, value_name = "N", default_value_t = 65536)]

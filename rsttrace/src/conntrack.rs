@@ -17,6 +17,7 @@ use crate::{
     classify::{classify, Story, Trigger},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     recent_sent::{RecentSent, SentRecord},
+    tuple_index::TupleIndex,
     report::{Attribution, Cause, Direction, Report, ReportType},
 };
 
@@ -131,7 +132,7 @@ pub struct TableStats {
 pub struct Tracker {
     conns: BTreeMap<u64, Connection>,
     by_sk: HashMap<u64, u64>,
-    by_tuple: HashMap<Endpoints, Vec<u64>>,
+    by_tuple: TupleIndex,
     /// (netns, local address, port) of each listening socket → its owner.
     listeners: HashMap<(u32, IpAddr, u16), Task>,
     /// Established, not yet closed connections this host opened, by owner pid: the only
@@ -171,7 +172,7 @@ impl Tracker {
         Self {
             conns: BTreeMap::new(),
             by_sk: HashMap::new(),
-            by_tuple: HashMap::new(),
+            by_tuple: TupleIndex::default(),
             listeners: HashMap::new(),
             open_clients: HashMap::new(),
             recent_sent: RecentSent::new(RECENT_SENT_MAX, RECENT_SENT_NS),
@@ -215,7 +216,7 @@ impl Tracker {
         if ev.sk != 0 {
             self.by_sk.insert(ev.sk, id);
         }
-        self.by_tuple.entry(ev.endpoints).or_default().push(id);
+        self.by_tuple.add(ev.endpoints, id);
         self.evict_over_cap();
         id
     }
@@ -258,17 +259,12 @@ impl Tracker {
         if self.by_sk.get(&c.sk) == Some(&id) {
             self.by_sk.remove(&c.sk);
         }
-        if let Some(ids) = self.by_tuple.get_mut(&c.endpoints) {
-            ids.retain(|i| *i != id);
-            if ids.is_empty() {
-                self.by_tuple.remove(&c.endpoints);
-            }
-        }
+        self.by_tuple.remove(&c.endpoints, id);
     }
 
     /// The newest connection with these endpoints, in this namespace when it is known.
     fn by_endpoints(&self, endpoints: &Endpoints, netns: u32) -> Option<u64> {
-        self.by_tuple.get(endpoints)?.iter().rev().copied().find(|id| {
+        self.by_tuple.get(endpoints).iter().rev().copied().find(|id| {
             netns == 0 || self.conns.get(id).is_some_and(|c| c.netns == 0 || c.netns == netns)
         })
     }
@@ -294,13 +290,8 @@ impl Tracker {
             return None;
         }
         let old = std::mem::replace(&mut c.endpoints, ev.endpoints);
-        if let Some(ids) = self.by_tuple.get_mut(&old) {
-            ids.retain(|i| *i != id);
-            if ids.is_empty() {
-                self.by_tuple.remove(&old);
-            }
-        }
-        self.by_tuple.entry(ev.endpoints).or_default().push(id);
+        self.by_tuple.remove(&old, id);
+        self.by_tuple.add(ev.endpoints, id);
         Some(id)
     }
 
@@ -566,12 +557,12 @@ impl Tracker {
             story.timed_out = c.timed_out;
             story.closed_from = c.closed_from;
             story.socket_kept = self.seen.socket_destruction && c.closed_ns.is_some() && !c.destroyed;
-            story.tuple_reused = self.by_tuple.get(&c.endpoints).is_some_and(|ids| ids.len() > 1);
+            story.tuple_reused = self.by_tuple.get(&c.endpoints).len() > 1;
             story.race_sibling = self.race_sibling(c, owner, p.event.ts_ns);
         }
         let reversed = p.event.endpoints.reversed();
         if matches!(p.trigger, Trigger::Received { .. }) {
-            story.peer_local = self.seen.every_sent_reset && self.by_tuple.contains_key(&reversed) && !self.losses_near(p.event.ts_ns);
+            story.peer_local = self.seen.every_sent_reset && self.by_tuple.contains(&reversed) && !self.losses_near(p.event.ts_ns);
             story.peer_sent = self.peer_sent(&p.event).map(|r| r.cause.unwrap_or(Cause::Unknown));
         }
         story.port_taken_by = p.port_taken_by.clone();

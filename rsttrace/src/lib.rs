@@ -18,3 +18,4 @@ pub mod privileges;
 pub mod recent_sent;
 pub mod report;
 pub mod tracefs;
+pub mod tuple_index;
