@@ -284,6 +284,18 @@ pub struct Owner {
 
 const _: () = assert!(core::mem::size_of::<Owner>() == 40);
 
+impl Owner {
+    /// No owner known. The idle task (tgid 0) never makes a socket's system call, so a zero
+    /// tgid is free to mean this. (The kernel side passes this instead of `Option<Owner>`:
+    /// a `None` carries an undefined payload, and older verifiers refuse a program that
+    /// copies undefined registers.)
+    pub const UNKNOWN: Self = Self { tgid: 0, pid: 0, comm: [0; 16], cgroup: 0, netns: 0, _pad: 0 };
+
+    pub fn is_known(&self) -> bool {
+        self.tgid != 0
+    }
+}
+
 /// `Event::flags` bits.
 pub const FLAG_OWNER_KNOWN: u32 = 1;
 /// The `trigger_*` fields describe the segment that triggered a sent reset.

@@ -293,7 +293,7 @@ fn listed(port: u16, list: &[u16; MAX_FILTER_PORTS], count: u8) -> bool {
 
 /// The load-time filter. Whatever the kernel cannot judge here passes; the agent re-checks.
 #[inline(always)]
-fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Option<Owner>) -> bool {
+fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
     if FILTER_ACTIVE.load() == 0 {
         return true;
     }
@@ -320,7 +320,8 @@ fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Option<Owner>) -> bool {
             }
         }
     }
-    if let Some(o) = owner {
+    if owner.is_known() {
+        let o = owner;
         if (f.pid != 0 && o.tgid != f.pid) || (f.cgroup != 0 && o.cgroup != f.cgroup) {
             return false;
         }
@@ -346,7 +347,7 @@ impl Draft {
         // events must neither crowd out others nor count as lost. (Helper reads, so only then.)
         if FILTER_ACTIVE.load() != 0 {
             let sk: u64 = probe_field(ctx, layout(kind).skaddr).unwrap_or(0);
-            let owner = if sk != 0 { owner::lookup(sk) } else { None };
+            let owner = owner::lookup(sk);
             if !passes(&Record(ctx), kind, &owner) {
                 return None;
             }
@@ -405,13 +406,12 @@ impl Draft {
     /// Fill in what only the kernel knows now and submit, unless the load-time filter rejects it.
     #[inline(always)]
     pub fn submit(self, sk: u64, skb: u64) {
-        let owner = if sk != 0 { owner::lookup(sk) } else { None };
-        self.submit_owned(sk, skb, owner);
+        self.submit_owned(sk, skb, owner::lookup(sk));
     }
 
     /// `submit` for a caller that already looked the owner up (or just learned it).
     #[inline(always)]
-    pub fn submit_owned(mut self, sk: u64, skb: u64, owner: Option<Owner>) {
+    pub fn submit_owned(mut self, sk: u64, skb: u64, owner: Owner) {
         if !passes(&self, self.kind, &owner) {
             return; // dropped: discarded
         }
@@ -442,14 +442,11 @@ impl Draft {
                 0
             };
             (*event).flags = 0;
-            if let Some(owner) = owner {
+            if owner.is_known() {
                 (*event).owner = owner;
                 (*event).flags = FLAG_OWNER_KNOWN;
             }
-            (*event).netns = match owner {
-                Some(o) if o.netns != 0 => o.netns,
-                _ => netns_of(sk, skb, &offsets),
-            };
+            (*event).netns = if owner.netns != 0 { owner.netns } else { netns_of(sk, skb, &offsets) };
             if let Some(state) = self.no_record_state {
                 (*event).flags |= FLAG_NO_RECORD;
                 (*event).sk_state = state;

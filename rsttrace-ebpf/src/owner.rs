@@ -59,8 +59,15 @@ pub fn forget(sk: u64) {
     let _ = OWNERS.remove(sk);
 }
 
+/// The owner on record for `sk`; `Owner::UNKNOWN` when there is none (or no socket).
 #[inline(always)]
-pub fn lookup(sk: u64) -> Option<Owner> {
-    // SAFETY: map values are plain data.
-    OWNERS.get_ptr(sk).map(|p| unsafe { *p })
+pub fn lookup(sk: u64) -> Owner {
+    if sk == 0 {
+        return Owner::UNKNOWN;
+    }
+    match OWNERS.get_ptr(sk) {
+        // SAFETY: map values are plain data.
+        Some(p) => unsafe { *p },
+        None => Owner::UNKNOWN,
+    }
 }

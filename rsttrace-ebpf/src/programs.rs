@@ -5,7 +5,7 @@ use aya_ebpf::{
     programs::{ProbeContext, TracePointContext},
     EbpfContext,
 };
-use rsttrace_common::EventKind;
+use rsttrace_common::{EventKind, Owner};
 
 use crate::{
     emit::{layout, probe_field, sk_state, Draft},
@@ -77,19 +77,19 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let old: i32 = d.field(l.oldstate).unwrap_or(0);
     let new: i32 = d.field(l.newstate).unwrap_or(0);
     let owner = if sk == 0 {
-        None
+        Owner::UNKNOWN
     } else if new == owner::TCP_SYN_RECV {
         owner::forget(sk);
-        None
+        Owner::UNKNOWN
     } else if owner::is_process_context_transition(old, new) {
-        Some(owner::learn(sk))
+        owner::learn(sk)
     } else {
         owner::lookup(sk)
     };
     d.submit_owned(sk, 0, owner);
     // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
     // must not inherit this owner. The agent keeps the story.
-    if new == owner::TCP_CLOSE && owner.is_some() {
+    if new == owner::TCP_CLOSE && owner.is_known() {
         owner::forget(sk);
     }
     0

@@ -216,21 +216,25 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, 
         .try_into()
         .map_err(|source| LoadError::Program { program, source })?;
     prog.load().map_err(|source| {
-        // The verifier's verdict is in its last lines; the whole log can be thousands.
-        if let aya::programs::ProgramError::LoadError { verifier_log, .. } = &source {
-            let log = verifier_log.to_string();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!("rsttrace: verifier log of {program} (last lines):");
-            for line in &lines[lines.len().saturating_sub(8)..] {
-                eprintln!("  {line}");
-            }
-        }
+        print_verifier_verdict(program, &source);
         LoadError::Program { program, source }
     })?;
     for (group, name) in tracepoints {
         prog.attach(group, name).map_err(|source| LoadError::Attach { program, group, name, source })?;
     }
     Ok(())
+}
+
+/// The verifier's verdict is in its last lines; the whole log can be thousands.
+fn print_verifier_verdict(program: &str, error: &aya::programs::ProgramError) {
+    if let aya::programs::ProgramError::LoadError { verifier_log, .. } = error {
+        let log = verifier_log.to_string();
+        let lines: Vec<&str> = log.lines().collect();
+        eprintln!("rsttrace: verifier log of {program} (last lines):");
+        for line in &lines[lines.len().saturating_sub(8)..] {
+            eprintln!("  {line}");
+        }
+    }
 }
 
 /// Attach a kprobe to every function in `functions`; the caller decides what a failure costs.
@@ -240,7 +244,13 @@ fn attach_kprobe(ebpf: &mut Ebpf, program: &'static str, functions: &[&str]) -> 
         .ok_or_else(|| format!("program {program} missing from the object"))?
         .try_into()
         .map_err(|e| format!("{program}: {e}"))?;
-    prog.load().map_err(|e| format!("loading {program}: {e}"))?;
+    prog.load().map_err(|e| {
+        print_verifier_verdict(program, &e);
+        match e {
+            aya::programs::ProgramError::LoadError { .. } => format!("the kernel refused {program}; verifier log above"),
+            other => format!("loading {program}: {other}"),
+        }
+    })?;
     for function in functions {
         prog.attach(function, 0).map_err(|e| format!("kprobe on {function}: {e}"))?;
     }

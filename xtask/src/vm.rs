@@ -46,7 +46,7 @@ echo 1 > /proc/sys/kernel/printk
 for m in /modules/*.ko; do insmod "$m" || echo "rsttrace-vm: insmod $m failed"; done
 ip link set lo up
 echo "rsttrace-vm: kernel $(uname -r)"
-/suite/rsttrace --summary -d 1 2>&1 | grep 'capture mode' | sed 's/^/rsttrace-vm: /'
+/suite/rsttrace --summary -d 1 2>&1 | grep -v 'traced\|tracing TCP' | sed 's/^/rsttrace-vm: /'
 echo "rsttrace-vm: begin"
 cd /suite
 RSTTRACE_BIN=/suite/rsttrace ./deps/e2e --test-threads=1
