@@ -70,7 +70,8 @@ fn netns_at(holder: u64, offset: u32, o: &StructOffsets) -> u32 {
 /// The namespace of a socket (0 when BTF lacked the offsets).
 #[inline(always)]
 pub fn socket_netns(sk: u64) -> u32 {
-    netns_at(sk, OFFSETS.load().sock_net, &OFFSETS.load())
+    let o = OFFSETS.load();
+    netns_at(sk, o.sock_net, &o)
 }
 
 /// The socket's namespace; without a socket, the namespace of the device the segment came in on.
@@ -143,6 +144,7 @@ const TCP_SYN_SENT: i32 = 2;
 const TCP_CLOSE: i32 = 7;
 const TCP_LISTEN: i32 = 10;
 const TCP_FLAG_ACK: u8 = 0x10;
+const TCP_FLAG_RST: u8 = 0x04;
 /// `enum sock_flags`: SOCK_DEAD, SOCK_DONE, SOCK_URGINLINE, SOCK_KEEPOPEN, SOCK_LINGER (unchanged
 /// since Linux 2.6).
 const SOCK_LINGER: u64 = 4;
@@ -186,7 +188,10 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
             // In SYN_SENT the stack resets an unacceptable ACK, or an acceptable one failing PAWS.
             TCP_SYN_SENT => {
                 let t = trigger.as_ref()?;
-                if o.snd_una == NO_OFFSET || o.snd_nxt == NO_OFFSET || t.tcp_flags & TCP_FLAG_ACK == 0 {
+                if o.snd_una == NO_OFFSET || o.snd_nxt == NO_OFFSET {
+                    return None; // unknown, not "outside the window"
+                }
+                if t.tcp_flags & TCP_FLAG_ACK == 0 {
                     return Some(0);
                 }
                 let una = read::<u32>(sk + o.snd_una as u64)?;
@@ -453,6 +458,13 @@ impl Draft {
             }
             if self.kind as u32 == EventKind::SendReset as u32 {
                 let trigger = trigger_of(skb, &offsets);
+                // The kprobe runs on entry, before tcp_v{4,6}_send_reset() returns without
+                // sending for a segment that is itself a RST (or has no local destination, which
+                // never reaches TCP's receive path): nothing was sent, so nothing is reported.
+                if self.no_record_state.is_some() && trigger.as_ref().is_none_or(|t| t.tcp_flags & TCP_FLAG_RST != 0) {
+                    entry.discard(BPF_RB_NO_WAKEUP);
+                    return;
+                }
                 if let Some(t) = &trigger {
                     (*event).tcp_flags = t.tcp_flags;
                     (*event).trigger_ip_version = t.ip_version;

@@ -236,8 +236,8 @@ fn describe_capture(c: &loader::Capture) {
         Socketless::Unseen(why) => format!("resets without a full socket NOT seen ({why})"),
     };
     let mut blind: Vec<&str> = Vec::new();
-    if !c.reasons {
-        // tcp_check_oom() aborts look like any other abort without the reason.
+    if !c.active_reasons {
+        // tcp_check_oom() aborts look like any other abort without their reason.
         blind.push(Cause::OrphanMemory.name());
     }
     if matches!(c.socketless, Socketless::Unseen(_)) {

@@ -194,7 +194,8 @@ fn inferred_reason(state: TcpState, facts: Option<SockFacts>, story: &Story) -> 
     }
 }
 
-/// Kernels before 6.10 (and active resets before 6.12) give no reason: infer from state and history.
+/// Kernels before 6.10 (and application aborts before 6.11) give no reason: infer from the
+/// socket's facts, its state and its history.
 fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &str) -> Verdict {
     use TcpState::*;
     if let Some(reason) = inferred_reason(state, facts, story) {

@@ -9,7 +9,7 @@
 //! A socket address or 4-tuple that starts a new connection (connect, listen, a new child of a
 //! listener) starts a new story, so reuse never inherits a stale one.
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     net::IpAddr,
 };
 
@@ -137,7 +137,7 @@ pub struct Tracker {
     listeners: HashMap<(u32, IpAddr, u16), Task>,
     /// Established, not yet closed connections this host opened, by owner pid: the only
     /// candidates for a race sibling, so a report never scans the whole table.
-    open_clients: HashMap<u32, Vec<u64>>,
+    open_clients: HashMap<u32, HashSet<u64>>,
     recent_sent: RecentSent,
     pending: VecDeque<Pending>,
     /// (closed at, id) in closing order: expiry and eviction take the oldest closed first.
@@ -408,7 +408,7 @@ impl Tracker {
             c.netns = ev.netns;
         }
         if let Some(owner) = &ev.owner {
-            // Most events repeat the known owner: clone (a String) only on a change.
+            // Most events repeat the known owner: write it only on a change.
             if c.owner.as_ref() != Some(owner) {
                 c.owner = Some(owner.clone());
             }
@@ -423,7 +423,7 @@ impl Tracker {
                 c.established_ns = Some(ev.ts_ns);
                 if let (true, None, Some(owner)) = (c.active_open, c.open_client_of, &c.owner) {
                     c.open_client_of = Some(owner.pid);
-                    self.open_clients.entry(owner.pid).or_default().push(id);
+                    self.open_clients.entry(owner.pid).or_default().insert(id);
                 }
             }
             (Some(Established), FinWait1) | (Some(CloseWait), LastAck) => c.app_closed = true,
@@ -601,10 +601,10 @@ impl Tracker {
     }
 }
 
-fn unlist_open_client(open_clients: &mut HashMap<u32, Vec<u64>>, id: u64, pid: Option<u32>) {
+fn unlist_open_client(open_clients: &mut HashMap<u32, HashSet<u64>>, id: u64, pid: Option<u32>) {
     let Some(pid) = pid else { return };
     if let Some(ids) = open_clients.get_mut(&pid) {
-        ids.retain(|i| *i != id);
+        ids.remove(&id);
         if ids.is_empty() {
             open_clients.remove(&pid);
         }
@@ -899,7 +899,7 @@ mod tests {
                 t.observe(close);
             }
         }
-        let listed = t.open_clients.get(&7).map_or(0, Vec::len);
+        let listed = t.open_clients.get(&7).map_or(0, HashSet::len);
         let live = t.conns.values().filter(|c| c.established_ns.is_some() && c.closed_ns.is_none()).count();
         assert_eq!(listed, live);
         assert!(live > 0 && live <= 16, "{live}");

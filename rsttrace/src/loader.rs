@@ -237,7 +237,8 @@ fn print_verifier_verdict(program: &str, error: &aya::programs::ProgramError) {
     }
 }
 
-/// Attach a kprobe to every function in `functions`; the caller decides what a failure costs.
+/// Attach a kprobe to every function in `functions`, or to none; the caller decides what a
+/// failure costs.
 fn attach_kprobe(ebpf: &mut Ebpf, program: &'static str, functions: &[&str]) -> Result<(), String> {
     let prog: &mut KProbe = ebpf
         .program_mut(program)
@@ -251,8 +252,18 @@ fn attach_kprobe(ebpf: &mut Ebpf, program: &'static str, functions: &[&str]) -> 
             other => format!("loading {program}: {other}"),
         }
     })?;
+    let mut links = Vec::new();
     for function in functions {
-        prog.attach(function, 0).map_err(|e| format!("kprobe on {function}: {e}"))?;
+        match prog.attach(function, 0) {
+            Ok(link) => links.push(link),
+            Err(e) => {
+                // All or nothing: half the functions probed would make absence look like proof.
+                for link in links {
+                    let _ = prog.detach(link);
+                }
+                return Err(format!("kprobe on {function}: {e}"));
+            }
+        }
     }
     Ok(())
 }

@@ -53,6 +53,7 @@ impl RecentSent {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_ends.len()
     }

@@ -65,6 +65,7 @@ impl TupleIndex {
         self.0.contains_key(endpoints)
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

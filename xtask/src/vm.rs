@@ -58,7 +58,8 @@ poweroff -f
 pub enum Kernel {
     /// Debian 12's kernel (also Amazon Linux 2023's series): no `reason`, no socket-less event.
     V6_1,
-    /// Debian 12's backport (and newer distributions'): `reason`, before the active-reset reasons.
+    /// Debian 12's second kernel series (and newer distributions'): every reset carries a
+    /// reason and fires `tcp_send_reset`, socket or not.
     V6_12,
 }
 
@@ -168,8 +169,12 @@ fn prepare(kernel: Kernel, suite: &Suite) -> Result<Guest> {
     if !root.join("boot").exists() {
         let debs = cache.join("debs");
         std::fs::create_dir_all(&debs)?;
-        let status = Command::new("apt-get").args(["-o", "APT::Sandbox::User=root", "download", &package]).current_dir(&debs).status().context("cannot run apt-get")?;
-        ensure!(status.success(), "apt-get download {package} failed");
+        let download = || Command::new("apt-get").args(["-o", "APT::Sandbox::User=root", "download", &package]).current_dir(&debs).status();
+        // Stale package lists name a kernel the archive has since dropped: refresh once.
+        if !download().context("cannot run apt-get")?.success() {
+            cmd("apt-get", &["update", "-q"])?;
+            ensure!(download()?.success(), "apt-get download {package} failed");
+        }
         let deb = std::fs::read_dir(&debs)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{package}_"))))
@@ -204,12 +209,14 @@ fn prepare(kernel: Kernel, suite: &Suite) -> Result<Guest> {
         (which("ip")?, "/usr/local/bin/ip".to_string()),
         (which("nft")?, "/usr/local/bin/nft".to_string()),
     ];
+    let mut libraries = std::collections::BTreeSet::new();
     for (host, guest) in &programs {
         archive.file(guest, &stripped(host)?, 0o755);
-        for lib in shared_libraries(host)? {
-            let path = lib.to_string_lossy().into_owned();
-            archive.file(&path, &std::fs::read(&lib).with_context(|| format!("{path}"))?, 0o755);
-        }
+        libraries.extend(shared_libraries(host)?);
+    }
+    for lib in libraries {
+        let path = lib.to_string_lossy().into_owned();
+        archive.file(&path, &std::fs::read(&lib).with_context(|| path.clone())?, 0o755);
     }
     let initramfs = cache.join(format!("{release}.cpio"));
     std::fs::write(&initramfs, archive.finish())?;
@@ -316,7 +323,9 @@ fn boot(guest: &Guest) -> Outcome {
     let mut summary = String::new();
     let mut status = None;
     let mut begun = false;
-    while started.elapsed() < GUEST_LIMIT {
+    // After the status line only the power-off is left: do not wait the whole limit for it.
+    let mut status_at: Option<Instant> = None;
+    while started.elapsed() < GUEST_LIMIT && status_at.is_none_or(|at| at.elapsed() < Duration::from_secs(30)) {
         match lines.recv_timeout(Duration::from_secs(5)) {
             Ok(line) => {
                 if let Some(log) = log.as_mut() {
@@ -329,6 +338,7 @@ fn boot(guest: &Guest) -> Outcome {
                 }
                 if let Some(code) = line.strip_prefix(STATUS) {
                     status = code.trim().parse::<i32>().ok();
+                    status_at = Some(Instant::now());
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => continue,

@@ -35,6 +35,7 @@ fn main() {
         "listen" => listen(addr, args.get(4).map_or("hold", String::as_str)),
         "connect" => connect(addr, &args[4..]),
         "forge" => forge(addr, args.get(4).map_or("bad-ack", String::as_str)),
+        "stray-rst" => stray_rst(addr, args.get(4).expect("source address").parse().expect("source address")),
         other => panic!("unknown command {other}"),
     }
 }
@@ -259,10 +260,16 @@ fn connect(addr: SocketAddr, args: &[String]) {
         while !matches!(s.read(&mut buf), Ok(0) | Err(_)) {}
         let local = s.local_addr().unwrap();
         drop(s);
-        std::thread::sleep(Duration::from_millis(100));
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
         socket.set_reuse_address(true).unwrap();
-        socket.bind(&local.into()).unwrap();
+        // Our FIN must be acknowledged first (LAST_ACK holds the port; only the server's side
+        // goes to TIME_WAIT): quick natively, up to seconds in a slow emulated guest.
+        let mut tries = 0;
+        while let Err(e) = socket.bind(&local.into()) {
+            tries += 1;
+            assert!(e.kind() == std::io::ErrorKind::AddrInUse && tries < 100, "bind {local}: {e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         match socket.connect(&addr.into()) {
             Ok(()) => println!("reconnected"),
             Err(e) => report_error(&e),
@@ -374,6 +381,32 @@ fn forge(addr: SocketAddr, mode: &str) {
 }
 
 /// TCP checksum over the pseudo-header and segment.
+/// Send one RST from `src`, port `STRAY_PORT`, to `addr`, for no connection at all: what a host
+/// receives when a peer resets a connection it already forgot. The stack must not answer it.
+const STRAY_PORT: u16 = 40404;
+
+fn stray_rst(addr: SocketAddr, src: IpAddr) {
+    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: plain socket call.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW, libc::IPPROTO_TCP) };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let mut seg = Vec::with_capacity(20);
+    seg.extend_from_slice(&STRAY_PORT.to_be_bytes());
+    seg.extend_from_slice(&addr.port().to_be_bytes());
+    seg.extend_from_slice(&0x0bad_5eedu32.to_be_bytes());
+    seg.extend_from_slice(&0u32.to_be_bytes());
+    seg.extend_from_slice(&[5 << 4, 0x04]);
+    seg.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let sum = checksum(src, addr.ip(), &seg);
+    seg[16..18].copy_from_slice(&sum.to_be_bytes());
+    let dest: socket2::SockAddr = SocketAddr::new(addr.ip(), 0).into();
+    // SAFETY: segment and address valid for their lengths.
+    let sent = unsafe { libc::sendto(fd, seg.as_ptr().cast(), seg.len(), 0, dest.as_ptr().cast(), dest.len()) };
+    assert_eq!(sent as usize, seg.len(), "sendto: {}", std::io::Error::last_os_error());
+    println!("sent");
+    std::io::stdout().flush().unwrap();
+}
+
 fn checksum(src: IpAddr, dst: IpAddr, seg: &[u8]) -> u16 {
     let mut data = Vec::new();
     match (src, dst) {
