@@ -320,13 +320,7 @@ fn connect(addr: SocketAddr, args: &[String]) {
 /// bare ACK for data never sent, `paws` a SYN-ACK whose timestamp echo the client never sent.
 /// Run where nothing listens on `addr` and the stack's own RST is filtered out.
 fn forge(addr: SocketAddr, mode: &str) {
-    let (domain, ip_header) = match addr {
-        SocketAddr::V4(_) => (libc::AF_INET, true),
-        SocketAddr::V6(_) => (libc::AF_INET6, false),
-    };
-    // SAFETY: plain socket call.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW, libc::IPPROTO_TCP) };
-    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let fd = raw_tcp_socket(addr);
     ready();
     let mut buf = [0u8; 2048];
     let (peer, tcp) = loop {
@@ -336,14 +330,14 @@ fn forge(addr: SocketAddr, mode: &str) {
         let n = unsafe { libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), 0, (&mut from as *mut libc::sockaddr_storage).cast(), &mut len) };
         assert!(n > 0, "recvfrom: {}", std::io::Error::last_os_error());
         // IPv4 raw sockets see the IP header, IPv6 ones only the payload.
-        let start = if ip_header { ((buf[0] & 0x0f) as usize) * 4 } else { 0 };
+        let start = if addr.is_ipv4() { ((buf[0] & 0x0f) as usize) * 4 } else { 0 };
         let tcp = buf[start..n as usize].to_vec();
         let dport = u16::from_be_bytes([tcp[2], tcp[3]]);
         let is_syn = tcp[13] & 0x12 == 0x02;
         if dport == addr.port() && is_syn {
-            let peer_ip = match domain {
-                libc::AF_INET => IpAddr::from(<[u8; 4]>::try_from(&buf[12..16]).unwrap()),
-                _ => {
+            let peer_ip = match addr {
+                SocketAddr::V4(_) => IpAddr::from(<[u8; 4]>::try_from(&buf[12..16]).unwrap()),
+                SocketAddr::V6(_) => {
                     // SAFETY: the kernel filled a sockaddr_in6 for an AF_INET6 socket.
                     let sin6: libc::sockaddr_in6 = unsafe { std::ptr::read((&from as *const libc::sockaddr_storage).cast()) };
                     IpAddr::from(sin6.sin6_addr.s6_addr)
@@ -370,26 +364,17 @@ fn forge(addr: SocketAddr, mode: &str) {
     seg.extend_from_slice(&65535u16.to_be_bytes());
     seg.extend_from_slice(&[0, 0, 0, 0]);
     seg.extend_from_slice(&options);
-    let sum = checksum(addr.ip(), peer.ip(), &seg);
-    seg[16..18].copy_from_slice(&sum.to_be_bytes());
-    let dest: socket2::SockAddr = SocketAddr::new(peer.ip(), 0).into();
-    // SAFETY: segment and address valid for their lengths.
-    let sent = unsafe { libc::sendto(fd, seg.as_ptr().cast(), seg.len(), 0, dest.as_ptr().cast(), dest.len()) };
-    assert_eq!(sent as usize, seg.len(), "sendto: {}", std::io::Error::last_os_error());
+    send_segment(fd, addr.ip(), peer.ip(), &mut seg);
     println!("forged");
     std::io::stdout().flush().unwrap();
 }
 
-/// TCP checksum over the pseudo-header and segment.
 /// Send one RST from `src`, port `STRAY_PORT`, to `addr`, for no connection at all: what a host
 /// receives when a peer resets a connection it already forgot. The stack must not answer it.
 const STRAY_PORT: u16 = 40404;
 
 fn stray_rst(addr: SocketAddr, src: IpAddr) {
-    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    // SAFETY: plain socket call.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW, libc::IPPROTO_TCP) };
-    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    let fd = raw_tcp_socket(addr);
     let mut seg = Vec::with_capacity(20);
     seg.extend_from_slice(&STRAY_PORT.to_be_bytes());
     seg.extend_from_slice(&addr.port().to_be_bytes());
@@ -397,16 +382,31 @@ fn stray_rst(addr: SocketAddr, src: IpAddr) {
     seg.extend_from_slice(&0u32.to_be_bytes());
     seg.extend_from_slice(&[5 << 4, 0x04]);
     seg.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    let sum = checksum(src, addr.ip(), &seg);
-    seg[16..18].copy_from_slice(&sum.to_be_bytes());
-    let dest: socket2::SockAddr = SocketAddr::new(addr.ip(), 0).into();
-    // SAFETY: segment and address valid for their lengths.
-    let sent = unsafe { libc::sendto(fd, seg.as_ptr().cast(), seg.len(), 0, dest.as_ptr().cast(), dest.len()) };
-    assert_eq!(sent as usize, seg.len(), "sendto: {}", std::io::Error::last_os_error());
+    send_segment(fd, src, addr.ip(), &mut seg);
     println!("sent");
     std::io::stdout().flush().unwrap();
 }
 
+/// A raw TCP socket of `addr`'s family: IPv4 ones receive the IP header, IPv6 ones do not.
+fn raw_tcp_socket(addr: SocketAddr) -> i32 {
+    let domain = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: plain socket call.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_RAW, libc::IPPROTO_TCP) };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    fd
+}
+
+/// Fill in the segment's checksum and send it from `src` to `dst` (the kernel adds the IP header).
+fn send_segment(fd: i32, src: IpAddr, dst: IpAddr, seg: &mut [u8]) {
+    let sum = checksum(src, dst, seg);
+    seg[16..18].copy_from_slice(&sum.to_be_bytes());
+    let dest: socket2::SockAddr = SocketAddr::new(dst, 0).into();
+    // SAFETY: segment and address valid for their lengths.
+    let sent = unsafe { libc::sendto(fd, seg.as_ptr().cast(), seg.len(), 0, dest.as_ptr().cast(), dest.len()) };
+    assert_eq!(sent as usize, seg.len(), "sendto: {}", std::io::Error::last_os_error());
+}
+
+/// TCP checksum over the pseudo-header and segment.
 fn checksum(src: IpAddr, dst: IpAddr, seg: &[u8]) -> u16 {
     let mut data = Vec::new();
     match (src, dst) {
