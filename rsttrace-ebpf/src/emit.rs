@@ -18,7 +18,7 @@ use crate::{
         EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_DESTROY_SOCK, LAYOUT_ERROR_REPORT, LAYOUT_RECEIVE_RESET, LAYOUT_RETRANSMIT,
         LAYOUT_SEND_RESET, LAYOUT_SET_STATE, LOST, OFFSETS, SOCK_OFFSETS, WAKEUPS,
     },
-    owner,
+    owner::{self, TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT},
 };
 
 #[inline(always)]
@@ -140,9 +140,6 @@ fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
     }
 }
 
-const TCP_SYN_SENT: i32 = 2;
-const TCP_CLOSE: i32 = 7;
-const TCP_LISTEN: i32 = 10;
 const TCP_FLAG_ACK: u8 = 0x10;
 const TCP_FLAG_RST: u8 = 0x04;
 /// `enum sock_flags`: SOCK_DEAD, SOCK_DONE, SOCK_URGINLINE, SOCK_KEEPOPEN, SOCK_LINGER (unchanged

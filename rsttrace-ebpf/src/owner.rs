@@ -8,10 +8,12 @@ pub const TCP_ESTABLISHED: i32 = 1;
 pub const TCP_SYN_SENT: i32 = 2;
 pub const TCP_SYN_RECV: i32 = 3;
 pub const TCP_FIN_WAIT1: i32 = 4;
+pub const TCP_TIME_WAIT: i32 = 6;
 pub const TCP_CLOSE: i32 = 7;
 pub const TCP_CLOSE_WAIT: i32 = 8;
 pub const TCP_LAST_ACK: i32 = 9;
 pub const TCP_LISTEN: i32 = 10;
+pub const TCP_NEW_SYN_RECV: i32 = 12;
 
 /// Transitions only a system call on the socket makes: connect(), listen(), close()/shutdown().
 /// Everything else (handshake completion, RST or timer teardown) can run in softirq or a timer,

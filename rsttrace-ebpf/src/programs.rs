@@ -29,9 +29,6 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     0
 }
 
-const TCP_TIME_WAIT: u8 = 6;
-const TCP_NEW_SYN_RECV: u8 = 12;
-
 /// `tcp_v4_send_reset`/`tcp_v6_send_reset(sk, skb, …)`, attached only on kernels whose
 /// `tcp:tcp_send_reset` fires for full sockets alone (before 6.10): the resets sent with no
 /// socket (closed port), from a TIME_WAIT socket or for a request socket are seen here.
@@ -40,7 +37,7 @@ pub fn send_reset_kprobe(ctx: ProbeContext) -> u32 {
     let sk: u64 = ctx.arg(0).unwrap_or(0);
     let skb: u64 = ctx.arg(1).unwrap_or(0);
     let state = sk_state(sk);
-    if sk != 0 && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV {
+    if sk != 0 && state as i32 != owner::TCP_TIME_WAIT && state as i32 != owner::TCP_NEW_SYN_RECV {
         return 0; // a full socket: the tracepoint reports it
     }
     if let Some(d) = Draft::reserve_without_record(EventKind::SendReset, state) {
