@@ -412,12 +412,18 @@ pub fn assert_report(r: &Value, family: Family, origin: &str, pid: Option<u64>) 
     assert!(r["netns"].as_u64().is_some_and(|n| n > 0), "{r}");
 }
 
+/// This kernel's `tcp:tcp_send_reset` format file, read directly (not through rsttrace): what
+/// the tests expect of rsttrace on this kernel follows from it.
+pub fn send_reset_format() -> String {
+    ensure_tracefs();
+    std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format").expect("tcp_send_reset format")
+}
+
 /// `kernel_reason` as this kernel must report a reset the newest kernels call `name`: null where
 /// `tcp_send_reset` has no reason field (before 6.10), `NOT_SPECIFIED` where its reason table
 /// does not name it yet. Read from the format file itself, independently of rsttrace.
 pub fn assert_kernel_reason(report: &Value, name: &str) {
-    ensure_tracefs();
-    let format = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format").expect("tcp_send_reset format");
+    let format = send_reset_format();
     let expected = if !format.contains(" reason;") {
         Value::Null
     } else if !format.contains(&format!("\"{name}\"")) {

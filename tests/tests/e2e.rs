@@ -2,7 +2,7 @@
 //! namespaces, reports asserted. Run as root with `--test-threads=1` (`cargo xtask test`).
 use std::time::Duration;
 
-use rsttrace_tests::{assert_kernel_reason, assert_report, ensure_tracefs, find, require_root, Family, Net, Stim, Tracer, FAMILIES};
+use rsttrace_tests::{assert_kernel_reason, assert_report, find, require_root, send_reset_format, Family, Net, Stim, Tracer, FAMILIES};
 use serde_json::Value;
 
 const PORT: &str = "8080";
@@ -383,8 +383,7 @@ fn syn_ack_with_a_bogus_timestamp_echo_is_paws_reject() {
 #[test]
 fn start_up_line_names_the_capture_mode_of_this_kernel() {
     require_root();
-    ensure_tracefs();
-    let format = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_send_reset/format").unwrap();
+    let format = send_reset_format();
     let (_, stderr) = Tracer::start(&[]).stop();
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("capture mode:")).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
