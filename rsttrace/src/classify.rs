@@ -38,8 +38,6 @@ pub struct Story {
     pub app_closed: bool,
     /// The peer had closed its side (FIN received: CLOSE_WAIT).
     pub peer_closed: bool,
-    /// How long the connection had been established, in ns.
-    pub established_ns: Option<u64>,
     /// Consecutive retransmissions of the same segment at the end.
     pub same_segment_retransmits: u32,
     pub syn_retransmits: u32,

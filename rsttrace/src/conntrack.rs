@@ -551,7 +551,6 @@ impl Tracker {
             story.active_open = c.active_open;
             story.app_closed = c.app_closed;
             story.peer_closed = c.peer_closed;
-            story.established_ns = c.established_ns;
             story.same_segment_retransmits = c.same_segment_retransmits;
             story.syn_retransmits = c.syn_retransmits;
             story.timed_out = c.timed_out;
