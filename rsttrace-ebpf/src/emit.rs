@@ -100,6 +100,18 @@ struct Trigger {
     daddr: [u8; 16],
 }
 
+/// Bytes read from the network header on: an IPv6 header (40) and the 16 TCP header bytes
+/// through the flags, which also covers an IPv4 header without options and its TCP header.
+const HEADERS: usize = 56;
+const IPV4_HEADER: usize = 20;
+const IPV6_HEADER: usize = 40;
+
+/// TCP header bytes we use: ports, sequence, acknowledgment, data offset and flags.
+const TCP_PREFIX: usize = 16;
+
+/// Three helper reads (each ~40 ns here): the head pointer, both header offsets at once, and the
+/// IP and TCP headers together in one block. A TCP header that does not follow the IP header
+/// directly (IPv4 options) costs a fourth.
 #[inline(always)]
 fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
     if skb == 0 || o.skb_head == NO_OFFSET || o.skb_transport_header == NO_OFFSET || o.skb_network_header == NO_OFFSET {
@@ -108,32 +120,45 @@ fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
     // SAFETY: probe reads only.
     unsafe {
         let head = read::<u64>(skb + o.skb_head as u64)?;
-        let transport = read::<u16>(skb + o.skb_transport_header as u64)?;
-        let network = read::<u16>(skb + o.skb_network_header as u64)?;
+        // `transport_header` and `network_header` are neighbouring u16s in every kernel we know;
+        // the fallback keeps a layout that separates them correct.
+        let (transport, network) = if o.skb_network_header == o.skb_transport_header + 2 {
+            let both = read::<[u16; 2]>(skb + o.skb_transport_header as u64)?;
+            (both[0], both[1])
+        } else {
+            (read::<u16>(skb + o.skb_transport_header as u64)?, read::<u16>(skb + o.skb_network_header as u64)?)
+        };
         if head == 0 || transport == u16::MAX || network == u16::MAX {
             return None;
         }
-        let th = head + transport as u64;
         let nh = head + network as u64;
-        let ip_version = read::<u8>(nh)? >> 4;
+        let headers = read::<[u8; HEADERS]>(nh)?;
+        let ip_version = headers[0] >> 4;
         let (mut saddr, mut daddr) = ([0u8; 16], [0u8; 16]);
         match ip_version {
             4 => {
-                saddr[..4].copy_from_slice(&read::<[u8; 4]>(nh + 12)?);
-                daddr[..4].copy_from_slice(&read::<[u8; 4]>(nh + 16)?);
+                saddr[..4].copy_from_slice(&headers[12..16]);
+                daddr[..4].copy_from_slice(&headers[16..20]);
             }
             6 => {
-                saddr = read::<[u8; 16]>(nh + 8)?;
-                daddr = read::<[u8; 16]>(nh + 24)?;
+                saddr.copy_from_slice(&headers[8..24]);
+                daddr.copy_from_slice(&headers[24..40]);
             }
             _ => return None,
         }
+        // Constant slices only: the verifier follows them without range tracking.
+        let mut tcp = [0u8; TCP_PREFIX];
+        match (transport as i32 - network as i32) as usize {
+            IPV4_HEADER => tcp.copy_from_slice(&headers[IPV4_HEADER..IPV4_HEADER + TCP_PREFIX]),
+            IPV6_HEADER => tcp.copy_from_slice(&headers[IPV6_HEADER..IPV6_HEADER + TCP_PREFIX]),
+            _ => tcp = read::<[u8; TCP_PREFIX]>(head + transport as u64)?,
+        }
         Some(Trigger {
-            tcp_flags: read::<u8>(th + 13)?,
+            tcp_flags: tcp[13],
             ip_version,
-            sport: u16::from_be(read::<u16>(th)?),
-            dport: u16::from_be(read::<u16>(th + 2)?),
-            ack_seq: u32::from_be(read::<u32>(th + 8)?),
+            sport: u16::from_be_bytes([tcp[0], tcp[1]]),
+            dport: u16::from_be_bytes([tcp[2], tcp[3]]),
+            ack_seq: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
             saddr,
             daddr,
         })
