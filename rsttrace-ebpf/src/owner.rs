@@ -15,17 +15,21 @@ pub const TCP_LAST_ACK: i32 = 9;
 pub const TCP_LISTEN: i32 = 10;
 pub const TCP_NEW_SYN_RECV: i32 = 12;
 
-/// Transitions only a system call on the socket makes: connect(), listen(), close()/shutdown().
-/// Everything else (handshake completion, RST or timer teardown) can run in softirq or a timer,
-/// where `current` is an unrelated task.
-pub fn is_process_context_transition(old: i32, new: i32) -> bool {
-    matches!(
-        (old, new),
-        (TCP_CLOSE, TCP_SYN_SENT)
-            | (_, TCP_LISTEN)
-            | (TCP_ESTABLISHED, TCP_FIN_WAIT1)
-            | (TCP_CLOSE_WAIT, TCP_LAST_ACK)
-    )
+/// A socket starts a new life: connect(), listen(), or a listener's new child (not the
+/// SYN_SENT -> SYN_RECV of a simultaneous open). An owner on record for its address is a freed
+/// socket's. connect() and listen() are system calls, but their owner is not learned here: the
+/// agent takes it from the event's `current`, and learning it (an LRU insert now and a delete at
+/// CLOSE, ~300 ns per refused connection) would serve only later events of a socket that never
+/// sends or receives, which the agent already attributes from its story.
+pub fn starts_new_life(old: i32, new: i32) -> bool {
+    matches!((old, new), (TCP_CLOSE, TCP_SYN_SENT) | (_, TCP_LISTEN)) || (new == TCP_SYN_RECV && old != TCP_SYN_SENT)
+}
+
+/// Transitions only close() or shutdown() on the socket makes. They are learned: the closing
+/// task may be a forked child that never sent on the socket, and the kernel side's later events
+/// (the peer's RST in FIN_WAIT1, a timer giving up) must carry it.
+pub fn is_close_call(old: i32, new: i32) -> bool {
+    matches!((old, new), (TCP_ESTABLISHED, TCP_FIN_WAIT1) | (TCP_CLOSE_WAIT, TCP_LAST_ACK))
 }
 
 /// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the
@@ -55,10 +59,19 @@ pub fn learn(sk: u64) -> Owner {
     owner
 }
 
-/// A new socket may reuse the memory of a freed one: drop the stale owner.
+/// Drop the owner on record for `sk`.
 #[inline(always)]
 pub fn forget(sk: u64) {
     let _ = OWNERS.remove(sk);
+}
+
+/// `forget` for a socket that most likely has no owner on record: deleting a missing key takes
+/// the bucket lock, finding it missing does not.
+#[inline(always)]
+pub fn forget_if_any(sk: u64) {
+    if OWNERS.get_ptr(sk).is_some() {
+        forget(sk);
+    }
 }
 
 /// The owner on record for `sk`; `Owner::UNKNOWN` when there is none (or no socket).

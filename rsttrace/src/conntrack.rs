@@ -412,6 +412,10 @@ impl Tracker {
             if c.owner.as_ref() != Some(owner) {
                 c.owner = Some(owner.clone());
             }
+        } else if starts_new_life && matches!(new, SynSent | Listen) && !ev.current.is_kernel_context() {
+            // connect() and listen() run in the owner's system call: the kernel side leaves
+            // these owners to the agent (see `owner::starts_new_life` in rsttrace-ebpf).
+            c.owner = Some(ev.current);
         } else if new == SynRecv && c.owner.is_none() {
             // A listener's child belongs to whoever accepts it: the listener's owner, until a
             // send, receive or close in another process says otherwise.
@@ -694,11 +698,12 @@ mod tests {
         (t, reports)
     }
 
-    /// connect() as `curl`: SYN_SENT before the port is chosen, then established.
+    /// connect() as `curl`: SYN_SENT before the port is chosen, then established. The kernel
+    /// side records no owner for either (a socket's owner is learned at its first send).
     fn connected(owner: &Task) -> Vec<KernelEvent> {
         vec![
-            state(1, 0, Close, SynSent, owner.clone(), Some(owner.clone())),
-            state(2, 5000, SynSent, Established, task(0, "swapper/0"), Some(owner.clone())),
+            state(1, 0, Close, SynSent, owner.clone(), None),
+            state(2, 5000, SynSent, Established, task(0, "swapper/0"), None),
         ]
     }
 
@@ -738,10 +743,10 @@ mod tests {
     fn race(second: Endpoints) -> Vec<Report> {
         let app = task(500, "app");
         let mut events = connected(&app);
-        let mut open = state(5, 0, Close, SynSent, app.clone(), Some(app.clone()));
+        let mut open = state(5, 0, Close, SynSent, app.clone(), None);
         open.sk = SK + 1;
         open.endpoints = Endpoints { lport: 0, ..second };
-        let mut est = state(6, 0, SynSent, Established, task(0, "swapper/0"), Some(app.clone()));
+        let mut est = state(6, 0, SynSent, Established, task(0, "swapper/0"), None);
         est.sk = SK + 1;
         est.endpoints = second;
         events.extend([open, est]);
@@ -861,7 +866,7 @@ mod tests {
     fn table_is_bounded_and_reuse_starts_a_new_story() {
         let mut t = Tracker::new(16, Visibility::ALL);
         for i in 0..40u16 {
-            let mut open = state(i as u64, 1000 + i, Close, SynSent, task(1, "a"), Some(task(1, "a")));
+            let mut open = state(i as u64, 1000 + i, Close, SynSent, task(1, "a"), None);
             open.sk = SK + i as u64;
             let mut close = state(i as u64, 1000 + i, SynSent, Close, task(1, "a"), None);
             close.sk = SK + i as u64;
@@ -878,7 +883,7 @@ mod tests {
         let c = t.connection(id).unwrap();
         assert_eq!(c.state, Some(SynSent));
         assert!(c.closed_from.is_none(), "the old story's states leaked into the new one");
-        assert!(c.owner.is_none(), "the old story's owner leaked into the new one");
+        assert_eq!(c.owner.map(|o| o.pid), Some(2), "the new connect()'s caller owns it, not the old story's");
     }
 
     #[test]
