@@ -29,6 +29,25 @@ const TICK: Duration = Duration::from_millis(50);
 /// Reports classified and written between two drains of the ring buffer (a few ms of work).
 const EMIT_BATCH: usize = 1024;
 
+/// `--cost-floor`: the empty programs are attached; hold them until told to stop.
+async fn cost_floor(duration: Option<Duration>) -> anyhow::Result<()> {
+    eprintln!("rsttrace: attached empty programs to every hook (--cost-floor); nothing is reported");
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let until = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+        _ = until => {}
+    }
+    Ok(())
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let must_mount = config.tracefs.is_none() && !Tracefs::is_mounted();
     privileges::check(must_mount)?;
@@ -68,7 +87,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         btf_path: &config.btf,
         ring_buffer_bytes: config.ring_buffer_bytes,
         filter: config.filter.kernel(),
+        cost_floor: config.cost_floor,
     })?;
+    if config.cost_floor {
+        return cost_floor(config.duration).await;
+    }
     describe_capture(&loaded.capture);
     // Attached: nothing from here on needs a privilege, so keep none.
     privileges::drop_all().context("dropping capabilities after attaching")?;

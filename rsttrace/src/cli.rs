@@ -101,6 +101,10 @@ pub struct Cli {
     /// Kernel BTF file.
     #[arg(long, env = "RSTTRACE_BTF", value_name = "FILE", default_value = btf::DEFAULT_PATH)]
     pub btf: PathBuf,
+    /// Attach empty programs to the same hooks and report nothing, until stopped: what merely
+    /// hooking there costs on this kernel, the floor under rsttrace's own cost (`cargo xtask bench`).
+    #[arg(long, conflicts_with_all = ["json", "summary", "output", "metrics"])]
+    pub cost_floor: bool,
 }
 
 fn parse_ring_kib(s: &str) -> Result<u32, String> {
@@ -163,6 +167,8 @@ pub struct Config {
     /// `None`: find or mount the standard tracefs.
     pub tracefs: Option<tracefs::Tracefs>,
     pub btf: PathBuf,
+    /// Empty programs on the same hooks, no reports (`--cost-floor`).
+    pub cost_floor: bool,
 }
 
 impl TryFrom<Cli> for Config {
@@ -222,6 +228,7 @@ impl TryFrom<Cli> for Config {
             max_connections: cli.max_connections,
             tracefs: cli.tracefs.map(tracefs::Tracefs::at),
             btf: cli.btf,
+            cost_floor: cli.cost_floor,
         })
     }
 }

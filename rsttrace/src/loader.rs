@@ -98,6 +98,8 @@ pub struct LoadOptions<'a> {
     pub ring_buffer_bytes: u32,
     /// Applied in the kernel before an event is reserved.
     pub filter: Filter,
+    /// Attach the empty programs of `floor.rs` to the same hooks instead (`--cost-floor`).
+    pub cost_floor: bool,
 }
 
 pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
@@ -158,18 +160,19 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         .load(OBJECT)
         .map_err(LoadError::Object)?;
+    let floor = |program: &'static str, empty: &'static str| if opts.cost_floor { empty } else { program };
     for kind in EventKind::ALL.into_iter().filter(|k| kinds[*k as usize].is_some()) {
         let (group, name) = kind.tracepoint();
-        attach(&mut ebpf, kind.program(), &[(group, name)])?;
+        attach(&mut ebpf, floor(kind.program(), "floor_tracepoint"), &[(group, name)])?;
     }
     if capture.socketless == Socketless::Kprobe {
-        if let Err(e) = attach_kprobe(&mut ebpf, "send_reset_kprobe", &SEND_RESET_FUNCTIONS) {
+        if let Err(e) = attach_kprobe(&mut ebpf, floor("send_reset_kprobe", "floor_kprobe"), &SEND_RESET_FUNCTIONS) {
             capture.socketless = Socketless::Unseen(e.to_string());
         }
     }
     if capture.owner_hooks {
         let hooks: Vec<_> = SOCK_MSG_TRACEPOINTS.iter().map(|n| ("sock", *n)).collect();
-        attach(&mut ebpf, "sock_msg_length", &hooks)?;
+        attach(&mut ebpf, floor("sock_msg_length", "floor_tracepoint"), &hooks)?;
     }
     Ok(Loaded {
         ebpf,
@@ -215,10 +218,13 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, 
         .ok_or(LoadError::Map(program))?
         .try_into()
         .map_err(|source| LoadError::Program { program, source })?;
-    prog.load().map_err(|source| {
-        print_verifier_verdict(program, &source);
-        LoadError::Program { program, source }
-    })?;
+    // Loaded once, attached as often as asked (the `--cost-floor` program serves every hook).
+    if prog.fd().is_err() {
+        prog.load().map_err(|source| {
+            print_verifier_verdict(program, &source);
+            LoadError::Program { program, source }
+        })?;
+    }
     for (group, name) in tracepoints {
         prog.attach(group, name).map_err(|source| LoadError::Attach { program, group, name, source })?;
     }

@@ -183,3 +183,27 @@ fn cgroup_filter_keeps_only_sockets_owned_inside_it() {
     drop(inside);
     drop(outside);
 }
+
+#[test]
+fn cost_floor_attaches_empty_programs_and_reports_nothing() {
+    require_root();
+    let net = Net::new(64);
+    let mut floor = std::process::Command::new(rsttrace_tests::rsttrace_bin())
+        .args(["--cost-floor", "-d", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start rsttrace --cost-floor");
+    let mut stderr = std::io::BufReader::new(floor.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("attached empty programs"), "{line}");
+    let programs = std::process::Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool").stdout;
+    assert!(String::from_utf8_lossy(&programs).contains("floor_tracepoin"), "the empty program is loaded");
+    for f in FAMILIES {
+        refused(&net, f, 2);
+    }
+    let out = floor.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "the floor reports nothing: {}", String::from_utf8_lossy(&out.stdout));
+}
