@@ -9,8 +9,8 @@
 //! has no such field".
 //!
 //! The kernel side also keeps `OWNERS`, socket → the task last seen acting on it in process
-//! context (close, send, receive; the agent takes connect's and listen's from those events, see
-//! `owner::starts_new_life`). A reset is often sent or received while
+//! context (listen, close, send, receive; the agent takes connect's from its event, see
+//! `owner::is_new_connection`). A reset is often sent or received while
 //! `current` is some unrelated task (a timer in `swapper`, softirq in the peer's process), so each
 //! event carries both `current` and the socket's owner, and the agent decides which to trust.
 #![cfg_attr(target_arch = "bpf", no_std)]

@@ -15,21 +15,22 @@ pub const TCP_LAST_ACK: i32 = 9;
 pub const TCP_LISTEN: i32 = 10;
 pub const TCP_NEW_SYN_RECV: i32 = 12;
 
-/// A socket starts a new life: connect(), listen(), or a listener's new child (not the
+/// A new connection: connect() (CLOSE -> SYN_SENT) or a listener's new child (not the
 /// SYN_SENT -> SYN_RECV of a simultaneous open). An owner on record for its address is a freed
-/// socket's. connect() and listen() are system calls, but their owner is not learned here: the
+/// socket's. connect() runs in its owner's system call, but that owner is not learned here: the
 /// agent takes it from the event's `current`, and learning it (an LRU insert now and a delete at
 /// CLOSE, ~300 ns per refused connection) would serve only later events of a socket that never
 /// sends or receives, which the agent already attributes from its story.
-pub fn starts_new_life(old: i32, new: i32) -> bool {
-    matches!((old, new), (TCP_CLOSE, TCP_SYN_SENT) | (_, TCP_LISTEN)) || (new == TCP_SYN_RECV && old != TCP_SYN_SENT)
+pub fn is_new_connection(old: i32, new: i32) -> bool {
+    (old == TCP_CLOSE && new == TCP_SYN_SENT) || (new == TCP_SYN_RECV && old != TCP_SYN_SENT)
 }
 
-/// Transitions only close() or shutdown() on the socket makes. They are learned: the closing
-/// task may be a forked child that never sent on the socket, and the kernel side's later events
-/// (the peer's RST in FIN_WAIT1, a timer giving up) must carry it.
-pub fn is_close_call(old: i32, new: i32) -> bool {
-    matches!((old, new), (TCP_ESTABLISHED, TCP_FIN_WAIT1) | (TCP_CLOSE_WAIT, TCP_LAST_ACK))
+/// Transitions made only in the owner's system call whose owner the kernel side keeps: listen()
+/// (rare, and a listener's resets are sent in softirq, where only this record names it), and
+/// close() or shutdown() (the closer may be a forked child that never sent on the socket, and
+/// later events, the peer's RST in FIN_WAIT1 or a timer giving up, must carry it).
+pub fn is_learned_transition(old: i32, new: i32) -> bool {
+    new == TCP_LISTEN || matches!((old, new), (TCP_ESTABLISHED, TCP_FIN_WAIT1) | (TCP_CLOSE_WAIT, TCP_LAST_ACK))
 }
 
 /// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the

@@ -75,10 +75,10 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let new: i32 = d.field(l.newstate).unwrap_or(0);
     let owner = if sk == 0 {
         Owner::UNKNOWN
-    } else if owner::starts_new_life(old, new) {
+    } else if owner::is_new_connection(old, new) {
         owner::forget_if_any(sk);
         Owner::UNKNOWN
-    } else if owner::is_close_call(old, new) {
+    } else if owner::is_learned_transition(old, new) {
         owner::learn(sk)
     } else {
         owner::lookup(sk)
