@@ -412,9 +412,10 @@ impl Tracker {
             if c.owner.as_ref() != Some(owner) {
                 c.owner = Some(owner.clone());
             }
-        } else if starts_new_life && new == SynSent && !ev.current.is_kernel_context() {
-            // connect() runs in the owner's system call: the kernel side leaves this owner to the
-            // agent (see `owner::is_new_connection` in rsttrace-ebpf).
+        } else if starts_new_life && new == SynSent {
+            // connect() runs in the owner's system call (a kworker's, for the kernel's own
+            // sockets): the kernel side leaves this owner to the agent (see
+            // `owner::is_new_connection` in rsttrace-ebpf).
             c.owner = Some(ev.current);
         } else if new == SynRecv && c.owner.is_none() {
             // A listener's child belongs to whoever accepts it: the listener's owner, until a
