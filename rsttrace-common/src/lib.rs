@@ -183,8 +183,11 @@ pub struct SockOffsets {
     /// `tcp_sock.snd_una`, `tcp_sock.snd_nxt`: the window an acceptable ACK falls in.
     pub snd_una: u32,
     pub snd_nxt: u32,
+    /// `net.ipv4.sysctl_tcp_abort_on_overflow` (a u8), relative to `struct net`.
+    pub abort_on_overflow: u32,
     /// 1 when the kernel side should read these facts (no `reason` field on this kernel).
     pub active: u32,
+    pub _pad: u32,
 }
 
 impl SockOffsets {
@@ -198,7 +201,9 @@ impl SockOffsets {
         copied_seq: NO_OFFSET,
         snd_una: NO_OFFSET,
         snd_nxt: NO_OFFSET,
+        abort_on_overflow: NO_OFFSET,
         active: 0,
+        _pad: 0,
     };
 }
 
@@ -209,7 +214,8 @@ pub const FACT_LINGER0: u8 = 1;
 pub const FACT_UNREAD: u8 = 2;
 /// Exactly one unread sequence number: a lone FIN, or one byte.
 pub const FACT_UNREAD_ONE: u8 = 4;
-/// A listener's accept queue is over its limit.
+/// A listener's accept queue is over its limit and its namespace has tcp_abort_on_overflow on
+/// (or BTF did not say where to read it): the only way a full queue makes a listener reset.
 pub const FACT_ACCEPT_QUEUE_FULL: u8 = 8;
 /// The triggering segment's ACK falls inside snd_una..=snd_nxt (so not what the stack refused).
 pub const FACT_ACK_IN_WINDOW: u8 = 16;
@@ -265,7 +271,7 @@ impl KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 30);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 30 * EventKind::COUNT + 4 + 32 + 40 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 30 * EventKind::COUNT + 4 + 32 + 48 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]

@@ -205,7 +205,9 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
                 }
                 let backlog = read::<u32>(sk + o.ack_backlog as u64)?;
                 let max = read::<u32>(sk + o.max_ack_backlog as u64)?;
-                Some(if backlog > max { FACT_ACCEPT_QUEUE_FULL } else { 0 })
+                // With tcp_abort_on_overflow off the stack drops the ACK a full queue cannot take:
+                // a reset from a full listener then answers some other segment.
+                Some(if backlog > max && abort_on_overflow(sk, o) { FACT_ACCEPT_QUEUE_FULL } else { 0 })
             }
             // In SYN_SENT the stack resets an unacceptable ACK, or an acceptable one failing PAWS.
             TCP_SYN_SENT => {
@@ -223,6 +225,23 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
                 Some(if after_una && not_after_nxt { FACT_ACK_IN_WINDOW } else { 0 })
             }
             _ => None,
+        }
+    }
+}
+
+/// The socket's namespace has `net.ipv4.tcp_abort_on_overflow` on; `true` when BTF did not say
+/// where to read it, as before the sysctl was per namespace.
+#[inline(always)]
+fn abort_on_overflow(sk: u64, o: &SockOffsets) -> bool {
+    let sock_net = OFFSETS.load().sock_net;
+    if o.abort_on_overflow == NO_OFFSET || sock_net == NO_OFFSET {
+        return true;
+    }
+    // SAFETY: probe reads only.
+    unsafe {
+        match read::<u64>(sk + sock_net as u64) {
+            Some(net) if net != 0 => read::<u8>(net + o.abort_on_overflow as u64).is_none_or(|on| on != 0),
+            _ => true,
         }
     }
 }

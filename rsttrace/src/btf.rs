@@ -233,7 +233,9 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         copied_seq: get(&[("tcp_sock", "copied_seq")]),
         snd_una: get(&[("tcp_sock", "snd_una")]),
         snd_nxt: get(&[("tcp_sock", "snd_nxt")]),
+        abort_on_overflow: get(&[("net", "ipv4"), ("netns_ipv4", "sysctl_tcp_abort_on_overflow")]),
         active: 0,
+        _pad: 0,
     };
     (offsets, sock, missing)
 }

@@ -401,6 +401,40 @@ fn start_up_line_names_the_capture_mode_of_this_kernel() {
     }
 }
 
+/// A bare ACK to a listener whose accept queue is full, with tcp_abort_on_overflow off (the
+/// default): the full queue did not cause this reset (the stack would drop an overflowing ACK),
+/// the listener just has no such connection. Kernels without a reason field must not guess
+/// listen_overflow from the queue alone.
+#[test]
+fn stray_ack_to_a_full_listener_without_abort_on_overflow_is_no_socket() {
+    for (f, reports, pids) in traced(19, |net, f| {
+        net.sysctl(&net.server, "net/ipv4/tcp_abort_on_overflow", "0");
+        let server = listen(net, f, "overflow");
+        // Three handshakes completed over a backlog of 2: the queue is over its limit.
+        let mut queued: Vec<Stim> = (0..3)
+            .map(|_| {
+                let c = client(net, f, PORT, &["--wait-go", "--send", "10"]);
+                c.expect_line("ready", T);
+                c
+            })
+            .collect();
+        for c in &mut queued {
+            c.go();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let stray = Stim::spawn(&net.client, &["stray-ack", &net.server_addr(f), PORT, &net.client_addr(f)]);
+        assert_eq!(stray.expect_line("sent", T), "sent");
+        std::thread::sleep(Duration::from_millis(300));
+        vec![server.pid()]
+    }) {
+        let sent: Vec<&Value> = reports.iter().filter(|r| r["direction"] == "sent" && r["rport"] == 40404).collect();
+        assert_eq!(sent.len(), 1, "{f:?}: one reset answers the stray ACK: {reports:?}");
+        assert_eq!(sent[0]["cause"], "no_socket", "{f:?}: {}", sent[0]);
+        assert_eq!(sent[0]["state"], "LISTEN");
+        assert_report(sent[0], f, "stack", Some(pids[0]));
+    }
+}
+
 /// A RST for a connection nobody has is never answered: no `sent` report may appear for it
 /// (on 6.1 the kprobe fires before tcp_v4/v6_send_reset() returns for such a segment).
 #[test]

@@ -35,7 +35,8 @@ fn main() {
         "listen" => listen(addr, args.get(4).map_or("hold", String::as_str)),
         "connect" => connect(addr, &args[4..]),
         "forge" => forge(addr, args.get(4).map_or("bad-ack", String::as_str)),
-        "stray-rst" => stray_rst(addr, args.get(4).expect("source address").parse().expect("source address")),
+        "stray-rst" => stray(addr, args.get(4).expect("source address").parse().expect("source address"), TCP_RST),
+        "stray-ack" => stray(addr, args.get(4).expect("source address").parse().expect("source address"), TCP_ACK),
         other => panic!("unknown command {other}"),
     }
 }
@@ -369,19 +370,24 @@ fn forge(addr: SocketAddr, mode: &str) {
     std::io::stdout().flush().unwrap();
 }
 
-/// Send one RST from `src`, port `STRAY_PORT`, to `addr`, for no connection at all: what a host
-/// receives when a peer resets a connection it already forgot. The stack must not answer it.
+/// Send one segment from `src`, port `STRAY_PORT`, to `addr`, for no connection at all. A RST
+/// is what a host receives when a peer resets a connection it already forgot; the stack must not
+/// answer it. A bare ACK to a listener is answered with a RST (the listener has no such
+/// connection).
 const STRAY_PORT: u16 = 40404;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
 
-fn stray_rst(addr: SocketAddr, src: IpAddr) {
+fn stray(addr: SocketAddr, src: IpAddr, flags: u8) {
     let fd = raw_tcp_socket(addr);
     let mut seg = Vec::with_capacity(20);
     seg.extend_from_slice(&STRAY_PORT.to_be_bytes());
     seg.extend_from_slice(&addr.port().to_be_bytes());
     seg.extend_from_slice(&0x0bad_5eedu32.to_be_bytes());
-    seg.extend_from_slice(&0u32.to_be_bytes());
-    seg.extend_from_slice(&[5 << 4, 0x04]);
-    seg.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let ack_seq: u32 = if flags & TCP_ACK != 0 { 0x5eed_0bad } else { 0 };
+    seg.extend_from_slice(&ack_seq.to_be_bytes());
+    seg.extend_from_slice(&[5 << 4, flags]);
+    seg.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
     send_segment(fd, src, addr.ip(), &mut seg);
     println!("sent");
     std::io::stdout().flush().unwrap();
