@@ -15,7 +15,7 @@ pub enum Trigger {
     /// This host's stack emitted a RST.
     Sent {
         /// `sk_rst_reason` name; `None` on kernels without it.
-        reason: Option<String>,
+        reason: Option<&'static str>,
         /// Local socket state when it was sent; `None` when there was no socket.
         state: Option<TcpState>,
         /// Whether the segment that triggered it was a SYN, when known.
@@ -70,7 +70,7 @@ fn v(cause: Cause, origin: Origin, why: impl Into<String>) -> Verdict {
 pub fn classify(trigger: &Trigger, story: &Story) -> Verdict {
     let who = story.owner.as_deref().unwrap_or("the application");
     match trigger {
-        Trigger::Sent { reason, state, trigger_syn, facts } => sent(reason.as_deref(), *state, *trigger_syn, *facts, story, who),
+        Trigger::Sent { reason, state, trigger_syn, facts } => sent(*reason, *state, *trigger_syn, *facts, story, who),
         Trigger::Received { state } => received(*state, story),
         Trigger::TimedOut { state } => timed_out(*state, story, who),
     }
@@ -257,8 +257,8 @@ mod tests {
     use super::*;
     use TcpState::*;
 
-    fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>) -> Trigger {
-        Trigger::Sent { reason: reason.map(str::to_string), state, trigger_syn: syn, facts: None }
+    fn sent(reason: Option<&'static str>, state: Option<TcpState>, syn: Option<bool>) -> Trigger {
+        Trigger::Sent { reason, state, trigger_syn: syn, facts: None }
     }
 
     /// A reset from a kernel without reasons, with the socket's facts.

@@ -306,7 +306,6 @@ impl Tracker {
 
     /// Feed one kernel event.
     pub fn observe(&mut self, ev: KernelEvent) {
-        // Matched by reference: no per-event copy of the payload (its reason is a String).
         match &ev.payload {
             Payload::SetState { old, new } => self.on_set_state(&ev, *old, *new),
             Payload::Retransmit { state } => {
@@ -344,11 +343,11 @@ impl Tracker {
             }
             Payload::SendReset { state, reason } => {
                 let state = *state;
-                let reason = reason.as_ref().map(|r| r.1.clone());
+                let reason = reason.map(|r| r.1);
                 // Without a socket the tuple may still name a connection this host forgot: its
                 // story gives the last owner.
                 let id = self.find(&ev);
-                let acting = acting_owner(&ev, state, reason.as_deref());
+                let acting = acting_owner(&ev, state, reason);
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                     c.reset_sent = true;
                     if let Some(task) = &acting {
@@ -534,7 +533,7 @@ impl Tracker {
             kind,
             direction,
             kernel_reason: match &p.event.payload {
-                Payload::SendReset { reason, .. } => reason.as_ref().map(|r| r.1.clone()),
+                Payload::SendReset { reason, .. } => reason.map(|r| r.1),
                 _ => None,
             },
             state: state.map_or("CLOSE", TcpState::name),
@@ -685,8 +684,8 @@ mod tests {
         ev(ts, SK, lport, Payload::SetState { old: Some(old), new: Some(new) }, current, owner)
     }
 
-    fn sent(ts: u64, sk: u64, st: Option<TcpState>, reason: Option<&str>, current: Task) -> KernelEvent {
-        let reason = reason.map(|r| (0, r.to_string()));
+    fn sent(ts: u64, sk: u64, st: Option<TcpState>, reason: Option<&'static str>, current: Task) -> KernelEvent {
+        let reason = reason.map(|r| (0, r));
         ev(ts, sk, 5000, Payload::SendReset { state: st, reason }, current, None)
     }
 

@@ -49,7 +49,9 @@ pub struct RecordFields {
     saddr_v6: Option<Field>,
     daddr_v6: Option<Field>,
     record_size: usize,
-    reason_names: HashMap<i64, String>,
+    /// Names leaked once per format file read (a few dozen at start-up): every sent reset then
+    /// carries a `&'static str` instead of allocating its name.
+    reason_names: HashMap<i64, &'static str>,
 }
 
 impl RecordFields {
@@ -72,7 +74,11 @@ impl RecordFields {
             saddr_v6: f("saddr_v6"),
             daddr_v6: f("daddr_v6"),
             record_size: format.record_size().min(RECORD_MAX),
-            reason_names: format.symbols.get("reason").cloned().unwrap_or_default(),
+            reason_names: format
+                .symbols
+                .get("reason")
+                .map(|names| names.iter().map(|(value, name)| (*value, &*Box::leak(name.clone().into_boxed_str()))).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -107,7 +113,7 @@ impl RecordFields {
     /// The reason table names the application's aborts (`TCP_ABORT_ON_CLOSE`, Linux 6.11+);
     /// before that, active resets carry `NOT_SPECIFIED`.
     pub fn has_active_reasons(&self) -> bool {
-        self.reason_names.values().any(|n| n == "TCP_ABORT_ON_CLOSE")
+        self.reason_names.values().any(|n| *n == "TCP_ABORT_ON_CLOSE")
     }
 
     pub fn has_reason(&self) -> bool {
@@ -193,11 +199,7 @@ impl RecordFields {
             EventKind::SendReset => Payload::SendReset {
                 state: self.state(record, &self.state),
                 reason: int(record, &self.reason).map(|r| {
-                    let name = self
-                        .reason_names
-                        .get(&r)
-                        .cloned()
-                        .unwrap_or_else(|| fallback_reason_name(r).to_string());
+                    let name = self.reason_names.get(&r).copied().unwrap_or_else(|| fallback_reason_name(r));
                     (r as u32, name)
                 }),
             },

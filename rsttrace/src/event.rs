@@ -204,7 +204,7 @@ pub enum Payload {
         /// `None` when the reset had no socket (state 0 in the record).
         state: Option<TcpState>,
         /// `sk_rst_reason` value and name; `None` on kernels without the field.
-        reason: Option<(u32, String)>,
+        reason: Option<(u32, &'static str)>,
     },
     ReceiveReset,
     Retransmit {

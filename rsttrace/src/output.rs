@@ -101,7 +101,7 @@ pub fn json_line(r: &Report, clock: &Clock) -> Vec<u8> {
         cause: r.verdict.cause.name(),
         origin: r.verdict.origin.name(),
         benign: r.verdict.benign,
-        kernel_reason: r.kernel_reason.as_deref(),
+        kernel_reason: r.kernel_reason,
         state: r.state,
         family: r.endpoints.family.name(),
         laddr: r.endpoints.laddr.to_string(),

@@ -130,7 +130,7 @@ pub struct Report {
     pub kind: ReportType,
     pub direction: Option<Direction>,
     pub verdict: Verdict,
-    pub kernel_reason: Option<String>,
+    pub kernel_reason: Option<&'static str>,
     /// State of the local socket when it happened; `CLOSE` when there was no socket.
     pub state: &'static str,
     pub endpoints: Endpoints,
