@@ -276,8 +276,9 @@ fn run_all() -> Result<()> {
     let sustained = {
         let r = start_tracer(Tracer::RsttraceJson, &[])?.context("rsttrace")?;
         let ops = load(&pair.client, &["storm", &pair.server_addr, "9", "60"])?;
+        let (_, peak_kib) = proc_stat(r.child.id());
         let (lost, events) = stop_tracer(Tracer::RsttraceJson, r)?;
-        (ops, lost, events)
+        (ops, lost, events, peak_kib)
     };
 
     // Cost at a steady 1k resets/s: userspace CPU as a share of one core.
@@ -332,7 +333,7 @@ fn run_all() -> Result<()> {
 
 fn write_report(
     results: &BTreeMap<(Workload, Tracer), Vec<Run>>,
-    sustained: (u64, u64, u64),
+    sustained: (u64, u64, u64, u64),
     steady: (f64, u64, u64),
     memory: (u64, u64, u64, u64),
     took: Duration,
@@ -420,11 +421,12 @@ fn write_report(
         }
         writeln!(md)?;
     }
-    let (sustained_ops, sustained_lost, sustained_events) = sustained;
+    let (sustained_ops, sustained_lost, sustained_events, sustained_peak_kib) = sustained;
     writeln!(
         md,
-        "## Full-rate storm for 60 s\n\nrsttrace --json over veth: {sustained_ops} connects refused ({:.0}/s), {sustained_events} reports, {sustained_lost} events lost.\n",
-        sustained_ops as f64 / 60.0
+        "## Full-rate storm for 60 s\n\nrsttrace --json over veth: {sustained_ops} connects refused ({:.0}/s), {sustained_events} reports, {sustained_lost} events lost; peak RSS {:.1} MiB.\n",
+        sustained_ops as f64 / 60.0,
+        sustained_peak_kib as f64 / 1024.0
     )?;
     let (cpu_pct, steady_events, steady_lost) = steady;
     let (conns, rss, hwm, tracked) = memory;
