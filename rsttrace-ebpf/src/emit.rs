@@ -337,6 +337,16 @@ fn listed(port: u16, list: &[u16; MAX_FILTER_PORTS], count: u8) -> bool {
     false
 }
 
+/// The filter names owners (`-p`, `-c`): the kernel side must know connect()'s owner too.
+#[inline(always)]
+pub fn filters_by_owner() -> bool {
+    if FILTER_ACTIVE.load() == 0 {
+        return false;
+    }
+    let f = FILTER.load();
+    f.pid != 0 || f.cgroup != 0
+}
+
 /// The load-time filter. Whatever the kernel cannot judge here passes; the agent re-checks.
 #[inline(always)]
 fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
@@ -398,10 +408,31 @@ impl Draft {
                 return None;
             }
         }
-        let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        let Some(entry) = EVENTS.reserve::<Event>(0) else {
             count_lost();
             return None;
         };
+        Some(Self::with_record(ctx, kind, entry))
+    }
+
+    /// `reserve` without the early filter, for a program that must act on every event (keep
+    /// `OWNERS` right for sockets the filter drops too) before its `submit` applies the filter.
+    /// A full ring buffer counts the event as lost only if the filter would have kept it.
+    #[inline(always)]
+    pub fn reserve_unfiltered(ctx: &TracePointContext, kind: EventKind) -> Option<Self> {
+        let Some(entry) = EVENTS.reserve::<Event>(0) else {
+            let sk: u64 = probe_field(ctx, layout(kind).skaddr).unwrap_or(0);
+            if FILTER_ACTIVE.load() == 0 || passes(&Record(ctx), kind, &owner::lookup(sk)) {
+                count_lost();
+            }
+            return None;
+        };
+        Some(Self::with_record(ctx, kind, entry))
+    }
+
+    /// Copy the tracepoint record into a reserved slot.
+    #[inline(always)]
+    fn with_record(ctx: &TracePointContext, kind: EventKind, mut entry: RingBufEntry<Event>) -> Self {
         let record_size = layout(kind).record_size as usize;
         let size = if record_size > RECORD_MAX { RECORD_MAX } else { record_size };
         let event = entry.as_mut_ptr();
@@ -411,7 +442,7 @@ impl Draft {
             (*event).record_size = size as u16;
             copy_record(ctx, &mut (*event).record, size);
         }
-        Some(Self { entry: Some(entry), kind, no_record_state: None })
+        Self { entry: Some(entry), kind, no_record_state: None }
     }
 
     /// Reserve an event with no tracepoint record behind it (the kprobe path): its addresses come

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner};
 
 use crate::{
-    emit::{layout, probe_field, sk_state, Draft},
+    emit::{filters_by_owner, layout, probe_field, sk_state, Draft},
     maps::{ABORTED, SOCK_MSG},
     owner,
 };
@@ -65,7 +65,9 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SetState);
-    let Some(d) = Draft::reserve(&ctx, EventKind::SetState) else { return 0 };
+    // Unfiltered until submit: the owner bookkeeping below must also run for sockets the filter
+    // drops, or their stale owners would outlive them and misjudge the next socket at the address.
+    let Some(d) = Draft::reserve_unfiltered(&ctx, EventKind::SetState) else { return 0 };
     // The tracepoint also fires for SCTP and MPTCP sockets; only TCP matters here.
     if d.field::<u16>(l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
         return 0; // dropped: discarded
@@ -76,8 +78,14 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let owner = if sk == 0 {
         Owner::UNKNOWN
     } else if owner::is_new_connection(old, new) {
-        owner::forget_if_any(sk);
-        Owner::UNKNOWN
+        if new == owner::TCP_SYN_SENT && filters_by_owner() {
+            // `-p`/`-c` judge events in the kernel by owner: without it here, every event of
+            // this socket would cross the ring buffer for the agent to drop.
+            owner::learn(sk)
+        } else {
+            owner::forget_if_any(sk);
+            Owner::UNKNOWN
+        }
     } else if owner::is_learned_transition(old, new) {
         owner::learn(sk)
     } else {
