@@ -31,9 +31,9 @@ const EMIT_BATCH: usize = 1024;
 
 /// `--cost-floor`: the empty programs are attached; hold them until told to stop.
 async fn cost_floor(duration: Option<Duration>) -> anyhow::Result<()> {
-    eprintln!("rsttrace: attached empty programs to every hook (--cost-floor); nothing is reported");
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    eprintln!("rsttrace: attached empty programs to every hook (--cost-floor); nothing is reported");
     let until = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,

@@ -103,7 +103,9 @@ pub struct Cli {
     pub btf: PathBuf,
     /// Attach empty programs to the same hooks and report nothing, until stopped: what merely
     /// hooking there costs on this kernel, the floor under rsttrace's own cost (`cargo xtask bench`).
-    #[arg(long, conflicts_with_all = ["json", "summary", "output", "metrics"])]
+    #[arg(long, conflicts_with_all = [
+        "json", "summary", "output", "metrics", "pid", "cgroup", "lports", "rports", "ipv4", "ipv6", "direction", "cause",
+    ])]
     pub cost_floor: bool,
 }
 

@@ -194,16 +194,44 @@ fn cost_floor_attaches_empty_programs_and_reports_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start rsttrace --cost-floor");
-    let mut stderr = std::io::BufReader::new(floor.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-    assert!(line.contains("attached empty programs"), "{line}");
-    let programs = std::process::Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool").stdout;
-    assert!(String::from_utf8_lossy(&programs).contains("floor_tracepoin"), "the empty program is loaded");
+    let stderr = std::io::BufReader::new(floor.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+        let attached = line.contains("attached empty programs");
+        seen.push(line);
+        if attached {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains("attached empty programs")), "{seen:?}");
+    // This process's attachments: every one runs the empty program, none a real one.
+    let attached = attached_programs(floor.id());
+    assert!(attached.len() >= 6, "one attachment per hook: {attached:?}");
+    assert!(attached.iter().all(|name| name.starts_with("floor_")), "{attached:?}");
     for f in FAMILIES {
         refused(&net, f, 2);
     }
     let out = floor.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.is_empty(), "the floor reports nothing: {}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Names of the programs behind the BPF links process `pid` holds (from its fdinfo; aya attaches
+/// tracepoints and kprobes through links on this kernel).
+fn attached_programs(pid: u32) -> Vec<String> {
+    let out = std::process::Command::new("bpftool").args(["prog", "show", "-j"]).output().expect("bpftool");
+    let programs: Value = serde_json::from_slice(&out.stdout).expect("bpftool -j output");
+    let name_of = |id: u64| {
+        programs.as_array().into_iter().flatten().find(|p| p["id"].as_u64() == Some(id)).and_then(|p| p["name"].as_str()).unwrap_or("?").to_string()
+    };
+    let mut names = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("fdinfo").map_while(Result::ok) {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        if !info.lines().any(|l| l.starts_with("link_type:")) {
+            continue;
+        }
+        let prog = info.lines().find_map(|l| l.strip_prefix("prog_id:")).and_then(|v| v.trim().parse().ok());
+        names.extend(prog.map(name_of));
+    }
+    names
 }
