@@ -887,6 +887,20 @@ mod tests {
     }
 
     #[test]
+    fn a_listener_child_at_a_reused_address_starts_without_the_old_owner() {
+        let mut t = Tracker::new(16, Visibility::ALL);
+        let old = task(1, "old");
+        t.observe(state(1, 1000, Close, SynSent, old.clone(), None));
+        t.observe(state(2, 1000, SynSent, Close, old.clone(), None));
+        // The same socket address, now a child of a listener this table never saw: created in
+        // softirq, where `current` is unrelated.
+        t.observe(state(3, 80, Listen, SynRecv, task(0, "swapper/0"), None));
+        let c = t.connection(*t.by_sk.get(&SK).unwrap()).unwrap();
+        assert_eq!(c.state, Some(SynRecv));
+        assert!(c.owner.is_none(), "the old story's owner leaked into the child: {:?}", c.owner);
+    }
+
+    #[test]
     fn open_clients_list_only_live_established_connections() {
         let app = task(7, "app");
         let mut t = Tracker::new(16, Visibility::ALL);

@@ -410,21 +410,28 @@ fn stray_ack_to_a_full_listener_without_abort_on_overflow_is_no_socket() {
     for (f, reports, pids) in traced(19, |net, f| {
         net.sysctl(&net.server, "net/ipv4/tcp_abort_on_overflow", "0");
         let server = listen(net, f, "overflow");
-        // Three handshakes completed over a backlog of 2: the queue is over its limit.
-        let mut queued: Vec<Stim> = (0..3)
+        // Three handshakes completed one after another over a backlog of 2 (each has the SYN
+        // queue to itself): the accept queue ends over its limit, and ss must say so.
+        let queued: Vec<Stim> = (0..3)
             .map(|_| {
-                let c = client(net, f, PORT, &["--wait-go", "--send", "10"]);
+                let mut c = client(net, f, PORT, &["--wait-go", "--send", "10"]);
                 c.expect_line("ready", T);
+                c.go();
+                std::thread::sleep(Duration::from_millis(100));
                 c
             })
             .collect();
-        for c in &mut queued {
-            c.go();
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ss = std::process::Command::new("ip")
+            .args(["netns", "exec", &net.server, "ss", "-ltnH", "sport = :8080"])
+            .output()
+            .expect("ss");
+        let ss = String::from_utf8_lossy(&ss.stdout).to_string();
+        let queue: Vec<u32> = ss.split_whitespace().skip(1).take(2).filter_map(|n| n.parse().ok()).collect();
+        assert!(queue.len() == 2 && queue[0] > queue[1], "{f:?}: accept queue not over its limit: {ss}");
         let stray = Stim::spawn(&net.client, &["stray-ack", &net.server_addr(f), PORT, &net.client_addr(f)]);
         assert_eq!(stray.expect_line("sent", T), "sent");
         std::thread::sleep(Duration::from_millis(300));
+        drop(queued);
         vec![server.pid()]
     }) {
         let sent: Vec<&Value> = reports.iter().filter(|r| r["direction"] == "sent" && r["rport"] == 40404).collect();
