@@ -89,14 +89,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         filter: config.filter.kernel(),
         cost_floor: config.cost_floor,
     })?;
-    if config.cost_floor {
-        return cost_floor(config.duration).await;
+    if !config.cost_floor {
+        describe_capture(&loaded.capture);
     }
-    describe_capture(&loaded.capture);
     // Attached: nothing from here on needs a privilege, so keep none.
     privileges::drop_all().context("dropping capabilities after attaching")?;
     if privileges::remaining() != 0 {
         bail!("capabilities remain after dropping them");
+    }
+    if config.cost_floor {
+        return cost_floor(config.duration).await;
     }
     let ring = loader::take_ring_buffer(&mut loaded.ebpf)?;
     let lost = LostCounter::new(&mut loaded.ebpf)?;
