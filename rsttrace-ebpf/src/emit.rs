@@ -52,19 +52,24 @@ unsafe fn read<T>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
+/// The `struct net *` stored at `holder + offset`; `None` when unknown or null.
+#[inline(always)]
+fn net_at(holder: u64, offset: u32) -> Option<u64> {
+    if holder == 0 || offset == NO_OFFSET {
+        return None;
+    }
+    // SAFETY: probe read only.
+    unsafe { read::<u64>(holder + offset as u64) }.filter(|net| *net != 0)
+}
+
 /// Network namespace inode behind a `struct net *` stored at `holder + offset`.
 #[inline(always)]
 fn netns_at(holder: u64, offset: u32, o: &StructOffsets) -> u32 {
-    if holder == 0 || offset == NO_OFFSET || o.net_inum == NO_OFFSET {
+    if o.net_inum == NO_OFFSET {
         return 0;
     }
-    // SAFETY: probe reads only.
-    unsafe {
-        match read::<u64>(holder + offset as u64) {
-            Some(net) if net != 0 => read::<u32>(net + o.net_inum as u64).unwrap_or(0),
-            _ => 0,
-        }
-    }
+    // SAFETY: probe read only.
+    net_at(holder, offset).and_then(|net| unsafe { read::<u32>(net + o.net_inum as u64) }).unwrap_or(0)
 }
 
 /// The namespace of a socket (0 when BTF lacked the offsets).
@@ -233,17 +238,13 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
 /// where to read it, as before the sysctl was per namespace.
 #[inline(always)]
 fn abort_on_overflow(sk: u64, o: &SockOffsets) -> bool {
-    let sock_net = OFFSETS.load().sock_net;
-    if o.abort_on_overflow == NO_OFFSET || sock_net == NO_OFFSET {
+    if o.abort_on_overflow == NO_OFFSET {
         return true;
     }
-    // SAFETY: probe reads only.
-    unsafe {
-        match read::<u64>(sk + sock_net as u64) {
-            Some(net) if net != 0 => read::<u8>(net + o.abort_on_overflow as u64).is_none_or(|on| on != 0),
-            _ => true,
-        }
-    }
+    // SAFETY: probe read only.
+    net_at(sk, OFFSETS.load().sock_net)
+        .and_then(|net| unsafe { read::<u8>(net + o.abort_on_overflow as u64) })
+        .is_none_or(|on| on != 0)
 }
 
 /// The state of a socket the tracepoint does not describe (kprobe path); 0 without a socket.
