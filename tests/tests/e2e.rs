@@ -424,7 +424,7 @@ fn stray_ack_to_a_full_listener_without_abort_on_overflow_is_no_socket() {
         net.sysctl(&net.server, "net/ipv4/tcp_abort_on_overflow", "0");
         let server = listen(net, f, "overflow");
         // Three handshakes completed one after another over a backlog of 2 (each has the SYN
-        // queue to itself): the accept queue ends over its limit, and ss must say so.
+        // queue to itself): the accept queue ends over its limit, and /proc must show it.
         let queued: Vec<Stim> = (0..3)
             .map(|_| {
                 let mut c = client(net, f, PORT, &["--wait-go", "--send", "10"]);
