@@ -43,6 +43,9 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    /// The whole verifier log would make this one line thousands long: its end is printed above.
+    #[error("the kernel's verifier refused program {program} (the log's last lines are above)")]
+    Refused { program: &'static str },
     #[error("attaching {program} to {group}:{name} failed: {source}")]
     Attach {
         program: &'static str,
@@ -222,7 +225,10 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, 
     if prog.fd().is_err() {
         prog.load().map_err(|source| {
             print_verifier_verdict(program, &source);
-            LoadError::Program { program, source }
+            match source {
+                aya::programs::ProgramError::LoadError { .. } => LoadError::Refused { program },
+                source => LoadError::Program { program, source },
+            }
         })?;
     }
     for (group, name) in tracepoints {
