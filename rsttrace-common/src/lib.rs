@@ -312,6 +312,8 @@ pub const FLAG_FACTS_KNOWN: u32 = 4;
 /// socket, or a TIME_WAIT or request socket, before 6.10): no record; the addresses are the
 /// trigger's, reversed, and `sk_state` is the socket's state (0 without one).
 pub const FLAG_NO_RECORD: u32 = 8;
+/// `current_*` were not captured (a state change inside a known story): they hold stale bytes.
+pub const FLAG_NO_CURRENT: u32 = 16;
 
 /// One ring-buffer record: the tracepoint's raw record plus what only the kernel knows at that
 /// instant (the current task, the socket's owner, the socket's network namespace).

@@ -8,7 +8,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner};
 
 use crate::{
-    emit::{filters_by_owner, layout, probe_field, sk_state, Draft},
+    emit::{filters_by_owner, layout, probe_field, sk_state, Detail, Draft},
     maps::{ABORTED, SOCK_MSG},
     owner,
 };
@@ -75,6 +75,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let sk: u64 = d.field(l.skaddr).unwrap_or(0);
     let old: i32 = d.field(l.oldstate).unwrap_or(0);
     let new: i32 = d.field(l.newstate).unwrap_or(0);
+    let starts_story = owner::is_new_connection(old, new) || new == owner::TCP_LISTEN;
     let owner = if sk == 0 {
         Owner::UNKNOWN
     } else if owner::is_new_connection(old, new) {
@@ -91,7 +92,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     } else {
         owner::lookup(sk)
     };
-    d.submit_owned(sk, 0, owner);
+    d.submit_owned(sk, 0, owner, if starts_story { Detail::Full } else { Detail::Transition });
     // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
     // must not inherit this owner. The agent keeps the story.
     if new == owner::TCP_CLOSE && owner.is_known() {

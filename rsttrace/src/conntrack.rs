@@ -403,9 +403,12 @@ impl Tracker {
         let listener_owner = self.listener(ev.netns, &ev.endpoints).cloned();
         let Some(c) = self.conns.get_mut(&id) else { return };
         c.state = Some(new);
+        // A transition inside a story may come without its namespace (`Detail::Transition` in
+        // rsttrace-ebpf): the story's holds.
         if c.netns == 0 {
             c.netns = ev.netns;
         }
+        let netns = c.netns;
         if let Some(owner) = &ev.owner {
             // Most events repeat the known owner: write it only on a change.
             if c.owner.as_ref() != Some(owner) {
@@ -415,7 +418,7 @@ impl Tracker {
             // connect() runs in the owner's system call (a kworker's, for the kernel's own
             // sockets): the kernel side leaves this owner to the agent (see
             // `owner::is_new_connection` in rsttrace-ebpf).
-            c.owner = Some(ev.current);
+            c.owner = ev.current;
         } else if new == SynRecv && c.owner.is_none() {
             // A listener's child belongs to whoever accepts it: the listener's owner, until a
             // send, receive or close in another process says otherwise.
@@ -442,13 +445,13 @@ impl Tracker {
         }
         match (old, new) {
             (_, Listen) => {
-                let owner = c.owner.clone().or_else(|| Some(ev.current.clone()));
+                let owner = c.owner.clone().or(ev.current);
                 if let Some(owner) = owner {
-                    self.listeners.insert((ev.netns, ev.endpoints.laddr, ev.endpoints.lport), owner);
+                    self.listeners.insert((netns, ev.endpoints.laddr, ev.endpoints.lport), owner);
                 }
             }
             (Some(Listen), Close) => {
-                self.listeners.remove(&(ev.netns, ev.endpoints.laddr, ev.endpoints.lport));
+                self.listeners.remove(&(netns, ev.endpoints.laddr, ev.endpoints.lport));
             }
             _ => {}
         }
@@ -624,7 +627,7 @@ fn acting_owner(ev: &KernelEvent, state: Option<TcpState>, reason: Option<&str>)
             reason,
             Some("TCP_ABORT_ON_CLOSE" | "TCP_STATE" | "TCP_DISCONNECT_WITH_DATA" | "TCP_ABORT_ON_LINGER" | "TCP_ABORT_ON_MEMORY")
         );
-    (in_syscall && !ev.current.is_kernel_context()).then(|| ev.current.clone())
+    ev.current.filter(|task| in_syscall && !task.is_kernel_context())
 }
 
 #[cfg(test)]
@@ -673,7 +676,7 @@ mod tests {
             trigger: None,
             endpoints: ends(lport),
             payload,
-            current,
+            current: Some(current),
             owner,
             netns: NETNS,
             facts: None,
@@ -953,6 +956,20 @@ mod tests {
         assert_eq!(t.stats().tracked, 2, "listener + one child story");
         assert_eq!(reports[0].owner.as_ref().map(|o| o.pid), Some(812));
         assert_eq!(reports[0].state, "ESTABLISHED");
+    }
+
+    #[test]
+    fn a_listener_closed_by_a_transition_without_namespace_or_current_is_forgotten() {
+        let nginx = task(812, "nginx");
+        let mut listen = state(1, 80, Close, Listen, nginx.clone(), Some(nginx));
+        listen.endpoints = Endpoints { raddr: "0.0.0.0".parse().unwrap(), rport: 0, ..ends(80) };
+        let mut close = state(2, 80, Listen, Close, task(0, "-"), None);
+        (close.endpoints, close.netns, close.current) = (listen.endpoints, 0, None);
+        let mut t = Tracker::new(64, Visibility::ALL);
+        t.observe(listen);
+        assert_eq!(t.listeners.len(), 1);
+        t.observe(close);
+        assert!(t.listeners.is_empty(), "removed under the story's namespace");
     }
 
     #[test]

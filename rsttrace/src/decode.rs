@@ -7,7 +7,7 @@ use std::{
 
 use rsttrace_common::{
     Event, EventKind, TracepointLayout, EVENT_SIZE, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_LINGER0, FACT_UNREAD,
-    FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX,
+    FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX,
 };
 
 use crate::{
@@ -311,12 +311,12 @@ impl Decoder {
             } else {
                 fields.payload(kind, record)
             },
-            current: Task {
+            current: (raw.flags & FLAG_NO_CURRENT == 0).then(|| Task {
                 pid: (raw.current_pid_tgid >> 32) as u32,
                 tid: raw.current_pid_tgid as u32,
                 comm: Comm::from_kernel(&raw.current_comm),
                 cgroup: raw.current_cgroup,
-            },
+            }),
             owner,
             netns: raw.netns,
             facts: (raw.flags & FLAG_FACTS_KNOWN != 0).then(|| SockFacts {
@@ -418,7 +418,7 @@ pub(crate) mod tests {
                 e.payload,
                 Payload::SendReset { state: None, reason: Some((1, "NO_SOCKET".into())) }
             );
-            assert_eq!(e.current.comm, "swapper/1");
+            assert_eq!(e.current.unwrap().comm, "swapper/1");
             assert_eq!(e.owner.as_ref().unwrap().pid, 812);
             assert_eq!(e.owner.unwrap().comm, "nginx");
         }
@@ -433,6 +433,16 @@ pub(crate) mod tests {
             std::ptr::write_unaligned(bytes.as_mut_ptr().cast(), raw);
         }
         bytes
+    }
+
+    #[test]
+    fn a_transition_without_current_decodes_to_none_not_to_stale_bytes() {
+        let kernel = "6.18.44-host";
+        let record = [("newstate", 4i32.to_le_bytes().to_vec()), ("family", AF_INET.to_le_bytes().to_vec())];
+        let full = event_bytes(kernel, EventKind::SetState, &record);
+        assert_eq!(decoder_for(kernel).decode(&full).unwrap().current.unwrap().pid, 7);
+        let lean = patched(full, |raw| raw.flags |= FLAG_NO_CURRENT);
+        assert_eq!(decoder_for(kernel).decode(&lean).unwrap().current, None);
     }
 
     #[test]

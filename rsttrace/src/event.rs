@@ -235,7 +235,9 @@ pub struct KernelEvent {
     pub trigger: Option<Segment>,
     pub endpoints: Endpoints,
     pub payload: Payload,
-    pub current: Task,
+    /// The task the CPU was running; `None` where the kernel side did not capture it (a state
+    /// change that neither begins a connection nor listens: the agent needs no `current` there).
+    pub current: Option<Task>,
     /// The task last seen using the socket in process context, per the kernel side's map.
     pub owner: Option<Task>,
     /// Network namespace inode of the socket; 0 when unknown.

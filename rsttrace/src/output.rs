@@ -88,8 +88,8 @@ struct JsonReport<'a> {
     why: &'a str,
     peer_cause: Option<&'static str>,
     tid: Option<u32>,
-    current_pid: u32,
-    current_comm: &'a str,
+    current_pid: Option<u32>,
+    current_comm: Option<&'a str>,
     retransmits: u32,
 }
 
@@ -116,8 +116,8 @@ pub fn json_line(r: &Report, clock: &Clock) -> Vec<u8> {
         why: &r.verdict.why,
         peer_cause: r.peer_cause.map(|c| c.name()),
         tid: r.owner.as_ref().map(|o| o.tid),
-        current_pid: r.current.pid,
-        current_comm: &r.current.comm,
+        current_pid: r.current.as_ref().map(|t| t.pid),
+        current_comm: r.current.as_ref().map(|t| t.comm.as_str()),
         retransmits: r.retransmits,
     };
     let mut line = serde_json::to_vec(&json).expect("plain data serializes");
@@ -415,7 +415,7 @@ mod table_tests {
             netns: 1,
             ts_ns: 0,
             peer_cause: None,
-            current: Task { pid: 0, tid: 0, comm: "swapper/0".into(), cgroup: 0 },
+            current: Some(Task { pid: 0, tid: 0, comm: "swapper/0".into(), cgroup: 0 }),
             retransmits: 0,
         }
     }

@@ -141,7 +141,7 @@ pub struct Report {
     pub ts_ns: u64,
     /// For a received reset whose sender is also on this host: the sender's cause.
     pub peer_cause: Option<Cause>,
-    /// The task that was running (often not the owner), for the curious.
-    pub current: Task,
+    /// The task that was running (often not the owner), for the curious; `None` if not captured.
+    pub current: Option<Task>,
     pub retransmits: u32,
 }
