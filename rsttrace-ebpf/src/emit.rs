@@ -46,6 +46,19 @@ pub fn probe_field<T: Copy>(ctx: &TracePointContext, offset: u16) -> Option<T> {
     unsafe { ctx.read_at::<T>(offset as usize) }.ok()
 }
 
+/// A record field read before reserving anything: a direct load from the context when the field
+/// sits at `USUAL`, the offset every kernel we know gives it (a load at a literal offset, which
+/// the verifier requires), else a helper read. `None` when this kernel's record has no such field.
+#[inline(always)]
+pub fn early_field<T: Copy, const USUAL: u16>(ctx: &TracePointContext, offset: u16) -> Option<T> {
+    if offset == USUAL {
+        // SAFETY: inside the record (the agent took `offset` from this kernel's format file).
+        Some(unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(USUAL as usize) as *const T) })
+    } else {
+        probe_field(ctx, offset)
+    }
+}
+
 #[inline(always)]
 unsafe fn read<T>(addr: u64) -> Option<T> {
     // SAFETY: the probe-read helper turns a bad address into an error, never a fault.

@@ -3,12 +3,11 @@
 use aya_ebpf::{
     macros::{kprobe, tracepoint},
     programs::{ProbeContext, TracePointContext},
-    EbpfContext,
 };
 use rsttrace_common::{EventKind, Owner};
 
 use crate::{
-    emit::{filters_by_owner, layout, probe_field, sk_state, Detail, Draft},
+    emit::{early_field, filters_by_owner, layout, sk_state, Detail, Draft},
     maps::{ABORTED, SOCK_MSG},
     owner,
 };
@@ -102,29 +101,37 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 }
 
 /// Only ETIMEDOUT is news: a timeout that killed the connection without a RST. The other errors
-/// (ECONNRESET, ECONNREFUSED, EPIPE) echo a reset the agent already saw.
+/// (ECONNRESET, ECONNREFUSED, EPIPE) echo a reset the agent already saw, so they are judged from
+/// the record before anything is reserved: a refused connect() reports one of those per socket.
 const ETIMEDOUT: i32 = 110;
+/// Where `inet_sk_error_report` keeps them on every kernel we know (6.1 to 6.18).
+const ERROR_REPORT_ERROR: u16 = 8;
+const ERROR_REPORT_PROTOCOL: u16 = 18;
 
 #[tracepoint]
 pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::ErrorReport);
-    let Some(d) = Draft::reserve(&ctx, EventKind::ErrorReport) else { return 0 };
-    if d.field::<u16>(l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
-        return 0; // dropped: discarded
+    if early_field::<u16, ERROR_REPORT_PROTOCOL>(&ctx, l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
+        return 0;
     }
-    if d.field::<i32>(l.error).is_some_and(|e| e != ETIMEDOUT) {
-        return 0; // dropped: discarded
+    if early_field::<i32, ERROR_REPORT_ERROR>(&ctx, l.error).is_some_and(|e| e != ETIMEDOUT) {
+        return 0;
     }
-    d.submit(0, 0);
+    if let Some(d) = Draft::reserve(&ctx, EventKind::ErrorReport) {
+        d.submit(0, 0);
+    }
     0
 }
+
+/// `skaddr` in `tcp_destroy_sock` on every kernel we know.
+const DESTROY_SOCK_SKADDR: u16 = 8;
 
 /// Destruction tells an abortive close() (the socket dies in the same call) from a
 /// connect(AF_UNSPEC) disconnect (the socket lives on), which the kernel reports alike. Every
 /// socket is destroyed; only an aborted one's destruction is news, so nothing is reserved first.
 #[tracepoint]
 pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
-    let sk: u64 = probe_field(&ctx, layout(EventKind::DestroySock).skaddr).unwrap_or(0);
+    let sk: u64 = early_field::<u64, DESTROY_SOCK_SKADDR>(&ctx, layout(EventKind::DestroySock).skaddr).unwrap_or(0);
     if sk != 0 && ABORTED.get_ptr(sk).is_some() {
         let _ = ABORTED.remove(sk);
         if let Some(d) = Draft::reserve(&ctx, EventKind::DestroySock) {
@@ -134,8 +141,8 @@ pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Layout of `sock_send_length`/`sock_recv_length` on every kernel that has them (6.4+) without
-/// PREEMPT_RT: read at these literal offsets directly, a helper call only for other layouts.
+/// Where `sock_send_length`/`sock_recv_length` keep these on every kernel that has them (6.4+)
+/// without PREEMPT_RT.
 const SOCK_MSG_SK: u16 = 8;
 const SOCK_MSG_PROTOCOL: u16 = 18;
 
@@ -146,18 +153,8 @@ const SOCK_MSG_PROTOCOL: u16 = 18;
 #[tracepoint]
 pub fn sock_msg_length(ctx: TracePointContext) -> u32 {
     let l = SOCK_MSG.load();
-    let (protocol, sk) = if l.sk == SOCK_MSG_SK && l.protocol == SOCK_MSG_PROTOCOL {
-        let base = ctx.as_ptr() as *const u8;
-        // SAFETY: literal offsets inside the record; the branch is decided by load-time constants.
-        unsafe {
-            (
-                core::ptr::read_volatile(base.add(SOCK_MSG_PROTOCOL as usize) as *const u16),
-                core::ptr::read_volatile(base.add(SOCK_MSG_SK as usize) as *const u64),
-            )
-        }
-    } else {
-        (probe_field::<u16>(&ctx, l.protocol).unwrap_or(0), probe_field::<u64>(&ctx, l.sk).unwrap_or(0))
-    };
+    let protocol = early_field::<u16, SOCK_MSG_PROTOCOL>(&ctx, l.protocol).unwrap_or(0);
+    let sk = early_field::<u64, SOCK_MSG_SK>(&ctx, l.sk).unwrap_or(0);
     if protocol == IPPROTO_TCP && sk != 0 {
         let _ = owner::learn(sk);
     }
