@@ -507,16 +507,17 @@ impl Draft {
     }
 
     /// Fill in what only the kernel knows now and submit, unless the load-time filter rejects it.
+    /// Returns whether the event went out (not filtered, not discarded).
     #[inline(always)]
-    pub fn submit(self, sk: u64, skb: u64) {
-        self.submit_owned(sk, skb, owner::lookup(sk), Detail::Full);
+    pub fn submit(self, sk: u64, skb: u64) -> bool {
+        self.submit_owned(sk, skb, owner::lookup(sk), Detail::Full)
     }
 
     /// `submit` for a caller that already looked the owner up (or just learned it).
     #[inline(always)]
-    pub fn submit_owned(mut self, sk: u64, skb: u64, owner: Owner, detail: Detail) {
+    pub fn submit_owned(mut self, sk: u64, skb: u64, owner: Owner, detail: Detail) -> bool {
         if !passes(&self, self.kind, &owner) {
-            return; // dropped: discarded
+            return false; // dropped: discarded
         }
         // Read from the copied record before the entry is taken out of the draft.
         let state: i32 = if self.kind as u32 == EventKind::SendReset as u32 {
@@ -524,7 +525,7 @@ impl Draft {
         } else {
             0
         };
-        let Some(mut entry) = self.entry.take() else { return };
+        let Some(mut entry) = self.entry.take() else { return false };
         let offsets = OFFSETS.load();
         let event = entry.as_mut_ptr();
         // Fields the agent reads only under a flag (owner, trigger) are not zeroed when the flag
@@ -570,7 +571,7 @@ impl Draft {
                 // never reaches TCP's receive path): nothing was sent, so nothing is reported.
                 if self.no_record_state.is_some() && trigger.as_ref().is_none_or(|t| t.tcp_flags & TCP_FLAG_RST != 0) {
                     entry.discard(BPF_RB_NO_WAKEUP);
-                    return;
+                    return false;
                 }
                 if let Some(t) = &trigger {
                     (*event).tcp_flags = t.tcp_flags;
@@ -592,6 +593,7 @@ impl Draft {
             }
         }
         entry.submit(wakeup_flags());
+        true
     }
 }
 

@@ -44,6 +44,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub static WAKEUPS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// The socket whose received reset this CPU reported last, until its next state change: the
+/// CLOSE that `tcp_reset()` makes next, in the same call, is implied and not reported.
+#[map]
+pub static RESET_CLOSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Events that found the ring buffer full, per CPU.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

@@ -8,7 +8,7 @@ use rsttrace_common::{EventKind, Owner};
 
 use crate::{
     emit::{early_field, filters_by_owner, layout, sk_state, Detail, Draft},
-    maps::{ABORTED, SOCK_MSG},
+    maps::{ABORTED, RESET_CLOSES, SOCK_MSG},
     owner,
 };
 
@@ -24,7 +24,7 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     if sk != 0 && d.field::<i32>(l.state) == Some(owner::TCP_CLOSE) {
         let _ = ABORTED.insert(sk, 1, 0);
     }
-    d.submit(sk, skb);
+    let _ = d.submit(sk, skb);
     0
 }
 
@@ -40,30 +40,65 @@ pub fn send_reset_kprobe(ctx: ProbeContext) -> u32 {
         return 0; // a full socket: the tracepoint reports it
     }
     if let Some(d) = Draft::reserve_without_record(EventKind::SendReset, state) {
-        d.submit(sk, skb);
+        let _ = d.submit(sk, skb);
     }
     0
 }
 
+/// A received reset kills its socket: `tcp_reset()` calls `tcp_done()` next, in the same call on
+/// this CPU, and its CLOSE is not reported (the agent closes the story at the reset). Only for a
+/// reset that went out: a lost or filtered one leaves the CLOSE to tell.
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
     let Some(d) = Draft::reserve(&ctx, EventKind::ReceiveReset) else { return 0 };
     let sk: u64 = d.field(layout(EventKind::ReceiveReset).skaddr).unwrap_or(0);
-    d.submit(sk, 0);
+    if d.submit(sk, 0) {
+        set_reset_closes(sk);
+    }
     0
 }
+
+#[inline(always)]
+fn set_reset_closes(sk: u64) {
+    if let Some(slot) = RESET_CLOSES.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *slot = sk };
+    }
+}
+
+/// This state change is the CLOSE of the socket whose received reset this CPU just reported.
+/// Every state change clears the slot, so it can only match the change right after the reset:
+/// `tcp_reset()` of a socket already in CLOSE returns without one, and a task migrated between
+/// the two leaves a stale slot that the next change on this CPU clears (its CLOSE is reported).
+#[inline(always)]
+fn closed_by_reported_reset(sk: u64, new: i32) -> bool {
+    let Some(slot) = RESET_CLOSES.get_ptr_mut(0) else { return false };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+    let reset_sk = unsafe { core::mem::replace(&mut *slot, 0) };
+    reset_sk != 0 && reset_sk == sk && new == owner::TCP_CLOSE
+}
+
+/// Where `inet_sock_set_state` keeps these on every kernel we know (6.1 to 6.18).
+const SET_STATE_SKADDR: u16 = 8;
+const SET_STATE_NEWSTATE: u16 = 20;
 
 #[tracepoint]
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     let Some(d) = Draft::reserve(&ctx, EventKind::Retransmit) else { return 0 };
     let sk: u64 = d.field(layout(EventKind::Retransmit).skaddr).unwrap_or(0);
-    d.submit(sk, 0);
+    let _ = d.submit(sk, 0);
     0
 }
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SetState);
+    let sk = early_field::<u64, SET_STATE_SKADDR>(&ctx, l.skaddr).unwrap_or(0);
+    if closed_by_reported_reset(sk, early_field::<i32, SET_STATE_NEWSTATE>(&ctx, l.newstate).unwrap_or(0)) {
+        // The socket's life is over (see below): forget its owner all the same.
+        owner::forget_if_any(sk);
+        return 0;
+    }
     // Unfiltered until submit: the owner bookkeeping below must also run for sockets the filter
     // drops, or their stale owners would outlive them and misjudge the next socket at the address.
     let Some(d) = Draft::reserve_unfiltered(&ctx, EventKind::SetState) else { return 0 };
@@ -71,7 +106,6 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     if d.field::<u16>(l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
         return 0; // dropped: discarded
     }
-    let sk: u64 = d.field(l.skaddr).unwrap_or(0);
     let old: i32 = d.field(l.oldstate).unwrap_or(0);
     let new: i32 = d.field(l.newstate).unwrap_or(0);
     let starts_story = owner::is_new_connection(old, new) || new == owner::TCP_LISTEN;
@@ -91,7 +125,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     } else {
         owner::lookup(sk)
     };
-    d.submit_owned(sk, 0, owner, if starts_story { Detail::Full } else { Detail::Transition });
+    let _ = d.submit_owned(sk, 0, owner, if starts_story { Detail::Full } else { Detail::Transition });
     // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
     // must not inherit this owner. The agent keeps the story.
     if new == owner::TCP_CLOSE && owner.is_known() {
@@ -118,7 +152,7 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if let Some(d) = Draft::reserve(&ctx, EventKind::ErrorReport) {
-        d.submit(0, 0);
+        let _ = d.submit(0, 0);
     }
     0
 }
@@ -135,7 +169,7 @@ pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
     if sk != 0 && ABORTED.get_ptr(sk).is_some() {
         let _ = ABORTED.remove(sk);
         if let Some(d) = Draft::reserve(&ctx, EventKind::DestroySock) {
-            d.submit(sk, 0);
+            let _ = d.submit(sk, 0);
         }
     }
     0

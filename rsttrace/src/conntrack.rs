@@ -378,9 +378,15 @@ impl Tracker {
             Payload::ReceiveReset => {
                 let id = self.find(&ev);
                 let mut state = None;
-                if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
+                if let Some((id, c)) = id.and_then(|id| Some((id, self.conns.get_mut(&id)?))) {
                     c.reset_received = true;
                     state = c.state;
+                    // tcp_reset() closes the socket in the same call, and the kernel side does not
+                    // report that CLOSE (`closed_by_reported_reset` in rsttrace-ebpf).
+                    if state != Some(TcpState::Close) {
+                        c.state = Some(TcpState::Close);
+                        closed(c, id, state, ev.ts_ns, &mut self.open_clients, &mut self.closed);
+                    }
                 }
                 self.hold(ev, id, Trigger::Received { state }, None);
             }
@@ -435,12 +441,7 @@ impl Tracker {
             }
             (Some(Established), FinWait1) | (Some(CloseWait), LastAck) => c.app_closed = true,
             (_, CloseWait) => c.peer_closed = true,
-            (_, Close) => {
-                c.closed_ns = Some(ev.ts_ns);
-                c.closed_from = old;
-                unlist_open_client(&mut self.open_clients, id, c.open_client_of.take());
-                self.closed.push_back((ev.ts_ns, id));
-            }
+            (_, Close) => closed(c, id, old, ev.ts_ns, &mut self.open_clients, &mut self.closed),
             _ => {}
         }
         match (old, new) {
@@ -605,6 +606,22 @@ impl Tracker {
         let now = self.listener(ev.netns, &ev.endpoints)?;
         (now.pid != served_by.pid).then(|| format!("{}[{}]", now.comm, now.pid))
     }
+}
+
+/// The story's socket entered CLOSE from `old` at `ts`: by its own transition, or by a received
+/// reset (whose CLOSE comes as no event of its own).
+fn closed(
+    c: &mut Connection,
+    id: u64,
+    old: Option<TcpState>,
+    ts: u64,
+    open_clients: &mut HashMap<u32, HashSet<u64>>,
+    closed: &mut VecDeque<(u64, u64)>,
+) {
+    c.closed_ns = Some(ts);
+    c.closed_from = old;
+    unlist_open_client(open_clients, id, c.open_client_of.take());
+    closed.push_back((ts, id));
 }
 
 fn unlist_open_client(open_clients: &mut HashMap<u32, HashSet<u64>>, id: u64, pid: Option<u32>) {
@@ -924,6 +941,26 @@ mod tests {
         let live = t.conns.values().filter(|c| c.established_ns.is_some() && c.closed_ns.is_none()).count();
         assert_eq!(listed, live);
         assert!(live > 0 && live <= 16, "{live}");
+    }
+
+    #[test]
+    fn a_received_reset_closes_its_story_without_a_close_event() {
+        let client = task(1, "a");
+        let mut t = Tracker::new(1024, Visibility::ALL);
+        for e in connected(&client) {
+            t.observe(e);
+        }
+        t.observe(ev(10, SK, 5000, Payload::ReceiveReset, task(0, "swapper/0"), None));
+        let c = t.conns.values().next().unwrap();
+        assert_eq!((c.state, c.closed_from, c.closed_ns), (Some(Close), Some(Established), Some(10_000_000)));
+        assert!(t.open_clients.is_empty(), "no longer an open client");
+        let reports = t.flush(10_000_000 + HOLD_NS);
+        assert_eq!((reports.len(), reports[0].state), (1, "ESTABLISHED"), "reported in the state it was in");
+        // A CLOSE that does come (the task moved CPUs in between) changes nothing.
+        t.observe(state(11, 5000, Established, Close, client, None));
+        assert_eq!(t.stats().tracked, 1);
+        t.flush(11_000_000 + CLOSED_TTL_NS);
+        assert_eq!(t.stats().tracked, 0, "expires like any closed story");
     }
 
     #[test]
