@@ -360,8 +360,8 @@ fn write_report(
         let base: Vec<f64> = results[&(workload, Tracer::None)].iter().map(|r| r.ops_per_sec).collect();
         let base_median = median(base.clone());
         writeln!(md, "## {}\n", workload.name())?;
-        writeln!(md, "| tracer | ops/s (median) | ratio vs no tracer (median, min–max) | BPF ns/event by program | lost | userspace CPU ms per 1k events | peak RSS MiB |")?;
-        writeln!(md, "|---|---|---|---|---|---|---|")?;
+        writeln!(md, "| tracer | ops/s (median) | ratio vs no tracer (median, min–max) | BPF ns/event by program | lost | userspace CPU ms per 1k reports | per 1k ops | peak RSS MiB |")?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|")?;
         for tracer in Tracer::ALL {
             let runs = &results[&(workload, tracer)];
             let ratios: Vec<f64> = runs.iter().map(|r| r.ops_per_sec / base_median).collect();
@@ -384,20 +384,24 @@ fn write_report(
             let lost: u64 = runs.iter().map(|r| r.lost).sum();
             let events: u64 = runs.iter().map(|r| r.events).sum();
             let cpu: f64 = runs.iter().map(|r| r.cpu_secs).sum();
-            let cpu_per_k = if events > 0 { cpu * 1000.0 / (events as f64 / 1000.0) } else { 0.0 };
+            let cpu_per_k = if events > 0 { format!("{:.2}", cpu * 1000.0 / (events as f64 / 1000.0)) } else { "-".into() };
+            // Per operation too: the churn reports nothing, yet its agent decodes every state change.
+            let ops: f64 = runs.iter().map(|r| r.ops_per_sec * SECONDS as f64).sum();
+            let cpu_per_k_ops = if ops > 0.0 { cpu * 1000.0 / (ops / 1000.0) } else { 0.0 };
             let rss = runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
             let na = tracer == Tracer::None;
             // The floor ships no events: no losses or per-event CPU to speak of.
             let no_events = na || tracer == Tracer::Floor;
             writeln!(
                 md,
-                "| {} | {:.0} | {} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} |",
                 tracer.name(),
                 median(runs.iter().map(|r| r.ops_per_sec).collect()),
                 if na { "1.00".into() } else { format!("{ratio:.3} ({lo:.3}–{hi:.3})") },
                 if na { "-".into() } else { bpf },
                 if no_events { "-".into() } else { lost.to_string() },
-                if no_events { "-".into() } else { format!("{cpu_per_k:.2}") },
+                if no_events { "-".into() } else { cpu_per_k },
+                if no_events { "-".into() } else { format!("{cpu_per_k_ops:.2}") },
                 if na { "-".into() } else { format!("{rss:.1}") },
             )?;
             if tracer == Tracer::Floor {
