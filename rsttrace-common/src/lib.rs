@@ -280,7 +280,8 @@ pub struct Owner {
     pub tgid: u32,
     pub pid: u32,
     pub comm: [u8; 16],
-    /// cgroup v2 id of the owner, read in its own context.
+    /// cgroup v2 id of the owner, read in its own context; only under a cgroup filter (its only
+    /// use), 0 otherwise.
     pub cgroup: u64,
     /// The socket's network namespace inode, read once when the owner is learned (it never
     /// changes), so events of an owned socket skip the two pointer reads; 0 when unknown.

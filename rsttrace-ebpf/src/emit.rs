@@ -361,6 +361,13 @@ pub fn filters_by_owner() -> bool {
     f.pid != 0 || f.cgroup != 0
 }
 
+/// The filter names a cgroup (`-c`), the only use of a task's cgroup id: the helper is skipped
+/// otherwise.
+#[inline(always)]
+pub fn filters_by_cgroup() -> bool {
+    FILTER_ACTIVE.load() != 0 && FILTER.load().cgroup != 0
+}
+
 /// The load-time filter. Whatever the kernel cannot judge here passes; the agent re-checks.
 #[inline(always)]
 fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
@@ -546,12 +553,8 @@ impl Draft {
                     if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
                         (*event).current_comm[0] = 0;
                     }
-                    // Only the cgroup filter uses it (for an owner named by `current`).
-                    (*event).current_cgroup = if FILTER_ACTIVE.load() != 0 && FILTER.load().cgroup != 0 {
-                        bpf_get_current_cgroup_id()
-                    } else {
-                        0
-                    };
+                    // For an owner named by `current`.
+                    (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
                     (*event).netns = if owner.netns != 0 { owner.netns } else { netns_of(sk, skb, &offsets) };
                 }
                 Detail::Transition => {

@@ -2,7 +2,10 @@
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid};
 use rsttrace_common::Owner;
 
-use crate::{emit::socket_netns, maps::OWNERS};
+use crate::{
+    emit::{filters_by_cgroup, socket_netns},
+    maps::OWNERS,
+};
 
 pub const TCP_ESTABLISHED: i32 = 1;
 pub const TCP_SYN_SENT: i32 = 2;
@@ -54,7 +57,7 @@ pub fn learn(sk: u64) -> Owner {
     }
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     // SAFETY: helper without preconditions.
-    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    let cgroup = if filters_by_cgroup() { unsafe { bpf_get_current_cgroup_id() } } else { 0 };
     let owner = Owner { tgid, pid, comm, cgroup, netns, _pad: 0 };
     let _ = OWNERS.insert(sk, owner, 0);
     owner

@@ -175,7 +175,8 @@ pub struct Task {
     /// Thread id (the kernel's pid).
     pub tid: u32,
     pub comm: Comm,
-    /// cgroup v2 id; 0 when unknown. For `current` it is whoever the CPU was running.
+    /// cgroup v2 id, read only under `--cgroup`; 0 otherwise or when unknown. For `current` it is
+    /// whoever the CPU was running.
     pub cgroup: u64,
 }
 
