@@ -43,9 +43,14 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
-    /// The whole verifier log would make this one line thousands long: its end is printed above.
-    #[error("the kernel's verifier refused program {program} (the log's last lines are above)")]
-    Refused { program: &'static str },
+    /// aya's message would carry the whole verifier log, thousands of characters on one line:
+    /// its last lines are printed before this.
+    #[error("the kernel refused program {program}: {error}")]
+    Refused {
+        program: &'static str,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("attaching {program} to {group}:{name} failed: {source}")]
     Attach {
         program: &'static str,
@@ -226,7 +231,7 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, 
         prog.load().map_err(|source| {
             print_verifier_verdict(program, &source);
             match source {
-                aya::programs::ProgramError::LoadError { .. } => LoadError::Refused { program },
+                aya::programs::ProgramError::LoadError { io_error, .. } => LoadError::Refused { program, error: io_error },
                 source => LoadError::Program { program, source },
             }
         })?;
@@ -242,6 +247,9 @@ fn print_verifier_verdict(program: &str, error: &aya::programs::ProgramError) {
     if let aya::programs::ProgramError::LoadError { verifier_log, .. } = error {
         let log = verifier_log.to_string();
         let lines: Vec<&str> = log.lines().collect();
+        if lines.is_empty() {
+            return; // refused before the verifier ran (permissions, memory): the error says why
+        }
         eprintln!("rsttrace: verifier log of {program} (last lines):");
         for line in &lines[lines.len().saturating_sub(8)..] {
             eprintln!("  {line}");
