@@ -332,7 +332,8 @@ pub struct Event {
     pub current_cgroup: u64,
     pub owner: Owner,
     /// Network namespace inode of the socket (or, without one, of the device the triggering
-    /// segment arrived on); 0 when unknown.
+    /// segment arrived on); 0 when unknown, and in a `FLAG_NO_CURRENT` state change whose
+    /// socket has no owner on record and is not closing (the agent's story has it).
     pub netns: u32,
     pub record_size: u16,
     /// The segment that triggered a sent reset (`FLAG_TRIGGER_KNOWN`): TCP flags, IP version,

@@ -406,16 +406,17 @@ fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
     true
 }
 
-/// How much of the moment an event carries beyond its record and owner.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Detail {
-    /// The current task and the socket's namespace.
-    Full,
-    /// Neither, for a state change inside a story the agent already holds: it finds the story by
-    /// socket address, knows its namespace, and needs `current` only where a connection or a
-    /// listener begins (its owner). Skipping the task name, the pid and two reads for the
-    /// namespace saves ~150 ns on each of the ~10 transitions of every connection.
-    Transition,
+/// What an event carries beyond its record, its owner and its time.
+#[derive(Clone, Copy)]
+pub struct Detail {
+    /// The current task.
+    pub current: bool,
+    /// The socket's namespace (free when the owner on record has it; two helper reads if not).
+    pub netns: bool,
+}
+
+impl Detail {
+    pub const FULL: Self = Self { current: true, netns: true };
 }
 
 /// An event reserved in the ring buffer with the tracepoint record already copied in: fields are
@@ -517,7 +518,7 @@ impl Draft {
     /// Returns whether the event went out (not filtered, not discarded).
     #[inline(always)]
     pub fn submit(self, sk: u64, skb: u64) -> bool {
-        self.submit_owned(sk, skb, owner::lookup(sk), Detail::Full)
+        self.submit_owned(sk, skb, owner::lookup(sk), Detail::FULL)
     }
 
     /// `submit` for a caller that already looked the owner up (or just learned it).
@@ -546,23 +547,24 @@ impl Draft {
                 (*event).owner = owner;
                 (*event).flags = FLAG_OWNER_KNOWN;
             }
-            match detail {
-                Detail::Full => {
-                    (*event).current_pid_tgid = bpf_get_current_pid_tgid();
-                    // Straight into the ring buffer, not through a zeroed stack copy.
-                    if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
-                        (*event).current_comm[0] = 0;
-                    }
-                    // For an owner named by `current`.
-                    (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
-                    (*event).netns = if owner.netns != 0 { owner.netns } else { netns_of(sk, skb, &offsets) };
+            if detail.current {
+                (*event).current_pid_tgid = bpf_get_current_pid_tgid();
+                // Straight into the ring buffer, not through a zeroed stack copy.
+                if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
+                    (*event).current_comm[0] = 0;
                 }
-                Detail::Transition => {
-                    (*event).flags |= FLAG_NO_CURRENT;
-                    // 0 when no owner is on record: the agent takes its story's.
-                    (*event).netns = owner.netns;
-                }
+                // For an owner named by `current`.
+                (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
+            } else {
+                (*event).flags |= FLAG_NO_CURRENT;
             }
+            (*event).netns = if owner.netns != 0 {
+                owner.netns
+            } else if detail.netns {
+                netns_of(sk, skb, &offsets)
+            } else {
+                0 // the agent takes its story's
+            };
             if let Some(state) = self.no_record_state {
                 (*event).flags |= FLAG_NO_RECORD;
                 (*event).sk_state = state;

@@ -41,10 +41,19 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub static WAKEUPS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
-/// The socket whose received reset this CPU reported last, until its next state change: the
-/// CLOSE that `tcp_reset()` makes next, in the same call, is implied and not reported.
+/// The received reset this CPU reported last, until its next state change: the CLOSE that
+/// `tcp_reset()` makes next is implied and not reported.
 #[map]
-pub static RESET_CLOSES: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static RESET_CLOSES: PerCpuArray<ResetSlot> = PerCpuArray::with_max_entries(1, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ResetSlot {
+    pub sk: u64,
+    /// `bpf_jiffies64()` when the reset was reported.
+    pub jiffies: u64,
+}
+
 
 /// Events that found the ring buffer full, per CPU.
 #[map]
@@ -59,7 +68,8 @@ pub static ABORTED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
 /// Socket address → owning task. LRU so sockets we never see closing cannot fill it.
 // One shared LRU list, not one per CPU (BPF_F_NO_COMMON_LRU): split per CPU, each CPU's list
 // holds 65536/CPUs entries, and a CPU busy with short connections would evict the owner of a
-// long-lived one learned there while the map stood mostly empty. It also measured ~20 ns
+// long-lived one learned there while the map stood mostly empty. Shared, it evicts about the
+// globally oldest (each CPU holds back a small batch of free entries). It also measured ~20 ns
 // cheaper per insert here.
 #[map]
 pub static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);

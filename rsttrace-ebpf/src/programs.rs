@@ -1,6 +1,8 @@
 //! One program per tracepoint: reserve the event (the record is copied in), pick out what the
-//! kernel side must act on from the copy, then submit or discard.
+//! kernel side must act on from the copy, then submit or discard. Programs that usually ship
+//! nothing (error reports, destructions, a received reset's CLOSE) decide from the record first.
 use aya_ebpf::{
+    helpers::generated::bpf_jiffies64,
     macros::{kprobe, tracepoint},
     programs::{ProbeContext, TracePointContext},
 };
@@ -8,7 +10,7 @@ use rsttrace_common::{EventKind, Owner};
 
 use crate::{
     emit::{early_field, filters_by_owner, layout, sk_state, Detail, Draft},
-    maps::{ABORTED, RESET_CLOSES, SOCK_MSG},
+    maps::{ResetSlot, ABORTED, RESET_CLOSES, SOCK_MSG},
     owner,
 };
 
@@ -45,37 +47,46 @@ pub fn send_reset_kprobe(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// A received reset kills its socket: `tcp_reset()` calls `tcp_done()` next, in the same call on
-/// this CPU, and its CLOSE is not reported (the agent closes the story at the reset). Only for a
-/// reset that went out: a lost or filtered one leaves the CLOSE to tell.
+/// A received reset kills its socket: `tcp_reset()` calls `tcp_done()` next, and that CLOSE is
+/// not reported (the agent closes the story at the reset). Only for a reset that went out: a lost
+/// or filtered one leaves the CLOSE to tell.
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
     let Some(d) = Draft::reserve(&ctx, EventKind::ReceiveReset) else { return 0 };
     let sk: u64 = d.field(layout(EventKind::ReceiveReset).skaddr).unwrap_or(0);
     if d.submit(sk, 0) {
-        set_reset_closes(sk);
+        if let Some(slot) = RESET_CLOSES.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs;
+            // `bpf_jiffies64` has no preconditions.
+            unsafe { *slot = ResetSlot { sk, jiffies: bpf_jiffies64() } };
+        }
     }
     0
 }
 
-#[inline(always)]
-fn set_reset_closes(sk: u64) {
-    if let Some(slot) = RESET_CLOSES.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
-        unsafe { *slot = sk };
-    }
-}
+/// How many clock ticks after a reported reset its CLOSE may come: microseconds apart in one
+/// kernel call, so the same or the next tick (1 to 8 ms by HZ) leaves room for interrupts and
+/// rules out a later socket at a reused address. Ticks, because the clock itself costs ~60 ns.
+const RESET_CLOSE_WITHIN_TICKS: u64 = 2;
 
-/// This state change is the CLOSE of the socket whose received reset this CPU just reported.
-/// Every state change clears the slot, so it can only match the change right after the reset:
-/// `tcp_reset()` of a socket already in CLOSE returns without one, and a task migrated between
-/// the two leaves a stale slot that the next change on this CPU clears (its CLOSE is reported).
+/// This state change is the CLOSE of the socket whose received reset this CPU reported just
+/// before. Every state change clears the slot, so only the next one on this CPU can match, and
+/// only within [`RESET_CLOSE_WITHIN_TICKS`]. A slot left behind (`tcp_reset()` of a socket already in
+/// CLOSE makes no change; a task that moved CPUs in between makes it elsewhere, where it is
+/// reported) thus cannot hide the CLOSE of a later socket at the same address.
 #[inline(always)]
 fn closed_by_reported_reset(sk: u64, new: i32) -> bool {
     let Some(slot) = RESET_CLOSES.get_ptr_mut(0) else { return false };
-    // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
-    let reset_sk = unsafe { core::mem::replace(&mut *slot, 0) };
-    reset_sk != 0 && reset_sk == sk && new == owner::TCP_CLOSE
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs; the helper
+    // has no preconditions.
+    unsafe {
+        let reset_sk = (*slot).sk;
+        if reset_sk == 0 {
+            return false; // the common case: nothing to clear
+        }
+        (*slot).sk = 0;
+        reset_sk == sk && new == owner::TCP_CLOSE && bpf_jiffies64().wrapping_sub((*slot).jiffies) < RESET_CLOSE_WITHIN_TICKS
+    }
 }
 
 /// Where `inet_sock_set_state` keeps these on every kernel we know (6.1 to 6.18).
@@ -109,6 +120,14 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let old: i32 = d.field(l.oldstate).unwrap_or(0);
     let new: i32 = d.field(l.newstate).unwrap_or(0);
     let starts_story = owner::is_new_connection(old, new) || new == owner::TCP_LISTEN;
+    let detail = Detail {
+        // connect()'s owner, and a listener's if nothing else names it, is `current`.
+        current: starts_story,
+        // A new story needs it; so does a close, the last word on a story that may have begun
+        // unseen (before rsttrace started, or evicted since) and, for a listener, the key its
+        // owner is filed under. Free when the owner on record has it.
+        netns: starts_story || new == owner::TCP_CLOSE,
+    };
     let owner = if sk == 0 {
         Owner::UNKNOWN
     } else if owner::is_new_connection(old, new) {
@@ -125,7 +144,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     } else {
         owner::lookup(sk)
     };
-    let _ = d.submit_owned(sk, 0, owner, if starts_story { Detail::Full } else { Detail::Transition });
+    let _ = d.submit_owned(sk, 0, owner, detail);
     // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
     // must not inherit this owner. The agent keeps the story.
     if new == owner::TCP_CLOSE && owner.is_known() {

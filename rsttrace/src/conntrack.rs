@@ -2,8 +2,9 @@
 //! that come out of it.
 //!
 //! Resets are held for a short moment ([`HOLD_NS`]) before they are classified: the kernel
-//! reports what follows a reset (the error handed to the owner, the state change, the peer's
-//! own RST on this host) in the next few events, and the verdict needs them.
+//! reports what follows a reset (a timeout handed to the owner, the socket's destruction or
+//! state change, the peer's own RST on this host) in the next few events, and the verdict needs
+//! them. (A received reset's CLOSE is not among them: the kernel side leaves it implied.)
 //!
 //! Bounded: at most `cap` connections, the oldest closed ones evicted first, evictions counted.
 //! A socket address or 4-tuple that starts a new connection (connect, listen, a new child of a

@@ -241,7 +241,8 @@ pub struct KernelEvent {
     pub current: Option<Task>,
     /// The task last seen using the socket in process context, per the kernel side's map.
     pub owner: Option<Task>,
-    /// Network namespace inode of the socket; 0 when unknown.
+    /// Network namespace inode of the socket; 0 when unknown (a state change may leave it to the
+    /// connection's story).
     pub netns: u32,
     /// The sending socket's condition, on kernels that give no reset reason.
     pub facts: Option<SockFacts>,
