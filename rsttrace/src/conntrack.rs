@@ -410,7 +410,7 @@ impl Tracker {
         let listener_owner = self.listener(ev.netns, &ev.endpoints).cloned();
         let Some(c) = self.conns.get_mut(&id) else { return };
         c.state = Some(new);
-        // A transition inside a story may come without its namespace (`Detail::Transition` in
+        // A transition inside a story may come without its namespace (`Detail::netns` in
         // rsttrace-ebpf): the story's holds.
         if c.netns == 0 {
             c.netns = ev.netns;
