@@ -26,7 +26,7 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     if sk != 0 && d.field::<i32>(l.state) == Some(owner::TCP_CLOSE) {
         let _ = ABORTED.insert(sk, 1, 0);
     }
-    let _ = d.submit(sk, skb);
+    d.submit(sk, skb);
     0
 }
 
@@ -42,7 +42,7 @@ pub fn send_reset_kprobe(ctx: ProbeContext) -> u32 {
         return 0; // a full socket: the tracepoint reports it
     }
     if let Some(d) = Draft::reserve_without_record(EventKind::SendReset, state) {
-        let _ = d.submit(sk, skb);
+        d.submit(sk, skb);
     }
     0
 }
@@ -97,7 +97,7 @@ const SET_STATE_NEWSTATE: u16 = 20;
 pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
     let Some(d) = Draft::reserve(&ctx, EventKind::Retransmit) else { return 0 };
     let sk: u64 = d.field(layout(EventKind::Retransmit).skaddr).unwrap_or(0);
-    let _ = d.submit(sk, 0);
+    d.submit(sk, 0);
     0
 }
 
@@ -144,7 +144,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     } else {
         owner::lookup(sk)
     };
-    let _ = d.submit_owned(sk, 0, owner, detail);
+    d.submit_owned(sk, 0, owner, detail);
     // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
     // must not inherit this owner. The agent keeps the story.
     if new == owner::TCP_CLOSE && owner.is_known() {
@@ -171,7 +171,7 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if let Some(d) = Draft::reserve(&ctx, EventKind::ErrorReport) {
-        let _ = d.submit(0, 0);
+        d.submit(0, 0);
     }
     0
 }
@@ -188,7 +188,7 @@ pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
     if sk != 0 && ABORTED.get_ptr(sk).is_some() {
         let _ = ABORTED.remove(sk);
         if let Some(d) = Draft::reserve(&ctx, EventKind::DestroySock) {
-            let _ = d.submit(sk, 0);
+            d.submit(sk, 0);
         }
     }
     0
