@@ -105,7 +105,8 @@ pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SetState);
     let sk = early_field::<u64, SET_STATE_SKADDR>(&ctx, l.skaddr).unwrap_or(0);
-    if closed_by_reported_reset(sk, early_field::<i32, SET_STATE_NEWSTATE>(&ctx, l.newstate).unwrap_or(0)) {
+    let new = early_field::<i32, SET_STATE_NEWSTATE>(&ctx, l.newstate).unwrap_or(0);
+    if closed_by_reported_reset(sk, new) {
         // The socket's life is over (see below): forget its owner all the same.
         owner::forget_if_any(sk);
         return 0;
@@ -118,8 +119,8 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         return 0; // dropped: discarded
     }
     let old: i32 = d.field(l.oldstate).unwrap_or(0);
-    let new: i32 = d.field(l.newstate).unwrap_or(0);
-    let starts_story = owner::is_new_connection(old, new) || new == owner::TCP_LISTEN;
+    let new_connection = owner::is_new_connection(old, new);
+    let starts_story = new_connection || new == owner::TCP_LISTEN;
     let detail = Detail {
         // connect()'s owner, and a listener's if nothing else names it, is `current`.
         current: starts_story,
@@ -130,7 +131,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     };
     let owner = if sk == 0 {
         Owner::UNKNOWN
-    } else if owner::is_new_connection(old, new) {
+    } else if new_connection {
         if new == owner::TCP_SYN_SENT && filters_by_owner() {
             // `-p`/`-c` judge events in the kernel by owner: without it here, every event of
             // this socket would cross the ring buffer for the agent to drop.
