@@ -89,7 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         filter: config.filter.kernel(),
         cost_floor: config.cost_floor,
     })?;
-    if !config.cost_floor {
+    if config.cost_floor.is_none() {
         describe_capture(&loaded.capture);
     }
     // Attached: nothing from here on needs a privilege, so keep none.
@@ -97,7 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if privileges::remaining() != 0 {
         bail!("capabilities remain after dropping them");
     }
-    if config.cost_floor {
+    if config.cost_floor.is_some() {
         return cost_floor(config.duration).await;
     }
     let ring = loader::take_ring_buffer(&mut loaded.ebpf)?;

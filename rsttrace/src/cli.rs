@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use rsttrace_common::MAX_FILTER_PORTS;
 
-use crate::{btf, filter::ReportFilter, report::Cause, tracefs};
+use crate::{btf, filter::ReportFilter, loader::FloorKind, report::Cause, tracefs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DirectionArg {
@@ -103,10 +103,11 @@ pub struct Cli {
     pub btf: PathBuf,
     /// Attach empty programs to the same hooks and report nothing, until stopped: what merely
     /// hooking there costs on this kernel, the floor under rsttrace's own cost (`cargo xtask bench`).
-    #[arg(long, conflicts_with_all = [
+    /// `raw` attaches them as raw tracepoints: what the attach type alone costs.
+    #[arg(long, value_enum, value_name = "KIND", num_args = 0..=1, require_equals = true, default_missing_value = "classic", conflicts_with_all = [
         "json", "summary", "output", "metrics", "pid", "cgroup", "lports", "rports", "ipv4", "ipv6", "direction", "cause",
     ])]
-    pub cost_floor: bool,
+    pub cost_floor: Option<FloorKind>,
 }
 
 fn parse_ring_kib(s: &str) -> Result<u32, String> {
@@ -170,7 +171,7 @@ pub struct Config {
     pub tracefs: Option<tracefs::Tracefs>,
     pub btf: PathBuf,
     /// Empty programs on the same hooks, no reports (`--cost-floor`).
-    pub cost_floor: bool,
+    pub cost_floor: Option<FloorKind>,
 }
 
 impl TryFrom<Cli> for Config {

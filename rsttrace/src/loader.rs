@@ -8,7 +8,7 @@ use std::path::Path;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{KProbe, TracePoint},
+    programs::{KProbe, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
 use rsttrace_common::{EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, LOST_SLOT, NO_FIELD};
@@ -107,7 +107,16 @@ pub struct LoadOptions<'a> {
     /// Applied in the kernel before an event is reserved.
     pub filter: Filter,
     /// Attach the empty programs of `floor.rs` to the same hooks instead (`--cost-floor`).
-    pub cost_floor: bool,
+    pub cost_floor: Option<FloorKind>,
+}
+
+/// How `--cost-floor` attaches its empty programs to the tracepoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FloorKind {
+    /// As rsttrace's own programs: classic tracepoints, which first build their record.
+    Classic,
+    /// Raw tracepoints, which hand over the arguments: what the attach type alone costs.
+    Raw,
 }
 
 pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
@@ -168,19 +177,25 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         .load(OBJECT)
         .map_err(LoadError::Object)?;
-    let floor = |program: &'static str, empty: &'static str| if opts.cost_floor { empty } else { program };
-    for kind in EventKind::ALL.into_iter().filter(|k| kinds[*k as usize].is_some()) {
-        let (group, name) = kind.tracepoint();
-        attach(&mut ebpf, floor(kind.program(), "floor_tracepoint"), &[(group, name)])?;
+    let floor = |program: &'static str, empty: &'static str| if opts.cost_floor.is_some() { empty } else { program };
+    let present: Vec<EventKind> = EventKind::ALL.into_iter().filter(|k| kinds[*k as usize].is_some()).collect();
+    let owner_hooks: Vec<(&'static str, &'static str)> =
+        if capture.owner_hooks { SOCK_MSG_TRACEPOINTS.iter().map(|n| ("sock", *n)).collect() } else { Vec::new() };
+    if opts.cost_floor == Some(FloorKind::Raw) {
+        let names = present.iter().map(|k| k.tracepoint().1).chain(owner_hooks.iter().map(|(_, name)| *name));
+        attach_raw(&mut ebpf, "floor_raw_tracepoint", names)?;
+    } else {
+        for kind in present {
+            attach(&mut ebpf, floor(kind.program(), "floor_tracepoint"), &[kind.tracepoint()])?;
+        }
+        if !owner_hooks.is_empty() {
+            attach(&mut ebpf, floor("sock_msg_length", "floor_tracepoint"), &owner_hooks)?;
+        }
     }
     if capture.socketless == Socketless::Kprobe {
         if let Err(e) = attach_kprobe(&mut ebpf, floor("send_reset_kprobe", "floor_kprobe"), &SEND_RESET_FUNCTIONS) {
             capture.socketless = Socketless::Unseen(e.to_string());
         }
-    }
-    if capture.owner_hooks {
-        let hooks: Vec<_> = SOCK_MSG_TRACEPOINTS.iter().map(|n| ("sock", *n)).collect();
-        attach(&mut ebpf, floor("sock_msg_length", "floor_tracepoint"), &hooks)?;
     }
     Ok(Loaded {
         ebpf,
@@ -228,18 +243,34 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, 
         .map_err(|source| LoadError::Program { program, source })?;
     // Loaded once, attached as often as asked (the `--cost-floor` program serves every hook).
     if prog.fd().is_err() {
-        prog.load().map_err(|source| {
-            print_verifier_verdict(program, &source);
-            match source {
-                aya::programs::ProgramError::LoadError { io_error, .. } => LoadError::Refused { program, error: io_error },
-                source => LoadError::Program { program, source },
-            }
-        })?;
+        prog.load().map_err(|source| refused(program, source))?;
     }
     for (group, name) in tracepoints {
         prog.attach(group, name).map_err(|source| LoadError::Attach { program, group, name, source })?;
     }
     Ok(())
+}
+
+/// `attach` for a raw tracepoint program (only `--cost-floor=raw`), by tracepoint name alone.
+fn attach_raw(ebpf: &mut Ebpf, program: &'static str, names: impl Iterator<Item = &'static str>) -> Result<(), LoadError> {
+    let prog: &mut RawTracePoint = ebpf
+        .program_mut(program)
+        .ok_or(LoadError::Map(program))?
+        .try_into()
+        .map_err(|source| LoadError::Program { program, source })?;
+    prog.load().map_err(|source| refused(program, source))?;
+    for name in names {
+        prog.attach(name).map_err(|source| LoadError::Attach { program, group: "raw", name, source })?;
+    }
+    Ok(())
+}
+
+fn refused(program: &'static str, source: aya::programs::ProgramError) -> LoadError {
+    print_verifier_verdict(program, &source);
+    match source {
+        aya::programs::ProgramError::LoadError { io_error, .. } => LoadError::Refused { program, error: io_error },
+        source => LoadError::Program { program, source },
+    }
 }
 
 /// The verifier's verdict is in its last lines; the whole log can be thousands.

@@ -186,10 +186,21 @@ fn cgroup_filter_keeps_only_sockets_owned_inside_it() {
 
 #[test]
 fn cost_floor_attaches_empty_programs_and_reports_nothing() {
+    cost_floor_run("--cost-floor", "floor_tracepoin");
+}
+
+#[test]
+fn raw_cost_floor_attaches_empty_raw_tracepoint_programs() {
+    cost_floor_run("--cost-floor=raw", "floor_raw_trace");
+}
+
+/// Run the floor while resets happen: every hook runs `tracepoint_program` (a name as the kernel
+/// truncates it), no real program runs, and nothing is reported.
+fn cost_floor_run(flag: &str, tracepoint_program: &str) {
     require_root();
     let net = Net::new(64);
     let mut floor = std::process::Command::new(rsttrace_tests::rsttrace_bin())
-        .args(["--cost-floor", "-d", "4"])
+        .args([flag, "-d", "4"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -204,10 +215,13 @@ fn cost_floor_attaches_empty_programs_and_reports_nothing() {
         }
     }
     assert!(seen.last().is_some_and(|l| l.contains("attached empty programs")), "{seen:?}");
-    // This process's attachments: every one runs the empty program, none a real one.
+    // This process's attachments: every one runs an empty program, none a real one; every
+    // tracepoint (all but a kprobe) the one asked for.
     let attached = attached_programs(floor.id());
     assert!(attached.len() >= 6, "one attachment per hook: {attached:?}");
     assert!(attached.iter().all(|name| name.starts_with("floor_")), "{attached:?}");
+    let on_tracepoints = attached.iter().filter(|name| *name != "floor_kprobe");
+    assert!(on_tracepoints.clone().count() >= 6 && on_tracepoints.clone().all(|n| n == tracepoint_program), "{attached:?}");
     for f in FAMILIES {
         refused(&net, f, 2);
     }
