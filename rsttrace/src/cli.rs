@@ -270,4 +270,14 @@ mod tests {
         assert!(config(&["--cgroup", "/nonexistent/cgroup"]).is_err());
         assert!(matches!(config(&["--summary", "--interval", "5"]).unwrap().view, View::Summary { .. }));
     }
+
+    #[test]
+    fn cost_floor_takes_an_optional_kind() {
+        assert_eq!(config(&[]).unwrap().cost_floor, None);
+        assert_eq!(config(&["--cost-floor"]).unwrap().cost_floor, Some(FloorKind::Classic));
+        assert_eq!(config(&["--cost-floor", "-d", "4"]).unwrap().cost_floor, Some(FloorKind::Classic));
+        assert_eq!(config(&["--cost-floor=raw"]).unwrap().cost_floor, Some(FloorKind::Raw));
+        assert!(config(&["--cost-floor", "raw"]).is_err(), "the kind needs `=`");
+        assert!(config(&["--cost-floor=raw", "--json"]).is_err(), "the floor reports nothing");
+    }
 }

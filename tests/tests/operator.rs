@@ -186,17 +186,15 @@ fn cgroup_filter_keeps_only_sockets_owned_inside_it() {
 
 #[test]
 fn cost_floor_attaches_empty_programs_and_reports_nothing() {
-    cost_floor_run("--cost-floor", "floor_tracepoin");
+    let classic = cost_floor_run("--cost-floor", "floor_tracepoin");
+    let raw = cost_floor_run("--cost-floor=raw", "floor_raw_trace");
+    assert_eq!(classic, raw, "raw tracepoints on every hook the classic floor uses");
 }
 
-#[test]
-fn raw_cost_floor_attaches_empty_raw_tracepoint_programs() {
-    cost_floor_run("--cost-floor=raw", "floor_raw_trace");
-}
-
-/// Run the floor while resets happen: every hook runs `tracepoint_program` (a name as the kernel
-/// truncates it), no real program runs, and nothing is reported.
-fn cost_floor_run(flag: &str, tracepoint_program: &str) {
+/// Run the floor while resets happen: every tracepoint runs `tracepoint_program` (a name as the
+/// kernel truncates it), no real program runs, and nothing is reported. Returns how many
+/// tracepoints it ran on.
+fn cost_floor_run(flag: &str, tracepoint_program: &str) -> usize {
     require_root();
     let net = Net::new(64);
     let mut floor = std::process::Command::new(rsttrace_tests::rsttrace_bin())
@@ -220,14 +218,15 @@ fn cost_floor_run(flag: &str, tracepoint_program: &str) {
     let attached = attached_programs(floor.id());
     assert!(attached.len() >= 6, "one attachment per hook: {attached:?}");
     assert!(attached.iter().all(|name| name.starts_with("floor_")), "{attached:?}");
-    let on_tracepoints = attached.iter().filter(|name| *name != "floor_kprobe");
-    assert!(on_tracepoints.clone().count() >= 6 && on_tracepoints.clone().all(|n| n == tracepoint_program), "{attached:?}");
+    let on_tracepoints: Vec<&String> = attached.iter().filter(|name| *name != "floor_kprobe").collect();
+    assert!(on_tracepoints.len() >= 6 && on_tracepoints.iter().all(|n| *n == tracepoint_program), "{attached:?}");
     for f in FAMILIES {
         refused(&net, f, 2);
     }
     let out = floor.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.is_empty(), "the floor reports nothing: {}", String::from_utf8_lossy(&out.stdout));
+    on_tracepoints.len()
 }
 
 /// Names of the programs behind the BPF links process `pid` holds (from its fdinfo; aya attaches
