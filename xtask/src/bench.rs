@@ -18,7 +18,8 @@ use crate::{
 };
 
 const ROUNDS: usize = 3;
-// 5 s rounds and 2 s profiling runs keep the whole bench, build included, well under 15 minutes.
+// 5 s rounds and 2 s profiling runs: the whole bench, a release build from a clean target
+// directory included, took 12 minutes here (the issue allows 15 from a fresh machine).
 const SECONDS: u64 = 5;
 /// Length of the one run per workload and tracer that measures BPF time per program.
 const PROFILE_SECONDS: u64 = 2;
@@ -397,16 +398,15 @@ fn run_all() -> Result<()> {
     Ok(())
 }
 
-/// A throughput ratio over the rounds.
+/// A throughput ratio over the rounds: its median and its best round.
 #[derive(Clone, Copy, Debug)]
 struct Spread {
     median: f64,
-    lo: f64,
     hi: f64,
 }
 
 impl Spread {
-    const NONE: Spread = Spread { median: f64::NAN, lo: f64::NAN, hi: f64::NAN };
+    const NONE: Spread = Spread { median: f64::NAN, hi: f64::NAN };
 
     /// The lower of two by median, treating NONE as absent: the worse of two storms.
     fn worse(self, other: Spread) -> Spread {
@@ -516,7 +516,7 @@ fn write_report(
                 _ => None,
             };
             if let Some(floor) = floor {
-                let spread = Spread { median: ratio, lo, hi };
+                let spread = Spread { median: ratio, hi };
                 match workload {
                     Workload::StormLoopback | Workload::StormVeth => floor.storm = floor.storm.worse(spread),
                     Workload::Churn => floor.churn = spread,
@@ -593,23 +593,23 @@ fn write_report(
 mod tests {
     use super::*;
 
-    fn spread(median: f64, lo: f64, hi: f64) -> Spread {
-        Spread { median, lo, hi }
+    fn spread(median: f64, hi: f64) -> Spread {
+        Spread { median, hi }
     }
 
     #[test]
     fn a_target_is_placed_against_every_round_of_both_floors() {
         let verdict = |classic, raw| floor_verdict("storm", 0.97, classic, raw).unwrap_or_default();
-        assert!(verdict(spread(0.93, 0.92, 0.94), spread(0.96, 0.95, 0.969)).contains("above every round of both"));
+        assert!(verdict(spread(0.93, 0.94), spread(0.96, 0.969)).contains("above every round of both"));
         // A raw round at the target: reachable in principle, by raw programs only.
-        assert!(verdict(spread(0.93, 0.92, 0.94), spread(0.968, 0.965, 0.971)).contains("not of the raw one"));
-        assert!(verdict(spread(0.965, 0.95, 0.975), spread(0.99, 0.98, 1.0)).contains("some rounds only"));
-        assert_eq!(verdict(spread(0.98, 0.975, 0.99), spread(0.99, 0.98, 1.0)), "");
+        assert!(verdict(spread(0.93, 0.94), spread(0.968, 0.971)).contains("not of the raw one"));
+        assert!(verdict(spread(0.965, 0.975), spread(0.99, 1.0)).contains("some rounds only"));
+        assert_eq!(verdict(spread(0.98, 0.99), spread(0.99, 1.0)), "");
     }
 
     #[test]
     fn the_worse_storm_is_the_lower_median() {
-        let (loopback, veth) = (spread(0.94, 0.93, 0.95), spread(0.93, 0.90, 0.96));
+        let (loopback, veth) = (spread(0.94, 0.95), spread(0.93, 0.96));
         assert_eq!(Spread::NONE.worse(loopback).worse(veth).median, 0.93);
         assert_eq!(Spread::NONE.worse(veth).worse(loopback).median, 0.93);
     }
