@@ -265,6 +265,7 @@ fn attach_raw(ebpf: &mut Ebpf, program: &'static str, names: impl Iterator<Item 
     Ok(())
 }
 
+/// The error for a program the kernel would not load, its verifier verdict printed first.
 fn refused(program: &'static str, source: aya::programs::ProgramError) -> LoadError {
     print_verifier_verdict(program, &source);
     match source {
