@@ -61,6 +61,8 @@ pub enum LoadError {
     },
     #[error("BPF map {0} is missing from the object")]
     Map(&'static str),
+    #[error("BPF program {0} is missing from the object")]
+    MissingProgram(&'static str),
 }
 
 /// What this kernel lets rsttrace see, for the start-up message.
@@ -238,7 +240,7 @@ fn sock_msg_layout(tracefs: &Tracefs) -> SockMsgLayout {
 fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, &'static str)]) -> Result<(), LoadError> {
     let prog: &mut TracePoint = ebpf
         .program_mut(program)
-        .ok_or(LoadError::Map(program))?
+        .ok_or(LoadError::MissingProgram(program))?
         .try_into()
         .map_err(|source| LoadError::Program { program, source })?;
     // Loaded once, attached as often as asked (the `--cost-floor` program serves every hook).
@@ -255,7 +257,7 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, 
 fn attach_raw(ebpf: &mut Ebpf, program: &'static str, names: impl Iterator<Item = &'static str>) -> Result<(), LoadError> {
     let prog: &mut RawTracePoint = ebpf
         .program_mut(program)
-        .ok_or(LoadError::Map(program))?
+        .ok_or(LoadError::MissingProgram(program))?
         .try_into()
         .map_err(|source| LoadError::Program { program, source })?;
     prog.load().map_err(|source| refused(program, source))?;
