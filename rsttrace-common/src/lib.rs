@@ -187,6 +187,11 @@ pub struct SockOffsets {
     pub abort_on_overflow: u32,
     /// 1 when the kernel side should read these facts (no `reason` field on this kernel).
     pub active: u32,
+    /// `sock.sk_socket`: NULL for a socket no process holds (a listener's child never accepted,
+    /// or one already closed). Read on every kernel.
+    pub socket: u32,
+    /// `sock.sk_err`: the error pending for the owner (ECONNABORTED once a tool destroyed it).
+    pub err: u32,
     pub _pad: u32,
 }
 
@@ -203,6 +208,8 @@ impl SockOffsets {
         snd_nxt: NO_OFFSET,
         abort_on_overflow: NO_OFFSET,
         active: 0,
+        socket: NO_OFFSET,
+        err: NO_OFFSET,
         _pad: 0,
     };
 }
@@ -219,6 +226,12 @@ pub const FACT_UNREAD_ONE: u8 = 4;
 pub const FACT_ACCEPT_QUEUE_FULL: u8 = 8;
 /// The triggering segment's ACK falls inside snd_una..=snd_nxt (so not what the stack refused).
 pub const FACT_ACK_IN_WINDOW: u8 = 16;
+/// No process holds the socket (`sk_socket` NULL): a listener's child never accepted, or a
+/// socket its application already closed. Read on every kernel.
+pub const FACT_ORPHAN: u8 = 32;
+/// The socket's pending error is ECONNABORTED: something destroyed it (`ss -K`, SOCK_DESTROY,
+/// `bpf_sock_destroy`) before this reset was sent. Read on every kernel.
+pub const FACT_DESTROYED: u8 = 64;
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
 #[repr(C)]
@@ -271,7 +284,7 @@ impl KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 30);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 30 * EventKind::COUNT + 4 + 32 + 48 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 30 * EventKind::COUNT + 4 + 32 + 56 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -315,6 +328,9 @@ pub const FLAG_FACTS_KNOWN: u32 = 4;
 pub const FLAG_NO_RECORD: u32 = 8;
 /// `current_*` were not captured (a state change inside a known story): they hold stale bytes.
 pub const FLAG_NO_CURRENT: u32 = 16;
+/// `sk_state` holds the socket's state read at that instant (received resets and timeouts, whose
+/// records carry none): right even for a connection older than rsttrace.
+pub const FLAG_STATE_READ: u32 = 32;
 
 /// One ring-buffer record: the tracepoint's raw record plus what only the kernel knows at that
 /// instant (the current task, the socket's owner, the socket's network namespace).
@@ -343,7 +359,7 @@ pub struct Event {
     pub trigger_ip_version: u8,
     pub trigger_sport: u16,
     pub trigger_dport: u16,
-    /// Socket state for `FLAG_NO_RECORD` events (0: no socket).
+    /// Socket state for `FLAG_NO_RECORD` and `FLAG_STATE_READ` events (0: no socket).
     pub sk_state: u8,
     /// `FACT_*` bits, valid under `FLAG_FACTS_KNOWN`.
     pub sk_facts: u8,

@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, StructOffsets, TracepointLayout, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW,
-    FACT_LINGER0, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT, FLAG_NO_RECORD, FLAG_OWNER_KNOWN,
-    FLAG_TRIGGER_KNOWN, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
+    FACT_DESTROYED, FACT_LINGER0, FACT_ORPHAN, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT,
+    FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
 };
 
 use crate::{
@@ -184,6 +184,8 @@ fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
 }
 
 const TCP_FLAG_ACK: u8 = 0x10;
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
 const TCP_FLAG_RST: u8 = 0x04;
 /// `enum sock_flags`: SOCK_DEAD, SOCK_DONE, SOCK_URGINLINE, SOCK_KEEPOPEN, SOCK_LINGER (unchanged
 /// since Linux 2.6).
@@ -245,6 +247,26 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
             _ => None,
         }
     }
+}
+
+const ECONNABORTED: i32 = 103;
+
+/// Who holds the socket, read on every kernel (a reason names neither): no process
+/// ([`FACT_ORPHAN`]), and whether a tool destroyed it ([`FACT_DESTROYED`]: `tcp_abort()` sets
+/// ECONNABORTED before its reset on the kernels that give no reason).
+#[inline(always)]
+fn holder_facts(sk: u64, o: &SockOffsets) -> u8 {
+    let mut facts = 0;
+    // SAFETY: probe reads only.
+    unsafe {
+        if o.socket != NO_OFFSET && read::<u64>(sk + o.socket as u64) == Some(0) {
+            facts |= FACT_ORPHAN;
+        }
+        if o.err != NO_OFFSET && read::<i32>(sk + o.err as u64) == Some(ECONNABORTED) {
+            facts |= FACT_DESTROYED;
+        }
+    }
+    facts
 }
 
 /// The socket's namespace has `net.ipv4.tcp_abort_on_overflow` on; `true` when BTF did not say
@@ -378,7 +400,9 @@ fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
     let l = layout(kind);
     if f.family != 0 {
         let family = d.get::<u16>(l.family).or_else(|| d.get::<u16>(l.saddr_blob));
-        if family.is_some_and(|fam| fam != f.family) {
+        // An IPv6 socket may carry IPv4 traffic (IPv4-mapped addresses on a dual-stack socket):
+        // for `-4` only the agent can judge it, so it passes.
+        if family.is_some_and(|fam| fam != f.family && !(f.family == AF_INET && fam == AF_INET6)) {
             return false;
         }
     }
@@ -587,13 +611,23 @@ impl Draft {
                     (*event).trigger_daddr = t.daddr;
                     (*event).flags |= FLAG_TRIGGER_KNOWN;
                 }
-                // Load-time constant: kernels with a reason field never take this branch.
-                let sock = SOCK_OFFSETS.load();
-                if sock.active != 0 && sk != 0 && self.no_record_state.is_none() {
-                    if let Some(facts) = sock_facts(sk, state, &trigger, &sock) {
-                        (*event).sk_facts = facts;
+                // A full socket (the kprobe path sees only TIME_WAIT and request sockets).
+                if sk != 0 && self.no_record_state.is_none() {
+                    let sock = SOCK_OFFSETS.load();
+                    // Load-time constant: kernels with a reason field skip the reason's stand-ins.
+                    let facts = if sock.active != 0 { sock_facts(sk, state, &trigger, &sock) } else { Some(0) };
+                    if let Some(facts) = facts {
+                        (*event).sk_facts = facts | holder_facts(sk, &sock);
                         (*event).flags |= FLAG_FACTS_KNOWN;
                     }
+                }
+            } else if self.kind as u32 == EventKind::ReceiveReset as u32 && sk != 0 {
+                // The record has no state; the socket has it, even for a connection older than
+                // rsttrace (tcp_reset() changes it only after the tracepoint).
+                let state = sk_state(sk);
+                if state != 0 {
+                    (*event).sk_state = state;
+                    (*event).flags |= FLAG_STATE_READ;
                 }
             }
         }

@@ -44,6 +44,7 @@ pub fn learn(sk: u64) -> Owner {
     let tgid = (pid_tgid >> 32) as u32;
     let pid = pid_tgid as u32;
     let mut netns = 0;
+    let mut known_owner = Owner::UNKNOWN;
     if let Some(known) = OWNERS.get_ptr(sk) {
         // SAFETY: pointer into map value memory, valid for this program run.
         let known = unsafe { &*known };
@@ -51,16 +52,28 @@ pub fn learn(sk: u64) -> Owner {
             return *known;
         }
         netns = known.netns;
+        known_owner = *known;
+    }
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    // A worker thread closing a socket for the kernel (a file's last reference dropped outside
+    // its process, deferred to a workqueue) is not its owner: the one on record stays.
+    if known_owner.is_known() && is_worker_thread(&comm) {
+        return known_owner;
     }
     if netns == 0 {
         netns = socket_netns(sk);
     }
-    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     // SAFETY: helper without preconditions.
     let cgroup = if filters_by_cgroup() { unsafe { bpf_get_current_cgroup_id() } } else { 0 };
     let owner = Owner { tgid, pid, comm, cgroup, netns, _pad: 0 };
     let _ = OWNERS.insert(sk, owner, 0);
     owner
+}
+
+/// `kworker/…`: a kernel worker thread.
+#[inline(always)]
+fn is_worker_thread(comm: &[u8; 16]) -> bool {
+    comm[..8] == *b"kworker/"
 }
 
 /// Drop the owner on record for `sk`.

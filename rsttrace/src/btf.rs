@@ -235,6 +235,8 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         snd_nxt: get(&[("tcp_sock", "snd_nxt")]),
         abort_on_overflow: get(&[("net", "ipv4"), ("netns_ipv4", "sysctl_tcp_abort_on_overflow")]),
         active: 0,
+        socket: get(&[("sock", "sk_socket")]),
+        err: get(&[("sock", "sk_err")]),
         _pad: 0,
     };
     (offsets, sock, missing)

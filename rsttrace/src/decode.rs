@@ -6,8 +6,9 @@ use std::{
 };
 
 use rsttrace_common::{
-    Event, EventKind, TracepointLayout, EVENT_SIZE, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_LINGER0, FACT_UNREAD,
-    FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX,
+    Event, EventKind, TracepointLayout, EVENT_SIZE, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_LINGER0,
+    FACT_ORPHAN, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT, FLAG_NO_RECORD, FLAG_OWNER_KNOWN,
+    FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX,
 };
 
 use crate::{
@@ -203,7 +204,7 @@ impl RecordFields {
                     (r as u32, name)
                 }),
             },
-            EventKind::ReceiveReset => Payload::ReceiveReset,
+            EventKind::ReceiveReset => Payload::ReceiveReset { state: None },
             EventKind::Retransmit => Payload::Retransmit {
                 state: self.state(record, &self.state),
             },
@@ -293,6 +294,7 @@ impl Decoder {
                 endpoints.laddr = t.daddr;
             }
         }
+        let endpoints = endpoints.as_on_the_wire();
         let owner = (raw.flags & FLAG_OWNER_KNOWN != 0).then(|| Task {
             pid: raw.owner.tgid,
             tid: raw.owner.pid,
@@ -306,10 +308,12 @@ impl Decoder {
             skb: int(record, &fields.skbaddr).unwrap_or(0) as u64,
             trigger,
             endpoints,
-            payload: if no_record {
-                Payload::SendReset { state: TcpState::from_kernel(raw.sk_state as i64), reason: None }
-            } else {
-                fields.payload(kind, record)
+            payload: match fields.payload(kind, record) {
+                _ if no_record => Payload::SendReset { state: TcpState::from_kernel(raw.sk_state as i64), reason: None },
+                Payload::ReceiveReset { .. } if raw.flags & FLAG_STATE_READ != 0 => {
+                    Payload::ReceiveReset { state: TcpState::from_kernel(raw.sk_state as i64) }
+                }
+                payload => payload,
             },
             current: (raw.flags & FLAG_NO_CURRENT == 0).then(|| Task {
                 pid: (raw.current_pid_tgid >> 32) as u32,
@@ -325,6 +329,8 @@ impl Decoder {
                 unread_one: raw.sk_facts & FACT_UNREAD_ONE != 0,
                 accept_queue_full: raw.sk_facts & FACT_ACCEPT_QUEUE_FULL != 0,
                 ack_in_window: raw.sk_facts & FACT_ACK_IN_WINDOW != 0,
+                orphan: raw.sk_facts & FACT_ORPHAN != 0,
+                destroyed: raw.sk_facts & FACT_DESTROYED != 0,
             }),
         })
     }

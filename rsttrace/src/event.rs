@@ -1,5 +1,5 @@
 //! Typed kernel events: what one ring-buffer record means once decoded.
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use rsttrace_common::EventKind;
 
@@ -90,6 +90,29 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// What the wire carried. An IPv6 socket that talks to an IPv4 peer (a dual-stack listener on
+    /// `[::]`, the default of nginx `listen [::]`, Java, Go and Node) keeps IPv4-mapped
+    /// addresses (`::ffff:10.0.0.1`); its packets are IPv4, so that is what is reported and
+    /// filtered. A wildcard end (a listener's) follows the other end.
+    pub fn as_on_the_wire(self) -> Self {
+        let v4 = |a: IpAddr| match a {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => Some(a),
+        };
+        let (l, r) = (v4(self.laddr), v4(self.raddr));
+        let wildcard = |a: IpAddr| a.is_unspecified();
+        match (l, r) {
+            (Some(laddr), Some(raddr)) => Self { family: Family::Ipv4, laddr, raddr, ..self },
+            (Some(laddr), None) if wildcard(self.raddr) => {
+                Self { family: Family::Ipv4, laddr, raddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), ..self }
+            }
+            (None, Some(raddr)) if wildcard(self.laddr) => {
+                Self { family: Family::Ipv4, laddr: IpAddr::V4(Ipv4Addr::UNSPECIFIED), raddr, ..self }
+            }
+            _ => self,
+        }
+    }
+
     /// The same connection seen from the other end.
     pub fn reversed(self) -> Self {
         Self {
@@ -207,7 +230,10 @@ pub enum Payload {
         /// `sk_rst_reason` value and name; `None` on kernels without the field.
         reason: Option<(u32, &'static str)>,
     },
-    ReceiveReset,
+    ReceiveReset {
+        /// The socket's state as the kernel side read it at that instant; `None` where it could not.
+        state: Option<TcpState>,
+    },
     Retransmit {
         state: Option<TcpState>,
     },
@@ -244,7 +270,8 @@ pub struct KernelEvent {
     /// Network namespace inode of the socket; 0 when unknown (a state change may leave it to the
     /// connection's story).
     pub netns: u32,
-    /// The sending socket's condition, on kernels that give no reset reason.
+    /// The sending socket's condition: who holds it on every kernel, the reason's stand-ins on
+    /// kernels that give no reason.
     pub facts: Option<SockFacts>,
 }
 
@@ -262,10 +289,41 @@ pub struct SockFacts {
     pub accept_queue_full: bool,
     /// The refused segment's ACK was inside the send window (so the stack refused something else).
     pub ack_in_window: bool,
+    /// No process holds the socket: a listener's child never accepted, or one already closed
+    /// (read on every kernel).
+    pub orphan: bool,
+    /// A tool destroyed the socket (`ss -K`): ECONNABORTED was pending when it sent (read on
+    /// every kernel; set before the reset only on kernels that give no reason).
+    pub destroyed: bool,
 }
 
 pub const TCP_FLAG_SYN: u8 = 0x02;
 pub const TCP_FLAG_ACK: u8 = 0x10;
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    fn ends(family: Family, laddr: &str, raddr: &str) -> Endpoints {
+        Endpoints { family, laddr: laddr.parse().unwrap(), lport: 80, raddr: raddr.parse().unwrap(), rport: 5000 }
+    }
+
+    #[test]
+    fn ipv4_mapped_ends_are_reported_as_ipv4() {
+        let v4 = ends(Family::Ipv4, "10.0.0.1", "10.0.0.2");
+        assert_eq!(ends(Family::Ipv6, "::ffff:10.0.0.1", "::ffff:10.0.0.2").as_on_the_wire(), v4);
+        assert_eq!(v4.as_on_the_wire(), v4);
+        // A dual-stack listener's record: wildcard remote end.
+        assert_eq!(ends(Family::Ipv6, "::ffff:10.0.0.1", "::").as_on_the_wire(), ends(Family::Ipv4, "10.0.0.1", "0.0.0.0"));
+        // A listener on [::] answering an IPv4 segment: the trigger's addresses are plain IPv4.
+        assert_eq!(ends(Family::Ipv6, "10.0.0.1", "10.0.0.2").as_on_the_wire(), v4);
+        // Real IPv6, and an all-wildcard listener, stay as they are.
+        let v6 = ends(Family::Ipv6, "fd00::1", "fd00::2");
+        assert_eq!(v6.as_on_the_wire(), v6);
+        let any6 = ends(Family::Ipv6, "::", "::");
+        assert_eq!(any6.as_on_the_wire(), any6);
+    }
+}
 
 #[cfg(test)]
 mod comm_tests {
