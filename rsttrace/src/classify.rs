@@ -60,6 +60,14 @@ pub struct Story {
     pub owner: Option<String>,
     /// The state the socket left for CLOSE, if it did.
     pub closed_from: Option<TcpState>,
+    /// The stack aborted the connection on data that arrived after the application shut the
+    /// socket down or closed it (its `tcp_reset()` was no received RST).
+    pub aborted_on_data: bool,
+    /// Closing a listener reset this connection, which waited in its accept queue with this
+    /// many others, counting itself.
+    pub listener_waiting: Option<u32>,
+    /// The process that ran the call when it is not the owner (`ss[991]` killing nginx's socket).
+    pub actor: Option<String>,
 }
 
 
@@ -89,6 +97,30 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         Verdict { cause, origin: Origin::Application, benign: false, why }
     };
+    if let Some(n) = story.listener_waiting {
+        let waiting = if n == 1 { "1 connection".to_string() } else { format!("{n} connections") };
+        return v(
+            Cause::ListenerClosed,
+            Origin::Application,
+            format!("{who} closed its listening socket with {waiting} waiting to be accepted (a restart or shutdown that does not drain the queue)"),
+        );
+    }
+    let orphan = facts.is_some_and(|f| f.orphan);
+    if story.aborted_on_data || reason == Some("TCP_ABORT_ON_DATA") {
+        let what = if orphan { "closed the socket" } else { "shut the socket down for reading (shutdown)" };
+        return v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} {what}"));
+    }
+    let destroyed = reason == Some("TCP_STATE") || facts.is_some_and(|f| f.destroyed);
+    if let Some(live) = state.filter(|s| destroyed && s.is_synchronized()) {
+        // Only tcp_abort() sends TCP_STATE from a live connection: `ss -K`, SOCK_DESTROY,
+        // bpf_sock_destroy(), in the destroyer's system call.
+        let by = story.actor.as_deref().unwrap_or("a tool");
+        return v(
+            Cause::SocketDestroyed,
+            Origin::Application,
+            format!("{by} destroyed the socket of {who} in {} (ss -K, SOCK_DESTROY or bpf_sock_destroy)", live.name()),
+        );
+    }
     let Some(state) = state else {
         // No socket: nothing on this host knew the connection.
         if let Some(taker) = &story.port_taken_by {
@@ -120,9 +152,9 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             verdict
         }
         Some("TCP_STATE") | Some("TCP_DISCONNECT_WITH_DATA") => {
-            v(Cause::AppDisconnect, Origin::Application, format!("{who} disconnected (or a tool killed) the connection with data in flight"))
+            v(Cause::AppDisconnect, Origin::Application, format!("{who} disconnected the connection with data in flight"))
         }
-        Some("TCP_TIMEWAIT_SOCKET") | Some("TCP_ABORT_ON_DATA") => {
+        Some("TCP_TIMEWAIT_SOCKET") => {
             if syn == Some(true) {
                 v(Cause::TimewaitReuse, Origin::Stack, "a new SYN reused a 4-tuple still in TIME_WAIT")
             } else {
@@ -288,6 +320,9 @@ mod tests {
         let linger0 = SockFacts { linger0: true, ..SockFacts::default() };
         let in_window = SockFacts { ack_in_window: true, ..SockFacts::default() };
         let queue_full = SockFacts { accept_queue_full: true, ..SockFacts::default() };
+        let destroyed = SockFacts { destroyed: true, ..SockFacts::default() };
+        let queued = Story { listener_waiting: Some(2), ..Story::default() };
+        let local_abort = Story { aborted_on_data: true, ..Story::default() };
         let cases: Vec<(Trigger, &Story, Cause, Origin, bool)> = vec![
             // 6.12+: reasons present.
             (sent(Some("NO_SOCKET"), None, Some(true)), &none, Cause::NoListener, Origin::Stack, false),
@@ -297,7 +332,10 @@ mod tests {
             (sent(Some("TCP_STATE"), Some(Close), None), &none, Cause::AppAbortLinger0, Origin::Application, false),
             (sent(Some("TCP_STATE"), Some(Close), None), &client_done, Cause::AppAbortLinger0, Origin::Application, true),
             (sent(Some("TCP_STATE"), Some(Close), None), &racer, Cause::ConnectRaceLoser, Origin::Application, true),
-            (sent(Some("TCP_STATE"), Some(Established), None), &none, Cause::AppDisconnect, Origin::Application, false),
+            // tcp_abort(): only it sends TCP_STATE from a live connection.
+            (sent(Some("TCP_STATE"), Some(Established), None), &none, Cause::SocketDestroyed, Origin::Application, false),
+            (sent(Some("TCP_STATE"), Some(Close), None), &queued, Cause::ListenerClosed, Origin::Application, false),
+            (sent(Some("TCP_ABORT_ON_DATA"), Some(Close), Some(false)), &local_abort, Cause::DataAfterClose, Origin::Application, false),
             (sent(Some("TCP_TIMEWAIT_SOCKET"), Some(TimeWait), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
             (sent(Some("TCP_TIMEWAIT_SOCKET"), Some(TimeWait), Some(true)), &none, Cause::TimewaitReuse, Origin::Stack, false),
             (sent(Some("TCP_ABORT_ON_DATA"), Some(Close), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
@@ -339,6 +377,9 @@ mod tests {
             (inferred(SynSent, Some(false), in_window), &none, Cause::PawsReject, Origin::Stack, false),
             (inferred(Listen, Some(false), queue_full), &none, Cause::ListenOverflow, Origin::Stack, false),
             (inferred(Listen, Some(false), SockFacts::default()), &none, Cause::NoSocket, Origin::Stack, false),
+            (inferred(Established, None, destroyed), &none, Cause::SocketDestroyed, Origin::Application, false),
+            (inferred(Close, None, unread), &queued, Cause::ListenerClosed, Origin::Application, false),
+            (inferred(Close, None, unread), &local_abort, Cause::DataAfterClose, Origin::Application, false),
             // Received.
             (Trigger::Received { state: Some(SynSent) }, &none, Cause::Refused, Origin::Peer, false),
             (Trigger::Received { state: Some(Established) }, &none, Cause::PeerReset, Origin::Peer, false),
@@ -355,6 +396,25 @@ mod tests {
             assert_eq!((got.cause, got.origin, got.benign), (cause, origin, benign), "{trigger:?} {story:?}: {}", got.why);
             assert!(!got.why.is_empty());
         }
+    }
+
+    #[test]
+    fn a_local_abort_on_data_says_whether_the_socket_was_closed_or_shut_down() {
+        let story = Story { owner: Some("srv[7]".into()), aborted_on_data: true, ..Story::default() };
+        let facts = |orphan| Some(SockFacts { orphan, ..SockFacts::default() });
+        let why = |orphan| classify(&Trigger::Sent { reason: None, state: Some(Close), trigger_syn: None, facts: facts(orphan) }, &story).why;
+        assert_eq!(why(true), "peer sent data after srv[7] closed the socket");
+        assert_eq!(why(false), "peer sent data after srv[7] shut the socket down for reading (shutdown)");
+    }
+
+    #[test]
+    fn a_destroyed_socket_names_who_destroyed_it_and_whose_it_was() {
+        let story = Story { owner: Some("nginx[812]".into()), actor: Some("ss[991]".into()), ..Story::default() };
+        let got = classify(&sent(Some("TCP_STATE"), Some(Established), None), &story);
+        assert_eq!(got.why, "ss[991] destroyed the socket of nginx[812] in ESTABLISHED (ss -K, SOCK_DESTROY or bpf_sock_destroy)");
+        let story = Story { owner: Some("nginx[812]".into()), listener_waiting: Some(1), ..Story::default() };
+        let got = classify(&sent(Some("TCP_STATE"), Some(Close), None), &story);
+        assert!(got.why.starts_with("nginx[812] closed its listening socket with 1 connection waiting"), "{}", got.why);
     }
 
     #[test]

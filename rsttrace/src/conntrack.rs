@@ -121,7 +121,17 @@ struct Pending {
     /// For a reset with no connection socket: another process's listener holding the port at
     /// that moment (looked up then: listeners come and go while the reset is held).
     port_taken_by: Option<String>,
+    /// This sent reset is the stack's own abort on incoming data, whose `tcp_reset()` just
+    /// before was no received RST (see [`Tracker::take_local_abort`]).
+    aborted_on_data: bool,
+    /// For a reset that may come from closing a listener: the key its siblings share (see
+    /// [`Tracker::count_listener_close`]).
+    listener_closed_with: Option<ListenerCloseKey>,
 }
+
+/// Resets sent to a closing listener's waiting connections share the closer's system call:
+/// namespace, local port, closing thread.
+type ListenerCloseKey = (u32, u16, u32);
 
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -149,7 +159,15 @@ pub struct Tracker {
     seen: Visibility,
     /// When the agent last noticed kernel events lost (monotonic ns).
     loss_noticed_ns: Option<u64>,
+    /// How many connections each listener close reset, and when it began.
+    listener_closes: HashMap<ListenerCloseKey, (u64, u32)>,
 }
+
+/// The kernel calls that make one reset story's events (a stack abort's `tcp_reset()` and its
+/// RST; a listener close resetting its queue) take microseconds; this bounds them generously.
+const SAME_CALL_NS: u64 = 5_000_000;
+/// How long a listener close's count is kept: longer than any reset is held.
+const LISTENER_CLOSE_KEEP_NS: u64 = 10_000_000_000;
 
 /// After events were lost, for this long a missing event proves nothing.
 const LOSS_DOUBT_NS: u64 = 1_000_000_000;
@@ -184,6 +202,7 @@ impl Tracker {
             evicted: 0,
             seen,
             loss_noticed_ns: None,
+            listener_closes: HashMap::new(),
         }
     }
 
@@ -337,7 +356,9 @@ impl Tracker {
                     reset_seen = c.reset_sent || c.reset_received;
                 }
                 // A timeout with no RST on either side is an abort of its own; after a
-                // keepalive RST the same error is just its echo.
+                // keepalive RST the same error is just its echo, story or not (a connection
+                // older than rsttrace has none: its RST is found by its endpoints).
+                let reset_seen = reset_seen || self.recent_sent.near(&ev.endpoints, ev.ts_ns, SAME_CALL_NS).is_some();
                 if error == ETIMEDOUT && !reset_seen {
                     self.hold(ev, id, Trigger::TimedOut { state }, None);
                 }
@@ -348,7 +369,9 @@ impl Tracker {
                 // Without a socket the tuple may still name a connection this host forgot: its
                 // story gives the last owner.
                 let id = self.find(&ev);
+                let aborted_on_data = self.take_local_abort(&ev, reason, id);
                 let acting = acting_owner(&ev, state, reason);
+                let listener_closed_with = if aborted_on_data { None } else { self.count_listener_close(&ev, state, reason, id) };
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                     c.reset_sent = true;
                     if let Some(task) = &acting {
@@ -368,6 +391,8 @@ impl Tracker {
                 self.hold(ev, id, trigger, acting);
                 if let Some(p) = self.pending.back_mut() {
                     p.port_taken_by = port_taken_by;
+                    p.aborted_on_data = aborted_on_data;
+                    p.listener_closed_with = listener_closed_with;
                 }
             }
             Payload::DestroySock => {
@@ -376,12 +401,15 @@ impl Tracker {
                     c.destroyed = true;
                 }
             }
-            Payload::ReceiveReset => {
+            Payload::ReceiveReset { state: read } => {
+                // The state the kernel side read from the socket at that instant is the truth,
+                // story or not (a connection older than rsttrace has none).
+                let read = *read;
                 let id = self.find(&ev);
-                let mut state = None;
+                let mut state = read;
                 if let Some((id, c)) = id.and_then(|id| Some((id, self.conns.get_mut(&id)?))) {
                     c.reset_received = true;
-                    state = c.state;
+                    state = read.or(c.state);
                     // tcp_reset() closes the socket in the same call, and the kernel side does not
                     // report that CLOSE (`closed_by_reported_reset` in rsttrace-ebpf).
                     if state != Some(TcpState::Close) {
@@ -459,6 +487,58 @@ impl Tracker {
         }
     }
 
+    /// A RST is never answered with a RST, so a received reset that this same socket follows
+    /// with a sent one within the same kernel call was no RST from the wire: the stack aborted
+    /// the connection itself (data arriving after the application shut the socket down or
+    /// closed it: `tcp_reset()` first, then the RST, `TCP_ABORT_ON_DATA` where the kernel names
+    /// it). The held received reset is dropped and its socket's story reopened; returns whether
+    /// this sent reset is such an abort.
+    fn take_local_abort(&mut self, ev: &KernelEvent, reason: Option<&str>, id: Option<u64>) -> bool {
+        if ev.sk == 0 || !matches!(reason, None | Some("TCP_ABORT_ON_DATA" | "NOT_SPECIFIED")) {
+            return false;
+        }
+        let Some(at) = self.pending.iter().rposition(|p| {
+            matches!(p.trigger, Trigger::Received { .. })
+                && p.event.sk == ev.sk
+                && p.event.endpoints == ev.endpoints
+                && ev.ts_ns.saturating_sub(p.event.ts_ns) <= SAME_CALL_NS
+        }) else {
+            return false;
+        };
+        self.pending.remove(at);
+        if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
+            c.reset_received = false;
+        }
+        true
+    }
+
+    /// A reset that closing a listener sends to a connection still waiting in its accept queue:
+    /// no process holds the socket (never accepted), it is already CLOSE, the kernel names the
+    /// state (or no reason at all), and it runs in the closer's system call. Counts it with its
+    /// siblings; returns their shared key.
+    /// Where no reason tells it from the other orphans' aborts in close() (linger2 < 0, orphan
+    /// memory), the story does: those leave CLOSE from a closing state, a waiting connection
+    /// from ESTABLISHED or CLOSE_WAIT.
+    fn count_listener_close(&mut self, ev: &KernelEvent, state: Option<TcpState>, reason: Option<&str>, id: Option<u64>) -> Option<ListenerCloseKey> {
+        use TcpState::*;
+        let orphan = ev.facts.is_some_and(|f| f.orphan);
+        let current = ev.current.filter(|t| !t.is_kernel_context())?;
+        if !orphan || state != Some(Close) || !matches!(reason, None | Some("TCP_STATE" | "NOT_SPECIFIED")) {
+            return None;
+        }
+        let closed_from = id.and_then(|id| self.conns.get(&id)).and_then(|c| c.closed_from);
+        if matches!(closed_from, Some(FinWait1 | FinWait2 | Closing | LastAck)) {
+            return None;
+        }
+        let key = (ev.netns, ev.endpoints.lport, current.tid);
+        let entry = self.listener_closes.entry(key).or_insert((ev.ts_ns, 0));
+        if ev.ts_ns.saturating_sub(entry.0) > SAME_CALL_NS * 100 {
+            *entry = (ev.ts_ns, 0); // a later close by the same thread
+        }
+        entry.1 += 1;
+        Some(key)
+    }
+
     /// The owner of the listener that serves `endpoints`' local end: bound to that address, or
     /// to the wildcard address of either family (an IPv6 wildcard also takes IPv4).
     fn listener(&self, netns: u32, endpoints: &Endpoints) -> Option<&Task> {
@@ -474,7 +554,17 @@ impl Tracker {
         if matches!(trigger, Trigger::Sent { .. }) {
             self.recent_sent.push(event.ts_ns, event.endpoints);
         }
-        self.pending.push_back(Pending { event, conn, trigger, acting, deadline_ns, deferred: false, port_taken_by: None });
+        self.pending.push_back(Pending {
+            event,
+            conn,
+            trigger,
+            acting,
+            deadline_ns,
+            deferred: false,
+            port_taken_by: None,
+            aborted_on_data: false,
+            listener_closed_with: None,
+        });
     }
 
     /// Classify every held event whose wait is over (all of them with `now_ns = u64::MAX`).
@@ -502,6 +592,9 @@ impl Tracker {
             out.push(self.report(p));
         }
         self.recent_sent.expire(now_ns.min(u64::MAX - 1));
+        if now_ns != u64::MAX {
+            self.listener_closes.retain(|_, (at, _)| at.saturating_add(LISTENER_CLOSE_KEEP_NS) > now_ns);
+        }
         if now_ns != u64::MAX {
             self.expire(now_ns);
         }
@@ -574,6 +667,11 @@ impl Tracker {
             story.peer_sent = self.peer_sent(&p.event).map(|r| r.cause.unwrap_or(Cause::Unknown));
         }
         story.port_taken_by = p.port_taken_by.clone();
+        story.aborted_on_data = p.aborted_on_data;
+        story.listener_waiting = p.listener_closed_with.and_then(|key| self.listener_closes.get(&key)).map(|(_, n)| *n);
+        // The task that ran the call, when it is a process and not the owner: the one that
+        // killed someone else's socket.
+        story.actor = p.event.current.filter(|t| !t.is_kernel_context() && owner.is_none_or(|o| o.pid != t.pid)).map(|t| format!("{}[{}]", t.comm, t.pid));
         story
     }
 
@@ -680,7 +778,7 @@ mod tests {
     fn ev(ts_ms: u64, sk: u64, lport: u16, payload: Payload, current: Task, owner: Option<Task>) -> KernelEvent {
         let kind = match payload {
             Payload::SendReset { .. } => EventKind::SendReset,
-            Payload::ReceiveReset => EventKind::ReceiveReset,
+            Payload::ReceiveReset { .. } => EventKind::ReceiveReset,
             Payload::Retransmit { .. } => EventKind::Retransmit,
             Payload::SetState { .. } => EventKind::SetState,
             Payload::ErrorReport { .. } => EventKind::ErrorReport,
@@ -701,8 +799,15 @@ mod tests {
         }
     }
 
+    /// A state change as the kernel side ships it: `current` only where a connection or a
+    /// listener begins (`is_new_connection` and LISTEN in rsttrace-ebpf), never inside a story.
     fn state(ts: u64, lport: u16, old: TcpState, new: TcpState, current: Task, owner: Option<Task>) -> KernelEvent {
-        ev(ts, SK, lport, Payload::SetState { old: Some(old), new: Some(new) }, current, owner)
+        let begins = (old == Close && new == SynSent) || (new == SynRecv && old != SynSent) || new == Listen;
+        let mut e = ev(ts, SK, lport, Payload::SetState { old: Some(old), new: Some(new) }, current, owner);
+        if !begins {
+            e.current = None;
+        }
+        e
     }
 
     fn sent(ts: u64, sk: u64, st: Option<TcpState>, reason: Option<&'static str>, current: Task) -> KernelEvent {
@@ -862,7 +967,7 @@ mod tests {
         };
         let mut events = connected(&client);
         events.push(server_side(2));
-        events.push(ev(50, SK, 5000, Payload::ReceiveReset, task(9, "other"), None));
+        events.push(ev(50, SK, 5000, Payload::ReceiveReset { state: None }, task(9, "other"), None));
         let (_, reports) = run(events.clone());
         assert_eq!(reports[0].verdict.cause, Cause::Injected);
         assert_eq!(reports[0].owner.as_ref().unwrap().pid, 1, "never the task the softirq ran in");
@@ -951,7 +1056,7 @@ mod tests {
         for e in connected(&client) {
             t.observe(e);
         }
-        t.observe(ev(10, SK, 5000, Payload::ReceiveReset, task(0, "swapper/0"), None));
+        t.observe(ev(10, SK, 5000, Payload::ReceiveReset { state: None }, task(0, "swapper/0"), None));
         let c = t.conns.values().next().unwrap();
         assert_eq!((c.state, c.closed_from, c.closed_ns), (Some(Close), Some(Established), Some(10_000_000)));
         assert!(t.open_clients.is_empty(), "no longer an open client");
@@ -989,7 +1094,7 @@ mod tests {
         let mut syn_recv = state(2, 80, Listen, SynRecv, task(9, "peer"), None);
         syn_recv.endpoints = listen.endpoints;
         let established = state(3, 80, SynRecv, Established, task(9, "peer"), None);
-        let received = ev(4, SK, 80, Payload::ReceiveReset, task(9, "peer"), None);
+        let received = ev(4, SK, 80, Payload::ReceiveReset { state: None }, task(9, "peer"), None);
         let (t, reports) = run(vec![listen, syn_recv, established, received]);
         assert_eq!(t.stats().tracked, 2, "listener + one child story");
         assert_eq!(reports[0].owner.as_ref().map(|o| o.pid), Some(812));
@@ -1021,7 +1126,7 @@ mod tests {
         server.sk = SK + 1;
         server.endpoints = ends(5000).reversed();
         t.observe(server);
-        t.observe(ev(50, SK, 5000, Payload::ReceiveReset, task(9, "other"), None));
+        t.observe(ev(50, SK, 5000, Payload::ReceiveReset { state: None }, task(9, "other"), None));
         assert_eq!(t.flush(u64::MAX)[0].verdict.cause, Cause::PeerReset);
     }
 }

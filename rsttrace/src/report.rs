@@ -51,17 +51,19 @@ pub enum Cause {
     Injected,
     ConnectRaceLoser,
     PortGrabbed,
+    ListenerClosed,
+    SocketDestroyed,
     Unknown,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 21] = [
+    pub const ALL: [Cause; 23] = [
         Cause::NoListener, Cause::Refused, Cause::NoSocket, Cause::AppAbortUnread,
         Cause::AppAbortLinger0, Cause::AppDisconnect, Cause::DataAfterClose, Cause::Linger2Abort,
         Cause::OrphanMemory, Cause::ListenOverflow, Cause::KeepaliveTimeout,
         Cause::RetransmitTimeout, Cause::SynTimeout, Cause::TimewaitReuse, Cause::PawsReject,
         Cause::InvalidSegment, Cause::PeerReset, Cause::Injected, Cause::ConnectRaceLoser,
-        Cause::PortGrabbed, Cause::Unknown,
+        Cause::PortGrabbed, Cause::ListenerClosed, Cause::SocketDestroyed, Cause::Unknown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +74,8 @@ impl Cause {
             Cause::AppAbortUnread => "app_abort_unread",
             Cause::AppAbortLinger0 => "app_abort_linger0",
             Cause::AppDisconnect => "app_disconnect",
+            Cause::ListenerClosed => "listener_closed",
+            Cause::SocketDestroyed => "socket_destroyed",
             Cause::DataAfterClose => "data_after_close",
             Cause::Linger2Abort => "linger2_abort",
             Cause::OrphanMemory => "orphan_memory",
