@@ -40,7 +40,13 @@ pub fn run(cmd: &str, args: &[&str]) {
     );
 }
 
-fn in_ns(ns: &str, cmd: &str, args: &[&str]) {
+/// The inode of a named network namespace (`/run/netns/NAME`), which rsttrace reports as `netns`.
+pub fn netns_inode(name: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/run/netns/{name}")).unwrap_or_else(|e| panic!("netns {name}: {e}")).ino()
+}
+
+pub fn in_ns(ns: &str, cmd: &str, args: &[&str]) {
     let mut full = vec!["netns", "exec", ns, cmd];
     full.extend_from_slice(args);
     run("ip", &full);
@@ -68,15 +74,19 @@ pub struct Net {
     pub client: String,
     pub server: String,
     subnet: u8,
+    /// Inodes of the two namespaces: every report of this test names one of them.
+    inodes: [u64; 2],
 }
 
 impl Net {
     /// `subnet` must be unique per test so reports of different tests never mix.
     pub fn new(subnet: u8) -> Self {
         let tag = format!("{}-{subnet}", std::process::id());
-        let net = Net { client: format!("rstc-{tag}"), server: format!("rsts-{tag}"), subnet };
-        run("ip", &["netns", "add", &net.client]);
-        run("ip", &["netns", "add", &net.server]);
+        let (client, server) = (format!("rstc-{tag}"), format!("rsts-{tag}"));
+        run("ip", &["netns", "add", &client]);
+        run("ip", &["netns", "add", &server]);
+        let inodes = [&client, &server].map(|ns| netns_inode(ns));
+        let net = Net { client, server, subnet, inodes };
         let (vc, vs) = (format!("vc{subnet}x{}", std::process::id() % 10000), format!("vs{subnet}x{}", std::process::id() % 10000));
         run("ip", &["link", "add", &vc, "netns", &net.client, "type", "veth", "peer", "name", &vs, "netns", &net.server]);
         for (ns, dev, host) in [(&net.client, &vc, 1), (&net.server, &vs, 2)] {
@@ -117,10 +127,19 @@ impl Net {
         ServerFilter { net: self }
     }
 
-    /// Does this report belong to this test's namespaces?
+    /// Does this report come from one of this test's namespaces? Judged by the namespace, not
+    /// the addresses, so a report with wrong addresses still counts against the test.
     pub fn owns(&self, report: &Value) -> bool {
-        let laddr = report["laddr"].as_str().unwrap_or("");
-        laddr.starts_with(&format!("10.231.{}.", self.subnet)) || laddr.starts_with(&format!("fd00:231:{}::", self.subnet))
+        report["netns"].as_u64().is_some_and(|n| self.inodes.contains(&n))
+    }
+
+    /// The namespace inode of the client or the server, as reports name it.
+    pub fn inode(&self, ns: &str) -> u64 {
+        if ns == self.client {
+            self.inodes[0]
+        } else {
+            self.inodes[1]
+        }
     }
 }
 
@@ -374,24 +393,40 @@ pub fn refused_storm(net: &Net, f: Family, n: u32, port: &str) {
     assert_eq!(c.expect_line("refused", Duration::from_secs(60)), format!("refused {n}"));
 }
 
-/// The one report matching `cause` and `direction` (or type `abort` when `direction` is None),
-/// with a readable failure listing everything that was reported.
-pub fn find<'a>(reports: &'a [Value], cause: &str, direction: Option<&str>) -> &'a Value {
-    reports
-        .iter()
-        .find(|r| {
-            r["cause"] == cause
-                && match direction {
-                    Some(d) => r["type"] == "reset" && r["direction"] == d,
-                    None => r["type"] == "abort",
-                }
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no {cause} {direction:?} report; got:\n{}",
-                reports.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n")
-            )
-        })
+/// A report as scenarios name it: `sent:CAUSE`, `received:CAUSE` or `abort:CAUSE` (`lost` for a
+/// lost-events record).
+pub fn label(r: &Value) -> String {
+    let cause = r["cause"].as_str().unwrap_or("?");
+    match r["type"].as_str() {
+        Some("reset") => format!("{}:{cause}", r["direction"].as_str().unwrap_or("?")),
+        Some("abort") => format!("abort:{cause}"),
+        Some(other) => other.to_string(),
+        None => format!("{r}"),
+    }
+}
+
+/// The reports are exactly `expected` (labels as [`label`] makes them), no more and no fewer, in
+/// any order: an extra, duplicate or phantom report fails the scenario as surely as a missing
+/// one. A label ending in `+` stands for one or more such reports (a stack answering each
+/// retransmitted SYN, as many as the kernel sends). Returns, per expected label, its first report.
+pub fn exactly<'a, const N: usize>(reports: &'a [Value], expected: [&str; N]) -> [&'a Value; N] {
+    let listing = || reports.iter().map(|r| format!("  {}  {r}", label(r))).collect::<Vec<_>>().join("\n");
+    let mut used = vec![false; reports.len()];
+    let found = expected.map(|want| {
+        let (name, many) = want.strip_suffix('+').map_or((want, false), |n| (n, true));
+        let mut first = None;
+        for i in 0..reports.len() {
+            if !used[i] && label(&reports[i]) == name && (many || first.is_none()) {
+                used[i] = true;
+                first.get_or_insert(i);
+            }
+        }
+        let i = first.unwrap_or_else(|| panic!("no {want} report among the expected {expected:?}; got:\n{}", listing()));
+        &reports[i]
+    });
+    let extra: Vec<String> = (0..reports.len()).filter(|&i| !used[i]).map(|i| label(&reports[i])).collect();
+    assert!(extra.is_empty(), "reports beyond the expected {expected:?}: {extra:?}; got:\n{}", listing());
+    found
 }
 
 /// Assert the parts of a report every scenario checks.

@@ -2,7 +2,7 @@
 //! namespaces, reports asserted. Run as root with `--test-threads=1` (`cargo xtask test`).
 use std::time::Duration;
 
-use rsttrace_tests::{assert_kernel_reason, assert_report, find, require_root, send_reset_format, Family, Net, Stim, Tracer, FAMILIES};
+use rsttrace_tests::{assert_kernel_reason, assert_report, exactly, require_root, send_reset_format, Family, Net, Stim, Tracer, FAMILIES};
 use serde_json::Value;
 
 const PORT: &str = "8080";
@@ -23,17 +23,31 @@ fn client(net: &Net, f: Family, port: &str, opts: &[&str]) -> Stim {
 }
 
 /// A client that connects, waits while the server's firewall gets `rule`, then carries on and
-/// must end with `errno`. Returns the client's pid.
-fn client_then_filter(net: &Net, f: Family, opts: &[&str], rule: &str, errno: &str) -> u64 {
-    let _server = listen(net, f, "hold");
+/// must end with `errno`. Returns the client's and the server's pids. The server exits last,
+/// once its firewall is gone: see [`assert_teardown`].
+fn client_then_filter(net: &Net, f: Family, opts: &[&str], rule: &str, errno: &str) -> Vec<u64> {
+    let server = listen(net, f, "hold");
     let mut opts = opts.to_vec();
     opts.push("--wait-go");
     let mut c = client(net, f, PORT, &opts);
     c.expect_line("ready", T);
-    let _filter = net.server_filter("input", rule);
+    let filter = net.server_filter("input", rule);
     c.go();
     assert_eq!(c.expect_line("errno", T), errno);
-    c.pid()
+    drop(filter);
+    vec![c.pid(), server.pid()]
+}
+
+/// The server of [`client_then_filter`] exits after its client's connection died: its FIN finds
+/// no socket on the client host, which answers with a RST that the server receives.
+/// The no-socket RST names the client, whose connection that was.
+fn assert_teardown(no_socket: &Value, received: &Value, f: Family, pids: &[u64]) {
+    let (client, server) = (pids[0], pids[1]);
+    assert_report(no_socket, f, "stack", Some(client));
+    assert_eq!(no_socket["peer_cause"], Value::Null);
+    assert_report(received, f, "peer", Some(server));
+    assert_eq!(received["peer_cause"], "no_socket");
+    assert_eq!((&no_socket["raddr"], &no_socket["rport"]), (&received["laddr"], &received["lport"]));
 }
 
 /// Run `scenario` for IPv4 and IPv6 under one tracer; returns this test's reports per family.
@@ -61,13 +75,12 @@ fn closed_port_no_listener_and_refused() {
         assert_eq!(c.expect_line("errno", T), "errno 111");
         vec![c.pid()]
     }) {
-        let sent = find(&reports, "no_listener", Some("sent"));
+        let [sent, received] = exactly(&reports, ["sent:no_listener", "received:refused"]);
         assert_report(sent, f, "stack", None);
         assert_kernel_reason(sent, "NO_SOCKET");
         assert_eq!(sent["state"], "CLOSE");
         assert_eq!(sent["lport"], 9);
         assert_eq!(sent["attribution"], "none");
-        let received = find(&reports, "refused", Some("received"));
         assert_report(received, f, "peer", Some(pids[0]));
         assert_eq!(received["state"], "SYN_SENT");
         assert_eq!(received["rport"], 9);
@@ -87,10 +100,9 @@ fn close_with_unread_data_is_app_abort_unread() {
         assert_eq!(c.expect_line("errno", T), "errno 104");
         vec![server.pid(), c.pid()]
     }) {
-        let sent = find(&reports, "app_abort_unread", Some("sent"));
+        let [sent, received] = exactly(&reports, ["sent:app_abort_unread", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_ABORT_ON_CLOSE");
-        let received = find(&reports, "peer_reset", Some("received"));
         assert_report(received, f, "peer", Some(pids[1]));
         assert_eq!(received["peer_cause"], "app_abort_unread");
         assert_eq!(received["state"], "ESTABLISHED");
@@ -105,10 +117,11 @@ fn so_linger_zero_is_app_abort_linger0_not_tcp_state() {
         assert_eq!(c.expect_line("errno", T), "errno 104");
         vec![server.pid(), c.pid()]
     }) {
-        let sent = find(&reports, "app_abort_linger0", Some("sent"));
+        let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_STATE");
-        assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
+        assert_report(received, f, "peer", Some(pids[1]));
+        assert_eq!(received["peer_cause"], "app_abort_linger0");
     }
 }
 
@@ -120,36 +133,39 @@ fn data_after_close_blames_the_closer_not_the_sender() {
         c.expect_line("errno", T);
         vec![server.pid(), c.pid()]
     }) {
-        let sent = find(&reports, "data_after_close", Some("sent"));
+        let [sent, received] = exactly(&reports, ["sent:data_after_close", "received:peer_reset"]);
         // The RST runs in the client's softirq; the socket belonged to the server.
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_TIMEWAIT_SOCKET");
         assert_eq!(sent["state"], "TIME_WAIT");
         assert_ne!(sent["current_pid"].as_u64(), Some(pids[0]), "scenario should have owner != current: {sent}");
-        assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
+        assert_report(received, f, "peer", Some(pids[1]));
     }
 }
 
 #[test]
 fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
     for (f, reports, pids) in traced(5, |net, f| {
-        vec![client_then_filter(net, f, &["--keepalive", "1,1,2"], "tcp dport 8080 drop", "errno 110")]
+        client_then_filter(net, f, &["--keepalive", "1,1,2"], "tcp dport 8080 drop", "errno 110")
     }) {
-        let sent = find(&reports, "keepalive_timeout", Some("sent"));
+        // The keepalive RST (the server's firewall drops it) and nothing else for it: not also an
+        // abort. Then the server exits: its FIN finds no socket on the client host.
+        let [sent, no_socket, received] = exactly(&reports, ["sent:keepalive_timeout", "sent:no_socket", "received:peer_reset"]);
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_KEEPALIVE_TIMEOUT");
         assert_eq!(sent["attribution"], "socket_owner");
-        assert!(reports.iter().all(|r| r["type"] != "abort"), "keepalive RST must not also count as an abort");
+        assert_teardown(no_socket, received, f, &pids);
     }
 }
 
 #[test]
 fn retransmit_timeout_is_an_abort_without_rst() {
     for (f, reports, pids) in traced(6, |net, f| {
-        vec![client_then_filter(net, f, &["--user-timeout", "1500", "--send", "100"], "tcp dport 8080 drop", "errno 110")]
+        client_then_filter(net, f, &["--user-timeout", "1500", "--send", "100"], "tcp dport 8080 drop", "errno 110")
     }) {
-        let abort = find(&reports, "retransmit_timeout", None);
+        let [abort, no_socket, received] = exactly(&reports, ["abort:retransmit_timeout", "sent:no_socket", "received:peer_reset"]);
         assert_report(abort, f, "network", Some(pids[0]));
+        assert_teardown(no_socket, received, f, &pids);
         assert!(abort["direction"].is_null());
         assert!(abort["retransmits"].as_u64().unwrap() >= 1, "{abort}");
         // (RFC 3339 UTC strings of equal length order like the times they name.)
@@ -168,7 +184,7 @@ fn unanswered_syn_is_syn_timeout() {
         assert_eq!(c.expect_line("errno", T), "errno 110");
         vec![c.pid()]
     }) {
-        let abort = find(&reports, "syn_timeout", None);
+        let [abort] = exactly(&reports, ["abort:syn_timeout"]);
         assert_report(abort, f, "network", Some(pids[0]));
         assert_eq!(abort["state"], "SYN_SENT");
     }
@@ -177,10 +193,11 @@ fn unanswered_syn_is_syn_timeout() {
 #[test]
 fn firewall_reset_is_injected() {
     for (f, reports, pids) in traced(8, |net, f| {
-        vec![client_then_filter(net, f, &["--send", "100"], "tcp dport 8080 reject with tcp reset", "errno 104")]
+        client_then_filter(net, f, &["--send", "100"], "tcp dport 8080 reject with tcp reset", "errno 104")
     }) {
-        let received = find(&reports, "injected", Some("received"));
+        let [received, no_socket, teardown] = exactly(&reports, ["received:injected", "sent:no_socket", "received:peer_reset"]);
         assert_report(received, f, "network", Some(pids[0]));
+        assert_teardown(no_socket, teardown, f, &pids);
         assert!(
             !reports.iter().any(|r| r["direction"] == "sent" && r["ts"].as_str() <= received["ts"].as_str()),
             "no stack sent a RST before the forged one: {reports:?}"
@@ -197,9 +214,10 @@ fn second_connection_dropped_after_handshake_is_benign_race_loser() {
         c.wait(T);
         vec![c.pid()]
     }) {
-        let sent = find(&reports, "connect_race_loser", Some("sent"));
+        let [sent, received] = exactly(&reports, ["sent:connect_race_loser", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_eq!(sent["benign"], true);
+        assert_eq!(received["peer_cause"], "connect_race_loser");
     }
 }
 
@@ -212,7 +230,8 @@ fn close_in_fin_wait2_with_negative_linger2_is_linger2_abort() {
         c.wait(T);
         vec![c.pid()]
     }) {
-        let sent = find(&reports, "linger2_abort", Some("sent"));
+        let [sent, received] = exactly(&reports, ["sent:linger2_abort", "received:peer_reset"]);
+        assert_eq!(received["peer_cause"], "linger2_abort");
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_ABORT_ON_LINGER");
     }
@@ -235,18 +254,18 @@ fn segment_for_a_forgotten_connection_is_no_socket() {
         c.expect_line("errno", T);
         vec![server.pid(), c.pid()]
     }) {
-        let sent = find(&reports, "no_socket", Some("sent"));
+        let [sent, abort, client] = exactly(&reports, ["sent:no_socket", "sent:app_abort_linger0", "received:peer_reset"]);
         // No socket any more, but the connection's last owner is known.
         assert_report(sent, f, "stack", Some(pids[0]));
         // The port still has a listener: it answers the stray segment (TCP_FLAGS), and its
         // record names no peer; the peer comes from the segment itself.
         assert_kernel_reason(sent, "TCP_FLAGS");
         assert_eq!(sent["state"], "LISTEN");
-        let client = find(&reports, "peer_reset", Some("received"));
         assert_eq!(sent["raddr"], client["laddr"]);
         assert_eq!(sent["rport"], client["lport"]);
-        assert_report(find(&reports, "app_abort_linger0", Some("sent")), f, "application", Some(pids[0]));
-        assert_report(find(&reports, "peer_reset", Some("received")), f, "peer", Some(pids[1]));
+        assert_report(abort, f, "application", Some(pids[0]));
+        assert_report(client, f, "peer", Some(pids[1]));
+        assert_eq!(client["peer_cause"], "no_socket");
     }
 }
 
@@ -259,10 +278,10 @@ fn disconnect_with_af_unspec_is_app_disconnect_not_linger0() {
         c.wait(T);
         vec![c.pid()]
     }) {
-        let sent = find(&reports, "app_disconnect", Some("sent"));
+        let [sent, received] = exactly(&reports, ["sent:app_disconnect", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_STATE");
-        assert!(!reports.iter().any(|r| r["cause"] == "app_abort_linger0"), "{reports:?}");
+        assert_eq!(received["peer_cause"], "app_disconnect");
     }
 }
 
@@ -291,14 +310,21 @@ fn full_accept_queue_with_abort_on_overflow_is_listen_overflow() {
         assert_eq!(fourth.expect_line("errno", T), "errno 104");
         vec![server.pid(), fourth.pid()]
     }) {
-        let sent = find(&reports, "listen_overflow", Some("sent"));
+        // The overflow, then the server exits with three connections still in its queue.
+        let [sent, closed, _, _, received, ..] = exactly(
+            &reports,
+            ["sent:listen_overflow", "sent:listener_closed", "sent:listener_closed", "sent:listener_closed", "received:peer_reset", "received:peer_reset", "received:peer_reset", "received:peer_reset"],
+        );
         // The connection was never accepted: the listener's owner is the one to look at.
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_eq!(sent["state"], "LISTEN");
-        let received = find(&reports, "peer_reset", Some("received"));
-        assert_report(received, f, "peer", Some(pids[1]));
-        assert_eq!(received["peer_cause"], "listen_overflow");
-        assert_eq!(sent["raddr"], received["laddr"]);
+        assert_report(closed, f, "application", Some(pids[0]));
+        let overflowed: Vec<&Value> = reports.iter().filter(|r| r["peer_cause"] == "listen_overflow").collect();
+        assert_eq!(overflowed.len(), 1, "{reports:?}");
+        assert_report(overflowed[0], f, "peer", Some(pids[1]));
+        assert_eq!(sent["raddr"], overflowed[0]["laddr"]);
+        assert_eq!(sent["rport"], overflowed[0]["lport"]);
+        assert_eq!(received["type"], "reset");
     }
 }
 
@@ -321,7 +347,7 @@ fn another_process_on_the_port_is_port_grabbed() {
         c.expect_line("errno", T);
         vec![old_pid, new.pid()]
     }) {
-        let sent = find(&reports, "port_grabbed", Some("sent"));
+        let [sent, _, _] = exactly(&reports, ["sent:port_grabbed", "sent:app_abort_linger0", "received:peer_reset"]);
         // The connection belonged to the old server; the why names the newcomer.
         assert_report(sent, f, "stack", Some(pids[0]));
         assert!(sent["why"].as_str().unwrap().contains(&format!("[{}]", pids[1])), "{sent}");
@@ -339,7 +365,7 @@ fn reconnecting_into_time_wait_with_an_old_sequence_is_timewait_reuse() {
         assert_eq!(c.expect_line("reconnected", T), "reconnected");
         vec![c.pid()]
     }) {
-        let sent = find(&reports, "timewait_reuse", Some("sent"));
+        let [sent] = exactly(&reports, ["sent:timewait_reuse"]);
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_eq!(sent["state"], "SYN_SENT");
         assert_kernel_reason(sent, "TCP_INVALID_ACK_SEQUENCE");
@@ -361,7 +387,8 @@ fn forged_answer(net: &Net, f: Family, mode: &str) -> u64 {
 #[test]
 fn forged_ack_to_a_connecting_socket_is_invalid_segment() {
     for (f, reports, pids) in traced(16, |net, f| vec![forged_answer(net, f, "bad-ack")]) {
-        let sent = find(&reports, "invalid_segment", Some("sent"));
+        // The server's own answers to the SYN (retransmitted) are sent, then dropped by its firewall.
+        let [sent, _] = exactly(&reports, ["sent:invalid_segment", "sent:no_listener+"]);
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_eq!(sent["state"], "SYN_SENT");
         assert_kernel_reason(sent, "TCP_INVALID_ACK_SEQUENCE");
@@ -371,7 +398,7 @@ fn forged_ack_to_a_connecting_socket_is_invalid_segment() {
 #[test]
 fn syn_ack_with_a_bogus_timestamp_echo_is_paws_reject() {
     for (f, reports, pids) in traced(17, |net, f| vec![forged_answer(net, f, "paws")]) {
-        let sent = find(&reports, "paws_reject", Some("sent"));
+        let [sent, _] = exactly(&reports, ["sent:paws_reject", "sent:no_listener+"]);
         assert_report(sent, f, "stack", Some(pids[0]));
         assert_eq!(sent["state"], "SYN_SENT");
         assert_kernel_reason(sent, "TCP_RFC7323_PAWS");
@@ -442,11 +469,14 @@ fn stray_ack_to_a_full_listener_without_abort_on_overflow_is_no_socket() {
         drop(queued);
         vec![server.pid()]
     }) {
-        let sent: Vec<&Value> = reports.iter().filter(|r| r["direction"] == "sent" && r["rport"] == 40404).collect();
-        assert_eq!(sent.len(), 1, "{f:?}: one reset answers the stray ACK: {reports:?}");
-        assert_eq!(sent[0]["cause"], "no_socket", "{f:?}: {}", sent[0]);
-        assert_eq!(sent[0]["state"], "LISTEN");
-        assert_report(sent[0], f, "stack", Some(pids[0]));
+        // One reset answers the stray ACK; then the server exits with three connections queued.
+        let [sent, ..] = exactly(
+            &reports,
+            ["sent:no_socket", "sent:listener_closed", "sent:listener_closed", "sent:listener_closed", "received:peer_reset", "received:peer_reset", "received:peer_reset"],
+        );
+        assert_eq!(sent["rport"], 40404);
+        assert_eq!(sent["state"], "LISTEN");
+        assert_report(sent, f, "stack", Some(pids[0]));
     }
 }
 
@@ -454,7 +484,7 @@ fn stray_ack_to_a_full_listener_without_abort_on_overflow_is_no_socket() {
 /// (on 6.1 the kprobe fires before tcp_v4/v6_send_reset() returns for such a segment).
 #[test]
 fn a_stray_rst_is_not_answered_and_not_reported_as_sent() {
-    for (f, reports, _) in traced(18, |net, f| {
+    for (_, reports, _) in traced(18, |net, f| {
         let stray = Stim::spawn(&net.client, &["stray-rst", &net.server_addr(f), CLOSED_PORT, &net.client_addr(f)]);
         assert_eq!(stray.expect_line("sent", T), "sent");
         // A real closed-port reset afterwards: once it is reported, the stray one would be too.
@@ -462,8 +492,148 @@ fn a_stray_rst_is_not_answered_and_not_reported_as_sent() {
         assert_eq!(c.expect_line("errno", T), "errno 111");
         vec![]
     }) {
-        find(&reports, "no_listener", Some("sent"));
-        let stray: Vec<&Value> = reports.iter().filter(|r| r["rport"] == 40404 || r["lport"] == 40404).collect();
-        assert!(stray.is_empty(), "{f:?}: a stray RST was reported: {stray:?}");
+        // Only the closed-port pair: nothing for the stray RST.
+        let [sent, _] = exactly(&reports, ["sent:no_listener", "received:refused"]);
+        assert_ne!(sent["rport"], 40404);
     }
+}
+
+/// The server shuts its socket down (SHUT_RDWR) but keeps it; the client keeps sending. The
+/// stack aborts: `tcp_reset()` on its own socket (the kernel's receive-reset tracepoint fires
+/// although no RST arrived), then its RST. One sent report, no phantom received one.
+#[test]
+fn data_after_shutdown_is_data_after_close_and_no_received_reset_on_the_server() {
+    for (f, reports, pids) in traced(20, |net, f| {
+        let server = listen(net, f, "shutdown-first");
+        let c = client(net, f, PORT, &["--send-after", "300"]);
+        c.expect_line("errno", T);
+        vec![server.pid(), c.pid()]
+    }) {
+        let [sent, received] = exactly(&reports, ["sent:data_after_close", "received:peer_reset"]);
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_kernel_reason(sent, "TCP_ABORT_ON_DATA");
+        assert!(sent["why"].as_str().unwrap().contains("shut the socket down"), "{sent}");
+        assert_report(received, f, "peer", Some(pids[1]));
+        assert_eq!(received["peer_cause"], "data_after_close");
+    }
+}
+
+/// A server closes its listening socket while two connections wait in its accept queue: the
+/// kernel resets both in the closer's system call.
+#[test]
+fn closing_a_listener_with_waiting_connections_is_listener_closed() {
+    for (f, reports, pids) in traced(21, |net, f| {
+        let mut server = listen(net, f, "close-listener-on-go");
+        let clients: Vec<Stim> = (0..2)
+            .map(|_| {
+                let c = client(net, f, PORT, &[]);
+                c.expect_line("ready", T);
+                c
+            })
+            .collect();
+        server.go();
+        server.expect_line("closed", T);
+        for c in &clients {
+            assert_eq!(c.expect_line("errno", T), "errno 104");
+        }
+        let mut pids = vec![server.pid()];
+        pids.extend(clients.iter().map(Stim::pid));
+        pids
+    }) {
+        let [sent, _, received, _] =
+            exactly(&reports, ["sent:listener_closed", "sent:listener_closed", "received:peer_reset", "received:peer_reset"]);
+        for r in reports.iter().filter(|r| r["direction"] == "sent") {
+            assert_report(r, f, "application", Some(pids[0]));
+            assert_kernel_reason(r, "TCP_STATE");
+            assert_eq!(r["lport"], 8080);
+            assert!(r["why"].as_str().unwrap().contains("with 2 connections waiting"), "{r}");
+        }
+        for r in reports.iter().filter(|r| r["direction"] == "received") {
+            assert_eq!(r["peer_cause"], "listener_closed");
+            assert!(pids[1..].contains(&r["pid"].as_u64().unwrap()), "{r}");
+        }
+        assert_eq!(sent["benign"], false);
+        assert_eq!(received["state"], "ESTABLISHED");
+    }
+}
+
+/// An administrator kills an established connection with `ss -K` on the server host: the RST
+/// runs in ss's system call, on a socket ss does not own.
+#[test]
+fn ss_kill_is_socket_destroyed_by_ss_on_the_owners_socket() {
+    for (f, reports, pids) in traced(22, |net, f| {
+        let server = listen(net, f, "hold");
+        let c = client(net, f, PORT, &[]);
+        c.expect_line("ready", T);
+        std::thread::sleep(Duration::from_millis(100));
+        let peer = if f == Family::V6 { format!("[{}]", net.client_addr(f)) } else { net.client_addr(f) };
+        rsttrace_tests::in_ns(&net.server, "ss", &["-K", "-t", "dst", &peer]);
+        assert_eq!(c.expect_line("errno", T), "errno 104");
+        vec![server.pid(), c.pid()]
+    }) {
+        let [sent, received] = exactly(&reports, ["sent:socket_destroyed", "received:peer_reset"]);
+        // The owner stays the server; the killer is the task that ran the call.
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!(sent["attribution"], "socket_owner");
+        assert_eq!(sent["current_comm"], "ss");
+        assert_eq!(sent["state"], "ESTABLISHED");
+        let why = sent["why"].as_str().unwrap();
+        assert!(why.starts_with(&format!("ss[{}] destroyed the socket of rststim[{}]", sent["current_pid"], pids[0])), "{sent}");
+        assert_report(received, f, "peer", Some(pids[1]));
+        assert_eq!(received["peer_cause"], "socket_destroyed");
+    }
+}
+
+/// A connection established before rsttrace starts (most long-lived ones on a production host)
+/// dies of a keepalive timeout: one report, not also a timeout abort; then the server exits and
+/// the RST its FIN draws is received in the state the kernel holds, FIN_WAIT1.
+#[test]
+fn keepalive_timeout_on_a_connection_older_than_rsttrace() {
+    require_root();
+    let net = Net::new(23);
+    for f in FAMILIES {
+        let server = listen(&net, f, "hold");
+        let mut c = client(&net, f, PORT, &["--keepalive", "1,1,2", "--wait-go"]);
+        c.expect_line("ready", T);
+        let tracer = Tracer::start(&[]);
+        let filter = net.server_filter("input", "tcp dport 8080 drop");
+        c.go();
+        assert_eq!(c.expect_line("errno", T), "errno 110");
+        drop(filter);
+        let server_pid = server.pid();
+        drop(server);
+        std::thread::sleep(Duration::from_millis(300));
+        let (reports, _) = tracer.stop();
+        let mine: Vec<Value> = reports.into_iter().filter(|r| net.owns(r)).collect();
+        let [sent, no_socket, received] = exactly(&mine, ["sent:keepalive_timeout", "sent:no_socket", "received:peer_reset"]);
+        assert_kernel_reason(sent, "TCP_KEEPALIVE_TIMEOUT");
+        assert_eq!(sent["state"], "ESTABLISHED");
+        assert_eq!(sent["family"], f.name());
+        assert_eq!(no_socket["family"], f.name());
+        assert_report(received, f, "peer", Some(server_pid));
+        assert_eq!(received["state"], "FIN_WAIT1");
+        assert_eq!(received["peer_cause"], "no_socket");
+    }
+}
+
+/// A server listening on `[::]` (dual-stack, as nginx `listen [::]`, Java, Go and Node do)
+/// resets an IPv4 client: the reports say what the wire carried, IPv4 with plain addresses, and
+/// `-4` keeps them.
+#[test]
+fn ipv4_client_of_a_dual_stack_listener_is_reported_as_ipv4() {
+    require_root();
+    let net = Net::new(24);
+    let tracer = Tracer::start(&["-4"]);
+    let server = Stim::spawn(&net.server, &["listen", "::", PORT, "unread-close"]);
+    server.expect_line("ready", T);
+    let c = client(&net, Family::V4, PORT, &["--send", "100"]);
+    assert_eq!(c.expect_line("errno", T), "errno 104");
+    let (reports, _) = tracer.stop();
+    let mine: Vec<Value> = reports.into_iter().filter(|r| net.owns(r)).collect();
+    let [sent, received] = exactly(&mine, ["sent:app_abort_unread", "received:peer_reset"]);
+    assert_report(sent, Family::V4, "application", Some(server.pid()));
+    assert_eq!(sent["laddr"], net.server_addr(Family::V4));
+    assert_eq!(sent["raddr"], net.client_addr(Family::V4));
+    assert_report(received, Family::V4, "peer", Some(c.pid()));
+    assert_eq!(received["peer_cause"], "app_abort_unread");
 }

@@ -20,7 +20,10 @@ use crate::{cmd, cpio::Archive, install_debian, output};
 /// What building and booting a guest needs from Debian.
 const PACKAGES: [&str; 5] = ["qemu-system-x86", "busybox-static", "kmod", "xz-utils", "binutils"];
 /// Modules the scenarios load; their dependencies come along (`modprobe --show-depends`).
+/// `tcp_diag` (with `inet_diag`) lets `ss -K` destroy sockets; built in on some kernels, so
+/// asked for only where the package has it as a module.
 const MODULES: [&str; 3] = ["veth", "nf_tables", "nft_reject_inet"];
+const OPTIONAL_MODULES: [&str; 1] = ["tcp_diag"];
 /// Where downloaded kernels and built guests are kept between runs.
 const CACHE: &str = "target/vm";
 /// A whole suite under TCG takes minutes; this bounds a guest that hangs.
@@ -208,6 +211,7 @@ fn prepare(kernel: Kernel, suite: &Suite) -> Result<Guest> {
         (suite.e2e.clone(), "/suite/deps/e2e".to_string()),
         (which("ip")?, "/usr/local/bin/ip".to_string()),
         (which("nft")?, "/usr/local/bin/nft".to_string()),
+        (which("ss")?, "/usr/local/bin/ss".to_string()),
     ];
     let mut libraries = std::collections::BTreeSet::new();
     for (host, guest) in &programs {
@@ -245,7 +249,8 @@ fn module_files(root: &Path, release: &str) -> Result<Vec<PathBuf>> {
     let base = root.to_string_lossy();
     cmd("depmod", &["-b", &base, release])?;
     let mut files: Vec<PathBuf> = Vec::new();
-    for module in MODULES {
+    let optional = OPTIONAL_MODULES.iter().filter(|m| output("modprobe", &["-d", &base, "-S", release, "--show-depends", m]).is_some());
+    for module in MODULES.iter().chain(optional) {
         let deps = output("modprobe", &["-d", &base, "-S", release, "--show-depends", module])
             .with_context(|| format!("kernel {release} has no module {module}"))?;
         for path in deps.lines().filter_map(|l| l.strip_prefix("insmod ")).map(|l| PathBuf::from(l.trim())) {

@@ -90,6 +90,18 @@ fn listen(addr: SocketAddr, mode: &str) {
         std::thread::sleep(DEADLINE);
         return;
     }
+    if mode == "close-listener-on-go" {
+        // Never accept: handshakes wait in the accept queue until the test says go, then the
+        // listening socket is closed under them (a server restarting without draining).
+        socket.listen(16).unwrap();
+        ready();
+        wait_go();
+        drop(socket);
+        println!("closed");
+        std::io::stdout().flush().unwrap();
+        std::thread::sleep(DEADLINE);
+        return;
+    }
     socket.listen(16).unwrap();
     let listener: TcpListener = socket.into();
     ready();
@@ -119,6 +131,14 @@ fn listen(addr: SocketAddr, mode: &str) {
             }
             // Close at once (FIN) while the client keeps talking.
             "close-first" => drop(s),
+            // Shut both directions down but keep the socket open while the client keeps talking.
+            "shutdown-first" => {
+                s.shutdown(std::net::Shutdown::Both).unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(DEADLINE);
+                    drop(s);
+                });
+            }
             // Take everything the client sends, then close first (this end ends in TIME_WAIT).
             "drain-then-close" => {
                 let mut buf = vec![0u8; 1 << 20];
