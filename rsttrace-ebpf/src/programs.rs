@@ -154,10 +154,12 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Only ETIMEDOUT is news: a timeout that killed the connection without a RST. The other errors
-/// (ECONNRESET, ECONNREFUSED, EPIPE) echo a reset the agent already saw, so they are judged from
-/// the record before anything is reserved: a refused connect() reports one of those per socket.
+/// Only ETIMEDOUT and ECONNABORTED are news: a timeout that killed the connection without a RST
+/// or named a keepalive's, and a tool's destroying a socket on kernels that give no reason. The
+/// other errors (ECONNRESET, ECONNREFUSED, EPIPE) echo a reset the agent already saw, so they are
+/// judged from the record before anything is reserved: a refused connect() reports one per socket.
 const ETIMEDOUT: i32 = 110;
+const ECONNABORTED: i32 = 103;
 /// Where `inet_sk_error_report` keeps them on every kernel we know (6.1 to 6.18).
 const ERROR_REPORT_ERROR: u16 = 8;
 const ERROR_REPORT_PROTOCOL: u16 = 18;
@@ -168,7 +170,7 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     if early_field::<u16, ERROR_REPORT_PROTOCOL>(&ctx, l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
         return 0;
     }
-    if early_field::<i32, ERROR_REPORT_ERROR>(&ctx, l.error).is_some_and(|e| e != ETIMEDOUT) {
+    if early_field::<i32, ERROR_REPORT_ERROR>(&ctx, l.error).is_some_and(|e| e != ETIMEDOUT && e != ECONNABORTED) {
         return 0;
     }
     if let Some(d) = Draft::reserve(&ctx, EventKind::ErrorReport) {

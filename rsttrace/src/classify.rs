@@ -34,8 +34,6 @@ pub enum Trigger {
 pub struct Story {
     /// This host opened the connection (connect()).
     pub active_open: bool,
-    /// The local application closed or shut down the socket before the reset.
-    pub app_closed: bool,
     /// The peer had closed its side (FIN received: CLOSE_WAIT).
     pub peer_closed: bool,
     /// Consecutive retransmissions of the same segment at the end.
@@ -68,6 +66,8 @@ pub struct Story {
     pub listener_waiting: Option<u32>,
     /// The process that ran the call when it is not the owner (`ss[991]` killing nginx's socket).
     pub actor: Option<String>,
+    /// The owner was told ECONNABORTED right after this RST: a tool destroyed the socket.
+    pub destroyed: bool,
 }
 
 
@@ -110,7 +110,12 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         let what = if orphan { "closed the socket" } else { "shut the socket down for reading (shutdown)" };
         return v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} {what}"));
     }
-    let destroyed = reason == Some("TCP_STATE") || facts.is_some_and(|f| f.destroyed);
+    // An orphan's FIN_WAIT2 timeout running out (TCP_LINGER2, tcp_fin_timeout) also says
+    // TCP_STATE, from a timer.
+    if reason == Some("TCP_STATE") && state == Some(TcpState::FinWait2) && orphan {
+        return v(Cause::Linger2Abort, Origin::Stack, format!("the FIN_WAIT2 timeout of the socket {who} closed ran out (TCP_LINGER2, tcp_fin_timeout)"));
+    }
+    let destroyed = reason == Some("TCP_STATE") || facts.is_some_and(|f| f.destroyed) || story.destroyed;
     if let Some(live) = state.filter(|s| destroyed && s.is_synchronized()) {
         // Only tcp_abort() sends TCP_STATE from a live connection: `ss -K`, SOCK_DESTROY,
         // bpf_sock_destroy(), in the destroyer's system call.
@@ -243,9 +248,6 @@ fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFac
         TimeWait => v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} closed the socket")),
         // Only the keepalive timer sends a RST from ESTABLISHED and then reports ETIMEDOUT.
         Established if story.timed_out => v(Cause::KeepaliveTimeout, Origin::Stack, "keepalive probes went unanswered: peer or path is gone"),
-        FinWait1 | FinWait2 | Closing | LastAck if story.app_closed => {
-            v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} closed the socket"))
-        }
         _ => v(Cause::Unknown, Origin::Unknown, format!("reset sent in {} and this kernel gives no reason", state.name())),
     }
 }
@@ -307,7 +309,7 @@ mod tests {
         let local_peer = Story { peer_local: true, ..Story::default() };
         let peer_aborted = Story { peer_local: true, peer_sent: Some(Cause::AppAbortUnread), ..Story::default() };
         let retx = Story { same_segment_retransmits: 5, ..Story::default() };
-        let closed_app = Story { app_closed: true, ..Story::default() };
+        let told_aborted = Story { destroyed: true, ..Story::default() };
         let reused = Story { tuple_reused: true, ..Story::default() };
         let kept = Story { socket_kept: true, ..Story::default() };
         let timer = Story { timed_out: true, ..Story::default() };
@@ -335,6 +337,7 @@ mod tests {
             // tcp_abort(): only it sends TCP_STATE from a live connection.
             (sent(Some("TCP_STATE"), Some(Established), None), &none, Cause::SocketDestroyed, Origin::Application, false),
             (sent(Some("TCP_STATE"), Some(Close), None), &queued, Cause::ListenerClosed, Origin::Application, false),
+            (Trigger::Sent { reason: Some("TCP_STATE"), state: Some(FinWait2), trigger_syn: None, facts: Some(SockFacts { orphan: true, ..SockFacts::default() }) }, &none, Cause::Linger2Abort, Origin::Stack, false),
             (sent(Some("TCP_ABORT_ON_DATA"), Some(Close), Some(false)), &local_abort, Cause::DataAfterClose, Origin::Application, false),
             (sent(Some("TCP_TIMEWAIT_SOCKET"), Some(TimeWait), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
             (sent(Some("TCP_TIMEWAIT_SOCKET"), Some(TimeWait), Some(true)), &none, Cause::TimewaitReuse, Origin::Stack, false),
@@ -356,7 +359,7 @@ mod tests {
             (sent(None, Some(Close), None), &none, Cause::Unknown, Origin::Application, false),
             (sent(None, Some(Close), None), &racer, Cause::ConnectRaceLoser, Origin::Application, true),
             (sent(None, Some(TimeWait), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
-            (sent(None, Some(FinWait2), None), &closed_app, Cause::DataAfterClose, Origin::Application, false),
+            (inferred(Established, None, SockFacts::default()), &told_aborted, Cause::SocketDestroyed, Origin::Application, false),
             (sent(None, Some(Established), None), &none, Cause::Unknown, Origin::Unknown, false),
             (sent(None, Some(Established), None), &timer, Cause::KeepaliveTimeout, Origin::Stack, false),
             (sent(None, None, None), &none, Cause::Unknown, Origin::Stack, false),

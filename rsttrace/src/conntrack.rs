@@ -41,6 +41,7 @@ const PEER_MATCH_NS: u64 = 100_000_000;
 const PEER_WAIT_NS: u64 = 20_000_000;
 
 const ETIMEDOUT: i32 = 110;
+const ECONNABORTED: i32 = 103;
 
 #[derive(Clone, Debug)]
 pub struct Connection {
@@ -55,7 +56,6 @@ pub struct Connection {
     pub closed_from: Option<TcpState>,
     pub active_open: bool,
     pub owner: Option<Task>,
-    pub app_closed: bool,
     pub peer_closed: bool,
     pub retransmits: u32,
     pub syn_retransmits: u32,
@@ -85,7 +85,6 @@ impl Connection {
             closed_from: None,
             active_open: false,
             owner: None,
-            app_closed: false,
             peer_closed: false,
             retransmits: 0,
             syn_retransmits: 0,
@@ -127,6 +126,8 @@ struct Pending {
     /// For a reset that may come from closing a listener: the key its siblings share (see
     /// [`Tracker::count_listener_close`]).
     listener_closed_with: Option<ListenerCloseKey>,
+    /// For a sent reset: the error its socket's owner was told in the same kernel call.
+    error_after: Option<i32>,
 }
 
 /// Resets sent to a closing listener's waiting connections share the closer's system call:
@@ -346,6 +347,19 @@ impl Tracker {
             }
             Payload::ErrorReport { error } => {
                 let error = *error;
+                // The error the owner is told right after this socket's own RST says what sent
+                // it (ETIMEDOUT: a keepalive gave up; ECONNABORTED: a tool destroyed it), story
+                // or not.
+                if let Some(p) = self.pending.iter_mut().rev().find(|p| {
+                    matches!(p.trigger, Trigger::Sent { .. })
+                        && p.event.endpoints == ev.endpoints
+                        && ev.ts_ns.saturating_sub(p.event.ts_ns) <= SAME_CALL_NS
+                }) {
+                    p.error_after = Some(error);
+                }
+                if error != ETIMEDOUT {
+                    return;
+                }
                 let id = self.find(&ev);
                 let mut state = None;
                 let mut reset_seen = false;
@@ -370,8 +384,9 @@ impl Tracker {
                 // story gives the last owner.
                 let id = self.find(&ev);
                 let aborted_on_data = self.take_local_abort(&ev, reason, id);
-                let acting = acting_owner(&ev, state, reason);
                 let listener_closed_with = if aborted_on_data { None } else { self.count_listener_close(&ev, state, reason, id) };
+                // Closing a listener runs in the closer's system call, reason or not.
+                let acting = if listener_closed_with.is_some() { ev.current } else { acting_owner(&ev, state, reason) };
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
                     c.reset_sent = true;
                     if let Some(task) = &acting {
@@ -468,7 +483,6 @@ impl Tracker {
                     self.open_clients.entry(owner.pid).or_default().insert(id);
                 }
             }
-            (Some(Established), FinWait1) | (Some(CloseWait), LastAck) => c.app_closed = true,
             (_, CloseWait) => c.peer_closed = true,
             (_, Close) => closed(c, id, old, ev.ts_ns, &mut self.open_clients, &mut self.closed),
             _ => {}
@@ -564,6 +578,7 @@ impl Tracker {
             port_taken_by: None,
             aborted_on_data: false,
             listener_closed_with: None,
+            error_after: None,
         });
     }
 
@@ -651,7 +666,6 @@ impl Tracker {
         let mut story = Story { owner: owner.map(|o| format!("{}[{}]", o.comm, o.pid)), ..Story::default() };
         if let Some(c) = conn {
             story.active_open = c.active_open;
-            story.app_closed = c.app_closed;
             story.peer_closed = c.peer_closed;
             story.same_segment_retransmits = c.same_segment_retransmits;
             story.syn_retransmits = c.syn_retransmits;
@@ -668,6 +682,8 @@ impl Tracker {
         }
         story.port_taken_by = p.port_taken_by.clone();
         story.aborted_on_data = p.aborted_on_data;
+        story.timed_out |= p.error_after == Some(ETIMEDOUT);
+        story.destroyed = p.error_after == Some(ECONNABORTED);
         story.listener_waiting = p.listener_closed_with.and_then(|key| self.listener_closes.get(&key)).map(|(_, n)| *n);
         // The task that ran the call, when it is a process and not the owner: the one that
         // killed someone else's socket.
@@ -753,7 +769,7 @@ mod tests {
     use rsttrace_common::EventKind;
 
     use super::*;
-    use crate::event::{Family, Segment};
+    use crate::event::{Family, Segment, SockFacts};
     use crate::report::Origin;
     use TcpState::*;
 
@@ -900,6 +916,73 @@ mod tests {
         let other_host = Endpoints { raddr: "10.0.0.3".parse().unwrap(), lport: 5003, ..ends(0) };
         let r = &race(other_host)[0];
         assert_eq!((r.verdict.cause, r.verdict.benign), (Cause::AppAbortLinger0, false));
+    }
+
+    fn with_facts(mut e: KernelEvent, facts: SockFacts) -> KernelEvent {
+        e.facts = Some(facts);
+        e
+    }
+
+    #[test]
+    fn a_received_reset_that_its_socket_answers_with_a_rst_is_the_stacks_abort_not_a_phantom() {
+        let server = task(80, "server");
+        let mut events = connected(&server);
+        // Data after shutdown(): tcp_reset() fires the receive tracepoint in the peer's
+        // softirq, then the socket sends its RST (6.18: TCP_ABORT_ON_DATA; 6.1: no reason).
+        for reason in [Some("TCP_ABORT_ON_DATA"), None] {
+            let mut events = events.clone();
+            events.push(ev(10, SK, 5000, Payload::ReceiveReset { state: Some(FinWait2) }, task(9, "client"), None));
+            events.push(with_facts(sent(10, SK, Some(Close), reason, task(9, "client")), SockFacts::default()));
+            let (_, reports) = run(events);
+            assert_eq!(reports.len(), 1, "{reason:?}: {reports:?}");
+            assert_eq!((reports[0].direction, reports[0].verdict.cause), (Some(Direction::Sent), Cause::DataAfterClose));
+            assert!(reports[0].verdict.why.contains("shut the socket down"), "{}", reports[0].verdict.why);
+        }
+        // A real RST followed later by another socket's RST is no such pair.
+        events.push(ev(10, SK, 5000, Payload::ReceiveReset { state: Some(Established) }, task(9, "client"), None));
+        let mut other = sent(20, SK + 1, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "x"));
+        other.endpoints = ends(6000);
+        events.push(other);
+        assert_eq!(run(events).1.len(), 2);
+    }
+
+    #[test]
+    fn closing_a_listener_resets_its_queue_as_listener_closed_counting_the_waiting() {
+        let nginx = task(812, "nginx");
+        let orphan = SockFacts { orphan: true, ..SockFacts::default() };
+        let mut events = Vec::new();
+        for (i, reason) in [(0, Some("TCP_STATE")), (1, None)] {
+            let mut e = with_facts(sent(10, SK + i, Some(Close), reason, nginx), orphan);
+            e.endpoints = ends(80);
+            e.endpoints.rport = 5000 + i as u16;
+            events.push(e);
+        }
+        let (_, reports) = run(events);
+        assert_eq!(reports.len(), 2);
+        for r in &reports {
+            assert_eq!((r.verdict.cause, r.verdict.origin), (Cause::ListenerClosed, Origin::Application));
+            assert!(r.verdict.why.starts_with("nginx[812] closed its listening socket with 2 connections waiting"), "{}", r.verdict.why);
+        }
+    }
+
+    #[test]
+    fn a_story_less_connection_is_named_by_the_error_its_rst_is_followed_by() {
+        // 6.1, a connection older than rsttrace: no reason, no story.
+        let keepalive = vec![
+            sent(10, SK, Some(Established), None, task(0, "swapper/1")),
+            ev(10, 0, 5000, Payload::ErrorReport { error: 110 }, task(0, "swapper/1"), None),
+        ];
+        let (_, reports) = run(keepalive);
+        assert_eq!(reports.len(), 1, "the timeout is the RST's echo: {reports:?}");
+        assert_eq!(reports[0].verdict.cause, Cause::KeepaliveTimeout);
+        let destroyed = vec![
+            sent(10, SK, Some(Established), None, task(991, "ss")),
+            ev(10, 0, 5000, Payload::ErrorReport { error: 103 }, task(991, "ss"), None),
+        ];
+        let (_, reports) = run(destroyed);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].verdict.cause, Cause::SocketDestroyed);
+        assert!(reports[0].verdict.why.starts_with("ss[991] destroyed the socket"), "{}", reports[0].verdict.why);
     }
 
     #[test]

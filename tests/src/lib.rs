@@ -180,6 +180,8 @@ pub struct Tracer {
     stderr: mpsc::Receiver<String>,
     /// What rsttrace printed on stderr up to `tracing TCP resets` (its capture mode).
     startup: Vec<String>,
+    /// JSON lines taken off `lines` before the stop.
+    early: Vec<String>,
 }
 
 impl Tracer {
@@ -211,7 +213,7 @@ impl Tracer {
                 let _ = etx.send(line);
             }
         });
-        let mut tracer = Tracer { child, lines, stderr, startup: Vec::new() };
+        let mut tracer = Tracer { child, lines, stderr, startup: Vec::new(), early: Vec::new() };
         loop {
             match tracer.stderr.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) => {
@@ -232,18 +234,30 @@ impl Tracer {
     }
 
     /// Stop with `sig`; rsttrace must exit 0 having reported everything.
-    pub fn stop_with(mut self, sig: i32) -> (Vec<Value>, String) {
+    pub fn stop_with(self, sig: i32) -> (Vec<Value>, String) {
         // Held resets are reported after a short wait; give the last ones time to arrive.
         std::thread::sleep(Duration::from_millis(400));
+        self.stop_at_once(sig)
+    }
+
+    /// The reports rsttrace has printed so far (they stay in the result of a later stop).
+    pub fn printed_so_far(&mut self) -> Vec<Value> {
+        self.early.extend(self.lines.try_iter());
+        self.early.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Stop with `sig` without waiting: whatever rsttrace still holds must be reported on exit.
+    pub fn stop_at_once(mut self, sig: i32) -> (Vec<Value>, String) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
         let status = self.child.wait().expect("wait rsttrace");
         // The reader threads end at EOF, once the exited child's pipes are drained.
         let stderr: Vec<String> = std::mem::take(&mut self.startup).into_iter().chain(self.stderr.iter()).collect();
         assert!(status.success(), "rsttrace exited with {status}: {}", stderr.join("\n"));
-        let reports = self
-            .lines
-            .iter()
+        let early = std::mem::take(&mut self.early);
+        let reports = early
+            .into_iter()
+            .chain(self.lines.iter())
             .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
             .collect();
         (reports, stderr.join("\n"))
