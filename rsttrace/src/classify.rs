@@ -61,9 +61,9 @@ pub struct Story {
     /// The stack aborted the connection on data that arrived after the application shut the
     /// socket down or closed it (its `tcp_reset()` was no received RST).
     pub aborted_on_data: bool,
-    /// Closing a listener reset this connection, which waited in its accept queue with this
-    /// many others, counting itself.
-    pub listener_waiting: Option<u32>,
+    /// Closing the listener on this port reset this connection, which waited in its accept
+    /// queue with this many, counting itself.
+    pub listener_waiting: Option<(u16, u32)>,
     /// The process that ran the call when it is not the owner (`ss[991]` killing nginx's socket).
     pub actor: Option<String>,
     /// The owner was told ECONNABORTED right after this RST: a tool destroyed the socket.
@@ -97,12 +97,12 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         Verdict { cause, origin: Origin::Application, benign: false, why }
     };
-    if let Some(n) = story.listener_waiting {
+    if let Some((port, n)) = story.listener_waiting {
         let waiting = if n == 1 { "1 connection".to_string() } else { format!("{n} connections") };
         return v(
             Cause::ListenerClosed,
             Origin::Application,
-            format!("{who} closed its listening socket with {waiting} waiting to be accepted (a restart or shutdown that does not drain the queue)"),
+            format!("{who} closed its listening socket on port {port} with {waiting} waiting to be accepted (a restart or shutdown that does not drain the queue)"),
         );
     }
     let orphan = facts.is_some_and(|f| f.orphan);
@@ -323,7 +323,7 @@ mod tests {
         let in_window = SockFacts { ack_in_window: true, ..SockFacts::default() };
         let queue_full = SockFacts { accept_queue_full: true, ..SockFacts::default() };
         let destroyed = SockFacts { destroyed: true, ..SockFacts::default() };
-        let queued = Story { listener_waiting: Some(2), ..Story::default() };
+        let queued = Story { listener_waiting: Some((80, 2)), ..Story::default() };
         let local_abort = Story { aborted_on_data: true, ..Story::default() };
         let cases: Vec<(Trigger, &Story, Cause, Origin, bool)> = vec![
             // 6.12+: reasons present.
@@ -415,9 +415,9 @@ mod tests {
         let story = Story { owner: Some("nginx[812]".into()), actor: Some("ss[991]".into()), ..Story::default() };
         let got = classify(&sent(Some("TCP_STATE"), Some(Established), None), &story);
         assert_eq!(got.why, "ss[991] destroyed the socket of nginx[812] in ESTABLISHED (ss -K, SOCK_DESTROY or bpf_sock_destroy)");
-        let story = Story { owner: Some("nginx[812]".into()), listener_waiting: Some(1), ..Story::default() };
+        let story = Story { owner: Some("nginx[812]".into()), listener_waiting: Some((80, 1)), ..Story::default() };
         let got = classify(&sent(Some("TCP_STATE"), Some(Close), None), &story);
-        assert!(got.why.starts_with("nginx[812] closed its listening socket with 1 connection waiting"), "{}", got.why);
+        assert!(got.why.starts_with("nginx[812] closed its listening socket on port 80 with 1 connection waiting"), "{}", got.why);
     }
 
     #[test]

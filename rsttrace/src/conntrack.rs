@@ -684,7 +684,7 @@ impl Tracker {
         story.aborted_on_data = p.aborted_on_data;
         story.timed_out |= p.error_after == Some(ETIMEDOUT);
         story.destroyed = p.error_after == Some(ECONNABORTED);
-        story.listener_waiting = p.listener_closed_with.and_then(|key| self.listener_closes.get(&key)).map(|(_, n)| *n);
+        story.listener_waiting = p.listener_closed_with.and_then(|key| Some((key.1, self.listener_closes.get(&key)?.1)));
         // The task that ran the call, when it is a process and not the owner: the one that
         // killed someone else's socket.
         story.actor = p.event.current.filter(|t| !t.is_kernel_context() && owner.is_none_or(|o| o.pid != t.pid)).map(|t| format!("{}[{}]", t.comm, t.pid));
@@ -961,7 +961,7 @@ mod tests {
         assert_eq!(reports.len(), 2);
         for r in &reports {
             assert_eq!((r.verdict.cause, r.verdict.origin), (Cause::ListenerClosed, Origin::Application));
-            assert!(r.verdict.why.starts_with("nginx[812] closed its listening socket with 2 connections waiting"), "{}", r.verdict.why);
+            assert!(r.verdict.why.starts_with("nginx[812] closed its listening socket on port 80 with 2 connections waiting"), "{}", r.verdict.why);
         }
     }
 

@@ -546,7 +546,7 @@ fn closing_a_listener_with_waiting_connections_is_listener_closed() {
             assert_report(r, f, "application", Some(pids[0]));
             assert_kernel_reason(r, "TCP_STATE");
             assert_eq!(r["lport"], 8080);
-            assert!(r["why"].as_str().unwrap().contains("with 2 connections waiting"), "{r}");
+            assert!(r["why"].as_str().unwrap().contains("listening socket on port 8080 with 2 connections waiting"), "{r}");
         }
         for r in reports.iter().filter(|r| r["direction"] == "received") {
             assert_eq!(r["peer_cause"], "listener_closed");
@@ -636,4 +636,27 @@ fn ipv4_client_of_a_dual_stack_listener_is_reported_as_ipv4() {
     assert_eq!(sent["raddr"], net.client_addr(Family::V4));
     assert_report(received, Family::V4, "peer", Some(c.pid()));
     assert_eq!(received["peer_cause"], "app_abort_unread");
+}
+
+/// With `tcp_fin_timeout` over a minute, a closed socket waits in FIN_WAIT2 as a full (orphaned)
+/// socket instead of a TIME_WAIT remnant: data arriving then makes the stack abort it the same
+/// way as after shutdown() (`tcp_reset()` on its own socket, then its RST), and the report says
+/// the application closed it.
+#[test]
+fn data_after_close_on_an_orphaned_fin_wait2_socket_is_one_sent_reset() {
+    for (f, reports, pids) in traced(25, |net, f| {
+        net.sysctl(&net.server, "net/ipv4/tcp_fin_timeout", "120");
+        let server = listen(net, f, "close-first");
+        let c = client(net, f, PORT, &["--send-after", "300"]);
+        c.expect_line("errno", T);
+        vec![server.pid(), c.pid()]
+    }) {
+        let [sent, received] = exactly(&reports, ["sent:data_after_close", "received:peer_reset"]);
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_kernel_reason(sent, "TCP_ABORT_ON_DATA");
+        assert_eq!(sent["state"], "CLOSE");
+        assert!(sent["why"].as_str().unwrap().ends_with("closed the socket"), "{sent}");
+        assert_report(received, f, "peer", Some(pids[1]));
+        assert_eq!(received["peer_cause"], "data_after_close");
+    }
 }
