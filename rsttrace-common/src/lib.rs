@@ -230,7 +230,9 @@ pub const FACT_ACK_IN_WINDOW: u8 = 16;
 /// socket its application already closed. Read on every kernel.
 pub const FACT_ORPHAN: u8 = 32;
 /// The socket's pending error is ECONNABORTED: something destroyed it (`ss -K`, SOCK_DESTROY,
-/// `bpf_sock_destroy`) before this reset was sent. Read on every kernel.
+/// `bpf_sock_destroy`). Read on every kernel; set before the reset only where `tcp_abort()`
+/// reports its error first (6.1 before 6.1.132); later kernels report it after, as an error
+/// report the agent pairs with the reset.
 pub const FACT_DESTROYED: u8 = 64;
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
@@ -320,16 +322,20 @@ impl Owner {
 pub const FLAG_OWNER_KNOWN: u32 = 1;
 /// The `trigger_*` fields describe the segment that triggered a sent reset.
 pub const FLAG_TRIGGER_KNOWN: u32 = 2;
-/// `sk_facts` was read from the socket.
+/// `sk_facts` was read from the socket: who holds it (`FACT_ORPHAN`, `FACT_DESTROYED`) on every
+/// kernel, and the reason's stand-ins (the other bits) where `FLAG_STAND_INS_READ` says so.
 pub const FLAG_FACTS_KNOWN: u32 = 4;
+/// The kernel gives no reason for this reset, and `sk_facts` holds the socket's condition that
+/// stands in for one.
+pub const FLAG_STAND_INS_READ: u32 = 64;
 /// A reset seen by the kprobe on `tcp_v{4,6}_send_reset` where the tracepoint stays silent (no
 /// socket, or a TIME_WAIT or request socket, before 6.10): no record; the addresses are the
 /// trigger's, reversed, and `sk_state` is the socket's state (0 without one).
 pub const FLAG_NO_RECORD: u32 = 8;
 /// `current_*` were not captured (a state change inside a known story): they hold stale bytes.
 pub const FLAG_NO_CURRENT: u32 = 16;
-/// `sk_state` holds the socket's state read at that instant (received resets and timeouts, whose
-/// records carry none): right even for a connection older than rsttrace.
+/// `sk_state` holds the socket's state read at that instant (received resets, whose records
+/// carry none): right even for a connection older than rsttrace.
 pub const FLAG_STATE_READ: u32 = 32;
 
 /// One ring-buffer record: the tracepoint's raw record plus what only the kernel knows at that

@@ -10,7 +10,7 @@ use aya_ebpf::{
 use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, StructOffsets, TracepointLayout, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW,
     FACT_DESTROYED, FACT_LINGER0, FACT_ORPHAN, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT,
-    FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
+    FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_STAND_INS_READ, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
 };
 
 use crate::{
@@ -252,8 +252,8 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
 const ECONNABORTED: i32 = 103;
 
 /// Who holds the socket, read on every kernel (a reason names neither): no process
-/// ([`FACT_ORPHAN`]), and whether a tool destroyed it ([`FACT_DESTROYED`]: `tcp_abort()` sets
-/// ECONNABORTED before its reset on the kernels that give no reason).
+/// ([`FACT_ORPHAN`]), and whether a tool destroyed it ([`FACT_DESTROYED`]: ECONNABORTED pending,
+/// where `tcp_abort()` sets it before its reset).
 #[inline(always)]
 fn holder_facts(sk: u64, o: &SockOffsets) -> u8 {
     let mut facts = 0;
@@ -619,6 +619,9 @@ impl Draft {
                     if let Some(facts) = facts {
                         (*event).sk_facts = facts | holder_facts(sk, &sock);
                         (*event).flags |= FLAG_FACTS_KNOWN;
+                        if sock.active != 0 {
+                            (*event).flags |= FLAG_STAND_INS_READ;
+                        }
                     }
                 }
             } else if self.kind as u32 == EventKind::ReceiveReset as u32 && sk != 0 {

@@ -20,7 +20,8 @@ pub enum Trigger {
         state: Option<TcpState>,
         /// Whether the segment that triggered it was a SYN, when known.
         trigger_syn: Option<bool>,
-        /// The socket's condition at that moment; only kernels without a reason ship it.
+        /// The socket's condition at that moment: who holds it on every kernel, the reason's
+        /// stand-ins only on kernels without a reason.
         facts: Option<SockFacts>,
     },
     /// A local socket accepted a RST.
@@ -210,6 +211,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
 /// tcp_close() checks unread data first, then SO_LINGER 0, then FIN_WAIT2 with linger2 < 0; in
 /// SYN_SENT an acceptable ACK can only have failed PAWS.
 fn inferred_reason(state: TcpState, facts: Option<SockFacts>, story: &Story) -> Option<&'static str> {
+    let facts = facts.filter(|f| f.stand_ins_read);
     match state {
         TcpState::Close if story.socket_kept => Some("TCP_STATE"),
         TcpState::Close => {
@@ -297,7 +299,7 @@ mod tests {
 
     /// A reset from a kernel without reasons, with the socket's facts.
     fn inferred(state: TcpState, syn: Option<bool>, facts: SockFacts) -> Trigger {
-        Trigger::Sent { reason: None, state: Some(state), trigger_syn: syn, facts: Some(facts) }
+        Trigger::Sent { reason: None, state: Some(state), trigger_syn: syn, facts: Some(SockFacts { stand_ins_read: true, ..facts }) }
     }
 
     /// (trigger, story, expected cause, origin, benign)
@@ -351,6 +353,8 @@ mod tests {
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(Established), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
             (sent(Some("NOT_SPECIFIED"), Some(NewSynRecv), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
             (sent(Some("TCP_FLAGS"), Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
+            // 6.10: NOT_SPECIFIED for what later kernels name, with only who holds the socket read.
+            (Trigger::Sent { reason: Some("NOT_SPECIFIED"), state: Some(SynSent), trigger_syn: Some(false), facts: Some(SockFacts::default()) }, &none, Cause::Unknown, Origin::Unknown, false),
             (sent(Some("INVALID_SYN"), Some(Listen), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
             (sent(Some("TCP_FLAGS"), Some(Listen), Some(false)), &grabbed, Cause::PortGrabbed, Origin::Stack, false),
             (sent(Some("TCP_STATE"), Some(Close), None), &kept, Cause::AppDisconnect, Origin::Application, false),

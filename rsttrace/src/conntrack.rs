@@ -131,8 +131,9 @@ struct Pending {
 }
 
 /// Resets sent to a closing listener's waiting connections share the closer's system call:
-/// namespace, local port, closing thread.
-type ListenerCloseKey = (u32, u16, u32);
+/// namespace, local port, closing thread, and which close of a listener on that port it is
+/// (a reuseport group closed by one thread is several listeners, each with its own queue).
+type ListenerCloseKey = (u32, u16, u32, u64);
 
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -162,6 +163,8 @@ pub struct Tracker {
     loss_noticed_ns: Option<u64>,
     /// How many connections each listener close reset, and when it began.
     listener_closes: HashMap<ListenerCloseKey, (u64, u32)>,
+    /// Per (namespace, port): how many listeners closed there, and when the last one did.
+    listener_close_seq: HashMap<(u32, u16), (u64, u64)>,
 }
 
 /// The kernel calls that make one reset story's events (a stack abort's `tcp_reset()` and its
@@ -204,6 +207,7 @@ impl Tracker {
             seen,
             loss_noticed_ns: None,
             listener_closes: HashMap::new(),
+            listener_close_seq: HashMap::new(),
         }
     }
 
@@ -350,12 +354,8 @@ impl Tracker {
                 // The error the owner is told right after this socket's own RST says what sent
                 // it (ETIMEDOUT: a keepalive gave up; ECONNABORTED: a tool destroyed it), story
                 // or not.
-                if let Some(p) = self.pending.iter_mut().rev().find(|p| {
-                    matches!(p.trigger, Trigger::Sent { .. })
-                        && p.event.endpoints == ev.endpoints
-                        && ev.ts_ns.saturating_sub(p.event.ts_ns) <= SAME_CALL_NS
-                }) {
-                    p.error_after = Some(error);
+                if let Some(at) = self.held_just_before(&ev, |p| matches!(p.trigger, Trigger::Sent { .. }) && p.event.endpoints == ev.endpoints) {
+                    self.pending[at].error_after = Some(error);
                 }
                 if error != ETIMEDOUT {
                     return;
@@ -496,6 +496,10 @@ impl Tracker {
             }
             (Some(Listen), Close) => {
                 self.listeners.remove(&(netns, ev.endpoints.laddr, ev.endpoints.lport));
+                // Its queue's resets come next: they are this close's, not an earlier one's
+                // (whose reports may still be held, so its count stays).
+                let seq = self.listener_close_seq.entry((netns, ev.endpoints.lport)).or_insert((0, 0));
+                *seq = (seq.0 + 1, ev.ts_ns);
             }
             _ => {}
         }
@@ -505,17 +509,14 @@ impl Tracker {
     /// with a sent one within the same kernel call was no RST from the wire: the stack aborted
     /// the connection itself (data arriving after the application shut the socket down or
     /// closed it: `tcp_reset()` first, then the RST, `TCP_ABORT_ON_DATA` where the kernel names
-    /// it). The held received reset is dropped and its socket's story reopened; returns whether
-    /// this sent reset is such an abort.
+    /// it). The held received reset is dropped and its story no longer counts a received RST;
+    /// returns whether this sent reset is such an abort.
     fn take_local_abort(&mut self, ev: &KernelEvent, reason: Option<&str>, id: Option<u64>) -> bool {
         if ev.sk == 0 || !matches!(reason, None | Some("TCP_ABORT_ON_DATA" | "NOT_SPECIFIED")) {
             return false;
         }
-        let Some(at) = self.pending.iter().rposition(|p| {
-            matches!(p.trigger, Trigger::Received { .. })
-                && p.event.sk == ev.sk
-                && p.event.endpoints == ev.endpoints
-                && ev.ts_ns.saturating_sub(p.event.ts_ns) <= SAME_CALL_NS
+        let Some(at) = self.held_just_before(ev, |p| {
+            matches!(p.trigger, Trigger::Received { .. }) && p.event.sk == ev.sk && p.event.endpoints == ev.endpoints
         }) else {
             return false;
         };
@@ -524,6 +525,26 @@ impl Tracker {
             c.reset_received = false;
         }
         true
+    }
+
+    /// The newest held event matching `wanted` that came at most [`SAME_CALL_NS`] before `ev`.
+    /// Held events are in arrival order, so the walk back stops at the first one older than
+    /// that: a storm holds thousands and every sent reset asks. (A received reset deferred for
+    /// its peer's RST was pushed back out of order; it is skipped, never a reason to stop.)
+    fn held_just_before(&self, ev: &KernelEvent, wanted: impl Fn(&Pending) -> bool) -> Option<usize> {
+        let since = ev.ts_ns.saturating_sub(SAME_CALL_NS);
+        for (at, p) in self.pending.iter().enumerate().rev() {
+            if p.deferred {
+                continue;
+            }
+            if p.event.ts_ns < since {
+                return None;
+            }
+            if wanted(p) {
+                return Some(at);
+            }
+        }
+        None
     }
 
     /// A reset that closing a listener sends to a connection still waiting in its accept queue:
@@ -544,7 +565,8 @@ impl Tracker {
         if matches!(closed_from, Some(FinWait1 | FinWait2 | Closing | LastAck)) {
             return None;
         }
-        let key = (ev.netns, ev.endpoints.lport, current.tid);
+        let seq = self.listener_close_seq.get(&(ev.netns, ev.endpoints.lport)).map_or(0, |(seq, _)| *seq);
+        let key = (ev.netns, ev.endpoints.lport, current.tid, seq);
         let entry = self.listener_closes.entry(key).or_insert((ev.ts_ns, 0));
         if ev.ts_ns.saturating_sub(entry.0) > SAME_CALL_NS * 100 {
             *entry = (ev.ts_ns, 0); // a later close by the same thread
@@ -608,7 +630,9 @@ impl Tracker {
         }
         self.recent_sent.expire(now_ns.min(u64::MAX - 1));
         if now_ns != u64::MAX {
-            self.listener_closes.retain(|_, (at, _)| at.saturating_add(LISTENER_CLOSE_KEEP_NS) > now_ns);
+            let kept = |at: u64| at.saturating_add(LISTENER_CLOSE_KEEP_NS) > now_ns;
+            self.listener_closes.retain(|_, (at, _)| kept(*at));
+            self.listener_close_seq.retain(|_, (_, at)| kept(*at));
         }
         if now_ns != u64::MAX {
             self.expire(now_ns);
@@ -938,12 +962,18 @@ mod tests {
             assert_eq!((reports[0].direction, reports[0].verdict.cause), (Some(Direction::Sent), Cause::DataAfterClose));
             assert!(reports[0].verdict.why.contains("shut the socket down"), "{}", reports[0].verdict.why);
         }
-        // A real RST followed later by another socket's RST is no such pair.
+        // A real RST is no such pair with a RST of the same socket that is not the same call's
+        // (6 ms later), nor with one the kernel names otherwise.
         events.push(ev(10, SK, 5000, Payload::ReceiveReset { state: Some(Established) }, task(9, "client"), None));
-        let mut other = sent(20, SK + 1, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "x"));
-        other.endpoints = ends(6000);
-        events.push(other);
-        assert_eq!(run(events).1.len(), 2);
+        let later = sent(16, SK, Some(Close), Some("TCP_ABORT_ON_DATA"), task(9, "client"));
+        let other_reason = sent(10, SK, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "x"));
+        for second in [later, other_reason] {
+            let mut events = events.clone();
+            events.push(second);
+            let (_, reports) = run(events);
+            assert_eq!(reports.len(), 2, "{reports:?}");
+            assert!(reports.iter().any(|r| r.direction == Some(Direction::Received)));
+        }
     }
 
     #[test]
@@ -963,6 +993,68 @@ mod tests {
             assert_eq!((r.verdict.cause, r.verdict.origin), (Cause::ListenerClosed, Origin::Application));
             assert!(r.verdict.why.starts_with("nginx[812] closed its listening socket on port 80 with 2 connections waiting"), "{}", r.verdict.why);
         }
+    }
+
+    #[test]
+    fn a_listener_close_as_the_kernel_reports_it_counts_only_its_own_queue() {
+        let srv = task(812, "srv");
+        let orphan = SockFacts { orphan: true, ..SockFacts::default() };
+        let wildcard = Endpoints { raddr: "0.0.0.0".parse().unwrap(), rport: 0, ..ends(80) };
+        // A listener at `listener` with `queued` children, closed at `ts` ms.
+        let closed_listener = |listener: u64, queued: u64, ts: u64| {
+            let mut listen = state(ts - 9, 80, Close, Listen, srv, Some(srv));
+            (listen.sk, listen.endpoints) = (listener, wildcard);
+            let mut events = vec![listen];
+            for i in 0..queued {
+                let child = |old, new| {
+                    let mut e = state(ts - 8, 80, old, new, task(9, "client"), None);
+                    e.sk = listener + 1 + i;
+                    e.endpoints.rport = 5000 + (listener + i) as u16;
+                    e
+                };
+                events.push(child(Listen, SynRecv));
+                events.push(child(SynRecv, Established));
+            }
+            let mut close = state(ts, 80, Listen, Close, srv, Some(srv));
+            (close.sk, close.endpoints) = (listener, wildcard);
+            events.push(close);
+            for i in 0..queued {
+                let mut down = state(ts, 80, Established, Close, srv, None);
+                down.sk = listener + 1 + i;
+                down.endpoints.rport = 5000 + (listener + i) as u16;
+                events.push(down);
+                let mut rst = with_facts(sent(ts, listener + 1 + i, Some(Close), Some("TCP_STATE"), srv), orphan);
+                rst.endpoints = Endpoints { rport: 5000 + (listener + i) as u16, ..ends(80) };
+                events.push(rst);
+            }
+            events
+        };
+        // The second listener on the port closes while the first one's resets are still held.
+        let mut events = closed_listener(SK, 2, 10);
+        events.extend(closed_listener(SK + 100, 1, 20));
+        let (_, reports) = run(events);
+        let whys: Vec<&str> = reports.iter().map(|r| r.verdict.why.as_str()).collect();
+        assert!(reports.iter().all(|r| r.verdict.cause == Cause::ListenerClosed), "{whys:?}");
+        assert_eq!(whys.iter().filter(|w| w.contains("port 80 with 2 connections")).count(), 2, "{whys:?}");
+        assert_eq!(whys.iter().filter(|w| w.contains("port 80 with 1 connection ")).count(), 1, "{whys:?}");
+    }
+
+    #[test]
+    fn orphans_reset_by_a_timer_or_by_close_in_a_closing_state_are_not_a_listener_close() {
+        let orphan = SockFacts { orphan: true, ..SockFacts::default() };
+        // In kernel context (a timer, softirq): not the closer's system call.
+        let (_, reports) = run(vec![with_facts(sent(10, SK, Some(Close), None, task(0, "swapper/0")), orphan)]);
+        assert_ne!(reports[0].verdict.cause, Cause::ListenerClosed);
+        // close() in FIN_WAIT2 with TCP_LINGER2 < 0 on a kernel without reasons: orphaned first.
+        let app = task(300, "app");
+        let mut events = connected(&app);
+        events.push(state(10, 5000, Established, FinWait1, app, Some(app)));
+        events.push(state(11, 5000, FinWait1, FinWait2, task(0, "swapper/0"), Some(app)));
+        events.push(state(12, 5000, FinWait2, Close, app, Some(app)));
+        events.push(with_facts(sent(12, SK, Some(Close), None, app), SockFacts { stand_ins_read: true, ..orphan }));
+        events.push(ev(12, SK, 5000, Payload::DestroySock, app, None));
+        let (_, reports) = run(events);
+        assert_eq!(reports[0].verdict.cause, Cause::Linger2Abort, "{}", reports[0].verdict.why);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::{
 use rsttrace_common::{
     Event, EventKind, TracepointLayout, EVENT_SIZE, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_LINGER0,
     FACT_ORPHAN, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT, FLAG_NO_RECORD, FLAG_OWNER_KNOWN,
-    FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX,
+    FLAG_STAND_INS_READ, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX,
 };
 
 use crate::{
@@ -324,6 +324,7 @@ impl Decoder {
             owner,
             netns: raw.netns,
             facts: (raw.flags & FLAG_FACTS_KNOWN != 0).then(|| SockFacts {
+                stand_ins_read: raw.flags & FLAG_STAND_INS_READ != 0,
                 linger0: raw.sk_facts & FACT_LINGER0 != 0,
                 unread: raw.sk_facts & FACT_UNREAD != 0,
                 unread_one: raw.sk_facts & FACT_UNREAD_ONE != 0,

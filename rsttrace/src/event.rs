@@ -275,10 +275,12 @@ pub struct KernelEvent {
     pub facts: Option<SockFacts>,
 }
 
-/// What a socket looked like the moment it sent a reset, read where the kernel names no reason:
-/// the facts that tell one application abort from another.
+/// What a socket looked like the moment it sent a reset: who holds it (every kernel) and, where
+/// the kernel names no reason, the facts that tell one application abort from another.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SockFacts {
+    /// The reason's stand-ins below (up to `ack_in_window`) were read: this kernel gave none.
+    pub stand_ins_read: bool,
     /// SO_LINGER on with a zero timeout.
     pub linger0: bool,
     /// Data arrived that the application never read (more than a FIN's one sequence number).
@@ -293,7 +295,7 @@ pub struct SockFacts {
     /// (read on every kernel).
     pub orphan: bool,
     /// A tool destroyed the socket (`ss -K`): ECONNABORTED was pending when it sent (read on
-    /// every kernel; set before the reset only on kernels that give no reason).
+    /// every kernel; pending before the reset only before 6.1.132).
     pub destroyed: bool,
 }
 

@@ -27,7 +27,8 @@ pub enum Origin {
     Unknown,
 }
 
-/// The causes of RESETS.md, with the names rsttrace reports.
+/// The causes of RESETS.md, with the names rsttrace reports, and two it names beyond that table
+/// (`listener_closed`, `socket_destroyed`: resets sent in another task's system call).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {

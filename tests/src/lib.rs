@@ -133,6 +133,21 @@ impl Net {
         report["netns"].as_u64().is_some_and(|n| self.inodes.contains(&n))
     }
 
+    /// The reports of this test's namespaces, checked: a lost event (the set could then be
+    /// incomplete) or a report with this test's addresses but another namespace (a wrong
+    /// namespace would hide it from the set) fails the test.
+    pub fn reports_of_this_test(&self, reports: Vec<Value>) -> Vec<Value> {
+        let lost: Vec<&Value> = reports.iter().filter(|r| r["type"] == "lost").collect();
+        assert!(lost.is_empty(), "events were lost: the report set cannot be checked: {lost:?}");
+        let ours = |a: &Value| {
+            let a = a.as_str().unwrap_or("");
+            a.starts_with(&format!("10.231.{}.", self.subnet)) || a.starts_with(&format!("fd00:231:{}::", self.subnet))
+        };
+        let astray: Vec<&Value> = reports.iter().filter(|r| !self.owns(r) && (ours(&r["laddr"]) || ours(&r["raddr"]))).collect();
+        assert!(astray.is_empty(), "reports with this test's addresses in another namespace: {astray:?}");
+        reports.into_iter().filter(|r| self.owns(r)).collect()
+    }
+
     /// The namespace inode of the client or the server, as reports name it.
     pub fn inode(&self, ns: &str) -> u64 {
         if ns == self.client {
@@ -407,8 +422,7 @@ pub fn refused_storm(net: &Net, f: Family, n: u32, port: &str) {
     assert_eq!(c.expect_line("refused", Duration::from_secs(60)), format!("refused {n}"));
 }
 
-/// A report as scenarios name it: `sent:CAUSE`, `received:CAUSE` or `abort:CAUSE` (`lost` for a
-/// lost-events record).
+/// A report as scenarios name it: `sent:CAUSE`, `received:CAUSE` or `abort:CAUSE`.
 pub fn label(r: &Value) -> String {
     let cause = r["cause"].as_str().unwrap_or("?");
     match r["type"].as_str() {
