@@ -417,6 +417,7 @@ mod table_tests {
             peer_cause: None,
             current: Some(Task { pid: 0, tid: 0, comm: "swapper/0".into(), cgroup: 0 }),
             retransmits: 0,
+            active_open: false,
         }
     }
 
