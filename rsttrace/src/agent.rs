@@ -16,6 +16,7 @@ use crate::{
     conntrack::{Tracker, Visibility},
     decode::Decoder,
     filter::ReportFilter,
+    fold::Folder,
     loader::{self, LoadOptions, LostCounter, Socketless},
     metrics::Metrics,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink},
@@ -124,6 +125,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             },
         ),
         filter: config.filter.clone(),
+        folder: Folder::new(config.max_rate, Clock::monotonic_now_ns()),
         summary: Summary::default(),
         metrics: metrics.as_mut(),
         lost_reported: 0,
@@ -179,7 +181,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // of thousands due at once must not leave the kernel's side unread for that long.
         let now = Clock::monotonic_now_ns();
         loop {
-            if let Err(e) = state.emit(now, EMIT_BATCH, &mut sinks) {
+            if let Err(e) = state.emit(now, now, EMIT_BATCH, &mut sinks) {
                 break 'run Err(e);
             }
             if !state.tracker.has_due(now) {
@@ -212,7 +214,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.ingest(&item);
     }
     let mut all = sinks(&mut view, &mut file);
-    let flushed = state.report_lost(&lost, &mut all).and_then(|_| state.emit(u64::MAX, usize::MAX, &mut all));
+    let flushed =
+        state.report_lost(&lost, &mut all).and_then(|_| state.emit(u64::MAX, Clock::monotonic_now_ns(), usize::MAX, &mut all));
     drop(all);
     drop(view);
     match result.and(flushed) {
@@ -291,6 +294,7 @@ struct LoopState<'m> {
     decoder: Decoder,
     tracker: Tracker,
     filter: ReportFilter,
+    folder: Folder,
     summary: Summary,
     metrics: Option<&'m mut Metrics>,
     lost_reported: u64,
@@ -308,9 +312,11 @@ impl LoopState<'_> {
         }
     }
 
-    /// Report up to `max` held events whose wait is over.
-    fn emit(&mut self, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        for report in self.tracker.flush_at_most(now_ns, max) {
+    /// Report up to `max` held events whose wait is over at `due_ns`; past `--max-rate` (at
+    /// `now_ns`), fold them, and write the folded records of an interval that is over. With
+    /// `due_ns = u64::MAX` (at exit) everything held goes out, folded records included.
+    fn emit(&mut self, due_ns: u64, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
+        for report in self.tracker.flush_at_most(due_ns, max) {
             if !self.filter.matches(&report) {
                 continue;
             }
@@ -318,9 +324,16 @@ impl LoopState<'_> {
             if let Some(m) = self.metrics.as_deref_mut() {
                 m.record(&report);
             }
+            // Counting only (no sink): nothing is written, so nothing needs folding.
+            if sinks.is_empty() || !self.folder.admit(&report, now_ns) {
+                continue;
+            }
             for sink in sinks.iter_mut() {
                 sink.report(&report)?;
             }
+        }
+        if self.folder.due(now_ns) || due_ns == u64::MAX {
+            self.write_folded(now_ns, sinks)?;
         }
         // One write per batch, not per report: live for `| jq`, cheap under a storm.
         for sink in sinks.iter_mut() {
@@ -328,6 +341,20 @@ impl LoopState<'_> {
         }
         if let Some(m) = self.metrics.as_deref_mut() {
             m.set_tracked(self.tracker.stats().tracked);
+        }
+        Ok(())
+    }
+
+    /// Write the folded records gathered so far.
+    fn write_folded(&mut self, now_ns: u64, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
+        for folded in self.folder.take(now_ns) {
+            self.summary.add_folded(&folded);
+            if let Some(m) = self.metrics.as_deref_mut() {
+                m.add_folded(folded.count);
+            }
+            for sink in sinks.iter_mut() {
+                sink.folded(&folded)?;
+            }
         }
         Ok(())
     }

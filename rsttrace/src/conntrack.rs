@@ -682,6 +682,8 @@ impl Tracker {
             peer_cause: story.peer_sent,
             current: p.event.current.clone(),
             retransmits: conn.map_or(0, |c| c.retransmits + c.syn_retransmits),
+            // A socket in SYN_SENT was connecting, even when its story was not followed.
+            active_open: conn.is_some_and(|c| c.active_open) || state == Some(TcpState::SynSent),
             verdict,
         }
     }

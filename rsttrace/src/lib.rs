@@ -1,8 +1,9 @@
 //! rsttrace: where every TCP reset on this host came from.
 //!
 //! Flow: `loader` attaches the kernel programs → ring buffer → `decode` (bytes → events) →
-//! `conntrack` (connection stories, owner attribution) → `classify` (cause) → `output`.
-//! `agent` wires them in an async loop; `main.rs` only turns errors into exit codes.
+//! `conntrack` (connection stories, owner attribution) → `classify` (cause) → `fold` (reports
+//! beyond `--max-rate` folded into counted records) → `output`. `agent` wires them in an async
+//! loop; `main.rs` only turns errors into exit codes.
 pub mod agent;
 pub mod btf;
 pub mod classify;
@@ -11,6 +12,7 @@ pub mod conntrack;
 pub mod decode;
 pub mod event;
 pub mod filter;
+pub mod fold;
 pub mod loader;
 pub mod metrics;
 pub mod output;

@@ -48,6 +48,7 @@ pub struct Metrics {
     resets: Family<ResetLabels, Counter>,
     aborts: Family<CauseLabels, Counter>,
     lost: Counter<u64, AtomicU64>,
+    folded: Counter<u64, AtomicU64>,
     tracked: Gauge<i64, AtomicI64>,
     comms: HashSet<String>,
 }
@@ -58,15 +59,21 @@ impl Metrics {
         let resets = Family::<ResetLabels, Counter>::default();
         let aborts = Family::<CauseLabels, Counter>::default();
         let lost = Counter::<u64, AtomicU64>::default();
+        let folded = Counter::<u64, AtomicU64>::default();
         let tracked = Gauge::<i64, AtomicI64>::default();
         let build = Family::<BuildLabels, Gauge>::default();
         registry.register("rsttrace_resets", "TCP resets sent or received, by cause and owning process", resets.clone());
         registry.register("rsttrace_aborts", "Connections that died without a RST (timeouts), by cause", aborts.clone());
         registry.register("rsttrace_events_lost", "Kernel events dropped because the ring buffer was full", lost.clone());
+        registry.register(
+            "rsttrace_reports_folded",
+            "Reports over --max-rate written only as part of a folded record (rsttrace_resets_total and rsttrace_aborts_total count them all the same)",
+            folded.clone(),
+        );
         registry.register("rsttrace_connections_tracked", "Connections in the agent's table", tracked.clone());
         registry.register("rsttrace_build_info", "rsttrace version", build.clone());
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
-        Self { registry: Arc::new(registry), resets, aborts, lost, tracked, comms: HashSet::new() }
+        Self { registry: Arc::new(registry), resets, aborts, lost, folded, tracked, comms: HashSet::new() }
     }
 
     pub fn record(&mut self, r: &Report) {
@@ -97,6 +104,11 @@ impl Metrics {
 
     pub fn add_lost(&self, n: u64) {
         self.lost.inc_by(n);
+    }
+
+    /// Reports that went out folded (see `fold`).
+    pub fn add_folded(&self, n: u64) {
+        self.folded.inc_by(n);
     }
 
     pub fn set_tracked(&self, n: usize) {

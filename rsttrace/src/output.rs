@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::{
     event::Comm,
-    report::{Attribution, Report, ReportType},
+    fold::{Folded, Port, MAX_KEYS},
+    report::{Attribution, Direction, Origin, Report, ReportType},
 };
 
 /// Turns CLOCK_MONOTONIC event times into wall-clock times.
@@ -69,7 +70,7 @@ pub fn rfc3339(unix_ns: i128) -> String {
 struct JsonReport<'a> {
     #[serde(rename = "type")]
     kind: ReportType,
-    direction: Option<crate::report::Direction>,
+    direction: Option<Direction>,
     cause: &'static str,
     origin: &'static str,
     benign: bool,
@@ -131,8 +132,75 @@ pub fn lost_line(lost_now: u64, lost_total: u64, clock: &Clock) -> Vec<u8> {
     format!("{{\"type\":\"lost\",\"lost\":{lost_now},\"lost_total\":{lost_total},\"ts\":\"{ts}\"}}\n").into_bytes()
 }
 
+/// The `{"type":"folded",...}` record: reports of one kind over `--max-rate`, counted but not
+/// written one by one. `lport` or `rport` is the port that names the kind (the other is null);
+/// `raddr` is null when the folded reports had different peers; `other` marks the kind that
+/// takes everything past the bound on kinds (then pid, ports and netns are null).
+#[derive(Serialize)]
+struct JsonFolded<'a> {
+    #[serde(rename = "type")]
+    record: &'static str,
+    /// The type of the folded reports: `reset` or `abort`.
+    report_type: ReportType,
+    direction: Option<Direction>,
+    cause: &'static str,
+    origin: &'static str,
+    benign: bool,
+    lport: Option<u16>,
+    rport: Option<u16>,
+    raddr: Option<String>,
+    pid: Option<u32>,
+    comm: Option<&'a str>,
+    netns: Option<u32>,
+    other: bool,
+    count: u64,
+    first_ts: String,
+    last_ts: String,
+    /// When the folding interval began; `ts` is when it ended.
+    since: String,
+    ts: String,
+    max_rate: u32,
+}
+
+/// One folded record as its JSON line (with the newline).
+pub fn folded_line(f: &Folded, clock: &Clock) -> Vec<u8> {
+    let other = f.key.port == Port::Other;
+    let json = JsonFolded {
+        record: "folded",
+        report_type: f.key.kind,
+        direction: f.key.direction,
+        cause: f.key.cause.name(),
+        origin: f.key.origin.name(),
+        benign: f.key.benign,
+        lport: match f.key.port {
+            Port::Local(p) => Some(p),
+            _ => None,
+        },
+        rport: match f.key.port {
+            Port::Remote(p) => Some(p),
+            _ => None,
+        },
+        raddr: f.raddr.map(|a| a.to_string()),
+        pid: f.key.pid,
+        comm: f.comm.as_ref().map(|c| c.as_str()),
+        netns: (!other).then_some(f.key.netns),
+        other,
+        count: f.count,
+        first_ts: rfc3339(clock.wall_ns(f.first_ts_ns)),
+        last_ts: rfc3339(clock.wall_ns(f.last_ts_ns)),
+        since: rfc3339(clock.wall_ns(f.since_ns)),
+        ts: rfc3339(clock.wall_ns(f.at_ns)),
+        max_rate: f.max_rate,
+    };
+    let mut line = serde_json::to_vec(&json).expect("plain data serializes");
+    line.push(b'\n');
+    line
+}
+
 pub trait Sink {
     fn report(&mut self, report: &Report) -> io::Result<()>;
+    /// Reports over `--max-rate`, folded into one record with their count.
+    fn folded(&mut self, folded: &Folded) -> io::Result<()>;
     /// Events were lost in the kernel; say so in this sink's own format.
     fn lost(&mut self, _lost_now: u64, _lost_total: u64) -> io::Result<()> {
         Ok(())
@@ -159,6 +227,10 @@ impl<W: Write> JsonSink<W> {
 impl<W: Write> Sink for JsonSink<W> {
     fn report(&mut self, r: &Report) -> io::Result<()> {
         self.out.write_all(&json_line(r, &self.clock))
+    }
+
+    fn folded(&mut self, f: &Folded) -> io::Result<()> {
+        self.out.write_all(&folded_line(f, &self.clock))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -239,6 +311,11 @@ impl Sink for RotatingFile {
         self.write_line(&line)
     }
 
+    fn folded(&mut self, f: &Folded) -> io::Result<()> {
+        let line = folded_line(f, &self.clock);
+        self.write_line(&line)
+    }
+
     fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
         let line = lost_line(lost_now, lost_total, &self.clock);
         self.write_line(&line)
@@ -301,10 +378,51 @@ impl<W: Write> TableSink<W> {
 }
 
 fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
+    endpoint_or_any(Some(*addr), Some(port))
+}
+
+/// `ADDR:PORT` where either may be unknown (`*`), as for the ends of a folded kind.
+fn endpoint_or_any(addr: Option<std::net::IpAddr>, port: Option<u16>) -> String {
+    let port = port.map_or("*".to_string(), |p| p.to_string());
     match addr {
-        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
-        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+        Some(std::net::IpAddr::V4(a)) => format!("{a}:{port}"),
+        Some(std::net::IpAddr::V6(a)) => format!("[{a}]:{port}"),
+        None => format!("*:{port}"),
     }
+}
+
+fn direction_column(kind: ReportType, direction: Option<Direction>) -> &'static str {
+    match (kind, direction) {
+        (ReportType::Abort, _) => "ABRT",
+        (_, Some(Direction::Sent)) => "SENT",
+        _ => "RECV",
+    }
+}
+
+/// Colour by who is responsible: the application yellow, the network red, the rest plain.
+fn origin_colour(benign: bool, origin: Origin) -> Option<&'static str> {
+    match (benign, origin) {
+        (true, _) => Some("2"),
+        (_, Origin::Application) => Some("33"),
+        (_, Origin::Network) => Some("31"),
+        _ => None,
+    }
+}
+
+/// One table entry, for a report or a folded record.
+struct Row<'a> {
+    ts_ns: u64,
+    dir: &'static str,
+    pid: String,
+    comm: &'a str,
+    /// The narrow table's LPORT column and the wide table's local end.
+    lport: String,
+    local: String,
+    remote: String,
+    state: &'a str,
+    cause: &'static str,
+    why: String,
+    colour: Option<&'static str>,
 }
 
 impl<W: Write> TableSink<W> {
@@ -317,6 +435,27 @@ impl<W: Write> TableSink<W> {
         };
         self.emit(header, None)
     }
+
+    fn row(&mut self, row: Row) -> io::Result<()> {
+        if !self.header_done {
+            self.header()?;
+            self.header_done = true;
+        }
+        let wall = rfc3339(self.clock.wall_ns(row.ts_ns));
+        let time = if self.opts.timestamp { format!("{:<13}", wall.get(11..23).unwrap_or(&wall)) } else { String::new() };
+        let Row { dir, pid, comm, lport, local, remote, state, cause, why, colour, .. } = row;
+        if self.opts.wide {
+            let line = format!("{time}{dir:<5} {pid:<7} {comm:<15} {local:<40} {remote:<40} {state:<11} {cause:<18} {why}");
+            self.emit(line, colour)?;
+        } else {
+            // Two lines that fit 80 columns: the facts (the variable-width peer last, so only it
+            // can be cut), then why, indented under them.
+            let line = format!("{time}{dir:<4} {pid:<6} {comm:<10.10} {lport:<5} {state:<11} {cause:<18} {remote}");
+            self.emit(line, colour)?;
+            self.emit(format!("{}  └ {why}", " ".repeat(time.len())), None)?;
+        }
+        self.out.flush()
+    }
 }
 
 impl<W: Write> Sink for TableSink<W> {
@@ -324,17 +463,6 @@ impl<W: Write> Sink for TableSink<W> {
         if r.verdict.benign && !self.opts.include_benign {
             return Ok(());
         }
-        if !self.header_done {
-            self.header()?;
-            self.header_done = true;
-        }
-        let wall = rfc3339(self.clock.wall_ns(r.ts_ns));
-        let time = if self.opts.timestamp { format!("{:<13}", wall.get(11..23).unwrap_or(&wall)) } else { String::new() };
-        let dir = match (r.kind, r.direction) {
-            (ReportType::Abort, _) => "ABRT",
-            (_, Some(crate::report::Direction::Sent)) => "SENT",
-            _ => "RECV",
-        };
         let (pid, comm) = match &r.owner {
             Some(o) => (o.pid.to_string(), o.comm.as_str()),
             None => ("-".to_string(), "-"),
@@ -343,38 +471,73 @@ impl<W: Write> Sink for TableSink<W> {
         if r.verdict.benign {
             why.push_str(" (benign)");
         }
-        let remote = endpoint(&r.endpoints.raddr, r.endpoints.rport);
-        // Colour by who is responsible: the application yellow, the network red, the rest plain.
-        let colour = match (r.verdict.benign, r.verdict.origin) {
-            (true, _) => Some("2"),
-            (_, crate::report::Origin::Application) => Some("33"),
-            (_, crate::report::Origin::Network) => Some("31"),
-            _ => None,
-        };
         if self.opts.wide {
             if let Some(reason) = &r.kernel_reason {
                 why.push_str(&format!(" [{reason}]"));
             }
-            let local = endpoint(&r.endpoints.laddr, r.endpoints.lport);
-            let line = format!(
-                "{time}{dir:<5} {pid:<7} {comm:<15} {local:<40} {remote:<40} {:<11} {:<18} {why}",
-                r.state,
-                r.verdict.cause.name()
-            );
-            self.emit(line, colour)?;
-        } else {
-            // Two lines that fit 80 columns: the facts (the variable-width peer last, so only it
-            // can be cut), then why, indented under them.
-            let line = format!(
-                "{time}{dir:<4} {pid:<6} {comm:<10.10} {:<5} {:<11} {:<18} {remote}",
-                r.endpoints.lport,
-                r.state,
-                r.verdict.cause.name()
-            );
-            self.emit(line, colour)?;
-            self.emit(format!("{}  └ {why}", " ".repeat(time.len())), None)?;
         }
-        self.out.flush()
+        self.row(Row {
+            ts_ns: r.ts_ns,
+            dir: direction_column(r.kind, r.direction),
+            pid,
+            comm,
+            lport: r.endpoints.lport.to_string(),
+            local: endpoint(&r.endpoints.laddr, r.endpoints.lport),
+            remote: endpoint(&r.endpoints.raddr, r.endpoints.rport),
+            state: r.state,
+            cause: r.verdict.cause.name(),
+            why,
+            colour: origin_colour(r.verdict.benign, r.verdict.origin),
+        })
+    }
+
+    /// One entry per folded kind: `+N` in the STATE column (the folded ones died in various
+    /// states), `*` for what varied.
+    fn folded(&mut self, f: &Folded) -> io::Result<()> {
+        let k = &f.key;
+        if k.benign && !self.opts.include_benign {
+            return Ok(());
+        }
+        let (pid, comm) = match (k.port, k.pid) {
+            (Port::Other, _) => ("*".to_string(), "*".to_string()),
+            (_, Some(pid)) => (pid.to_string(), f.comm.as_ref().map_or("-", |c| c.as_str()).to_string()),
+            (_, None) => ("-".to_string(), "-".to_string()),
+        };
+        let (lport, rport) = match k.port {
+            Port::Local(p) => (Some(p), None),
+            Port::Remote(p) => (None, Some(p)),
+            Port::Other => (None, None),
+        };
+        let noun = match (k.kind, f.count) {
+            (ReportType::Abort, 1) => "abort",
+            (ReportType::Abort, _) => "aborts",
+            (_, 1) => "reset",
+            _ => "resets",
+        };
+        let secs = f.at_ns.saturating_sub(f.since_ns) as f64 / 1e9;
+        // Fits the narrow table's second line (80 columns) for counts up to millions.
+        let mut why = if k.port == Port::Other {
+            format!("{} {noun} of other kinds in {secs:.1}s folded into this line (over {MAX_KEYS} kinds)", f.count)
+        } else {
+            format!("{} such {noun} in {secs:.1}s folded into this line (--max-rate {}/s)", f.count, f.max_rate)
+        };
+        if k.benign {
+            why.push_str(" (benign)");
+        }
+        let state = format!("+{}", f.count);
+        self.row(Row {
+            ts_ns: f.at_ns,
+            dir: direction_column(k.kind, k.direction),
+            pid,
+            comm: &comm,
+            lport: lport.map_or("*".to_string(), |p| p.to_string()),
+            local: endpoint_or_any(None, lport),
+            remote: endpoint_or_any(f.raddr, rport),
+            state: &state,
+            cause: k.cause.name(),
+            why,
+            colour: origin_colour(k.benign, k.origin),
+        })
     }
 
     fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
@@ -417,6 +580,7 @@ mod table_tests {
             peer_cause: None,
             current: Some(Task { pid: 0, tid: 0, comm: "swapper/0".into(), cgroup: 0 }),
             retransmits: 0,
+            active_open: false,
         }
     }
 
@@ -436,12 +600,87 @@ mod table_tests {
     fn benign_hidden_unless_asked() {
         let mut benign = report();
         benign.verdict.benign = true;
-        for (include, lines) in [(false, 0), (true, 3)] {
+        let mut benign_folded = folded(Port::Local(443), 3);
+        benign_folded.key.benign = true;
+        // A header and two lines each when shown.
+        for (include, lines) in [(false, 0), (true, 5)] {
             let mut out = Vec::new();
             let opts = TableOptions { timestamp: true, wide: false, include_benign: include, colour: false, width: None };
-            TableSink::new(&mut out, Clock::now(), opts).report(&benign).unwrap();
+            let mut table = TableSink::new(&mut out, Clock::now(), opts);
+            table.report(&benign).unwrap();
+            table.folded(&benign_folded).unwrap();
             assert_eq!(String::from_utf8(out).unwrap().lines().count(), lines);
         }
+    }
+
+    fn folded(port: Port, count: u64) -> Folded {
+        let r = report();
+        Folded {
+            key: crate::fold::FoldKey { port, ..crate::fold::FoldKey::of(&r) },
+            count,
+            first_ts_ns: 5_000_000_000,
+            last_ts_ns: 5_900_000_000,
+            comm: Some("nginx".into()),
+            raddr: None,
+            since_ns: 5_100_000_000,
+            at_ns: 6_100_000_000,
+            max_rate: 50,
+        }
+    }
+
+    #[test]
+    fn a_folded_kind_is_one_entry_with_its_count() {
+        let mut out = Vec::new();
+        let opts = TableOptions { timestamp: false, wide: false, include_benign: false, colour: false, width: Some(80) };
+        let mut table = TableSink::new(&mut out, Clock::now(), opts);
+        table.folded(&folded(Port::Local(443), 1950)).unwrap();
+        table.folded(&folded(Port::Other, 1)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "a header, then two lines each: {text}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 80), "{text}");
+        assert!(lines[1].starts_with("SENT 812    nginx      443   +1950       data_after_close   *:*"), "{text}");
+        assert!(lines[2].ends_with("└ 1950 such resets in 1.0s folded into this line (--max-rate 50/s)"), "{text}");
+        assert!(lines[3].starts_with("SENT *      *          *     +1 "), "{text}");
+        assert!(lines[4].ends_with("└ 1 reset of other kinds in 1.0s folded into this line (over 4096 kinds)"), "{text}");
+    }
+
+    #[test]
+    fn a_folded_record_in_json_says_what_was_folded_and_how_many() {
+        let clock = Clock { realtime_minus_monotonic_ns: 0 };
+        let mut f = folded(Port::Remote(8080), 1950);
+        f.raddr = "fd00::1".parse().ok();
+        let v: serde_json::Value = serde_json::from_slice(&folded_line(&f, &clock)).unwrap();
+        assert_eq!(v["type"], "folded");
+        assert_eq!(v["report_type"], "reset");
+        assert_eq!((v["direction"].as_str(), v["cause"].as_str(), v["origin"].as_str()), (Some("sent"), Some("data_after_close"), Some("application")));
+        assert_eq!((v["lport"].is_null(), v["rport"].as_u64()), (true, Some(8080)));
+        assert_eq!((v["pid"].as_u64(), v["comm"].as_str(), v["raddr"].as_str()), (Some(812), Some("nginx"), Some("fd00::1")));
+        assert_eq!((v["count"].as_u64(), v["max_rate"].as_u64(), v["netns"].as_u64(), v["other"].as_bool()), (Some(1950), Some(50), Some(1), Some(false)));
+        assert_eq!(v["first_ts"], "1970-01-01T00:00:05.000000000Z");
+        assert_eq!(v["last_ts"], "1970-01-01T00:00:05.900000000Z");
+        assert_eq!(v["since"], "1970-01-01T00:00:05.100000000Z");
+        assert_eq!(v["ts"], "1970-01-01T00:00:06.100000000Z");
+        let other: serde_json::Value = serde_json::from_slice(&folded_line(&folded(Port::Other, 2), &clock)).unwrap();
+        assert_eq!((other["other"].as_bool(), other["netns"].is_null(), other["lport"].is_null(), other["rport"].is_null()), (Some(true), true, true, true));
+    }
+
+    #[test]
+    fn the_summary_says_when_reports_were_folded() {
+        let mut summary = Summary::default();
+        let mut text = Vec::new();
+        summary.add(&report());
+        summary.write(&mut text, 1.0, 0, 0).unwrap();
+        assert!(!String::from_utf8_lossy(&text).contains("folded"));
+        for _ in 0..30 {
+            summary.add(&report());
+        }
+        summary.add_folded(&folded(Port::Local(443), 30));
+        let mut text = Vec::new();
+        summary.write(&mut text, 1.0, 0, 0).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains(": 31 resets/aborts (0 benign), 0 events lost"), "every reset counted: {text}");
+        assert!(text.contains("folded: 30 of them over --max-rate 50/s, written as 1 folded records"), "{text}");
     }
 }
 
@@ -454,6 +693,10 @@ pub struct Summary {
     pub by_direction: BTreeMap<&'static str, u64>,
     pub benign: u64,
     pub total: u64,
+    /// Of `total`, reports written only as part of a folded record, and how many records.
+    pub folded: u64,
+    pub folded_records: u64,
+    max_rate: u32,
     unowned: u64,
     other_processes: u64,
     other_peers: u64,
@@ -486,10 +729,17 @@ impl Summary {
         bump(&mut self.by_peer, r.endpoints.raddr, &mut self.other_peers);
         let dir = match (r.kind, r.direction) {
             (ReportType::Abort, _) => "abort",
-            (_, Some(crate::report::Direction::Sent)) => "sent",
+            (_, Some(Direction::Sent)) => "sent",
             _ => "received",
         };
         *self.by_direction.entry(dir).or_default() += 1;
+    }
+
+    /// A folded record went out (its reports were counted by [`Summary::add`] already).
+    pub fn add_folded(&mut self, f: &Folded) {
+        self.folded += f.count;
+        self.folded_records += 1;
+        self.max_rate = f.max_rate;
     }
 
     pub fn write(&self, out: &mut impl Write, seconds: f64, lost: u64, evicted: u64) -> io::Result<()> {
@@ -498,6 +748,13 @@ impl Summary {
             "rsttrace: traced {seconds:.1}s: {} resets/aborts ({} benign), {lost} events lost, {evicted} connections evicted",
             self.total, self.benign
         )?;
+        if self.folded > 0 {
+            writeln!(
+                out,
+                "  folded: {} of them over --max-rate {}/s, written as {} folded records with their counts",
+                self.folded, self.max_rate, self.folded_records
+            )?;
+        }
         let section = |out: &mut dyn Write, title: &str, rows: Vec<(String, u64)>| -> io::Result<()> {
             if rows.is_empty() {
                 return Ok(());

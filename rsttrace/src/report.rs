@@ -149,4 +149,7 @@ pub struct Report {
     /// The task that was running (often not the owner), for the curious; `None` if not captured.
     pub current: Option<Task>,
     pub retransmits: u32,
+    /// This host's socket opened the connection (connect()): its local port is an ephemeral
+    /// one, and the remote port names the service.
+    pub active_open: bool,
 }

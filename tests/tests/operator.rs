@@ -1,9 +1,10 @@
 //! End-to-end: what operators rely on around the reports: in-kernel filters, the JSON contract's
-//! types, the summary, file rotation under a storm, and the metrics endpoint.
+//! types, the summary, file rotation under a storm, the metrics endpoint, and storms folded past
+//! `--max-rate`.
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rsttrace_tests::{refused_storm, require_root, summary_number, Cgroup, Family, Net, Stim, Tracer, FAMILIES};
@@ -109,7 +110,8 @@ fn rotation_never_loses_or_splits_a_line_under_a_storm() {
     let dir = std::env::temp_dir().join(format!("rsttrace-rotate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("resets.json");
-    let tracer = Tracer::start(&["--output", file.to_str().unwrap(), "--rotate-size", "16K", "--rotate-keep", "1000"]);
+    // Every report its own line (no folding): rotation is what is tested here.
+    let tracer = Tracer::start(&["--output", file.to_str().unwrap(), "--rotate-size", "16K", "--rotate-keep", "1000", "--max-rate", "0"]);
     refused(&net, Family::V4, 300);
     refused(&net, Family::V6, 300);
     let (reports, stderr) = tracer.stop();
@@ -133,21 +135,38 @@ fn rotation_never_loses_or_splits_a_line_under_a_storm() {
     assert_eq!(lines, reports.len(), "file lines vs stdout reports (lost: {})", lost_total(&stderr));
 }
 
+/// The metrics endpoint's whole answer (status line, headers, body).
+fn scrape(port: u16) -> String {
+    let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// A metrics port of this test run's own.
+fn metrics_port(offset: u16) -> u16 {
+    19_000 + (std::process::id() % 1000) as u16 + offset
+}
+
+/// The value of the metrics line that starts with `series` (labels included).
+fn metric(body: &str, series: &str) -> u64 {
+    let line = body.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no `{series}` in:\n{body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
 #[test]
 fn metrics_endpoint_counts_the_scenario() {
     require_root();
     let net = Net::new(45);
-    let port = 19_000 + (std::process::id() % 1000) as u16;
+    let port = metrics_port(0);
     // A closed port of its own, filtered in the kernel: nothing else on the host is counted.
     let tracer = Tracer::start(&["--metrics", &port.to_string(), "--direction", "sent", "--cause", "no_listener", "-L", "19"]);
     for f in FAMILIES {
         refused_storm(&net, f, 2, "19");
     }
     std::thread::sleep(Duration::from_millis(500));
-    let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut body = String::new();
-    http.read_to_string(&mut body).unwrap();
+    let body = scrape(port);
     let (reports, _) = tracer.stop();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let expected = format!(
@@ -157,6 +176,7 @@ fn metrics_endpoint_counts_the_scenario() {
     assert_eq!(reports.len(), 4, "{reports:?}");
     assert!(body.contains(&expected), "missing `{expected}` in:\n{body}");
     assert!(body.contains("rsttrace_events_lost_total 0"), "{body}");
+    assert_eq!(metric(&body, "rsttrace_reports_folded_total"), 0, "4 reports are far below the default --max-rate");
     assert!(body.contains("rsttrace_connections_tracked"), "{body}");
     assert!(body.contains("rsttrace_build_info{version="), "{body}");
 }
@@ -247,4 +267,114 @@ fn attached_programs(pid: u32) -> Vec<String> {
         names.extend(prog.map(name_of));
     }
     names
+}
+
+/// The connects of one storm, and the two reports each gives.
+const STORM: u64 = 2000;
+const STORM_KINDS: [(&str, &str); 2] = [("sent", "no_listener"), ("received", "refused")];
+
+fn is_report(r: &Value) -> bool {
+    r["type"] == "reset" || r["type"] == "abort"
+}
+
+fn is_kind(r: &Value, direction: &str, cause: &str) -> bool {
+    r["direction"] == direction && r["cause"] == cause
+}
+
+/// Over --max-rate, reports are folded, not dropped: the reports written one by one stay within
+/// the bucket (50 at once, then 50 a second), and, per direction and cause, they and the folded
+/// records' counts add up to exactly the storm. Stopped by SIGTERM right after the storm, so
+/// the last interval's folded records come from the exit path.
+#[test]
+fn a_storm_past_max_rate_is_folded_and_every_reset_counted() {
+    require_root();
+    let net = Net::new(70);
+    let started = Instant::now();
+    let tracer = Tracer::start(&["--max-rate", "50"]);
+    refused(&net, Family::V4, STORM as u32);
+    let (reports, stderr) = tracer.stop_at_once(libc::SIGTERM);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(lost_total(&stderr), 0, "a lost event would break the exact count: {stderr}");
+    assert!(reports.iter().all(|r| is_report(r) || r["type"] == "folded"), "{reports:?}");
+    // The bucket is the host's: every report written one by one counts, this test's or not.
+    let one_by_one = reports.iter().filter(|r| is_report(r)).count();
+    assert!(one_by_one as f64 <= 50.0 + 50.0 * seconds, "{one_by_one} reports one by one in {seconds:.1} s at --max-rate 50");
+    let folded: Vec<&Value> = reports.iter().filter(|r| r["type"] == "folded").collect();
+    for (direction, cause) in STORM_KINDS {
+        let alone = reports.iter().filter(|r| is_report(r) && net.owns(r) && is_kind(r, direction, cause)).count() as u64;
+        let kind: Vec<&&Value> = folded.iter().filter(|r| net.owns(r) && is_kind(r, direction, cause)).collect();
+        let in_folds: u64 = kind.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+        assert!(in_folds > 0, "{direction} {cause}: nothing folded, {alone} one by one");
+        assert_eq!(alone + in_folds, STORM, "{direction} {cause}: {alone} one by one + {in_folds} folded in {kind:?}");
+        for r in kind {
+            assert_eq!((r["report_type"].as_str(), r["origin"].as_str(), r["max_rate"].as_u64()), (Some("reset"), Some(if direction == "sent" { "stack" } else { "peer" }), Some(50)), "{r}");
+            assert!(r["first_ts"].as_str().unwrap() <= r["last_ts"].as_str().unwrap(), "{r}");
+            assert!(r["since"].as_str().unwrap() <= r["ts"].as_str().unwrap(), "{r}");
+            assert_eq!(r["other"], false, "{r}");
+            if direction == "sent" {
+                // The closed port's kind: its local port, the one client as peer, no owner.
+                assert_eq!((r["lport"].as_u64(), r["rport"].is_null(), r["pid"].is_null()), (Some(9), true, true), "{r}");
+                assert_eq!(r["raddr"], net.client_addr(Family::V4), "{r}");
+            } else {
+                // The client's kind: the service it called, not its ephemeral local ports.
+                assert_eq!((r["lport"].is_null(), r["rport"].as_u64()), (true, Some(9)), "{r}");
+                assert_eq!(r["raddr"], net.server_addr(Family::V4), "{r}");
+            }
+        }
+    }
+    // At most one record per kind per interval, plus the one at exit.
+    let mut per_kind = std::collections::HashMap::new();
+    for r in &folded {
+        *per_kind.entry((r["direction"].to_string(), r["cause"].to_string(), r["pid"].to_string(), r["lport"].to_string(), r["rport"].to_string(), r["netns"].to_string())).or_insert(0u32) += 1;
+    }
+    assert!(per_kind.values().all(|&n| f64::from(n) <= seconds.ceil() + 1.0), "{per_kind:?} in {seconds:.1} s");
+    // The summary counts every reset and says how many were folded.
+    let folded_total: u64 = folded.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    let total = summary_number(&stderr, " resets/aborts");
+    assert_eq!(total, one_by_one as u64 + folded_total, "{stderr}");
+    let line = format!("folded: {folded_total} of them over --max-rate 50/s, written as {} folded records", folded.len());
+    assert!(stderr.contains(&line), "no `{line}` in: {stderr}");
+}
+
+#[test]
+fn max_rate_0_reports_every_reset_one_by_one() {
+    require_root();
+    let net = Net::new(71);
+    let tracer = Tracer::start(&["--max-rate", "0"]);
+    refused(&net, Family::V4, STORM as u32);
+    let (reports, stderr) = tracer.stop();
+    assert_eq!(lost_total(&stderr), 0, "{stderr}");
+    assert!(reports.iter().all(is_report), "nothing folded: {:?}", reports.iter().find(|r| !is_report(r)));
+    for (direction, cause) in STORM_KINDS {
+        let n = reports.iter().filter(|r| net.owns(r) && is_kind(r, direction, cause)).count() as u64;
+        assert_eq!(n, STORM, "{direction} {cause}");
+    }
+    assert!(!stderr.contains("folded:"), "{stderr}");
+}
+
+/// Filters apply before folding (only the kept kind is reported or folded), and the metrics
+/// count every reset and every folded report while rsttrace runs.
+#[test]
+fn metrics_count_folded_reports_and_filters_come_first() {
+    require_root();
+    let net = Net::new(72);
+    let port = metrics_port(1);
+    let started = Instant::now();
+    let tracer = Tracer::start(&["--max-rate", "50", "--metrics", &port.to_string(), "--direction", "sent", "--cause", "no_listener", "-L", "19"]);
+    refused_storm(&net, Family::V4, STORM as u32, "19");
+    // Folded records go out once their second is over.
+    std::thread::sleep(Duration::from_secs(2));
+    let body = scrape(port);
+    let (reports, stderr) = tracer.stop();
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(lost_total(&stderr), 0, "{stderr}");
+    assert!(reports.iter().all(|r| net.owns(r) && is_kind(r, "sent", "no_listener") && r["lport"] == 19), "only the filtered kind: {reports:?}");
+    let one_by_one = reports.iter().filter(|r| is_report(r)).count() as u64;
+    let folded: u64 = reports.iter().filter(|r| r["type"] == "folded").map(|r| r["count"].as_u64().unwrap()).sum();
+    assert!(one_by_one as f64 <= 50.0 + 50.0 * seconds, "{one_by_one} in {seconds:.1} s");
+    assert_eq!(one_by_one + folded, STORM);
+    let resets = metric(&body, "rsttrace_resets_total{direction=\"sent\",cause=\"no_listener\",origin=\"stack\",comm=\"-\"}");
+    assert_eq!(resets, STORM, "every reset counted, folded or not");
+    assert_eq!(metric(&body, "rsttrace_reports_folded_total"), folded, "{body}");
+    assert!(folded > 0);
 }

@@ -49,7 +49,7 @@ impl Tracer {
     fn name(self) -> &'static str {
         match self {
             Tracer::None => "no tracer",
-            Tracer::RsttraceJson => "rsttrace --json > file",
+            Tracer::RsttraceJson => "rsttrace --json --max-rate 0 > file",
             Tracer::RsttraceSummary => "rsttrace --summary",
             Tracer::Bpftrace => "bpftrace one-liner",
             Tracer::Floor => "empty programs on rsttrace's hooks (floor)",
@@ -132,7 +132,8 @@ fn start_tracer(tracer: Tracer, extra: &[&str]) -> Result<Option<Running>> {
         Tracer::None => return Ok(None),
         Tracer::RsttraceJson => {
             let mut c = Command::new(RSTTRACE);
-            c.arg("--json").args(extra);
+            // Every report written (no folding): the per-event cost the targets name.
+            c.args(["--json", "--max-rate", "0"]).args(extra);
             c
         }
         Tracer::RsttraceSummary => {
