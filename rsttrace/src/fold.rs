@@ -1,7 +1,8 @@
 //! Storm folding (`--max-rate`): every report is counted, but only up to `max_rate` a second go
 //! out one by one. The rest are folded, per kind of reset, into one record a second that carries
-//! their exact count. Formatting and writing a report is the agent's main per-report cost, so
-//! this bounds what a storm makes the agent do on a busy host. Pure: the caller passes the time
+//! their exact count. Formatting and writing a report is about 40% of the agent's per-report
+//! cost in a storm (measured: ~2.1 of ~4.8 ms per 1k JSON reports), so this bounds that part of
+//! what a storm makes the agent do on a busy host. Pure: the caller passes the time
 //! (CLOCK_MONOTONIC nanoseconds) in.
 use std::{collections::HashMap, net::IpAddr};
 
