@@ -438,6 +438,13 @@ pub fn label(r: &Value) -> String {
 /// one. A label ending in `+` stands for one or more such reports (a stack answering each
 /// retransmitted SYN, as many as the kernel sends). Returns, per expected label, its first report.
 pub fn exactly<'a, const N: usize>(reports: &'a [Value], expected: [&str; N]) -> [&'a Value; N] {
+    exactly_with_optional(reports, expected, &[]).0
+}
+
+/// [`exactly`], where each label in `optional` may also appear once, or not at all: a report the
+/// kernel sends or not by the timing of the test host (say so where it is used). Returns the
+/// optional reports found.
+pub fn exactly_with_optional<'a, const N: usize>(reports: &'a [Value], expected: [&str; N], optional: &[&str]) -> ([&'a Value; N], Vec<&'a Value>) {
     let listing = || reports.iter().map(|r| format!("  {}  {r}", label(r))).collect::<Vec<_>>().join("\n");
     let mut used = vec![false; reports.len()];
     let found = expected.map(|want| {
@@ -452,9 +459,16 @@ pub fn exactly<'a, const N: usize>(reports: &'a [Value], expected: [&str; N]) ->
         let i = first.unwrap_or_else(|| panic!("no {want} report among the expected {expected:?}; got:\n{}", listing()));
         &reports[i]
     });
+    let mut maybe = Vec::new();
+    for name in optional {
+        if let Some(i) = (0..reports.len()).find(|&i| !used[i] && label(&reports[i]) == *name) {
+            used[i] = true;
+            maybe.push(&reports[i]);
+        }
+    }
     let extra: Vec<String> = (0..reports.len()).filter(|&i| !used[i]).map(|i| label(&reports[i])).collect();
-    assert!(extra.is_empty(), "reports beyond the expected {expected:?}: {extra:?}; got:\n{}", listing());
-    found
+    assert!(extra.is_empty(), "reports beyond the expected {expected:?} (optional {optional:?}): {extra:?}; got:\n{}", listing());
+    (found, maybe)
 }
 
 /// Assert the parts of a report every scenario checks.
