@@ -492,10 +492,13 @@ impl Summary {
         *self.by_direction.entry(dir).or_default() += 1;
     }
 
-    pub fn write(&self, out: &mut impl Write, seconds: f64, lost: u64, evicted: u64) -> io::Result<()> {
+    /// `events`: read from the ring buffer, what the kernel side shipped (the bench's per
+    /// connection figure).
+    pub fn write(&self, out: &mut impl Write, seconds: f64, lost: u64, evicted: u64, events: u64) -> io::Result<()> {
         writeln!(
             out,
-            "rsttrace: traced {seconds:.1}s: {} resets/aborts ({} benign), {lost} events lost, {evicted} connections evicted",
+            "rsttrace: traced {seconds:.1}s: {} resets/aborts ({} benign), {lost} events lost, {evicted} connections evicted, \
+             {events} events read",
             self.total, self.benign
         )?;
         let section = |out: &mut dyn Write, title: &str, rows: Vec<(String, u64)>| -> io::Result<()> {
