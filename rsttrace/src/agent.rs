@@ -129,6 +129,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         summary: Summary::default(),
         metrics: metrics.as_mut(),
         lost_reported: 0,
+        events_read: 0,
         decode_errors: 0,
     };
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -196,7 +197,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             if tokio::time::Instant::now() >= at {
                 next_summary = Some(at + every);
                 let stats = state.tracker.stats();
-                state.summary.write(&mut io::stdout().lock(), started.elapsed().as_secs_f64(), lost.total(), stats.evicted)?;
+                state.summary.write(&mut io::stdout().lock(), started.elapsed().as_secs_f64(), lost.total(), stats.evicted, state.events_read)?;
             }
         }
     };
@@ -226,9 +227,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     // The summary goes to stdout in counting mode (it is the output), to stderr otherwise.
     if summary_every.is_some() {
-        state.summary.write(&mut io::stdout().lock(), secs, lost.total(), stats.evicted)?;
+        state.summary.write(&mut io::stdout().lock(), secs, lost.total(), stats.evicted, state.events_read)?;
     } else {
-        state.summary.write(&mut io::stderr().lock(), secs, lost.total(), stats.evicted)?;
+        state.summary.write(&mut io::stderr().lock(), secs, lost.total(), stats.evicted, state.events_read)?;
     }
     if state.decode_errors > 0 {
         eprintln!("rsttrace: {} events could not be decoded", state.decode_errors);
@@ -298,11 +299,14 @@ struct LoopState<'m> {
     summary: Summary,
     metrics: Option<&'m mut Metrics>,
     lost_reported: u64,
+    /// Every item read from the ring buffer, decodable or not.
+    events_read: u64,
     decode_errors: u64,
 }
 
 impl LoopState<'_> {
     fn ingest(&mut self, bytes: &[u8]) {
+        self.events_read += 1;
         match self.decoder.decode(bytes) {
             Ok(event) => self.tracker.observe(event),
             Err(err) => {

@@ -742,10 +742,13 @@ impl Summary {
         self.max_rate = f.max_rate;
     }
 
-    pub fn write(&self, out: &mut impl Write, seconds: f64, lost: u64, evicted: u64) -> io::Result<()> {
+    /// `events`: read from the ring buffer, what the kernel side shipped (the bench's per
+    /// connection figure).
+    pub fn write(&self, out: &mut impl Write, seconds: f64, lost: u64, evicted: u64, events: u64) -> io::Result<()> {
         writeln!(
             out,
-            "rsttrace: traced {seconds:.1}s: {} resets/aborts ({} benign), {lost} events lost, {evicted} connections evicted",
+            "rsttrace: traced {seconds:.1}s: {} resets/aborts ({} benign), {lost} events lost, {evicted} connections evicted, \
+             {events} events read",
             self.total, self.benign
         )?;
         if self.folded > 0 {

@@ -101,6 +101,8 @@ fn summary_counts_match_the_reported_events() {
     }
     let total = stderr.lines().find(|l| l.contains("resets/aborts")).unwrap();
     assert!(total.contains(&format!(": {} resets/aborts", reports.len())), "{total} vs {}", reports.len());
+    // Every report rests on at least one event from the kernel.
+    assert!(summary_number(&stderr, " events read") >= reports.len() as u64, "{total}");
 }
 
 #[test]

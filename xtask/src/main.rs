@@ -43,9 +43,15 @@ enum Task {
     /// Build and run every test: unit tests, the end-to-end suites against this kernel (root),
     /// then a short fuzzing run of each fuzz target.
     Test,
-    /// Measure rsttrace's cost side by side with no tracer and the bpftrace one-liner (root);
-    /// writes bench/results.md. Not part of the test run.
-    Bench,
+    /// Measure rsttrace's cost on a host whose every core is busy, side by side with no tracer,
+    /// empty programs on its hooks and the bpftrace one-liner (root); writes bench/results.md.
+    /// Not part of the test run.
+    Bench {
+        /// Every part once and briefly (about 3 minutes), for working on the bench; writes
+        /// target/bench-short.md and leaves bench/results.md alone.
+        #[arg(long)]
+        short: bool,
+    },
     /// Run a mix of reset scenarios under rsttrace for N minutes and check that its RSS is flat.
     Soak {
         #[arg(long, default_value_t = 60)]
@@ -87,7 +93,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Test => test(),
         Task::Fuzz { seconds } => fuzz(seconds),
         Task::Soak { minutes } => soak::soak(minutes),
-        Task::Bench => bench::bench(),
+        Task::Bench { short } => bench::bench(if short { bench::Plan::SHORT } else { bench::Plan::FULL }),
         Task::VmTest { kernel } => vm_test(&kernel),
     }
 }

@@ -39,6 +39,14 @@ impl Pair {
     }
 }
 
+impl Pair {
+    /// The inodes of the two namespaces, as rsttrace reports them (`netns`).
+    pub fn inodes(&self) -> [u64; 2] {
+        use std::os::unix::fs::MetadataExt;
+        [&self.client, &self.server].map(|ns| std::fs::metadata(format!("/run/netns/{ns}")).map_or(0, |m| m.ino()))
+    }
+}
+
 impl Drop for Pair {
     fn drop(&mut self) {
         for ns in [&self.client, &self.server] {
