@@ -509,8 +509,18 @@ fn a_stray_rst_is_not_answered_and_not_reported_as_sent() {
 /// although no RST arrived), then its RST. One sent report, no phantom received one.
 #[test]
 fn data_after_shutdown_is_data_after_close_and_no_received_reset_on_the_server() {
-    for (f, reports, pids) in traced(20, |net, f| {
-        let server = listen(net, f, "shutdown-first");
+    data_after_the_stack_aborted(20, "shutdown-first", None, "shut the socket down for reading (shutdown)");
+}
+
+/// A server in `server_mode` stops reading (after `sysctl` on its host); the client sends after
+/// 300 ms; the stack aborts on that data. Exactly one sent report whose `why` ends with
+/// `why_end`, and the client's received one.
+fn data_after_the_stack_aborted(subnet: u8, server_mode: &str, sysctl: Option<(&str, &str)>, why_end: &str) {
+    for (f, reports, pids) in traced(subnet, |net, f| {
+        if let Some((path, value)) = sysctl {
+            net.sysctl(&net.server, path, value);
+        }
+        let server = listen(net, f, server_mode);
         let c = client(net, f, PORT, &["--send-after", "300"]);
         c.expect_line("errno", T);
         vec![server.pid(), c.pid()]
@@ -518,7 +528,8 @@ fn data_after_shutdown_is_data_after_close_and_no_received_reset_on_the_server()
         let [sent, received] = exactly(&reports, ["sent:data_after_close", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_ABORT_ON_DATA");
-        assert!(sent["why"].as_str().unwrap().contains("shut the socket down"), "{sent}");
+        assert_eq!(sent["state"], "CLOSE");
+        assert!(sent["why"].as_str().unwrap().ends_with(why_end), "{sent}");
         assert_report(received, f, "peer", Some(pids[1]));
         assert_eq!(received["peer_cause"], "data_after_close");
     }
@@ -650,19 +661,5 @@ fn ipv4_client_of_a_dual_stack_listener_is_reported_as_ipv4() {
 /// the application closed it.
 #[test]
 fn data_after_close_on_an_orphaned_fin_wait2_socket_is_one_sent_reset() {
-    for (f, reports, pids) in traced(25, |net, f| {
-        net.sysctl(&net.server, "net/ipv4/tcp_fin_timeout", "120");
-        let server = listen(net, f, "close-first");
-        let c = client(net, f, PORT, &["--send-after", "300"]);
-        c.expect_line("errno", T);
-        vec![server.pid(), c.pid()]
-    }) {
-        let [sent, received] = exactly(&reports, ["sent:data_after_close", "received:peer_reset"]);
-        assert_report(sent, f, "application", Some(pids[0]));
-        assert_kernel_reason(sent, "TCP_ABORT_ON_DATA");
-        assert_eq!(sent["state"], "CLOSE");
-        assert!(sent["why"].as_str().unwrap().ends_with("closed the socket"), "{sent}");
-        assert_report(received, f, "peer", Some(pids[1]));
-        assert_eq!(received["peer_cause"], "data_after_close");
-    }
+    data_after_the_stack_aborted(25, "close-first", Some(("net/ipv4/tcp_fin_timeout", "120")), "closed the socket");
 }
