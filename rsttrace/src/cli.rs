@@ -22,7 +22,7 @@ pub enum DirectionArg {
     after_help = "Examples:
   sudo rsttrace                          live table of every reset and abort
   sudo rsttrace -T -w                    with wall-clock times and full addresses
-  sudo rsttrace --json | jq .            one JSON object per reset (event contract in RESETS.md)
+  sudo rsttrace --json | jq .            one JSON object per reset (fields in docs/causes.md)
   sudo rsttrace -p 812 -L 80,443         only sockets of pid 812 on local ports 80 and 443
   sudo rsttrace --cause data_after_close,app_abort_unread
   sudo rsttrace --summary --interval 60  count only, print totals every minute
@@ -53,7 +53,7 @@ pub struct Cli {
     /// Only resets this host sent, or only ones it received.
     #[arg(long, value_enum)]
     pub direction: Option<DirectionArg>,
-    /// Only these causes (comma list of names from RESETS.md).
+    /// Only these causes (comma list; each is explained in docs/causes.md).
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub cause: Vec<String>,
     /// Show benign resets in the live table too (they are always counted).

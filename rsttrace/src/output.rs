@@ -65,7 +65,7 @@ pub fn rfc3339(unix_ns: i128) -> String {
     )
 }
 
-/// The JSON object of one report: RESETS.md's event contract plus extra context fields.
+/// The JSON object of one report: the event contract of docs/causes.md plus extra context fields.
 #[derive(Serialize)]
 struct JsonReport<'a> {
     #[serde(rename = "type")]

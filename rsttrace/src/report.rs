@@ -1,4 +1,5 @@
-//! What rsttrace tells the operator about one reset or abort: the event contract of RESETS.md.
+//! What rsttrace tells the operator about one reset or abort: the event contract, explained with
+//! every cause in docs/causes.md.
 use serde::Serialize;
 
 use crate::event::{Endpoints, Task};
@@ -27,8 +28,7 @@ pub enum Origin {
     Unknown,
 }
 
-/// The causes of RESETS.md, with the names rsttrace reports, and two it names beyond that table
-/// (`listener_closed`, `socket_destroyed`: resets sent in another task's system call).
+/// The causes rsttrace reports; docs/causes.md explains each (a unit test keeps it complete).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
@@ -152,4 +152,23 @@ pub struct Report {
     /// This host's socket opened the connection (connect()): its local port is an ephemeral
     /// one, and the remote port names the service.
     pub active_open: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cause;
+
+    /// The operator's reference explains every cause the code can report, and no other.
+    #[test]
+    fn the_cause_reference_has_a_section_for_every_cause() {
+        let doc = include_str!("../../docs/causes.md");
+        let sections: Vec<&str> = doc.lines().filter_map(|l| l.strip_prefix("### ")).collect();
+        let names: Vec<&str> = Cause::ALL.iter().map(|c| c.name()).collect();
+        for name in &names {
+            assert!(sections.contains(name), "docs/causes.md has no section for {name}");
+        }
+        for section in &sections {
+            assert!(names.contains(section), "docs/causes.md explains {section}, which rsttrace never reports");
+        }
+    }
 }
