@@ -663,3 +663,25 @@ fn ipv4_client_of_a_dual_stack_listener_is_reported_as_ipv4() {
 fn data_after_close_on_an_orphaned_fin_wait2_socket_is_one_sent_reset() {
     data_after_the_stack_aborted(25, "close-first", Some(("net/ipv4/tcp_fin_timeout", "120")), "closed the socket");
 }
+
+/// Happy eyeballs (RFC 8305): a client races the service's IPv4 and IPv6 addresses, keeps the
+/// IPv6 connection and aborts the IPv4 one right after its handshake. The two remote addresses
+/// differ; the process, the remote port and the timing make it a race.
+#[test]
+fn happy_eyeballs_loser_over_the_other_family_is_a_benign_race_loser() {
+    require_root();
+    let net = Net::new(26);
+    let tracer = Tracer::start(&[]);
+    let server = Stim::spawn(&net.server, &["listen", "::", PORT, "hold"]);
+    server.expect_line("ready", T);
+    let mut c = client(&net, Family::V4, PORT, &["--race-with", &net.server_addr(Family::V6)]);
+    c.expect_line("ready", T);
+    c.wait(T);
+    let (reports, _) = tracer.stop();
+    let mine = net.reports_of_this_test(reports);
+    let [sent, received] = exactly(&mine, ["sent:connect_race_loser", "received:peer_reset"]);
+    assert_report(sent, Family::V4, "application", Some(c.pid()));
+    assert_eq!(sent["benign"], true);
+    assert_report(received, Family::V4, "peer", Some(server.pid()));
+    assert_eq!(received["peer_cause"], "connect_race_loser");
+}

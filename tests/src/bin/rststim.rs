@@ -173,6 +173,8 @@ struct ClientOptions {
     linger0: bool,
     linger2_abort: bool,
     race: bool,
+    /// Race over another address of the same service (happy eyeballs: its other family).
+    race_with: Option<IpAddr>,
     send_after_ms: Option<u64>,
     disconnect: bool,
     reuse_port_after_bulk: bool,
@@ -196,6 +198,10 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--linger0" => o.linger0 = true,
             "--linger2-abort" => o.linger2_abort = true,
             "--race" => o.race = true,
+            "--race-with" => {
+                o.race = true;
+                o.race_with = Some(value().parse().expect("--race-with address"));
+            }
             "--send-after" => o.send_after_ms = Some(value().parse().unwrap()),
             "--disconnect" => o.disconnect = true,
             "--reuse-after-bulk" => o.reuse_port_after_bulk = true,
@@ -251,7 +257,7 @@ fn connect(addr: SocketAddr, args: &[String]) {
         Ok(s) => s,
         Err(e) => return report_error(&e),
     };
-    let sibling = o.race.then(|| open(addr, &o).expect("second connection"));
+    let sibling = o.race.then(|| open(SocketAddr::new(o.race_with.unwrap_or(addr.ip()), addr.port()), &o).expect("second connection"));
     ready();
     if o.wait_go {
         wait_go();
