@@ -184,9 +184,9 @@ fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
 }
 
 const TCP_FLAG_ACK: u8 = 0x10;
+const TCP_FLAG_RST: u8 = 0x04;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
-const TCP_FLAG_RST: u8 = 0x04;
 /// `enum sock_flags`: SOCK_DEAD, SOCK_DONE, SOCK_URGINLINE, SOCK_KEEPOPEN, SOCK_LINGER (unchanged
 /// since Linux 2.6).
 const SOCK_LINGER: u64 = 4;
@@ -611,18 +611,21 @@ impl Draft {
                     (*event).trigger_daddr = t.daddr;
                     (*event).flags |= FLAG_TRIGGER_KNOWN;
                 }
-                // A full socket (the kprobe path sees only TIME_WAIT and request sockets).
+                // A full socket (the kprobe path sees only TIME_WAIT and request sockets). Who
+                // holds it is read whatever the state; the reason's stand-ins only where they
+                // say something (`sock_facts` is `None` in other states).
                 if sk != 0 && self.no_record_state.is_none() {
                     let sock = SOCK_OFFSETS.load();
+                    let mut facts = holder_facts(sk, &sock);
+                    (*event).flags |= FLAG_FACTS_KNOWN;
                     // Load-time constant: kernels with a reason field skip the reason's stand-ins.
-                    let facts = if sock.active != 0 { sock_facts(sk, state, &trigger, &sock) } else { Some(0) };
-                    if let Some(facts) = facts {
-                        (*event).sk_facts = facts | holder_facts(sk, &sock);
-                        (*event).flags |= FLAG_FACTS_KNOWN;
-                        if sock.active != 0 {
+                    if sock.active != 0 {
+                        if let Some(stand_ins) = sock_facts(sk, state, &trigger, &sock) {
+                            facts |= stand_ins;
                             (*event).flags |= FLAG_STAND_INS_READ;
                         }
                     }
+                    (*event).sk_facts = facts;
                 }
             } else if self.kind as u32 == EventKind::ReceiveReset as u32 && sk != 0 {
                 // The record has no state; the socket has it, even for a connection older than
