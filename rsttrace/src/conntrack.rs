@@ -372,7 +372,7 @@ impl Tracker {
                 let mut state = None;
                 let mut reset_seen = false;
                 if let Some(c) = id.and_then(|id| self.conns.get_mut(&id)) {
-                    c.timed_out |= error == ETIMEDOUT;
+                    c.timed_out = true;
                     // The kernel reports a timeout after tcp_done(): name the state it died in.
                     state = c.state_before_close();
                     reset_seen = c.reset_sent || c.reset_received;
@@ -381,7 +381,7 @@ impl Tracker {
                 // keepalive RST the same error is just its echo, story or not (a connection
                 // older than rsttrace has none: its RST is found by its endpoints).
                 let reset_seen = reset_seen || self.recent_sent.near(&ev.endpoints, ev.ts_ns, SAME_CALL_NS).is_some();
-                if error == ETIMEDOUT && !reset_seen {
+                if !reset_seen {
                     self.hold(ev, id, Trigger::TimedOut { state }, None);
                 }
             }
@@ -653,8 +653,6 @@ impl Tracker {
             let kept = |at: u64| at.saturating_add(LISTENER_CLOSE_KEEP_NS) > now_ns;
             self.listener_closes.retain(|_, (at, _)| kept(*at));
             self.listener_close_seq.retain(|_, (_, at)| kept(*at));
-        }
-        if now_ns != u64::MAX {
             self.expire(now_ns);
         }
         out

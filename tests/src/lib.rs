@@ -147,15 +147,6 @@ impl Net {
         assert!(astray.is_empty(), "reports with this test's addresses in another namespace: {astray:?}");
         reports.into_iter().filter(|r| self.owns(r)).collect()
     }
-
-    /// The namespace inode of the client or the server, as reports name it.
-    pub fn inode(&self, ns: &str) -> u64 {
-        if ns == self.client {
-            self.inodes[0]
-        } else {
-            self.inodes[1]
-        }
-    }
 }
 
 pub struct ServerFilter<'a> {

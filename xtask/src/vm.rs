@@ -20,9 +20,9 @@ use crate::{cmd, cpio::Archive, install_debian, output};
 /// What building and booting a guest needs from Debian.
 const PACKAGES: [&str; 5] = ["qemu-system-x86", "busybox-static", "kmod", "xz-utils", "binutils"];
 /// Modules the scenarios load; their dependencies come along (`modprobe --show-depends`).
-/// `tcp_diag` (with `inet_diag`) lets `ss -K` destroy sockets; built in on some kernels, so
-/// asked for only where the package has it as a module.
 const MODULES: [&str; 3] = ["veth", "nf_tables", "nft_reject_inet"];
+/// `tcp_diag` (with `inet_diag`) lets `ss -K` destroy sockets; built in on some kernels, so
+/// taken only where the package has it as a module.
 const OPTIONAL_MODULES: [&str; 1] = ["tcp_diag"];
 /// Where downloaded kernels and built guests are kept between runs.
 const CACHE: &str = "target/vm";
@@ -249,10 +249,12 @@ fn module_files(root: &Path, release: &str) -> Result<Vec<PathBuf>> {
     let base = root.to_string_lossy();
     cmd("depmod", &["-b", &base, release])?;
     let mut files: Vec<PathBuf> = Vec::new();
-    let optional = OPTIONAL_MODULES.iter().filter(|m| output("modprobe", &["-d", &base, "-S", release, "--show-depends", m]).is_some());
-    for module in MODULES.iter().chain(optional) {
-        let deps = output("modprobe", &["-d", &base, "-S", release, "--show-depends", module])
-            .with_context(|| format!("kernel {release} has no module {module}"))?;
+    let required = MODULES.iter().map(|m| (m, true));
+    for (module, required) in required.chain(OPTIONAL_MODULES.iter().map(|m| (m, false))) {
+        let Some(deps) = output("modprobe", &["-d", &base, "-S", release, "--show-depends", module]) else {
+            ensure!(!required, "kernel {release} has no module {module}");
+            continue;
+        };
         for path in deps.lines().filter_map(|l| l.strip_prefix("insmod ")).map(|l| PathBuf::from(l.trim())) {
             if !files.contains(&path) {
                 files.push(path);
