@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: what a busy production host feels from rsttrace, side by side with no
 //! tracer, empty programs on the same hooks and the bpftrace one-liner a user would write
 //! instead. Every workload keeps every core busy (one load process per core), so the agent's
-//! CPU comes out of the workload's; every run gets a fresh pair of network namespaces, so no
-//! TIME_WAIT socket of an earlier run slows it; rounds alternate, their order rotated.
+//! CPU comes out of the workload's; every run gets its own fresh pair of network namespaces,
+//! which no other run's TIME_WAIT sockets share; rounds alternate, their order rotated.
 //! Prints the figures and writes them to `bench/results.md` (produced here, never edited);
 //! `--short` is a quick run for development that writes `target/bench-short.md` instead.
 use std::{
@@ -217,7 +217,7 @@ impl Load {
 }
 
 /// A fresh pair of namespaces joined by veth, with the workload's servers (one per core) in
-/// the server namespace: nothing an earlier run left behind slows this one. Servers are
+/// the server namespace: no other run's sockets share them. Servers are
 /// killed, then the namespaces deleted, on drop.
 struct Bed {
     servers: Vec<Child>,
@@ -758,8 +758,8 @@ fn write_report(
         md,
         "Produced by `cargo xtask bench` in {:.0} s at commit {} on {} ({} cores); 1-minute load average {} before, {} after.\n\n\
          Every workload runs one load process per core (and, over veth, one server per core), so the tracer's CPU comes out \
-         of the workload's, as on a busy production host. Each run gets a fresh pair of network namespaces joined by veth: \
-         no TIME_WAIT socket of an earlier run is left to slow it. {} rounds of {} s per workload and tracer, the order \
+         of the workload's, as on a busy production host. Each run gets its own fresh pair of network namespaces joined by veth, \
+         which no other run's TIME_WAIT sockets share. {} rounds of {} s per workload and tracer, the order \
          rotated every round; a ratio is a run's throughput over the same round's no-tracer run (median, and min–max over \
          the rounds). The control row is a second run without any tracer: its ratio is the noise.\n\n\
          Throughput was taken with `kernel.bpf_stats_enabled` off, as on a production host. BPF ns per run by program, \

@@ -47,7 +47,7 @@ enum Task {
     /// empty programs on its hooks and the bpftrace one-liner (root); writes bench/results.md.
     /// Not part of the test run.
     Bench {
-        /// Every part once and briefly (about 3 minutes), for working on the bench; writes
+        /// Every part once and briefly (a few minutes), for working on the bench; writes
         /// target/bench-short.md and leaves bench/results.md alone.
         #[arg(long)]
         short: bool,
