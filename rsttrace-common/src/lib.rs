@@ -12,22 +12,13 @@
 pub enum EventKind {
     SendReset = 0,
     ReceiveReset = 1,
-    Retransmit = 2,
-    SetState = 3,
-    ErrorReport = 4,
-    DestroySock = 5,
+    SetState = 2,
+    ErrorReport = 3,
 }
 
 impl EventKind {
-    pub const COUNT: usize = 6;
-    pub const ALL: [EventKind; Self::COUNT] = [
-        EventKind::SendReset,
-        EventKind::ReceiveReset,
-        EventKind::Retransmit,
-        EventKind::SetState,
-        EventKind::ErrorReport,
-        EventKind::DestroySock,
-    ];
+    pub const COUNT: usize = 4;
+    pub const ALL: [EventKind; Self::COUNT] = [EventKind::SendReset, EventKind::ReceiveReset, EventKind::SetState, EventKind::ErrorReport];
 
     pub fn from_u32(v: u32) -> Option<Self> {
         Self::ALL.get(v as usize).copied()
@@ -38,10 +29,8 @@ impl EventKind {
         match self {
             EventKind::SendReset => ("tcp", "tcp_send_reset"),
             EventKind::ReceiveReset => ("tcp", "tcp_receive_reset"),
-            EventKind::Retransmit => ("tcp", "tcp_retransmit_skb"),
             EventKind::SetState => ("sock", "inet_sock_set_state"),
             EventKind::ErrorReport => ("sock", "inet_sk_error_report"),
-            EventKind::DestroySock => ("tcp", "tcp_destroy_sock"),
         }
     }
 
@@ -50,10 +39,8 @@ impl EventKind {
         match self {
             EventKind::SendReset => "tcp_send_reset",
             EventKind::ReceiveReset => "tcp_receive_reset",
-            EventKind::Retransmit => "tcp_retransmit_skb",
             EventKind::SetState => "inet_sock_set_state",
             EventKind::ErrorReport => "inet_sk_error_report",
-            EventKind::DestroySock => "tcp_destroy_sock",
         }
     }
 }
@@ -88,7 +75,12 @@ pub struct TracepointLayout {
     pub daddr_blob: u16,
     /// `inet_sk_error_report.error`
     pub error: u16,
-    pub _pad: [u16; 2],
+    /// The older layouts' address arrays: IPv4 (`saddr[4]`, `daddr[4]`) and IPv6 (`saddr_v6`,
+    /// `daddr_v6`), local end first; a 4-tuple's key is built from them (see [`TupleKey`]).
+    pub saddr4: u16,
+    pub daddr4: u16,
+    pub saddr6: u16,
+    pub daddr6: u16,
 }
 
 impl TracepointLayout {
@@ -106,7 +98,10 @@ impl TracepointLayout {
         saddr_blob: NO_FIELD,
         daddr_blob: NO_FIELD,
         error: NO_FIELD,
-        _pad: [0; 2],
+        saddr4: NO_FIELD,
+        daddr4: NO_FIELD,
+        saddr6: NO_FIELD,
+        daddr6: NO_FIELD,
     };
 }
 
@@ -192,6 +187,14 @@ pub struct SockOffsets {
     pub socket: u32,
     /// `sock.sk_err`: the error pending for the owner (ECONNABORTED once a tool destroyed it).
     pub err: u32,
+    /// `sock.sk_shutdown`: close() sets both directions before it sends an abort's RST;
+    /// connect(AF_UNSPEC) leaves it as the application had it.
+    pub shutdown: u32,
+    /// `inet_connection_sock.icsk_retransmits`: consecutive timeouts of the oldest unacknowledged
+    /// segment (the SYN, in SYN_SENT); `tcp_done()` leaves it for the error report that follows.
+    pub icsk_retransmits: u32,
+    /// `tcp_sock.total_retrans`: every retransmission of the connection.
+    pub total_retrans: u32,
     pub _pad: u32,
 }
 
@@ -210,30 +213,38 @@ impl SockOffsets {
         active: 0,
         socket: NO_OFFSET,
         err: NO_OFFSET,
+        shutdown: NO_OFFSET,
+        icsk_retransmits: NO_OFFSET,
+        total_retrans: NO_OFFSET,
         _pad: 0,
     };
 }
 
 /// `Event::sk_facts` bits: the socket's condition when it sent a reset (kernels without reasons).
 /// SO_LINGER is on with a zero timeout.
-pub const FACT_LINGER0: u8 = 1;
+pub const FACT_LINGER0: u16 = 1;
 /// More than one sequence number arrived that the application never read (data, not just a FIN).
-pub const FACT_UNREAD: u8 = 2;
+pub const FACT_UNREAD: u16 = 2;
 /// Exactly one unread sequence number: a lone FIN, or one byte.
-pub const FACT_UNREAD_ONE: u8 = 4;
+pub const FACT_UNREAD_ONE: u16 = 4;
 /// A listener's accept queue is over its limit and its namespace has tcp_abort_on_overflow on
 /// (or BTF did not say where to read it): the only way a full queue makes a listener reset.
-pub const FACT_ACCEPT_QUEUE_FULL: u8 = 8;
+pub const FACT_ACCEPT_QUEUE_FULL: u16 = 8;
 /// The triggering segment's ACK falls inside snd_una..=snd_nxt (so not what the stack refused).
-pub const FACT_ACK_IN_WINDOW: u8 = 16;
+pub const FACT_ACK_IN_WINDOW: u16 = 16;
 /// No process holds the socket (`sk_socket` NULL): a listener's child never accepted, or a
 /// socket its application already closed. Read on every kernel.
-pub const FACT_ORPHAN: u8 = 32;
+pub const FACT_ORPHAN: u16 = 32;
 /// The socket's pending error is ECONNABORTED: something destroyed it (`ss -K`, SOCK_DESTROY,
 /// `bpf_sock_destroy`). Read on every kernel; set before the reset only where `tcp_abort()`
 /// reports its error first (6.1 before 6.1.132); later kernels report it after, as an error
 /// report the agent pairs with the reset.
-pub const FACT_DESTROYED: u8 = 64;
+pub const FACT_DESTROYED: u16 = 64;
+/// The peer's FIN arrived (`SOCK_DONE`): it had finished its side. Read on every kernel.
+pub const FACT_PEER_CLOSED: u16 = 128;
+/// A reset from CLOSE whose socket close() did not shut (`sk_shutdown` not both directions):
+/// connect(AF_UNSPEC) disconnected it and the application keeps it.
+pub const FACT_KEPT: u16 = 256;
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
 #[repr(C)]
@@ -284,9 +295,9 @@ impl KernelConfig {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 30);
+const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 34);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 30 * EventKind::COUNT + 4 + 32 + 56 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 32 + 68 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -318,12 +329,53 @@ impl Owner {
     }
 }
 
+/// What the kernel side keeps of one full socket, from connect() (or the first time its owner
+/// is seen) to its CLOSE, and ships with the socket's reset: the facts a verdict needs that the
+/// socket itself no longer shows then. Nothing of it crosses the ring buffer otherwise.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockRecord {
+    pub owner: Owner,
+    /// connect() time (`bpf_ktime_get_ns`); 0 for a socket this host did not open.
+    pub opened_ns: u64,
+    /// When a connection this host opened completed its handshake; 0 before, or not opened here.
+    pub established_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<SockRecord>() == 56);
+
+impl SockRecord {
+    pub const EMPTY: Self = Self { owner: Owner::UNKNOWN, opened_ns: 0, established_ns: 0 };
+}
+
+/// A connection this host opened, as remembered under its owner and remote port: the candidate
+/// sibling of a connect race (happy eyeballs) when one of the two is aborted.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaceEntry {
+    pub sk: u64,
+    pub opened_ns: u64,
+    pub established_ns: u64,
+    /// Remote address: 4 bytes for AF_INET, 16 for AF_INET6 (IPv4-mapped included).
+    pub raddr: [u8; 16],
+    /// AF_INET or AF_INET6; 0 for an empty entry.
+    pub family: u16,
+    pub _pad: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<RaceEntry>() == 48);
+
+impl RaceEntry {
+    pub const EMPTY: Self = Self { sk: 0, opened_ns: 0, established_ns: 0, raddr: [0; 16], family: 0, _pad: [0; 6] };
+}
+
 /// `Event::flags` bits.
 pub const FLAG_OWNER_KNOWN: u32 = 1;
 /// The `trigger_*` fields describe the segment that triggered a sent reset.
 pub const FLAG_TRIGGER_KNOWN: u32 = 2;
-/// `sk_facts` was read from the socket: who holds it (`FACT_ORPHAN`, `FACT_DESTROYED`) on every
-/// kernel, and the reason's stand-ins (the other bits) where `FLAG_STAND_INS_READ` says so.
+/// `sk_facts` was read from the socket: who holds it (`FACT_ORPHAN`, `FACT_DESTROYED`), whether
+/// the peer had closed (`FACT_PEER_CLOSED`) and, from CLOSE, whether close() shut it
+/// (`FACT_KEPT`) on every kernel; the reason's stand-ins where `FLAG_STAND_INS_READ` says so.
 pub const FLAG_FACTS_KNOWN: u32 = 4;
 /// The kernel gives no reason for this reset, and `sk_facts` holds the socket's condition that
 /// stands in for one.
@@ -332,14 +384,32 @@ pub const FLAG_STAND_INS_READ: u32 = 64;
 /// socket, or a TIME_WAIT or request socket, before 6.10): no record; the addresses are the
 /// trigger's, reversed, and `sk_state` is the socket's state (0 without one).
 pub const FLAG_NO_RECORD: u32 = 8;
-/// `current_*` were not captured (a state change inside a known story): they hold stale bytes.
+/// `current_*` were not captured: they hold stale bytes.
 pub const FLAG_NO_CURRENT: u32 = 16;
 /// `sk_state` holds the socket's state read at that instant (received resets, whose records
-/// carry none): right even for a connection older than rsttrace.
+/// carry none; an error report's, the state the socket died in).
 pub const FLAG_STATE_READ: u32 = 32;
+/// `earlier` is the owner of the last connection this host knew on the same 4-tuple (a reset
+/// with no full socket, from TIME_WAIT, or answered by a listener).
+pub const FLAG_EARLIER_OWNER: u32 = 128;
+/// `sibling` holds another connection the owner opened to the same remote port (an aborted
+/// connection this host opened).
+pub const FLAG_SIBLING: u32 = 256;
+/// ... and that connection is still up.
+pub const FLAG_SIBLING_OPEN: u32 = 512;
+/// A socket on this host is the other end of this connection, and was open when the RST came
+/// (received resets).
+pub const FLAG_PEER_LOCAL: u32 = 1024;
+/// An earlier connection on this host used the same 4-tuple (a reset sent in SYN_SENT).
+pub const FLAG_TUPLE_REUSED: u32 = 2048;
+/// `retransmits` was read from the socket.
+pub const FLAG_RETRANSMITS_READ: u32 = 4096;
+/// `closed_from` is the state the socket left for CLOSE just before this event.
+pub const FLAG_CLOSED_FROM: u32 = 8192;
 
 /// One ring-buffer record: the tracepoint's raw record plus what only the kernel knows at that
-/// instant (the current task, the socket's owner, the socket's network namespace).
+/// instant (the current task, the socket's record, its network namespace, the facts read from
+/// it and from what the kernel side remembers of other connections).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct Event {
@@ -352,11 +422,19 @@ pub struct Event {
     pub current_comm: [u8; 16],
     /// cgroup v2 id of `current` (meaningful only where `current` is the owner).
     pub current_cgroup: u64,
-    pub owner: Owner,
+    /// What the kernel side kept of the socket (`FLAG_OWNER_KNOWN` for its owner; the times are
+    /// 0 when unknown).
+    pub sock: SockRecord,
+    /// See `FLAG_EARLIER_OWNER`.
+    pub earlier: Owner,
+    /// See `FLAG_SIBLING`.
+    pub sibling: RaceEntry,
     /// Network namespace inode of the socket (or, without one, of the device the triggering
-    /// segment arrived on); 0 when unknown, and in a `FLAG_NO_CURRENT` state change whose
-    /// socket has no owner on record and is not closing (the agent's story has it).
+    /// segment arrived on); 0 when unknown.
     pub netns: u32,
+    /// Received and sent resets: `tcp_sock.total_retrans`; error reports: `icsk_retransmits`
+    /// (consecutive timeouts). Valid under `FLAG_RETRANSMITS_READ`.
+    pub retransmits: u32,
     pub record_size: u16,
     /// The segment that triggered a sent reset (`FLAG_TRIGGER_KNOWN`): TCP flags, IP version,
     /// source port and address. A reset answered by a listener carries the listener's addresses
@@ -367,16 +445,19 @@ pub struct Event {
     pub trigger_dport: u16,
     /// Socket state for `FLAG_NO_RECORD` and `FLAG_STATE_READ` events (0: no socket).
     pub sk_state: u8,
+    /// See `FLAG_CLOSED_FROM`.
+    pub closed_from: u8,
     /// `FACT_*` bits, valid under `FLAG_FACTS_KNOWN`.
-    pub sk_facts: u8,
-    pub _pad: [u8; 2],
+    pub sk_facts: u16,
+    pub _pad: u32,
     pub trigger_saddr: [u8; 16],
     pub trigger_daddr: [u8; 16],
     pub record: [u8; RECORD_MAX],
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 40 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 56 + 40 + 48 + 8 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.
 pub const LOST_SLOT: u32 = 0;
@@ -391,4 +472,5 @@ mod user {
     unsafe impl aya::Pod for SockOffsets {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Owner {}
+    unsafe impl aya::Pod for SockRecord {}
 }

@@ -8,17 +8,20 @@ use aya_ebpf::{
     EbpfContext,
 };
 use rsttrace_common::{
-    Event, EventKind, Owner, SockOffsets, StructOffsets, TracepointLayout, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW,
-    FACT_DESTROYED, FACT_LINGER0, FACT_ORPHAN, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT,
-    FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_STAND_INS_READ, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
+    Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout, FACT_ACCEPT_QUEUE_FULL,
+    FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_KEPT, FACT_LINGER0, FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE,
+    FLAG_CLOSED_FROM, FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL,
+    FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN,
+    FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
 };
 
 use crate::{
+    history,
     maps::{
-        EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_DESTROY_SOCK, LAYOUT_ERROR_REPORT, LAYOUT_RECEIVE_RESET, LAYOUT_RETRANSMIT,
-        LAYOUT_SEND_RESET, LAYOUT_SET_STATE, LOST, OFFSETS, SOCK_OFFSETS, WAKEUPS,
+        CloseSlot, TupleKey, EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_ERROR_REPORT, LAYOUT_RECEIVE_RESET, LAYOUT_SEND_RESET, LAYOUT_SET_STATE,
+        LOST, OFFSETS, SOCK_OFFSETS, WAKEUPS,
     },
-    owner::{self, TCP_CLOSE, TCP_LISTEN, TCP_SYN_SENT},
+    owner::{self, TCP_CLOSE, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
 };
 
 #[inline(always)]
@@ -27,10 +30,8 @@ pub fn layout(kind: EventKind) -> TracepointLayout {
     match kind {
         EventKind::SendReset => LAYOUT_SEND_RESET.load(),
         EventKind::ReceiveReset => LAYOUT_RECEIVE_RESET.load(),
-        EventKind::Retransmit => LAYOUT_RETRANSMIT.load(),
         EventKind::SetState => LAYOUT_SET_STATE.load(),
         EventKind::ErrorReport => LAYOUT_ERROR_REPORT.load(),
-        EventKind::DestroySock => LAYOUT_DESTROY_SOCK.load(),
     }
 }
 
@@ -194,7 +195,7 @@ const SOCK_LINGER: u64 = 4;
 /// What the socket itself says about why it sent a reset, for kernels that give no reason:
 /// read at the moment of sending, when nothing has changed yet. `None` when BTF lacks a field.
 #[inline(always)]
-fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -> Option<u8> {
+fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -> Option<u16> {
     // SAFETY: probe reads only.
     unsafe {
         match state {
@@ -250,12 +251,17 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
 }
 
 const ECONNABORTED: i32 = 103;
+/// `enum sock_flags` bit set when the peer's FIN arrived.
+const SOCK_DONE: u64 = 1;
+/// `RCV_SHUTDOWN | SEND_SHUTDOWN`
+const SHUTDOWN_MASK: u8 = 3;
 
-/// Who holds the socket, read on every kernel (a reason names neither): no process
-/// ([`FACT_ORPHAN`]), and whether a tool destroyed it ([`FACT_DESTROYED`]: ECONNABORTED pending,
-/// where `tcp_abort()` sets it before its reset).
+/// Who holds the socket and how it stands, read on every kernel (a reason names none of it): no
+/// process ([`FACT_ORPHAN`]); a tool destroyed it ([`FACT_DESTROYED`]: ECONNABORTED pending,
+/// where `tcp_abort()` sets it before its reset); the peer had finished ([`FACT_PEER_CLOSED`]);
+/// and, from CLOSE, that close() did not shut it ([`FACT_KEPT`]: a disconnect).
 #[inline(always)]
-fn holder_facts(sk: u64, o: &SockOffsets) -> u8 {
+fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
     let mut facts = 0;
     // SAFETY: probe reads only.
     unsafe {
@@ -265,8 +271,98 @@ fn holder_facts(sk: u64, o: &SockOffsets) -> u8 {
         if o.err != NO_OFFSET && read::<i32>(sk + o.err as u64) == Some(ECONNABORTED) {
             facts |= FACT_DESTROYED;
         }
+        if o.flags != NO_OFFSET && read::<u64>(sk + o.flags as u64).is_some_and(|f| f & (1 << SOCK_DONE) != 0) {
+            facts |= FACT_PEER_CLOSED;
+        }
+        if state == TCP_CLOSE && o.shutdown != NO_OFFSET && read::<u8>(sk + o.shutdown as u64).is_some_and(|s| s & SHUTDOWN_MASK != SHUTDOWN_MASK) {
+            facts |= FACT_KEPT;
+        }
     }
     facts
+}
+
+#[inline(always)]
+fn read_u32(sk: u64, offset: u32) -> Option<u32> {
+    if sk == 0 || offset == NO_OFFSET {
+        return None;
+    }
+    // SAFETY: probe read only.
+    unsafe { read::<u32>(sk + offset as u64) }
+}
+
+#[inline(always)]
+fn read_u8(sk: u64, offset: u32) -> Option<u8> {
+    if sk == 0 || offset == NO_OFFSET {
+        return None;
+    }
+    // SAFETY: probe read only.
+    unsafe { read::<u8>(sk + offset as u64) }
+}
+
+const AF_INET_U32: u16 = 2;
+
+/// The last four bytes of an address as stored in a record or a segment: all of an IPv4 one.
+#[inline(always)]
+fn tail(addr: &[u8; 16], ipv4: bool) -> u32 {
+    if ipv4 {
+        u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]])
+    } else {
+        u32::from_ne_bytes([addr[12], addr[13], addr[14], addr[15]])
+    }
+}
+
+/// This host's 4-tuple for the connection a segment belongs to: the segment's destination is
+/// the local end.
+#[inline(always)]
+fn trigger_key(t: &Trigger) -> TupleKey {
+    let v4 = t.ip_version == 4;
+    TupleKey { lport: t.dport, rport: t.sport, laddr: tail(&t.daddr, v4), raddr: tail(&t.saddr, v4) }
+}
+
+/// The 4-tuple of an older-layout record (family, host-order ports, both address arrays).
+#[inline(always)]
+pub fn record_key<F: Fields>(d: &F, l: &TracepointLayout) -> Option<TupleKey> {
+    let family = d.get::<u16>(l.family)?;
+    let (laddr, raddr) = if family == AF_INET_U32 {
+        (d.get::<u32>(l.saddr4)?, d.get::<u32>(l.daddr4)?)
+    } else {
+        if l.saddr6 == NO_FIELD || l.daddr6 == NO_FIELD {
+            return None;
+        }
+        (d.get::<u32>(l.saddr6 + 12)?, d.get::<u32>(l.daddr6 + 12)?)
+    };
+    Some(TupleKey { lport: d.get::<u16>(l.sport)?, rport: d.get::<u16>(l.dport)?, laddr, raddr })
+}
+
+/// What the kernel side remembers of the 4-tuple a sent reset answers: who owned the last
+/// connection on it, where no full socket of a connection sent the reset (none, a TIME_WAIT or
+/// request socket, or a listener answering for a connection it does not know); and, in
+/// SYN_SENT, whether an earlier connection used it. Returns the flags to set.
+#[inline(always)]
+unsafe fn sent_history(event: *mut Event, sk: u64, state: i32, t: &Trigger) -> u32 {
+    let Some(earlier) = history::tuple(&trigger_key(t)) else { return 0 };
+    if sk == 0 || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_LISTEN {
+        if earlier.owner.is_known() {
+            // SAFETY: the caller's reserved event.
+            unsafe { (*event).earlier = earlier.owner };
+            return FLAG_EARLIER_OWNER;
+        }
+    } else if state == TCP_SYN_SENT {
+        // A socket in SYN_SENT has noted nothing under its 4-tuple yet: this is an earlier one's.
+        return FLAG_TUPLE_REUSED;
+    }
+    0
+}
+
+/// An aborted connection this host opened: the other connection its owner opened to the same
+/// remote port most recently, and whether that one is still up. Returns the flags to set.
+#[inline(always)]
+unsafe fn race_sibling(event: *mut Event, sk: u64, tgid: u32, rport: u16) -> u32 {
+    let Some(sibling) = history::sibling(tgid, rport, sk) else { return 0 };
+    // SAFETY: the caller's reserved event.
+    unsafe { (*event).sibling = *sibling };
+    let open = owner::record(sibling.sk).is_some_and(|r| r.opened_ns == sibling.opened_ns);
+    FLAG_SIBLING | if open { FLAG_SIBLING_OPEN } else { 0 }
 }
 
 /// The socket's namespace has `net.ipv4.tcp_abort_on_overflow` on; `true` when BTF did not say
@@ -331,7 +427,7 @@ unsafe fn copy_record(ctx: &TracePointContext, record: &mut [u8; RECORD_MAX], si
 /// Reserve an event, fill it and submit it; count it as lost when the buffer is full.
 /// Where the filter reads record fields from: the copy in a reserved event, or (to filter
 /// before reserving) the tracepoint record itself.
-trait Fields {
+pub trait Fields {
     fn get<T: Copy>(&self, offset: u16) -> Option<T>;
 }
 
@@ -342,7 +438,7 @@ impl Fields for Draft {
     }
 }
 
-struct Record<'a>(&'a TracePointContext);
+pub struct Record<'a>(pub &'a TracePointContext);
 
 impl Fields for Record<'_> {
     #[inline(always)]
@@ -371,16 +467,6 @@ fn listed(port: u16, list: &[u16; MAX_FILTER_PORTS], count: u8) -> bool {
         i += 1;
     }
     false
-}
-
-/// The filter names owners (`-p`, `-c`): the kernel side must know connect()'s owner too.
-#[inline(always)]
-pub fn filters_by_owner() -> bool {
-    if FILTER_ACTIVE.load() == 0 {
-        return false;
-    }
-    let f = FILTER.load();
-    f.pid != 0 || f.cgroup != 0
 }
 
 /// The filter names a cgroup (`-c`), the only use of a task's cgroup id: the helper is skipped
@@ -430,19 +516,6 @@ fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
     true
 }
 
-/// What an event carries beyond its record, its owner and its time.
-#[derive(Clone, Copy)]
-pub struct Detail {
-    /// The current task.
-    pub current: bool,
-    /// The socket's namespace (free when the owner on record has it; two helper reads if not).
-    pub netns: bool,
-}
-
-impl Detail {
-    pub const FULL: Self = Self { current: true, netns: true };
-}
-
 /// An event reserved in the ring buffer with the tracepoint record already copied in: fields are
 /// read from the copy (ordinary memory, any offset the bounds check allows) instead of through a
 /// helper call each. Dropped without `submit`, it is discarded.
@@ -461,28 +534,13 @@ impl Draft {
         // events must neither crowd out others nor count as lost. (Helper reads, so only then.)
         if FILTER_ACTIVE.load() != 0 {
             let sk: u64 = probe_field(ctx, layout(kind).skaddr).unwrap_or(0);
-            let owner = owner::lookup(sk);
+            let owner = owner::owner_of(sk);
             if !passes(&Record(ctx), kind, &owner) {
                 return None;
             }
         }
         let Some(entry) = EVENTS.reserve::<Event>(0) else {
             count_lost();
-            return None;
-        };
-        Some(Self::with_record(ctx, kind, entry))
-    }
-
-    /// `reserve` without the early filter, for a program that must act on every event (keep
-    /// `OWNERS` right for sockets the filter drops too) before its `submit` applies the filter.
-    /// A full ring buffer counts the event as lost only if the filter would have kept it.
-    #[inline(always)]
-    pub fn reserve_unfiltered(ctx: &TracePointContext, kind: EventKind) -> Option<Self> {
-        let Some(entry) = EVENTS.reserve::<Event>(0) else {
-            let sk: u64 = probe_field(ctx, layout(kind).skaddr).unwrap_or(0);
-            if FILTER_ACTIVE.load() == 0 || passes(&Record(ctx), kind, &owner::lookup(sk)) {
-                count_lost();
-            }
             return None;
         };
         Some(Self::with_record(ctx, kind, entry))
@@ -538,62 +596,88 @@ impl Draft {
         }
     }
 
-    /// Fill in what only the kernel knows now and submit, unless the load-time filter rejects it.
-    /// Returns whether the event went out (not filtered, not discarded).
+    /// A listener's start or end, with its owner.
     #[inline(always)]
-    pub fn submit(self, sk: u64, skb: u64) -> bool {
-        self.submit_owned(sk, skb, owner::lookup(sk), Detail::FULL)
+    pub fn submit_listener(mut self, sk: u64, owner: Owner) -> bool {
+        if !passes(&self, self.kind, &owner) {
+            return false;
+        }
+        let Some(mut entry) = self.entry.take() else { return false };
+        let event = entry.as_mut_ptr();
+        // SAFETY: `event` points at a reserved, writable ring-buffer slot of size_of::<Event>().
+        unsafe {
+            (*event).ts_ns = bpf_ktime_get_ns();
+            (*event).flags = if owner.is_known() { FLAG_OWNER_KNOWN } else { 0 };
+            (*event).sock.owner = owner;
+            (*event).current_pid_tgid = bpf_get_current_pid_tgid();
+            if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
+                (*event).current_comm[0] = 0;
+            }
+            (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
+            (*event).netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
+        }
+        entry.submit(wakeup_flags());
+        true
     }
 
-    /// `submit` for a caller that already looked the owner up (or just learned it).
+    /// Fill in what only the kernel knows now and submit, unless the load-time filter rejects it.
+    /// `sock` is the socket's record (`SockRecord::EMPTY` when there is none); `close` the CLOSE
+    /// this socket made just before in the same call, if it did. Returns whether the event went
+    /// out (not filtered, not discarded).
     #[inline(always)]
-    pub fn submit_owned(mut self, sk: u64, skb: u64, owner: Owner, detail: Detail) -> bool {
+    pub fn submit(mut self, sk: u64, skb: u64, sock: Option<&SockRecord>, close: Option<&CloseSlot>) -> bool {
+        let owner = sock.map_or(Owner::UNKNOWN, |r| r.owner);
         if !passes(&self, self.kind, &owner) {
             return false; // dropped: discarded
         }
+        let kind = self.kind as u32;
         // Read from the copied record before the entry is taken out of the draft.
-        let state: i32 = if self.kind as u32 == EventKind::SendReset as u32 {
-            self.field(layout(EventKind::SendReset).state).unwrap_or(0)
-        } else {
-            0
-        };
+        let state: i32 = if kind == EventKind::SendReset as u32 { self.field(layout(EventKind::SendReset).state).unwrap_or(0) } else { 0 };
+        let receive_key = if kind == EventKind::ReceiveReset as u32 { record_key(&self, &layout(EventKind::ReceiveReset)) } else { None };
         let Some(mut entry) = self.entry.take() else { return false };
         let offsets = OFFSETS.load();
         let event = entry.as_mut_ptr();
-        // Fields the agent reads only under a flag (owner, trigger) are not zeroed when the flag
-        // is clear: zeroing arrays costs byte-wise loops in BPF, and ring-buffer memory only ever
-        // holds this program's own earlier events.
+        // Fields the agent reads only under a flag (owner, trigger, history) are not zeroed when
+        // the flag is clear: zeroing arrays costs byte-wise loops in BPF, and ring-buffer memory
+        // only ever holds this program's own earlier events.
         // SAFETY: `event` points at a reserved, writable ring-buffer slot of size_of::<Event>().
         unsafe {
             (*event).ts_ns = bpf_ktime_get_ns();
             (*event).flags = 0;
+            match sock {
+                Some(r) => (*event).sock = *r,
+                None => {
+                    (*event).sock.owner.tgid = 0;
+                    (*event).sock.opened_ns = 0;
+                    (*event).sock.established_ns = 0;
+                }
+            }
             if owner.is_known() {
-                (*event).owner = owner;
                 (*event).flags = FLAG_OWNER_KNOWN;
             }
-            if detail.current {
-                (*event).current_pid_tgid = bpf_get_current_pid_tgid();
-                // Straight into the ring buffer, not through a zeroed stack copy.
-                if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
-                    (*event).current_comm[0] = 0;
-                }
-                // For an owner named by `current`.
-                (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
-            } else {
-                (*event).flags |= FLAG_NO_CURRENT;
+            (*event).current_pid_tgid = bpf_get_current_pid_tgid();
+            // Straight into the ring buffer, not through a zeroed stack copy.
+            if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
+                (*event).current_comm[0] = 0;
             }
-            (*event).netns = if owner.netns != 0 {
-                owner.netns
-            } else if detail.netns {
-                netns_of(sk, skb, &offsets)
-            } else {
-                0 // the agent takes its story's
+            // For an owner named by `current`.
+            (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
+            // An error report has no socket of its own: the one that just closed is its socket.
+            let netns_sk = match close {
+                Some(c) if sk == 0 => c.sk,
+                _ => sk,
             };
+            (*event).netns = if owner.netns != 0 { owner.netns } else { netns_of(netns_sk, skb, &offsets) };
+            if let Some(c) = close {
+                (*event).closed_from = c.old_state as u8;
+                (*event).flags |= FLAG_CLOSED_FROM;
+            }
             if let Some(state) = self.no_record_state {
                 (*event).flags |= FLAG_NO_RECORD;
                 (*event).sk_state = state;
             }
-            if self.kind as u32 == EventKind::SendReset as u32 {
+            let sock_offsets = SOCK_OFFSETS.load();
+            if kind == EventKind::SendReset as u32 {
                 let trigger = trigger_of(skb, &offsets);
                 // The kprobe runs on entry, before tcp_v{4,6}_send_reset() returns without
                 // sending for a segment that is itself a RST (or has no local destination, which
@@ -602,6 +686,10 @@ impl Draft {
                     entry.discard(BPF_RB_NO_WAKEUP);
                     return false;
                 }
+                let state = match self.no_record_state {
+                    Some(s) => s as i32,
+                    None => state,
+                };
                 if let Some(t) = &trigger {
                     (*event).tcp_flags = t.tcp_flags;
                     (*event).trigger_ip_version = t.ip_version;
@@ -610,30 +698,58 @@ impl Draft {
                     (*event).trigger_saddr = t.saddr;
                     (*event).trigger_daddr = t.daddr;
                     (*event).flags |= FLAG_TRIGGER_KNOWN;
+                    (*event).flags |= sent_history(event, sk, state, t);
                 }
                 // A full socket (the kprobe path sees only TIME_WAIT and request sockets). Who
                 // holds it is read whatever the state; the reason's stand-ins only where they
                 // say something (`sock_facts` is `None` in other states).
-                if sk != 0 && self.no_record_state.is_none() {
-                    let sock = SOCK_OFFSETS.load();
-                    let mut facts = holder_facts(sk, &sock);
+                if sk != 0 && self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV {
+                    let mut facts = holder_facts(sk, state, &sock_offsets);
                     (*event).flags |= FLAG_FACTS_KNOWN;
                     // Load-time constant: kernels with a reason field skip the reason's stand-ins.
-                    if sock.active != 0 {
-                        if let Some(stand_ins) = sock_facts(sk, state, &trigger, &sock) {
+                    if sock_offsets.active != 0 {
+                        if let Some(stand_ins) = sock_facts(sk, state, &trigger, &sock_offsets) {
                             facts |= stand_ins;
                             (*event).flags |= FLAG_STAND_INS_READ;
                         }
                     }
                     (*event).sk_facts = facts;
+                    if let Some(n) = read_u32(sk, sock_offsets.total_retrans) {
+                        (*event).retransmits = n;
+                        (*event).flags |= FLAG_RETRANSMITS_READ;
+                    }
+                    if let (Some(r), Some(c)) = (sock, close) {
+                        if state == TCP_CLOSE && r.opened_ns != 0 && r.established_ns != 0 {
+                            (*event).flags |= race_sibling(event, sk, r.owner.tgid, c.key.rport);
+                        }
+                    }
                 }
-            } else if self.kind as u32 == EventKind::ReceiveReset as u32 && sk != 0 {
+            } else if kind == EventKind::ReceiveReset as u32 && sk != 0 {
                 // The record has no state; the socket has it, even for a connection older than
                 // rsttrace (tcp_reset() changes it only after the tracepoint).
                 let state = sk_state(sk);
                 if state != 0 {
                     (*event).sk_state = state;
                     (*event).flags |= FLAG_STATE_READ;
+                }
+                if let Some(n) = read_u32(sk, sock_offsets.total_retrans) {
+                    (*event).retransmits = n;
+                    (*event).flags |= FLAG_RETRANSMITS_READ;
+                }
+                // The other end is a socket on this host that was still open: it sent no RST.
+                if let Some(peer) = receive_key.and_then(|k| history::tuple(&k.reversed())) {
+                    if peer.open != 0 {
+                        (*event).flags |= FLAG_PEER_LOCAL;
+                    }
+                }
+            } else if kind == EventKind::ErrorReport as u32 {
+                if let Some(c) = close {
+                    // `tcp_done()` left the count of consecutive timeouts: the SYN's in
+                    // SYN_SENT, the oldest unacknowledged segment's after.
+                    if let Some(n) = read_u8(c.sk, sock_offsets.icsk_retransmits) {
+                        (*event).retransmits = n as u32;
+                        (*event).flags |= FLAG_RETRANSMITS_READ;
+                    }
                 }
             }
         }

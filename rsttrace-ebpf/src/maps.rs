@@ -1,10 +1,10 @@
 //! Maps and load-time globals shared by all programs.
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use rsttrace_common::{Filter, Owner, SockMsgLayout, SockOffsets, StructOffsets, TracepointLayout, NO_FIELD};
+use rsttrace_common::{Filter, Owner, RaceEntry, SockMsgLayout, SockOffsets, SockRecord, StructOffsets, TracepointLayout, NO_FIELD};
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
 // because reading one copies it onto the BPF stack: a program reads only the parts it needs.
@@ -13,18 +13,13 @@ pub static LAYOUT_SEND_RESET: Global<TracepointLayout> = Global::new(TracepointL
 #[unsafe(no_mangle)]
 pub static LAYOUT_RECEIVE_RESET: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
 #[unsafe(no_mangle)]
-pub static LAYOUT_RETRANSMIT: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
-#[unsafe(no_mangle)]
 pub static LAYOUT_SET_STATE: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
 #[unsafe(no_mangle)]
 pub static LAYOUT_ERROR_REPORT: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
 #[unsafe(no_mangle)]
-pub static LAYOUT_DESTROY_SOCK: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
-#[unsafe(no_mangle)]
 pub static SOCK_MSG: Global<SockMsgLayout> = Global::new(SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD });
 #[unsafe(no_mangle)]
 pub static OFFSETS: Global<StructOffsets> = Global::new(StructOffsets::UNKNOWN);
-/// Read only on kernels whose tcp_send_reset has no reason (`active`).
 #[unsafe(no_mangle)]
 pub static SOCK_OFFSETS: Global<SockOffsets> = Global::new(SockOffsets::UNKNOWN);
 #[unsafe(no_mangle)]
@@ -41,35 +36,92 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub static WAKEUPS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
-/// The received reset this CPU reported last, until its next state change: the CLOSE that
-/// `tcp_reset()` makes next is implied and not reported.
-#[map]
-pub static RESET_CLOSES: PerCpuArray<ResetSlot> = PerCpuArray::with_max_entries(1, 0);
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ResetSlot {
-    pub sk: u64,
-    /// `bpf_jiffies64()` when the reset was reported.
-    pub jiffies: u64,
-}
-
-
 /// Events that found the ring buffer full, per CPU.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Sockets that just sent a RST from CLOSE (an abortive close or a disconnect): only their
-/// destruction tells the agent anything, so only theirs is reported.
-// One shared LRU list: split per CPU, an entry could be evicted before its destroy arrives.
-#[map]
-pub static ABORTED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
-
-/// Socket address → owning task. LRU so sockets we never see closing cannot fill it.
+/// Socket address → what the kernel side keeps of it (`SockRecord`), from connect() or its
+/// owner's first system call until its CLOSE. LRU so sockets we never see closing cannot fill it.
 // One shared LRU list, not one per CPU (BPF_F_NO_COMMON_LRU): split per CPU, each CPU's list
-// holds 65536/CPUs entries, and a CPU busy with short connections would evict the owner of a
+// holds 65536/CPUs entries, and a CPU busy with short connections would evict the record of a
 // long-lived one learned there while the map stood mostly empty. Shared, it evicts about the
 // globally oldest (each CPU holds back a small batch of free entries). It also measured ~20 ns
 // cheaper per insert here.
 #[map]
-pub static OWNERS: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(65536, 0);
+pub static SOCKS: LruHashMap<u64, SockRecord> = LruHashMap::with_max_entries(65536, 0);
+
+/// A connection's 4-tuple as the kernel side keys it: ports in host order, and of each address
+/// its last four bytes (the whole IPv4 address, also IPv4-mapped; for IPv6 a hash input that the
+/// stored key then confirms together with both ports).
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TupleKey {
+    pub lport: u16,
+    pub rport: u16,
+    pub laddr: u32,
+    pub raddr: u32,
+}
+
+impl TupleKey {
+    pub fn reversed(&self) -> Self {
+        Self { lport: self.rport, rport: self.lport, laddr: self.raddr, raddr: self.laddr }
+    }
+}
+
+/// The last connection seen on a 4-tuple (see `history.rs`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TupleEntry {
+    pub key: TupleKey,
+    /// 1 from the handshake's completion to CLOSE.
+    pub open: u32,
+    /// When it was last written.
+    pub ts_ns: u64,
+    pub sk: u64,
+    pub owner: Owner,
+}
+
+pub const TUPLE_SLOTS: u32 = 65536;
+
+/// Direct-mapped by a hash of the 4-tuple: one array store per connection opened and closed,
+/// where a hash map would cost an insert and a delete. A newer connection whose tuple hashes to
+/// the same slot overwrites an older one: history is best effort, and the stored key is compared
+/// before anything is concluded from a slot.
+#[map]
+pub static TUPLES: Array<TupleEntry> = Array::with_max_entries(TUPLE_SLOTS, 0);
+
+/// The last two connections one process opened to one remote port (see `history.rs`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RaceSlot {
+    pub tgid: u32,
+    pub rport: u16,
+    /// Index of the entry written last.
+    pub newest: u16,
+    pub entries: [RaceEntry; 2],
+}
+
+pub const RACE_SLOTS: u32 = 8192;
+
+#[map]
+pub static RACES: Array<RaceSlot> = Array::with_max_entries(RACE_SLOTS, 0);
+
+/// The socket this CPU moved to CLOSE last, with its record as it was: what comes next in the
+/// same kernel call (the abort's RST that close() sends after the state change, the error report
+/// after `tcp_done()`) needs it, and the record itself is gone from `SOCKS` by then.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CloseSlot {
+    pub sk: u64,
+    /// `bpf_jiffies64()` at the change.
+    pub jiffies: u64,
+    pub old_state: u32,
+    /// 1 when `record` holds the socket's record.
+    pub has_record: u32,
+    pub key: TupleKey,
+    pub _pad: u32,
+    pub record: SockRecord,
+}
+
+#[map]
+pub static LAST_CLOSE: PerCpuArray<CloseSlot> = PerCpuArray::with_max_entries(1, 0);

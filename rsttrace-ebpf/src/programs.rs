@@ -1,20 +1,39 @@
-//! One program per tracepoint: reserve the event (the record is copied in), pick out what the
-//! kernel side must act on from the copy, then submit or discard. Programs that usually ship
-//! nothing (error reports, destructions, a received reset's CLOSE) decide from the record first.
+//! One program per hook. Only resets (and a listener's start and end) cross the ring buffer: a
+//! connection that never resets leaves nothing but its record in `SOCKS`, gone at its CLOSE, and
+//! two stores in the history arrays. Event programs reserve the event (the record is copied in),
+//! pick out what they must act on from the copy, then submit or discard.
 use aya_ebpf::{
-    helpers::generated::bpf_jiffies64,
+    EbpfContext,
+    helpers::bpf_ktime_get_ns,
     macros::{kprobe, tracepoint},
     programs::{ProbeContext, TracePointContext},
 };
-use rsttrace_common::{EventKind, Owner};
+use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout};
 
 use crate::{
-    emit::{early_field, filters_by_owner, layout, sk_state, Detail, Draft},
-    maps::{ResetSlot, ABORTED, RESET_CLOSES, SOCK_MSG},
-    owner,
+    emit::{early_field, layout, probe_field, record_key, sk_state, Draft, Record},
+    history,
+    maps::{CloseSlot, TupleKey, SOCKS, SOCK_MSG},
+    owner::{self, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
 };
 
 const IPPROTO_TCP: u16 = 6;
+const AF_INET: u16 = 2;
+
+/// A full socket's reset: its record, or, from CLOSE, the record the CLOSE just before in the
+/// same call took out of `SOCKS` (close() and the stack's aborts change the state first).
+#[inline(always)]
+fn record_at_reset(sk: u64, state: i32) -> (Option<&'static SockRecord>, Option<&'static CloseSlot>) {
+    if sk == 0 || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
+        return (None, None); // no full socket: no record
+    }
+    if state == TCP_CLOSE {
+        if let Some(close) = history::last_close(|c| c.sk == sk) {
+            return ((close.has_record != 0).then_some(&close.record), Some(close));
+        }
+    }
+    (owner::record(sk), None)
+}
 
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
@@ -22,11 +41,9 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let Some(d) = Draft::reserve(&ctx, EventKind::SendReset) else { return 0 };
     let sk: u64 = d.field(l.skaddr).unwrap_or(0);
     let skb: u64 = d.field(l.skbaddr).unwrap_or(0);
-    // Sent from CLOSE: an abortive close or a disconnect, told apart by whether it is destroyed.
-    if sk != 0 && d.field::<i32>(l.state) == Some(owner::TCP_CLOSE) {
-        let _ = ABORTED.insert(sk, 1, 0);
-    }
-    d.submit(sk, skb);
+    let state: i32 = d.field(l.state).unwrap_or(0);
+    let (record, close) = record_at_reset(sk, state);
+    d.submit(sk, skb, record, close);
     0
 }
 
@@ -38,120 +55,173 @@ pub fn send_reset_kprobe(ctx: ProbeContext) -> u32 {
     let sk: u64 = ctx.arg(0).unwrap_or(0);
     let skb: u64 = ctx.arg(1).unwrap_or(0);
     let state = sk_state(sk);
-    if sk != 0 && state as i32 != owner::TCP_TIME_WAIT && state as i32 != owner::TCP_NEW_SYN_RECV {
+    if sk != 0 && state as i32 != TCP_TIME_WAIT && state as i32 != TCP_NEW_SYN_RECV {
         return 0; // a full socket: the tracepoint reports it
     }
     if let Some(d) = Draft::reserve_without_record(EventKind::SendReset, state) {
-        d.submit(sk, skb);
+        d.submit(sk, skb, None, None);
     }
     0
 }
 
-/// A received reset kills its socket: `tcp_reset()` calls `tcp_done()` next, and that CLOSE is
-/// not reported (the agent closes the story at the reset). Only for a reset that went out: a lost
-/// or filtered one leaves the CLOSE to tell.
 #[tracepoint]
 pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
     let Some(d) = Draft::reserve(&ctx, EventKind::ReceiveReset) else { return 0 };
     let sk: u64 = d.field(layout(EventKind::ReceiveReset).skaddr).unwrap_or(0);
-    if d.submit(sk, 0) {
-        if let Some(slot) = RESET_CLOSES.get_ptr_mut(0) {
-            // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs;
-            // `bpf_jiffies64` has no preconditions.
-            unsafe { *slot = ResetSlot { sk, jiffies: bpf_jiffies64() } };
-        }
-    }
+    d.submit(sk, 0, owner::record(sk), None);
     0
 }
 
-/// How many clock ticks after a reported reset its CLOSE may come: microseconds apart in one
-/// kernel call, so the same or the next tick (1 to 8 ms by HZ) leaves room for interrupts and
-/// rules out a later socket at a reused address. Ticks, because the clock itself costs ~60 ns.
-const RESET_CLOSE_WITHIN_TICKS: u64 = 2;
-
-/// This state change is the CLOSE of the socket whose received reset this CPU reported just
-/// before. Every state change clears the slot, so only the next one on this CPU can match, and
-/// only within [`RESET_CLOSE_WITHIN_TICKS`]. A slot left behind (`tcp_reset()` of a socket already in
-/// CLOSE makes no change; a task that moved CPUs in between makes it elsewhere, where it is
-/// reported) thus cannot hide the CLOSE of a later socket at the same address.
-#[inline(always)]
-fn closed_by_reported_reset(sk: u64, new: i32) -> bool {
-    let Some(slot) = RESET_CLOSES.get_ptr_mut(0) else { return false };
-    // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs; the helper
-    // has no preconditions.
-    unsafe {
-        let reset_sk = (*slot).sk;
-        if reset_sk == 0 {
-            return false; // the common case: nothing to clear
-        }
-        (*slot).sk = 0;
-        reset_sk == sk && new == owner::TCP_CLOSE && bpf_jiffies64().wrapping_sub((*slot).jiffies) < RESET_CLOSE_WITHIN_TICKS
-    }
-}
-
-/// Where `inet_sock_set_state` keeps these on every kernel we know (6.1 to 6.18).
+/// Where `inet_sock_set_state` keeps its fields on every kernel we know (6.1 to 6.18).
 const SET_STATE_SKADDR: u16 = 8;
+const SET_STATE_OLDSTATE: u16 = 16;
 const SET_STATE_NEWSTATE: u16 = 20;
+const SET_STATE_SPORT: u16 = 24;
+const SET_STATE_DPORT: u16 = 26;
+const SET_STATE_FAMILY: u16 = 28;
+const SET_STATE_PROTOCOL: u16 = 30;
+const SET_STATE_SADDR: u16 = 32;
+const SET_STATE_DADDR: u16 = 36;
+const SET_STATE_SADDR_V6: u16 = 40;
+const SET_STATE_DADDR_V6: u16 = 56;
 
-#[tracepoint]
-pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
-    let Some(d) = Draft::reserve(&ctx, EventKind::Retransmit) else { return 0 };
-    let sk: u64 = d.field(layout(EventKind::Retransmit).skaddr).unwrap_or(0);
-    d.submit(sk, 0);
-    0
+/// The record's fields sit where every kernel we know puts them (not PREEMPT_RT's longer header).
+#[inline(always)]
+fn usual_set_state_layout(l: &TracepointLayout) -> bool {
+    l.sport == SET_STATE_SPORT
+        && l.dport == SET_STATE_DPORT
+        && l.family == SET_STATE_FAMILY
+        && l.saddr4 == SET_STATE_SADDR
+        && l.daddr4 == SET_STATE_DADDR
+        && l.saddr6 == SET_STATE_SADDR_V6
+        && l.daddr6 == SET_STATE_DADDR_V6
 }
 
+/// A load at a literal offset of the record: the verifier refuses one through a context pointer
+/// moved by a register, which a load at a run-time offset becomes.
+#[inline(always)]
+fn at<T: Copy, const OFFSET: u16>(ctx: &TracePointContext) -> T {
+    // SAFETY: inside the record (the caller checked this kernel's layout).
+    unsafe { core::ptr::read_volatile((ctx.as_ptr() as *const u8).add(OFFSET as usize) as *const T) }
+}
+
+/// The 4-tuple of a state change's socket, and its family and remote address as a race entry
+/// keeps them.
+#[inline(always)]
+fn set_state_ends(ctx: &TracePointContext) -> Option<(TupleKey, u16, [u8; 16])> {
+    let l = layout(EventKind::SetState);
+    if !usual_set_state_layout(&l) {
+        let key = record_key(&Record(ctx), &l)?;
+        let family = probe_field::<u16>(ctx, l.family)?;
+        let mut raddr = [0u8; 16];
+        if family == AF_INET {
+            raddr[..4].copy_from_slice(&probe_field::<[u8; 4]>(ctx, l.daddr4)?);
+        } else {
+            raddr = probe_field(ctx, l.daddr6)?;
+        }
+        return Some((key, family, raddr));
+    }
+    let family = at::<u16, SET_STATE_FAMILY>(ctx);
+    let mut raddr = [0u8; 16];
+    let (laddr, raddr_tail) = if family == AF_INET {
+        let r = at::<u32, SET_STATE_DADDR>(ctx);
+        raddr[..4].copy_from_slice(&r.to_ne_bytes());
+        (at::<u32, SET_STATE_SADDR>(ctx), r)
+    } else {
+        raddr[..8].copy_from_slice(&at::<u64, SET_STATE_DADDR_V6>(ctx).to_ne_bytes());
+        raddr[8..].copy_from_slice(&at::<u64, { SET_STATE_DADDR_V6 + 8 }>(ctx).to_ne_bytes());
+        (at::<u32, { SET_STATE_SADDR_V6 + 12 }>(ctx), at::<u32, { SET_STATE_DADDR_V6 + 12 }>(ctx))
+    };
+    let key = TupleKey { lport: at::<u16, SET_STATE_SPORT>(ctx), rport: at::<u16, SET_STATE_DPORT>(ctx), laddr, raddr: raddr_tail };
+    Some((key, family, raddr))
+}
+
+/// Keeps each socket's record and the history arrays. Reports only a listener's start (its owner
+/// answers for its connections) and end (the resets of its accept queue come next); every other
+/// transition stays in the kernel.
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SetState);
-    let sk = early_field::<u64, SET_STATE_SKADDR>(&ctx, l.skaddr).unwrap_or(0);
-    let new = early_field::<i32, SET_STATE_NEWSTATE>(&ctx, l.newstate).unwrap_or(0);
-    if closed_by_reported_reset(sk, new) {
-        // The socket's life is over (see below): forget its owner all the same.
-        owner::forget_if_any(sk);
+    // The tracepoint also fires for SCTP and MPTCP sockets; only TCP matters here.
+    if early_field::<u16, SET_STATE_PROTOCOL>(&ctx, l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
         return 0;
     }
-    // Unfiltered until submit: the owner bookkeeping below must also run for sockets the filter
-    // drops, or their stale owners would outlive them and misjudge the next socket at the address.
-    let Some(d) = Draft::reserve_unfiltered(&ctx, EventKind::SetState) else { return 0 };
-    // The tracepoint also fires for SCTP and MPTCP sockets; only TCP matters here.
-    if d.field::<u16>(l.protocol).is_some_and(|p| p != IPPROTO_TCP) {
-        return 0; // dropped: discarded
+    let sk = early_field::<u64, SET_STATE_SKADDR>(&ctx, l.skaddr).unwrap_or(0);
+    let old = early_field::<i32, SET_STATE_OLDSTATE>(&ctx, l.oldstate).unwrap_or(0);
+    let new = early_field::<i32, SET_STATE_NEWSTATE>(&ctx, l.newstate).unwrap_or(0);
+    if sk == 0 {
+        return 0;
     }
-    let old: i32 = d.field(l.oldstate).unwrap_or(0);
-    let new_connection = owner::is_new_connection(old, new);
-    let starts_story = new_connection || new == owner::TCP_LISTEN;
-    let detail = Detail {
-        // connect()'s owner, and a listener's if nothing else names it, is `current`.
-        current: starts_story,
-        // A new story needs it; so does a close, the last word on a story that may have begun
-        // unseen (before rsttrace started, or evicted since) and, for a listener, the key its
-        // owner is filed under. Free when the owner on record has it.
-        netns: starts_story || new == owner::TCP_CLOSE,
-    };
-    let owner = if sk == 0 {
-        Owner::UNKNOWN
-    } else if new_connection {
-        if new == owner::TCP_SYN_SENT && filters_by_owner() {
-            // `-p`/`-c` judge events in the kernel by owner: without it here, every event of
-            // this socket would cross the ring buffer for the agent to drop.
-            owner::learn(sk)
-        } else {
-            owner::forget_if_any(sk);
-            Owner::UNKNOWN
+    match new {
+        TCP_SYN_SENT if old == TCP_CLOSE => owner::open(sk),
+        // A listener's new child; a record at its address is a freed socket's.
+        TCP_SYN_RECV if old != TCP_SYN_SENT => owner::forget_if_any(sk),
+        TCP_ESTABLISHED => established(&ctx, sk, old),
+        TCP_CLOSE => closed(&ctx, sk, old),
+        TCP_LISTEN => {
+            let owner = owner::learn(sk);
+            report_listener(&ctx, sk, owner);
         }
-    } else if owner::is_learned_transition(old, new) {
-        owner::learn(sk)
-    } else {
-        owner::lookup(sk)
-    };
-    d.submit_owned(sk, 0, owner, detail);
-    // The socket's life is over; its memory may next hold a TIME_WAIT or request socket that
-    // must not inherit this owner. The agent keeps the story.
-    if new == owner::TCP_CLOSE && owner.is_known() {
-        owner::forget(sk);
+        _ if owner::is_learned_transition(old, new) => {
+            owner::learn(sk);
+        }
+        _ => {}
     }
     0
+}
+
+/// The handshake completed: the 4-tuple is noted as open (a peer on this host is found by it),
+/// and a connection this host opened is noted under its owner and remote port (a connect race
+/// is found by it).
+#[inline(always)]
+fn established(ctx: &TracePointContext, sk: u64, old: i32) {
+    let Some((key, family, raddr)) = set_state_ends(ctx) else { return };
+    let mut owner = Owner::UNKNOWN;
+    if let Some(record) = SOCKS.get_ptr_mut(&sk) {
+        // SAFETY: pointer into map value memory, valid for this program run.
+        let record = unsafe { &mut *record };
+        owner = record.owner;
+        if old == TCP_SYN_SENT && record.opened_ns != 0 {
+            // SAFETY: helper without preconditions.
+            record.established_ns = unsafe { bpf_ktime_get_ns() };
+            let entry = RaceEntry { sk, opened_ns: record.opened_ns, established_ns: record.established_ns, raddr, family, _pad: [0; 6] };
+            history::note_opened(owner.tgid, key.rport, &entry);
+        }
+    }
+    history::note_tuple(&key, sk, &owner, true);
+}
+
+/// The socket's life is over: its record moves to this CPU's close slot for the rest of the
+/// call, and its 4-tuple is noted as closed by its owner. A listener's close is reported.
+#[inline(always)]
+fn closed(ctx: &TracePointContext, sk: u64, old: i32) {
+    let key = set_state_ends(ctx).map_or(TupleKey { lport: 0, rport: 0, laddr: 0, raddr: 0 }, |(key, _, _)| key);
+    let record = SOCKS.get_ptr(&sk).map(|r| {
+        // SAFETY: map values are plain data.
+        unsafe { *r }
+    });
+    history::note_close(sk, old, &key, record.as_ref());
+    // Only connections that were up have a history worth keeping (not a refused connect).
+    if old != TCP_SYN_SENT && old != TCP_LISTEN && key.rport != 0 {
+        let owner = record.map_or(Owner::UNKNOWN, |r| r.owner);
+        history::note_tuple(&key, sk, &owner, false);
+    }
+    if let Some(record) = record {
+        let _ = SOCKS.remove(&sk);
+        if old == TCP_LISTEN {
+            report_listener(ctx, sk, record.owner);
+        }
+    } else if old == TCP_LISTEN {
+        report_listener(ctx, sk, Owner::UNKNOWN);
+    }
+}
+
+/// A listener started or stopped: the agent keeps listeners by port.
+#[inline(always)]
+fn report_listener(ctx: &TracePointContext, sk: u64, owner: Owner) {
+    if let Some(d) = Draft::reserve(ctx, EventKind::SetState) {
+        d.submit_listener(sk, owner);
+    }
 }
 
 /// Only ETIMEDOUT and ECONNABORTED are news: a timeout that killed the connection without a RST
@@ -162,8 +232,13 @@ const ETIMEDOUT: i32 = 110;
 const ECONNABORTED: i32 = 103;
 /// Where `inet_sk_error_report` keeps them on every kernel we know (6.1 to 6.18).
 const ERROR_REPORT_ERROR: u16 = 8;
+const ERROR_REPORT_SPORT: u16 = 12;
+const ERROR_REPORT_DPORT: u16 = 14;
 const ERROR_REPORT_PROTOCOL: u16 = 18;
 
+/// The record has no socket; `tcp_done()` moved it to CLOSE just before on this CPU, so the
+/// close slot holds its record, the state it died in, and the socket to read its retransmission
+/// count from.
 #[tracepoint]
 pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::ErrorReport);
@@ -173,26 +248,12 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     if early_field::<i32, ERROR_REPORT_ERROR>(&ctx, l.error).is_some_and(|e| e != ETIMEDOUT && e != ECONNABORTED) {
         return 0;
     }
+    let sport = early_field::<u16, ERROR_REPORT_SPORT>(&ctx, l.sport).unwrap_or(0);
+    let dport = early_field::<u16, ERROR_REPORT_DPORT>(&ctx, l.dport).unwrap_or(0);
+    let close = history::last_close(|c| c.key.lport == sport && c.key.rport == dport);
     if let Some(d) = Draft::reserve(&ctx, EventKind::ErrorReport) {
-        d.submit(0, 0);
-    }
-    0
-}
-
-/// `skaddr` in `tcp_destroy_sock` on every kernel we know.
-const DESTROY_SOCK_SKADDR: u16 = 8;
-
-/// Destruction tells an abortive close() (the socket dies in the same call) from a
-/// connect(AF_UNSPEC) disconnect (the socket lives on), which the kernel reports alike. Every
-/// socket is destroyed; only an aborted one's destruction is news, so nothing is reserved first.
-#[tracepoint]
-pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
-    let sk: u64 = early_field::<u64, DESTROY_SOCK_SKADDR>(&ctx, layout(EventKind::DestroySock).skaddr).unwrap_or(0);
-    if sk != 0 && ABORTED.get_ptr(sk).is_some() {
-        let _ = ABORTED.remove(sk);
-        if let Some(d) = Draft::reserve(&ctx, EventKind::DestroySock) {
-            d.submit(sk, 0);
-        }
+        let record = close.filter(|c| c.has_record != 0).map(|c| &c.record);
+        d.submit(0, 0, record, close);
     }
     0
 }
@@ -204,7 +265,7 @@ const SOCK_MSG_PROTOCOL: u16 = 18;
 
 /// `sock:sock_send_length` and `sock:sock_recv_length` (Linux 6.4+) run in the system call of
 /// the task using the socket: the most reliable owner signal, and the one that follows a socket
-/// into a forked child. Nothing is emitted; they only keep `OWNERS` current. They fire for every
+/// into a forked child. Nothing is emitted; they only keep `SOCKS` current. They fire for every
 /// message on every socket, so they must stay cheap.
 #[tracepoint]
 pub fn sock_msg_length(ctx: TracePointContext) -> u32 {

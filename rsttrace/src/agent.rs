@@ -13,7 +13,7 @@ use tokio::{
 
 use crate::{
     cli::{Config, View},
-    conntrack::{Tracker, Visibility},
+    judge::{Judge, Visibility},
     decode::Decoder,
     filter::ReportFilter,
     fold::Folder,
@@ -117,13 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut state = LoopState {
         decoder: loaded.decoder.clone(),
-        tracker: Tracker::new(
-            config.max_connections,
-            Visibility {
-                every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)),
-                socket_destruction: !loaded.capture.missing.iter().any(|m| m.ends_with("tcp_destroy_sock")),
-            },
-        ),
+        judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) }),
         filter: config.filter.clone(),
         folder: Folder::new(config.max_rate, Clock::monotonic_now_ns()),
         summary: Summary::default(),
@@ -185,7 +179,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             if let Err(e) = state.emit(now, now, EMIT_BATCH, &mut sinks) {
                 break 'run Err(e);
             }
-            if !state.tracker.has_due(now) {
+            if !state.judge.has_due(now) {
                 break;
             }
             let ring = ring.get_mut();
@@ -196,8 +190,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if let (Some(at), Some(every)) = (next_summary, summary_every) {
             if tokio::time::Instant::now() >= at {
                 next_summary = Some(at + every);
-                let stats = state.tracker.stats();
-                state.summary.write(&mut io::stdout().lock(), started.elapsed().as_secs_f64(), lost.total(), stats.evicted, state.events_read)?;
+                state.summary.write(&mut io::stdout().lock(), started.elapsed().as_secs_f64(), lost.total(), state.events_read)?;
             }
         }
     };
@@ -223,13 +216,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) if is_broken_pipe(&e) => {}
         other => other?,
     }
-    let stats = state.tracker.stats();
     let secs = started.elapsed().as_secs_f64();
     // The summary goes to stdout in counting mode (it is the output), to stderr otherwise.
     if summary_every.is_some() {
-        state.summary.write(&mut io::stdout().lock(), secs, lost.total(), stats.evicted, state.events_read)?;
+        state.summary.write(&mut io::stdout().lock(), secs, lost.total(), state.events_read)?;
     } else {
-        state.summary.write(&mut io::stderr().lock(), secs, lost.total(), stats.evicted, state.events_read)?;
+        state.summary.write(&mut io::stderr().lock(), secs, lost.total(), state.events_read)?;
     }
     if state.decode_errors > 0 {
         eprintln!("rsttrace: {} events could not be decoded", state.decode_errors);
@@ -272,12 +264,6 @@ fn describe_capture(c: &loader::Capture) {
     if matches!(c.socketless, Socketless::Unseen(_)) {
         blind.extend([Cause::NoListener, Cause::NoSocket, Cause::TimewaitReuse, Cause::DataAfterClose, Cause::Injected].map(Cause::name));
     }
-    if c.missing.iter().any(|m| m.ends_with("tcp_retransmit_skb")) {
-        blind.extend([Cause::RetransmitTimeout.name(), Cause::SynTimeout.name()]);
-    }
-    if c.missing.iter().any(|m| m.ends_with("tcp_destroy_sock")) {
-        blind.push(Cause::AppDisconnect.name());
-    }
     let seen = if blind.is_empty() { "every cause visible".to_string() } else { format!("causes not visible: {}", blind.join(", ")) };
     eprintln!("rsttrace: capture mode: {reasons}; {socketless}; {seen}");
     if !c.missing.is_empty() {
@@ -293,7 +279,7 @@ fn describe_capture(c: &loader::Capture) {
 
 struct LoopState<'m> {
     decoder: Decoder,
-    tracker: Tracker,
+    judge: Judge,
     filter: ReportFilter,
     folder: Folder,
     summary: Summary,
@@ -308,7 +294,7 @@ impl LoopState<'_> {
     fn ingest(&mut self, bytes: &[u8]) {
         self.events_read += 1;
         match self.decoder.decode(bytes) {
-            Ok(event) => self.tracker.observe(event),
+            Ok(event) => self.judge.observe(event),
             Err(err) => {
                 self.decode_errors += 1;
                 log::debug!("undecodable event: {err}");
@@ -320,7 +306,7 @@ impl LoopState<'_> {
     /// `now_ns`), fold them, and write the folded records of an interval that is over. With
     /// `due_ns = u64::MAX` (at exit) everything held goes out, folded records included.
     fn emit(&mut self, due_ns: u64, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        for report in self.tracker.flush_at_most(due_ns, max) {
+        for report in self.judge.flush_at_most(due_ns, max) {
             if !self.filter.matches(&report) {
                 continue;
             }
@@ -344,7 +330,7 @@ impl LoopState<'_> {
             sink.flush()?;
         }
         if let Some(m) = self.metrics.as_deref_mut() {
-            m.set_tracked(self.tracker.stats().tracked);
+            m.set_held(self.judge.held());
         }
         Ok(())
     }
@@ -369,7 +355,7 @@ impl LoopState<'_> {
         if total > self.lost_reported {
             let now = total - self.lost_reported;
             eprintln!("rsttrace: {now} events lost (ring buffer full); {total} in total");
-            self.tracker.note_loss(Clock::monotonic_now_ns());
+            self.judge.note_loss(Clock::monotonic_now_ns());
             if let Some(m) = self.metrics.as_deref_mut() {
                 m.add_lost(now);
             }

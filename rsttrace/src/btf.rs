@@ -237,6 +237,9 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         active: 0,
         socket: get(&[("sock", "sk_socket")]),
         err: get(&[("sock", "sk_err")]),
+        shutdown: get(&[("sock", "sk_shutdown")]),
+        icsk_retransmits: get(&[("inet_connection_sock", "icsk_retransmits")]),
+        total_retrans: get(&[("tcp_sock", "total_retrans")]),
         _pad: 0,
     };
     (offsets, sock, missing)

@@ -107,9 +107,6 @@ pub struct Cli {
     /// limit).
     #[arg(long, value_name = "N", default_value_t = fold::DEFAULT_MAX_RATE)]
     pub max_rate: u32,
-    /// Connections remembered at most; the oldest closed ones are evicted first.
-    #[arg(long, value_name = "N", default_value_t = 65536)]
-    pub max_connections: usize,
     /// tracefs root to read tracepoint formats from (default: find or mount /sys/kernel/tracing).
     #[arg(long, env = "RSTTRACE_TRACEFS", value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
@@ -183,7 +180,6 @@ pub struct Config {
     pub ring_buffer_bytes: u32,
     /// Reports a second written one by one (`--max-rate`); 0 = all.
     pub max_rate: u32,
-    pub max_connections: usize,
     /// `None`: find or mount the standard tracefs.
     pub tracefs: Option<tracefs::Tracefs>,
     pub btf: PathBuf,
@@ -246,7 +242,6 @@ impl TryFrom<Cli> for Config {
             metrics: cli.metrics,
             ring_buffer_bytes: cli.ring_buffer_kib * 1024,
             max_rate: cli.max_rate,
-            max_connections: cli.max_connections,
             tracefs: cli.tracefs.map(tracefs::Tracefs::at),
             btf: cli.btf,
             cost_floor: cli.cost_floor,

@@ -6,13 +6,14 @@ use std::{
 };
 
 use rsttrace_common::{
-    Event, EventKind, TracepointLayout, EVENT_SIZE, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_LINGER0,
-    FACT_ORPHAN, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_FACTS_KNOWN, FLAG_NO_CURRENT, FLAG_NO_RECORD, FLAG_OWNER_KNOWN,
-    FLAG_STAND_INS_READ, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, NO_FIELD, RECORD_MAX,
+    Event, EventKind, Owner, RaceEntry, TracepointLayout, EVENT_SIZE, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED,
+    FACT_KEPT, FACT_LINGER0, FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM, FLAG_EARLIER_OWNER,
+    FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN,
+    FLAG_STAND_INS_READ, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, NO_FIELD, RECORD_MAX,
 };
 
 use crate::{
-    event::{Comm, Endpoints, Family, KernelEvent, Payload, Segment, SockFacts, Task, TcpState},
+    event::{Comm, Endpoints, Family, History, KernelEvent, Payload, Segment, Sibling, SockFacts, Task, TcpState},
     tracefs::{Field, Format},
 };
 
@@ -100,7 +101,10 @@ impl RecordFields {
             saddr_blob: self.saddr.as_ref().filter(|f| f.size >= 24).map_or(NO_FIELD, |f| f.offset as u16),
             daddr_blob: self.daddr.as_ref().filter(|f| f.size >= 24).map_or(NO_FIELD, |f| f.offset as u16),
             error: off(&self.error),
-            _pad: [0; 2],
+            saddr4: self.saddr.as_ref().filter(|f| f.size == 4).map_or(NO_FIELD, |f| f.offset as u16),
+            daddr4: self.daddr.as_ref().filter(|f| f.size == 4).map_or(NO_FIELD, |f| f.offset as u16),
+            saddr6: self.saddr_v6.as_ref().filter(|f| f.size == 16).map_or(NO_FIELD, |f| f.offset as u16),
+            daddr6: self.daddr_v6.as_ref().filter(|f| f.size == 16).map_or(NO_FIELD, |f| f.offset as u16),
         }
     }
 
@@ -205,9 +209,6 @@ impl RecordFields {
                 }),
             },
             EventKind::ReceiveReset => Payload::ReceiveReset { state: None },
-            EventKind::Retransmit => Payload::Retransmit {
-                state: self.state(record, &self.state),
-            },
             EventKind::SetState => Payload::SetState {
                 old: self.state(record, &self.oldstate),
                 new: self.state(record, &self.newstate),
@@ -215,7 +216,6 @@ impl RecordFields {
             EventKind::ErrorReport => Payload::ErrorReport {
                 error: int(record, &self.error).unwrap_or(0) as i32,
             },
-            EventKind::DestroySock => Payload::DestroySock,
         }
     }
 }
@@ -295,12 +295,7 @@ impl Decoder {
             }
         }
         let endpoints = endpoints.as_on_the_wire();
-        let owner = (raw.flags & FLAG_OWNER_KNOWN != 0).then(|| Task {
-            pid: raw.owner.tgid,
-            tid: raw.owner.pid,
-            comm: Comm::from_kernel(&raw.owner.comm),
-            cgroup: raw.owner.cgroup,
-        });
+        let owner = (raw.flags & FLAG_OWNER_KNOWN != 0).then(|| task(&raw.sock.owner));
         Ok(KernelEvent {
             kind,
             ts_ns: raw.ts_ns,
@@ -315,7 +310,7 @@ impl Decoder {
                 }
                 payload => payload,
             },
-            current: (raw.flags & FLAG_NO_CURRENT == 0).then(|| Task {
+            current: Some(Task {
                 pid: (raw.current_pid_tgid >> 32) as u32,
                 tid: raw.current_pid_tgid as u32,
                 comm: Comm::from_kernel(&raw.current_comm),
@@ -332,16 +327,52 @@ impl Decoder {
                 ack_in_window: raw.sk_facts & FACT_ACK_IN_WINDOW != 0,
                 orphan: raw.sk_facts & FACT_ORPHAN != 0,
                 destroyed: raw.sk_facts & FACT_DESTROYED != 0,
+                peer_closed: raw.sk_facts & FACT_PEER_CLOSED != 0,
+                kept: raw.sk_facts & FACT_KEPT != 0,
             }),
+            history: history(&raw),
         })
     }
+}
+
+fn task(owner: &Owner) -> Task {
+    Task { pid: owner.tgid, tid: owner.pid, comm: Comm::from_kernel(&owner.comm), cgroup: owner.cgroup }
+}
+
+fn history(raw: &Event) -> History {
+    let flag = |f: u32| raw.flags & f != 0;
+    let nonzero = |ns: u64| (ns != 0).then_some(ns);
+    History {
+        opened_ns: nonzero(raw.sock.opened_ns),
+        established_ns: nonzero(raw.sock.established_ns),
+        closed_from: flag(FLAG_CLOSED_FROM).then(|| TcpState::from_kernel(raw.closed_from as i64)).flatten(),
+        earlier_owner: (flag(FLAG_EARLIER_OWNER) && raw.earlier.is_known()).then(|| task(&raw.earlier)),
+        sibling: flag(FLAG_SIBLING).then(|| sibling(&raw.sibling, flag(FLAG_SIBLING_OPEN))).flatten(),
+        peer_local: flag(FLAG_PEER_LOCAL),
+        tuple_reused: flag(FLAG_TUPLE_REUSED),
+        retransmits: flag(FLAG_RETRANSMITS_READ).then_some(raw.retransmits),
+    }
+}
+
+/// A race entry's remote end as the wire carries it (an IPv4-mapped address is IPv4).
+fn sibling(e: &RaceEntry, open: bool) -> Option<Sibling> {
+    let raddr = match e.family {
+        AF_INET => IpAddr::V4(Ipv4Addr::new(e.raddr[0], e.raddr[1], e.raddr[2], e.raddr[3])),
+        AF_INET6 => {
+            let v6 = Ipv6Addr::from(e.raddr);
+            v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+        }
+        _ => return None,
+    };
+    let family = if raddr.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 };
+    Some(Sibling { family, raddr, opened_ns: e.opened_ns, established_ns: e.established_ns, open })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::tracefs::tests::{kernel_format, KERNELS};
-    use rsttrace_common::Owner;
+    use rsttrace_common::SockRecord;
 
     pub fn decoder_for(kernel: &str) -> Decoder {
         let mut kinds: [Option<RecordFields>; EventKind::COUNT] = Default::default();
@@ -367,16 +398,24 @@ pub(crate) mod tests {
             current_pid_tgid: (7u64 << 32) | 8,
             current_comm: *b"swapper/1\0\0\0\0\0\0\0",
             current_cgroup: 0,
-            owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0", cgroup: 0, netns: 0, _pad: 0 },
+            sock: SockRecord {
+                owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0", cgroup: 0, netns: 0, _pad: 0 },
+                opened_ns: 0,
+                established_ns: 0,
+            },
+            earlier: Owner::UNKNOWN,
+            sibling: RaceEntry::EMPTY,
             netns: 4026531840,
+            retransmits: 0,
             record_size: format.record_size() as u16,
             tcp_flags: 0,
             trigger_ip_version: 0,
             trigger_sport: 0,
             trigger_dport: 0,
             sk_state: 0,
+            closed_from: 0,
             sk_facts: 0,
-            _pad: [0; 2],
+            _pad: 0,
             trigger_saddr: [0; 16],
             trigger_daddr: [0; 16],
             record: [0; RECORD_MAX],
@@ -443,13 +482,34 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_transition_without_current_decodes_to_none_not_to_stale_bytes() {
+    fn history_is_decoded_only_under_its_flags() {
         let kernel = "6.18.44-host";
-        let record = [("newstate", 4i32.to_le_bytes().to_vec()), ("family", AF_INET.to_le_bytes().to_vec())];
-        let full = event_bytes(kernel, EventKind::SetState, &record);
-        assert_eq!(decoder_for(kernel).decode(&full).unwrap().current.unwrap().pid, 7);
-        let lean = patched(full, |raw| raw.flags |= FLAG_NO_CURRENT);
-        assert_eq!(decoder_for(kernel).decode(&lean).unwrap().current, None);
+        let record = [("state", 7i32.to_le_bytes().to_vec()), ("saddr", sockaddr_in([10, 0, 0, 1], 5000)), ("daddr", sockaddr_in([10, 0, 0, 2], 80))];
+        let bare = event_bytes(kernel, EventKind::SendReset, &record);
+        // Stale bytes everywhere a flag is clear: none of them may be read.
+        let stale = patched(bare.clone(), |raw| {
+            raw.earlier = raw.sock.owner;
+            raw.sibling.family = AF_INET;
+            raw.retransmits = 9;
+            raw.closed_from = 1;
+        });
+        assert_eq!(decoder_for(kernel).decode(&stale).unwrap().history, History::default());
+        let full = patched(bare, |raw| {
+            raw.flags |= FLAG_EARLIER_OWNER | FLAG_SIBLING | FLAG_SIBLING_OPEN | FLAG_PEER_LOCAL | FLAG_TUPLE_REUSED | FLAG_RETRANSMITS_READ | FLAG_CLOSED_FROM;
+            raw.sock.opened_ns = 5;
+            raw.sock.established_ns = 6;
+            raw.earlier = raw.sock.owner;
+            // A dual-stack client's IPv4 connection: an IPv4-mapped IPv6 address.
+            raw.sibling = RaceEntry { sk: 1, opened_ns: 4, established_ns: 7, raddr: Ipv4Addr::new(10, 0, 0, 2).to_ipv6_mapped().octets(), family: AF_INET6, _pad: [0; 6] };
+            raw.retransmits = 3;
+            raw.closed_from = 1;
+        });
+        let h = decoder_for(kernel).decode(&full).unwrap().history;
+        assert_eq!((h.opened_ns, h.established_ns, h.closed_from, h.retransmits), (Some(5), Some(6), Some(TcpState::Established), Some(3)));
+        assert_eq!(h.earlier_owner.unwrap().pid, 812);
+        assert!(h.peer_local && h.tuple_reused);
+        let s = h.sibling.unwrap();
+        assert_eq!((s.family, s.raddr.to_string(), s.opened_ns, s.established_ns, s.open), (Family::Ipv4, "10.0.0.2".to_string(), 4, 7, true));
     }
 
     #[test]

@@ -234,18 +234,16 @@ pub enum Payload {
         /// The socket's state as the kernel side read it at that instant; `None` where it could not.
         state: Option<TcpState>,
     },
-    Retransmit {
-        state: Option<TcpState>,
-    },
+    /// A listener started (`new` LISTEN) or stopped (`old` LISTEN): the kernel side reports no
+    /// other state change.
     SetState {
         old: Option<TcpState>,
         new: Option<TcpState>,
     },
     ErrorReport {
-        /// Positive errno; the kernel side reports only 110 (ETIMEDOUT).
+        /// Positive errno; the kernel side reports only 110 (ETIMEDOUT) and 103 (ECONNABORTED).
         error: i32,
     },
-    DestroySock,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,24 +253,58 @@ pub struct KernelEvent {
     pub ts_ns: u64,
     /// Kernel socket address; 0 when the event has none.
     pub sk: u64,
-    /// Kernel address of the segment (sent resets, retransmits); a retransmit of the same
-    /// segment reuses it.
+    /// Kernel address of the segment (sent resets).
     pub skb: u64,
     /// The segment that triggered a sent reset, when the kernel side could read it.
     pub trigger: Option<Segment>,
     pub endpoints: Endpoints,
     pub payload: Payload,
-    /// The task the CPU was running; `None` where the kernel side did not capture it (a state
-    /// change that neither begins a connection nor listens: the agent needs no `current` there).
+    /// The task the CPU was running.
     pub current: Option<Task>,
-    /// The task last seen using the socket in process context, per the kernel side's map.
+    /// The task last seen using the socket in process context, per the kernel side's record.
     pub owner: Option<Task>,
-    /// Network namespace inode of the socket; 0 when unknown (a state change may leave it to the
-    /// connection's story).
+    /// Network namespace inode of the socket; 0 when unknown.
     pub netns: u32,
     /// The sending socket's condition: who holds it on every kernel, the reason's stand-ins on
     /// kernels that give no reason.
     pub facts: Option<SockFacts>,
+    /// What the kernel side kept of the socket and remembered of other connections.
+    pub history: History,
+}
+
+/// What the kernel side knew at the event beyond the socket's state: from the socket's record
+/// (kept from connect() to CLOSE) and from its memory of other connections.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    /// connect() time, for a connection this host opened.
+    pub opened_ns: Option<u64>,
+    /// When that connection's handshake completed.
+    pub established_ns: Option<u64>,
+    /// The state the socket left for CLOSE just before, in the same kernel call.
+    pub closed_from: Option<TcpState>,
+    /// The owner of the last connection on this 4-tuple (a reset with no full socket of its own,
+    /// from TIME_WAIT, or answered by a listener).
+    pub earlier_owner: Option<Task>,
+    /// Another connection the owner opened to the same remote port (for an aborted one).
+    pub sibling: Option<Sibling>,
+    /// The other end is a socket on this host that was open when the RST came.
+    pub peer_local: bool,
+    /// An earlier connection on this host used the same 4-tuple.
+    pub tuple_reused: bool,
+    /// Resets: every retransmission of the connection; timeouts: how many times in a row the
+    /// oldest unacknowledged segment (the SYN, when connecting) timed out.
+    pub retransmits: Option<u32>,
+}
+
+/// A connection its owner opened to the same remote port as another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sibling {
+    pub family: Family,
+    pub raddr: IpAddr,
+    pub opened_ns: u64,
+    pub established_ns: u64,
+    /// Still up when the other was aborted.
+    pub open: bool,
 }
 
 /// What a socket looked like the moment it sent a reset: who holds it (every kernel) and, where
@@ -297,6 +329,11 @@ pub struct SockFacts {
     /// A tool destroyed the socket (`ss -K`): ECONNABORTED was pending when it sent (read on
     /// every kernel; pending before the reset only before 6.1.132).
     pub destroyed: bool,
+    /// The peer's FIN had arrived: it had finished its side (read on every kernel).
+    pub peer_closed: bool,
+    /// From CLOSE: close() did not shut the socket, so connect(AF_UNSPEC) disconnected it and
+    /// the application keeps it (read on every kernel).
+    pub kept: bool,
 }
 
 pub const TCP_FLAG_SYN: u8 = 0x02;

@@ -1,17 +1,17 @@
 //! rsttrace: where every TCP reset on this host came from.
 //!
 //! Flow: `loader` attaches the kernel programs → ring buffer → `decode` (bytes → events) →
-//! `conntrack` (connection stories, owner attribution) → `classify` (cause) → `fold` (reports
+//! `judge` (follow-up pairing, owner attribution) → `classify` (cause) → `fold` (reports
 //! beyond `--max-rate` folded into counted records) → `output`. `agent` wires them in an async
 //! loop; `main.rs` only turns errors into exit codes.
 pub mod agent;
 pub mod btf;
 pub mod classify;
 pub mod cli;
-pub mod conntrack;
 pub mod decode;
 pub mod event;
 pub mod filter;
+pub mod judge;
 pub mod fold;
 pub mod loader;
 pub mod metrics;
@@ -20,4 +20,3 @@ pub mod privileges;
 pub mod recent_sent;
 pub mod report;
 pub mod tracefs;
-pub mod tuple_index;

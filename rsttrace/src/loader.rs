@@ -211,10 +211,8 @@ fn layout_global(kind: EventKind) -> &'static str {
     match kind {
         EventKind::SendReset => "LAYOUT_SEND_RESET",
         EventKind::ReceiveReset => "LAYOUT_RECEIVE_RESET",
-        EventKind::Retransmit => "LAYOUT_RETRANSMIT",
         EventKind::SetState => "LAYOUT_SET_STATE",
         EventKind::ErrorReport => "LAYOUT_ERROR_REPORT",
-        EventKind::DestroySock => "LAYOUT_DESTROY_SOCK",
     }
 }
 

@@ -49,7 +49,7 @@ pub struct Metrics {
     aborts: Family<CauseLabels, Counter>,
     lost: Counter<u64, AtomicU64>,
     folded: Counter<u64, AtomicU64>,
-    tracked: Gauge<i64, AtomicI64>,
+    held: Gauge<i64, AtomicI64>,
     comms: HashSet<String>,
 }
 
@@ -60,7 +60,7 @@ impl Metrics {
         let aborts = Family::<CauseLabels, Counter>::default();
         let lost = Counter::<u64, AtomicU64>::default();
         let folded = Counter::<u64, AtomicU64>::default();
-        let tracked = Gauge::<i64, AtomicI64>::default();
+        let held = Gauge::<i64, AtomicI64>::default();
         let build = Family::<BuildLabels, Gauge>::default();
         registry.register("rsttrace_resets", "TCP resets sent or received, by cause and owning process", resets.clone());
         registry.register("rsttrace_aborts", "Connections that died without a RST (timeouts), by cause", aborts.clone());
@@ -70,10 +70,10 @@ impl Metrics {
             "Reports over --max-rate written only as part of a folded record (rsttrace_resets_total and rsttrace_aborts_total count them all the same)",
             folded.clone(),
         );
-        registry.register("rsttrace_connections_tracked", "Connections in the agent's table", tracked.clone());
+        registry.register("rsttrace_reports_held", "Resets and timeouts held for their follow-up events", held.clone());
         registry.register("rsttrace_build_info", "rsttrace version", build.clone());
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
-        Self { registry: Arc::new(registry), resets, aborts, lost, folded, tracked, comms: HashSet::new() }
+        Self { registry: Arc::new(registry), resets, aborts, lost, folded, held, comms: HashSet::new() }
     }
 
     pub fn record(&mut self, r: &Report) {
@@ -111,8 +111,8 @@ impl Metrics {
         self.folded.inc_by(n);
     }
 
-    pub fn set_tracked(&self, n: usize) {
-        self.tracked.set(n as i64);
+    pub fn set_held(&self, n: usize) {
+        self.held.set(n as i64);
     }
 
     /// Bind now (so a busy address is a start-up error) and serve in the background.

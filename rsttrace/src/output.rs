@@ -670,14 +670,14 @@ mod table_tests {
         let mut summary = Summary::default();
         let mut text = Vec::new();
         summary.add(&report());
-        summary.write(&mut text, 1.0, 0, 0, 0).unwrap();
+        summary.write(&mut text, 1.0, 0, 0).unwrap();
         assert!(!String::from_utf8_lossy(&text).contains("folded"));
         for _ in 0..30 {
             summary.add(&report());
         }
         summary.add_folded(&folded(Port::Local(443), 30));
         let mut text = Vec::new();
-        summary.write(&mut text, 1.0, 0, 0, 0).unwrap();
+        summary.write(&mut text, 1.0, 0, 0).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains(": 31 resets/aborts (0 benign), 0 events lost"), "every reset counted: {text}");
         assert!(text.contains("folded: 30 of them over --max-rate 50/s, written as 1 folded records"), "{text}");
@@ -744,11 +744,10 @@ impl Summary {
 
     /// `events`: read from the ring buffer, what the kernel side shipped (the bench's per
     /// connection figure).
-    pub fn write(&self, out: &mut impl Write, seconds: f64, lost: u64, evicted: u64, events: u64) -> io::Result<()> {
+    pub fn write(&self, out: &mut impl Write, seconds: f64, lost: u64, events: u64) -> io::Result<()> {
         writeln!(
             out,
-            "rsttrace: traced {seconds:.1}s: {} resets/aborts ({} benign), {lost} events lost, {evicted} connections evicted, \
-             {events} events read",
+            "rsttrace: traced {seconds:.1}s: {} resets/aborts ({} benign), {lost} events lost, {events} events read",
             self.total, self.benign
         )?;
         if self.folded > 0 {

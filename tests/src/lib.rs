@@ -310,12 +310,16 @@ impl Drop for Cgroup {
     }
 }
 
-/// `rststim` sits next to the test binary's `deps/` directory.
-fn stim_bin() -> PathBuf {
+/// `rststim` and `rstload` sit next to the test binary's `deps/` directory.
+fn test_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("rststim");
+    let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
     assert!(bin.exists(), "{} missing: build the tests with cargo", bin.display());
     bin
+}
+
+fn stim_bin() -> PathBuf {
+    test_bin("rststim")
 }
 
 /// One `rststim` process.
@@ -328,6 +332,13 @@ pub struct Stim {
 impl Stim {
     pub fn spawn(ns: &str, args: &[&str]) -> Self {
         let mut cmd = Command::new(stim_bin());
+        cmd.arg(ns).args(args);
+        Self::start(cmd)
+    }
+
+    /// The benchmark's load generator, `rstload` (see its usage), in namespace `ns`.
+    pub fn load(ns: &str, args: &[&str]) -> Self {
+        let mut cmd = Command::new(test_bin("rstload"));
         cmd.arg(ns).args(args);
         Self::start(cmd)
     }
@@ -398,8 +409,8 @@ impl Drop for Stim {
     }
 }
 
-/// The number just before `marker` on the summary line (`… 12 events lost, 3 connections
-/// evicted`) in rsttrace's stderr.
+/// The number just before `marker` on the summary line (`… 12 events lost, 250 events read`)
+/// in rsttrace's stderr.
 pub fn summary_number(stderr: &str, marker: &str) -> u64 {
     let line = stderr.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("no `{marker}` in: {stderr}"));
     let before = line.split(marker).next().unwrap();

@@ -1,0 +1,133 @@
+//! What the kernel side remembers across connections, for the facts no single socket holds at
+//! its reset: which connection last used a 4-tuple and who owned it (the owner of a reset sent
+//! from TIME_WAIT or for a forgotten connection, a port taken over by another process, a 4-tuple
+//! reused, a peer on this host), and which connections a process opened to one remote port (a
+//! connect race). Plain arrays indexed by a hash: a store per connection, no map insert or delete.
+use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_ns};
+use rsttrace_common::{Owner, RaceEntry, SockRecord};
+
+use crate::maps::{CloseSlot, RaceSlot, TupleEntry, TupleKey, LAST_CLOSE, RACES, RACE_SLOTS, TUPLES, TUPLE_SLOTS};
+
+#[inline(always)]
+fn tuple_slot(key: &TupleKey) -> u32 {
+    let mixed = (key.laddr ^ key.raddr.rotate_left(16)) ^ (((key.lport as u32) << 16) | key.rport as u32);
+    (mixed.wrapping_mul(0x9E37_79B1) >> 16) & (TUPLE_SLOTS - 1)
+}
+
+/// The handshake completed (`open`) or the connection closed: note it under its 4-tuple. A
+/// closing socket's owner comes from its record; without one, the owner noted when it opened
+/// stays.
+#[inline(always)]
+pub fn note_tuple(key: &TupleKey, sk: u64, owner: &Owner, open: bool) {
+    let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
+    // SAFETY: pointer into the array's value memory, valid for this program run. Two CPUs writing
+    // one slot at once can mix two entries; readers compare the key and treat history as a hint.
+    unsafe {
+        let same_socket = (*slot).sk == sk && (*slot).key == *key;
+        (*slot).key = *key;
+        (*slot).open = open as u32;
+        (*slot).ts_ns = bpf_ktime_get_ns();
+        (*slot).sk = sk;
+        if owner.is_known() || !same_socket {
+            (*slot).owner = *owner;
+        }
+    }
+}
+
+/// The last connection noted under `key`, if its slot still holds it. A pointer into the map,
+/// valid for this program run: copies of these would not fit the BPF stack beside an event's.
+#[inline(always)]
+pub fn tuple(key: &TupleKey) -> Option<&'static TupleEntry> {
+    let slot = TUPLES.get_ptr(tuple_slot(key))?;
+    // SAFETY: array value memory, plain data, valid while the program runs.
+    let entry = unsafe { &*slot };
+    (entry.key == *key && entry.ts_ns != 0).then_some(entry)
+}
+
+#[inline(always)]
+fn race_slot(tgid: u32, rport: u16) -> u32 {
+    (tgid ^ ((rport as u32) << 16)).wrapping_mul(0x9E37_79B1) >> 19 & (RACE_SLOTS - 1)
+}
+
+/// A connection this host opened completed its handshake: remember it under its owner and
+/// remote port, beside the one before it.
+#[inline(always)]
+pub fn note_opened(tgid: u32, rport: u16, entry: &RaceEntry) {
+    let Some(slot) = RACES.get_ptr_mut(race_slot(tgid, rport)) else { return };
+    // SAFETY: pointer into the array's value memory, valid for this program run.
+    unsafe {
+        let s: &mut RaceSlot = &mut *slot;
+        if s.tgid != tgid || s.rport != rport {
+            s.tgid = tgid;
+            s.rport = rport;
+            s.entries[1] = RaceEntry::EMPTY;
+            s.newest = 0;
+            s.entries[0] = *entry;
+            return;
+        }
+        let next = if s.newest == 0 { 1 } else { 0 };
+        s.newest = next;
+        if next == 0 {
+            s.entries[0] = *entry;
+        } else {
+            s.entries[1] = *entry;
+        }
+    }
+}
+
+/// The other connection `tgid` opened to `rport` most recently, if any (a pointer into the map).
+#[inline(always)]
+pub fn sibling(tgid: u32, rport: u16, sk: u64) -> Option<&'static RaceEntry> {
+    let slot = RACES.get_ptr(race_slot(tgid, rport))?;
+    // SAFETY: array value memory, plain data, valid while the program runs.
+    let s: &'static RaceSlot = unsafe { &*slot };
+    if s.tgid != tgid || s.rport != rport {
+        return None;
+    }
+    let (newest, older) = if s.newest == 0 { (&s.entries[0], &s.entries[1]) } else { (&s.entries[1], &s.entries[0]) };
+    if newest.family != 0 && newest.sk != sk {
+        Some(newest)
+    } else if older.family != 0 && older.sk != sk {
+        Some(older)
+    } else {
+        None
+    }
+}
+
+/// How many clock ticks after a CLOSE the same kernel call's next event may come: microseconds
+/// apart natively, so the same or the next tick (1 to 8 ms by HZ) leaves room for interrupts and
+/// rules out a later socket at a reused address. Ticks, because the clock itself costs ~60 ns.
+const SAME_CALL_TICKS: u64 = 2;
+
+/// `sk` moved from `old` to CLOSE: keep it, and its record as it was, for the rest of the call.
+#[inline(always)]
+pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>) {
+    let Some(slot) = LAST_CLOSE.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs; the helper
+    // has no preconditions.
+    unsafe {
+        let s: &mut CloseSlot = &mut *slot;
+        s.sk = sk;
+        s.jiffies = bpf_jiffies64();
+        s.old_state = old as u32;
+        s.key = *key;
+        match record {
+            Some(r) => {
+                s.record = *r;
+                s.has_record = 1;
+            }
+            None => s.has_record = 0,
+        }
+    }
+}
+
+/// The CLOSE this CPU made last, if it was `wanted`'s and just now (a pointer into the map).
+#[inline(always)]
+pub fn last_close(wanted: impl Fn(&CloseSlot) -> bool) -> Option<&'static CloseSlot> {
+    let slot = LAST_CLOSE.get_ptr(0)?;
+    // SAFETY: per-CPU slot, plain data, valid while the program runs; the helper has no
+    // preconditions.
+    let s: &'static CloseSlot = unsafe { &*slot };
+    let recent = unsafe { bpf_jiffies64() }.wrapping_sub(s.jiffies) < SAME_CALL_TICKS;
+    (s.sk != 0 && recent && wanted(s)).then_some(s)
+}
