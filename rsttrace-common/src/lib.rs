@@ -340,12 +340,16 @@ pub struct SockRecord {
     pub opened_ns: u64,
     /// When a connection this host opened completed its handshake; 0 before, or not opened here.
     pub established_ns: u64,
+    /// RSTs the socket sent while it lived (a SYN_SENT socket refusing a bad answer goes on
+    /// connecting: its later timeout is that story's end, not an abort of its own).
+    pub resets_sent: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockRecord>() == 56);
+const _: () = assert!(core::mem::size_of::<SockRecord>() == 64);
 
 impl SockRecord {
-    pub const EMPTY: Self = Self { owner: Owner::UNKNOWN, opened_ns: 0, established_ns: 0 };
+    pub const EMPTY: Self = Self { owner: Owner::UNKNOWN, opened_ns: 0, established_ns: 0, resets_sent: 0, _pad: 0 };
 }
 
 /// A connection this host opened, as remembered under its owner and remote port: the candidate
@@ -456,7 +460,7 @@ pub struct Event {
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 56 + 40 + 48 + 8 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + RECORD_MAX);
 const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.

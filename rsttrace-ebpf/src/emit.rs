@@ -650,6 +650,7 @@ impl Draft {
                     (*event).sock.owner.tgid = 0;
                     (*event).sock.opened_ns = 0;
                     (*event).sock.established_ns = 0;
+                    (*event).sock.resets_sent = 0;
                 }
             }
             if owner.is_known() {

@@ -6,7 +6,7 @@
 use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_ns};
 use rsttrace_common::{Owner, RaceEntry, SockRecord};
 
-use crate::maps::{CloseSlot, RaceSlot, TupleEntry, TupleKey, LAST_CLOSE, RACES, RACE_SLOTS, TUPLES, TUPLE_SLOTS};
+use crate::maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_SLOTS};
 
 #[inline(always)]
 fn tuple_slot(key: &TupleKey) -> u32 {
@@ -102,11 +102,14 @@ const SAME_CALL_TICKS: u64 = 2;
 /// `sk` moved from `old` to CLOSE: keep it, and its record as it was, for the rest of the call.
 #[inline(always)]
 pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>) {
-    let Some(slot) = LAST_CLOSE.get_ptr_mut(0) else { return };
-    // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs; the helper
-    // has no preconditions.
+    let Some(all) = LAST_CLOSES.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU slots, no concurrent writer on this CPU while the program runs (a nested
+    // program in softirq finishes before this one resumes); the helper has no preconditions.
     unsafe {
-        let s: &mut CloseSlot = &mut *slot;
+        let all: &mut CloseSlots = &mut *all;
+        let at = (all.newest as usize + 1) % CLOSE_SLOTS;
+        all.newest = at as u32;
+        let s: &mut CloseSlot = &mut all.slots[at];
         s.sk = sk;
         s.jiffies = bpf_jiffies64();
         s.old_state = old as u32;
@@ -121,13 +124,22 @@ pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>
     }
 }
 
-/// The CLOSE this CPU made last, if it was `wanted`'s and just now (a pointer into the map).
+/// The latest CLOSE this CPU made just now that is `wanted` (a pointer into the map).
 #[inline(always)]
 pub fn last_close(wanted: impl Fn(&CloseSlot) -> bool) -> Option<&'static CloseSlot> {
-    let slot = LAST_CLOSE.get_ptr(0)?;
-    // SAFETY: per-CPU slot, plain data, valid while the program runs; the helper has no
+    let all = LAST_CLOSES.get_ptr(0)?;
+    // SAFETY: per-CPU slots, plain data, valid while the program runs; the helper has no
     // preconditions.
-    let s: &'static CloseSlot = unsafe { &*slot };
-    let recent = unsafe { bpf_jiffies64() }.wrapping_sub(s.jiffies) < SAME_CALL_TICKS;
-    (s.sk != 0 && recent && wanted(s)).then_some(s)
+    let all: &'static CloseSlots = unsafe { &*all };
+    let now = unsafe { bpf_jiffies64() };
+    let mut i = 0;
+    while i < CLOSE_SLOTS {
+        // Newest first: a socket address closed twice in a row is the later socket's.
+        let s = &all.slots[(all.newest as usize + CLOSE_SLOTS - i) % CLOSE_SLOTS];
+        if s.sk != 0 && now.wrapping_sub(s.jiffies) < SAME_CALL_TICKS && wanted(s) {
+            return Some(s);
+        }
+        i += 1;
+    }
+    None
 }

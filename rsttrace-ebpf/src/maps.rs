@@ -106,9 +106,11 @@ pub const RACE_SLOTS: u32 = 8192;
 #[map]
 pub static RACES: Array<RaceSlot> = Array::with_max_entries(RACE_SLOTS, 0);
 
-/// The socket this CPU moved to CLOSE last, with its record as it was: what comes next in the
-/// same kernel call (the abort's RST that close() sends after the state change, the error report
-/// after `tcp_done()`) needs it, and the record itself is gone from `SOCKS` by then.
+/// The sockets this CPU moved to CLOSE last, with their records as they were: what comes next in
+/// the same kernel call (the abort's RST that close() sends after the state change, the error
+/// report after `tcp_done()`) needs it, and the record itself is gone from `SOCKS` by then.
+/// Several, because over loopback or veth the RST is traced after its transmission, and the
+/// peer's own CLOSE on receiving it runs on this CPU in between (softirq inside the send).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct CloseSlot {
@@ -123,5 +125,16 @@ pub struct CloseSlot {
     pub record: SockRecord,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CloseSlots {
+    /// Index of the slot written last.
+    pub newest: u32,
+    pub _pad: u32,
+    pub slots: [CloseSlot; CLOSE_SLOTS],
+}
+
+pub const CLOSE_SLOTS: usize = 4;
+
 #[map]
-pub static LAST_CLOSE: PerCpuArray<CloseSlot> = PerCpuArray::with_max_entries(1, 0);
+pub static LAST_CLOSES: PerCpuArray<CloseSlots> = PerCpuArray::with_max_entries(1, 0);

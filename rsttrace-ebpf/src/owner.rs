@@ -47,7 +47,7 @@ pub fn open(sk: u64) {
     // SAFETY: helpers without preconditions.
     let (cgroup, now) = unsafe { (if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 }, bpf_ktime_get_ns()) };
     let owner = Owner { tgid: (pid_tgid >> 32) as u32, pid: pid_tgid as u32, comm, cgroup, netns: 0, _pad: 0 };
-    let _ = SOCKS.insert(&sk, &SockRecord { owner, opened_ns: now, established_ns: 0 }, 0);
+    let _ = SOCKS.insert(&sk, &SockRecord { owner, opened_ns: now, ..SockRecord::EMPTY }, 0);
 }
 
 /// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the

@@ -43,6 +43,12 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let skb: u64 = d.field(l.skbaddr).unwrap_or(0);
     let state: i32 = d.field(l.state).unwrap_or(0);
     let (record, close) = record_at_reset(sk, state);
+    if close.is_none() {
+        if let Some(r) = SOCKS.get_ptr_mut(&sk) {
+            // SAFETY: pointer into map value memory, valid for this program run.
+            unsafe { (*r).resets_sent += 1 };
+        }
+    }
     d.submit(sk, skb, record, close);
     0
 }

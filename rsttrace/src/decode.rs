@@ -351,6 +351,7 @@ fn history(raw: &Event) -> History {
         peer_local: flag(FLAG_PEER_LOCAL),
         tuple_reused: flag(FLAG_TUPLE_REUSED),
         retransmits: flag(FLAG_RETRANSMITS_READ).then_some(raw.retransmits),
+        resets_sent: raw.sock.resets_sent,
     }
 }
 
@@ -402,6 +403,8 @@ pub(crate) mod tests {
                 owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0", cgroup: 0, netns: 0, _pad: 0 },
                 opened_ns: 0,
                 established_ns: 0,
+                resets_sent: 0,
+                _pad: 0,
             },
             earlier: Owner::UNKNOWN,
             sibling: RaceEntry::EMPTY,

@@ -294,6 +294,8 @@ pub struct History {
     /// Resets: every retransmission of the connection; timeouts: how many times in a row the
     /// oldest unacknowledged segment (the SYN, when connecting) timed out.
     pub retransmits: Option<u32>,
+    /// RSTs the socket had sent before this event.
+    pub resets_sent: u32,
 }
 
 /// A connection its owner opened to the same remote port as another.

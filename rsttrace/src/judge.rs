@@ -67,6 +67,10 @@ struct Pending {
     listener_closed_with: Option<ListenerCloseKey>,
     /// For a sent reset: the error its socket's owner was told in the same kernel call.
     error_after: Option<i32>,
+    /// The owner of the listener on the socket's local end when the event came (the listener may
+    /// be gone by the time it is classified): the owner of a connection it accepted, when no
+    /// other names one.
+    listener_owner: Option<Task>,
 }
 
 /// Resets sent to a closing listener's waiting connections share the closer's system call:
@@ -101,10 +105,10 @@ impl Visibility {
 type ListenerKey = (u32, IpAddr, u16);
 
 pub struct Judge {
-    /// Each listening socket's owner.
-    listeners: HashMap<ListenerKey, Task>,
-    /// Per (namespace, port): the owner of the listener that closed there last, and when.
-    closed_listeners: HashMap<(u32, u16), (Task, u64)>,
+    /// Each listening socket's owner, and since when it listens.
+    listeners: HashMap<ListenerKey, (Task, u64)>,
+    /// The owner of the listener that closed at a place last, and when.
+    closed_listeners: HashMap<ListenerKey, (Task, u64)>,
     recent_sent: RecentSent,
     pending: VecDeque<Pending>,
     seen: Visibility,
@@ -168,8 +172,10 @@ impl Judge {
                     self.pending[at].error_after = Some(error);
                 }
                 // A timeout with no RST is an abort of its own; after a keepalive RST the same
-                // error is just its echo.
-                if error == ETIMEDOUT && self.recent_sent.near(&ev.endpoints, ev.ts_ns, SAME_CALL_NS).is_none() {
+                // error is just its echo, and after a connecting socket refused a bad answer
+                // with a RST, the end of that story.
+                let reset_before = ev.history.resets_sent > 0 || self.recent_sent.near(&ev.endpoints, ev.ts_ns, SAME_CALL_NS).is_some();
+                if error == ETIMEDOUT && !reset_before {
                     // The kernel reports a timeout after tcp_done(): the state it died in is the
                     // one it left for CLOSE.
                     let state = ev.history.closed_from;
@@ -212,12 +218,12 @@ impl Judge {
         match (old, new) {
             (_, Some(TcpState::Listen)) => {
                 if let Some(owner) = ev.owner.or(ev.current) {
-                    self.listeners.insert(key, owner);
+                    self.listeners.insert(key, (owner, ev.ts_ns));
                 }
             }
             (Some(TcpState::Listen), Some(TcpState::Close)) => {
-                if let Some(owner) = self.listeners.remove(&key).or(ev.owner) {
-                    self.closed_listeners.insert((ev.netns, ev.endpoints.lport), (owner, ev.ts_ns));
+                if let Some(owner) = self.listeners.remove(&key).map(|(owner, _)| owner).or(ev.owner) {
+                    self.closed_listeners.insert(key, (owner, ev.ts_ns));
                 }
                 // Its queue's resets come next: they are this close's, not an earlier one's
                 // (whose reports may still be held, so its count stays).
@@ -297,31 +303,36 @@ impl Judge {
         Some(key)
     }
 
-    /// The owner of the listener that serves `endpoints`' local end: bound to that address, or
-    /// to the wildcard address of either family (an IPv6 wildcard also takes IPv4).
-    fn listener(&self, netns: u32, endpoints: &Endpoints) -> Option<&Task> {
+    /// The listener that serves `endpoints`' local end in `among`: bound to that address, or to
+    /// the wildcard address of either family (an IPv6 wildcard also takes IPv4).
+    fn serving<'a>(among: &'a HashMap<ListenerKey, (Task, u64)>, netns: u32, endpoints: &Endpoints) -> Option<&'a (Task, u64)> {
         let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-        [endpoints.laddr, any4, any6]
-            .iter()
-            .find_map(|addr| self.listeners.get(&(netns, *addr, endpoints.lport)))
+        [endpoints.laddr, any4, any6].iter().find_map(|addr| among.get(&(netns, *addr, endpoints.lport)))
+    }
+
+    /// The owner of the listener that serves `endpoints`' local end.
+    fn listener(&self, netns: u32, endpoints: &Endpoints) -> Option<Task> {
+        Self::serving(&self.listeners, netns, endpoints).map(|(owner, _)| *owner)
     }
 
     /// A reset with no socket of its connection, sent where another process than the one that
     /// served this peer now listens: (the newcomer, the connection's owner). The connection's
-    /// owner is the kernel side's memory of the 4-tuple or, without it, the listener that closed
-    /// on this port lately.
+    /// owner is the kernel side's memory of the 4-tuple or, without it, the listener that held
+    /// the same place until the newcomer took it.
     fn port_taken(&self, ev: &KernelEvent, state: Option<TcpState>) -> Option<(Task, Task)> {
-        let now = if state == Some(TcpState::Listen) { ev.owner.or_else(|| self.listener(ev.netns, &ev.endpoints).copied()) } else { self.listener(ev.netns, &ev.endpoints).copied() }?;
+        let (listening, since) = *Self::serving(&self.listeners, ev.netns, &ev.endpoints)?;
+        let now = if state == Some(TcpState::Listen) { ev.owner.unwrap_or(listening) } else { listening };
         let served_by = ev.history.earlier_owner.or_else(|| {
-            let (owner, closed) = self.closed_listeners.get(&(ev.netns, ev.endpoints.lport))?;
-            (ev.ts_ns.saturating_sub(*closed) < LISTENER_MEMORY_NS).then_some(*owner)
+            let (owner, closed) = Self::serving(&self.closed_listeners, ev.netns, &ev.endpoints)?;
+            (*closed <= since && ev.ts_ns.saturating_sub(*closed) < LISTENER_MEMORY_NS).then_some(*owner)
         })?;
         (now.pid != served_by.pid).then_some((now, served_by))
     }
 
     fn hold(&mut self, event: KernelEvent, trigger: Trigger, acting: Option<Task>) {
         let deadline_ns = event.ts_ns + HOLD_NS;
+        let listener_owner = if event.owner.is_none() && event.history.opened_ns.is_none() { self.listener(event.netns, &event.endpoints) } else { None };
         match trigger {
             Trigger::Sent { .. } => self.recent_sent.push(event.ts_ns, event.endpoints),
             Trigger::Received { .. } if event.sk != 0 => {
@@ -339,6 +350,7 @@ impl Judge {
             aborted_on_data: false,
             listener_closed_with: None,
             error_after: None,
+            listener_owner,
         });
     }
 
@@ -395,8 +407,8 @@ impl Judge {
             (None, true) => ev.history.earlier_owner.or(ev.owner),
             (None, false) => ev.owner.or(ev.history.earlier_owner),
         };
-        let passive = ev.history.opened_ns.is_none() && !matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) });
-        let owner = recorded.or_else(|| passive.then(|| self.listener(ev.netns, &ev.endpoints).copied()).flatten());
+        let passive = !matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) });
+        let owner = recorded.or(p.listener_owner.filter(|_| passive));
         let attribution = if owner.is_some() { Attribution::SocketOwner } else { Attribution::None };
         (owner, attribution)
     }
