@@ -261,6 +261,10 @@ fn describe_capture(c: &loader::Capture) {
         // tcp_check_oom() aborts look like any other abort without their reason.
         blind.push(Cause::OrphanMemory.name());
     }
+    if c.missing.iter().any(|m| m.ends_with("inet_sk_error_report")) {
+        // The error report is the only sign of a timeout that sent no RST.
+        blind.extend([Cause::RetransmitTimeout.name(), Cause::SynTimeout.name()]);
+    }
     if matches!(c.socketless, Socketless::Unseen(_)) {
         blind.extend([Cause::NoListener, Cause::NoSocket, Cause::TimewaitReuse, Cause::DataAfterClose, Cause::Injected].map(Cause::name));
     }

@@ -104,11 +104,11 @@ fn tracefs_problems_are_one_clear_line() {
 fn a_missing_optional_tracepoint_degrades_and_says_what_is_lost() {
     require_root();
     let root = fake_tracefs("missing-optional");
-    std::fs::remove_dir_all(root.join("events/tcp/tcp_retransmit_skb")).unwrap();
+    std::fs::remove_dir_all(root.join("events/sock/inet_sk_error_report")).unwrap();
     let (code, stderr) = run(&["-d", "1", "--tracefs", root.to_str().unwrap()], &[]);
     std::fs::remove_dir_all(&root).unwrap();
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("tracepoints missing on this kernel: tcp:tcp_retransmit_skb"), "{stderr}");
+    assert!(stderr.contains("tracepoints missing on this kernel: sock:inet_sk_error_report"), "{stderr}");
     assert!(stderr.contains("causes not visible: retransmit_timeout, syn_timeout"), "{stderr}");
     assert!(stderr.contains("tracing TCP resets"), "{stderr}");
 }
