@@ -8,11 +8,13 @@
 //! load-time globals in `maps.rs`, set by the agent before load. A field offset of `NO_FIELD` means "this kernel
 //! has no such field".
 //!
-//! The kernel side also keeps `OWNERS`, socket → the task last seen acting on it in process
-//! context (listen, close, send, receive; the agent takes connect's from its event, see
-//! `owner::is_new_connection`). A reset is often sent or received while
-//! `current` is some unrelated task (a timer in `swapper`, softirq in the peer's process), so each
-//! event carries both `current` and the socket's owner, and the agent decides which to trust.
+//! Only resets cross the ring buffer (and a listener's start and end, and the two errors that
+//! name a reset or a timeout): a connection that never resets costs its state changes' program
+//! runs and a few map operations, nothing in the agent. What a verdict needs from before the
+//! reset is kept in the kernel: per socket, `SOCKS` (its owner, learned only in process context,
+//! and when a connection this host opened began and completed its handshake), and across
+//! connections, the history arrays of `history.rs`. A reset carries them, with what the socket
+//! itself says at that instant.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 

@@ -516,3 +516,263 @@ fn acting_owner(ev: &KernelEvent, state: Option<TcpState>, reason: Option<&str>)
         );
     ev.current.filter(|task| in_syscall && !task.is_kernel_context())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use rsttrace_common::EventKind;
+
+    use super::*;
+    use crate::event::{Family, History, Segment, Sibling, SockFacts};
+    use crate::report::Origin;
+    use TcpState::*;
+
+    const SK: u64 = 0xffff_8880_0000_1000;
+    const NETNS: u32 = 4026532000;
+
+    fn task(pid: u32, comm: &str) -> Task {
+        Task { pid, tid: pid, comm: comm.into(), cgroup: 0 }
+    }
+
+    fn ends(lport: u16) -> Endpoints {
+        Endpoints {
+            family: Family::Ipv4,
+            laddr: "10.0.0.1".parse::<IpAddr>().unwrap(),
+            lport,
+            raddr: "10.0.0.2".parse::<IpAddr>().unwrap(),
+            rport: 80,
+        }
+    }
+
+    /// A recorded event: `ts` in ms, on socket `sk`, run by `current`, with the socket's owner
+    /// as the kernel side's record names it.
+    fn ev(ts_ms: u64, sk: u64, payload: Payload, current: Task, owner: Option<Task>) -> KernelEvent {
+        let kind = match payload {
+            Payload::SendReset { .. } => EventKind::SendReset,
+            Payload::ReceiveReset { .. } => EventKind::ReceiveReset,
+            Payload::SetState { .. } => EventKind::SetState,
+            Payload::ErrorReport { .. } => EventKind::ErrorReport,
+        };
+        KernelEvent {
+            kind,
+            ts_ns: ts_ms * 1_000_000,
+            sk,
+            skb: 0,
+            trigger: None,
+            endpoints: ends(5000),
+            payload,
+            current: Some(current),
+            owner,
+            netns: NETNS,
+            facts: None,
+            history: History::default(),
+        }
+    }
+
+    fn sent(ts: u64, state: Option<TcpState>, reason: Option<&'static str>, current: Task, owner: Option<Task>) -> KernelEvent {
+        let mut e = ev(ts, SK, Payload::SendReset { state, reason: reason.map(|r| (0, r)) }, current, owner);
+        e.facts = Some(SockFacts::default());
+        e
+    }
+
+    fn received(ts: u64, state: TcpState, owner: Option<Task>) -> KernelEvent {
+        ev(ts, SK, Payload::ReceiveReset { state: Some(state) }, task(0, "swapper/0"), owner)
+    }
+
+    fn listener(ts: u64, old: TcpState, new: TcpState, owner: &Task, laddr: &str) -> KernelEvent {
+        let mut e = ev(ts, SK + 0x100, Payload::SetState { old: Some(old), new: Some(new) }, *owner, Some(*owner));
+        e.endpoints = Endpoints { laddr: laddr.parse().unwrap(), lport: 80, raddr: "0.0.0.0".parse().unwrap(), rport: 0, family: Family::Ipv4 };
+        e
+    }
+
+    fn run(events: Vec<KernelEvent>) -> Vec<Report> {
+        let mut j = Judge::new(Visibility::ALL);
+        events.into_iter().for_each(|e| j.observe(e));
+        j.flush(u64::MAX)
+    }
+
+    #[test]
+    fn linger0_close_in_a_forked_child_names_the_child_and_a_disconnect_is_told_apart() {
+        let (parent, child) = (task(100, "server"), task(101, "worker"));
+        let r = &run(vec![sent(10, Some(Close), Some("TCP_STATE"), child, Some(parent))])[0];
+        assert_eq!((r.verdict.cause, r.owner.unwrap().pid, r.attribution), (Cause::AppAbortLinger0, 101, Attribution::CurrentTask));
+        // connect(AF_UNSPEC): close() did not shut the socket.
+        let mut disconnect = sent(10, Some(Close), Some("TCP_STATE"), parent, Some(parent));
+        disconnect.facts = Some(SockFacts { kept: true, ..SockFacts::default() });
+        assert_eq!(run(vec![disconnect])[0].verdict.cause, Cause::AppDisconnect);
+    }
+
+    /// A connection `app` opened, aborted 100 ms after `sibling`'s handshake.
+    fn aborted_beside(sibling: Option<Sibling>) -> Report {
+        let app = task(500, "app");
+        let mut abort = sent(106, Some(Close), Some("TCP_STATE"), app, Some(app));
+        abort.history = History { opened_ns: Some(1_000_000), established_ns: Some(2_000_000), sibling, ..History::default() };
+        run(vec![abort]).remove(0)
+    }
+
+    #[test]
+    fn a_race_loser_needs_a_live_sibling_to_the_same_peer_or_over_the_other_family() {
+        let sibling = |raddr: &str, family, open| Sibling { family, raddr: raddr.parse().unwrap(), opened_ns: 1_500_000, established_ns: 6_000_000, open };
+        let same_host = aborted_beside(Some(sibling("10.0.0.2", Family::Ipv4, true)));
+        assert_eq!((same_host.verdict.cause, same_host.verdict.benign), (Cause::ConnectRaceLoser, true));
+        // Happy eyeballs: the same service over IPv6.
+        assert_eq!(aborted_beside(Some(sibling("fd00::2", Family::Ipv6, true))).verdict.cause, Cause::ConnectRaceLoser);
+        // A proxy talking to another host on the same port, a sibling already gone, none at all:
+        // real aborts.
+        for other in [Some(sibling("10.0.0.3", Family::Ipv4, true)), Some(sibling("10.0.0.2", Family::Ipv4, false)), None] {
+            let r = aborted_beside(other);
+            assert_eq!((r.verdict.cause, r.verdict.benign), (Cause::AppAbortLinger0, false), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_received_reset_that_its_socket_answers_with_a_rst_is_the_stacks_abort_not_a_phantom() {
+        let server = task(80, "server");
+        for reason in [Some("TCP_ABORT_ON_DATA"), None] {
+            let events = vec![received(10, FinWait2, Some(server)), sent(10, Some(Close), reason, task(9, "client"), Some(server))];
+            let reports = run(events);
+            assert_eq!(reports.len(), 1, "{reason:?}: {reports:?}");
+            assert_eq!((reports[0].direction, reports[0].verdict.cause), (Some(Direction::Sent), Cause::DataAfterClose));
+            assert!(reports[0].verdict.why.contains("shut the socket down"), "{}", reports[0].verdict.why);
+        }
+        // A RST 60 ms later is no longer the same call's.
+        let reports = run(vec![received(10, Established, Some(server)), sent(70, Some(Close), Some("TCP_ABORT_ON_DATA"), task(9, "c"), None)]);
+        assert_eq!(reports.len(), 2, "{reports:?}");
+    }
+
+    fn queued_child(ts: u64, closer: Task, closed_from: TcpState) -> KernelEvent {
+        let mut e = sent(ts, Some(Close), Some("TCP_STATE"), closer, None);
+        e.facts = Some(SockFacts { orphan: true, ..SockFacts::default() });
+        e.history.closed_from = Some(closed_from);
+        e
+    }
+
+    #[test]
+    fn closing_a_listener_resets_its_queue_as_listener_closed_counting_the_waiting() {
+        let nginx = task(812, "nginx");
+        let events = vec![
+            listener(1, Close, Listen, &nginx, "0.0.0.0"),
+            listener(10, Listen, Close, &nginx, "0.0.0.0"),
+            queued_child(10, nginx, Established),
+            queued_child(10, nginx, CloseWait),
+        ];
+        let reports = run(events);
+        assert_eq!(reports.len(), 2);
+        for r in &reports {
+            assert_eq!((r.verdict.cause, r.owner.unwrap().pid), (Cause::ListenerClosed, 812));
+            assert!(r.verdict.why.contains("with 2 connections waiting"), "{}", r.verdict.why);
+        }
+        // An orphan a timer or close() resets from a closing state is no listener's.
+        let r = &run(vec![queued_child(10, nginx, FinWait2)])[0];
+        assert_ne!(r.verdict.cause, Cause::ListenerClosed);
+    }
+
+    #[test]
+    fn the_error_after_a_reset_names_it_and_is_no_report_of_its_own() {
+        let curl = task(200, "curl");
+        let keepalive = vec![sent(10, Some(Established), None, task(0, "swapper/1"), Some(curl)), ev(10, 0, Payload::ErrorReport { error: 110 }, task(0, "swapper/1"), Some(curl))];
+        let reports = run(keepalive);
+        assert_eq!(reports.len(), 1, "the timeout is the RST's echo: {reports:?}");
+        assert_eq!((reports[0].verdict.cause, reports[0].owner.unwrap().pid, reports[0].attribution), (Cause::KeepaliveTimeout, 200, Attribution::SocketOwner));
+        let destroyed = vec![sent(10, Some(Established), None, task(991, "ss"), Some(curl)), ev(10, 0, Payload::ErrorReport { error: 103 }, task(991, "ss"), None)];
+        let reports = run(destroyed);
+        assert_eq!(reports.len(), 1);
+        assert!(reports[0].verdict.why.starts_with("ss[991] destroyed the socket of curl[200]"), "{}", reports[0].verdict.why);
+    }
+
+    #[test]
+    fn a_timeout_is_an_abort_in_the_state_it_died_in_unless_its_socket_had_reset() {
+        let app = task(400, "app");
+        let mut timeout = ev(900, 0, Payload::ErrorReport { error: 110 }, task(0, "swapper/0"), Some(app));
+        timeout.history = History { closed_from: Some(Established), retransmits: Some(4), ..History::default() };
+        let r = &run(vec![timeout.clone()])[0];
+        assert_eq!((r.kind, r.verdict.cause, r.verdict.origin), (ReportType::Abort, Cause::RetransmitTimeout, Origin::Network));
+        assert_eq!((r.state, r.owner.unwrap().pid), ("ESTABLISHED", 400));
+        assert!(r.verdict.why.contains("4 times"), "{}", r.verdict.why);
+        timeout.history = History { closed_from: Some(SynSent), retransmits: Some(1), ..History::default() };
+        assert_eq!(run(vec![timeout.clone()])[0].verdict.cause, Cause::SynTimeout);
+        // A connecting socket that refused a bad answer with a RST and then gave up: that story
+        // was told by the RST.
+        timeout.history.resets_sent = 1;
+        assert!(run(vec![timeout]).is_empty());
+    }
+
+    #[test]
+    fn a_received_reset_is_injected_only_when_an_open_local_peer_sent_none() {
+        let client = task(1, "client");
+        let mut rst = received(50, Established, Some(client));
+        rst.history.peer_local = true;
+        let reports = run(vec![rst.clone()]);
+        assert_eq!(reports[0].verdict.cause, Cause::Injected);
+        assert_eq!(reports[0].owner.unwrap().pid, 1, "never the task the softirq ran in");
+        // Events were lost around then: the peer's RST may be among them.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(rst.clone());
+        j.note_loss(60_000_000);
+        assert_eq!(j.flush(u64::MAX)[0].verdict.cause, Cause::PeerReset);
+        // The peer's stack did send it (traced after it was transmitted).
+        let mut peer = sent(50, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "server"), None);
+        peer.sk = SK + 1;
+        peer.endpoints = ends(5000).reversed();
+        let reports = run(vec![rst, peer]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortUnread)));
+    }
+
+    #[test]
+    fn a_time_wait_reset_names_the_closer_the_kernel_side_remembers() {
+        let nginx = task(812, "nginx");
+        let mut rst = sent(20, Some(TimeWait), None, task(300, "client"), None);
+        rst.facts = None;
+        rst.trigger = Some(Segment { tcp_flags: 0x18, saddr: rst.endpoints.raddr, sport: 80, daddr: rst.endpoints.laddr });
+        rst.history.earlier_owner = Some(nginx);
+        let r = &run(vec![rst])[0];
+        assert_eq!(r.verdict.why, "peer sent data after nginx[812] closed the socket");
+        assert_eq!(r.owner.unwrap().pid, 812);
+    }
+
+    fn answered_by_listener(ts: u64, now: &Task) -> KernelEvent {
+        let mut e = sent(ts, Some(Listen), Some("TCP_FLAGS"), task(0, "swapper/0"), Some(*now));
+        e.endpoints = Endpoints { lport: 80, rport: 5000, ..ends(0) };
+        e.trigger = Some(Segment { tcp_flags: 0x18, saddr: e.endpoints.raddr, sport: 80, daddr: e.endpoints.laddr });
+        e
+    }
+
+    #[test]
+    fn a_port_taken_over_by_another_process_is_port_grabbed_for_the_old_owners_connections() {
+        let (old, new) = (task(10, "old"), task(20, "new"));
+        let handover = vec![listener(1, Close, Listen, &old, "10.0.0.1"), listener(5, Listen, Close, &old, "10.0.0.1"), listener(6, Close, Listen, &new, "10.0.0.1")];
+        let mut events = handover.clone();
+        events.push(answered_by_listener(10, &new));
+        let r = &run(events)[0];
+        assert_eq!((r.verdict.cause, r.owner.unwrap().pid), (Cause::PortGrabbed, 10));
+        assert!(r.verdict.why.starts_with("new[20] now holds this port"), "{}", r.verdict.why);
+        // The kernel side's memory of the 4-tuple names the owner where it has one.
+        let mut events = handover;
+        let mut rst = answered_by_listener(10, &new);
+        rst.history.earlier_owner = Some(new);
+        events.push(rst);
+        assert_eq!(run(events)[0].verdict.cause, Cause::NoSocket);
+        // A listener on another address of the same port is no predecessor.
+        let events = vec![listener(1, Close, Listen, &old, "10.9.9.9"), listener(5, Listen, Close, &old, "10.9.9.9"), listener(6, Close, Listen, &new, "10.0.0.1"), answered_by_listener(10, &new)];
+        let r = &run(events)[0];
+        assert_eq!((r.verdict.cause, r.owner.unwrap().pid), (Cause::NoSocket, 20));
+    }
+
+    #[test]
+    fn a_connection_nobody_was_seen_using_belongs_to_the_listener_that_accepted_it() {
+        let server = task(30, "server");
+        // The listener closes while the reset is held: its owner was taken when the reset came.
+        let mut killed = sent(10, Some(Established), Some("TCP_STATE"), task(991, "ss"), None);
+        killed.endpoints = Endpoints { lport: 80, rport: 5000, ..ends(0) };
+        killed.endpoints.laddr = "10.0.0.1".parse().unwrap();
+        let events = vec![listener(1, Close, Listen, &server, "0.0.0.0"), killed, listener(20, Listen, Close, &server, "0.0.0.0")];
+        let r = &run(events)[0];
+        assert_eq!((r.verdict.cause, r.owner.unwrap().pid, r.attribution), (Cause::SocketDestroyed, 30, Attribution::SocketOwner));
+        // A connection this host opened is no listener's.
+        let mut refused = received(10, SynSent, None);
+        refused.endpoints.lport = 80;
+        assert_eq!(run(vec![listener(1, Close, Listen, &server, "0.0.0.0"), refused])[0].owner, None);
+    }
+}

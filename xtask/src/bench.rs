@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::{
     netns::Pair,
-    probe::{cpu_secs, metric, program_ids, status_kib},
+    probe::{cpu_secs, program_ids, status_kib},
 };
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -561,7 +561,6 @@ struct Memory {
     conns: u64,
     rss_kib: u64,
     hwm_kib: u64,
-    tracked: u64,
 }
 
 fn load_average() -> String {
@@ -639,13 +638,12 @@ fn run_all(plan: &Plan) -> Result<String> {
         while conns < MEMORY_CONNECTIONS && t0.elapsed() < Duration::from_secs(plan.memory_limit_seconds) {
             conns += bed.load(Workload::Churn, plan.batch_seconds)?.ops;
         }
-        let tracked = metric(METRICS_PORT, "rsttrace_connections_tracked");
         let (rss_kib, hwm_kib) = (status_kib(tracer.id(), "VmRSS"), status_kib(tracer.id(), "VmHWM"));
         // SAFETY: signalling our own child.
         unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
         tracer.wait()?;
         eprintln!("bench: memory: {conns} connections, RSS {rss_kib} KiB");
-        Memory { conns, rss_kib, hwm_kib, tracked }
+        Memory { conns, rss_kib, hwm_kib }
     };
     let setting = Setting { plan: *plan, cores, load_before, load_after: load_average(), took: started.elapsed() };
     write_report(&setting, &results, &profiles, &sustained, &paced, &memory)
@@ -877,11 +875,10 @@ fn write_report(
     )?;
     writeln!(
         md,
-        "## Memory bound\n\n{} distinct connections churned through `rsttrace --summary` (every core): RSS {:.1} MiB at the end (peak {:.1} MiB), {} connections tracked.\n",
+        "## Memory bound\n\n{} distinct connections churned through `rsttrace --summary` (every core): RSS {:.1} MiB at the end (peak {:.1} MiB).\n",
         memory.conns,
         memory.rss_kib as f64 / 1024.0,
-        memory.hwm_kib as f64 / 1024.0,
-        memory.tracked
+        memory.hwm_kib as f64 / 1024.0
     )?;
 
     let mark = |ok: bool| if ok { "met" } else { "NOT met" };
@@ -983,7 +980,7 @@ mod tests {
 
     #[test]
     fn the_summary_line_is_read_by_its_markers() {
-        let line = "rsttrace: traced 4.0s: 120 resets/aborts (0 benign), 3 events lost, 0 connections evicted, 250 events read";
+        let line = "rsttrace: traced 4.0s: 120 resets/aborts (0 benign), 3 events lost, 250 events read";
         assert_eq!(number_before(line, " resets/aborts"), 120);
         assert_eq!(number_before(line, " events lost"), 3);
         assert_eq!(number_before(line, " events read"), 250);

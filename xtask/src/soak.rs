@@ -60,14 +60,14 @@ pub fn soak(minutes: u64) -> Result<()> {
     let end = started + Duration::from_secs(minutes * 60);
     let mut samples: Vec<(u64, u64, u64, u64)> = Vec::new();
     let mut next_sample = started;
-    let mut out = String::from("minute  rss_kib  tracked  resets_total\n");
+    let mut out = String::from("minute  rss_kib  held  resets_total\n");
     while Instant::now() < end {
         round(&pair)?;
         if Instant::now() >= next_sample {
             let sample = (
                 started.elapsed().as_secs(),
                 status_kib(pid, "VmRSS"),
-                metric(METRICS_PORT, "rsttrace_connections_tracked"),
+                metric(METRICS_PORT, "rsttrace_reports_held"),
                 metric(METRICS_PORT, "rsttrace_resets_total"),
             );
             let line = format!("{:>6.1}  {:>7}  {:>7}  {:>12}\n", sample.0 as f64 / 60.0, sample.1, sample.2, sample.3);

@@ -15,10 +15,8 @@ macro_rules! formats {
         [
             include_str!(concat!("../../testdata/kernels/", $kernel, "/tcp/tcp_send_reset.format")),
             include_str!(concat!("../../testdata/kernels/", $kernel, "/tcp/tcp_receive_reset.format")),
-            include_str!(concat!("../../testdata/kernels/", $kernel, "/tcp/tcp_retransmit_skb.format")),
             include_str!(concat!("../../testdata/kernels/", $kernel, "/sock/inet_sock_set_state.format")),
             include_str!(concat!("../../testdata/kernels/", $kernel, "/sock/inet_sk_error_report.format")),
-            include_str!(concat!("../../testdata/kernels/", $kernel, "/tcp/tcp_destroy_sock.format")),
         ]
     };
 }
