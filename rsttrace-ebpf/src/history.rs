@@ -95,9 +95,11 @@ pub fn sibling(tgid: u32, rport: u16, sk: u64) -> Option<&'static RaceEntry> {
 }
 
 /// How many clock ticks after a CLOSE the same kernel call's next event may come: microseconds
-/// apart natively, so the same or the next tick (1 to 8 ms by HZ) leaves room for interrupts and
-/// rules out a later socket at a reused address. Ticks, because the clock itself costs ~60 ns.
-const SAME_CALL_TICKS: u64 = 2;
+/// apart natively, but a guest under emulation has shown 12 ms between a CLOSE and its RST (the
+/// peer's softirq runs in between), and a tick is 1 to 4 ms by HZ. The slots are matched by
+/// socket and searched newest first, so the bound only keeps an old slot from answering for a
+/// later socket at the same address. Ticks, because the clock itself costs ~60 ns.
+const SAME_CALL_TICKS: u64 = 32;
 
 /// `sk` moved from `old` to CLOSE: keep it, and its record as it was, for the rest of the call.
 #[inline(always)]
