@@ -413,6 +413,39 @@ pub fn refused_storm(net: &Net, f: Family, n: u32, port: &str) {
     assert_eq!(c.expect_line("refused", Duration::from_secs(60)), format!("refused {n}"));
 }
 
+/// A listener on `port` with a backlog of 2 that never accepts, in a server namespace with
+/// `tcp_abort_on_overflow` on, and four clients: the fourth completed handshake finds the queue
+/// full and is reset (`listen_overflow`). Returns the listener, with three connections still
+/// in its queue, and the pid of the client that was reset.
+pub fn overflow_accept_queue(net: &Net, f: Family, port: &str) -> (Stim, u64) {
+    const STEP: Duration = Duration::from_secs(20);
+    net.sysctl(&net.server, "net/ipv4/tcp_abort_on_overflow", "1");
+    let addr = net.server_addr(f);
+    let server = Stim::spawn(&net.server, &["listen", &addr, port, "overflow"]);
+    server.expect_line("ready", STEP);
+    let connect = || {
+        let c = Stim::spawn(&net.client, &["connect", &addr, port, "--wait-go", "--send", "10"]);
+        c.expect_line("ready", STEP);
+        c
+    };
+    let complete = |c: &mut Stim| {
+        c.go();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The listener defers accept until data arrives, so a handshake completes when its client
+    // sends. The queue of pending handshakes is bounded by the backlog too (past it, SYNs get
+    // cookies): fill the accept queue to its backlog of 2, get two more handshakes pending,
+    // then complete them: the last one overflows.
+    let mut queued: Vec<Stim> = (0..2).map(|_| connect()).collect();
+    queued.iter_mut().for_each(complete);
+    let mut third = connect();
+    let mut fourth = connect();
+    complete(&mut third);
+    fourth.go();
+    assert_eq!(fourth.expect_line("errno", STEP), "errno 104");
+    (server, fourth.pid())
+}
+
 /// A report as scenarios name it: `sent:CAUSE`, `received:CAUSE` or `abort:CAUSE`.
 pub fn label(r: &Value) -> String {
     let cause = r["cause"].as_str().unwrap_or("?");
@@ -501,3 +534,4 @@ pub fn assert_kernel_reason(report: &Value, name: &str) {
     };
     assert_eq!(report["kernel_reason"], expected, "{report}");
 }
+
