@@ -11,6 +11,11 @@ use std::{
 
 use serde_json::Value;
 
+pub mod grafana;
+pub mod prometheus;
+pub mod promql;
+pub mod temp_dir;
+
 /// The suite needs root: say so loudly instead of skipping.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -167,14 +172,18 @@ impl Drop for Net {
     }
 }
 
+/// The cargo workspace this crate belongs to.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
 pub fn rsttrace_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("RSTTRACE_BIN") {
         return p.into();
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     ["target/debug/rsttrace", "target/release/rsttrace"]
         .iter()
-        .map(|p| root.join(p))
+        .map(|p| workspace_root().join(p))
         .find(|p| p.exists())
         .expect("rsttrace binary not built: run the suite through `cargo xtask test`")
 }
@@ -533,5 +542,10 @@ pub fn assert_kernel_reason(report: &Value, name: &str) {
         Value::from(name)
     };
     assert_eq!(report["kernel_reason"], expected, "{report}");
+}
+
+/// A loopback port nothing listened on a moment ago (the kernel's pick for port 0).
+pub fn free_local_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
