@@ -22,8 +22,9 @@ const CARGO_FUZZ: &str = "0.13.2";
 const FUZZ_TARGETS: [&str; 2] = ["tracefs_format", "decode_event"];
 /// Seconds per fuzz target in `cargo xtask test`; `cargo xtask fuzz` runs longer.
 const FUZZ_SECONDS_IN_TEST: u32 = 20;
-/// Debian packages the tests use (bpftool: checking that no program is left attached).
-const DEBIAN_PACKAGES: [&str; 3] = ["iproute2", "nftables", "bpftool"];
+/// Debian packages the tests use (bpftool: checking that no program is left attached;
+/// prometheus, with promtool: the fleet test runs the dashboard's and the rules' queries).
+const DEBIAN_PACKAGES: [&str; 4] = ["iproute2", "nftables", "bpftool", "prometheus"];
 
 #[derive(Parser)]
 struct Cli {
