@@ -549,3 +549,12 @@ pub fn free_local_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Run `cargo xtask TASK` in the workspace as a developer would and return the last line it
+/// printed on stdout: what it built (its logs go to stderr, shown if it fails).
+pub fn xtask(task: &str) -> String {
+    let out = Command::new("cargo").current_dir(workspace_root()).args(["xtask", task]).output().expect("run cargo xtask");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cargo xtask {task} failed ({}):\n{stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout.lines().last().unwrap_or_else(|| panic!("cargo xtask {task} printed nothing on stdout:\n{stderr}")).to_string()
+}

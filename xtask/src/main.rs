@@ -1,5 +1,6 @@
 //! Project tasks: `setup` installs what a fresh machine lacks, `run` builds and starts rsttrace,
-//! `test` runs every test. Each runs `setup` first; it takes seconds when nothing is missing.
+//! `test` runs every test, `package` builds the .deb. Each runs `setup` first; it takes seconds
+//! when nothing is missing.
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -8,7 +9,9 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod cpio;
 mod netns;
+mod package;
 mod probe;
+mod release;
 mod soak;
 mod vm;
 
@@ -22,9 +25,11 @@ const CARGO_FUZZ: &str = "0.13.2";
 const FUZZ_TARGETS: [&str; 2] = ["tracefs_format", "decode_event"];
 /// Seconds per fuzz target in `cargo xtask test`; `cargo xtask fuzz` runs longer.
 const FUZZ_SECONDS_IN_TEST: u32 = 20;
-/// Debian packages the tests use (bpftool: checking that no program is left attached;
-/// prometheus, with promtool: the fleet test runs the dashboard's and the rules' queries).
-const DEBIAN_PACKAGES: [&str; 4] = ["iproute2", "nftables", "bpftool", "prometheus"];
+/// Debian packages the tasks and tests use. bpftool: checking that no program is left attached;
+/// prometheus, with promtool: the fleet test runs the dashboard's and the rules' queries;
+/// dpkg-dev (dpkg-shlibdeps) and binutils (strip, objdump): the package; systemd
+/// (systemd-analyze): checking the installed unit.
+const DEBIAN_PACKAGES: [&str; 7] = ["iproute2", "nftables", "bpftool", "prometheus", "dpkg-dev", "binutils", "systemd"];
 
 #[derive(Parser)]
 struct Cli {
@@ -69,6 +74,9 @@ enum Task {
         #[arg(long, default_value_t = 300)]
         seconds: u32,
     },
+    /// Build the Debian package (release binary, systemd unit, docs, dashboard, alert rules);
+    /// prints the .deb's path (target/debian/rsttrace_VERSION_ARCH.deb).
+    Package,
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,16 +104,25 @@ fn run(cli: Cli) -> Result<()> {
         Task::Soak { minutes } => soak::soak(minutes),
         Task::Bench { short } => bench::bench(if short { bench::Plan::SHORT } else { bench::Plan::FULL }),
         Task::VmTest { kernel } => vm_test(&kernel),
+        Task::Package => built(&package::package()?.display()),
     }
+}
+
+/// Name what was built on stdout, alone, for scripts (and the tests) to pick up; the logs go to
+/// stderr.
+fn built(what: &dyn std::fmt::Display) -> Result<()> {
+    println!("{what}");
+    Ok(())
 }
 
 fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// Run a step; what it prints goes to stderr, so that stdout carries only what a task built.
 pub(crate) fn cmd(program: &str, args: &[&str]) -> Result<()> {
     eprintln!("xtask: {program} {}", args.join(" "));
-    let status = Command::new(program).args(args).status().with_context(|| format!("cannot run {program}"))?;
+    let status = Command::new(program).args(args).stdout(std::io::stderr()).status().with_context(|| format!("cannot run {program}"))?;
     if !status.success() {
         bail!("`{program} {}` failed ({status})", args.join(" "));
     }
