@@ -11,6 +11,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod elf;
 pub mod grafana;
 pub mod prometheus;
 pub mod promql;

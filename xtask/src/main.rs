@@ -1,6 +1,6 @@
 //! Project tasks: `setup` installs what a fresh machine lacks, `run` builds and starts rsttrace,
-//! `test` runs every test, `package` builds the .deb. Each runs `setup` first; it takes seconds
-//! when nothing is missing.
+//! `test` runs every test, `package` and `image` build the .deb and the container image. Each
+//! runs `setup` first; it takes seconds when nothing is missing.
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod cpio;
+mod image;
 mod netns;
 mod package;
 mod probe;
@@ -28,8 +29,8 @@ const FUZZ_SECONDS_IN_TEST: u32 = 20;
 /// Debian packages the tasks and tests use. bpftool: checking that no program is left attached;
 /// prometheus, with promtool: the fleet test runs the dashboard's and the rules' queries;
 /// dpkg-dev (dpkg-shlibdeps) and binutils (strip, objdump): the package; systemd
-/// (systemd-analyze): checking the installed unit.
-const DEBIAN_PACKAGES: [&str; 7] = ["iproute2", "nftables", "bpftool", "prometheus", "dpkg-dev", "binutils", "systemd"];
+/// (systemd-analyze): checking the installed unit; podman: the image.
+const DEBIAN_PACKAGES: [&str; 8] = ["iproute2", "nftables", "bpftool", "prometheus", "dpkg-dev", "binutils", "systemd", "podman"];
 
 #[derive(Parser)]
 struct Cli {
@@ -77,6 +78,9 @@ enum Task {
     /// Build the Debian package (release binary, systemd unit, docs, dashboard, alert rules);
     /// prints the .deb's path (target/debian/rsttrace_VERSION_ARCH.deb).
     Package,
+    /// Build the container image (static musl binary, FROM scratch) with podman, tagged
+    /// localhost/rsttrace:VERSION and :latest; prints the versioned name.
+    Image,
 }
 
 fn main() -> std::process::ExitCode {
@@ -105,6 +109,7 @@ fn run(cli: Cli) -> Result<()> {
         Task::Bench { short } => bench::bench(if short { bench::Plan::SHORT } else { bench::Plan::FULL }),
         Task::VmTest { kernel } => vm_test(&kernel),
         Task::Package => built(&package::package()?.display()),
+        Task::Image => built(&image::image()?),
     }
 }
 
@@ -148,6 +153,10 @@ fn setup() -> Result<()> {
     let fuzz = output("cargo", &["fuzz", "--version"]).unwrap_or_default();
     if !fuzz.contains(CARGO_FUZZ) {
         cmd("cargo", &["install", &format!("cargo-fuzz@{CARGO_FUZZ}"), "--locked", "--force"])?;
+    }
+    let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !targets.lines().any(|t| t.trim() == image::STATIC_TARGET) {
+        cmd("rustup", &["target", "add", image::STATIC_TARGET])?;
     }
     let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
     if !linker.contains(BPF_LINKER) {
