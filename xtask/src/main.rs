@@ -47,8 +47,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build and run every test: unit tests, the end-to-end suites against this kernel (root),
-    /// then a short fuzzing run of each fuzz target.
+    /// Build and run every test: unit tests, the end-to-end suites against this kernel, the
+    /// fleet view against a real Prometheus, the package and the image (root), then a short
+    /// fuzzing run of each fuzz target and the kernel matrix.
     Test,
     /// Measure rsttrace's cost on a host whose every core is busy, side by side with no tracer,
     /// empty programs on its hooks and the bpftrace one-liner (root); writes bench/results.md.
