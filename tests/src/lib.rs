@@ -11,6 +11,12 @@ use std::{
 
 use serde_json::Value;
 
+pub mod elf;
+pub mod grafana;
+pub mod prometheus;
+pub mod promql;
+pub mod temp_dir;
+
 /// The suite needs root: say so loudly instead of skipping.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -167,14 +173,18 @@ impl Drop for Net {
     }
 }
 
+/// The cargo workspace this crate belongs to.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
 pub fn rsttrace_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("RSTTRACE_BIN") {
         return p.into();
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     ["target/debug/rsttrace", "target/release/rsttrace"]
         .iter()
-        .map(|p| root.join(p))
+        .map(|p| workspace_root().join(p))
         .find(|p| p.exists())
         .expect("rsttrace binary not built: run the suite through `cargo xtask test`")
 }
@@ -424,6 +434,39 @@ pub fn refused_storm(net: &Net, f: Family, n: u32, port: &str) {
     assert_eq!(c.expect_line("refused", Duration::from_secs(60)), format!("refused {n}"));
 }
 
+/// A listener on `port` with a backlog of 2 that never accepts, in a server namespace with
+/// `tcp_abort_on_overflow` on, and four clients: the fourth completed handshake finds the queue
+/// full and is reset (`listen_overflow`). Returns the listener, with three connections still
+/// in its queue, and the pid of the client that was reset.
+pub fn overflow_accept_queue(net: &Net, f: Family, port: &str) -> (Stim, u64) {
+    const STEP: Duration = Duration::from_secs(20);
+    net.sysctl(&net.server, "net/ipv4/tcp_abort_on_overflow", "1");
+    let addr = net.server_addr(f);
+    let server = Stim::spawn(&net.server, &["listen", &addr, port, "overflow"]);
+    server.expect_line("ready", STEP);
+    let connect = || {
+        let c = Stim::spawn(&net.client, &["connect", &addr, port, "--wait-go", "--send", "10"]);
+        c.expect_line("ready", STEP);
+        c
+    };
+    let complete = |c: &mut Stim| {
+        c.go();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The listener defers accept until data arrives, so a handshake completes when its client
+    // sends. The queue of pending handshakes is bounded by the backlog too (past it, SYNs get
+    // cookies): fill the accept queue to its backlog of 2, get two more handshakes pending,
+    // then complete them: the last one overflows.
+    let mut queued: Vec<Stim> = (0..2).map(|_| connect()).collect();
+    queued.iter_mut().for_each(complete);
+    let mut third = connect();
+    let mut fourth = connect();
+    complete(&mut third);
+    fourth.go();
+    assert_eq!(fourth.expect_line("errno", STEP), "errno 104");
+    (server, fourth.pid())
+}
+
 /// A report as scenarios name it: `sent:CAUSE`, `received:CAUSE` or `abort:CAUSE`.
 pub fn label(r: &Value) -> String {
     let cause = r["cause"].as_str().unwrap_or("?");
@@ -511,4 +554,19 @@ pub fn assert_kernel_reason(report: &Value, name: &str) {
         Value::from(name)
     };
     assert_eq!(report["kernel_reason"], expected, "{report}");
+}
+
+/// A loopback port nothing listened on a moment ago (the kernel's pick for port 0).
+pub fn free_local_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Run `cargo xtask TASK` in the workspace as a developer would and return the last line it
+/// printed on stdout: what it built (its logs go to stderr, shown if it fails).
+pub fn xtask(task: &str) -> String {
+    let out = Command::new("cargo").current_dir(workspace_root()).args(["xtask", task]).output().expect("run cargo xtask");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cargo xtask {task} failed ({}):\n{stderr}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout.lines().last().unwrap_or_else(|| panic!("cargo xtask {task} printed nothing on stdout:\n{stderr}")).to_string()
 }

@@ -2,7 +2,9 @@
 //! namespaces, reports asserted. Run as root with `--test-threads=1` (`cargo xtask test`).
 use std::time::Duration;
 
-use rsttrace_tests::{assert_kernel_reason, assert_report, exactly, exactly_with_optional, require_root, send_reset_format, Family, Net, Stim, Tracer, FAMILIES};
+use rsttrace_tests::{
+    assert_kernel_reason, assert_report, exactly, exactly_with_optional, overflow_accept_queue, require_root, send_reset_format, Family, Net, Stim, Tracer, FAMILIES,
+};
 use serde_json::Value;
 
 const PORT: &str = "8080";
@@ -288,27 +290,8 @@ fn disconnect_with_af_unspec_is_app_disconnect_not_linger0() {
 #[test]
 fn full_accept_queue_with_abort_on_overflow_is_listen_overflow() {
     for (f, reports, pids) in traced(13, |net, f| {
-        net.sysctl(&net.server, "net/ipv4/tcp_abort_on_overflow", "1");
-        let server = listen(net, f, "overflow");
-        let connect = || {
-            let c = client(net, f, PORT, &["--wait-go", "--send", "10"]);
-            c.expect_line("ready", T);
-            c
-        };
-        let complete = |c: &mut Stim| {
-            c.go();
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        // Fill the queue to its backlog of 2, get two more handshakes pending, then complete
-        // them: the last one overflows.
-        let mut queued: Vec<Stim> = (0..2).map(|_| connect()).collect();
-        queued.iter_mut().for_each(complete);
-        let mut third = connect();
-        let mut fourth = connect();
-        complete(&mut third);
-        fourth.go();
-        assert_eq!(fourth.expect_line("errno", T), "errno 104");
-        vec![server.pid(), fourth.pid()]
+        let (server, reset_client) = overflow_accept_queue(net, f, PORT);
+        vec![server.pid(), reset_client]
     }) {
         // The overflow, then the server exits with three connections still in its queue.
         let [sent, closed, ..] = exactly(

@@ -1,5 +1,6 @@
 //! Project tasks: `setup` installs what a fresh machine lacks, `run` builds and starts rsttrace,
-//! `test` runs every test. Each runs `setup` first; it takes seconds when nothing is missing.
+//! `test` runs every test, `package` and `image` build the .deb and the container image. Each
+//! runs `setup` first; it takes seconds when nothing is missing.
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -7,8 +8,11 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod cpio;
+mod image;
 mod netns;
+mod package;
 mod probe;
+mod release;
 mod soak;
 mod vm;
 
@@ -22,8 +26,11 @@ const CARGO_FUZZ: &str = "0.13.2";
 const FUZZ_TARGETS: [&str; 2] = ["tracefs_format", "decode_event"];
 /// Seconds per fuzz target in `cargo xtask test`; `cargo xtask fuzz` runs longer.
 const FUZZ_SECONDS_IN_TEST: u32 = 20;
-/// Debian packages the tests use (bpftool: checking that no program is left attached).
-const DEBIAN_PACKAGES: [&str; 3] = ["iproute2", "nftables", "bpftool"];
+/// Debian packages the tasks and tests use. bpftool: checking that no program is left attached;
+/// prometheus, with promtool: the fleet test runs the dashboard's and the rules' queries;
+/// dpkg-dev (dpkg-shlibdeps) and binutils (strip, objdump): the package; systemd
+/// (systemd-analyze): checking the installed unit; podman: the image.
+const DEBIAN_PACKAGES: [&str; 8] = ["iproute2", "nftables", "bpftool", "prometheus", "dpkg-dev", "binutils", "systemd", "podman"];
 
 #[derive(Parser)]
 struct Cli {
@@ -40,8 +47,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build and run every test: unit tests, the end-to-end suites against this kernel (root),
-    /// then a short fuzzing run of each fuzz target.
+    /// Build and run every test: unit tests, the end-to-end suites against this kernel, the
+    /// fleet view against a real Prometheus, the package and the image (root), then a short
+    /// fuzzing run of each fuzz target and the kernel matrix.
     Test,
     /// Measure rsttrace's cost on a host whose every core is busy, side by side with no tracer,
     /// empty programs on its hooks and the bpftrace one-liner (root); writes bench/results.md.
@@ -68,6 +76,12 @@ enum Task {
         #[arg(long, default_value_t = 300)]
         seconds: u32,
     },
+    /// Build the Debian package (release binary, systemd unit, docs, dashboard, alert rules);
+    /// prints the .deb's path (target/debian/rsttrace_VERSION_ARCH.deb).
+    Package,
+    /// Build the container image (static musl binary, FROM scratch) with podman, tagged
+    /// localhost/rsttrace:VERSION and :latest; prints the versioned name.
+    Image,
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,16 +109,26 @@ fn run(cli: Cli) -> Result<()> {
         Task::Soak { minutes } => soak::soak(minutes),
         Task::Bench { short } => bench::bench(if short { bench::Plan::SHORT } else { bench::Plan::FULL }),
         Task::VmTest { kernel } => vm_test(&kernel),
+        Task::Package => built(&package::package()?.display()),
+        Task::Image => built(&image::image()?),
     }
+}
+
+/// Name what was built on stdout, alone, for scripts (and the tests) to pick up; the logs go to
+/// stderr.
+fn built(what: &dyn std::fmt::Display) -> Result<()> {
+    println!("{what}");
+    Ok(())
 }
 
 fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// Run a step; what it prints goes to stderr, so that stdout carries only what a task built.
 pub(crate) fn cmd(program: &str, args: &[&str]) -> Result<()> {
     eprintln!("xtask: {program} {}", args.join(" "));
-    let status = Command::new(program).args(args).status().with_context(|| format!("cannot run {program}"))?;
+    let status = Command::new(program).args(args).stdout(std::io::stderr()).status().with_context(|| format!("cannot run {program}"))?;
     if !status.success() {
         bail!("`{program} {}` failed ({status})", args.join(" "));
     }
@@ -130,6 +154,10 @@ fn setup() -> Result<()> {
     let fuzz = output("cargo", &["fuzz", "--version"]).unwrap_or_default();
     if !fuzz.contains(CARGO_FUZZ) {
         cmd("cargo", &["install", &format!("cargo-fuzz@{CARGO_FUZZ}"), "--locked", "--force"])?;
+    }
+    let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !targets.lines().any(|t| t.trim() == image::STATIC_TARGET) {
+        cmd("rustup", &["target", "add", image::STATIC_TARGET])?;
     }
     let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
     if !linker.contains(BPF_LINKER) {
