@@ -264,7 +264,11 @@ pub struct StructOffsets {
     pub skb_transport_header: u32,
     /// `sk_buff.network_header` (a u16 offset from `head`)
     pub skb_network_header: u32,
-    pub _pad: u32,
+    /// `sock.sk_cgrp_data.cgroup`, `cgroup.kn`, `kernfs_node.id`: the cgroup v2 the socket was
+    /// created in, and its id (the inode number of its directory).
+    pub sock_cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kn_id: u32,
 }
 
 impl StructOffsets {
@@ -276,7 +280,9 @@ impl StructOffsets {
         skb_head: NO_OFFSET,
         skb_transport_header: NO_OFFSET,
         skb_network_header: NO_OFFSET,
-        _pad: 0,
+        sock_cgroup: NO_OFFSET,
+        cgroup_kn: NO_OFFSET,
+        kn_id: NO_OFFSET,
     };
 }
 
@@ -297,7 +303,7 @@ impl KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 34);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 32 + 68 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 40 + 68 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -426,6 +432,8 @@ pub struct Event {
     pub current_comm: [u8; 16],
     /// cgroup v2 id of `current` (meaningful only where `current` is the owner).
     pub current_cgroup: u64,
+    /// cgroup v2 id of the cgroup the socket was created in; 0 without a full socket or offsets.
+    pub sk_cgroup: u64,
     /// What the kernel side kept of the socket (`FLAG_OWNER_KNOWN` for its owner; the times are
     /// 0 when unknown).
     pub sock: SockRecord,
@@ -460,7 +468,7 @@ pub struct Event {
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + RECORD_MAX);
 const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.

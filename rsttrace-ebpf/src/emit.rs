@@ -93,6 +93,20 @@ pub fn socket_netns(sk: u64) -> u32 {
     netns_at(sk, o.sock_net, &o)
 }
 
+/// The id of the cgroup v2 a full socket was created in (0 when BTF lacked the offsets).
+#[inline(always)]
+fn socket_cgroup(sk: u64, o: &StructOffsets) -> u64 {
+    if sk == 0 || o.sock_cgroup == NO_OFFSET || o.cgroup_kn == NO_OFFSET || o.kn_id == NO_OFFSET {
+        return 0;
+    }
+    // SAFETY: probe reads only.
+    unsafe {
+        let Some(cgroup) = read::<u64>(sk + o.sock_cgroup as u64).filter(|p| *p != 0) else { return 0 };
+        let Some(kn) = read::<u64>(cgroup + o.cgroup_kn as u64).filter(|p| *p != 0) else { return 0 };
+        read::<u64>(kn + o.kn_id as u64).unwrap_or(0)
+    }
+}
+
 /// The socket's namespace; without a socket, the namespace of the device the segment came in on.
 #[inline(always)]
 fn netns_of(sk: u64, skb: u64, o: &StructOffsets) -> u32 {
@@ -669,6 +683,9 @@ impl Draft {
                 _ => sk,
             };
             (*event).netns = if owner.netns != 0 { owner.netns } else { netns_of(netns_sk, skb, &offsets) };
+            // Only a full socket has cgroup data (a TIME_WAIT or request socket does not).
+            let full = self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
+            (*event).sk_cgroup = if full { socket_cgroup(netns_sk, &offsets) } else { 0 };
             if let Some(c) = close {
                 (*event).closed_from = c.old_state as u8;
                 (*event).flags |= FLAG_CLOSED_FROM;

@@ -14,6 +14,7 @@ use tokio::{
 use crate::{
     cli::{Config, View},
     judge::{Judge, Visibility},
+    workload::Workloads,
     decode::Decoder,
     filter::ReportFilter,
     fold::Folder,
@@ -117,6 +118,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut state = LoopState {
         decoder: loaded.decoder.clone(),
+        workloads: Workloads::new(),
         judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) }),
         filter: config.filter.clone(),
         folder: Folder::new(config.max_rate, Clock::monotonic_now_ns()),
@@ -284,6 +286,7 @@ fn describe_capture(c: &loader::Capture) {
 struct LoopState<'m> {
     decoder: Decoder,
     judge: Judge,
+    workloads: Workloads,
     filter: ReportFilter,
     folder: Folder,
     summary: Summary,
@@ -310,7 +313,8 @@ impl LoopState<'_> {
     /// `now_ns`), fold them, and write the folded records of an interval that is over. With
     /// `due_ns = u64::MAX` (at exit) everything held goes out, folded records included.
     fn emit(&mut self, due_ns: u64, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        for report in self.judge.flush_at_most(due_ns, max) {
+        for mut report in self.judge.flush_at_most(due_ns, max) {
+            report.workload = self.workloads.resolve(report.cgroup);
             if !self.filter.matches(&report) {
                 continue;
             }

@@ -220,7 +220,9 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         skb_head: get(&[("sk_buff", "head")]),
         skb_transport_header: get(&[("sk_buff", "transport_header")]),
         skb_network_header: get(&[("sk_buff", "network_header")]),
-        _pad: 0,
+        sock_cgroup: get(&[("sock", "sk_cgrp_data"), ("sock_cgroup_data", "cgroup")]),
+        cgroup_kn: get(&[("cgroup", "kn")]),
+        kn_id: get(&[("kernfs_node", "id")]),
     };
     // `struct tcp_sock` begins with its `struct sock`, so both kinds of field are sk-relative.
     let sock = SockOffsets {

@@ -265,6 +265,8 @@ pub struct KernelEvent {
     pub owner: Option<Task>,
     /// Network namespace inode of the socket; 0 when unknown.
     pub netns: u32,
+    /// The cgroup v2 the socket was created in (its id); 0 when unknown or no full socket.
+    pub cgroup: u64,
     /// The sending socket's condition: who holds it on every kernel, the reason's stand-ins on
     /// kernels that give no reason.
     pub facts: Option<SockFacts>,

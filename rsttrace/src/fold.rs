@@ -237,6 +237,8 @@ mod tests {
             owner: Some(Task { pid, tid: pid, comm: "curl".into(), cgroup: 0 }),
             attribution: Attribution::SocketOwner,
             netns: 7,
+            cgroup: 0,
+            workload: None,
             ts_ns,
             peer_cause: None,
             current: None,

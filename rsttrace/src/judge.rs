@@ -438,6 +438,8 @@ impl Judge {
             owner,
             attribution,
             netns: ev.netns,
+            cgroup: ev.cgroup,
+            workload: None,
             ts_ns: ev.ts_ns,
             peer_cause: story.peer_sent,
             current: ev.current,
@@ -565,6 +567,7 @@ mod tests {
             current: Some(current),
             owner,
             netns: NETNS,
+            cgroup: 0,
             facts: None,
             history: History::default(),
         }

@@ -20,3 +20,4 @@ pub mod privileges;
 pub mod recent_sent;
 pub mod report;
 pub mod tracefs;
+pub mod workload;

@@ -92,6 +92,10 @@ struct JsonReport<'a> {
     current_pid: Option<u32>,
     current_comm: Option<&'a str>,
     retransmits: u32,
+    cgroup: Option<&'a str>,
+    unit: Option<&'a str>,
+    container_id: Option<&'a str>,
+    pod_uid: Option<&'a str>,
 }
 
 /// One report as its JSON line (with the newline).
@@ -120,6 +124,10 @@ pub fn json_line(r: &Report, clock: &Clock) -> Vec<u8> {
         current_pid: r.current.as_ref().map(|t| t.pid),
         current_comm: r.current.as_ref().map(|t| t.comm.as_str()),
         retransmits: r.retransmits,
+        cgroup: r.workload.as_ref().map(|w| w.cgroup.as_str()),
+        unit: r.workload.as_ref().and_then(|w| w.unit.as_deref()),
+        container_id: r.workload.as_ref().and_then(|w| w.container_id.as_deref()),
+        pod_uid: r.workload.as_ref().and_then(|w| w.pod_uid.as_deref()),
     };
     let mut line = serde_json::to_vec(&json).expect("plain data serializes");
     line.push(b'\n');
@@ -421,6 +429,8 @@ struct Row<'a> {
     remote: String,
     state: &'a str,
     cause: &'static str,
+    /// The wide table's WORKLOAD: the container, the unit, or the cgroup's last part.
+    workload: &'a str,
     why: String,
     colour: Option<&'static str>,
 }
@@ -429,7 +439,10 @@ impl<W: Write> TableSink<W> {
     fn header(&mut self) -> io::Result<()> {
         let time = if self.opts.timestamp { format!("{:<13}", "TIME") } else { String::new() };
         let header = if self.opts.wide {
-            format!("{time}{:<5} {:<7} {:<15} {:<40} {:<40} {:<11} {:<18} WHY", "DIR", "PID", "COMM", "LADDR:LPORT", "RADDR:RPORT", "STATE", "CAUSE")
+            format!(
+                "{time}{:<5} {:<7} {:<15} {:<40} {:<40} {:<11} {:<18} {:<24} WHY",
+                "DIR", "PID", "COMM", "LADDR:LPORT", "RADDR:RPORT", "STATE", "CAUSE", "WORKLOAD"
+            )
         } else {
             format!("{time}{:<4} {:<6} {:<10} {:<5} {:<11} {:<18} RADDR:RPORT", "DIR", "PID", "COMM", "LPORT", "STATE", "CAUSE")
         };
@@ -443,9 +456,9 @@ impl<W: Write> TableSink<W> {
         }
         let wall = rfc3339(self.clock.wall_ns(row.ts_ns));
         let time = if self.opts.timestamp { format!("{:<13}", wall.get(11..23).unwrap_or(&wall)) } else { String::new() };
-        let Row { dir, pid, comm, lport, local, remote, state, cause, why, colour, .. } = row;
+        let Row { dir, pid, comm, lport, local, remote, state, cause, workload, why, colour, .. } = row;
         if self.opts.wide {
-            let line = format!("{time}{dir:<5} {pid:<7} {comm:<15} {local:<40} {remote:<40} {state:<11} {cause:<18} {why}");
+            let line = format!("{time}{dir:<5} {pid:<7} {comm:<15} {local:<40} {remote:<40} {state:<11} {cause:<18} {workload:<24} {why}");
             self.emit(line, colour)?;
         } else {
             // Two lines that fit 80 columns: the facts (the variable-width peer last, so only it
@@ -486,6 +499,7 @@ impl<W: Write> Sink for TableSink<W> {
             remote: endpoint(&r.endpoints.raddr, r.endpoints.rport),
             state: r.state,
             cause: r.verdict.cause.name(),
+            workload: r.workload.as_ref().map_or("-", |w| w.label()),
             why,
             colour: origin_colour(r.verdict.benign, r.verdict.origin),
         })
@@ -535,6 +549,7 @@ impl<W: Write> Sink for TableSink<W> {
             remote: endpoint_or_any(f.raddr, rport),
             state: &state,
             cause: k.cause.name(),
+            workload: "-",
             why,
             colour: origin_colour(k.benign, k.origin),
         })
@@ -576,6 +591,8 @@ mod table_tests {
             owner: Some(Task { pid: 812, tid: 812, comm: "nginx".into(), cgroup: 0 }),
             attribution: Attribution::SocketOwner,
             netns: 1,
+            cgroup: 0,
+            workload: None,
             ts_ns: 0,
             peer_cause: None,
             current: Some(Task { pid: 0, tid: 0, comm: "swapper/0".into(), cgroup: 0 }),

@@ -142,6 +142,9 @@ pub struct Report {
     pub owner: Option<Task>,
     pub attribution: Attribution,
     pub netns: u32,
+    /// The cgroup v2 id the socket was created in (0: unknown), and what its path says.
+    pub cgroup: u64,
+    pub workload: Option<std::sync::Arc<crate::workload::Workload>>,
     /// CLOCK_MONOTONIC nanoseconds; output turns it into wall-clock time.
     pub ts_ns: u64,
     /// For a received reset whose sender is also on this host: the sender's cause.

@@ -287,35 +287,61 @@ impl Drop for Tracer {
     }
 }
 
-/// A fresh cgroup v2 directory, removed on drop.
+/// A fresh cgroup v2 directory (and the ones it is nested in), removed on drop.
 pub struct Cgroup {
     pub path: PathBuf,
+    /// Every directory made, outermost first.
+    made: Vec<PathBuf>,
 }
 
 impl Cgroup {
     pub fn new(name: &str) -> Self {
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        let root = mounts
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
-            })
-            .expect("no cgroup v2 hierarchy mounted: the cgroup filter cannot be tested");
-        let path = PathBuf::from(root).join(format!("{name}-{}", std::process::id()));
-        std::fs::create_dir(&path).unwrap();
-        Cgroup { path }
+        Self::nested(&[&format!("{name}-{}", std::process::id())])
     }
+
+    /// `parts` nested under the cgroup2 root, as a service manager or container runtime lays
+    /// them out (`system.slice`, `docker-ID.scope`, …).
+    pub fn nested(parts: &[&str]) -> Self {
+        let mut path = cgroup2_root();
+        let mut made = Vec::new();
+        for part in parts {
+            path.push(part);
+            if !path.exists() {
+                std::fs::create_dir(&path).unwrap_or_else(|e| panic!("cannot make cgroup {}: {e}", path.display()));
+                made.push(path.clone());
+            }
+        }
+        Cgroup { path, made }
+    }
+
+    /// The path from the hierarchy's root, as rsttrace reports it.
+    pub fn relative(&self) -> String {
+        format!("/{}", self.path.strip_prefix(cgroup2_root()).unwrap().display())
+    }
+}
+
+fn cgroup2_root() -> PathBuf {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let root = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
+        })
+        .expect("no cgroup v2 hierarchy mounted: cgroups cannot be tested");
+    PathBuf::from(root)
 }
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        // Empty once its processes are gone.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                return;
+        // Empty once its processes are gone; innermost first.
+        for dir in self.made.iter().rev() {
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use rsttrace_tests::{
-    assert_kernel_reason, assert_report, exactly, exactly_with_optional, overflow_accept_queue, require_root, send_reset_format, Family, Net, Stim, Tracer, FAMILIES,
+    assert_kernel_reason, assert_report, exactly, exactly_with_optional, overflow_accept_queue, require_root, send_reset_format, Cgroup, Family, Net, Stim, Tracer,
+    FAMILIES,
 };
 use serde_json::Value;
 
@@ -668,4 +669,43 @@ fn happy_eyeballs_loser_over_the_other_family_is_a_benign_race_loser() {
     assert_eq!(sent["benign"], true);
     assert_report(received, Family::V4, "peer", Some(server.pid()));
     assert_eq!(received["peer_cause"], "connect_race_loser");
+}
+
+/// Each end of a reset runs in a cgroup laid out as a service manager or container runtime lays
+/// it out; each report names the cgroup its socket was created in and what that says: the
+/// systemd unit, the container, the pod. (A server's accepted sockets are its listener's.)
+#[test]
+fn reports_name_the_unit_container_and_pod_of_the_socket() {
+    require_root();
+    let net = Net::new(27);
+    let top = format!("rsttrace-e2e-{}", std::process::id());
+    let id = |n: u8| format!("{n:x}").repeat(64);
+    let pod = "0b3a2f1e-5c7d-4e2a-9b1c-6d8e7f0a1b2c";
+    let pod_slice = format!("kubepods-burstable-pod{}.slice", pod.replace('-', "_"));
+    let service = Cgroup::nested(&[&top, "system.slice", "shop.service"]);
+    let docker = Cgroup::nested(&[&top, "system.slice", &format!("docker-{}.scope", id(1))]);
+    let kubelet = Cgroup::nested(&[&top, "kubepods.slice", "kubepods-burstable.slice", &pod_slice, &format!("cri-containerd-{}.scope", id(2))]);
+    let cgroupfs = Cgroup::nested(&[&top, "kubepods", "besteffort", &format!("pod{pod}"), &id(3)]);
+    let tracer = Tracer::start(&[]);
+    let f = Family::V4;
+    for (server_cg, client_cg, port) in [(&service, &docker, "8080"), (&kubelet, &cgroupfs, "8081")] {
+        let server = Stim::spawn_in_cgroup(&server_cg.path, &net.server, &["listen", &net.server_addr(f), port, "unread-close"]);
+        server.expect_line("ready", T);
+        let c = Stim::spawn_in_cgroup(&client_cg.path, &net.client, &["connect", &net.server_addr(f), port, "--send", "100"]);
+        assert_eq!(c.expect_line("errno", T), "errno 104");
+    }
+    let (reports, _) = tracer.stop();
+    let mine = net.reports_of_this_test(reports);
+    exactly(&mine, ["sent:app_abort_unread", "received:peer_reset", "sent:app_abort_unread", "received:peer_reset"]);
+    let find = |direction: &str, end: &str, port: u64| mine.iter().find(|r| r["direction"] == direction && r[end] == port).unwrap();
+    let (a_sent, a_received) = (find("sent", "lport", 8080), find("received", "rport", 8080));
+    let (b_sent, b_received) = (find("sent", "lport", 8081), find("received", "rport", 8081));
+    let identity = |r: &Value| (r["cgroup"].clone(), r["unit"].clone(), r["container_id"].clone(), r["pod_uid"].clone());
+    let v = |s: &str| Value::from(s);
+    assert_eq!(identity(a_sent), (v(&service.relative()), v("shop.service"), Value::Null, Value::Null), "{a_sent}");
+    let docker_scope = format!("docker-{}.scope", id(1));
+    assert_eq!(identity(a_received), (v(&docker.relative()), v(&docker_scope), v(&id(1)), Value::Null), "{a_received}");
+    let containerd_scope = format!("cri-containerd-{}.scope", id(2));
+    assert_eq!(identity(b_sent), (v(&kubelet.relative()), v(&containerd_scope), v(&id(2)), v(pod)), "{b_sent}");
+    assert_eq!(identity(b_received), (v(&cgroupfs.relative()), Value::Null, v(&id(3)), v(pod)), "{b_received}");
 }
