@@ -38,6 +38,13 @@ pub struct Cli {
     /// Only sockets owned by processes in this cgroup (v2 path, e.g. /sys/fs/cgroup/system.slice/nginx.service).
     #[arg(short = 'c', long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
+    /// Only sockets in this network namespace: a path (/run/netns/NAME, /proc/PID/ns/net) or its
+    /// inode number (the reports' `netns`).
+    #[arg(long, value_name = "PATH|INODE")]
+    pub netns: Option<String>,
+    /// Only sockets created in this container (its id, or the first 12 or more of its digits).
+    #[arg(long, value_name = "ID")]
+    pub container: Option<String>,
     /// Only these local ports (comma list, at most 8).
     #[arg(short = 'L', long = "lport", value_name = "PORTS", value_delimiter = ',')]
     pub lports: Vec<u16>,
@@ -117,7 +124,8 @@ pub struct Cli {
     /// hooking there costs on this kernel, the floor under rsttrace's own cost (`cargo xtask bench`).
     /// `raw` attaches them as raw tracepoints: what the attach type alone costs.
     #[arg(long, value_enum, value_name = "KIND", num_args = 0..=1, require_equals = true, default_missing_value = "classic", conflicts_with_all = [
-        "json", "summary", "output", "metrics", "pid", "cgroup", "lports", "rports", "ipv4", "ipv6", "direction", "cause", "max_rate",
+        "json", "summary", "output", "metrics", "pid", "cgroup", "netns", "container", "lports", "rports", "ipv4", "ipv6", "direction", "cause",
+        "max_rate",
     ])]
     pub cost_floor: Option<FloorKind>,
 }
@@ -218,6 +226,20 @@ impl TryFrom<Cli> for Config {
             ),
             None => None,
         };
+        let netns = match &cli.netns {
+            Some(arg) => Some(match arg.parse::<u32>() {
+                Ok(inode) => inode,
+                Err(_) => std::fs::metadata(arg)
+                    .with_context(|| format!("--netns {arg}: cannot read it (a namespace file such as /run/netns/NAME, or an inode number)"))?
+                    .ino() as u32,
+            }),
+            None => None,
+        };
+        if let Some(id) = &cli.container {
+            if id.len() < 12 || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("--container {id}: a container id is 12 to 64 hex digits");
+            }
+        }
         let view = if cli.summary {
             View::Summary { interval: Duration::from_secs(cli.interval) }
         } else if cli.json {
@@ -230,6 +252,8 @@ impl TryFrom<Cli> for Config {
             filter: ReportFilter {
                 pid: cli.pid,
                 cgroup,
+                netns,
+                container: cli.container.map(|id| id.to_ascii_lowercase()),
                 lports: cli.lports,
                 rports: cli.rports,
                 ipv4_only: cli.ipv4,

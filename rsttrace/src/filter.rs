@@ -1,7 +1,7 @@
 //! Report filters. The cheap, decisive part (owner pid and cgroup, ports, family) is pushed into
 //! the kernel so filtered-out events never cross the ring buffer; the kernel lets through what it
 //! cannot judge (owner not known yet, no port in the record), so the full filter is applied
-//! again here, exactly, to each report.
+//! again here, exactly, to each report. The namespace and container are judged here only.
 use rsttrace_common::{Filter, MAX_FILTER_PORTS};
 
 use crate::{
@@ -18,6 +18,10 @@ pub struct ReportFilter {
     pub pid: Option<u32>,
     /// cgroup v2 id.
     pub cgroup: Option<u64>,
+    /// Network namespace inode (judged here, from the report).
+    pub netns: Option<u32>,
+    /// A container id or its prefix (judged here, from the report's workload).
+    pub container: Option<String>,
     pub lports: Vec<u16>,
     pub rports: Vec<u16>,
     pub ipv4_only: bool,
@@ -51,6 +55,10 @@ impl ReportFilter {
         let owner = r.owner.as_ref();
         self.pid.is_none_or(|pid| owner.is_some_and(|o| o.pid == pid))
             && self.cgroup.is_none_or(|cg| owner.is_some_and(|o| o.cgroup == cg))
+            && self.netns.is_none_or(|ns| r.netns == ns)
+            && self.container.as_ref().is_none_or(|id| {
+                r.workload.as_ref().and_then(|w| w.container_id.as_ref()).is_some_and(|c| c.starts_with(id.as_str()))
+            })
             && (self.lports.is_empty() || self.lports.contains(&r.endpoints.lport))
             && (self.rports.is_empty() || self.rports.contains(&r.endpoints.rport))
             && !(self.ipv4_only && r.endpoints.family != Family::Ipv4)

@@ -21,9 +21,11 @@ use prometheus_client::{
 
 use crate::report::{Direction, Report, ReportType};
 
-/// Distinct `comm` label values; later processes are counted under `other`, so a fork storm
-/// cannot blow up the series count.
+/// Distinct `comm` label values, and distinct (`unit`, `container`) pairs; later ones are counted
+/// under `other`, so a fork storm or a churn of short-lived containers cannot blow up the series
+/// count.
 const MAX_COMMS: usize = 64;
+const MAX_WORKLOADS: usize = 64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResetLabels {
@@ -31,6 +33,10 @@ struct ResetLabels {
     cause: String,
     origin: String,
     comm: String,
+    /// The socket's systemd unit, `-` when none.
+    unit: String,
+    /// The socket's container, its id's first 12 digits as docker and crictl show it; `-` when none.
+    container: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +57,7 @@ pub struct Metrics {
     folded: Counter<u64, AtomicU64>,
     held: Gauge<i64, AtomicI64>,
     comms: HashSet<String>,
+    workloads: HashSet<(String, String)>,
 }
 
 impl Metrics {
@@ -62,7 +69,7 @@ impl Metrics {
         let folded = Counter::<u64, AtomicU64>::default();
         let held = Gauge::<i64, AtomicI64>::default();
         let build = Family::<BuildLabels, Gauge>::default();
-        registry.register("rsttrace_resets", "TCP resets sent or received, by cause and owning process", resets.clone());
+        registry.register("rsttrace_resets", "TCP resets sent or received, by cause, owning process and workload", resets.clone());
         registry.register("rsttrace_aborts", "Connections that died without a RST (timeouts), by cause", aborts.clone());
         registry.register("rsttrace_events_lost", "Kernel events dropped because the ring buffer was full", lost.clone());
         registry.register(
@@ -73,7 +80,7 @@ impl Metrics {
         registry.register("rsttrace_reports_held", "Resets and timeouts held for their follow-up events", held.clone());
         registry.register("rsttrace_build_info", "rsttrace version", build.clone());
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").into() }).set(1);
-        Self { registry: Arc::new(registry), resets, aborts, lost, folded, held, comms: HashSet::new() }
+        Self { registry: Arc::new(registry), resets, aborts, lost, folded, held, comms: HashSet::new(), workloads: HashSet::new() }
     }
 
     pub fn record(&mut self, r: &Report) {
@@ -89,6 +96,17 @@ impl Metrics {
                 } else {
                     "other".to_string()
                 };
+                let w = r.workload.as_deref();
+                let workload = (
+                    w.and_then(|w| w.unit.clone()).unwrap_or_else(|| "-".into()),
+                    w.and_then(|w| w.container_id.as_ref().map(|id| id[..12].to_string())).unwrap_or_else(|| "-".into()),
+                );
+                let (unit, container) = if self.workloads.contains(&workload) || self.workloads.len() < MAX_WORKLOADS {
+                    self.workloads.insert(workload.clone());
+                    workload
+                } else {
+                    ("other".into(), "other".into())
+                };
                 let direction = if r.direction == Some(Direction::Sent) { "sent" } else { "received" };
                 self.resets
                     .get_or_create(&ResetLabels {
@@ -96,6 +114,8 @@ impl Metrics {
                         cause: r.verdict.cause.name().into(),
                         origin: r.verdict.origin.name().into(),
                         comm,
+                        unit,
+                        container,
                     })
                     .inc();
             }

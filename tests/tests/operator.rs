@@ -172,7 +172,7 @@ fn metrics_endpoint_counts_the_scenario() {
     let (reports, _) = tracer.stop();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let expected = format!(
-        "rsttrace_resets_total{{direction=\"sent\",cause=\"no_listener\",origin=\"stack\",comm=\"-\"}} {}",
+        "rsttrace_resets_total{{direction=\"sent\",cause=\"no_listener\",origin=\"stack\",comm=\"-\",unit=\"-\",container=\"-\"}} {}",
         reports.len()
     );
     assert_eq!(reports.len(), 4, "{reports:?}");
@@ -204,6 +204,66 @@ fn cgroup_filter_keeps_only_sockets_owned_inside_it() {
     assert!(mine.iter().all(|r| r["pid"].as_u64() == Some(inside.pid())), "only the cgroup's sockets: {mine:?}");
     drop(inside);
     drop(outside);
+}
+
+/// A reset's series in the metrics carry the socket's workload: its systemd unit and container.
+#[test]
+fn metrics_label_resets_with_the_sockets_unit_and_container() {
+    require_root();
+    let net = Net::new(47);
+    let port = metrics_port(3);
+    let id = "ab".repeat(32);
+    let scope = format!("docker-{id}.scope");
+    let cgroup = Cgroup::nested(&[&format!("rsttrace-op-{}", std::process::id()), "system.slice", &scope]);
+    let addr = net.server_addr(Family::V4);
+    let tracer = Tracer::start(&["--metrics", &port.to_string(), "-L", "8080"]);
+    let server = Stim::spawn_in_cgroup(&cgroup.path, &net.server, &["listen", &addr, "8080", "unread-close"]);
+    server.expect_line("ready", T);
+    let c = Stim::spawn(&net.client, &["connect", &addr, "8080", "--send", "10"]);
+    assert_eq!(c.expect_line("errno", T), "errno 104");
+    std::thread::sleep(Duration::from_millis(500));
+    let body = scrape(port);
+    let (reports, _) = tracer.stop();
+    assert!(reports.iter().any(|r| net.owns(r) && r["container_id"] == id.as_str()), "{reports:?}");
+    let series = format!(
+        "rsttrace_resets_total{{direction=\"sent\",cause=\"app_abort_unread\",origin=\"application\",comm=\"rststim\",unit=\"{scope}\",container=\"{}\"}}",
+        &id[..12]
+    );
+    assert_eq!(metric(&body, &series), 1, "{body}");
+    drop(server);
+}
+
+/// `--container` keeps the resets of sockets made in one container; `--netns` those of one
+/// network namespace, named by path or by inode.
+#[test]
+fn container_and_netns_filters_keep_only_their_sockets() {
+    require_root();
+    let net = Net::new(48);
+    let top = format!("rsttrace-op-{}", std::process::id());
+    let (mine, other) = ("cd".repeat(32), "ef".repeat(32));
+    let inside = Cgroup::nested(&[&top, "system.slice", &format!("docker-{mine}.scope")]);
+    let outside = Cgroup::nested(&[&top, "system.slice", &format!("docker-{other}.scope")]);
+    let addr = net.server_addr(Family::V4);
+    let by_container = Tracer::start(&["--container", &mine[..12]]);
+    let server_ns = format!("/run/netns/{}", net.server);
+    let by_path = Tracer::start(&["--netns", &server_ns]);
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&server_ns).unwrap()).to_string();
+    let by_inode = Tracer::start(&["--netns", &inode]);
+    for (cgroup, port) in [(&inside, "8080"), (&outside, "8081")] {
+        let server = Stim::spawn_in_cgroup(&cgroup.path, &net.server, &["listen", &addr, port, "unread-close"]);
+        server.expect_line("ready", T);
+        let c = Stim::spawn(&net.client, &["connect", &addr, port, "--send", "10"]);
+        assert_eq!(c.expect_line("errno", T), "errno 104");
+    }
+    let (contained, _) = by_container.stop();
+    assert_eq!(contained.len(), 1, "only the sent reset of the container's socket: {contained:?}");
+    assert_eq!((contained[0]["container_id"].as_str(), contained[0]["lport"].as_u64()), (Some(mine.as_str()), Some(8080)));
+    for tracer in [by_path, by_inode] {
+        let (reports, _) = tracer.stop();
+        let ours: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+        assert_eq!(ours.len(), 2, "the two sent resets, not the client's received ones: {reports:?}");
+        assert!(reports.iter().all(|r| r["netns"].to_string() == inode), "{reports:?}");
+    }
 }
 
 #[test]
@@ -375,7 +435,7 @@ fn metrics_count_folded_reports_and_filters_come_first() {
     let folded: u64 = reports.iter().filter(|r| r["type"] == "folded").map(|r| r["count"].as_u64().unwrap()).sum();
     assert!(one_by_one as f64 <= 50.0 + 50.0 * seconds, "{one_by_one} in {seconds:.1} s");
     assert_eq!(one_by_one + folded, STORM);
-    let resets = metric(&body, "rsttrace_resets_total{direction=\"sent\",cause=\"no_listener\",origin=\"stack\",comm=\"-\"}");
+    let resets = metric(&body, "rsttrace_resets_total{direction=\"sent\",cause=\"no_listener\",origin=\"stack\",comm=\"-\",unit=\"-\",container=\"-\"}");
     assert_eq!(resets, STORM, "every reset counted, folded or not");
     assert_eq!(metric(&body, "rsttrace_reports_folded_total"), folded, "{body}");
     assert!(folded > 0);
