@@ -195,7 +195,12 @@ pub struct SockOffsets {
     pub icsk_retransmits: u32,
     /// `tcp_sock.total_retrans`: every retransmission of the connection.
     pub total_retrans: u32,
-    pub _pad: u32,
+    /// `socket.file`, `file.f_inode`, `inode.i_ino`: the inode number of the socket's file, which
+    /// `/proc/PID/fd` shows as `socket:[N]`: how the agent finds the holder of a socket whose
+    /// owner the kernel side never saw.
+    pub socket_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
 }
 
 impl SockOffsets {
@@ -216,7 +221,9 @@ impl SockOffsets {
         shutdown: NO_OFFSET,
         icsk_retransmits: NO_OFFSET,
         total_retrans: NO_OFFSET,
-        _pad: 0,
+        socket_file: NO_OFFSET,
+        file_inode: NO_OFFSET,
+        inode_ino: NO_OFFSET,
     };
 }
 
@@ -303,7 +310,7 @@ impl KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 34);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 40 + 68 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 40 + 76 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -434,6 +441,9 @@ pub struct Event {
     pub current_cgroup: u64,
     /// cgroup v2 id of the cgroup the socket was created in; 0 without a full socket or offsets.
     pub sk_cgroup: u64,
+    /// Inode number of the socket's file, read only when no owner is on record and a process
+    /// holds the socket; 0 otherwise.
+    pub sk_inode: u64,
     /// What the kernel side kept of the socket (`FLAG_OWNER_KNOWN` for its owner; the times are
     /// 0 when unknown).
     pub sock: SockRecord,
@@ -468,7 +478,7 @@ pub struct Event {
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 8 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + RECORD_MAX);
 const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.

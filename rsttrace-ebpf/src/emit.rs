@@ -295,6 +295,22 @@ fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
     facts
 }
 
+/// The inode number of the file of the socket a process holds (`/proc/PID/fd/N` →
+/// `socket:[inode]`); 0 when none does or BTF lacked an offset.
+#[inline(always)]
+fn socket_inode(sk: u64, o: &SockOffsets) -> u64 {
+    if sk == 0 || o.socket == NO_OFFSET || o.socket_file == NO_OFFSET || o.file_inode == NO_OFFSET || o.inode_ino == NO_OFFSET {
+        return 0;
+    }
+    // SAFETY: probe reads only.
+    unsafe {
+        let Some(socket) = read::<u64>(sk + o.socket as u64).filter(|p| *p != 0) else { return 0 };
+        let Some(file) = read::<u64>(socket + o.socket_file as u64).filter(|p| *p != 0) else { return 0 };
+        let Some(inode) = read::<u64>(file + o.file_inode as u64).filter(|p| *p != 0) else { return 0 };
+        read::<u64>(inode + o.inode_ino as u64).unwrap_or(0)
+    }
+}
+
 #[inline(always)]
 fn read_u32(sk: u64, offset: u32) -> Option<u32> {
     if sk == 0 || offset == NO_OFFSET {
@@ -686,6 +702,10 @@ impl Draft {
             // Only a full socket has cgroup data (a TIME_WAIT or request socket does not).
             let full = self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
             (*event).sk_cgroup = if full { socket_cgroup(netns_sk, &offsets) } else { 0 };
+            // No owner on record (a socket older than rsttrace that has not been used since, or a
+            // server's thread still blocked in recv()): the agent looks for the process holding
+            // its file.
+            (*event).sk_inode = if full && !owner.is_known() { socket_inode(netns_sk, &SOCK_OFFSETS.load()) } else { 0 };
             if let Some(c) = close {
                 (*event).closed_from = c.old_state as u8;
                 (*event).flags |= FLAG_CLOSED_FROM;

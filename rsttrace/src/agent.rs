@@ -14,6 +14,7 @@ use tokio::{
 use crate::{
     cli::{Config, View},
     judge::{Judge, Visibility},
+    processes::Processes,
     workload::Workloads,
     decode::Decoder,
     filter::ReportFilter,
@@ -22,7 +23,8 @@ use crate::{
     metrics::Metrics,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink},
     privileges,
-    report::Cause,
+    event::Task,
+    report::{Attribution, Cause, Report},
     tracefs::Tracefs,
 };
 
@@ -94,6 +96,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if config.cost_floor.is_none() {
         describe_capture(&loaded.capture);
     }
+    // The holders of the sockets older than rsttrace, while reading every process's descriptors
+    // is still allowed (CAP_SYS_PTRACE, where granted): attached now, the kernel side sees every
+    // later socket itself.
+    let mut processes = Processes::new();
+    processes.walk();
     // Attached: nothing from here on needs a privilege, so keep none.
     privileges::drop_all().context("dropping capabilities after attaching")?;
     if privileges::remaining() != 0 {
@@ -119,6 +126,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut state = LoopState {
         decoder: loaded.decoder.clone(),
         workloads: Workloads::new(),
+        processes,
         judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) }),
         filter: config.filter.clone(),
         folder: Folder::new(config.max_rate, Clock::monotonic_now_ns()),
@@ -287,6 +295,7 @@ struct LoopState<'m> {
     decoder: Decoder,
     judge: Judge,
     workloads: Workloads,
+    processes: Processes,
     filter: ReportFilter,
     folder: Folder,
     summary: Summary,
@@ -309,12 +318,31 @@ impl LoopState<'_> {
         }
     }
 
+    /// What `/proc` adds to a report: the holder of a socket nobody was seen using, and the
+    /// process's own name where one of its other threads acted.
+    fn complete_owner(&mut self, report: &mut Report) {
+        if report.owner.is_none() {
+            if let Some(pid) = self.processes.holder(report.inode) {
+                let comm = self.processes.name(pid).unwrap_or_else(|| "?".into());
+                report.owner = Some(Task { pid, tid: pid, comm, cgroup: 0 });
+                report.attribution = Attribution::SocketFile;
+            }
+        }
+        if let Some(owner) = report.owner.as_mut().filter(|o| o.tid != o.pid) {
+            if let Some(name) = self.processes.name(owner.pid) {
+                report.thread = Some(owner.comm);
+                owner.comm = name;
+            }
+        }
+    }
+
     /// Report up to `max` held events whose wait is over at `due_ns`; past `--max-rate` (at
     /// `now_ns`), fold them, and write the folded records of an interval that is over. With
     /// `due_ns = u64::MAX` (at exit) everything held goes out, folded records included.
     fn emit(&mut self, due_ns: u64, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
         for mut report in self.judge.flush_at_most(due_ns, max) {
             report.workload = self.workloads.resolve(report.cgroup);
+            self.complete_owner(&mut report);
             if !self.filter.matches(&report) {
                 continue;
             }

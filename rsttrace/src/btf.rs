@@ -242,7 +242,9 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         shutdown: get(&[("sock", "sk_shutdown")]),
         icsk_retransmits: get(&[("inet_connection_sock", "icsk_retransmits")]),
         total_retrans: get(&[("tcp_sock", "total_retrans")]),
-        _pad: 0,
+        socket_file: get(&[("socket", "file")]),
+        file_inode: get(&[("file", "f_inode")]),
+        inode_ino: get(&[("inode", "i_ino")]),
     };
     (offsets, sock, missing)
 }

@@ -319,6 +319,7 @@ impl Decoder {
             owner,
             netns: raw.netns,
             cgroup: raw.sk_cgroup,
+            inode: raw.sk_inode,
             facts: (raw.flags & FLAG_FACTS_KNOWN != 0).then(|| SockFacts {
                 stand_ins_read: raw.flags & FLAG_STAND_INS_READ != 0,
                 linger0: raw.sk_facts & FACT_LINGER0 != 0,
@@ -401,6 +402,7 @@ pub(crate) mod tests {
             current_comm: *b"swapper/1\0\0\0\0\0\0\0",
             current_cgroup: 0,
             sk_cgroup: 0,
+            sk_inode: 0,
             sock: SockRecord {
                 owner: Owner { tgid: 812, pid: 813, comm: *b"nginx\0\0\0\0\0\0\0\0\0\0\0", cgroup: 0, netns: 0, _pad: 0 },
                 opened_ns: 0,

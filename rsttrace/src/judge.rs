@@ -440,6 +440,8 @@ impl Judge {
             netns: ev.netns,
             cgroup: ev.cgroup,
             workload: None,
+            inode: ev.inode,
+            thread: None,
             ts_ns: ev.ts_ns,
             peer_cause: story.peer_sent,
             current: ev.current,
@@ -568,6 +570,7 @@ mod tests {
             owner,
             netns: NETNS,
             cgroup: 0,
+            inode: 0,
             facts: None,
             history: History::default(),
         }

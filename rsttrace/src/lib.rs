@@ -17,6 +17,7 @@ pub mod loader;
 pub mod metrics;
 pub mod output;
 pub mod privileges;
+pub mod processes;
 pub mod recent_sent;
 pub mod report;
 pub mod tracefs;

@@ -116,6 +116,9 @@ pub enum Attribution {
     SocketOwner,
     /// The task running when the kernel acted, in a path known to run in the owner's system call.
     CurrentTask,
+    /// The process holding the socket's file when the reset was reported (its owner was never
+    /// seen acting on it: a connection older than rsttrace, unused since).
+    SocketFile,
     None,
 }
 
@@ -145,6 +148,11 @@ pub struct Report {
     /// The cgroup v2 id the socket was created in (0: unknown), and what its path says.
     pub cgroup: u64,
     pub workload: Option<std::sync::Arc<crate::workload::Workload>>,
+    /// The inode of the socket's file, for finding its holder when no owner is known (0: none).
+    pub inode: u64,
+    /// The owner's thread name, when a thread other than the main one acted (`owner.comm` is
+    /// then the process's name).
+    pub thread: Option<crate::event::Comm>,
     /// CLOCK_MONOTONIC nanoseconds; output turns it into wall-clock time.
     pub ts_ns: u64,
     /// For a received reset whose sender is also on this host: the sender's cause.

@@ -1,0 +1,135 @@
+//! What `/proc` says about processes, for reports the kernel side could not complete: a
+//! process's own name (the kernel names the thread that acted), and which process holds a
+//! socket whose owner was never seen acting on it (a connection older than rsttrace that has
+//! not been used since, a server thread still blocked in recv()).
+//!
+//! A socket's holder is found by its file's inode, which `/proc/PID/fd/N` shows as
+//! `socket:[N]`. One walk indexes every socket on the host with its holder's name: one at start,
+//! before rsttrace gives up its capabilities (so the sockets older than rsttrace are known even
+//! when their holder closes them right after the reset, before it is reported), then one on an
+//! unknown socket, at most once a second, so a storm of such resets costs one. Without
+//! capabilities, the later walks see only the processes that have none either.
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use crate::event::Comm;
+
+/// How often an unknown socket may send the resolver walking `/proc` again.
+const REWALK_EVERY: Duration = Duration::from_secs(1);
+/// How long a process name is trusted (a pid can be reused).
+const NAME_TTL: Duration = Duration::from_secs(10);
+/// Sockets indexed at most: past it the index starts over (socket inode numbers are not reused
+/// soon, so old entries only cost memory).
+const MAX_SOCKETS: usize = 1 << 20;
+
+pub struct Processes {
+    proc: PathBuf,
+    names: HashMap<u32, (Comm, Instant)>,
+    holders: HashMap<u64, u32>,
+    walked: Option<Instant>,
+}
+
+impl Processes {
+    pub fn new() -> Self {
+        Self::at(PathBuf::from("/proc"))
+    }
+
+    pub fn at(proc: PathBuf) -> Self {
+        Self { proc, names: HashMap::new(), holders: HashMap::new(), walked: None }
+    }
+
+    /// The name of process `pid` (its main thread's): read now, or, for a process gone since,
+    /// as the last walk saw it.
+    pub fn name(&mut self, pid: u32) -> Option<Comm> {
+        if let Some((name, at)) = self.names.get(&pid) {
+            if at.elapsed() < NAME_TTL {
+                return Some(*name);
+            }
+        }
+        match self.read_name(pid) {
+            Some(name) => {
+                self.names.insert(pid, (name, Instant::now()));
+                Some(name)
+            }
+            None => self.names.get(&pid).map(|(name, _)| *name),
+        }
+    }
+
+    fn read_name(&self, pid: u32) -> Option<Comm> {
+        let raw = std::fs::read_to_string(self.proc.join(pid.to_string()).join("comm")).ok()?;
+        Some(Comm::from(raw.trim_end_matches('\n')))
+    }
+
+    /// The process holding the socket whose file has inode `inode`.
+    pub fn holder(&mut self, inode: u64) -> Option<u32> {
+        if inode == 0 {
+            return None;
+        }
+        if let Some(pid) = self.holders.get(&inode) {
+            return Some(*pid);
+        }
+        if self.walked.is_some_and(|at| at.elapsed() < REWALK_EVERY) {
+            return None;
+        }
+        self.walk();
+        self.holders.get(&inode).copied()
+    }
+
+    /// Index every socket file descriptor on the host by inode (the first process found holds
+    /// it: a forked child shares its parent's), and the names of the processes holding them.
+    pub fn walk(&mut self) {
+        self.walked = Some(Instant::now());
+        if self.holders.len() > MAX_SOCKETS {
+            self.holders.clear();
+        }
+        let Ok(procs) = std::fs::read_dir(&self.proc) else { return };
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+            let mut holds_sockets = false;
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+                let inode = target.to_str().and_then(|t| t.strip_prefix("socket:[")).and_then(|t| t.strip_suffix(']')).and_then(|n| n.parse().ok());
+                if let Some(inode) = inode {
+                    self.holders.entry(inode).or_insert(pid);
+                    holds_sockets = true;
+                }
+            }
+            if holds_sockets {
+                if let Some(name) = self.read_name(pid) {
+                    self.names.insert(pid, (name, Instant::now()));
+                }
+            }
+        }
+    }
+}
+
+impl Default for Processes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::{fd::AsRawFd, unix::fs::MetadataExt};
+
+    use super::*;
+
+    #[test]
+    fn this_process_holds_its_own_socket_and_is_named() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap().ino();
+        let mut p = Processes::new();
+        assert_eq!(p.holder(inode), Some(std::process::id()));
+        assert_eq!(p.holder(0), None);
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(p.name(std::process::id()).unwrap().as_str(), comm.trim_end());
+        // An inode nobody holds is looked for again only after a second.
+        assert_eq!(p.holder(u64::MAX), None);
+        assert!(p.walked.unwrap().elapsed() < REWALK_EVERY);
+    }
+}
