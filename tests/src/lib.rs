@@ -263,6 +263,7 @@ impl Tracer {
     }
 
     /// Stop with `sig` without waiting: whatever rsttrace still holds must be reported on exit.
+    /// Its stderr is also kept for [`exactly`]'s failure message.
     pub fn stop_at_once(mut self, sig: i32) -> (Vec<Value>, String) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
@@ -276,7 +277,11 @@ impl Tracer {
             .chain(self.lines.iter())
             .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
             .collect();
-        (reports, stderr.join("\n"))
+        let stderr = stderr.join("\n");
+        if let Ok(mut last) = LAST_STDERR.lock() {
+            last.clone_from(&stderr);
+        }
+        (reports, stderr)
     }
 }
 
@@ -493,6 +498,9 @@ pub fn overflow_accept_queue(net: &Net, f: Family, port: &str) -> (Stim, u64) {
     (server, fourth.pid())
 }
 
+/// The stderr of the tracer stopped last (its summary counts what it read and reported).
+static LAST_STDERR: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
 /// A report as scenarios name it: `sent:CAUSE`, `received:CAUSE` or `abort:CAUSE`.
 pub fn label(r: &Value) -> String {
     let cause = r["cause"].as_str().unwrap_or("?");
@@ -516,7 +524,10 @@ pub fn exactly<'a, const N: usize>(reports: &'a [Value], expected: [&str; N]) ->
 /// kernel sends or not by the timing of the test host (say so where it is used). Returns the
 /// optional reports found.
 pub fn exactly_with_optional<'a, const N: usize>(reports: &'a [Value], expected: [&str; N], optional: &[&str]) -> ([&'a Value; N], Vec<&'a Value>) {
-    let listing = || reports.iter().map(|r| format!("  {}  {r}", label(r))).collect::<Vec<_>>().join("\n");
+    let listing = || {
+        let reports = reports.iter().map(|r| format!("  {}  {r}", label(r))).collect::<Vec<_>>().join("\n");
+        format!("{reports}\nrsttrace's stderr:\n{}", LAST_STDERR.lock().map(|s| s.clone()).unwrap_or_default())
+    };
     let mut used = vec![false; reports.len()];
     let found = expected.map(|want| {
         let (name, many) = want.strip_suffix('+').map_or((want, false), |n| (n, true));
