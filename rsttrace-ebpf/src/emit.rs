@@ -704,8 +704,10 @@ impl Draft {
             (*event).sk_cgroup = if full { socket_cgroup(netns_sk, &offsets) } else { 0 };
             // No owner on record (a socket older than rsttrace that has not been used since, or a
             // server's thread still blocked in recv()): the agent looks for the process holding
-            // its file.
-            (*event).sk_inode = if full && !owner.is_known() { socket_inode(netns_sk, &SOCK_OFFSETS.load()) } else { 0 };
+            // its file. Not for a reset sent from CLOSE: that is close() or shutdown() in its
+            // owner's call (which names it), or the stack's abort of an orphan (no file).
+            let from_close = kind == EventKind::SendReset as u32 && state == TCP_CLOSE;
+            (*event).sk_inode = if full && !from_close && !owner.is_known() { socket_inode(netns_sk, &SOCK_OFFSETS.load()) } else { 0 };
             if let Some(c) = close {
                 (*event).closed_from = c.old_state as u8;
                 (*event).flags |= FLAG_CLOSED_FROM;
