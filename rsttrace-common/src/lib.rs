@@ -401,10 +401,8 @@ pub const FLAG_STAND_INS_READ: u32 = 64;
 /// socket, or a TIME_WAIT or request socket, before 6.10): no record; the addresses are the
 /// trigger's, reversed, and `sk_state` is the socket's state (0 without one).
 pub const FLAG_NO_RECORD: u32 = 8;
-/// `current_*` were not captured: they hold stale bytes.
-pub const FLAG_NO_CURRENT: u32 = 16;
 /// `sk_state` holds the socket's state read at that instant (received resets, whose records
-/// carry none; an error report's, the state the socket died in).
+/// carry none).
 pub const FLAG_STATE_READ: u32 = 32;
 /// `earlier` is the owner of the last connection this host knew on the same 4-tuple (a reset
 /// with no full socket, from TIME_WAIT, or answered by a listener).

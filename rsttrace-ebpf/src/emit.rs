@@ -639,11 +639,7 @@ impl Draft {
             (*event).ts_ns = bpf_ktime_get_ns();
             (*event).flags = if owner.is_known() { FLAG_OWNER_KNOWN } else { 0 };
             (*event).sock.owner = owner;
-            (*event).current_pid_tgid = bpf_get_current_pid_tgid();
-            if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
-                (*event).current_comm[0] = 0;
-            }
-            (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
+            fill_current(event);
             (*event).netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
         }
         entry.submit(wakeup_flags());
@@ -686,13 +682,7 @@ impl Draft {
             if owner.is_known() {
                 (*event).flags = FLAG_OWNER_KNOWN;
             }
-            (*event).current_pid_tgid = bpf_get_current_pid_tgid();
-            // Straight into the ring buffer, not through a zeroed stack copy.
-            if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
-                (*event).current_comm[0] = 0;
-            }
-            // For an owner named by `current`.
-            (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
+            fill_current(event);
             // An error report has no socket of its own: the one that just closed is its socket.
             let netns_sk = match close {
                 Some(c) if sk == 0 => c.sk,
@@ -795,6 +785,23 @@ impl Draft {
         }
         entry.submit(wakeup_flags());
         true
+    }
+}
+
+/// The current task, straight into the ring buffer (not through a zeroed stack copy); its cgroup
+/// only under a cgroup filter, for an owner named by `current`.
+///
+/// # Safety
+/// `event` points at a reserved, writable ring-buffer slot.
+#[inline(always)]
+unsafe fn fill_current(event: *mut Event) {
+    // SAFETY: the caller's reserved slot; the helpers have no preconditions.
+    unsafe {
+        (*event).current_pid_tgid = bpf_get_current_pid_tgid();
+        if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
+            (*event).current_comm[0] = 0;
+        }
+        (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
     }
 }
 

@@ -3,7 +3,7 @@
 //! from TIME_WAIT or for a forgotten connection, a port taken over by another process, a 4-tuple
 //! reused, a peer on this host), and which connections a process opened to one remote port (a
 //! connect race). Plain arrays indexed by a hash: a store per connection, no map insert or delete.
-use aya_ebpf::helpers::{bpf_jiffies64, bpf_ktime_get_ns};
+use aya_ebpf::helpers::bpf_jiffies64;
 use rsttrace_common::{Owner, RaceEntry, SockRecord};
 
 use crate::maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_SLOTS};
@@ -26,7 +26,6 @@ pub fn note_tuple(key: &TupleKey, sk: u64, owner: &Owner, open: bool) {
         let same_socket = (*slot).sk == sk && (*slot).key == *key;
         (*slot).key = *key;
         (*slot).open = open as u32;
-        (*slot).ts_ns = bpf_ktime_get_ns();
         (*slot).sk = sk;
         if owner.is_known() || !same_socket {
             (*slot).owner = *owner;
@@ -41,7 +40,7 @@ pub fn tuple(key: &TupleKey) -> Option<&'static TupleEntry> {
     let slot = TUPLES.get_ptr(tuple_slot(key))?;
     // SAFETY: array value memory, plain data, valid while the program runs.
     let entry = unsafe { &*slot };
-    (entry.key == *key && entry.ts_ns != 0).then_some(entry)
+    (entry.key == *key && entry.sk != 0).then_some(entry)
 }
 
 #[inline(always)]

@@ -75,8 +75,7 @@ pub struct TupleEntry {
     pub key: TupleKey,
     /// 1 from the handshake's completion to CLOSE.
     pub open: u32,
-    /// When it was last written.
-    pub ts_ns: u64,
+    /// The connection's socket; 0 in a slot never written.
     pub sk: u64,
     pub owner: Owner,
 }

@@ -27,14 +27,13 @@ pub fn is_learned_transition(old: i32, new: i32) -> bool {
     new == TCP_LISTEN || matches!((old, new), (TCP_ESTABLISHED, TCP_FIN_WAIT1) | (TCP_CLOSE_WAIT, TCP_LAST_ACK))
 }
 
-/// `current`, as the owner of a socket in its namespace `netns` (0: read it from `sk`).
+/// `current`, as the owner of a socket in namespace `netns` (0: not read yet).
 #[inline(always)]
-fn current_owner(sk: u64, netns: u32) -> Owner {
+fn current_owner(netns: u32) -> Owner {
     let pid_tgid = bpf_get_current_pid_tgid();
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     // SAFETY: helper without preconditions.
     let cgroup = if filters_by_cgroup() { unsafe { bpf_get_current_cgroup_id() } } else { 0 };
-    let netns = if netns == 0 { socket_netns(sk) } else { netns };
     Owner { tgid: (pid_tgid >> 32) as u32, pid: pid_tgid as u32, comm, cgroup, netns, _pad: 0 }
 }
 
@@ -42,12 +41,9 @@ fn current_owner(sk: u64, netns: u32) -> Owner {
 /// this address left. The namespace is read when a reset needs it.
 #[inline(always)]
 pub fn open(sk: u64) {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    // SAFETY: helpers without preconditions.
-    let (cgroup, now) = unsafe { (if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 }, bpf_ktime_get_ns()) };
-    let owner = Owner { tgid: (pid_tgid >> 32) as u32, pid: pid_tgid as u32, comm, cgroup, netns: 0, _pad: 0 };
-    let _ = SOCKS.insert(&sk, &SockRecord { owner, opened_ns: now, ..SockRecord::EMPTY }, 0);
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = SOCKS.insert(&sk, &SockRecord { owner: current_owner(0), opened_ns: now, ..SockRecord::EMPTY }, 0);
 }
 
 /// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the
@@ -58,7 +54,7 @@ pub fn learn(sk: u64) -> Owner {
     let tgid = (pid_tgid >> 32) as u32;
     let pid = pid_tgid as u32;
     let Some(known) = SOCKS.get_ptr_mut(&sk) else {
-        let owner = current_owner(sk, 0);
+        let owner = current_owner(socket_netns(sk));
         let _ = SOCKS.insert(&sk, &SockRecord { owner, ..SockRecord::EMPTY }, 0);
         return owner;
     };
@@ -67,7 +63,8 @@ pub fn learn(sk: u64) -> Owner {
     if known.owner.tgid == tgid && known.owner.pid == pid {
         return known.owner;
     }
-    let owner = current_owner(sk, known.owner.netns);
+    let netns = if known.owner.netns != 0 { known.owner.netns } else { socket_netns(sk) };
+    let owner = current_owner(netns);
     // A worker thread closing a socket for the kernel (a file's last reference dropped outside
     // its process, deferred to a workqueue) is not its owner: the one on record stays.
     if known.owner.is_known() && is_worker_thread(&owner.comm) {
