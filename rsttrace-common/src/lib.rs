@@ -422,6 +422,73 @@ pub const FLAG_RETRANSMITS_READ: u32 = 4096;
 /// `closed_from` is the state the socket left for CLOSE just before this event.
 pub const FLAG_CLOSED_FROM: u32 = 8192;
 
+/// `Event::flags`: `peer` holds what `--network-evidence` sampled of the peer's segments on this
+/// socket (received resets).
+pub const FLAG_PEER_SAMPLED: u32 = 16384;
+
+/// Where `tcp:tcp_probe` keeps the socket and the segment (Linux 6.8+ has both); `NO_FIELD`
+/// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpProbeLayout {
+    pub skaddr: u16,
+    pub skbaddr: u16,
+}
+
+/// What the kernel side sampled of one socket's incoming segments (`--network-evidence`): the
+/// hop count (IPv4 TTL, IPv6 hop limit) and IPv4 IP ID the peer's segments arrived with, and the
+/// same of the last RST that arrived. One slot per socket in a hash-indexed array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerSample {
+    /// The socket; with the ports it tells a slot's socket from a later one at the same address.
+    pub sk: u64,
+    pub lport: u16,
+    pub rport: u16,
+    pub evidence: PeerEvidence,
+    pub _pad: u32,
+    /// When the last RST arrived (`bpf_ktime_get_ns`); 0: none.
+    pub rst_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<PeerSample>() == 40);
+
+/// The part of a [`PeerSample`] a received reset carries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerEvidence {
+    /// Non-RST segments sampled (saturating).
+    pub segments: u32,
+    pub ttl_min: u8,
+    pub ttl_max: u8,
+    pub ttl_last: u8,
+    /// Hop count of the RST; 0 when the RST was not seen (it came in a state other than
+    /// ESTABLISHED, where the per-segment hook does not run).
+    pub rst_ttl: u8,
+    /// IPv4 only: the IP ID of the last segment and of the RST.
+    pub ip_id_last: u16,
+    pub rst_ip_id: u16,
+    /// 4 or 6: the IP version of the segments.
+    pub ip_version: u8,
+    pub _pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<PeerEvidence>() == 16);
+
+impl PeerEvidence {
+    pub const EMPTY: Self = Self {
+        segments: 0,
+        ttl_min: 0,
+        ttl_max: 0,
+        ttl_last: 0,
+        rst_ttl: 0,
+        ip_id_last: 0,
+        rst_ip_id: 0,
+        ip_version: 0,
+        _pad: [0; 3],
+    };
+}
+
 /// One ring-buffer record: the tracepoint's raw record plus what only the kernel knows at that
 /// instant (the current task, the socket's record, its network namespace, the facts read from
 /// it and from what the kernel side remembers of other connections).
@@ -472,11 +539,15 @@ pub struct Event {
     pub _pad: u32,
     pub trigger_saddr: [u8; 16],
     pub trigger_daddr: [u8; 16],
+    /// See `FLAG_PEER_SAMPLED`.
+    pub peer: PeerEvidence,
     pub record: [u8; RECORD_MAX],
 }
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
-const _: () = assert!(EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 8 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + RECORD_MAX);
+const _: () = assert!(
+    EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 8 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + 16 + RECORD_MAX
+);
 const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 
 /// Index of the single slot of the per-CPU lost-event counter.
@@ -488,6 +559,7 @@ mod user {
     // Plain integers and arrays of them, no padding: safe to hand to the loader as bytes.
     unsafe impl aya::Pod for TracepointLayout {}
     unsafe impl aya::Pod for SockMsgLayout {}
+    unsafe impl aya::Pod for TcpProbeLayout {}
     unsafe impl aya::Pod for StructOffsets {}
     unsafe impl aya::Pod for SockOffsets {}
     unsafe impl aya::Pod for Filter {}

@@ -8,18 +8,21 @@ use aya_ebpf::{
     EbpfContext,
 };
 use rsttrace_common::{
-    Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout, FACT_ACCEPT_QUEUE_FULL,
-    FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_KEPT, FACT_LINGER0, FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE,
-    FLAG_CLOSED_FROM, FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL,
-    FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN,
-    FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD, NO_OFFSET, RECORD_MAX,
+    Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
+    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_KEPT, FACT_LINGER0,
+    FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
+    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL,
+    FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
+    FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
+    NO_OFFSET, RECORD_MAX,
 };
 
 use crate::{
-    history,
+    evidence, history,
     maps::{
-        CloseSlot, TupleKey, EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_ERROR_REPORT, LAYOUT_RECEIVE_RESET, LAYOUT_SEND_RESET, LAYOUT_SET_STATE,
-        LOST, OFFSETS, SOCK_OFFSETS, WAKEUPS,
+        CloseSlot, TupleKey, EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_ERROR_REPORT,
+        LAYOUT_RECEIVE_RESET, LAYOUT_SEND_RESET, LAYOUT_SET_STATE, LOST, NETWORK_EVIDENCE, OFFSETS,
+        SOCK_OFFSETS, WAKEUPS,
     },
     owner::{self, TCP_CLOSE, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
 };
@@ -61,7 +64,7 @@ pub fn early_field<T: Copy, const USUAL: u16>(ctx: &TracePointContext, offset: u
 }
 
 #[inline(always)]
-unsafe fn read<T>(addr: u64) -> Option<T> {
+pub(crate) unsafe fn read<T>(addr: u64) -> Option<T> {
     // SAFETY: the probe-read helper turns a bad address into an error, never a fault.
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
@@ -765,6 +768,13 @@ impl Draft {
                 if let Some(n) = read_u32(sk, sock_offsets.total_retrans) {
                     (*event).retransmits = n;
                     (*event).flags |= FLAG_RETRANSMITS_READ;
+                }
+                // Load-time constant: without `--network-evidence` nothing was sampled.
+                if NETWORK_EVIDENCE.load() != 0 {
+                    if let Some(e) = evidence::of(sk, (*event).ts_ns) {
+                        (*event).peer = e;
+                        (*event).flags |= FLAG_PEER_SAMPLED;
+                    }
                 }
                 // The other end is a socket on this host that was still open: it sent no RST.
                 if let Some(peer) = receive_key.and_then(|k| history::tuple(&k.reversed())) {

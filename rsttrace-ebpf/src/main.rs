@@ -14,12 +14,15 @@
 //! reset is kept in the kernel: per socket, `SOCKS` (its owner, learned only in process context,
 //! and when a connection this host opened began and completed its handshake), and across
 //! connections, the history arrays of `history.rs`. A reset carries them, with what the socket
-//! itself says at that instant.
+//! itself says at that instant. Under `--network-evidence` one more program samples how the peer's
+//! segments arrive (`evidence.rs`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
 mod emit;
+#[cfg(target_arch = "bpf")]
+mod evidence;
 #[cfg(target_arch = "bpf")]
 mod floor;
 #[cfg(target_arch = "bpf")]

@@ -4,7 +4,10 @@ use aya_ebpf::{
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use rsttrace_common::{Filter, Owner, RaceEntry, SockMsgLayout, SockOffsets, SockRecord, StructOffsets, TracepointLayout, NO_FIELD};
+use rsttrace_common::{
+    Filter, Owner, PeerSample, RaceEntry, SockMsgLayout, SockOffsets, SockRecord, StructOffsets,
+    TcpProbeLayout, TracepointLayout, NO_FIELD,
+};
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
 // because reading one copies it onto the BPF stack: a program reads only the parts it needs.
@@ -24,6 +27,14 @@ pub static OFFSETS: Global<StructOffsets> = Global::new(StructOffsets::UNKNOWN);
 pub static SOCK_OFFSETS: Global<SockOffsets> = Global::new(SockOffsets::UNKNOWN);
 #[unsafe(no_mangle)]
 pub static FILTER: Global<Filter> = Global::new(Filter::ANY);
+#[unsafe(no_mangle)]
+pub static TCP_PROBE: Global<TcpProbeLayout> = Global::new(TcpProbeLayout {
+    skaddr: NO_FIELD,
+    skbaddr: NO_FIELD,
+});
+/// 1 under `--network-evidence`: received resets carry what `PEERS` sampled.
+#[unsafe(no_mangle)]
+pub static NETWORK_EVIDENCE: Global<u8> = Global::new(0);
 /// 1 when any part of `FILTER` is set: the common unfiltered case skips it entirely.
 #[unsafe(no_mangle)]
 pub static FILTER_ACTIVE: Global<u8> = Global::new(0);
@@ -137,3 +148,11 @@ pub const CLOSE_SLOTS: usize = 4;
 
 #[map]
 pub static LAST_CLOSES: PerCpuArray<CloseSlots> = PerCpuArray::with_max_entries(1, 0);
+
+pub const PEER_SLOTS: u32 = 65536;
+
+/// What `--network-evidence` sampled of each socket's incoming segments (see `evidence.rs`),
+/// direct-mapped by a hash of the socket's address like `TUPLES`: one array store per segment, no
+/// insert or delete. A socket whose slot another took has no evidence at its reset.
+#[map]
+pub static PEERS: Array<PeerSample> = Array::with_max_entries(PEER_SLOTS, 0);

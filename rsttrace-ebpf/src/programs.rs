@@ -12,9 +12,12 @@ use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout}
 
 use crate::{
     emit::{early_field, layout, probe_field, record_key, sk_state, Draft, Record},
-    history,
-    maps::{CloseSlot, TupleKey, SOCKS, SOCK_MSG},
-    owner::{self, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
+    evidence, history,
+    maps::{CloseSlot, TupleKey, SOCKS, SOCK_MSG, TCP_PROBE},
+    owner::{
+        self, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT,
+        TCP_TIME_WAIT,
+    },
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -281,5 +284,28 @@ pub fn sock_msg_length(ctx: TracePointContext) -> u32 {
     if protocol == IPPROTO_TCP && sk != 0 {
         let _ = owner::learn(sk);
     }
+    0
+}
+
+/// Where `tcp:tcp_probe` keeps the socket and the segment on the kernels that have them (6.8+).
+const TCP_PROBE_SKBADDR: u16 = 120;
+const TCP_PROBE_SKADDR: u16 = 128;
+
+/// `--network-evidence`: every segment an established socket receives (`tcp_rcv_established`).
+#[tracepoint]
+pub fn tcp_probe(ctx: TracePointContext) -> u32 {
+    let l = TCP_PROBE.load();
+    let sk = early_field::<u64, TCP_PROBE_SKADDR>(&ctx, l.skaddr).unwrap_or(0);
+    let skb = early_field::<u64, TCP_PROBE_SKBADDR>(&ctx, l.skbaddr).unwrap_or(0);
+    evidence::sample(sk, skb);
+    0
+}
+
+/// `tcp_rcv_established(sk, skb)`: the same, on kernels whose `tcp:tcp_probe` names neither.
+#[kprobe]
+pub fn rcv_established_kprobe(ctx: ProbeContext) -> u32 {
+    let sk: u64 = ctx.arg(0).unwrap_or(0);
+    let skb: u64 = ctx.arg(1).unwrap_or(0);
+    evidence::sample(sk, skb);
     0
 }

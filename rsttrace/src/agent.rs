@@ -21,10 +21,11 @@ use crate::{
     fold::Folder,
     loader::{self, LoadOptions, LostCounter, Socketless},
     metrics::Metrics,
-    output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink},
+    output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink, TraceEdge},
     privileges,
     event::Task,
     report::{Attribution, Cause, Report},
+    trace_info::TraceInfo,
     tracefs::Tracefs,
 };
 
@@ -56,10 +57,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let must_mount = config.tracefs.is_none() && !Tracefs::is_mounted();
     privileges::check(must_mount)?;
     let clock = Clock::now();
+    // Which host and run this is, and the addresses of the namespace it covers (entering a
+    // `--netns` namespace needs the privileges dropped after attaching).
+    let trace = std::sync::Arc::new(TraceInfo::gather(config.filter.netns)?);
     // Open outputs before attaching: a bad path fails fast and leaves nothing in the kernel.
     let mut file = match &config.output {
         Some(o) => Some(
-            RotatingFile::open(&o.path, o.rotate_size, o.rotate_keep, clock)
+            RotatingFile::open(&o.path, o.rotate_size, o.rotate_keep, clock, trace.clone())
                 .with_context(|| format!("--output {}: cannot write there", o.path.display()))?,
         ),
         None => None,
@@ -92,6 +96,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ring_buffer_bytes: config.ring_buffer_bytes,
         filter: config.filter.kernel(),
         cost_floor: config.cost_floor,
+        network_evidence: config.network_evidence,
     })?;
     if config.cost_floor.is_none() {
         describe_capture(&loaded.capture);
@@ -117,10 +122,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let stdout = io::BufWriter::new(io::stdout().lock());
     let mut view: Option<Box<dyn Sink>> = match config.view {
-        View::Json => Some(Box::new(JsonSink::new(stdout, clock))),
-        View::Table { timestamp, wide, include_benign } => {
-            Some(Box::new(TableSink::new(stdout, clock, TableOptions::for_stdout(timestamp, wide, include_benign))))
-        }
+        View::Json => Some(Box::new(JsonSink::new(stdout, clock, trace.clone()))),
+        View::Table {
+            timestamp,
+            wide,
+            include_benign,
+        } => Some(Box::new(TableSink::new(
+            stdout,
+            clock,
+            TableOptions::for_stdout(timestamp, wide, include_benign),
+        ))),
         View::Summary { .. } => None,
     };
     let mut state = LoopState {
@@ -147,6 +158,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
     let mut next_summary = summary_every.map(|i| tokio::time::Instant::now() + i);
+    for sink in sinks(&mut view, &mut file) {
+        sink.trace(TraceEdge::Start)
+            .context("writing the trace's start")?;
+    }
     eprintln!("rsttrace: attached; tracing TCP resets (Ctrl-C to stop)");
 
     let result: anyhow::Result<()> = 'run: loop {
@@ -218,8 +233,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.ingest(&item);
     }
     let mut all = sinks(&mut view, &mut file);
-    let flushed =
-        state.report_lost(&lost, &mut all).and_then(|_| state.emit(u64::MAX, Clock::monotonic_now_ns(), usize::MAX, &mut all));
+    let flushed = state
+        .report_lost(&lost, &mut all)
+        .and_then(|_| state.emit(u64::MAX, Clock::monotonic_now_ns(), usize::MAX, &mut all))
+        .and_then(|_| {
+            for sink in all.iter_mut() {
+                sink.trace(TraceEdge::End)?;
+                sink.flush()?;
+            }
+            Ok(())
+        });
     drop(all);
     drop(view);
     match result.and(flushed) {
@@ -278,8 +301,21 @@ fn describe_capture(c: &loader::Capture) {
     if matches!(c.socketless, Socketless::Unseen(_)) {
         blind.extend([Cause::NoListener, Cause::NoSocket, Cause::TimewaitReuse, Cause::DataAfterClose, Cause::Injected].map(Cause::name));
     }
-    let seen = if blind.is_empty() { "every cause visible".to_string() } else { format!("causes not visible: {}", blind.join(", ")) };
-    eprintln!("rsttrace: capture mode: {reasons}; {socketless}; {seen}");
+    let seen = if blind.is_empty() {
+        "every cause visible".to_string()
+    } else {
+        format!("causes not visible: {}", blind.join(", "))
+    };
+    let evidence = match c.evidence {
+        None => "received resets judged without the peer's hop counts (no --network-evidence)",
+        Some(loader::EvidenceHook::Tracepoint) => {
+            "the peer's hop counts sampled from tcp:tcp_probe (--network-evidence)"
+        }
+        Some(loader::EvidenceHook::Kprobe) => {
+            "the peer's hop counts sampled by a kprobe on tcp_rcv_established (--network-evidence)"
+        }
+    };
+    eprintln!("rsttrace: capture mode: {reasons}; {socketless}; {evidence}; {seen}");
     if !c.missing.is_empty() {
         eprintln!("rsttrace: tracepoints missing on this kernel: {}", c.missing.join(", "));
     }

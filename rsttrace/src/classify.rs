@@ -6,6 +6,7 @@
 //! `unknown` and explains what it does know.
 use crate::{
     event::{SockFacts, TcpState},
+    evidence::Evidence,
     report::{Cause, Origin, Verdict},
 };
 
@@ -69,6 +70,10 @@ pub struct Story {
     pub actor: Option<String>,
     /// The owner was told ECONNABORTED right after this RST: a tool destroyed the socket.
     pub destroyed: bool,
+    /// How a received RST and the peer's segments arrived (see `evidence.rs`).
+    pub evidence: Option<Evidence>,
+    /// A RST sent with no socket for a connection a received RST reset a moment before.
+    pub after_received_reset: bool,
 }
 
 
@@ -134,6 +139,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         return match syn {
             Some(true) => v(Cause::NoListener, Origin::Stack, "SYN to a port nobody listens on"),
+            Some(false) if story.after_received_reset => v(
+                Cause::NoSocket,
+                Origin::Stack,
+                "segment for a connection a RST just reset here: the peer went on sending, as if it never sent that RST",
+            ),
             Some(false) => v(Cause::NoSocket, Origin::Stack, "segment for a connection this host does not know (forgotten after a timeout, reboot or state loss)"),
             None if reason == Some("NO_SOCKET") || reason.is_none() => {
                 v(Cause::Unknown, Origin::Stack, "no socket for the segment; could not read whether it was a SYN")
@@ -263,12 +273,38 @@ fn received(state: Option<TcpState>, story: &Story) -> Verdict {
             "RST arrived but the peer's stack on this host sent none: a device or firewall in the path forged it",
         );
     }
-    match state {
-        Some(TcpState::SynSent) => v(Cause::Refused, Origin::Peer, format!("peer refused the connection{peer_cause}")),
-        Some(s) if s.is_synchronized() || s == TcpState::SynRecv => {
-            v(Cause::PeerReset, Origin::Peer, format!("peer reset the connection in {}{peer_cause}", s.name()))
+    // The peer's own stack on this host is the better witness: only without it does the
+    // evidence of one end decide.
+    if story.peer_sent.is_none() {
+        if let Some(why) = story.evidence.as_ref().and_then(Evidence::forged_because) {
+            return v(Cause::Injected, Origin::Network, why);
         }
-        _ => v(Cause::Unknown, Origin::Unknown, "RST received on a socket whose state is unknown"),
+    }
+    let doubts = story
+        .evidence
+        .as_ref()
+        .and_then(Evidence::doubts)
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    match state {
+        Some(TcpState::SynSent) => v(
+            Cause::Refused,
+            Origin::Peer,
+            format!("peer refused the connection{peer_cause}{doubts}"),
+        ),
+        Some(s) if s.is_synchronized() || s == TcpState::SynRecv => v(
+            Cause::PeerReset,
+            Origin::Peer,
+            format!(
+                "peer reset the connection in {}{peer_cause}{doubts}",
+                s.name()
+            ),
+        ),
+        _ => v(
+            Cause::Unknown,
+            Origin::Unknown,
+            format!("RST received on a socket whose state is unknown{doubts}"),
+        ),
     }
 }
 

@@ -114,6 +114,18 @@ pub struct Cli {
     /// limit).
     #[arg(long, value_name = "N", default_value_t = fold::DEFAULT_MAX_RATE)]
     pub max_rate: u32,
+    /// Also judge received resets by how they arrived: sample the hop count (IPv4 TTL, IPv6 hop
+    /// limit) and IPv4 IP ID of every segment an established socket receives, so that a RST
+    /// arriving with another hop count than the peer's own segments is reported `injected` (a
+    /// device in the path sent it; docs/causes.md says what else counts).
+    ///
+    /// Off by default because its hook (tcp:tcp_probe, or a kprobe on tcp_rcv_established where
+    /// that tracepoint does not name the segment) runs for every segment received, the hottest
+    /// path in the stack: bulk transfers pay for it (`cargo xtask bench`, row "bulk,
+    /// --network-evidence"). Without it, a received reset still counts the peer talking after its
+    /// RST.
+    #[arg(long)]
+    pub network_evidence: bool,
     /// tracefs root to read tracepoint formats from (default: find or mount /sys/kernel/tracing).
     #[arg(long, env = "RSTTRACE_TRACEFS", value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
@@ -125,7 +137,7 @@ pub struct Cli {
     /// `raw` attaches them as raw tracepoints: what the attach type alone costs.
     #[arg(long, value_enum, value_name = "KIND", num_args = 0..=1, require_equals = true, default_missing_value = "classic", conflicts_with_all = [
         "json", "summary", "output", "metrics", "pid", "cgroup", "netns", "container", "lports", "rports", "ipv4", "ipv6", "direction", "cause",
-        "max_rate",
+        "max_rate", "network_evidence",
     ])]
     pub cost_floor: Option<FloorKind>,
 }
@@ -193,6 +205,8 @@ pub struct Config {
     pub btf: PathBuf,
     /// Empty programs on the same hooks, no reports (`--cost-floor`).
     pub cost_floor: Option<FloorKind>,
+    /// Sample how the peer's segments arrive (`--network-evidence`).
+    pub network_evidence: bool,
 }
 
 impl TryFrom<Cli> for Config {
@@ -269,6 +283,7 @@ impl TryFrom<Cli> for Config {
             tracefs: cli.tracefs.map(tracefs::Tracefs::at),
             btf: cli.btf,
             cost_floor: cli.cost_floor,
+            network_evidence: cli.network_evidence,
         })
     }
 }

@@ -6,14 +6,19 @@ use std::{
 };
 
 use rsttrace_common::{
-    Event, EventKind, Owner, RaceEntry, TracepointLayout, EVENT_SIZE, FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED,
-    FACT_KEPT, FACT_LINGER0, FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM, FLAG_EARLIER_OWNER,
-    FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN,
-    FLAG_STAND_INS_READ, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, NO_FIELD, RECORD_MAX,
+    Event, EventKind, Owner, PeerEvidence, RaceEntry, TracepointLayout, EVENT_SIZE,
+    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_KEPT, FACT_LINGER0,
+    FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
+    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL,
+    FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
+    FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, NO_FIELD, RECORD_MAX,
 };
 
 use crate::{
-    event::{Comm, Endpoints, Family, History, KernelEvent, Payload, Segment, Sibling, SockFacts, Task, TcpState},
+    event::{
+        Arrival, Comm, Endpoints, Family, History, KernelEvent, Payload, Segment, Sibling,
+        SockFacts, Task, TcpState,
+    },
     tracefs::{Field, Format},
 };
 
@@ -354,7 +359,30 @@ fn history(raw: &Event) -> History {
         tuple_reused: flag(FLAG_TUPLE_REUSED),
         retransmits: flag(FLAG_RETRANSMITS_READ).then_some(raw.retransmits),
         resets_sent: raw.sock.resets_sent,
+        arrival: flag(FLAG_PEER_SAMPLED)
+            .then(|| arrival(&raw.peer))
+            .flatten(),
     }
+}
+
+/// A peer sample, when it holds anything (a socket whose first segment was the RST has none of
+/// the peer's own).
+fn arrival(p: &PeerEvidence) -> Option<Arrival> {
+    let ipv4 = p.ip_version == 4;
+    if !ipv4 && p.ip_version != 6 {
+        return None;
+    }
+    let rst_seen = p.rst_ttl != 0;
+    Some(Arrival {
+        segments: p.segments,
+        ttl_min: p.ttl_min,
+        ttl_max: p.ttl_max,
+        ttl_last: p.ttl_last,
+        rst_ttl: rst_seen.then_some(p.rst_ttl),
+        ip_id_last: (ipv4 && p.segments > 0).then_some(p.ip_id_last),
+        rst_ip_id: (ipv4 && rst_seen).then_some(p.rst_ip_id),
+        ipv6: !ipv4,
+    })
 }
 
 /// A race entry's remote end as the wire carries it (an IPv4-mapped address is IPv4).
@@ -425,6 +453,7 @@ pub(crate) mod tests {
             _pad: 0,
             trigger_saddr: [0; 16],
             trigger_daddr: [0; 16],
+            peer: rsttrace_common::PeerEvidence::EMPTY,
             record: [0; RECORD_MAX],
         };
         for (field, value) in values {

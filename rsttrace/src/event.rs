@@ -301,6 +301,27 @@ pub struct History {
     pub retransmits: Option<u32>,
     /// RSTs the socket had sent before this event.
     pub resets_sent: u32,
+    /// How the peer's segments and this RST arrived (received resets, `--network-evidence`).
+    pub arrival: Option<Arrival>,
+}
+
+/// What `--network-evidence` sampled of the segments a socket received from its peer, and of the
+/// RST that reset it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// The peer's segments sampled (not counting RSTs).
+    pub segments: u32,
+    /// Lowest, highest and last hop count (IPv4 TTL, IPv6 hop limit) among them.
+    pub ttl_min: u8,
+    pub ttl_max: u8,
+    pub ttl_last: u8,
+    /// The RST's hop count; `None` when the RST came in a state the per-segment hook does not
+    /// see (any but ESTABLISHED).
+    pub rst_ttl: Option<u8>,
+    /// IPv4: the IP ID of the peer's last segment and of the RST.
+    pub ip_id_last: Option<u16>,
+    pub rst_ip_id: Option<u16>,
+    pub ipv6: bool,
 }
 
 /// A connection its owner opened to the same remote port as another.

@@ -246,6 +246,7 @@ mod tests {
             current: None,
             retransmits: 0,
             active_open: true,
+            evidence: None,
         }
     }
 

@@ -21,6 +21,7 @@ use std::{
 use crate::{
     classify::{classify, Story, Trigger},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
+    evidence::Evidence,
     recent_sent::{RecentSent, SentRecord},
     report::{Attribution, Cause, Direction, Report, ReportType},
 };
@@ -71,6 +72,10 @@ struct Pending {
     /// be gone by the time it is classified): the owner of a connection it accepted, when no
     /// other names one.
     listener_owner: Option<Task>,
+    /// For a received reset: the peer sent more on the 4-tuple after it, which this host
+    /// answered with a RST of no socket (see [`Judge::note_peer_talking`]); for that RST, that
+    /// it answers such a segment.
+    peer_talked_after: bool,
 }
 
 /// Resets sent to a closing listener's waiting connections share the closer's system call:
@@ -122,6 +127,9 @@ pub struct Judge {
     /// reset answers one (see [`Judge::take_local_abort`]) is then one look-up, not a walk.
     received_by_sk: HashMap<u64, (u64, Endpoints)>,
     received_pruned_ns: u64,
+    /// Held received resets by 4-tuple, with when they came: a later RST this host sends on the
+    /// same 4-tuple is one look-up (see [`Judge::note_peer_talking`]).
+    received_by_ends: HashMap<Endpoints, u64>,
 }
 
 impl Judge {
@@ -137,6 +145,7 @@ impl Judge {
             listener_close_seq: HashMap::new(),
             received_by_sk: HashMap::new(),
             received_pruned_ns: 0,
+            received_by_ends: HashMap::new(),
         }
     }
 
@@ -199,8 +208,10 @@ impl Judge {
                     None | Some(TcpState::Listen) => self.port_taken(&ev, state),
                     _ => None,
                 };
+                let peer_talking = state.is_none() && self.note_peer_talking(&ev);
                 self.hold(ev, trigger, acting);
                 if let Some(p) = self.pending.back_mut() {
+                    p.peer_talked_after = peer_talking;
                     p.port_taken = port_taken;
                     p.aborted_on_data = aborted_on_data;
                     p.listener_closed_with = listener_closed_with;
@@ -254,6 +265,28 @@ impl Judge {
         };
         self.pending.remove(at);
         true
+    }
+
+    /// This host sent a RST with no socket: a segment came for a connection it does not have. If
+    /// a RST reset that connection a moment ago, the peer is still talking on it, as a peer whose
+    /// stack sent that RST would not: its data or ACKs were answered (Weaver et al.'s sign of a
+    /// forged RST). Returns whether it was.
+    fn note_peer_talking(&mut self, ev: &KernelEvent) -> bool {
+        if !self.received_by_ends.contains_key(&ev.endpoints) {
+            return false; // the common case, a closed port: one look-up
+        }
+        let ends = ev.endpoints;
+        match self.pending.iter_mut().rev().find(|p| {
+            matches!(p.trigger, Trigger::Received { .. })
+                && p.event.endpoints == ends
+                && p.event.ts_ns <= ev.ts_ns
+        }) {
+            Some(p) => {
+                p.peer_talked_after = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The newest held event matching `wanted` that came at most [`SAME_CALL_NS`] before `ev`.
@@ -335,8 +368,12 @@ impl Judge {
         let listener_owner = if event.owner.is_none() && event.history.opened_ns.is_none() { self.listener(event.netns, &event.endpoints) } else { None };
         match trigger {
             Trigger::Sent { .. } => self.recent_sent.push(event.ts_ns, event.endpoints),
-            Trigger::Received { .. } if event.sk != 0 => {
-                self.received_by_sk.insert(event.sk, (event.ts_ns, event.endpoints));
+            Trigger::Received { .. } => {
+                if event.sk != 0 {
+                    self.received_by_sk
+                        .insert(event.sk, (event.ts_ns, event.endpoints));
+                }
+                self.received_by_ends.insert(event.endpoints, event.ts_ns);
             }
             _ => {}
         }
@@ -351,6 +388,7 @@ impl Judge {
             listener_closed_with: None,
             error_after: None,
             listener_owner,
+            peer_talked_after: false,
         });
     }
 
@@ -380,7 +418,11 @@ impl Judge {
         }
         self.recent_sent.expire(now_ns.min(u64::MAX - 1));
         if now_ns.saturating_sub(self.received_pruned_ns) > SAME_CALL_NS {
-            self.received_by_sk.retain(|_, (ts, _)| ts.saturating_add(SAME_CALL_NS) >= now_ns);
+            self.received_by_sk
+                .retain(|_, (ts, _)| ts.saturating_add(SAME_CALL_NS) >= now_ns);
+            // Kept while their resets may still be held (a deferred one waits a little longer).
+            self.received_by_ends
+                .retain(|_, ts| ts.saturating_add(HOLD_NS + PEER_WAIT_NS) >= now_ns);
             self.received_pruned_ns = now_ns;
         }
         if now_ns != u64::MAX {
@@ -448,6 +490,7 @@ impl Judge {
             retransmits: ev.history.retransmits.unwrap_or(0),
             // A socket in SYN_SENT was connecting, even when its record was not kept.
             active_open: ev.history.opened_ns.is_some() || state == Some(TcpState::SynSent),
+            evidence: story.evidence,
             verdict,
         }
     }
@@ -475,11 +518,17 @@ impl Judge {
             }
         }
         if matches!(p.trigger, Trigger::Received { .. }) {
-            story.peer_local = self.seen.every_sent_reset && h.peer_local && !self.losses_near(ev.ts_ns);
-            story.peer_sent = self.peer_sent(ev).map(|r| r.cause.unwrap_or(Cause::Unknown));
+            story.peer_local =
+                self.seen.every_sent_reset && h.peer_local && !self.losses_near(ev.ts_ns);
+            story.peer_sent = self
+                .peer_sent(ev)
+                .map(|r| r.cause.unwrap_or(Cause::Unknown));
+            story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
         story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| format!("{}[{}]", now.comm, now.pid));
         story.aborted_on_data = p.aborted_on_data;
+        story.after_received_reset =
+            matches!(p.trigger, Trigger::Sent { .. }) && p.peer_talked_after;
         story.timed_out = p.error_after == Some(ETIMEDOUT);
         story.destroyed = p.error_after == Some(ECONNABORTED);
         story.listener_waiting = p.listener_closed_with.and_then(|key| Some((key.1, self.listener_closes.get(&key)?.1)));
@@ -724,6 +773,124 @@ mod tests {
         let reports = run(vec![rst, peer]);
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortUnread)));
+    }
+
+    #[test]
+    fn a_remote_peers_rst_is_injected_when_it_arrives_unlike_the_peers_segments() {
+        use crate::event::Arrival;
+        let client = task(1, "client");
+        let arrival = |rst_ttl, rst_ip_id| Arrival {
+            segments: 8,
+            ttl_min: 63,
+            ttl_max: 63,
+            ttl_last: 63,
+            rst_ttl: Some(rst_ttl),
+            ip_id_last: Some(4711),
+            rst_ip_id: Some(rst_ip_id),
+            ipv6: false,
+        };
+        let mut forged = received(50, Established, Some(client));
+        forged.history.arrival = Some(arrival(64, 4712));
+        let r = &run(vec![forged])[0];
+        assert_eq!(
+            (r.verdict.cause, r.verdict.origin),
+            (Cause::Injected, Origin::Network)
+        );
+        assert_eq!(
+            r.verdict.why,
+            "RST came with TTL 64, the peer's segments with 63: a device in the path sent it"
+        );
+        assert!(r.evidence.is_some_and(|e| e.decisive));
+        // The same hop count as the peer's: the peer sent it.
+        let mut genuine = received(50, Established, Some(client));
+        genuine.history.arrival = Some(arrival(63, 4712));
+        let r = &run(vec![genuine.clone()])[0];
+        assert_eq!(
+            (r.verdict.cause, r.verdict.why.as_str()),
+            (Cause::PeerReset, "peer reset the connection in ESTABLISHED")
+        );
+        // No samples at all (no --network-evidence): an evidence object that decides nothing.
+        let r = &run(vec![received(50, Established, Some(client))])[0];
+        assert_eq!(r.verdict.cause, Cause::PeerReset);
+        assert_eq!(r.evidence, Some(crate::evidence::Evidence::default()));
+    }
+
+    #[test]
+    fn the_peer_talking_after_its_rst_is_seen_in_the_rst_this_host_answers_it_with() {
+        use crate::event::Arrival;
+        let client = task(1, "client");
+        let mut rst = received(50, Established, Some(client));
+        rst.history.arrival = Some(Arrival {
+            segments: 8,
+            ttl_min: 64,
+            ttl_max: 64,
+            ttl_last: 64,
+            rst_ttl: Some(64),
+            ip_id_last: Some(4711),
+            rst_ip_id: Some(0),
+            ipv6: false,
+        });
+        // The peer's next segment finds no socket: this host answers it with a RST.
+        let mut answer = sent(60, None, Some("NO_SOCKET"), task(0, "swapper/0"), None);
+        answer.sk = 0;
+        answer.facts = None;
+        answer.trigger = Some(Segment {
+            tcp_flags: 0x18,
+            saddr: answer.endpoints.raddr,
+            sport: 80,
+            daddr: answer.endpoints.laddr,
+        });
+        let reports = run(vec![rst.clone(), answer.clone()]);
+        let r = reports
+            .iter()
+            .find(|r| r.direction == Some(Direction::Received))
+            .unwrap();
+        assert!(
+            r.evidence
+                .is_some_and(|e| e.peer_talked_after && e.decisive),
+            "{:?}",
+            r.evidence
+        );
+        assert_eq!(r.verdict.cause, Cause::Injected);
+        assert!(
+            r.verdict
+                .why
+                .starts_with("the peer went on sending after its RST, and the RST's IP ID 0"),
+            "{}",
+            r.verdict.why
+        );
+        let a = reports
+            .iter()
+            .find(|r| r.direction == Some(Direction::Sent))
+            .unwrap();
+        assert_eq!(a.verdict.cause, Cause::NoSocket);
+        assert!(
+            a.verdict
+                .why
+                .contains("the peer went on sending, as if it never sent that RST"),
+            "{}",
+            a.verdict.why
+        );
+        // A RST on another 4-tuple says nothing about this one.
+        answer.endpoints.rport = 81;
+        let reports = run(vec![rst, answer]);
+        let r = reports
+            .iter()
+            .find(|r| r.direction == Some(Direction::Received))
+            .unwrap();
+        assert!(
+            r.evidence.is_some_and(|e| !e.peer_talked_after),
+            "{:?}",
+            r.evidence
+        );
+        assert_eq!(r.verdict.cause, Cause::PeerReset);
+        assert!(
+            r.verdict
+                .why
+                .ends_with("(its IP ID 0 does not follow the peer's 4711)"),
+            "{}",
+            r.verdict.why
+        );
     }
 
     #[test]

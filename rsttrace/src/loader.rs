@@ -11,7 +11,10 @@ use aya::{
     programs::{KProbe, RawTracePoint, TracePoint},
     Ebpf, EbpfLoader,
 };
-use rsttrace_common::{EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, LOST_SLOT, NO_FIELD};
+use rsttrace_common::{
+    EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
+    LOST_SLOT, NO_FIELD,
+};
 
 use crate::{
     btf,
@@ -59,6 +62,9 @@ pub enum LoadError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    /// `--network-evidence` was asked for and this kernel offers no hook that sees segments.
+    #[error("--network-evidence: {0}")]
+    Evidence(String),
     #[error("BPF map {0} is missing from the object")]
     Map(&'static str),
     #[error("BPF program {0} is missing from the object")]
@@ -80,6 +86,17 @@ pub struct Capture {
     pub owner_hooks: bool,
     /// Struct offsets BTF could not give (netns or trigger flags then stay empty).
     pub btf_missing: Vec<String>,
+    /// How `--network-evidence` samples the peer's segments; `None` without the flag.
+    pub evidence: Option<EvidenceHook>,
+}
+
+/// The per-segment hook of `--network-evidence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceHook {
+    /// `tcp:tcp_probe`, whose record names the socket and the segment (Linux 6.8+).
+    Tracepoint,
+    /// A kprobe on `tcp_rcv_established` (older kernels).
+    Kprobe,
 }
 
 /// Where resets without a full socket come from on this kernel.
@@ -110,6 +127,8 @@ pub struct LoadOptions<'a> {
     pub filter: Filter,
     /// Attach the empty programs of `floor.rs` to the same hooks instead (`--cost-floor`).
     pub cost_floor: Option<FloorKind>,
+    /// Sample every incoming segment of established sockets (`--network-evidence`).
+    pub network_evidence: bool,
 }
 
 /// How `--cost-floor` attaches its empty programs to the tracepoints.
@@ -165,6 +184,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // abort; kernels that name every reason never read them.
     config.sock.active = u32::from(!capture.active_reasons);
 
+    let tcp_probe = tcp_probe_layout(opts.tracefs);
+    let evidence = u8::from(opts.network_evidence);
     let filter_active = u8::from(config.filter != Filter::ANY);
     let mut loader = EbpfLoader::new();
     for kind in EventKind::ALL {
@@ -176,6 +197,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global("SOCK_OFFSETS", &config.sock, true)
         .override_global("FILTER", &config.filter, true)
         .override_global("FILTER_ACTIVE", &filter_active, true)
+        .override_global("TCP_PROBE", &tcp_probe, true)
+        .override_global("NETWORK_EVIDENCE", &evidence, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         .load(OBJECT)
         .map_err(LoadError::Object)?;
@@ -199,6 +222,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             capture.socketless = Socketless::Unseen(e.to_string());
         }
     }
+    if opts.network_evidence && opts.cost_floor.is_none() {
+        capture.evidence = Some(attach_evidence(&mut ebpf, tcp_probe)?);
+    }
     Ok(Loaded {
         ebpf,
         decoder: Decoder::new(kinds),
@@ -214,6 +240,39 @@ fn layout_global(kind: EventKind) -> &'static str {
         EventKind::SetState => "LAYOUT_SET_STATE",
         EventKind::ErrorReport => "LAYOUT_ERROR_REPORT",
     }
+}
+
+/// `tcp:tcp_probe`'s socket and segment fields, or `NO_FIELD` when this kernel's record lacks
+/// either (or the tracepoint).
+fn tcp_probe_layout(tracefs: &Tracefs) -> TcpProbeLayout {
+    let none = TcpProbeLayout {
+        skaddr: NO_FIELD,
+        skbaddr: NO_FIELD,
+    };
+    let Ok(format) = tracefs.format("tcp", "tcp_probe") else {
+        return none;
+    };
+    match (format.field("skaddr"), format.field("skbaddr")) {
+        (Some(sk), Some(skb)) => TcpProbeLayout {
+            skaddr: sk.offset as u16,
+            skbaddr: skb.offset as u16,
+        },
+        _ => none,
+    }
+}
+
+/// The per-segment hook: the tracepoint where its record names the segment, else the kprobe.
+fn attach_evidence(ebpf: &mut Ebpf, layout: TcpProbeLayout) -> Result<EvidenceHook, LoadError> {
+    if layout.skaddr != NO_FIELD {
+        attach(ebpf, "tcp_probe", &[("tcp", "tcp_probe")])?;
+        return Ok(EvidenceHook::Tracepoint);
+    }
+    attach_kprobe(ebpf, "rcv_established_kprobe", &["tcp_rcv_established"]).map_err(|e| {
+        LoadError::Evidence(format!(
+            "tcp:tcp_probe does not name the segment on this kernel and {e}"
+        ))
+    })?;
+    Ok(EvidenceHook::Kprobe)
 }
 
 /// Both owner hooks must exist with the fields we read, or neither is used.

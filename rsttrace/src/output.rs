@@ -3,6 +3,7 @@
 use std::{
     collections::BTreeMap,
     io::{self, Write},
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -10,8 +11,10 @@ use serde::Serialize;
 
 use crate::{
     event::Comm,
+    evidence::Evidence,
     fold::{Folded, Port, MAX_KEYS},
     report::{Attribution, Direction, Origin, Report, ReportType},
+    trace_info::TraceInfo,
 };
 
 /// Turns CLOCK_MONOTONIC event times into wall-clock times.
@@ -97,10 +100,13 @@ struct JsonReport<'a> {
     unit: Option<&'a str>,
     container_id: Option<&'a str>,
     pod_uid: Option<&'a str>,
+    evidence: Option<&'a Evidence>,
+    host: &'a str,
+    instance: &'a str,
 }
 
 /// One report as its JSON line (with the newline).
-pub fn json_line(r: &Report, clock: &Clock) -> Vec<u8> {
+pub fn json_line(r: &Report, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
     let json = JsonReport {
         kind: r.kind,
         direction: r.direction,
@@ -130,6 +136,9 @@ pub fn json_line(r: &Report, clock: &Clock) -> Vec<u8> {
         unit: r.workload.as_ref().and_then(|w| w.unit.as_deref()),
         container_id: r.workload.as_ref().and_then(|w| w.container_id.as_deref()),
         pod_uid: r.workload.as_ref().and_then(|w| w.pod_uid.as_deref()),
+        evidence: r.evidence.as_ref(),
+        host: &trace.host,
+        instance: &trace.instance,
     };
     let mut line = serde_json::to_vec(&json).expect("plain data serializes");
     line.push(b'\n');
@@ -137,9 +146,39 @@ pub fn json_line(r: &Report, clock: &Clock) -> Vec<u8> {
 }
 
 /// The `{"type":"lost",...}` record JSON consumers get when events were dropped.
-pub fn lost_line(lost_now: u64, lost_total: u64, clock: &Clock) -> Vec<u8> {
+pub fn lost_line(lost_now: u64, lost_total: u64, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
     let ts = rfc3339(clock.wall_ns(Clock::monotonic_now_ns()));
-    format!("{{\"type\":\"lost\",\"lost\":{lost_now},\"lost_total\":{lost_total},\"ts\":\"{ts}\"}}\n").into_bytes()
+    let json = serde_json::json!({
+        "type": "lost", "lost": lost_now, "lost_total": lost_total, "ts": ts, "host": trace.host, "instance": trace.instance,
+    });
+    let mut line = serde_json::to_vec(&json).expect("plain data serializes");
+    line.push(b'\n');
+    line
+}
+
+/// Where a trace starts or ends: a `{"type":"trace",...}` record, the first and the last a run
+/// writes, so that a reader knows which host wrote the records between, in which namespace, with
+/// which addresses, and over what time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceEdge {
+    Start,
+    End,
+}
+
+pub fn trace_line(edge: TraceEdge, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
+    let json = serde_json::json!({
+        "type": "trace",
+        "event": match edge { TraceEdge::Start => "start", TraceEdge::End => "end" },
+        "host": trace.host,
+        "instance": trace.instance,
+        "ts": rfc3339(clock.wall_ns(Clock::monotonic_now_ns())),
+        "version": env!("CARGO_PKG_VERSION"),
+        "scope_netns": trace.scope_netns,
+        "addresses": trace.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    });
+    let mut line = serde_json::to_vec(&json).expect("plain data serializes");
+    line.push(b'\n');
+    line
 }
 
 /// The `{"type":"folded",...}` record: reports of one kind over `--max-rate`, counted but not
@@ -170,10 +209,12 @@ struct JsonFolded<'a> {
     since: String,
     ts: String,
     max_rate: u32,
+    host: &'a str,
+    instance: &'a str,
 }
 
 /// One folded record as its JSON line (with the newline).
-pub fn folded_line(f: &Folded, clock: &Clock) -> Vec<u8> {
+pub fn folded_line(f: &Folded, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
     let other = f.key.port == Port::Other;
     let json = JsonFolded {
         record: "folded",
@@ -201,6 +242,8 @@ pub fn folded_line(f: &Folded, clock: &Clock) -> Vec<u8> {
         since: rfc3339(clock.wall_ns(f.since_ns)),
         ts: rfc3339(clock.wall_ns(f.at_ns)),
         max_rate: f.max_rate,
+        host: &trace.host,
+        instance: &trace.instance,
     };
     let mut line = serde_json::to_vec(&json).expect("plain data serializes");
     line.push(b'\n');
@@ -215,6 +258,10 @@ pub trait Sink {
     fn lost(&mut self, _lost_now: u64, _lost_total: u64) -> io::Result<()> {
         Ok(())
     }
+    /// The trace starts or ends (JSON sinks write a `trace` record).
+    fn trace(&mut self, _edge: TraceEdge) -> io::Result<()> {
+        Ok(())
+    }
     /// End of a batch: make everything written so far visible.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -226,21 +273,29 @@ pub trait Sink {
 pub struct JsonSink<W: Write> {
     out: W,
     clock: Clock,
+    trace: Arc<TraceInfo>,
 }
 
 impl<W: Write> JsonSink<W> {
-    pub fn new(out: W, clock: Clock) -> Self {
-        Self { out, clock }
+    pub fn new(out: W, clock: Clock, trace: Arc<TraceInfo>) -> Self {
+        Self { out, clock, trace }
     }
 }
 
 impl<W: Write> Sink for JsonSink<W> {
     fn report(&mut self, r: &Report) -> io::Result<()> {
-        self.out.write_all(&json_line(r, &self.clock))
+        self.out.write_all(&json_line(r, &self.clock, &self.trace))
     }
 
     fn folded(&mut self, f: &Folded) -> io::Result<()> {
-        self.out.write_all(&folded_line(f, &self.clock))
+        self.out
+            .write_all(&folded_line(f, &self.clock, &self.trace))
+    }
+
+    fn trace(&mut self, edge: TraceEdge) -> io::Result<()> {
+        self.out
+            .write_all(&trace_line(edge, &self.clock, &self.trace))?;
+        self.out.flush()
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -248,7 +303,8 @@ impl<W: Write> Sink for JsonSink<W> {
     }
 
     fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
-        self.out.write_all(&lost_line(lost_now, lost_total, &self.clock))?;
+        self.out
+            .write_all(&lost_line(lost_now, lost_total, &self.clock, &self.trace))?;
         self.out.flush()
     }
 }
@@ -262,13 +318,28 @@ pub struct RotatingFile {
     file: std::fs::File,
     size: u64,
     clock: Clock,
+    trace: Arc<TraceInfo>,
 }
 
 impl RotatingFile {
-    pub fn open(path: &std::path::Path, max_size: u64, keep: u32, clock: Clock) -> io::Result<Self> {
+    pub fn open(
+        path: &std::path::Path,
+        max_size: u64,
+        keep: u32,
+        clock: Clock,
+        trace: Arc<TraceInfo>,
+    ) -> io::Result<Self> {
         let file = Self::open_file(path)?;
         let size = file.metadata()?.len();
-        Ok(Self { path: path.to_path_buf(), max_size, keep, file, size, clock })
+        Ok(Self {
+            path: path.to_path_buf(),
+            max_size,
+            keep,
+            file,
+            size,
+            clock,
+            trace,
+        })
     }
 
     fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
@@ -317,17 +388,22 @@ impl RotatingFile {
 
 impl Sink for RotatingFile {
     fn report(&mut self, r: &Report) -> io::Result<()> {
-        let line = json_line(r, &self.clock);
+        let line = json_line(r, &self.clock, &self.trace);
         self.write_line(&line)
     }
 
     fn folded(&mut self, f: &Folded) -> io::Result<()> {
-        let line = folded_line(f, &self.clock);
+        let line = folded_line(f, &self.clock, &self.trace);
         self.write_line(&line)
     }
 
     fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
-        let line = lost_line(lost_now, lost_total, &self.clock);
+        let line = lost_line(lost_now, lost_total, &self.clock, &self.trace);
+        self.write_line(&line)
+    }
+
+    fn trace(&mut self, edge: TraceEdge) -> io::Result<()> {
+        let line = trace_line(edge, &self.clock, &self.trace);
         self.write_line(&line)
     }
 }
@@ -602,7 +678,85 @@ mod table_tests {
             current: Some(Task { pid: 0, tid: 0, comm: "swapper/0".into(), cgroup: 0 }),
             retransmits: 0,
             active_open: false,
+            evidence: None,
         }
+    }
+
+    fn test_trace() -> TraceInfo {
+        TraceInfo {
+            host: "web-1".into(),
+            instance: "00112233aabbccdd".into(),
+            scope_netns: Some(4026532000),
+            addresses: vec!["10.0.0.2".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn every_json_record_names_its_host_and_run() {
+        let (clock, trace) = (Clock::now(), test_trace());
+        let mut received = report();
+        received.direction = Some(Direction::Received);
+        received.evidence = Some(crate::evidence::Evidence::new(
+            Some(&crate::event::Arrival {
+                segments: 4,
+                ttl_min: 63,
+                ttl_max: 63,
+                ttl_last: 63,
+                rst_ttl: Some(64),
+                ip_id_last: Some(9),
+                rst_ip_id: Some(0),
+                ipv6: false,
+            }),
+            false,
+        ));
+        let v: serde_json::Value =
+            serde_json::from_slice(&json_line(&received, &clock, &trace)).unwrap();
+        assert_eq!(
+            (v["host"].as_str(), v["instance"].as_str()),
+            (Some("web-1"), Some("00112233aabbccdd"))
+        );
+        let e = &v["evidence"];
+        assert_eq!(
+            (
+                e["rst_ttl"].as_u64(),
+                e["peer_ttl"].as_u64(),
+                e["peer_segments"].as_u64()
+            ),
+            (Some(64), Some(63), Some(4))
+        );
+        assert_eq!(
+            (e["rst_ip_id"].as_u64(), e["peer_ip_id"].as_u64()),
+            (Some(0), Some(9))
+        );
+        assert_eq!(
+            (
+                e["decisive"].as_bool(),
+                e["peer_talked_after"].as_bool(),
+                e["peer_ttl_varied"].as_bool()
+            ),
+            (Some(true), Some(false), Some(false))
+        );
+        let sent: serde_json::Value =
+            serde_json::from_slice(&json_line(&report(), &clock, &trace)).unwrap();
+        assert!(sent["evidence"].is_null());
+        for line in [
+            lost_line(1, 2, &clock, &trace),
+            folded_line(&folded(Port::Local(443), 3), &clock, &trace),
+        ] {
+            let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(v["instance"], "00112233aabbccdd", "{v}");
+        }
+        let start: serde_json::Value =
+            serde_json::from_slice(&trace_line(TraceEdge::Start, &clock, &trace)).unwrap();
+        assert_eq!(
+            (start["type"].as_str(), start["event"].as_str()),
+            (Some("trace"), Some("start"))
+        );
+        assert_eq!(start["scope_netns"], 4026532000u64);
+        assert_eq!(start["addresses"], serde_json::json!(["10.0.0.2"]));
+        let end: serde_json::Value =
+            serde_json::from_slice(&trace_line(TraceEdge::End, &clock, &trace)).unwrap();
+        assert_eq!(end["event"], "end");
     }
 
     #[test]
@@ -671,7 +825,8 @@ mod table_tests {
         let clock = Clock { realtime_minus_monotonic_ns: 0 };
         let mut f = folded(Port::Remote(8080), 1950);
         f.raddr = "fd00::1".parse().ok();
-        let v: serde_json::Value = serde_json::from_slice(&folded_line(&f, &clock)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&folded_line(&f, &clock, &test_trace())).unwrap();
         assert_eq!(v["type"], "folded");
         assert_eq!(v["report_type"], "reset");
         assert_eq!((v["direction"].as_str(), v["cause"].as_str(), v["origin"].as_str()), (Some("sent"), Some("data_after_close"), Some("application")));
@@ -682,8 +837,18 @@ mod table_tests {
         assert_eq!(v["last_ts"], "1970-01-01T00:00:05.900000000Z");
         assert_eq!(v["since"], "1970-01-01T00:00:05.100000000Z");
         assert_eq!(v["ts"], "1970-01-01T00:00:06.100000000Z");
-        let other: serde_json::Value = serde_json::from_slice(&folded_line(&folded(Port::Other, 2), &clock)).unwrap();
-        assert_eq!((other["other"].as_bool(), other["netns"].is_null(), other["lport"].is_null(), other["rport"].is_null()), (Some(true), true, true, true));
+        let other: serde_json::Value =
+            serde_json::from_slice(&folded_line(&folded(Port::Other, 2), &clock, &test_trace()))
+                .unwrap();
+        assert_eq!(
+            (
+                other["other"].as_bool(),
+                other["netns"].is_null(),
+                other["lport"].is_null(),
+                other["rport"].is_null()
+            ),
+            (Some(true), true, true, true)
+        );
     }
 
     #[test]

@@ -163,6 +163,8 @@ pub struct Report {
     /// This host's socket opened the connection (connect()): its local port is an ephemeral
     /// one, and the remote port names the service.
     pub active_open: bool,
+    /// Received resets: how the RST and the peer's segments arrived.
+    pub evidence: Option<crate::evidence::Evidence>,
 }
 
 #[cfg(test)]

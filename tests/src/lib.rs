@@ -259,7 +259,7 @@ impl Tracer {
     /// The reports rsttrace has printed so far (they stay in the result of a later stop).
     pub fn printed_so_far(&mut self) -> Vec<Value> {
         self.early.extend(self.lines.try_iter());
-        self.early.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.early.iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["type"] != "trace").collect()
     }
 
     /// Stop with `sig` without waiting: whatever rsttrace still holds must be reported on exit.
@@ -272,17 +272,34 @@ impl Tracer {
         let stderr: Vec<String> = std::mem::take(&mut self.startup).into_iter().chain(self.stderr.iter()).collect();
         assert!(status.success(), "rsttrace exited with {status}: {}", stderr.join("\n"));
         let early = std::mem::take(&mut self.early);
-        let reports = early
+        let lines: Vec<Value> = early
             .into_iter()
             .chain(self.lines.iter())
             .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
             .collect();
+        let reports = without_trace_records(lines);
         let stderr = stderr.join("\n");
         if let Ok(mut last) = LAST_STDERR.lock() {
             last.clone_from(&stderr);
         }
         (reports, stderr)
     }
+}
+
+/// A whole run's JSON lines, checked: the first is the trace's start and the last its end, and
+/// every record names the same host and run. Returns the records between.
+pub fn without_trace_records(mut lines: Vec<Value>) -> Vec<Value> {
+    let (start, end) = (lines.first().cloned().unwrap_or_default(), lines.last().cloned().unwrap_or_default());
+    assert_eq!((start["type"].as_str(), start["event"].as_str()), (Some("trace"), Some("start")), "first record: {start}");
+    assert_eq!((end["type"].as_str(), end["event"].as_str()), (Some("trace"), Some("end")), "last record: {end}");
+    let instance = start["instance"].as_str().expect("the trace's instance").to_string();
+    assert!(start["host"].is_string() && start["addresses"].is_array(), "{start}");
+    for line in &lines {
+        assert_eq!(line["instance"].as_str(), Some(instance.as_str()), "a record of another run: {line}");
+        assert_eq!(line["host"], start["host"], "{line}");
+    }
+    lines.retain(|l| l["type"] != "trace");
+    lines
 }
 
 impl Drop for Tracer {

@@ -185,9 +185,24 @@ fn sighup_reopens_the_output_file() {
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(mode, 0o640);
-    assert!(old.iter().filter(|r| net.owns(r)).all(|r| r["family"] == "ipv4") && old.iter().any(|r| net.owns(r)), "{old:?}");
-    assert!(new.iter().filter(|r| net.owns(r)).all(|r| r["family"] == "ipv6") && new.iter().any(|r| net.owns(r)), "{new:?}");
-    assert_eq!(old.len() + new.len(), reports.len());
+    assert!(
+        old.iter()
+            .filter(|r| net.owns(r))
+            .all(|r| r["family"] == "ipv4")
+            && old.iter().any(|r| net.owns(r)),
+        "{old:?}"
+    );
+    assert!(
+        new.iter()
+            .filter(|r| net.owns(r))
+            .all(|r| r["family"] == "ipv6")
+            && new.iter().any(|r| net.owns(r)),
+        "{new:?}"
+    );
+    // The run's start record is in the old file, its end record in the new one.
+    let trace_records = |file: &[Value]| file.iter().filter(|r| r["type"] == "trace").count();
+    assert_eq!((trace_records(&old), trace_records(&new)), (1, 1));
+    assert_eq!(old.len() + new.len(), reports.len() + 2);
 }
 
 #[test]

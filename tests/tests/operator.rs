@@ -128,7 +128,10 @@ fn rotation_never_loses_or_splits_a_line_under_a_storm() {
         for line in text.lines() {
             let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("split line in {}: {line}: {e}", path.display()));
             assert!(v["type"].is_string());
-            lines += 1;
+            // The trace's start and end records are in the files too, not on stdout's list.
+            if v["type"] != "trace" {
+                lines += 1;
+            }
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
