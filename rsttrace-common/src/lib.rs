@@ -433,6 +433,15 @@ pub const FLAG_PEER_SAMPLED: u32 = 16384;
 pub struct TcpProbeLayout {
     pub skaddr: u16,
     pub skbaddr: u16,
+    /// The socket's local and remote ports (host order) and the segment's payload length: what
+    /// tells a data segment of a socket already sampled, skipped without a probe read.
+    pub sport: u16,
+    pub dport: u16,
+    pub data_len: u16,
+}
+
+impl TcpProbeLayout {
+    pub const NONE: Self = Self { skaddr: NO_FIELD, skbaddr: NO_FIELD, sport: NO_FIELD, dport: NO_FIELD, data_len: NO_FIELD };
 }
 
 /// What the kernel side sampled of one socket's incoming segments (`--network-evidence`): the
@@ -446,7 +455,8 @@ pub struct PeerSample {
     pub lport: u16,
     pub rport: u16,
     pub evidence: PeerEvidence,
-    pub _pad: u32,
+    /// Segments seen (sampled or skipped), saturating.
+    pub seen: u32,
     /// When the last RST arrived (`bpf_ktime_get_ns`); 0: none.
     pub rst_ns: u64,
 }
@@ -470,7 +480,10 @@ pub struct PeerEvidence {
     pub rst_ip_id: u16,
     /// 4 or 6: the IP version of the segments.
     pub ip_version: u8,
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    /// Data segments skipped since the last one sampled (saturating): `ip_id_last` is that
+    /// much behind the peer's sequence.
+    pub unsampled: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<PeerEvidence>() == 16);
@@ -485,7 +498,8 @@ impl PeerEvidence {
         ip_id_last: 0,
         rst_ip_id: 0,
         ip_version: 0,
-        _pad: [0; 3],
+        _pad: 0,
+        unsampled: 0,
     };
 }
 

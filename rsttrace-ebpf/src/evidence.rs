@@ -1,7 +1,9 @@
 //! `--network-evidence`: how the peer's own segments arrive (hop count, IPv4 IP ID), so that a
 //! received RST that does not arrive like them can be told apart as sent by a device in the path.
-//! Runs for every segment an established socket receives, the hottest path in the stack: four
-//! small probe reads and one array store, no map insert, nothing sent to the agent. Off by
+//! Runs for every segment an established socket receives, the hottest path in the stack, so it
+//! samples: a socket's first segments, every segment without data (ACKs, and the RST itself),
+//! and one data segment in `SAMPLE_EVERY` (a path that changes shows within that many); the
+//! others cost an array look-up and a counter. No map insert, nothing sent to the agent. Off by
 //! default; the agent attaches it only under the flag.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use rsttrace_common::{PeerEvidence, PeerSample, NO_OFFSET};
@@ -19,6 +21,34 @@ const TCP_PREFIX: usize = 14;
 /// A RST sampled longer ago than this is not the one being reported (the reset follows its
 /// segment in the same softirq; a RST that reset nothing, out of window, can be older).
 const RST_FRESH_NS: u64 = 50_000_000;
+/// Every segment of a socket's first ones is sampled...
+const SAMPLE_FIRST: u32 = 8;
+/// ...then one data segment in this many.
+const SAMPLE_EVERY: u32 = 64;
+
+/// What the tracepoint's record says of a segment before any probe read (the kprobe has none).
+pub struct Seen {
+    pub lport: u16,
+    pub rport: u16,
+    pub data_len: u16,
+}
+
+/// A data segment of a socket already sampled, outside the sampling: counted, not read.
+#[inline(always)]
+pub fn skipped(sk: u64, seen: &Seen) -> bool {
+    if seen.data_len == 0 {
+        return false; // an ACK, a window update, or a RST: always sampled
+    }
+    let Some(p) = PEERS.get_ptr_mut(slot(sk)) else { return false };
+    // SAFETY: array value memory, valid for this program run.
+    let p: &mut PeerSample = unsafe { &mut *p };
+    if p.sk != sk || p.lport != seen.lport || p.rport != seen.rport || p.seen < SAMPLE_FIRST || p.seen % SAMPLE_EVERY == 0 {
+        return false;
+    }
+    p.seen = p.seen.saturating_add(1);
+    p.evidence.unsampled = p.evidence.unsampled.saturating_add(1);
+    true
+}
 
 #[inline(always)]
 fn slot(sk: u64) -> u32 {
@@ -78,7 +108,9 @@ pub fn sample(sk: u64, skb: u64) {
             p.rport = rport;
             p.evidence = PeerEvidence::EMPTY;
             p.rst_ns = 0;
+            p.seen = 0;
         }
+        p.seen = p.seen.saturating_add(1);
         let e = &mut p.evidence;
         e.ip_version = version;
         if tcp[13] & TCP_FLAG_RST != 0 {
@@ -95,6 +127,7 @@ pub fn sample(sk: u64, skb: u64) {
         }
         e.ttl_last = ttl;
         e.ip_id_last = ip_id;
+        e.unsampled = 0;
         e.segments = e.segments.saturating_add(1);
     }
 }

@@ -28,10 +28,7 @@ pub static SOCK_OFFSETS: Global<SockOffsets> = Global::new(SockOffsets::UNKNOWN)
 #[unsafe(no_mangle)]
 pub static FILTER: Global<Filter> = Global::new(Filter::ANY);
 #[unsafe(no_mangle)]
-pub static TCP_PROBE: Global<TcpProbeLayout> = Global::new(TcpProbeLayout {
-    skaddr: NO_FIELD,
-    skbaddr: NO_FIELD,
-});
+pub static TCP_PROBE: Global<TcpProbeLayout> = Global::new(TcpProbeLayout::NONE);
 /// 1 under `--network-evidence`: received resets carry what `PEERS` sampled.
 #[unsafe(no_mangle)]
 pub static NETWORK_EVIDENCE: Global<u8> = Global::new(0);

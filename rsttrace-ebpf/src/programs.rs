@@ -287,7 +287,10 @@ pub fn sock_msg_length(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Where `tcp:tcp_probe` keeps the socket and the segment on the kernels that have them (6.8+).
+/// Where `tcp:tcp_probe` keeps these on the kernels that name the segment (6.8+).
+const TCP_PROBE_SPORT: u16 = 64;
+const TCP_PROBE_DPORT: u16 = 66;
+const TCP_PROBE_DATA_LEN: u16 = 76;
 const TCP_PROBE_SKBADDR: u16 = 120;
 const TCP_PROBE_SKADDR: u16 = 128;
 
@@ -296,6 +299,14 @@ const TCP_PROBE_SKADDR: u16 = 128;
 pub fn tcp_probe(ctx: TracePointContext) -> u32 {
     let l = TCP_PROBE.load();
     let sk = early_field::<u64, TCP_PROBE_SKADDR>(&ctx, l.skaddr).unwrap_or(0);
+    let seen = evidence::Seen {
+        lport: early_field::<u16, TCP_PROBE_SPORT>(&ctx, l.sport).unwrap_or(0),
+        rport: early_field::<u16, TCP_PROBE_DPORT>(&ctx, l.dport).unwrap_or(0),
+        data_len: early_field::<u16, TCP_PROBE_DATA_LEN>(&ctx, l.data_len).unwrap_or(0),
+    };
+    if evidence::skipped(sk, &seen) {
+        return 0;
+    }
     let skb = early_field::<u64, TCP_PROBE_SKBADDR>(&ctx, l.skbaddr).unwrap_or(0);
     evidence::sample(sk, skb);
     0

@@ -379,7 +379,8 @@ fn arrival(p: &PeerEvidence) -> Option<Arrival> {
         ttl_max: p.ttl_max,
         ttl_last: p.ttl_last,
         rst_ttl: rst_seen.then_some(p.rst_ttl),
-        ip_id_last: (ipv4 && p.segments > 0).then_some(p.ip_id_last),
+        // Data segments skipped since the last sample moved the peer's IP ID on unseen.
+        ip_id_last: (ipv4 && p.segments > 0 && p.unsampled == 0).then_some(p.ip_id_last),
         rst_ip_id: (ipv4 && rst_seen).then_some(p.rst_ip_id),
         ipv6: !ipv4,
     })

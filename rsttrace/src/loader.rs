@@ -245,19 +245,18 @@ fn layout_global(kind: EventKind) -> &'static str {
 /// `tcp:tcp_probe`'s socket and segment fields, or `NO_FIELD` when this kernel's record lacks
 /// either (or the tracepoint).
 fn tcp_probe_layout(tracefs: &Tracefs) -> TcpProbeLayout {
-    let none = TcpProbeLayout {
-        skaddr: NO_FIELD,
-        skbaddr: NO_FIELD,
-    };
-    let Ok(format) = tracefs.format("tcp", "tcp_probe") else {
-        return none;
-    };
-    match (format.field("skaddr"), format.field("skbaddr")) {
-        (Some(sk), Some(skb)) => TcpProbeLayout {
-            skaddr: sk.offset as u16,
-            skbaddr: skb.offset as u16,
+    let Ok(format) = tracefs.format("tcp", "tcp_probe") else { return TcpProbeLayout::NONE };
+    let offset = |name: &str| format.field(name).map(|f| f.offset as u16);
+    match (offset("skaddr"), offset("skbaddr")) {
+        (Some(skaddr), Some(skbaddr)) => TcpProbeLayout {
+            skaddr,
+            skbaddr,
+            // Without these, every segment is read (sampling needs them).
+            sport: offset("sport").unwrap_or(NO_FIELD),
+            dport: offset("dport").unwrap_or(NO_FIELD),
+            data_len: offset("data_len").unwrap_or(NO_FIELD),
         },
-        _ => none,
+        _ => TcpProbeLayout::NONE,
     }
 }
 
