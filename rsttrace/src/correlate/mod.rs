@@ -2,7 +2,8 @@
 //! to tell a RST the peer sent from one forged in the path, and to find a RST lost on the way.
 //! It reads the agents' JSON Lines only: no root, no BPF.
 //!
-//! Flow: `trace` (files → traces).
-// The reader's users come with the pairing and the subcommand.
+//! Flow: `trace` (files → traces) → `pairing` (skew, matching, status; pure).
+// The pairing's users come with the subcommand.
 #![allow(dead_code)]
+mod pairing;
 mod trace;
