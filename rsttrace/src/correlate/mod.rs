@@ -96,3 +96,55 @@ fn write(options: &Options, out: &mut impl Write) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(json: bool, files: &[&str]) -> Result<String, Error> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/correlate");
+        let options = Options {
+            files: files
+                .iter()
+                .map(|f| PathBuf::from(format!("{dir}/{f}")))
+                .collect(),
+            nat: Vec::new(),
+            json,
+            window: Duration::from_secs(5),
+        };
+        let mut out = Vec::new();
+        write(&options, &mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// docs/correlate.md shows what correlate prints for the files in testdata/correlate.
+    #[test]
+    fn the_documented_example_is_what_correlate_prints() {
+        let doc = include_str!("../../../docs/correlate.md");
+        let table = example(false, &["client1.json", "server1.json"]).unwrap();
+        assert!(
+            doc.contains(&table),
+            "docs/correlate.md should show:\n{table}"
+        );
+        let json = example(true, &["client1.json", "server1.json"]).unwrap();
+        let last = json.lines().last().unwrap();
+        assert!(doc.contains(last), "docs/correlate.md should show:\n{last}");
+    }
+
+    #[test]
+    fn one_trace_is_not_enough_and_a_missing_file_is_named() {
+        let err = example(false, &["client1.json"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "correlate needs traces from two ends; the files hold one (host client1, instance 5f0c2a9e4b7d1360)"
+        );
+        assert_eq!(err.exit_code(), 2);
+        let err = example(false, &["client1.json", "nowhere.json"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("nowhere.json: cannot read it: No such file or directory (os error 2)"),
+            "{err}"
+        );
+    }
+}
