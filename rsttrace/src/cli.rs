@@ -1,12 +1,19 @@
 //! Command line: parsed with clap into [`Cli`] (mirrors the flags), then checked and turned into
 //! the [`Config`] the rest of the program uses.
-use std::{net::SocketAddr, os::unix::fs::MetadataExt, path::PathBuf, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use rsttrace_common::MAX_FILTER_PORTS;
 
-use crate::{btf, filter::ReportFilter, fold, loader::FloorKind, report::Cause, tracefs};
+use crate::{
+    btf, correlate, filter::ReportFilter, fold, loader::FloorKind, report::Cause, tracefs,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DirectionArg {
@@ -19,6 +26,8 @@ pub enum DirectionArg {
     name = "rsttrace",
     version,
     about = "Tell where every TCP reset on this host came from: who sent it, which process owned the socket, and why.",
+    // The agent's flags belong to the agent: `rsttrace --json correlate …` is a mistake to say.
+    args_conflicts_with_subcommands = true,
     after_help = "Examples:
   sudo rsttrace                          live table of every reset and abort
   sudo rsttrace -T -w                    with wall-clock times and full addresses
@@ -29,9 +38,12 @@ pub enum DirectionArg {
   sudo rsttrace --output /var/log/rsttrace.json --rotate-size 100M --rotate-keep 5
   sudo rsttrace --max-rate 100           at most ~100 reports a second, the rest folded and counted
   sudo rsttrace --json --max-rate 0      every reset its own record, however many
-  sudo rsttrace --metrics 127.0.0.1:9977 Prometheus metrics on /metrics"
+  sudo rsttrace --metrics 127.0.0.1:9977 Prometheus metrics on /metrics
+  rsttrace correlate a.json b.json       pair the resets of two hosts' traces (no root needed)"
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Only sockets owned by this process id.
     #[arg(short = 'p', long)]
     pub pid: Option<u32>,
@@ -140,6 +152,81 @@ pub struct Cli {
         "max_rate", "network_evidence",
     ])]
     pub cost_floor: Option<FloorKind>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Correlate(CorrelateArgs),
+}
+
+/// Pair the resets of traces taken at two or more ends (reads files: no root, no BPF)
+///
+/// Reads each end's `rsttrace --json` output or `--output` files and tells, for every reset,
+/// whether the other end's trace shows it: which RST the peer sent and why, which one something
+/// in the path forged, which one never arrived.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Statuses: matched (the peer's trace shows it sent this RST; a received reset gets the
+sender's cause as peer_cause), injected (the peer's trace covers the moment and sent none),
+lost_in_path (the peer's trace covers the moment and received none), unpaired (no trace covers
+the other end then). docs/correlate.md says more.
+
+Examples:
+  rsttrace correlate client.json server.json     the two ends' resets as a table
+  rsttrace correlate web1.json* db1.json         a trace's rotated files too, in any order
+  rsttrace correlate --nat 192.0.2.10=10.0.0.5 client.json server.json
+                                                 the client reaches the server's 10.0.0.5 as 192.0.2.10
+  rsttrace correlate --json a.json b.json | jq 'select(.pairing.status == \"injected\")'
+  rsttrace correlate --window 30 a.json b.json   the hosts' clocks may be up to 30 s apart"
+)]
+pub struct CorrelateArgs {
+    /// rsttrace JSON Lines files from the ends (any order; one may hold several runs).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// An address one end sees as ADDR is the other end's ADDR2 (a NAT between them); repeat
+    /// for more.
+    #[arg(long, value_name = "ADDR=ADDR2", value_parser = parse_nat)]
+    pub nat: Vec<(IpAddr, IpAddr)>,
+    /// One JSON object per reset (its fields as written, updated, and `pairing`), then a
+    /// `correlation` record, instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// How many seconds apart the traces' clocks may be: the skew is measured on pairs of
+    /// resets this close.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_window)]
+    pub window: Duration,
+}
+
+impl From<CorrelateArgs> for correlate::Options {
+    fn from(args: CorrelateArgs) -> Self {
+        Self {
+            files: args.files,
+            nat: args.nat,
+            json: args.json,
+            window: args.window,
+        }
+    }
+}
+
+/// `192.0.2.10=10.0.0.5`.
+fn parse_nat(s: &str) -> Result<(IpAddr, IpAddr), String> {
+    let bad = || format!("`{s}` is not ADDR=ADDR2 (e.g. 192.0.2.10=10.0.0.5)");
+    let (a, b) = s.split_once('=').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Seconds, fractions allowed; more than none and at most a day (a larger skew is a clock to
+/// fix, not to correct for).
+fn parse_window(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!(
+            "`{s}` is not a number of seconds between 0 and 86400"
+        )),
+    }
 }
 
 fn parse_ring_kib(s: &str) -> Result<u32, String> {
@@ -330,6 +417,55 @@ mod tests {
         assert_eq!(config(&["--max-rate", "50"]).unwrap().max_rate, 50);
         assert!(config(&["--max-rate", "-1"]).is_err());
         assert!(config(&["--cost-floor", "--max-rate", "5"]).is_err(), "the floor reports nothing");
+    }
+
+    #[test]
+    fn correlate_is_a_subcommand_whose_flags_are_its_own() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["rsttrace"], args].concat());
+        let cli = parse(&[
+            "correlate",
+            "--nat",
+            "192.0.2.10=10.0.0.5",
+            "--nat",
+            "fd00::1=fd00::2",
+            "a.json",
+            "b.json",
+        ])
+        .unwrap();
+        let Some(Command::Correlate(args)) = cli.command else {
+            panic!("no subcommand")
+        };
+        let options = correlate::Options::from(args);
+        assert_eq!(
+            options.files,
+            [PathBuf::from("a.json"), PathBuf::from("b.json")]
+        );
+        assert_eq!(
+            options.nat[0],
+            ("192.0.2.10".parse().unwrap(), "10.0.0.5".parse().unwrap())
+        );
+        assert_eq!(options.nat[1].1, "fd00::2".parse::<IpAddr>().unwrap());
+        assert_eq!(options.window, Duration::from_secs(5));
+        assert!(!options.json);
+        let cli = parse(&["correlate", "--json", "--window", "0.5", "a.json"]).unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Correlate(CorrelateArgs { json: true, window, .. })) if window == Duration::from_millis(500))
+        );
+        assert!(parse(&["correlate"]).is_err(), "files are required");
+        assert!(parse(&["correlate", "--nat", "192.0.2.10", "a"])
+            .unwrap_err()
+            .to_string()
+            .contains("is not ADDR=ADDR2"));
+        assert!(parse(&["correlate", "--window", "0", "a"]).is_err());
+        assert!(
+            parse(&["--json", "correlate", "a"]).is_err(),
+            "agent flags do not go with correlate"
+        );
+        assert!(parse(&["correlate", "-p", "1", "a"]).is_err());
+        assert!(
+            parse(&[]).unwrap().command.is_none(),
+            "no subcommand: the agent"
+        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! Flow: `loader` attaches the kernel programs → ring buffer → `decode` (bytes → events) →
 //! `judge` (follow-up pairing, owner attribution) → `classify` (cause) → `fold` (reports
 //! beyond `--max-rate` folded into counted records) → `output`. `agent` wires them in an async
-//! loop; `main.rs` only turns errors into exit codes.
+//! loop; `main.rs` only turns errors into exit codes. `correlate` (`rsttrace correlate`) reads
+//! the JSON Lines of traces taken at several ends and pairs their resets.
 pub mod agent;
 pub mod btf;
 pub mod classify;
 pub mod cli;
+pub mod correlate;
 pub mod decode;
 pub mod event;
 pub mod evidence;

@@ -1,8 +1,20 @@
 use clap::Parser;
-use rsttrace::{agent, cli};
+use rsttrace::{agent, cli, correlate};
 
 fn main() -> std::process::ExitCode {
-    let config = match cli::Config::try_from(cli::Cli::parse()) {
+    let mut cli = cli::Cli::parse();
+    // Before the agent's Config: correlate reads files and needs nothing the agent checks.
+    if let Some(cli::Command::Correlate(args)) = cli.command.take() {
+        return match correlate::run(&args.into()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) if err.is_broken_pipe() => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("rsttrace: {}", err.to_string().replace('\n', " "));
+                std::process::ExitCode::from(err.exit_code())
+            }
+        };
+    }
+    let config = match cli::Config::try_from(cli) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("rsttrace: {err:#}");
