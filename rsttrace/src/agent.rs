@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let clock = Clock::now();
     // Which host and run this is, and the addresses of the namespace it covers (entering a
     // `--netns` namespace needs the privileges dropped after attaching).
-    let trace = std::sync::Arc::new(TraceInfo::gather(config.filter.netns)?);
+    let trace = std::sync::Arc::new(TraceInfo::gather(config.filter.netns, config.filter.narrowing())?);
     // Open outputs before attaching: a bad path fails fast and leaves nothing in the kernel.
     let mut file = match &config.output {
         Some(o) => Some(

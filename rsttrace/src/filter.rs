@@ -51,6 +51,33 @@ impl ReportFilter {
         f
     }
 
+    /// The filters other than the namespace, as flags: a trace with any of them may lack reports
+    /// of its namespace (`rsttrace correlate` then cannot take it as a witness).
+    pub fn narrowing(&self) -> Vec<String> {
+        let ports = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+        let mut out = Vec::new();
+        out.extend(self.pid.map(|p| format!("-p {p}")));
+        out.extend(self.cgroup.map(|c| format!("-c (cgroup id {c})")));
+        out.extend(self.container.as_ref().map(|c| format!("--container {c}")));
+        if !self.lports.is_empty() {
+            out.push(format!("-L {}", ports(&self.lports)));
+        }
+        if !self.rports.is_empty() {
+            out.push(format!("-D {}", ports(&self.rports)));
+        }
+        if self.ipv4_only {
+            out.push("-4".into());
+        }
+        if self.ipv6_only {
+            out.push("-6".into());
+        }
+        out.extend(self.direction.map(|d| format!("--direction {}", if d == DirectionArg::Sent { "sent" } else { "received" })));
+        if !self.causes.is_empty() {
+            out.push(format!("--cause {}", self.causes.iter().map(|c| c.name()).collect::<Vec<_>>().join(",")));
+        }
+        out
+    }
+
     pub fn matches(&self, r: &Report) -> bool {
         let owner = r.owner.as_ref();
         self.pid.is_none_or(|pid| owner.is_some_and(|o| o.pid == pid))

@@ -175,6 +175,7 @@ pub fn trace_line(edge: TraceEdge, clock: &Clock, trace: &TraceInfo) -> Vec<u8> 
         "version": env!("CARGO_PKG_VERSION"),
         "scope_netns": trace.scope_netns,
         "addresses": trace.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        "filters": trace.filters,
     });
     let mut line = serde_json::to_vec(&json).expect("plain data serializes");
     line.push(b'\n');
@@ -688,6 +689,7 @@ mod table_tests {
             instance: "00112233aabbccdd".into(),
             scope_netns: Some(4026532000),
             addresses: vec!["10.0.0.2".parse().unwrap()],
+            filters: vec!["-p 812".into()],
         }
     }
 
@@ -754,6 +756,7 @@ mod table_tests {
         );
         assert_eq!(start["scope_netns"], 4026532000u64);
         assert_eq!(start["addresses"], serde_json::json!(["10.0.0.2"]));
+        assert_eq!(start["filters"], serde_json::json!(["-p 812"]));
         let end: serde_json::Value =
             serde_json::from_slice(&trace_line(TraceEdge::End, &clock, &trace)).unwrap();
         assert_eq!(end["event"], "end");

@@ -19,11 +19,13 @@ pub struct TraceInfo {
     /// This end's addresses: those of the `--netns` namespace, else of rsttrace's own. A peer's
     /// trace that names an address is the trace of that end.
     pub addresses: Vec<IpAddr>,
+    /// Filters besides `--netns`, as flags: such a trace may lack reports of its namespace.
+    pub filters: Vec<String>,
 }
 
 impl TraceInfo {
     /// Needs CAP_SYS_ADMIN to enter `scope`'s namespace: call it before privileges are dropped.
-    pub fn gather(scope: Option<u32>) -> anyhow::Result<Self> {
+    pub fn gather(scope: Option<u32>, filters: Vec<String>) -> anyhow::Result<Self> {
         let addresses = match scope {
             Some(inode) => {
                 let path = netns_path(inode).with_context(|| format!("--netns {inode}: no namespace file has this inode (/run/netns/*, /proc/*/ns/net)"))?;
@@ -38,6 +40,7 @@ impl TraceInfo {
             instance: instance_id(),
             scope_netns: scope,
             addresses,
+            filters,
         })
     }
 }

@@ -338,11 +338,13 @@ struct Expected {
 }
 
 /// `trace` would show the expected report at `at` (its own clock) had it happened: the moment
-/// is well inside its span and no folded or lost reports there could be it.
+/// is well inside its span, no folded or lost reports there could be it, and no filter kept
+/// it out.
 fn vouches(trace: &Trace, expected: &Expected, at: Nanos, nat: &Nat) -> bool {
     let (start, end) = trace.span();
     let inside = start + TOLERANCE <= at && at <= end - TOLERANCE;
-    inside
+    !trace.filtered
+        && inside
         && !trace.gaps_near(at, TOLERANCE).any(|g| {
             g.direction.is_none_or(|d| d == expected.direction)
                 && g.lport.is_none_or(|p| p == expected.lport)
@@ -440,6 +442,19 @@ mod tests {
             peer_reset: None,
         };
         assert_eq!(c.pairing(ResetId { trace: 0, index: 0 }), expected);
+    }
+
+    #[test]
+    fn a_peer_trace_taken_with_filters_proves_nothing_by_its_silence() {
+        let mut t = two_ends(&[client_got(20.0, 50000)], &[]);
+        t[1].filtered = true;
+        let c = correlate(&t, &Nat::default(), WINDOW);
+        assert_eq!(c.pairing(ResetId { trace: 0, index: 0 }).status, Status::Unpaired);
+        // Read from its start record.
+        let filtered = r#"{"type":"trace","event":"start","host":"s","instance":"i1","ts":"2026-01-01T10:00:00Z","addresses":["10.0.0.2"],"filters":["-p 812"]}"#;
+        let plain = r#"{"type":"trace","event":"start","host":"s","instance":"i2","ts":"2026-01-01T10:00:00Z","addresses":["10.0.0.2"],"filters":[]}"#;
+        let traces = crate::correlate::trace::tests::read(&[("f.json", filtered), ("p.json", plain)]).unwrap();
+        assert_eq!(traces.iter().map(|t| t.filtered).collect::<Vec<_>>(), [true, false]);
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub struct Trace {
     pub first: Stamp,
     pub last: Stamp,
     pub resets: Vec<Reset>,
+    /// The agent ran with filters besides `--netns` (its start record's `filters`): it may lack
+    /// reports of its namespace, so its silence proves nothing.
+    pub filtered: bool,
     /// Sorted by `from` once read, so the ones near a moment are found without a scan.
     gaps: Vec<Gap>,
     longest_gap: Nanos,
@@ -212,6 +215,9 @@ impl Reader {
                     ));
                 }
                 *slot = Some(ts);
+                if record.get("filters").and_then(Value::as_array).is_some_and(|f| !f.is_empty()) {
+                    trace.filtered = true;
+                }
                 for address in record
                     .get("addresses")
                     .and_then(Value::as_array)
@@ -296,6 +302,7 @@ impl Reader {
                         first: empty.clone(),
                         last: empty,
                         resets: Vec::new(),
+                        filtered: false,
                         gaps: Vec::new(),
                         longest_gap: 0,
                     },
