@@ -280,12 +280,11 @@ fn received(state: Option<TcpState>, story: &Story) -> Verdict {
             return v(Cause::Injected, Origin::Network, why);
         }
     }
-    let doubts = story
-        .evidence
-        .as_ref()
-        .and_then(Evidence::doubts)
-        .map(|d| format!(" ({d})"))
-        .unwrap_or_default();
+    // Doubts matter only where the peer's own stack is not on this host to say what it sent.
+    let doubts = match story.peer_sent {
+        Some(_) => String::new(),
+        None => story.evidence.as_ref().and_then(Evidence::doubts).map(|d| format!(" ({d})")).unwrap_or_default(),
+    };
     match state {
         Some(TcpState::SynSent) => v(
             Cause::Refused,
