@@ -10,11 +10,12 @@ const UNIT: &str = "/lib/systemd/system/rsttrace.service";
 /// The unit's LogsDirectory, which a purge removes.
 const LOGS: &str = "/var/log/rsttrace";
 /// What the package installs.
-const FILES: [&str; 6] = [
+const FILES: [&str; 7] = [
     "/usr/bin/rsttrace",
     UNIT,
     "/usr/share/doc/rsttrace/README.md",
     "/usr/share/doc/rsttrace/causes.md",
+    "/usr/share/doc/rsttrace/correlate.md",
     "/usr/share/rsttrace/grafana/rsttrace.json",
     "/usr/share/rsttrace/prometheus/rsttrace-rules.yml",
 ];

@@ -27,10 +27,11 @@ serves Prometheus metrics. A systemd unit (not enabled on install), a Grafana
 dashboard and Prometheus alert rules come with it.";
 
 /// Files of the workspace and where the package installs them (all mode 0644).
-const FILES: [(&str, &str); 5] = [
+const FILES: [(&str, &str); 6] = [
     ("deploy/rsttrace.service", "lib/systemd/system/rsttrace.service"),
     ("README.md", "usr/share/doc/rsttrace/README.md"),
     ("docs/causes.md", "usr/share/doc/rsttrace/causes.md"),
+    ("docs/correlate.md", "usr/share/doc/rsttrace/correlate.md"),
     ("deploy/grafana/rsttrace.json", "usr/share/rsttrace/grafana/rsttrace.json"),
     ("deploy/prometheus/rsttrace-rules.yml", "usr/share/rsttrace/prometheus/rsttrace-rules.yml"),
 ];
