@@ -73,6 +73,19 @@ fn write(options: &Options, out: &mut impl Write) -> Result<(), Error> {
         })?;
         reader.read(&name, BufReader::new(file))?;
     }
+    pair_and_render(reader, &options.nat, options.json, options.window, out)
+}
+
+/// [`run`] on files held in memory, written to `out`: the fuzz target's way in.
+pub fn correlate_bytes(files: &[(&str, &[u8])], json: bool, out: &mut impl Write) -> Result<(), Error> {
+    let mut reader = trace::Reader::default();
+    for (name, bytes) in files {
+        reader.read(name, *bytes)?;
+    }
+    pair_and_render(reader, &[], json, Duration::from_secs(5), out)
+}
+
+fn pair_and_render(reader: trace::Reader, nat: &[(IpAddr, IpAddr)], json: bool, window: Duration, out: &mut impl Write) -> Result<(), Error> {
     let traces = reader.finish()?;
     match traces.as_slice() {
         [] => {
@@ -85,11 +98,11 @@ fn write(options: &Options, out: &mut impl Write) -> Result<(), Error> {
         }
         _ => {}
     }
-    let window = trace::Nanos::try_from(options.window.as_nanos()).unwrap_or(trace::Nanos::MAX);
-    let correlation = pairing::correlate(&traces, &pairing::Nat::new(&options.nat), window);
+    let window = trace::Nanos::try_from(window.as_nanos()).unwrap_or(trace::Nanos::MAX);
+    let correlation = pairing::correlate(&traces, &pairing::Nat::new(nat), window);
     let listing = annotate::Listing::new(&traces, &correlation);
     let summary = annotate::Summary::new(&traces, &correlation);
-    if options.json {
+    if json {
         render::json(out, &listing, &summary)?;
     } else {
         render::table(out, &listing, &summary)?;
