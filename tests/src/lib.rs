@@ -15,6 +15,7 @@ pub mod elf;
 pub mod grafana;
 pub mod prometheus;
 pub mod promql;
+pub mod routed;
 pub mod temp_dir;
 
 /// The suite needs root: say so loudly instead of skipping.
