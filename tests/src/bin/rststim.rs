@@ -4,7 +4,7 @@
 //! It prints `ready` once listening or connected and, for a client (and a server that reads or
 //! streams), `errno N` when the connection ended with an error. `--wait-go` makes it read one
 //! line from stdin before acting, so a test can change the network in between. Every run ends
-//! within `DEADLINE`.
+//! within `DEADLINE`. `rststim NETNS forge-rst ADDR PORT` plays a device in the path (forge.rs).
 use std::{
     io::{BufRead, Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
@@ -13,6 +13,10 @@ use std::{
 };
 
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+
+// Not src/bin/forge.rs: cargo would take that for a program of its own.
+#[path = "rststim/forge.rs"]
+mod forge;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Bytes a bulk transfer sends: enough to move the sequence space further than the ISN clock
@@ -38,6 +42,7 @@ fn main() {
         "forge" => forge(addr, args.get(4).map_or("bad-ack", String::as_str)),
         "stray-rst" => stray(addr, args.get(4).expect("source address").parse().expect("source address"), TCP_RST),
         "stray-ack" => stray(addr, args.get(4).expect("source address").parse().expect("source address"), TCP_ACK),
+        "forge-rst" => forge::forge_rst(addr),
         other => panic!("unknown command {other}"),
     }
 }
