@@ -15,6 +15,7 @@ pub mod elf;
 pub mod grafana;
 pub mod prometheus;
 pub mod promql;
+pub mod routed;
 pub mod temp_dir;
 
 /// The suite needs root: say so loudly instead of skipping.
@@ -89,17 +90,12 @@ impl Net {
     pub fn new(subnet: u8) -> Self {
         let tag = format!("{}-{subnet}", std::process::id());
         let (client, server) = (format!("rstc-{tag}"), format!("rsts-{tag}"));
-        run("ip", &["netns", "add", &client]);
-        run("ip", &["netns", "add", &server]);
-        let inodes = [&client, &server].map(|ns| netns_inode(ns));
+        let inodes = [add_netns(&client), add_netns(&server)];
         let net = Net { client, server, subnet, inodes };
         let (vc, vs) = (format!("vc{subnet}x{}", std::process::id() % 10000), format!("vs{subnet}x{}", std::process::id() % 10000));
-        run("ip", &["link", "add", &vc, "netns", &net.client, "type", "veth", "peer", "name", &vs, "netns", &net.server]);
+        veth((&net.client, &vc), (&net.server, &vs));
         for (ns, dev, host) in [(&net.client, &vc, 1), (&net.server, &vs, 2)] {
-            in_ns(ns, "ip", &["link", "set", "lo", "up"]);
-            in_ns(ns, "ip", &["addr", "add", &format!("10.231.{subnet}.{host}/24"), "dev", dev]);
-            in_ns(ns, "ip", &["-6", "addr", "add", &format!("fd00:231:{subnet}::{host}/64"), "dev", dev, "nodad"]);
-            in_ns(ns, "ip", &["link", "set", dev, "up"]);
+            link_up(ns, dev, &format!("10.231.{subnet}.{host}/24"), &format!("fd00:231:{subnet}::{host}/64"));
         }
         net
     }
@@ -120,17 +116,12 @@ impl Net {
 
     /// Set a per-namespace sysctl (`net/ipv4/…` under /proc/sys) in namespace `ns`.
     pub fn sysctl(&self, ns: &str, path: &str, value: &str) {
-        in_ns(ns, "sh", &["-c", &format!("echo {value} > /proc/sys/{path}")]);
+        sysctl(ns, path, value);
     }
 
     /// Add one nftables rule on the server's `hook` (input/output); removed when the guard drops.
-    pub fn server_filter(&self, hook: &str, rule: &str) -> ServerFilter<'_> {
-        in_ns(
-            &self.server,
-            "nft",
-            &[&format!("add table inet rst; add chain inet rst {hook} {{ type filter hook {hook} priority 0; }}; add rule inet rst {hook} {rule}")],
-        );
-        ServerFilter { net: self }
+    pub fn server_filter(&self, hook: &str, rule: &str) -> NftTable {
+        NftTable::new(&self.server, hook, &[rule])
     }
 
     /// Does this report come from one of this test's namespaces? Judged by the namespace, not
@@ -139,29 +130,71 @@ impl Net {
         report["netns"].as_u64().is_some_and(|n| self.inodes.contains(&n))
     }
 
-    /// The reports of this test's namespaces, checked: a lost event (the set could then be
-    /// incomplete) or a report with this test's addresses but another namespace (a wrong
-    /// namespace would hide it from the set) fails the test.
+    /// The reports of this test's namespaces, checked as [`checked_reports`] says.
     pub fn reports_of_this_test(&self, reports: Vec<Value>) -> Vec<Value> {
-        let lost: Vec<&Value> = reports.iter().filter(|r| r["type"] == "lost").collect();
-        assert!(lost.is_empty(), "events were lost: the report set cannot be checked: {lost:?}");
-        let ours = |a: &Value| {
-            let a = a.as_str().unwrap_or("");
-            a.starts_with(&format!("10.231.{}.", self.subnet)) || a.starts_with(&format!("fd00:231:{}::", self.subnet))
-        };
-        let astray: Vec<&Value> = reports.iter().filter(|r| !self.owns(r) && (ours(&r["laddr"]) || ours(&r["raddr"]))).collect();
-        assert!(astray.is_empty(), "reports with this test's addresses in another namespace: {astray:?}");
-        reports.into_iter().filter(|r| self.owns(r)).collect()
+        let subnet = self.subnet;
+        checked_reports(reports, &self.inodes, |a| a.starts_with(&format!("10.231.{subnet}.")) || a.starts_with(&format!("fd00:231:{subnet}::")))
     }
 }
 
-pub struct ServerFilter<'a> {
-    net: &'a Net,
+/// The reports of namespaces `inodes`, checked: a lost event (the set could then be incomplete)
+/// or a report with an address that is `ours` in another namespace (a wrong namespace would hide
+/// it from the set) fails the test.
+pub fn checked_reports(reports: Vec<Value>, inodes: &[u64], ours: impl Fn(&str) -> bool) -> Vec<Value> {
+    let lost: Vec<&Value> = reports.iter().filter(|r| r["type"] == "lost").collect();
+    assert!(lost.is_empty(), "events were lost: the report set cannot be checked: {lost:?}");
+    let owned = |r: &Value| r["netns"].as_u64().is_some_and(|n| inodes.contains(&n));
+    let ours = |a: &Value| ours(a.as_str().unwrap_or(""));
+    let astray: Vec<&Value> = reports.iter().filter(|r| !owned(r) && (ours(&r["laddr"]) || ours(&r["raddr"]))).collect();
+    assert!(astray.is_empty(), "reports with this test's addresses in another namespace: {astray:?}");
+    reports.into_iter().filter(owned).collect()
 }
 
-impl Drop for ServerFilter<'_> {
+/// Create network namespace `name` (`/run/netns/NAME`) and return its inode.
+pub fn add_netns(name: &str) -> u64 {
+    run("ip", &["netns", "add", name]);
+    netns_inode(name)
+}
+
+/// A veth pair from device `a.1` in namespace `a.0` to `b.1` in `b.0`.
+pub fn veth(a: (&str, &str), b: (&str, &str)) {
+    run("ip", &["link", "add", a.1, "netns", a.0, "type", "veth", "peer", "name", b.1, "netns", b.0]);
+}
+
+/// Bring `dev` (and loopback) up in `ns` with an IPv4 and an IPv6 address (CIDR); the IPv6 one
+/// skips duplicate address detection, usable at once.
+pub fn link_up(ns: &str, dev: &str, v4: &str, v6: &str) {
+    in_ns(ns, "ip", &["link", "set", "lo", "up"]);
+    in_ns(ns, "ip", &["addr", "add", v4, "dev", dev]);
+    in_ns(ns, "ip", &["-6", "addr", "add", v6, "dev", dev, "nodad"]);
+    in_ns(ns, "ip", &["link", "set", dev, "up"]);
+}
+
+/// Set a per-namespace sysctl (`net/ipv4/…` under /proc/sys) in namespace `ns`.
+pub fn sysctl(ns: &str, path: &str, value: &str) {
+    in_ns(ns, "sh", &["-c", &format!("echo {value} > /proc/sys/{path}")]);
+}
+
+/// An nftables table `inet rst` in namespace `ns`, one chain on `hook` holding `rules`; deleted
+/// when the guard drops.
+pub struct NftTable {
+    ns: String,
+}
+
+impl NftTable {
+    pub fn new(ns: &str, hook: &str, rules: &[&str]) -> Self {
+        let mut script = format!("add table inet rst; add chain inet rst {hook} {{ type filter hook {hook} priority 0; }}");
+        for rule in rules {
+            script.push_str(&format!("; add rule inet rst {hook} {rule}"));
+        }
+        in_ns(ns, "nft", &[&script]);
+        NftTable { ns: ns.to_string() }
+    }
+}
+
+impl Drop for NftTable {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "exec", &self.net.server, "nft", "delete table inet rst"]).status();
+        let _ = Command::new("ip").args(["netns", "exec", &self.ns, "nft", "delete table inet rst"]).status();
     }
 }
 

@@ -8,6 +8,11 @@ use rsttrace_tests::{
 };
 use serde_json::Value;
 
+// In a directory of its own: cargo would build tests/tests/network.rs as a test program apart
+// from e2e, which the kernel matrix (`cargo xtask vm-test`) does not run.
+#[path = "e2e/network.rs"]
+mod network;
+
 const PORT: &str = "8080";
 const CLOSED_PORT: &str = "9";
 const T: Duration = Duration::from_secs(20);

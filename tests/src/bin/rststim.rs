@@ -1,9 +1,10 @@
 //! rststim: provokes one kind of TCP ending from inside a network namespace.
 //!
 //! `rststim NETNS listen ADDR PORT MODE` or `rststim NETNS connect ADDR PORT [OPTIONS]`.
-//! It prints `ready` once listening or connected and, for a client, `errno N` when the
-//! connection ended with an error. `--wait-go` makes it read one line from stdin before acting,
-//! so a test can change the network in between. Every run ends within `DEADLINE`.
+//! It prints `ready` once listening or connected and, for a client (and a server that reads or
+//! streams), `errno N` when the connection ended with an error. `--wait-go` makes it read one
+//! line from stdin before acting, so a test can change the network in between. Every run ends
+//! within `DEADLINE`. `rststim NETNS forge-rst ADDR PORT` plays a device in the path (forge.rs).
 use std::{
     io::{BufRead, Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
@@ -12,6 +13,10 @@ use std::{
 };
 
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+
+// Not src/bin/forge.rs: cargo would take that for a program of its own.
+#[path = "rststim/forge.rs"]
+mod forge;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// Bytes a bulk transfer sends: enough to move the sequence space further than the ISN clock
@@ -37,6 +42,7 @@ fn main() {
         "forge" => forge(addr, args.get(4).map_or("bad-ack", String::as_str)),
         "stray-rst" => stray(addr, args.get(4).expect("source address").parse().expect("source address"), TCP_RST),
         "stray-ack" => stray(addr, args.get(4).expect("source address").parse().expect("source address"), TCP_ACK),
+        "forge-rst" => forge::forge_rst(addr),
         other => panic!("unknown command {other}"),
     }
 }
@@ -110,12 +116,27 @@ fn listen(addr: SocketAddr, mode: &str) {
         match mode {
             // Keep it open and drain what arrives; never close first.
             "hold" => {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 4096];
-                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
-                    std::thread::sleep(DEADLINE);
-                });
+                std::thread::spawn(move || hold(s));
             }
+            // Greet in four segments, 10 ms apart (the client hears from this end, more than
+            // once, before anything else happens), then hold.
+            "greet" => {
+                s.set_nodelay(true).unwrap();
+                for _ in 0..4 {
+                    s.write_all(&[b'g'; 100]).unwrap();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                std::thread::spawn(move || hold(s));
+            }
+            // Stream to the client, paced (1 KiB every 10 ms) so that nothing queues up between
+            // the hosts and every segment sent is received, until the connection fails.
+            "stream" => loop {
+                if let Err(e) = s.write_all(&[b's'; 1024]) {
+                    report_error(&e);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            },
             // Close with data the application never read: the stack aborts.
             "unread-close" => {
                 wait_readable(&s);
@@ -159,6 +180,27 @@ fn listen(addr: SocketAddr, mode: &str) {
                 std::io::stdout().flush().unwrap();
             }
             other => panic!("unknown listen mode {other}"),
+        }
+    }
+}
+
+/// Drain what arrives and say how the connection ended, keeping the socket until the deadline.
+fn hold(mut s: TcpStream) {
+    read_until_the_end(&mut s);
+    std::thread::sleep(DEADLINE);
+}
+
+/// Read until the connection ends, and say how: `eof` or `errno N`.
+fn read_until_the_end(s: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                println!("eof");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => return report_error(&e),
         }
     }
 }
@@ -274,9 +316,6 @@ fn connect(addr: SocketAddr, args: &[String]) {
             return report_error(&e);
         }
     }
-    if o.linger0 {
-        return linger0_close(s);
-    }
     if o.reuse_port_after_bulk {
         // Send BULK bytes, let the server close first, then connect again from the same port.
         let chunk = vec![b'x'; 1 << 20];
@@ -329,18 +368,12 @@ fn connect(addr: SocketAddr, args: &[String]) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    // Wait for the connection to end, and say how.
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => {
-                println!("eof");
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => return report_error(&e),
-        }
+    // After --send-after's writes: an abort once the peer has seen a few segments.
+    if o.linger0 {
+        return linger0_close(s);
     }
+    // Wait for the connection to end, and say how.
+    read_until_the_end(&mut s);
 }
 
 /// Answer the first SYN to `addr` with a forged segment, through a raw socket: `bad-ack` sends a
@@ -374,10 +407,6 @@ fn forge(addr: SocketAddr, mode: &str) {
         }
     };
     let isn = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let mut seg = Vec::with_capacity(32);
-    seg.extend_from_slice(&addr.port().to_be_bytes());
-    seg.extend_from_slice(&peer.port().to_be_bytes());
-    seg.extend_from_slice(&0x1234_5678u32.to_be_bytes());
     let (ack, flags, options): (u32, u8, Vec<u8>) = match mode {
         // Acknowledges 1000 bytes the client never sent.
         "bad-ack" => (isn.wrapping_add(1001), 0x10, vec![]),
@@ -385,12 +414,7 @@ fn forge(addr: SocketAddr, mode: &str) {
         "paws" => (isn.wrapping_add(1), 0x12, vec![1, 1, 8, 10, 0, 0, 0, 1, 0x0f, 0xff, 0xff, 0xff]),
         other => panic!("unknown forge mode {other}"),
     };
-    seg.extend_from_slice(&ack.to_be_bytes());
-    seg.push((((20 + options.len()) / 4) as u8) << 4);
-    seg.push(flags);
-    seg.extend_from_slice(&65535u16.to_be_bytes());
-    seg.extend_from_slice(&[0, 0, 0, 0]);
-    seg.extend_from_slice(&options);
+    let mut seg = tcp_header(addr.port(), peer.port(), 0x1234_5678, ack, flags, 65535, &options);
     send_segment(fd, addr.ip(), peer.ip(), &mut seg);
     println!("forged");
     std::io::stdout().flush().unwrap();
@@ -406,14 +430,8 @@ const TCP_ACK: u8 = 0x10;
 
 fn stray(addr: SocketAddr, src: IpAddr, flags: u8) {
     let fd = raw_tcp_socket(addr);
-    let mut seg = Vec::with_capacity(20);
-    seg.extend_from_slice(&STRAY_PORT.to_be_bytes());
-    seg.extend_from_slice(&addr.port().to_be_bytes());
-    seg.extend_from_slice(&0x0bad_5eedu32.to_be_bytes());
     let ack_seq: u32 = if flags & TCP_ACK != 0 { 0x5eed_0bad } else { 0 };
-    seg.extend_from_slice(&ack_seq.to_be_bytes());
-    seg.extend_from_slice(&[5 << 4, flags]);
-    seg.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+    let mut seg = tcp_header(STRAY_PORT, addr.port(), 0x0bad_5eed, ack_seq, flags, 0xffff, &[]);
     send_segment(fd, src, addr.ip(), &mut seg);
     println!("sent");
     std::io::stdout().flush().unwrap();
@@ -428,14 +446,70 @@ fn raw_tcp_socket(addr: SocketAddr) -> i32 {
     fd
 }
 
-/// Fill in the segment's checksum and send it from `src` to `dst` (the kernel adds the IP header).
+/// A TCP header (with `options`, a multiple of 4 bytes), its checksum left to [`send_segment`].
+fn tcp_header(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, window: u16, options: &[u8]) -> Vec<u8> {
+    let mut seg = Vec::with_capacity(20 + options.len());
+    seg.extend_from_slice(&sport.to_be_bytes());
+    seg.extend_from_slice(&dport.to_be_bytes());
+    seg.extend_from_slice(&seq.to_be_bytes());
+    seg.extend_from_slice(&ack.to_be_bytes());
+    seg.push((((20 + options.len()) / 4) as u8) << 4);
+    seg.push(flags);
+    seg.extend_from_slice(&window.to_be_bytes());
+    seg.extend_from_slice(&[0, 0, 0, 0]);
+    seg.extend_from_slice(options);
+    seg
+}
+
+/// Fill in the segment's checksum and send it from `src` to `dst` (the kernel adds the IP header,
+/// with this host's default TTL / hop limit). The source goes in a packet-info message, so the IP
+/// header carries the address the checksum covers, also where it is not this host's own (a
+/// forger's socket, with IP_TRANSPARENT).
 fn send_segment(fd: i32, src: IpAddr, dst: IpAddr, seg: &mut [u8]) {
     let sum = checksum(src, dst, seg);
     seg[16..18].copy_from_slice(&sum.to_be_bytes());
     let dest: socket2::SockAddr = SocketAddr::new(dst, 0).into();
-    // SAFETY: segment and address valid for their lengths.
-    let sent = unsafe { libc::sendto(fd, seg.as_ptr().cast(), seg.len(), 0, dest.as_ptr().cast(), dest.len()) };
-    assert_eq!(sent as usize, seg.len(), "sendto: {}", std::io::Error::last_os_error());
+    let mut iov = libc::iovec { iov_base: seg.as_mut_ptr().cast(), iov_len: seg.len() };
+    // u64s: aligned for a cmsghdr.
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the sendmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = dest.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = dest.len();
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    match src {
+        IpAddr::V4(a) => {
+            let addr = libc::in_addr { s_addr: u32::from_ne_bytes(a.octets()) };
+            let info = libc::in_pktinfo { ipi_ifindex: 0, ipi_spec_dst: addr, ipi_addr: libc::in_addr { s_addr: 0 } };
+            put_cmsg(&mut msg, &mut control, libc::IPPROTO_IP, libc::IP_PKTINFO, info);
+        }
+        IpAddr::V6(a) => {
+            let info = libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: a.octets() }, ipi6_ifindex: 0 };
+            put_cmsg(&mut msg, &mut control, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info);
+        }
+    }
+    // SAFETY: msg and everything it points to are valid.
+    let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
+    assert_eq!(sent as usize, seg.len(), "sendmsg: {}", std::io::Error::last_os_error());
+}
+
+/// Make `value` the one control message of `msg`, in `control`.
+fn put_cmsg<T>(msg: &mut libc::msghdr, control: &mut [u64; 8], level: i32, kind: i32, value: T) {
+    let size = std::mem::size_of::<T>() as u32;
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(size) } as usize;
+    assert!(space <= std::mem::size_of_val(control), "control message of {space} bytes");
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: msg_control holds `space` bytes: room for one header and `value`.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(msg);
+        (*cmsg).cmsg_level = level;
+        (*cmsg).cmsg_type = kind;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<T>(), value);
+    }
 }
 
 /// TCP checksum over the pseudo-header and segment.
