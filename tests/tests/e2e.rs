@@ -59,10 +59,13 @@ fn assert_teardown(no_socket: &Value, received: &Value, f: Family, pids: &[u64])
 }
 
 /// Run `scenario` for IPv4 and IPv6 under one tracer; returns this test's reports per family.
+/// The tracer samples how segments arrive (`--network-evidence`): every genuine reset of every
+/// scenario must keep its cause with the forged-RST evidence on (none may turn `injected`), and
+/// the per-segment hook runs on every kernel of the matrix.
 fn traced(subnet: u8, scenario: impl Fn(&Net, Family) -> Vec<u64>) -> Vec<(Family, Vec<Value>, Vec<u64>)> {
     require_root();
     let net = Net::new(subnet);
-    let tracer = Tracer::start(&[]);
+    let tracer = Tracer::start(&["--network-evidence"]);
     let pids: Vec<Vec<u64>> = FAMILIES.iter().map(|f| scenario(&net, *f)).collect();
     let (reports, stderr) = tracer.stop();
     if std::env::var_os("RSTTRACE_TEST_STDERR").is_some() {
@@ -406,10 +409,17 @@ fn syn_ack_with_a_bogus_timestamp_echo_is_paws_reject() {
 fn start_up_line_names_the_capture_mode_of_this_kernel() {
     require_root();
     let format = send_reset_format();
-    let (_, stderr) = Tracer::start(&[]).stop();
+    let (_, stderr) = Tracer::start(&["--network-evidence"]).stop();
     let lines: Vec<&str> = stderr.lines().filter(|l| l.contains("capture mode:")).collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     let line = lines[0];
+    // The per-segment hook: the tracepoint where its record names the segment (6.8+).
+    let probe = std::fs::read_to_string("/sys/kernel/tracing/events/tcp/tcp_probe/format").expect("tcp_probe format");
+    if probe.contains(" skbaddr;") && probe.contains(" skaddr;") {
+        assert!(line.contains("hop counts sampled from tcp:tcp_probe"), "{line}");
+    } else {
+        assert!(line.contains("hop counts sampled by a kprobe on tcp_rcv_established"), "{line}");
+    }
     if format.contains(" reason;") {
         assert!(line.contains("capture mode: kernel reasons"), "{line}");
     } else {
