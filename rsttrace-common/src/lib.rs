@@ -463,6 +463,9 @@ pub struct PeerSample {
 
 const _: () = assert!(core::mem::size_of::<PeerSample>() == 40);
 
+/// Slots of the kernel side's `PEERS` array of samples (a power of two: it is indexed by a hash).
+pub const PEER_SLOTS: u32 = 65536;
+
 /// The part of a [`PeerSample`] a received reset carries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

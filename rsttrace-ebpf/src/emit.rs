@@ -770,8 +770,8 @@ impl Draft {
                     (*event).flags |= FLAG_RETRANSMITS_READ;
                 }
                 // Load-time constant: without `--network-evidence` nothing was sampled.
-                if NETWORK_EVIDENCE.load() != 0 {
-                    if let Some(e) = evidence::of(sk, (*event).ts_ns) {
+                if let Some(k) = receive_key.filter(|_| NETWORK_EVIDENCE.load() != 0) {
+                    if let Some(e) = evidence::of(sk, k.lport, k.rport, (*event).ts_ns) {
                         (*event).peer = e;
                         (*event).flags |= FLAG_PEER_SAMPLED;
                     }

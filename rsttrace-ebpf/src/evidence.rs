@@ -1,16 +1,18 @@
 //! `--network-evidence`: how the peer's own segments arrive (hop count, IPv4 IP ID), so that a
 //! received RST that does not arrive like them can be told apart as sent by a device in the path.
-//! Runs for every segment an established socket receives, the hottest path in the stack, so it
-//! samples: a socket's first segments, every segment without data (ACKs, and the RST itself),
-//! and one data segment in `SAMPLE_EVERY` (a path that changes shows within that many); the
-//! others cost an array look-up and a counter. No map insert, nothing sent to the agent. Off by
+//! Runs for every segment an established socket receives, the hottest path in the stack, so on
+//! `tcp:tcp_probe` it samples: a socket's first segments, every segment without data (ACKs, and
+//! the RST itself), and one data segment in `SAMPLE_EVERY` (a path that changes shows within that
+//! many); the others cost an array look-up and a counter, judged from the record before any probe
+//! read. (A RST that carries data is skipped with them.) The kprobe of older kernels has no
+//! record to judge from: it reads every segment. No map insert, nothing sent to the agent. Off by
 //! default; the agent attaches it only under the flag.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use rsttrace_common::{PeerEvidence, PeerSample, NO_OFFSET};
+use rsttrace_common::{PeerEvidence, PeerSample, NO_OFFSET, PEER_SLOTS};
 
 use crate::{
     emit::read,
-    maps::{OFFSETS, PEERS, PEER_SLOTS},
+    maps::{OFFSETS, PEERS},
 };
 
 const TCP_FLAG_RST: u8 = 0x04;
@@ -132,12 +134,15 @@ pub fn sample(sk: u64, skb: u64) {
     }
 }
 
-/// What was sampled on `sk`, for its reset received at `now_ns`: the RST's own hop count only if
-/// that RST is this one.
+/// What was sampled on `sk`, for its reset received at `now_ns` on the connection between
+/// `lport` and `rport`: the RST's own hop count only if that RST is this one (taken, so a later
+/// reset cannot take it again). A slot of an earlier socket at the same address is not this one's.
 #[inline(always)]
-pub fn of(sk: u64, now_ns: u64) -> Option<PeerEvidence> {
-    let p = PEERS.get(slot(sk))?;
-    if p.sk != sk {
+pub fn of(sk: u64, lport: u16, rport: u16, now_ns: u64) -> Option<PeerEvidence> {
+    let p = PEERS.get_ptr_mut(slot(sk))?;
+    // SAFETY: array value memory, valid for this program run.
+    let p: &mut PeerSample = unsafe { &mut *p };
+    if p.sk != sk || p.lport != lport || p.rport != rport {
         return None;
     }
     let mut e = p.evidence;
@@ -145,5 +150,6 @@ pub fn of(sk: u64, now_ns: u64) -> Option<PeerEvidence> {
         e.rst_ttl = 0;
         e.rst_ip_id = 0;
     }
+    p.rst_ns = 0;
     Some(e)
 }

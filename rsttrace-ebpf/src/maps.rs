@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Filter, Owner, PeerSample, RaceEntry, SockMsgLayout, SockOffsets, SockRecord, StructOffsets,
-    TcpProbeLayout, TracepointLayout, NO_FIELD,
+    TcpProbeLayout, TracepointLayout, NO_FIELD, PEER_SLOTS,
 };
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
@@ -145,8 +145,6 @@ pub const CLOSE_SLOTS: usize = 4;
 
 #[map]
 pub static LAST_CLOSES: PerCpuArray<CloseSlots> = PerCpuArray::with_max_entries(1, 0);
-
-pub const PEER_SLOTS: u32 = 65536;
 
 /// What `--network-evidence` sampled of each socket's incoming segments (see `evidence.rs`),
 /// direct-mapped by a hash of the socket's address like `TUPLES`: one array store per segment, no

@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let clock = Clock::now();
     // Which host and run this is, and the addresses of the namespace it covers (entering a
     // `--netns` namespace needs the privileges dropped after attaching).
-    let trace = std::sync::Arc::new(TraceInfo::gather(config.filter.netns, config.filter.narrowing())?);
+    let mut trace = std::sync::Arc::new(TraceInfo::gather(config.filter.netns, config.filter.narrowing()));
     // Open outputs before attaching: a bad path fails fast and leaves nothing in the kernel.
     let mut file = match &config.output {
         Some(o) => Some(
@@ -100,6 +100,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     if config.cost_floor.is_none() {
         describe_capture(&loaded.capture);
+    }
+    if let Socketless::Unseen(_) = loaded.capture.socketless {
+        // The trace records say it: a peer's trace must not take this one's silence as proof.
+        trace = std::sync::Arc::new(TraceInfo { unseen: vec!["resets sent without a full socket".into()], ..(*trace).clone() });
+        if let Some(f) = file.as_mut() {
+            f.set_trace(trace.clone());
+        }
     }
     // The holders of the sockets older than rsttrace, while reading every process's descriptors
     // is still allowed (CAP_SYS_PTRACE, where granted): attached now, the kernel side sees every

@@ -127,15 +127,16 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = fold::DEFAULT_MAX_RATE)]
     pub max_rate: u32,
     /// Also judge received resets by how they arrived: sample the hop count (IPv4 TTL, IPv6 hop
-    /// limit) and IPv4 IP ID of every segment an established socket receives, so that a RST
+    /// limit) and IPv4 IP ID of the segments established sockets receive, so that a RST
     /// arriving with another hop count than the peer's own segments is reported `injected` (a
     /// device in the path sent it; docs/causes.md says what else counts).
     ///
     /// Off by default because its hook (tcp:tcp_probe, or a kprobe on tcp_rcv_established where
-    /// that tracepoint does not name the segment) runs for every segment received, the hottest
-    /// path in the stack: bulk transfers pay for it (`cargo xtask bench`, row "bulk,
-    /// --network-evidence"). Without it, a received reset still counts the peer talking after its
-    /// RST.
+    /// that tracepoint does not name the segment) runs for every segment an established socket
+    /// receives, the hottest path in the stack; it reads a socket's first 8 segments, every one
+    /// without data and one data segment in 64 (every one, under the kprobe). Bulk transfers
+    /// pay for it: `cargo xtask bench`, target "bulk transfer with --network-evidence". Without
+    /// it, a received reset still counts the peer talking after its RST.
     #[arg(long)]
     pub network_evidence: bool,
     /// tracefs root to read tracepoint formats from (default: find or mount /sys/kernel/tracing).

@@ -68,11 +68,12 @@ impl Evidence {
             && a.rst_ttl.is_some_and(|t| t < a.ttl_min || t > a.ttl_max)
     }
 
-    /// The RST's IP ID does not follow the peer's (IPv4 peers that number their segments; a
-    /// peer that sends 0 throughout says nothing).
+    /// The RST's IP ID does not follow the peer's (IPv4 peers that number their segments). An ID
+    /// of 0 says nothing on either side: a peer may send 0 throughout, and Linux sends every RST
+    /// without a socket (its socket gone, TIME_WAIT) with ID 0, as nftables' reject does.
     fn ip_id_off_sequence(&self) -> bool {
         match (self.rst_ip_id, self.peer_ip_id) {
-            (Some(rst), Some(peer)) if self.peer_segments >= MIN_SEGMENTS && peer != 0 => {
+            (Some(rst), Some(peer)) if self.peer_segments >= MIN_SEGMENTS && peer != 0 && rst != 0 => {
                 let ahead = rst.wrapping_sub(peer);
                 ahead == 0 || ahead > IP_ID_SLACK
             }
@@ -218,39 +219,22 @@ mod tests {
 
     #[test]
     fn the_peer_talking_after_its_rst_decides_only_with_an_ip_id_out_of_sequence() {
-        // A peer whose socket is gone resets with IP ID 0 from no socket; it cannot talk after.
-        let talked = Evidence::new(
-            Some(&arrival(5, (64, 64, 64), Some(64), Some((4711, 0)))),
-            true,
-        );
+        // A forger numbering its own segments: far from the peer's sequence.
+        let talked = Evidence::new(Some(&arrival(5, (64, 64, 64), Some(64), Some((4711, 31000)))), true);
         assert!(talked.decisive);
-        assert!(talked
-            .forged_because()
-            .unwrap()
-            .contains("IP ID 0 does not follow the peer's 4711"));
-        let in_sequence = Evidence::new(
-            Some(&arrival(5, (64, 64, 64), Some(64), Some((4711, 4712)))),
-            true,
-        );
+        assert!(talked.forged_because().unwrap().contains("IP ID 31000 does not follow the peer's 4711"));
+        let in_sequence = Evidence::new(Some(&arrival(5, (64, 64, 64), Some(64), Some((4711, 4712)))), true);
         assert!(!in_sequence.decisive);
-        assert_eq!(
-            in_sequence.doubts().unwrap(),
-            "the peer went on sending after it"
-        );
-        let quiet = Evidence::new(
-            Some(&arrival(5, (64, 64, 64), Some(64), Some((4711, 0)))),
-            false,
-        );
+        assert_eq!(in_sequence.doubts().unwrap(), "the peer went on sending after it");
+        let quiet = Evidence::new(Some(&arrival(5, (64, 64, 64), Some(64), Some((4711, 31000)))), false);
         assert!(!quiet.decisive);
-        assert_eq!(
-            quiet.doubts().unwrap(),
-            "its IP ID 0 does not follow the peer's 4711"
-        );
-        // A peer that sends IP ID 0 throughout (no per-socket counter) says nothing.
-        let zeros = Evidence::new(
-            Some(&arrival(5, (64, 64, 64), Some(64), Some((0, 0)))),
-            true,
-        );
-        assert!(!zeros.decisive);
+        assert_eq!(quiet.doubts().unwrap(), "its IP ID 31000 does not follow the peer's 4711");
+        // ID 0 says nothing: a peer that sends 0 throughout, and every Linux RST without a socket
+        // (the peer's socket gone), which a reordered segment of the peer can follow.
+        for ids in [(0, 0), (4711, 0)] {
+            let zero = Evidence::new(Some(&arrival(5, (64, 64, 64), Some(64), Some(ids))), true);
+            assert!(!zero.decisive, "{ids:?}");
+            assert_eq!(zero.doubts().unwrap(), "the peer went on sending after it");
+        }
     }
 }

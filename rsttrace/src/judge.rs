@@ -129,7 +129,7 @@ pub struct Judge {
     received_pruned_ns: u64,
     /// Held received resets by 4-tuple, with when they came: a later RST this host sends on the
     /// same 4-tuple is one look-up (see [`Judge::note_peer_talking`]).
-    received_by_ends: HashMap<Endpoints, u64>,
+    received_by_ends: HashMap<(u32, Endpoints), u64>,
 }
 
 impl Judge {
@@ -272,12 +272,17 @@ impl Judge {
     /// stack sent that RST would not: its data or ACKs were answered (Weaver et al.'s sign of a
     /// forged RST). Returns whether it was.
     fn note_peer_talking(&mut self, ev: &KernelEvent) -> bool {
-        if !self.received_by_ends.contains_key(&ev.endpoints) {
+        if !self.received_by_ends.contains_key(&(ev.netns, ev.endpoints)) {
             return false; // the common case, a closed port: one look-up
         }
-        let ends = ev.endpoints;
+        // A SYN opens a new connection on the 4-tuple: that is not the old peer talking on.
+        if ev.trigger.is_none_or(|t| t.tcp_flags & TCP_FLAG_SYN != 0) {
+            return false;
+        }
+        let (netns, ends) = (ev.netns, ev.endpoints);
         match self.pending.iter_mut().rev().find(|p| {
             matches!(p.trigger, Trigger::Received { .. })
+                && p.event.netns == netns
                 && p.event.endpoints == ends
                 && p.event.ts_ns <= ev.ts_ns
         }) {
@@ -367,13 +372,17 @@ impl Judge {
         let deadline_ns = event.ts_ns + HOLD_NS;
         let listener_owner = if event.owner.is_none() && event.history.opened_ns.is_none() { self.listener(event.netns, &event.endpoints) } else { None };
         match trigger {
-            Trigger::Sent { .. } => self.recent_sent.push(event.ts_ns, event.endpoints),
-            Trigger::Received { .. } => {
+            Trigger::Sent { state, .. } => self.recent_sent.push(event.ts_ns, event.endpoints, state.is_none()),
+            Trigger::Received { state } => {
                 if event.sk != 0 {
                     self.received_by_sk
                         .insert(event.sk, (event.ts_ns, event.endpoints));
                 }
-                self.received_by_ends.insert(event.endpoints, event.ts_ns);
+                // Only a connection that was up has a peer that could talk on after its RST (a
+                // storm of refused connects inserts nothing).
+                if state.is_some_and(TcpState::is_synchronized) {
+                    self.received_by_ends.insert((event.netns, event.endpoints), event.ts_ns);
+                }
             }
             _ => {}
         }
@@ -538,9 +547,12 @@ impl Judge {
         story
     }
 
-    /// The RST this host's other end of the connection sent, just before or just after `ev`.
+    /// The RST this host's other end of the connection sent, just before or just after `ev`. A RST
+    /// sent without a socket answers a segment in the softirq that received it, and is traced
+    /// before it is transmitted: one traced after `ev` cannot be what reset it. It answered this
+    /// end's data after this end's connection was already reset (by RSTs forged to both ends).
     fn peer_sent(&self, ev: &KernelEvent) -> Option<&SentRecord> {
-        self.recent_sent.near(&ev.endpoints.reversed(), ev.ts_ns, PEER_MATCH_NS)
+        self.recent_sent.near(&ev.endpoints.reversed(), ev.ts_ns, PEER_MATCH_NS).filter(|r| !(r.socketless && r.ts > ev.ts_ns))
     }
 
     /// The owner opened another connection to the same peer (same address, or the same port
@@ -827,7 +839,7 @@ mod tests {
             ttl_last: 64,
             rst_ttl: Some(64),
             ip_id_last: Some(4711),
-            rst_ip_id: Some(0),
+            rst_ip_id: Some(31000),
             ipv6: false,
         });
         // The peer's next segment finds no socket: this host answers it with a RST.
@@ -855,7 +867,7 @@ mod tests {
         assert!(
             r.verdict
                 .why
-                .starts_with("the peer went on sending after its RST, and the RST's IP ID 0"),
+                .starts_with("the peer went on sending after its RST, and the RST's IP ID 31000"),
             "{}",
             r.verdict.why
         );
@@ -887,10 +899,52 @@ mod tests {
         assert!(
             r.verdict
                 .why
-                .ends_with("(its IP ID 0 does not follow the peer's 4711)"),
+                .ends_with("(its IP ID 31000 does not follow the peer's 4711)"),
             "{}",
             r.verdict.why
         );
+    }
+
+    #[test]
+    fn a_peers_socketless_rst_after_this_ends_reset_did_not_cause_it() {
+        // Forged RSTs to both ends of a connection over veth: this end's reset comes first, then
+        // the peer, its own socket gone, answers this end's data in flight without a socket.
+        let client = task(1, "client");
+        let mut forged = received(50, Established, Some(client));
+        forged.history.peer_local = true;
+        let mut answer = sent(52, None, Some("NO_SOCKET"), task(0, "swapper/0"), None);
+        answer.sk = 0;
+        answer.facts = None;
+        answer.endpoints = ends(5000).reversed();
+        answer.trigger = Some(Segment { tcp_flags: 0x18, saddr: answer.endpoints.raddr, sport: 5000, daddr: answer.endpoints.laddr });
+        let reports = run(vec![forged.clone(), answer.clone()]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::Injected, None));
+        // Traced before this end's reset, the same RST is what reset it.
+        answer.ts_ns = 48_000_000;
+        let reports = run(vec![answer, forged]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::NoSocket)));
+    }
+
+    #[test]
+    fn a_syn_on_the_4_tuple_is_a_new_connection_not_the_peer_talking_on() {
+        let mut rst = received(50, Established, Some(task(1, "client")));
+        rst.history.arrival = Some(crate::event::Arrival { segments: 8, ttl_min: 64, ttl_max: 64, ttl_last: 64, rst_ttl: Some(64), ip_id_last: Some(4711), rst_ip_id: Some(31000), ipv6: false });
+        let mut syn = sent(60, None, Some("NO_SOCKET"), task(0, "swapper/0"), None);
+        syn.sk = 0;
+        syn.facts = None;
+        syn.trigger = Some(Segment { tcp_flags: 0x02, saddr: syn.endpoints.raddr, sport: 80, daddr: syn.endpoints.laddr });
+        let reports = run(vec![rst.clone(), syn.clone()]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert!(r.evidence.is_some_and(|e| !e.peer_talked_after), "{:?}", r.evidence);
+        // Nor does another namespace's RST on the same addresses say anything.
+        let mut elsewhere = syn;
+        elsewhere.netns = NETNS + 1;
+        elsewhere.trigger = Some(Segment { tcp_flags: 0x18, saddr: elsewhere.endpoints.raddr, sport: 80, daddr: elsewhere.endpoints.laddr });
+        let reports = run(vec![rst, elsewhere]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert!(r.evidence.is_some_and(|e| !e.peer_talked_after), "{:?}", r.evidence);
     }
 
     #[test]

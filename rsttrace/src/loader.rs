@@ -13,7 +13,7 @@ use aya::{
 };
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
-    LOST_SLOT, NO_FIELD,
+    LOST_SLOT, NO_FIELD, PEER_SLOTS,
 };
 
 use crate::{
@@ -200,6 +200,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global("TCP_PROBE", &tcp_probe, true)
         .override_global("NETWORK_EVIDENCE", &evidence, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
+        // Its 2.5 MiB only where something samples into it; a look-up elsewhere finds nothing.
+        .map_max_entries("PEERS", if opts.network_evidence { PEER_SLOTS } else { 1 })
         .load(OBJECT)
         .map_err(LoadError::Object)?;
     let floor = |program: &'static str, empty: &'static str| if opts.cost_floor.is_some() { empty } else { program };

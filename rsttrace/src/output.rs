@@ -176,6 +176,7 @@ pub fn trace_line(edge: TraceEdge, clock: &Clock, trace: &TraceInfo) -> Vec<u8> 
         "scope_netns": trace.scope_netns,
         "addresses": trace.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         "filters": trace.filters,
+        "unseen": trace.unseen,
     });
     let mut line = serde_json::to_vec(&json).expect("plain data serializes");
     line.push(b'\n');
@@ -341,6 +342,11 @@ impl RotatingFile {
             clock,
             trace,
         })
+    }
+
+    /// What the file's records say of the run, once attaching told more.
+    pub fn set_trace(&mut self, trace: Arc<TraceInfo>) {
+        self.trace = trace;
     }
 
     fn open_file(path: &std::path::Path) -> io::Result<std::fs::File> {
@@ -690,6 +696,7 @@ mod table_tests {
             scope_netns: Some(4026532000),
             addresses: vec!["10.0.0.2".parse().unwrap()],
             filters: vec!["-p 812".into()],
+            unseen: Vec::new(),
         }
     }
 

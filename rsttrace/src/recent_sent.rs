@@ -7,6 +7,8 @@ use crate::{event::Endpoints, report::Cause};
 
 pub struct SentRecord {
     pub ts: u64,
+    /// No socket sent it (a segment for a connection this host does not have).
+    pub socketless: bool,
     /// Set once the sent reset itself is classified.
     pub cause: Option<Cause>,
 }
@@ -27,11 +29,11 @@ impl RecentSent {
         Self { by_ends: HashMap::new(), order: VecDeque::new(), cap, ttl_ns }
     }
 
-    pub fn push(&mut self, ts: u64, endpoints: Endpoints) {
+    pub fn push(&mut self, ts: u64, endpoints: Endpoints, socketless: bool) {
         if self.order.len() >= self.cap {
             self.pop_oldest();
         }
-        self.by_ends.insert(endpoints, SentRecord { ts, cause: None });
+        self.by_ends.insert(endpoints, SentRecord { ts, socketless, cause: None });
         self.order.push_back((endpoints, ts));
     }
 
@@ -79,8 +81,8 @@ mod tests {
     #[test]
     fn finds_by_endpoints_within_the_window_and_forgets_the_oldest() {
         let mut r = RecentSent::new(3, 1_000);
-        r.push(100, ends(1));
-        r.push(200, ends(2));
+        r.push(100, ends(1), false);
+        r.push(200, ends(2), false);
         assert_eq!(r.near(&ends(1), 120, 50).map(|s| s.ts), Some(100));
         assert!(r.near(&ends(1), 300, 50).is_none(), "outside the window");
         assert!(r.near(&ends(3), 100, 1_000).is_none());
@@ -88,13 +90,13 @@ mod tests {
         r.set_cause(&ends(1), 999, Cause::Unknown); // not that reset: ignored
         assert_eq!(r.near(&ends(1), 100, 1).unwrap().cause, Some(Cause::NoListener));
         // The same endpoints again: the newer reset takes over, and survives the older's expiry.
-        r.push(300, ends(1));
+        r.push(300, ends(1), false);
         assert_eq!(r.near(&ends(1), 310, 50).map(|s| (s.ts, s.cause)), Some((300, None)));
-        r.push(400, ends(3));
+        r.push(400, ends(3), false);
         assert_eq!(r.len(), 3);
         assert!(r.near(&ends(1), 300, 1).is_some());
         // Over the cap the oldest arrival goes (ends 2 at 200, after the stale ends 1 at 100).
-        r.push(500, ends(4));
+        r.push(500, ends(4), false);
         assert!(r.near(&ends(2), 200, 1).is_none());
         assert_eq!(r.len(), 3);
         // Expiry by age.

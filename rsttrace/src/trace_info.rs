@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceInfo {
@@ -21,27 +21,38 @@ pub struct TraceInfo {
     pub addresses: Vec<IpAddr>,
     /// Filters besides `--netns`, as flags: such a trace may lack reports of its namespace.
     pub filters: Vec<String>,
+    /// Resets this kernel does not let the run see (its capture mode): the trace may lack them.
+    pub unseen: Vec<String>,
 }
 
 impl TraceInfo {
     /// Needs CAP_SYS_ADMIN to enter `scope`'s namespace: call it before privileges are dropped.
-    pub fn gather(scope: Option<u32>, filters: Vec<String>) -> anyhow::Result<Self> {
+    pub fn gather(scope: Option<u32>, filters: Vec<String>) -> Self {
+        // Without them the trace still serves; it only cannot vouch for its end in `correlate`.
         let addresses = match scope {
-            Some(inode) => {
-                let path = netns_path(inode).with_context(|| format!("--netns {inode}: no namespace file has this inode (/run/netns/*, /proc/*/ns/net)"))?;
-                addresses_in(&path).with_context(|| {
-                    format!("--netns: reading the addresses of {}", path.display())
-                })?
-            }
-            None => addresses_here().context("reading this host's addresses")?,
+            Some(inode) => match netns_path(inode) {
+                Some(path) => addresses_in(&path).unwrap_or_else(|e| {
+                    eprintln!("rsttrace: --netns: cannot read the addresses of {}: {e:#}; the trace records list none", path.display());
+                    Vec::new()
+                }),
+                None => {
+                    eprintln!("rsttrace: --netns {inode}: no namespace file has this inode (/run/netns/*, /proc/*/ns/net) to read its addresses from; the trace records list none");
+                    Vec::new()
+                }
+            },
+            None => addresses_here().unwrap_or_else(|e| {
+                eprintln!("rsttrace: cannot read this host's addresses: {e:#}; the trace records list none");
+                Vec::new()
+            }),
         };
-        Ok(Self {
+        Self {
             host: hostname(),
             instance: instance_id(),
             scope_netns: scope,
             addresses,
             filters,
-        })
+            unseen: Vec::new(),
+        }
     }
 }
 

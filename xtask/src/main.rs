@@ -1,7 +1,7 @@
 //! Project tasks: `setup` installs what a fresh machine lacks, `run` builds and starts rsttrace,
 //! `test` runs every test, `package` and `image` build the .deb and the container image. Each
 //! runs `setup` first; it takes seconds when nothing is missing.
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -225,9 +225,20 @@ fn require_root(task: &str) -> Result<()> {
 fn fuzz(seconds: u32) -> Result<()> {
     let limit = format!("-max_total_time={seconds}");
     for target in FUZZ_TARGETS {
+        // The target's corpus first (libFuzzer adds to it), then its committed seeds, if any: a
+        // fresh checkout starts from real inputs, not from nothing.
+        let corpus = format!("fuzz/corpus/{target}");
+        std::fs::create_dir_all(Path::new("rsttrace").join(&corpus))?;
+        let seeds = format!("fuzz/seeds/{target}");
+        let mut dirs = vec![corpus];
+        if Path::new("rsttrace").join(&seeds).is_dir() {
+            dirs.push(seeds);
+        }
         let status = Command::new("cargo")
             .current_dir("rsttrace")
-            .args([&format!("+{NIGHTLY}"), "fuzz", "run", target, "--", &limit])
+            .args([&format!("+{NIGHTLY}"), "fuzz", "run", target])
+            .args(&dirs)
+            .args(["--", &limit])
             .status()
             .context("cannot run cargo fuzz")?;
         if !status.success() {

@@ -6,7 +6,7 @@ use std::{
     net::IpAddr,
 };
 
-use super::trace::{Direction, Nanos, Trace, Tuple};
+use super::trace::{Direction, Nanos, Reset, Trace, Tuple};
 
 /// How far apart, once the skew is taken out, a sent reset and its reception may be; also how
 /// far inside its span a trace must be to vouch for a moment (its start and end records are
@@ -89,7 +89,8 @@ pub struct Pairing {
 }
 
 /// The clock skew between two traces: the median of (received - sent) over the candidate
-/// pairs within the window, so a one-way delay is in it too (microseconds on a LAN).
+/// pairs within the window that agree (see [`densest`]), so a one-way delay is in it too
+/// (microseconds on a LAN). `samples` counts those pairs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Skew {
     pub ns: Nanos,
@@ -241,15 +242,32 @@ fn vouching_peer(traces: &[Trace], c: &Correlation, id: ResetId, nat: &Nat) -> O
         rport: reset.tuple.lport,
         raddr: reset.tuple.laddr,
     };
-    (0..traces.len()).find(|&p| {
-        let peer = &traces[p];
-        let on_its_clock = reset.ts - c.skew(id.trace, p).unwrap_or(0);
-        p != id.trace
-            && peer
-                .addresses
-                .iter()
-                .any(|&a| nat.same(a, reset.tuple.raddr))
-            && vouches(peer, &expected, on_its_clock, nat)
+    let holders: Vec<usize> = (0..traces.len())
+        .filter(|&p| p != id.trace && traces[p].addresses.iter().any(|&a| nat.same(a, reset.tuple.raddr)))
+        .filter(|&p| {
+            let (start, end) = traces[p].span();
+            (start..=end).contains(&(reset.ts - c.skew(id.trace, p).unwrap_or(0)))
+        })
+        .collect();
+    // Two traces covering that moment hold the address (a bridge address every host has, such
+    // as docker0's): neither is surely the other end.
+    let [p] = holders[..] else { return None };
+    let on_its_clock = reset.ts - c.skew(id.trace, p).unwrap_or(0);
+    (vouches(&traces[p], &expected, on_its_clock, nat) && !translated(&traces[p], &expected, on_its_clock, nat)).then_some(p)
+}
+
+/// The peer's trace shows a reset of the expected direction to or from this end's address and
+/// port at that moment, from another local address or port: the same connection, translated on
+/// the peer's host (a published container port, a NodePort, DNAT), which `--nat` cannot map.
+/// (A RST the peer sent without a socket right after its own connection was reset is none: it
+/// answered this end's data, see [`candidates`].)
+fn translated(peer: &Trace, expected: &Expected, at: Nanos, nat: &Nat) -> bool {
+    peer.resets.iter().any(|r| {
+        r.direction == expected.direction
+            && !(r.direction == Direction::Sent && answered_after_its_own_reset(peer, r))
+            && r.tuple.rport == expected.rport
+            && nat.same(r.tuple.raddr, expected.raddr)
+            && (r.ts - at).abs() <= TOLERANCE
     })
 }
 
@@ -280,6 +298,12 @@ fn candidates(traces: &[Trace], nat: &Nat) -> Vec<Candidate> {
                 .flatten()
             {
                 let sent_reset = &traces[s.trace].resets[s.index];
+                // RSTs forged to both ends: the peer, its own connection reset, answers this
+                // end's data with a RST of no socket, which comes after this end's forged one.
+                // That one is not what reset this end, and its evidence said so.
+                if r.forged_by_evidence && answered_after_its_own_reset(&traces[s.trace], sent_reset) {
+                    continue;
+                }
                 if s.trace != t && nat.mirrored(&r.tuple, &sent_reset.tuple) {
                     candidates.push(Candidate {
                         received: ResetId { trace: t, index },
@@ -293,8 +317,14 @@ fn candidates(traces: &[Trace], nat: &Nat) -> Vec<Candidate> {
     candidates
 }
 
-/// Per pair of traces, the median of the candidates' differences within `window`: most
-/// candidates that close are true pairs, and the median ignores the few that are not.
+/// `sent` went out on a connection its own trace saw reset just before (within [`TOLERANCE`]):
+/// it answered a segment for a connection that end no longer had.
+fn answered_after_its_own_reset(trace: &Trace, sent: &Reset) -> bool {
+    trace.resets.iter().any(|r| r.direction == Direction::Received && r.tuple == sent.tuple && (0..=TOLERANCE).contains(&(sent.ts - r.ts)))
+}
+
+/// Per pair of traces, the median of the candidates' differences within `window` that agree:
+/// most candidates that close are true pairs, and the few that are not are left out.
 fn skews(candidates: &[Candidate], window: Nanos) -> BTreeMap<(usize, usize), Skew> {
     let mut samples: BTreeMap<(usize, usize), Vec<Nanos>> = BTreeMap::new();
     for c in candidates.iter().filter(|c| c.diff.abs() <= window) {
@@ -312,21 +342,28 @@ fn skews(candidates: &[Candidate], window: Nanos) -> BTreeMap<(usize, usize), Sk
         .into_iter()
         .map(|(key, mut v)| {
             v.sort_unstable();
-            let mid = v.len() / 2;
-            let ns = if v.len() % 2 == 1 {
-                v[mid]
-            } else {
-                v[mid - 1] + (v[mid] - v[mid - 1]) / 2
-            };
-            (
-                key,
-                Skew {
-                    ns,
-                    samples: v.len(),
-                },
-            )
+            let agreeing = densest(&v, 2 * TOLERANCE);
+            let mid = agreeing.len() / 2;
+            let ns = if agreeing.len() % 2 == 1 { agreeing[mid] } else { agreeing[mid - 1] + (agreeing[mid] - agreeing[mid - 1]) / 2 };
+            (key, Skew { ns, samples: agreeing.len() })
         })
         .collect()
+}
+
+/// The most samples (sorted) that lie within `width` of each other: the true pairs agree on the
+/// skew to within the delay, while pairs of a reused 4-tuple scatter. The median of all would
+/// mix them (two samples, one of each, average to a skew neither has).
+fn densest(sorted: &[Nanos], width: Nanos) -> &[Nanos] {
+    let (mut best, mut from) = ((0, 0), 0);
+    for to in 0..sorted.len() {
+        while sorted[to] - sorted[from] > width {
+            from += 1;
+        }
+        if to + 1 - from > best.1 - best.0 {
+            best = (from, to + 1);
+        }
+    }
+    &sorted[best.0..best.1]
 }
 
 /// The report the other end would have written: its direction and the connection as it sees it.
@@ -356,7 +393,7 @@ fn vouches(trace: &Trace, expected: &Expected, at: Nanos, nat: &Nat) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::trace::tests::{at, client_got, server_sent, two_ends, CLIENT, SERVER};
+    use crate::correlate::trace::tests::{at, client_got, server_sent, two_ends, End, CLIENT, SERVER};
 
     const WINDOW: Nanos = 5_000_000_000;
 
@@ -442,6 +479,59 @@ mod tests {
             peer_reset: None,
         };
         assert_eq!(c.pairing(ResetId { trace: 0, index: 0 }), expected);
+    }
+
+    /// The client's forged reception on `port`, with its own evidence decisive.
+    fn client_got_forged(s: f64, port: u16) -> String {
+        client_got(s, port).replace(r#""evidence":null"#, r#""evidence":{"decisive":true}"#)
+    }
+
+    #[test]
+    fn forged_to_both_ends_a_socketless_answer_after_the_peers_own_reset_is_not_the_sender() {
+        // The server's connection was reset by a forged RST at 20.000; the client's data in
+        // flight then found no socket there: the server answered it at 20.002. The client's own
+        // forged RST came at 20.001 and its evidence said so.
+        let server_got = SERVER.received(20.000, "injected", "10.0.0.2:80", "10.0.0.1:50000");
+        let answer = SERVER.sent(20.002, "no_socket", "10.0.0.2:80", "10.0.0.1:50000");
+        let t = two_ends(&[client_got_forged(20.001, 50000)], &[server_got.clone(), answer.clone()]);
+        let c = correlate(&t, &Nat::default(), WINDOW);
+        assert_eq!(status(&c, 0, 0), Status::Injected, "the client's forged reset");
+        // Without the client's evidence the answer may well be what reset it (a RST forged to
+        // the server alone): it is paired.
+        let t = two_ends(&[client_got(20.001, 50000)], &[server_got, answer]);
+        let c = correlate(&t, &Nat::default(), WINDOW);
+        assert_eq!(status(&c, 0, 0), Status::Matched);
+    }
+
+    #[test]
+    fn a_reset_the_peer_sent_from_a_translated_address_is_no_proof_of_forgery() {
+        // A published container port: the client talked to 10.0.0.2:8080; the container's
+        // reset, in the server host's trace, comes from 172.17.0.2:80.
+        let container_sent = SERVER.sent(20.0, "app_abort_linger0", "172.17.0.2:80", "10.0.0.1:50000");
+        let got = CLIENT.received(20.0, "peer_reset", "10.0.0.1:50000", "10.0.0.2:8080");
+        let t = two_ends(&[got.clone()], &[container_sent]);
+        let c = correlate(&t, &Nat::default(), WINDOW);
+        assert_eq!(status(&c, 0, 0), Status::Unpaired);
+        // The same reception with nothing in the server's trace: injected.
+        let t = two_ends(&[got], &[]);
+        assert_eq!(status(&correlate(&t, &Nat::default(), WINDOW), 0, 0), Status::Injected);
+    }
+
+    #[test]
+    fn an_address_two_covering_traces_hold_names_neither_as_the_other_end() {
+        let client = format!("{}\n{}\n{}", CLIENT.start(0.0, &["10.0.0.1"]), client_got(20.0, 50000), CLIENT.end(60.0, &["10.0.0.1"]));
+        let server = format!("{}\n{}", SERVER.start(0.0, &["10.0.0.2"]), SERVER.end(60.0, &["10.0.0.2"]));
+        let other = End { host: "other", instance: "cccccccccccccccc" };
+        let twin = format!("{}\n{}", other.start(0.0, &["10.0.0.2"]), other.end(60.0, &["10.0.0.2"]));
+        let t = crate::correlate::trace::tests::read(&[("c.json", &client), ("s.json", &server), ("o.json", &twin)]).unwrap();
+        assert_eq!(status(&correlate(&t, &Nat::default(), WINDOW), 0, 0), Status::Unpaired);
+    }
+
+    #[test]
+    fn the_skew_is_where_most_pairs_agree_not_the_mean_of_two_that_do_not() {
+        assert_eq!(densest(&[0, 4_000_000_000], 2 * TOLERANCE), &[0]);
+        assert_eq!(densest(&[-10, 0, 5, 3_900_000_000], 2 * TOLERANCE), &[-10, 0, 5]);
+        assert_eq!(densest(&[7], 2 * TOLERANCE), &[7]);
     }
 
     #[test]
@@ -604,7 +694,7 @@ mod tests {
     }
 
     #[test]
-    fn the_skew_is_the_median_so_a_stray_candidate_does_not_move_it() {
+    fn the_skew_is_the_median_of_the_pairs_that_agree_so_a_stray_candidate_does_not_move_it() {
         // Three true pairs 2.0 s apart and a reused port whose other reset is 4.5 s away: inside
         // the window, so a sample, but 2.5 s off the skew.
         let t = two_ends(
@@ -625,7 +715,7 @@ mod tests {
             c.skews[&(0, 1)],
             Skew {
                 ns: 2_000_000_000,
-                samples: 4
+                samples: 3
             }
         );
         assert_eq!(status(&c, 0, 2), Status::Matched);

@@ -9,6 +9,9 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 /// Nanoseconds since the Unix epoch, on the clock of the host that wrote the record.
 pub type Nanos = i64;
 
+/// 2200-01-01T00:00:00Z: the latest time a record may have.
+const LATEST_NS: Nanos = 7_258_118_400 * 1_000_000_000;
+
 /// Reported lost events happened shortly before the `lost` record: the agent checks its counter
 /// every 50 ms and holds resets 150 ms, and a full ring buffer holds about 0.1 s of a storm. Two
 /// seconds is beyond all of that together.
@@ -52,6 +55,8 @@ pub struct Reset {
     pub direction: Direction,
     pub tuple: Tuple,
     pub ts: Nanos,
+    /// This end's own evidence says the RST was forged (`evidence.decisive`).
+    pub forged_by_evidence: bool,
     /// The line as written. Kept as text, a fraction of the size of its parsed form (a day's
     /// files may hold millions), and parsed again to be written out.
     line: String,
@@ -100,8 +105,9 @@ pub struct Trace {
     pub first: Stamp,
     pub last: Stamp,
     pub resets: Vec<Reset>,
-    /// The agent ran with filters besides `--netns` (its start record's `filters`): it may lack
-    /// reports of its namespace, so its silence proves nothing.
+    /// The agent ran with filters besides `--netns`, or on a kernel that hid some resets from it
+    /// (its start record's `filters`, `unseen`): it may lack reports of its namespace, so its
+    /// silence proves nothing.
     pub filtered: bool,
     /// Sorted by `from` once read, so the ones near a moment are found without a scan.
     gaps: Vec<Gap>,
@@ -215,7 +221,9 @@ impl Reader {
                     ));
                 }
                 *slot = Some(ts);
-                if record.get("filters").and_then(Value::as_array).is_some_and(|f| !f.is_empty()) {
+                // Filters, or resets this kernel did not let the agent see.
+                let listed = |field: &str| record.get(field).and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+                if listed("filters") || listed("unseen") {
                     trace.filtered = true;
                 }
                 for address in record
@@ -242,10 +250,12 @@ impl Reader {
                     raddr: addr_field(&record, "raddr")?,
                     rport: port_field(&record, "rport")?,
                 };
+                let forged_by_evidence = record.get("evidence").and_then(|e| e.get("decisive")).and_then(Value::as_bool) == Some(true);
                 trace.resets.push(Reset {
                     direction,
                     tuple,
                     ts: ts.ns,
+                    forged_by_evidence,
                     line,
                 });
             }
@@ -359,7 +369,8 @@ fn stamp(text: &str) -> Result<Stamp, String> {
     let ns = OffsetDateTime::parse(text, &Rfc3339)
         .map_err(|e| format!("`{text}` is not an RFC 3339 time: {e}"))?
         .unix_timestamp_nanos();
-    let ns = Nanos::try_from(ns).map_err(|_| format!("`{text}` is out of range"))?;
+    // Years 1970 to 2200 only: the differences of any two such times fit in a Nanos.
+    let ns = Nanos::try_from(ns).ok().filter(|ns| (0..=LATEST_NS).contains(ns)).ok_or_else(|| format!("`{text}` is out of range (1970 to 2200)"))?;
     Ok(Stamp {
         text: text.to_string(),
         ns,
