@@ -39,6 +39,7 @@ pub enum DirectionArg {
   sudo rsttrace --max-rate 100           at most ~100 reports a second, the rest folded and counted
   sudo rsttrace --json --max-rate 0      every reset its own record, however many
   sudo rsttrace --metrics 127.0.0.1:9977 Prometheus metrics on /metrics
+  sudo rsttrace --network-evidence       also tell forged RSTs by their hop count (costs per segment)
   rsttrace correlate a.json b.json       pair the resets of two hosts' traces (no root needed)"
 )]
 pub struct Cli {
