@@ -34,9 +34,6 @@ pub struct Evidence {
     /// The hop counts the peer's segments arrived with, lowest and highest.
     #[serde(skip)]
     peer_ttls: (u8, u8),
-    /// Decisive because the RST's hop count is none of those.
-    #[serde(skip)]
-    by_hops: bool,
 }
 
 impl Evidence {
@@ -56,16 +53,15 @@ impl Evidence {
                 e.peer_ttls = (a.ttl_min, a.ttl_max);
             }
             e.rst_ip_id = a.rst_ip_id;
-            e.by_hops = e.hops_differ(a);
-            e.decisive = e.by_hops || (peer_talked_after && e.ip_id_off_sequence());
+            e.decisive = e.hops_differ() || (peer_talked_after && e.ip_id_off_sequence());
         }
         e
     }
 
     /// The RST's hop count is none the peer's segments ever arrived with.
-    fn hops_differ(&self, a: &Arrival) -> bool {
-        self.peer_segments >= MIN_SEGMENTS
-            && a.rst_ttl.is_some_and(|t| t < a.ttl_min || t > a.ttl_max)
+    fn hops_differ(&self) -> bool {
+        let (low, high) = self.peer_ttls;
+        self.peer_segments >= MIN_SEGMENTS && self.rst_ttl.is_some_and(|t| t < low || t > high)
     }
 
     /// The RST's IP ID does not follow the peer's (IPv4 peers that number their segments). An ID
@@ -94,7 +90,7 @@ impl Evidence {
         if !self.decisive {
             return None;
         }
-        if self.by_hops {
+        if self.hops_differ() {
             let (low, high) = self.peer_ttls;
             let peer = if low == high {
                 low.to_string()

@@ -262,12 +262,10 @@ fn vouching_peer(traces: &[Trace], c: &Correlation, id: ResetId, nat: &Nat) -> O
 /// (A RST the peer sent without a socket right after its own connection was reset is none: it
 /// answered this end's data, see [`candidates`].)
 fn translated(peer: &Trace, expected: &Expected, at: Nanos, nat: &Nat) -> bool {
-    peer.resets.iter().any(|r| {
-        r.direction == expected.direction
-            && !(r.direction == Direction::Sent && answered_after_its_own_reset(peer, r))
-            && r.tuple.rport == expected.rport
-            && nat.same(r.tuple.raddr, expected.raddr)
+    peer.with_remote_port(expected.direction, expected.rport).any(|r| {
+        nat.same(r.tuple.raddr, expected.raddr)
             && (r.ts - at).abs() <= TOLERANCE
+            && !(r.direction == Direction::Sent && answered_after_its_own_reset(peer, r))
     })
 }
 
@@ -320,7 +318,9 @@ fn candidates(traces: &[Trace], nat: &Nat) -> Vec<Candidate> {
 /// `sent` went out on a connection its own trace saw reset just before (within [`TOLERANCE`]):
 /// it answered a segment for a connection that end no longer had.
 fn answered_after_its_own_reset(trace: &Trace, sent: &Reset) -> bool {
-    trace.resets.iter().any(|r| r.direction == Direction::Received && r.tuple == sent.tuple && (0..=TOLERANCE).contains(&(sent.ts - r.ts)))
+    trace
+        .with_remote_port(Direction::Received, sent.tuple.rport)
+        .any(|r| r.tuple == sent.tuple && (0..=TOLERANCE).contains(&(sent.ts - r.ts)))
 }
 
 /// Per pair of traces, the median of the candidates' differences within `window` that agree:

@@ -34,7 +34,7 @@ pub enum ReadError {
     Trace { instance: String, what: String },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     Sent,
     Received,
@@ -112,12 +112,20 @@ pub struct Trace {
     /// Sorted by `from` once read, so the ones near a moment are found without a scan.
     gaps: Vec<Gap>,
     longest_gap: Nanos,
+    /// `resets` by direction and remote port, built once read: what pairing asks of a trace for
+    /// one connection end is then a look-up, not a walk of every reset.
+    by_remote_port: HashMap<(Direction, u16), Vec<usize>>,
 }
 
 impl Trace {
     /// The time the trace covers: from its start record to its end record; a trace whose end
     /// record is missing (the agent was killed) or whose start record was rotated away covers
     /// up to its last, or from its first, record.
+    /// The resets of `direction` whose remote end has port `rport`.
+    pub fn with_remote_port(&self, direction: Direction, rport: u16) -> impl Iterator<Item = &Reset> {
+        self.by_remote_port.get(&(direction, rport)).into_iter().flatten().map(|&i| &self.resets[i])
+    }
+
     pub fn span(&self) -> (Nanos, Nanos) {
         (
             self.start.as_ref().unwrap_or(&self.first).ns,
@@ -315,6 +323,7 @@ impl Reader {
                         filtered: false,
                         gaps: Vec::new(),
                         longest_gap: 0,
+                        by_remote_port: HashMap::new(),
                     },
                 });
                 self.by_instance
@@ -359,6 +368,9 @@ impl Reader {
                 }
                 trace.gaps.sort_by_key(|g| g.from);
                 trace.longest_gap = trace.gaps.iter().map(|g| g.to - g.from).max().unwrap_or(0);
+                for (i, r) in trace.resets.iter().enumerate() {
+                    trace.by_remote_port.entry((r.direction, r.tuple.rport)).or_default().push(i);
+                }
                 Ok(trace)
             })
             .collect()
