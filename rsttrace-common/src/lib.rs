@@ -426,7 +426,7 @@ pub const FLAG_CLOSED_FROM: u32 = 8192;
 /// socket (received resets).
 pub const FLAG_PEER_SAMPLED: u32 = 16384;
 
-/// Where `tcp:tcp_probe` keeps the socket and the segment (Linux 6.8+ has both); `NO_FIELD`
+/// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

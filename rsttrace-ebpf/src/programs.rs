@@ -287,7 +287,7 @@ pub fn sock_msg_length(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Where `tcp:tcp_probe` keeps these on the kernels that name the segment (6.8+).
+/// Where `tcp:tcp_probe` keeps these on the kernels that name the segment (6.12 and 6.18).
 const TCP_PROBE_SPORT: u16 = 64;
 const TCP_PROBE_DPORT: u16 = 66;
 const TCP_PROBE_DATA_LEN: u16 = 76;

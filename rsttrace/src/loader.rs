@@ -93,7 +93,7 @@ pub struct Capture {
 /// The per-segment hook of `--network-evidence`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EvidenceHook {
-    /// `tcp:tcp_probe`, whose record names the socket and the segment (Linux 6.8+).
+    /// `tcp:tcp_probe`, whose record names the socket and the segment (6.12 and 6.18; not 6.1).
     Tracepoint,
     /// A kprobe on `tcp_rcv_established` (older kernels).
     Kprobe,
