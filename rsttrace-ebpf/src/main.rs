@@ -10,7 +10,7 @@
 //!
 //! Only resets cross the ring buffer (and a listener's start and end, and the two errors that
 //! name a reset or a timeout): a connection that never resets costs its state changes' program
-//! runs and a few map operations, nothing in the agent. What a verdict needs from before the
+//! runs and a few array loads and stores, nothing in the agent. What a verdict needs from before the
 //! reset is kept in the kernel: per socket, `SOCKS` (its owner, learned only in process context,
 //! and when a connection this host opened began and completed its handshake), and across
 //! connections, the history arrays of `history.rs`. A reset carries them, with what the socket
@@ -33,6 +33,8 @@ mod maps;
 mod owner;
 #[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod socks;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -5,7 +5,7 @@ use rsttrace_common::{Owner, SockRecord};
 
 use crate::{
     emit::{filters_by_cgroup, socket_netns},
-    maps::SOCKS,
+    socks,
 };
 
 pub const TCP_ESTABLISHED: i32 = 1;
@@ -43,7 +43,7 @@ fn current_owner(netns: u32) -> Owner {
 pub fn open(sk: u64) {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let _ = SOCKS.insert(&sk, &SockRecord { owner: current_owner(0), opened_ns: now, ..SockRecord::EMPTY }, 0);
+    socks::insert(sk, &SockRecord { owner: current_owner(0), opened_ns: now, ..SockRecord::EMPTY });
 }
 
 /// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the
@@ -53,12 +53,12 @@ pub fn learn(sk: u64) -> Owner {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let pid = pid_tgid as u32;
-    let Some(known) = SOCKS.get_ptr_mut(&sk) else {
+    let Some(known) = socks::find(sk) else {
         let owner = current_owner(socket_netns(sk));
-        let _ = SOCKS.insert(&sk, &SockRecord { owner, ..SockRecord::EMPTY }, 0);
+        socks::insert(sk, &SockRecord { owner, ..SockRecord::EMPTY });
         return owner;
     };
-    // SAFETY: pointer into map value memory, valid for this program run.
+    // SAFETY: pointer into array value memory, valid for this program run.
     let known = unsafe { &mut *known };
     if known.owner.tgid == tgid && known.owner.pid == pid {
         return known.owner;
@@ -80,23 +80,17 @@ fn is_worker_thread(comm: &[u8; 16]) -> bool {
     comm[..8] == *b"kworker/"
 }
 
-/// Drop the record of `sk`, which most likely has none (a listener's new child at an address an
-/// earlier socket used): deleting a missing key takes the bucket lock, finding it missing does not.
+/// Drop the record of `sk`, if any (a listener's new child at an address an earlier socket used).
 #[inline(always)]
 pub fn forget_if_any(sk: u64) {
-    if SOCKS.get_ptr(&sk).is_some() {
-        let _ = SOCKS.remove(&sk);
-    }
+    socks::remove(sk);
 }
 
 /// The record of `sk`, if it has one (a pointer into the map, valid for this program run).
 #[inline(always)]
 pub fn record(sk: u64) -> Option<&'static SockRecord> {
-    if sk == 0 {
-        return None;
-    }
-    // SAFETY: map values are plain data, valid while the program runs.
-    SOCKS.get_ptr(&sk).map(|p| unsafe { &*p })
+    // SAFETY: array values are plain data, valid while the program runs.
+    socks::find(sk).map(|p| unsafe { &*p })
 }
 
 /// The owner on record for `sk`; `Owner::UNKNOWN` when there is none.

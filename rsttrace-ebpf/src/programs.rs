@@ -12,8 +12,8 @@ use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout}
 
 use crate::{
     emit::{early_field, layout, probe_field, record_key, sk_state, Draft, Record},
-    evidence, history,
-    maps::{CloseSlot, TupleKey, SOCKS, SOCK_MSG, TCP_PROBE},
+    evidence, history, socks,
+    maps::{CloseSlot, TupleKey, SOCK_MSG, TCP_PROBE},
     owner::{
         self, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT,
         TCP_TIME_WAIT,
@@ -47,8 +47,8 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let state: i32 = d.field(l.state).unwrap_or(0);
     let (record, close) = record_at_reset(sk, state);
     if close.is_none() {
-        if let Some(r) = SOCKS.get_ptr_mut(&sk) {
-            // SAFETY: pointer into map value memory, valid for this program run.
+        if let Some(r) = socks::find(sk) {
+            // SAFETY: pointer into array value memory, valid for this program run.
             unsafe { (*r).resets_sent += 1 };
         }
     }
@@ -186,8 +186,8 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 fn established(ctx: &TracePointContext, sk: u64, old: i32) {
     let Some((key, family, raddr)) = set_state_ends(ctx) else { return };
     let mut owner = Owner::UNKNOWN;
-    if let Some(record) = SOCKS.get_ptr_mut(&sk) {
-        // SAFETY: pointer into map value memory, valid for this program run.
+    if let Some(record) = socks::find(sk) {
+        // SAFETY: pointer into array value memory, valid for this program run.
         let record = unsafe { &mut *record };
         owner = record.owner;
         if old == TCP_SYN_SENT && record.opened_ns != 0 {
@@ -205,8 +205,8 @@ fn established(ctx: &TracePointContext, sk: u64, old: i32) {
 #[inline(always)]
 fn closed(ctx: &TracePointContext, sk: u64, old: i32) {
     let key = set_state_ends(ctx).map_or(TupleKey { lport: 0, rport: 0, laddr: 0, raddr: 0 }, |(key, _, _)| key);
-    let record = SOCKS.get_ptr(&sk).map(|r| {
-        // SAFETY: map values are plain data.
+    let record = socks::find(sk).map(|r| {
+        // SAFETY: array values are plain data.
         unsafe { *r }
     });
     history::note_close(sk, old, &key, record.as_ref());
@@ -216,7 +216,7 @@ fn closed(ctx: &TracePointContext, sk: u64, old: i32) {
         history::note_tuple(&key, sk, &owner, false);
     }
     if let Some(record) = record {
-        let _ = SOCKS.remove(&sk);
+        socks::remove(sk);
         if old == TCP_LISTEN {
             report_listener(ctx, sk, record.owner);
         }
