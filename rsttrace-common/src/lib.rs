@@ -114,6 +114,51 @@ pub struct SockMsgLayout {
     pub protocol: u16,
 }
 
+/// Where a `struct sock` keeps what the BTF-typed (`tp_btf`) programs read from it directly, from
+/// the running kernel's BTF; `NO_OFFSET` where BTF lacks one (those programs are then not used).
+/// Each is read on its own from the read-only global, so the verifier knows it as a constant: a
+/// typed pointer may only move by a known amount.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypedSockFields {
+    /// `sock.sk_protocol` (u16)
+    pub protocol: u32,
+    /// `sock_common.skc_family` (u16)
+    pub family: u32,
+    /// `inet_sock.inet_sport`: the local port, network order (u16). Not `skc_num`, which the
+    /// kernel zeroes when it releases the port, before the state change to CLOSE. Beyond
+    /// `struct sock`, so read with a helper.
+    pub sport: u32,
+    /// `sock_common.skc_dport`: the remote port, network order (u16)
+    pub dport: u32,
+    /// `sock_common.skc_rcv_saddr`, `skc_daddr` (IPv4, 4 bytes)
+    pub rcv_saddr: u32,
+    pub daddr: u32,
+    /// `sock_common.skc_v6_rcv_saddr`, `skc_v6_daddr` (16 bytes)
+    pub v6_rcv_saddr: u32,
+    pub v6_daddr: u32,
+}
+
+impl TypedSockFields {
+    pub const UNKNOWN: Self = Self {
+        protocol: NO_OFFSET,
+        family: NO_OFFSET,
+        sport: NO_OFFSET,
+        dport: NO_OFFSET,
+        rcv_saddr: NO_OFFSET,
+        daddr: NO_OFFSET,
+        v6_rcv_saddr: NO_OFFSET,
+        v6_daddr: NO_OFFSET,
+    };
+
+    /// Every offset is known.
+    pub fn complete(&self) -> bool {
+        [self.protocol, self.family, self.sport, self.dport, self.rcv_saddr, self.daddr, self.v6_rcv_saddr, self.v6_daddr]
+            .iter()
+            .all(|o| *o != NO_OFFSET)
+    }
+}
+
 /// Everything the kernel programs are told at load time (set as one small global per part).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -579,6 +624,7 @@ mod user {
     unsafe impl aya::Pod for TcpProbeLayout {}
     unsafe impl aya::Pod for StructOffsets {}
     unsafe impl aya::Pod for SockOffsets {}
+    unsafe impl aya::Pod for TypedSockFields {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Owner {}
     unsafe impl aya::Pod for SockRecord {}

@@ -611,6 +611,32 @@ impl Draft {
         Some(Self { entry: Some(entry), kind, no_record_state: Some(sk_state) })
     }
 
+    /// Reserve an event whose record the caller writes (a `tp_btf` program, which gets no
+    /// record from the kernel), sized as this kernel's record.
+    #[inline(always)]
+    pub fn reserve_synthesized(kind: EventKind) -> Option<Self> {
+        let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+            count_lost();
+            return None;
+        };
+        let record_size = layout(kind).record_size as usize;
+        let event = entry.as_mut_ptr();
+        // SAFETY: `event` points at a reserved, writable slot of size_of::<Event>().
+        unsafe {
+            (*event).kind = kind as u32;
+            (*event).record_size = if record_size > RECORD_MAX { RECORD_MAX as u16 } else { record_size as u16 };
+        }
+        Some(Self { entry: Some(entry), kind, no_record_state: None })
+    }
+
+    /// The record's bytes (`RECORD_MAX` of them), to write a synthesized record into.
+    #[inline(always)]
+    pub fn record_mut(&mut self) -> Option<*mut u8> {
+        let entry = self.entry.as_mut()?;
+        // SAFETY: the reserved slot, writable until submitted or discarded.
+        Some(unsafe { (*entry.as_mut_ptr()).record.as_mut_ptr() })
+    }
+
     /// A field of the copied record; `None` when this kernel's tracepoint has no such field.
     #[inline(always)]
     pub fn field<T: Copy>(&self, offset: u16) -> Option<T> {

@@ -35,6 +35,8 @@ mod owner;
 mod programs;
 #[cfg(target_arch = "bpf")]
 mod socks;
+#[cfg(target_arch = "bpf")]
+mod typed;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Filter, Owner, PeerSample, RaceEntry, SockMsgLayout, SockOffsets, SockRecord, StructOffsets,
-    TcpProbeLayout, TracepointLayout, NO_FIELD, PEER_SLOTS,
+    TcpProbeLayout, TracepointLayout, TypedSockFields, NO_FIELD, PEER_SLOTS,
 };
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
@@ -29,6 +29,10 @@ pub static SOCK_OFFSETS: Global<SockOffsets> = Global::new(SockOffsets::UNKNOWN)
 pub static FILTER: Global<Filter> = Global::new(Filter::ANY);
 #[unsafe(no_mangle)]
 pub static TCP_PROBE: Global<TcpProbeLayout> = Global::new(TcpProbeLayout::NONE);
+/// Offsets in `struct sock` for the `tp_btf` programs (`typed.rs`). A plain static, not a
+/// `Global`: each field is read on its own (see `typed.rs`).
+#[unsafe(no_mangle)]
+pub static TYPED_SOCK: TypedSockFields = TypedSockFields::UNKNOWN;
 /// 1 under `--network-evidence`: received resets carry what `PEERS` sampled.
 #[unsafe(no_mangle)]
 pub static NETWORK_EVIDENCE: Global<u8> = Global::new(0);
@@ -153,6 +157,10 @@ pub const CLOSE_SLOTS: usize = 4;
 
 #[map]
 pub static LAST_CLOSES: PerCpuArray<CloseSlots> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch for `typed.rs`: a typed socket pointer goes in, its address comes out as a number.
+#[map]
+pub static ADDRESS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// What `--network-evidence` sampled of each socket's incoming segments (see `evidence.rs`),
 /// direct-mapped by a hash of the socket's address like `TUPLES`: one array store per segment, no

@@ -20,8 +20,8 @@ use crate::{
     },
 };
 
-const IPPROTO_TCP: u16 = 6;
-const AF_INET: u16 = 2;
+pub(crate) const IPPROTO_TCP: u16 = 6;
+pub(crate) const AF_INET: u16 = 2;
 
 /// A full socket's reset: its record, or, from CLOSE, the record the CLOSE just before in the
 /// same call took out of `SOCKS` (close() and the stack's aborts change the state first).
@@ -145,9 +145,29 @@ fn set_state_ends(ctx: &TracePointContext) -> Option<(TupleKey, u16, [u8; 16])> 
     Some((key, family, raddr))
 }
 
-/// Keeps each socket's record and the history arrays. Reports only a listener's start (its owner
-/// answers for its connections) and end (the resets of its accept queue come next); every other
-/// transition stays in the kernel.
+/// A state change as the program at its hook sees it.
+pub(crate) trait StateChange {
+    /// The socket's 4-tuple, and its family and remote address as a race entry keeps them.
+    fn ends(&self) -> Option<(TupleKey, u16, [u8; 16])>;
+    /// A reserved listener event with the change's record in it.
+    fn listener_draft(&self) -> Option<Draft>;
+}
+
+/// A classic tracepoint's record.
+struct Classic<'a>(&'a TracePointContext);
+
+impl StateChange for Classic<'_> {
+    #[inline(always)]
+    fn ends(&self) -> Option<(TupleKey, u16, [u8; 16])> {
+        set_state_ends(self.0)
+    }
+
+    #[inline(always)]
+    fn listener_draft(&self) -> Option<Draft> {
+        Draft::reserve(self.0, EventKind::SetState)
+    }
+}
+
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SetState);
@@ -158,33 +178,40 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let sk = early_field::<u64, SET_STATE_SKADDR>(&ctx, l.skaddr).unwrap_or(0);
     let old = early_field::<i32, SET_STATE_OLDSTATE>(&ctx, l.oldstate).unwrap_or(0);
     let new = early_field::<i32, SET_STATE_NEWSTATE>(&ctx, l.newstate).unwrap_or(0);
-    if sk == 0 {
-        return 0;
+    if sk != 0 {
+        state_changed(&Classic(&ctx), sk, old, new);
     }
+    0
+}
+
+/// Keeps each socket's record and the history arrays. Reports only a listener's start (its owner
+/// answers for its connections) and end (the resets of its accept queue come next); every other
+/// transition stays in the kernel.
+#[inline(always)]
+pub(crate) fn state_changed<C: StateChange>(change: &C, sk: u64, old: i32, new: i32) {
     match new {
         TCP_SYN_SENT if old == TCP_CLOSE => owner::open(sk),
         // A listener's new child; a record at its address is a freed socket's.
         TCP_SYN_RECV if old != TCP_SYN_SENT => owner::forget_if_any(sk),
-        TCP_ESTABLISHED => established(&ctx, sk, old),
-        TCP_CLOSE => closed(&ctx, sk, old),
+        TCP_ESTABLISHED => established(change, sk, old),
+        TCP_CLOSE => closed(change, sk, old),
         TCP_LISTEN => {
             let owner = owner::learn(sk);
-            report_listener(&ctx, sk, owner);
+            report_listener(change, sk, owner);
         }
         _ if owner::is_learned_transition(old, new) => {
             owner::learn(sk);
         }
         _ => {}
     }
-    0
 }
 
 /// The handshake completed: the 4-tuple is noted as open (a peer on this host is found by it),
 /// and a connection this host opened is noted under its owner and remote port (a connect race
 /// is found by it).
 #[inline(always)]
-fn established(ctx: &TracePointContext, sk: u64, old: i32) {
-    let Some((key, family, raddr)) = set_state_ends(ctx) else { return };
+fn established<C: StateChange>(change: &C, sk: u64, old: i32) {
+    let Some((key, family, raddr)) = change.ends() else { return };
     let mut owner = Owner::UNKNOWN;
     if let Some(record) = socks::find(sk) {
         // SAFETY: pointer into array value memory, valid for this program run.
@@ -203,8 +230,8 @@ fn established(ctx: &TracePointContext, sk: u64, old: i32) {
 /// The socket's life is over: its record moves to this CPU's close slot for the rest of the
 /// call, and its 4-tuple is noted as closed by its owner. A listener's close is reported.
 #[inline(always)]
-fn closed(ctx: &TracePointContext, sk: u64, old: i32) {
-    let key = set_state_ends(ctx).map_or(TupleKey { lport: 0, rport: 0, laddr: 0, raddr: 0 }, |(key, _, _)| key);
+fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
+    let key = change.ends().map_or(TupleKey { lport: 0, rport: 0, laddr: 0, raddr: 0 }, |(key, _, _)| key);
     let record = socks::find(sk).map(|r| {
         // SAFETY: array values are plain data.
         unsafe { *r }
@@ -218,17 +245,17 @@ fn closed(ctx: &TracePointContext, sk: u64, old: i32) {
     if let Some(record) = record {
         socks::remove(sk);
         if old == TCP_LISTEN {
-            report_listener(ctx, sk, record.owner);
+            report_listener(change, sk, record.owner);
         }
     } else if old == TCP_LISTEN {
-        report_listener(ctx, sk, Owner::UNKNOWN);
+        report_listener(change, sk, Owner::UNKNOWN);
     }
 }
 
 /// A listener started or stopped: the agent keeps listeners by port.
 #[inline(always)]
-fn report_listener(ctx: &TracePointContext, sk: u64, owner: Owner) {
-    if let Some(d) = Draft::reserve(ctx, EventKind::SetState) {
+fn report_listener<C: StateChange>(change: &C, sk: u64, owner: Owner) {
+    if let Some(d) = change.listener_draft() {
         d.submit_listener(sk, owner);
     }
 }

@@ -97,6 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         filter: config.filter.kernel(),
         cost_floor: config.cost_floor,
         network_evidence: config.network_evidence,
+        hooks: config.hooks,
     })?;
     if config.cost_floor.is_none() {
         describe_capture(&loaded.capture);
@@ -322,7 +323,12 @@ fn describe_capture(c: &loader::Capture) {
             "the peer's hop counts sampled by a kprobe on tcp_rcv_established (--network-evidence)"
         }
     };
-    eprintln!("rsttrace: capture mode: {reasons}; {socketless}; {evidence}; {seen}");
+    let hooks = match &c.connection_hooks {
+        loader::ConnectionHooks::Typed => "state changes and owners through BTF-typed tracepoints".to_string(),
+        loader::ConnectionHooks::Classic => "state changes and owners through classic tracepoints".to_string(),
+        loader::ConnectionHooks::ClassicBecause(why) => format!("state changes and owners through classic tracepoints ({why})"),
+    };
+    eprintln!("rsttrace: capture mode: {reasons}; {socketless}; {evidence}; {hooks}; {seen}");
     if !c.missing.is_empty() {
         eprintln!("rsttrace: tracepoints missing on this kernel: {}", c.missing.join(", "));
     }

@@ -5,7 +5,7 @@
 //! and struct/union members, including anonymous nested ones.
 use std::{fs, path::Path};
 
-use rsttrace_common::{SockOffsets, StructOffsets, NO_OFFSET};
+use rsttrace_common::{SockOffsets, StructOffsets, TypedSockFields, NO_OFFSET};
 
 pub const DEFAULT_PATH: &str = "/sys/kernel/btf/vmlinux";
 
@@ -247,6 +247,26 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         inode_ino: get(&[("inode", "i_ino")]),
     };
     (offsets, sock, missing)
+}
+
+/// What the BTF-typed programs read straight from a socket; `NO_OFFSET` where BTF lacks it.
+pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
+    let common = |member: &str| -> u32 {
+        match (btf.member_offset("sock", "__sk_common"), btf.member_offset("sock_common", member)) {
+            (Ok(base), Ok(off)) => base + off,
+            _ => NO_OFFSET,
+        }
+    };
+    TypedSockFields {
+        protocol: btf.member_offset("sock", "sk_protocol").unwrap_or(NO_OFFSET),
+        family: common("skc_family"),
+        sport: btf.member_offset("inet_sock", "inet_sport").unwrap_or(NO_OFFSET),
+        dport: common("skc_dport"),
+        rcv_saddr: common("skc_rcv_saddr"),
+        daddr: common("skc_daddr"),
+        v6_rcv_saddr: common("skc_v6_rcv_saddr"),
+        v6_daddr: common("skc_v6_daddr"),
+    }
 }
 
 #[cfg(test)]

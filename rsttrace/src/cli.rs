@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use rsttrace_common::MAX_FILTER_PORTS;
 
 use crate::{
-    btf, correlate, filter::ReportFilter, fold, loader::FloorKind, report::Cause, tracefs,
+    btf, correlate, filter::ReportFilter, fold, loader::{FloorKind, HookKind}, report::Cause, tracefs,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -140,6 +140,12 @@ pub struct Cli {
     /// it, a received reset still counts the peer talking after its RST.
     #[arg(long)]
     pub network_evidence: bool,
+    /// How the hooks every connection crosses attach (its state changes, and the send/receive
+    /// hooks that learn owners): `auto` uses BTF-typed tracepoints (tp_btf) where the kernel's
+    /// BTF and verifier allow, which skip the record a classic tracepoint first builds; `classic`
+    /// keeps classic tracepoints, for comparison. The start-up line says which ran.
+    #[arg(long, env = "RSTTRACE_HOOKS", value_enum, value_name = "KIND", default_value = "auto")]
+    pub hooks: HookKind,
     /// tracefs root to read tracepoint formats from (default: find or mount /sys/kernel/tracing).
     #[arg(long, env = "RSTTRACE_TRACEFS", value_name = "DIR")]
     pub tracefs: Option<PathBuf>,
@@ -296,6 +302,7 @@ pub struct Config {
     pub cost_floor: Option<FloorKind>,
     /// Sample how the peer's segments arrive (`--network-evidence`).
     pub network_evidence: bool,
+    pub hooks: HookKind,
 }
 
 impl TryFrom<Cli> for Config {
@@ -373,6 +380,7 @@ impl TryFrom<Cli> for Config {
             btf: cli.btf,
             cost_floor: cli.cost_floor,
             network_evidence: cli.network_evidence,
+            hooks: cli.hooks,
         })
     }
 }

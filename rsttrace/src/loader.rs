@@ -8,12 +8,12 @@ use std::path::Path;
 
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{KProbe, RawTracePoint, TracePoint},
-    Ebpf, EbpfLoader,
+    programs::{BtfTracePoint, KProbe, RawTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader, Endianness,
 };
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
-    LOST_SLOT, NO_FIELD, PEER_SLOTS,
+    TracepointLayout, TypedSockFields, LOST_SLOT, NO_FIELD, PEER_SLOTS,
 };
 
 use crate::{
@@ -88,6 +88,30 @@ pub struct Capture {
     pub btf_missing: Vec<String>,
     /// How `--network-evidence` samples the peer's segments; `None` without the flag.
     pub evidence: Option<EvidenceHook>,
+    /// How the hooks every connection crosses are attached.
+    pub connection_hooks: ConnectionHooks,
+}
+
+/// The hooks every connection crosses: `inet_sock_set_state`, and the send/receive owner hooks.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum ConnectionHooks {
+    /// BTF-typed tracepoints: the kernel hands over its arguments, builds no record.
+    Typed,
+    /// Classic tracepoints, and why not typed ones.
+    #[default]
+    Classic,
+    ClassicBecause(String),
+}
+
+/// `--hooks`: which attach type the hooks every connection crosses use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookKind {
+    /// BTF-typed tracepoints (`tp_btf`) where the kernel's BTF and verifier allow them, else
+    /// classic ones.
+    #[default]
+    Auto,
+    /// Classic tracepoints everywhere.
+    Classic,
 }
 
 /// The per-segment hook of `--network-evidence`.
@@ -129,6 +153,7 @@ pub struct LoadOptions<'a> {
     pub cost_floor: Option<FloorKind>,
     /// Sample every incoming segment of established sockets (`--network-evidence`).
     pub network_evidence: bool,
+    pub hooks: HookKind,
 }
 
 /// How `--cost-floor` attaches its empty programs to the tracepoints.
@@ -169,10 +194,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     config.filter = opts.filter;
     config.sock_msg = sock_msg_layout(opts.tracefs);
     capture.owner_hooks = config.sock_msg.sk != NO_FIELD;
+    let mut typed_sock = TypedSockFields::UNKNOWN;
     (config.offsets, config.sock) = match btf::Btf::from_file(opts.btf_path) {
         Ok(btf) => {
             let (offsets, sock, missing) = btf::struct_offsets(&btf);
             capture.btf_missing = missing;
+            typed_sock = btf::typed_sock_fields(&btf);
             (offsets, sock)
         }
         Err(err) => {
@@ -199,6 +226,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global("FILTER_ACTIVE", &filter_active, true)
         .override_global("TCP_PROBE", &tcp_probe, true)
         .override_global("NETWORK_EVIDENCE", &evidence, true)
+        .override_global("TYPED_SOCK", &typed_sock, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         // Its 2.5 MiB only where something samples into it; a look-up elsewhere finds nothing.
         .map_max_entries("PEERS", if opts.network_evidence { PEER_SLOTS } else { 1 })
@@ -212,10 +240,22 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         let names = present.iter().map(|k| k.tracepoint().1).chain(owner_hooks.iter().map(|(_, name)| *name));
         attach_raw(&mut ebpf, "floor_raw_tracepoint", names)?;
     } else {
+        let typed = if opts.cost_floor.is_some() {
+            Err("--cost-floor".to_string())
+        } else {
+            typed_btf(opts, &typed_sock, &config.layouts[EventKind::SetState as usize])
+        };
+        capture.connection_hooks = match typed.and_then(|btf| attach_typed(&mut ebpf, &btf, capture.owner_hooks)) {
+            Ok(()) => ConnectionHooks::Typed,
+            Err(why) => ConnectionHooks::ClassicBecause(why),
+        };
         for kind in present {
+            if kind == EventKind::SetState && capture.connection_hooks == ConnectionHooks::Typed {
+                continue;
+            }
             attach(&mut ebpf, floor(kind.program(), "floor_tracepoint"), &[kind.tracepoint()])?;
         }
-        if !owner_hooks.is_empty() {
+        if !owner_hooks.is_empty() && capture.connection_hooks != ConnectionHooks::Typed {
             attach(&mut ebpf, floor("sock_msg_length", "floor_tracepoint"), &owner_hooks)?;
         }
     }
@@ -232,6 +272,75 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         decoder: Decoder::new(kinds),
         capture,
     })
+}
+
+/// Where `inet_sock_set_state`'s record keeps its fields on every kernel we know: the typed
+/// program writes a listener's record there (see `typed.rs`).
+const USUAL_SET_STATE: [(u16, u16); 11] = [(8, 0), (16, 1), (20, 2), (24, 3), (26, 4), (28, 5), (30, 6), (32, 7), (36, 8), (40, 9), (56, 10)];
+
+fn usual_set_state_layout(l: &TracepointLayout) -> bool {
+    let actual = [l.skaddr, l.oldstate, l.newstate, l.sport, l.dport, l.family, l.protocol, l.saddr4, l.daddr4, l.saddr6, l.daddr6];
+    USUAL_SET_STATE.iter().all(|(offset, i)| actual[*i as usize] == *offset) && l.record_size >= 72
+}
+
+/// The kernel's BTF for the typed programs, or why they cannot be used here.
+fn typed_btf(opts: &LoadOptions, fields: &TypedSockFields, set_state: &TracepointLayout) -> Result<Btf, String> {
+    if opts.hooks == HookKind::Classic {
+        return Err("--hooks classic".into());
+    }
+    if !fields.complete() {
+        return Err("BTF does not name the socket fields they read".into());
+    }
+    if !usual_set_state_layout(set_state) {
+        return Err("inet_sock_set_state's record is laid out unlike the kernels rsttrace knows".into());
+    }
+    Btf::parse_file(opts.btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))
+}
+
+/// Load and attach the typed programs in place of the classic ones; on any refusal, detach what
+/// was attached and say why (the classic programs then take over).
+fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, owner_hooks: bool) -> Result<(), String> {
+    let mut programs = vec![("set_state_typed", "inet_sock_set_state")];
+    if owner_hooks {
+        programs.extend(SOCK_MSG_TRACEPOINTS.iter().zip(["sock_send_typed", "sock_recv_typed"]).map(|(tp, p)| (p, *tp)));
+    }
+    let mut attached = Vec::new();
+    for (program, tracepoint) in programs {
+        let result = (|| -> Result<(), String> {
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| format!("program {program} missing"))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+            prog.load(tracepoint, btf).map_err(|e| format!("the kernel refused the typed program for {tracepoint}: {}", refusal(&e)))?;
+            let link = prog.attach().map_err(|e| format!("attaching to {tracepoint}: {e}"))?;
+            attached.push((program, link));
+            Ok(())
+        })();
+        if let Err(why) = result {
+            for (program, link) in attached {
+                if let Some(prog) = ebpf.program_mut(program).and_then(|p| <&mut BtfTracePoint>::try_from(p).ok()) {
+                    let _ = prog.detach(link);
+                }
+            }
+            return Err(why);
+        }
+    }
+    Ok(())
+}
+
+/// Why a program was refused, in one line: the verifier's own verdict (the last line of its log
+/// that is not a statistic), else the error.
+fn refusal(e: &aya::programs::ProgramError) -> String {
+    if let aya::programs::ProgramError::LoadError { verifier_log, .. } = e {
+        let log = verifier_log.to_string();
+        let verdict = log.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("processed") && !l.starts_with("verification time") && !l.starts_with("stack depth"));
+        if std::env::var_os("RSTTRACE_VERIFIER_LOG").is_some() { eprintln!("{log}"); }
+        if let Some(line) = verdict {
+            return line.to_string();
+        }
+    }
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 /// Name of the kernel-side global holding `kind`'s layout.

@@ -431,6 +431,14 @@ fn start_up_line_names_the_capture_mode_of_this_kernel() {
         // Before 6.10 the tracepoint fires for full sockets only: the kprobe must be attached.
         assert!(line.contains("from a kprobe on tcp_v4/v6_send_reset"), "{line}");
     }
+    // Every kernel of the matrix has BTF, and the typed programs must load on each; `cargo
+    // xtask test` runs this suite once more with RSTTRACE_HOOKS=classic for the fallback.
+    if std::env::var("RSTTRACE_HOOKS").as_deref() == Ok("classic") {
+        assert!(line.contains("state changes and owners through classic tracepoints (--hooks classic)"), "{line}");
+    } else {
+        assert!(std::path::Path::new("/sys/kernel/btf/vmlinux").exists(), "a kernel without BTF");
+        assert!(line.contains("state changes and owners through BTF-typed tracepoints"), "{line}");
+    }
 }
 
 /// Connections waiting in the accept queue of the listener on `port`, as the kernel shows it to

@@ -127,8 +127,19 @@ fn workspace_root() -> std::path::PathBuf {
 
 /// Run a step; what it prints goes to stderr, so that stdout carries only what a task built.
 pub(crate) fn cmd(program: &str, args: &[&str]) -> Result<()> {
-    eprintln!("xtask: {program} {}", args.join(" "));
-    let status = Command::new(program).args(args).stdout(std::io::stderr()).status().with_context(|| format!("cannot run {program}"))?;
+    cmd_env(program, args, &[])
+}
+
+/// `cmd`, with these environment variables set.
+fn cmd_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("xtask: {}{program} {}", shown.concat(), args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(std::io::stderr())
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
     if !status.success() {
         bail!("`{program} {}` failed ({status})", args.join(" "));
     }
@@ -189,6 +200,9 @@ fn test() -> Result<()> {
     require_root("cargo xtask test")?;
     cmd("cargo", &["build", "--package", "rsttrace"])?;
     cmd("cargo", &["test", "--", "--test-threads=1"])?;
+    // The suite above ran the BTF-typed programs (every kernel here has BTF); once more with the
+    // classic tracepoints that replace them on kernels without.
+    cmd_env("cargo", &["test", "--package", "rsttrace-tests", "--test", "e2e", "--", "--test-threads=1"], &[("RSTTRACE_HOOKS", "classic")])?;
     fuzz(FUZZ_SECONDS_IN_TEST)?;
     // The host's run above is the matrix's third kernel.
     let host = vm::Outcome { kernel: host_kernel(), passed: true, detail: "every suite, natively".into() };
