@@ -4,9 +4,10 @@
 //! cost in a storm (measured: ~2.1 of ~4.8 ms per 1k JSON reports), so this bounds that part of
 //! what a storm makes the agent do on a busy host. Pure: the caller passes the time
 //! (CLOCK_MONOTONIC nanoseconds) in.
-use std::{collections::HashMap, net::IpAddr};
+use std::net::IpAddr;
 
 use crate::{
+    FastMap,
     event::Comm,
     report::{Cause, Direction, Origin, Report, ReportType},
 };
@@ -131,7 +132,7 @@ pub struct Folder {
     max_rate: u32,
     /// `None` with `--max-rate 0`: every report goes out.
     bucket: Option<TokenBucket>,
-    open: HashMap<FoldKey, Aggregate>,
+    open: FastMap<FoldKey, Aggregate>,
     since_ns: Option<u64>,
 }
 
@@ -140,7 +141,7 @@ impl Folder {
         Self {
             max_rate,
             bucket: (max_rate > 0).then(|| TokenBucket::new(max_rate, now_ns)),
-            open: HashMap::new(),
+            open: FastMap::default(),
             since_ns: None,
         }
     }

@@ -14,11 +14,12 @@
 //! by port: they name the owner of a passively opened connection whose owner was never seen,
 //! and tell when a port changed hands.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
 use crate::{
+    FastMap,
     classify::{classify, Story, Trigger},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
@@ -111,41 +112,41 @@ type ListenerKey = (u32, IpAddr, u16);
 
 pub struct Judge {
     /// Each listening socket's owner, and since when it listens.
-    listeners: HashMap<ListenerKey, (Task, u64)>,
+    listeners: FastMap<ListenerKey, (Task, u64)>,
     /// The owner of the listener that closed at a place last, and when.
-    closed_listeners: HashMap<ListenerKey, (Task, u64)>,
+    closed_listeners: FastMap<ListenerKey, (Task, u64)>,
     recent_sent: RecentSent,
     pending: VecDeque<Pending>,
     seen: Visibility,
     /// When the agent last noticed kernel events lost (monotonic ns).
     loss_noticed_ns: Option<u64>,
     /// How many connections each listener close reset, and when it began.
-    listener_closes: HashMap<ListenerCloseKey, (u64, u32)>,
+    listener_closes: FastMap<ListenerCloseKey, (u64, u32)>,
     /// Per (namespace, port): how many listeners closed there, and when the last one did.
-    listener_close_seq: HashMap<(u32, u16), (u64, u64)>,
+    listener_close_seq: FastMap<(u32, u16), (u64, u64)>,
     /// The latest received reset per socket, for the last [`SAME_CALL_NS`] or so: whether a sent
     /// reset answers one (see [`Judge::take_local_abort`]) is then one look-up, not a walk.
-    received_by_sk: HashMap<u64, (u64, Endpoints)>,
+    received_by_sk: FastMap<u64, (u64, Endpoints)>,
     received_pruned_ns: u64,
     /// Held received resets by 4-tuple, with when they came: a later RST this host sends on the
     /// same 4-tuple is one look-up (see [`Judge::note_peer_talking`]).
-    received_by_ends: HashMap<(u32, Endpoints), u64>,
+    received_by_ends: FastMap<(u32, Endpoints), u64>,
 }
 
 impl Judge {
     pub fn new(seen: Visibility) -> Self {
         Self {
-            listeners: HashMap::new(),
-            closed_listeners: HashMap::new(),
+            listeners: FastMap::default(),
+            closed_listeners: FastMap::default(),
             recent_sent: RecentSent::new(RECENT_SENT_MAX, RECENT_SENT_NS),
             pending: VecDeque::new(),
             seen,
             loss_noticed_ns: None,
-            listener_closes: HashMap::new(),
-            listener_close_seq: HashMap::new(),
-            received_by_sk: HashMap::new(),
+            listener_closes: FastMap::default(),
+            listener_close_seq: FastMap::default(),
+            received_by_sk: FastMap::default(),
             received_pruned_ns: 0,
-            received_by_ends: HashMap::new(),
+            received_by_ends: FastMap::default(),
         }
     }
 
@@ -343,7 +344,7 @@ impl Judge {
 
     /// The listener that serves `endpoints`' local end in `among`: bound to that address, or to
     /// the wildcard address of either family (an IPv6 wildcard also takes IPv4).
-    fn serving<'a>(among: &'a HashMap<ListenerKey, (Task, u64)>, netns: u32, endpoints: &Endpoints) -> Option<&'a (Task, u64)> {
+    fn serving<'a>(among: &'a FastMap<ListenerKey, (Task, u64)>, netns: u32, endpoints: &Endpoints) -> Option<&'a (Task, u64)> {
         let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
         [endpoints.laddr, any4, any6].iter().find_map(|addr| among.get(&(netns, *addr, endpoints.lport)))

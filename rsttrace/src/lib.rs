@@ -26,3 +26,8 @@ pub mod report;
 pub mod trace_info;
 pub mod tracefs;
 pub mod workload;
+
+/// The maps every event goes through (the judge's, the sent resets', the folder's): keyed by
+/// endpoints, which SipHash, the standard map's hasher, hashes at several times the cost. Seeded
+/// at random per process like the standard one, so peers cannot aim for collisions.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

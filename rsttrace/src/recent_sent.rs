@@ -1,9 +1,9 @@
 //! The resets this host sent in the last few seconds, found by their endpoints: the receiving end
 //! of a connection looks up its reversed tuple to learn whether (and why) its local peer sent one.
 //! Indexed, because a storm puts tens of thousands in the window and every report asks.
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
-use crate::{event::Endpoints, report::Cause};
+use crate::{event::Endpoints, report::Cause, FastMap};
 
 pub struct SentRecord {
     pub ts: u64,
@@ -17,7 +17,7 @@ pub struct RecentSent {
     /// The latest reset per endpoints: the same tuple reset twice inside the window is rare,
     /// and the newer one is the one a peer's RST matches. One entry each keeps a storm's
     /// window small in memory.
-    by_ends: HashMap<Endpoints, SentRecord>,
+    by_ends: FastMap<Endpoints, SentRecord>,
     /// (endpoints, ts) in arrival order: the oldest go first (expiry, cap).
     order: VecDeque<(Endpoints, u64)>,
     cap: usize,
@@ -26,7 +26,7 @@ pub struct RecentSent {
 
 impl RecentSent {
     pub fn new(cap: usize, ttl_ns: u64) -> Self {
-        Self { by_ends: HashMap::new(), order: VecDeque::new(), cap, ttl_ns }
+        Self { by_ends: FastMap::default(), order: VecDeque::new(), cap, ttl_ns }
     }
 
     pub fn push(&mut self, ts: u64, endpoints: Endpoints, socketless: bool) {
