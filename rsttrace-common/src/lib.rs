@@ -114,6 +114,53 @@ pub struct SockMsgLayout {
     pub protocol: u16,
 }
 
+/// The records the BTF-typed programs write in place of the classic tracepoints' own, laid out
+/// as every kernel we know lays those out (6.1 to 6.18): the agent uses a typed program only
+/// where this kernel's record has exactly this layout, so that one decoder reads both.
+pub const SET_STATE_SHAPE: TracepointLayout = TracepointLayout {
+    record_size: 72,
+    skaddr: 8,
+    oldstate: 16,
+    newstate: 20,
+    sport: 24,
+    dport: 26,
+    family: 28,
+    protocol: 30,
+    saddr4: 32,
+    daddr4: 36,
+    saddr6: 40,
+    daddr6: 56,
+    ..TracepointLayout::EMPTY
+};
+
+/// `tcp:tcp_receive_reset` (its `sock_cookie` at 64, which nothing reads, is written as 0).
+pub const RECEIVE_RESET_SHAPE: TracepointLayout = TracepointLayout {
+    record_size: 72,
+    skaddr: 8,
+    sport: 16,
+    dport: 18,
+    family: 20,
+    saddr4: 22,
+    daddr4: 26,
+    saddr6: 30,
+    daddr6: 46,
+    ..TracepointLayout::EMPTY
+};
+
+pub const ERROR_REPORT_SHAPE: TracepointLayout = TracepointLayout {
+    record_size: 60,
+    error: 8,
+    sport: 12,
+    dport: 14,
+    family: 16,
+    protocol: 18,
+    saddr4: 20,
+    daddr4: 24,
+    saddr6: 28,
+    daddr6: 44,
+    ..TracepointLayout::EMPTY
+};
+
 /// Where a `struct sock` keeps what the BTF-typed (`tp_btf`) programs read from it directly, from
 /// the running kernel's BTF; `NO_OFFSET` where BTF lacks one (those programs are then not used).
 /// Each is read on its own from the read-only global, so the verifier knows it as a constant: a
@@ -123,6 +170,8 @@ pub struct SockMsgLayout {
 pub struct TypedSockFields {
     /// `sock.sk_protocol` (u16)
     pub protocol: u32,
+    /// `sock.sk_err` (int)
+    pub err: u32,
     /// `sock_common.skc_family` (u16)
     pub family: u32,
     /// `inet_sock.inet_sport`: the local port, network order (u16). Not `skc_num`, which the
@@ -142,6 +191,7 @@ pub struct TypedSockFields {
 impl TypedSockFields {
     pub const UNKNOWN: Self = Self {
         protocol: NO_OFFSET,
+        err: NO_OFFSET,
         family: NO_OFFSET,
         sport: NO_OFFSET,
         dport: NO_OFFSET,
@@ -153,7 +203,7 @@ impl TypedSockFields {
 
     /// Every offset is known.
     pub fn complete(&self) -> bool {
-        [self.protocol, self.family, self.sport, self.dport, self.rcv_saddr, self.daddr, self.v6_rcv_saddr, self.v6_daddr]
+        [self.protocol, self.err, self.family, self.sport, self.dport, self.rcv_saddr, self.daddr, self.v6_rcv_saddr, self.v6_daddr]
             .iter()
             .all(|o| *o != NO_OFFSET)
     }

@@ -264,8 +264,8 @@ fn report_listener<C: StateChange>(change: &C, sk: u64, owner: Owner) {
 /// or named a keepalive's, and a tool's destroying a socket on kernels that give no reason. The
 /// other errors (ECONNRESET, ECONNREFUSED, EPIPE) echo a reset the agent already saw, so they are
 /// judged from the record before anything is reserved: a refused connect() reports one per socket.
-const ETIMEDOUT: i32 = 110;
-const ECONNABORTED: i32 = 103;
+pub(crate) const ETIMEDOUT: i32 = 110;
+pub(crate) const ECONNABORTED: i32 = 103;
 /// Where `inet_sk_error_report` keeps them on every kernel we know (6.1 to 6.18).
 const ERROR_REPORT_ERROR: u16 = 8;
 const ERROR_REPORT_SPORT: u16 = 12;

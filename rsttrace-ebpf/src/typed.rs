@@ -6,13 +6,13 @@
 use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use rsttrace_common::EventKind;
+use rsttrace_common::{EventKind, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
     emit::{read, Draft},
     maps::{TupleKey, ADDRESS, TYPED_SOCK},
-    owner,
-    programs::{state_changed, StateChange, AF_INET, IPPROTO_TCP},
+    history, owner,
+    programs::{state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
 
 /// One offset of `TYPED_SOCK`, read on its own from the read-only global: the verifier then
@@ -52,85 +52,92 @@ fn is_tcp(sk: u64) -> bool {
     sk != 0 && unsafe { at::<u16>(sk, offset!(protocol)) } == IPPROTO_TCP
 }
 
+/// The socket's 4-tuple, and its family and remote address as a race entry keeps them.
+#[inline(always)]
+fn ends_of(sk: u64) -> Option<(TupleKey, u16, [u8; 16])> {
+    // SAFETY: `sk` is a tracepoint's non-null socket (every caller checked).
+    let (family, rport) = unsafe { (at::<u16>(sk, offset!(family)), u16::from_be(at::<u16>(sk, offset!(dport)))) };
+    // SAFETY: probe read only.
+    let lport = u16::from_be(unsafe { read::<u16>(address(sk) + offset!(sport) as u64) }?);
+    let mut raddr = [0u8; 16];
+    // SAFETY: as above.
+    let (laddr, raddr_tail) = unsafe {
+        if family == AF_INET {
+            let r: u32 = at(sk, offset!(daddr));
+            raddr[..4].copy_from_slice(&r.to_ne_bytes());
+            (at::<u32>(sk, offset!(rcv_saddr)), r)
+        } else {
+            let v6 = offset!(v6_daddr);
+            for i in 0..4 {
+                raddr[i * 4..i * 4 + 4].copy_from_slice(&at::<u32>(sk, v6 + i * 4).to_ne_bytes());
+            }
+            (at::<u32>(sk, offset!(v6_rcv_saddr) + 12), at::<u32>(sk, v6 + 12))
+        }
+    };
+    Some((TupleKey { lport, rport, laddr, raddr: raddr_tail }, family, raddr))
+}
+
+/// Reserve an event of `kind` and write into it the record its classic tracepoint would have
+/// built, as far as `shape` (see `rsttrace_common::SET_STATE_SHAPE`) has fields: the socket, its
+/// ends, and what `fill` adds. The shape is a constant, so every store is at a literal offset.
+#[inline(always)]
+fn draft_with_ends(kind: EventKind, shape: &TracepointLayout, sk: u64, fill: impl FnOnce(*mut u8)) -> Option<Draft> {
+    let (key, family, raddr) = ends_of(sk)?;
+    let mut d = Draft::reserve_synthesized(kind)?;
+    let record = d.record_mut()?;
+    // SAFETY: constant offsets inside the record (`shape.record_size` of RECORD_MAX bytes),
+    // unaligned stores; `sk` as in `ends_of`.
+    unsafe {
+        let put = |offset: u16, bytes: &[u8]| core::ptr::copy_nonoverlapping(bytes.as_ptr(), record.add(offset as usize), bytes.len());
+        core::ptr::write_bytes(record, 0, shape.record_size as usize);
+        if shape.skaddr != NO_FIELD {
+            put(shape.skaddr, &address(sk).to_ne_bytes());
+        }
+        if shape.protocol != NO_FIELD {
+            put(shape.protocol, &IPPROTO_TCP.to_ne_bytes());
+        }
+        put(shape.sport, &key.lport.to_ne_bytes());
+        put(shape.dport, &key.rport.to_ne_bytes());
+        put(shape.family, &family.to_ne_bytes());
+        if family == AF_INET {
+            put(shape.saddr4, &key.laddr.to_ne_bytes());
+            put(shape.daddr4, &raddr[..4]);
+        } else {
+            let local = offset!(v6_rcv_saddr);
+            for i in 0..4 {
+                put(shape.saddr6 + i as u16 * 4, &at::<u32>(sk, local + i * 4).to_ne_bytes());
+            }
+            put(shape.daddr6, &raddr);
+        }
+        fill(record);
+    }
+    Some(d)
+}
+
 /// A state change as a `tp_btf` program sees it: the socket (the typed pointer, which only field
-/// reads may use), and what it holds.
+/// reads may use), and the states.
 struct Typed {
     sk: u64,
     old: i32,
     new: i32,
 }
 
-impl Typed {
-    /// The remote address as 4 words (IPv4: the first).
-    #[inline(always)]
-    fn remote(&self, family: u16) -> [u32; 4] {
-        // SAFETY: `sk` is the tracepoint's non-null socket (checked before `Typed` is built).
-        unsafe {
-            if family == AF_INET {
-                return [at(self.sk, offset!(daddr)), 0, 0, 0];
-            }
-            let v6 = offset!(v6_daddr);
-            [at(self.sk, v6), at(self.sk, v6 + 4), at(self.sk, v6 + 8), at(self.sk, v6 + 12)]
-        }
-    }
-}
-
 impl StateChange for Typed {
     #[inline(always)]
     fn ends(&self) -> Option<(TupleKey, u16, [u8; 16])> {
-        // SAFETY: as in `remote`.
-        let (family, rport) = unsafe { (at::<u16>(self.sk, offset!(family)), u16::from_be(at::<u16>(self.sk, offset!(dport)))) };
-        // SAFETY: probe read only.
-        let lport = u16::from_be(unsafe { read::<u16>(address(self.sk) + offset!(sport) as u64) }?);
-        let remote = self.remote(family);
-        let mut raddr = [0u8; 16];
-        let (laddr, raddr_tail) = if family == AF_INET {
-            raddr[..4].copy_from_slice(&remote[0].to_ne_bytes());
-            // SAFETY: as in `remote`.
-            (unsafe { at::<u32>(self.sk, offset!(rcv_saddr)) }, remote[0])
-        } else {
-            for (i, word) in remote.iter().enumerate() {
-                raddr[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
-            }
-            // SAFETY: as in `remote`.
-            (unsafe { at::<u32>(self.sk, offset!(v6_rcv_saddr) + 12) }, remote[3])
-        };
-        Some((TupleKey { lport, rport, laddr, raddr: raddr_tail }, family, raddr))
+        ends_of(self.sk)
     }
 
-    /// A listener's event carries the record a classic program would have copied, written here
-    /// at the offsets every kernel we know gives `inet_sock_set_state` (the agent attaches this
-    /// program only where they hold).
     #[inline(always)]
     fn listener_draft(&self) -> Option<Draft> {
-        let (key, family, raddr) = self.ends()?;
-        let mut d = Draft::reserve_synthesized(EventKind::SetState)?;
-        let record = d.record_mut()?;
-        // SAFETY: constant offsets inside the record (72 bytes of RECORD_MAX), unaligned stores.
-        unsafe {
-            let put = |offset: usize, bytes: &[u8]| {
-                core::ptr::copy_nonoverlapping(bytes.as_ptr(), record.add(offset), bytes.len());
-            };
-            core::ptr::write_bytes(record, 0, 72);
-            put(8, &address(self.sk).to_ne_bytes());
-            put(16, &self.old.to_ne_bytes());
-            put(20, &self.new.to_ne_bytes());
-            put(24, &key.lport.to_ne_bytes());
-            put(26, &key.rport.to_ne_bytes());
-            put(28, &family.to_ne_bytes());
-            put(30, &IPPROTO_TCP.to_ne_bytes());
-            if family == AF_INET {
-                put(32, &key.laddr.to_ne_bytes());
-                put(36, &raddr[..4]);
-            } else {
-                let local = offset!(v6_rcv_saddr);
-                for i in 0..4 {
-                    put(40 + i * 4, &at::<u32>(self.sk, local + i * 4).to_ne_bytes());
-                }
-                put(56, &raddr);
+        let (old, new) = (self.old, self.new);
+        draft_with_ends(EventKind::SetState, &SET_STATE_SHAPE, self.sk, |record| {
+            // SAFETY: constant offsets inside the record.
+            unsafe {
+                core::ptr::copy_nonoverlapping(old.to_ne_bytes().as_ptr(), record.add(SET_STATE_SHAPE.oldstate as usize), 4);
+                core::ptr::copy_nonoverlapping(new.to_ne_bytes().as_ptr(), record.add(SET_STATE_SHAPE.newstate as usize), 4);
             }
-        }
-        Some(d)
+        })
     }
 }
 
@@ -144,6 +151,46 @@ pub fn set_state_typed(ctx: BtfTracePointContext) -> u32 {
     }
     let change = Typed { sk, old: ctx.arg(1), new: ctx.arg(2) };
     state_changed(&change, address(sk), change.old, change.new);
+    0
+}
+
+/// `tcp_receive_reset(sk)`: see `programs::tcp_receive_reset`.
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    if sk == 0 {
+        return 0;
+    }
+    if let Some(d) = draft_with_ends(EventKind::ReceiveReset, &RECEIVE_RESET_SHAPE, sk, |_| {}) {
+        let address = address(sk);
+        d.submit(address, 0, owner::record(address), None);
+    }
+    0
+}
+
+/// `inet_sk_error_report(sk)`: see `programs::inet_sk_error_report`. The socket is at hand here,
+/// but found in the close slot by its ports as there, so both programs report alike.
+#[btf_tracepoint(function = "inet_sk_error_report")]
+pub fn error_report_typed(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    if !is_tcp(sk) {
+        return 0;
+    }
+    // SAFETY: the tracepoint's non-null socket (`is_tcp` checked).
+    let error: i32 = unsafe { at(sk, offset!(err)) };
+    if error != ETIMEDOUT && error != ECONNABORTED {
+        return 0;
+    }
+    let Some(d) = draft_with_ends(EventKind::ErrorReport, &ERROR_REPORT_SHAPE, sk, |record| {
+        // SAFETY: a constant offset inside the record.
+        unsafe { core::ptr::copy_nonoverlapping(error.to_ne_bytes().as_ptr(), record.add(ERROR_REPORT_SHAPE.error as usize), 4) };
+    }) else {
+        return 0;
+    };
+    let (sport, dport) = (d.field::<u16>(ERROR_REPORT_SHAPE.sport).unwrap_or(0), d.field::<u16>(ERROR_REPORT_SHAPE.dport).unwrap_or(0));
+    let close = history::last_close(|c| c.key.lport == sport && c.key.rport == dport);
+    let record = close.filter(|c| c.has_record != 0).map(|c| &c.record);
+    d.submit(0, 0, record, close);
     0
 }
 

@@ -323,10 +323,10 @@ fn describe_capture(c: &loader::Capture) {
             "the peer's hop counts sampled by a kprobe on tcp_rcv_established (--network-evidence)"
         }
     };
-    let hooks = match &c.connection_hooks {
-        loader::ConnectionHooks::Typed => "state changes and owners through BTF-typed tracepoints".to_string(),
-        loader::ConnectionHooks::Classic => "state changes and owners through classic tracepoints".to_string(),
-        loader::ConnectionHooks::ClassicBecause(why) => format!("state changes and owners through classic tracepoints ({why})"),
+    let hooks = match &c.hooks {
+        loader::Hooks::Typed => "BTF-typed tracepoints (classic for tcp_send_reset)".to_string(),
+        loader::Hooks::Classic => "classic tracepoints".to_string(),
+        loader::Hooks::ClassicBecause(why) => format!("classic tracepoints ({why})"),
     };
     eprintln!("rsttrace: capture mode: {reasons}; {socketless}; {evidence}; {hooks}; {seen}");
     if !c.missing.is_empty() {

@@ -259,6 +259,7 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
     };
     TypedSockFields {
         protocol: btf.member_offset("sock", "sk_protocol").unwrap_or(NO_OFFSET),
+        err: btf.member_offset("sock", "sk_err").unwrap_or(NO_OFFSET),
         family: common("skc_family"),
         sport: btf.member_offset("inet_sock", "inet_sport").unwrap_or(NO_OFFSET),
         dport: common("skc_dport"),

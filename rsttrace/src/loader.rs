@@ -13,7 +13,8 @@ use aya::{
 };
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
-    TracepointLayout, TypedSockFields, LOST_SLOT, NO_FIELD, PEER_SLOTS,
+    TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, LOST_SLOT, NO_FIELD, PEER_SLOTS,
+    RECEIVE_RESET_SHAPE, SET_STATE_SHAPE,
 };
 
 use crate::{
@@ -88,18 +89,20 @@ pub struct Capture {
     pub btf_missing: Vec<String>,
     /// How `--network-evidence` samples the peer's segments; `None` without the flag.
     pub evidence: Option<EvidenceHook>,
-    /// How the hooks every connection crosses are attached.
-    pub connection_hooks: ConnectionHooks,
+    /// How the programs attach.
+    pub hooks: Hooks,
 }
 
-/// The hooks every connection crosses: `inet_sock_set_state`, and the send/receive owner hooks.
+/// How the programs attach to their tracepoints.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub enum ConnectionHooks {
-    /// BTF-typed tracepoints: the kernel hands over its arguments, builds no record.
+pub enum Hooks {
+    /// BTF-typed tracepoints, which hand over their arguments and build no record, for every
+    /// hook but `tcp_send_reset` (see `TYPED`).
     Typed,
-    /// Classic tracepoints, and why not typed ones.
+    /// Classic tracepoints everywhere (`--cost-floor`).
     #[default]
     Classic,
+    /// Classic tracepoints everywhere, and why not typed ones.
     ClassicBecause(String),
 }
 
@@ -243,19 +246,19 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         let typed = if opts.cost_floor.is_some() {
             Err("--cost-floor".to_string())
         } else {
-            typed_btf(opts, &typed_sock, &config.layouts[EventKind::SetState as usize])
+            typed_plan(opts, &typed_sock, &config.layouts, &present, capture.owner_hooks)
         };
-        capture.connection_hooks = match typed.and_then(|btf| attach_typed(&mut ebpf, &btf, capture.owner_hooks)) {
-            Ok(()) => ConnectionHooks::Typed,
-            Err(why) => ConnectionHooks::ClassicBecause(why),
+        capture.hooks = match typed.and_then(|(btf, plan)| attach_typed(&mut ebpf, &btf, plan)) {
+            Ok(()) => Hooks::Typed,
+            Err(why) => Hooks::ClassicBecause(why),
         };
         for kind in present {
-            if kind == EventKind::SetState && capture.connection_hooks == ConnectionHooks::Typed {
+            if capture.hooks == Hooks::Typed && typed_kinds().any(|k| k == kind) {
                 continue;
             }
             attach(&mut ebpf, floor(kind.program(), "floor_tracepoint"), &[kind.tracepoint()])?;
         }
-        if !owner_hooks.is_empty() && capture.connection_hooks != ConnectionHooks::Typed {
+        if !owner_hooks.is_empty() && capture.hooks != Hooks::Typed {
             attach(&mut ebpf, floor("sock_msg_length", "floor_tracepoint"), &owner_hooks)?;
         }
     }
@@ -274,36 +277,54 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     })
 }
 
-/// Where `inet_sock_set_state`'s record keeps its fields on every kernel we know: the typed
-/// program writes a listener's record there (see `typed.rs`).
-const USUAL_SET_STATE: [(u16, u16); 11] = [(8, 0), (16, 1), (20, 2), (24, 3), (26, 4), (28, 5), (30, 6), (32, 7), (36, 8), (40, 9), (56, 10)];
+/// The BTF-typed programs: the tracepoint each attaches to, and the layout of the record it writes
+/// in place of the classic tracepoint's (`None`: the owner hooks, which report nothing).
+const TYPED: [(&str, &str, Option<(EventKind, TracepointLayout)>); 5] = [
+    ("set_state_typed", "inet_sock_set_state", Some((EventKind::SetState, SET_STATE_SHAPE))),
+    ("receive_reset_typed", "tcp_receive_reset", Some((EventKind::ReceiveReset, RECEIVE_RESET_SHAPE))),
+    ("error_report_typed", "inet_sk_error_report", Some((EventKind::ErrorReport, ERROR_REPORT_SHAPE))),
+    ("sock_send_typed", "sock_send_length", None),
+    ("sock_recv_typed", "sock_recv_length", None),
+];
 
-fn usual_set_state_layout(l: &TracepointLayout) -> bool {
-    let actual = [l.skaddr, l.oldstate, l.newstate, l.sport, l.dport, l.family, l.protocol, l.saddr4, l.daddr4, l.saddr6, l.daddr6];
-    USUAL_SET_STATE.iter().all(|(offset, i)| actual[*i as usize] == *offset) && l.record_size >= 72
+/// The event kinds the typed programs take over from the classic ones (all but `tcp_send_reset`,
+/// whose record takes its addresses from the segment when there is no full socket).
+fn typed_kinds() -> impl Iterator<Item = EventKind> {
+    TYPED.into_iter().filter_map(|(_, _, event)| event.map(|(kind, _)| kind))
 }
 
-/// The kernel's BTF for the typed programs, or why they cannot be used here.
-fn typed_btf(opts: &LoadOptions, fields: &TypedSockFields, set_state: &TracepointLayout) -> Result<Btf, String> {
+/// The typed programs to attach on this kernel, with its BTF, or why none can be.
+fn typed_plan(
+    opts: &LoadOptions,
+    fields: &TypedSockFields,
+    layouts: &[TracepointLayout; EventKind::COUNT],
+    present: &[EventKind],
+    owner_hooks: bool,
+) -> Result<(Btf, Vec<(&'static str, &'static str)>), String> {
     if opts.hooks == HookKind::Classic {
         return Err("--hooks classic".into());
     }
     if !fields.complete() {
         return Err("BTF does not name the socket fields they read".into());
     }
-    if !usual_set_state_layout(set_state) {
-        return Err("inet_sock_set_state's record is laid out unlike the kernels rsttrace knows".into());
+    let mut plan = Vec::new();
+    for (program, tracepoint, event) in TYPED {
+        match event {
+            Some((kind, _)) if !present.contains(&kind) => continue,
+            Some((kind, shape)) if layouts[kind as usize] != shape => {
+                return Err(format!("{tracepoint}'s record is laid out unlike the kernels rsttrace knows"));
+            }
+            None if !owner_hooks => continue,
+            _ => plan.push((program, tracepoint)),
+        }
     }
-    Btf::parse_file(opts.btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))
+    let btf = Btf::parse_file(opts.btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))?;
+    Ok((btf, plan))
 }
 
 /// Load and attach the typed programs in place of the classic ones; on any refusal, detach what
 /// was attached and say why (the classic programs then take over).
-fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, owner_hooks: bool) -> Result<(), String> {
-    let mut programs = vec![("set_state_typed", "inet_sock_set_state")];
-    if owner_hooks {
-        programs.extend(SOCK_MSG_TRACEPOINTS.iter().zip(["sock_send_typed", "sock_recv_typed"]).map(|(tp, p)| (p, *tp)));
-    }
+fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, programs: Vec<(&'static str, &'static str)>) -> Result<(), String> {
     let mut attached = Vec::new();
     for (program, tracepoint) in programs {
         let result = (|| -> Result<(), String> {
@@ -505,5 +526,27 @@ impl LostCounter {
 
     pub fn total(&self) -> u64 {
         self.0.get(&LOST_SLOT, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracefs::tests::{kernel_format, KERNELS};
+
+    /// The typed programs write their records at fixed offsets: every kernel we have formats of
+    /// must lay the records out so, and a layout shifted as PREEMPT_RT shifts it must not match.
+    #[test]
+    fn typed_records_have_the_layout_of_every_known_kernel() {
+        for kernel in KERNELS {
+            for (_, tracepoint, event) in TYPED {
+                let Some((kind, shape)) = event else { continue };
+                let fields = RecordFields::from_format(&kernel_format(kernel, kind.tracepoint().0, tracepoint));
+                assert_eq!(fields.kernel_layout(), shape, "{kernel} {tracepoint}");
+            }
+        }
+        let mut shifted = SET_STATE_SHAPE;
+        shifted.skaddr += 8;
+        assert_ne!(shifted, SET_STATE_SHAPE);
     }
 }
