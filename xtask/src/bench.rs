@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::{
     netns::Pair,
-    probe::{cpu_secs, program_ids, status_kib},
+    probe::{cpu_secs, program_ids, reap_with_cpu, status_kib},
 };
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -382,18 +382,12 @@ impl Running {
 
     /// SIGINT, wait for the drain and the summary, read the tracer's own account. `bed`: count
     /// the JSON reports about its connections.
-    fn stop(mut self, cpu_at_start: f64, bed: Option<&Bed>) -> Result<Account> {
+    fn stop(self, cpu_at_start: f64, bed: Option<&Bed>) -> Result<Account> {
         let pid = self.pid();
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, libc::SIGINT) };
-        // Exited but not reaped: its CPU times stay readable until wait().
-        // SAFETY: waitid on our own child, into a zeroed siginfo_t.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        if unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) } != 0 {
-            bail!("waiting for {}: {}", self.tracer.name(), std::io::Error::last_os_error());
-        }
-        let cpu = cpu_secs(pid) - cpu_at_start;
-        self.child.wait()?;
+        // Reaped here rather than by `Child::wait`, for the CPU time wait4 reports with it.
+        let cpu = reap_with_cpu(pid).with_context(|| format!("waiting for {}", self.tracer.name()))? - cpu_at_start;
         let stderr = std::fs::read_to_string(&self.stderr)?;
         let mut account = match self.tracer {
             Tracer::Bpftrace => {
@@ -768,8 +762,8 @@ fn write_report(
          Throughput was taken with `kernel.bpf_stats_enabled` off, as on a production host. BPF ns per run by program, \
          and runs per connection, come from one more run of {} s per workload and tracer with it on. Ring-buffer events \
          per connection: rsttrace's own count of events read (its summary line) over the connections the load attempted \
-         (bpftrace: lines printed). Agent CPU: the tracer process's user and system time from attached to exited (its \
-         drain included). Reports, events and BPF runs are host-wide: other traffic on the host counts too.\n\n\
+         (bpftrace: lines printed). Agent CPU: the tracer process's CPU time, its threads' run time to the microsecond, from attached \
+         to exited (its drain included). Reports, events and BPF runs are host-wide: other traffic on the host counts too.\n\n\
          bpftrace runs `{BPFTRACE_ONE_LINER}`.\n",
         cx.took.as_secs_f64(),
         crate::output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default().trim(),

@@ -13,15 +13,29 @@ pub fn status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// User and system CPU time of a process (a zombie's too, until it is reaped), in seconds.
+/// CPU time a running process has used so far, in seconds, to the nanosecond: the sum of its
+/// threads' scheduler run times (`/proc/PID/task/*/schedstat`). `/proc/PID/stat` counts in clock
+/// ticks, 10 ms here: coarser than what an idle agent uses in a bench run.
 pub fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // utime and stime are fields 14 and 15 of /proc/PID/stat; after the ")" that ends the
-    // command name (which may hold spaces) they are the 12th and 13th.
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
-    // SAFETY: sysconf has no preconditions.
-    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0.0 };
+    let ns: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
+/// Reap the child `pid` and return the CPU time it used in all, in seconds: its threads' run
+/// times as `wait4` totals them (microseconds; the same sum `cpu_secs` reads while it runs).
+pub fn reap_with_cpu(pid: u32) -> std::io::Result<f64> {
+    let mut status = 0;
+    // SAFETY: wait4 on our own child, into a zeroed rusage.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) } != pid as i32 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(secs(usage.ru_utime) + secs(usage.ru_stime))
 }
 
 /// The BPF programs a process holds open, by id (from the `prog_id` lines of its fdinfo: its
