@@ -688,7 +688,7 @@ fn runs_per_reset(name: &str) -> bool {
 }
 
 fn runs_per_state_change(name: &str) -> bool {
-    name.contains("sock_set_s")
+    name.contains("sock_set_s") || name.contains("set_state")
 }
 
 /// Fewer runs than this in a profiling run make no figure for a target: a few dozen runs (a
