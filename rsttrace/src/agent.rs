@@ -148,7 +148,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut state = LoopState {
         decoder: loaded.decoder.clone(),
-        workloads: Workloads::new(),
+        workloads: Workloads::new(config.runtime_root.clone()),
         processes,
         judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) }),
         filter: config.filter.clone(),

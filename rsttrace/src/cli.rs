@@ -152,6 +152,12 @@ pub struct Cli {
     /// Kernel BTF file.
     #[arg(long, env = "RSTTRACE_BTF", value_name = "FILE", default_value = btf::DEFAULT_PATH)]
     pub btf: PathBuf,
+    /// Directory under which the container runtimes keep their state (containerd's task bundles
+    /// under run/containerd, CRI-O's under run/containers, Docker's under var/lib/docker), read
+    /// for a container's pod, namespace and name: `/` on a host, the host's root where a
+    /// container mounts it elsewhere.
+    #[arg(long, env = "RSTTRACE_RUNTIME_ROOT", value_name = "DIR", default_value = "/")]
+    pub runtime_root: PathBuf,
     /// Attach empty programs to the same hooks and report nothing, until stopped: what merely
     /// hooking there costs on this kernel, the floor under rsttrace's own cost (`cargo xtask bench`).
     /// `raw` attaches them as raw tracepoints: what the attach type alone costs.
@@ -298,6 +304,7 @@ pub struct Config {
     /// `None`: find or mount the standard tracefs.
     pub tracefs: Option<tracefs::Tracefs>,
     pub btf: PathBuf,
+    pub runtime_root: PathBuf,
     /// Empty programs on the same hooks, no reports (`--cost-floor`).
     pub cost_floor: Option<FloorKind>,
     /// Sample how the peer's segments arrive (`--network-evidence`).
@@ -378,6 +385,7 @@ impl TryFrom<Cli> for Config {
             max_rate: cli.max_rate,
             tracefs: cli.tracefs.map(tracefs::Tracefs::at),
             btf: cli.btf,
+            runtime_root: cli.runtime_root,
             cost_floor: cli.cost_floor,
             network_evidence: cli.network_evidence,
             hooks: cli.hooks,

@@ -23,6 +23,7 @@ pub mod privileges;
 pub mod processes;
 pub mod recent_sent;
 pub mod report;
+pub mod runtime_names;
 pub mod trace_info;
 pub mod tracefs;
 pub mod workload;

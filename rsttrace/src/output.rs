@@ -100,6 +100,9 @@ struct JsonReport<'a> {
     unit: Option<&'a str>,
     container_id: Option<&'a str>,
     pod_uid: Option<&'a str>,
+    pod: Option<&'a str>,
+    pod_namespace: Option<&'a str>,
+    container: Option<&'a str>,
     evidence: Option<&'a Evidence>,
     host: &'a str,
     instance: &'a str,
@@ -136,6 +139,9 @@ pub fn json_line(r: &Report, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
         unit: r.workload.as_ref().and_then(|w| w.unit.as_deref()),
         container_id: r.workload.as_ref().and_then(|w| w.container_id.as_deref()),
         pod_uid: r.workload.as_ref().and_then(|w| w.pod_uid.as_deref()),
+        pod: r.workload.as_ref().and_then(|w| w.names.pod.as_deref()),
+        pod_namespace: r.workload.as_ref().and_then(|w| w.names.pod_namespace.as_deref()),
+        container: r.workload.as_ref().and_then(|w| w.names.container.as_deref()),
         evidence: r.evidence.as_ref(),
         host: &trace.host,
         instance: &trace.instance,
@@ -515,7 +521,7 @@ struct Row<'a> {
     state: &'a str,
     cause: &'static str,
     /// The wide table's WORKLOAD: the container, the unit, or the cgroup's last part.
-    workload: &'a str,
+    workload: String,
     why: String,
     colour: Option<&'static str>,
 }
@@ -584,7 +590,7 @@ impl<W: Write> Sink for TableSink<W> {
             remote: endpoint(&r.endpoints.raddr, r.endpoints.rport),
             state: r.state,
             cause: r.verdict.cause.name(),
-            workload: r.workload.as_ref().map_or("-", |w| w.label()),
+            workload: r.workload.as_ref().map_or_else(|| "-".to_string(), |w| w.label()),
             why,
             colour: origin_colour(r.verdict.benign, r.verdict.origin),
         })
@@ -634,7 +640,7 @@ impl<W: Write> Sink for TableSink<W> {
             remote: endpoint_or_any(f.raddr, rport),
             state: &state,
             cause: k.cause.name(),
-            workload: "-",
+            workload: "-".to_string(),
             why,
             colour: origin_colour(k.benign, k.origin),
         })

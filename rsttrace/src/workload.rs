@@ -4,7 +4,9 @@
 //! A cgroup v2 directory's inode number is the id the kernel reports for it, so an id is resolved
 //! by walking the cgroup2 mount once and indexing every directory by inode; an id not found
 //! triggers another walk, at most once a second, so a storm of resets from a new container costs
-//! one walk. A cgroup that disappears keeps its last known name.
+//! one walk. A cgroup that disappears keeps its last known name. A container's names (its pod's,
+//! its own) come from its runtime's state (`runtime_names.rs`), read when its cgroup is indexed.
+use crate::runtime_names::{ContainerNames, RuntimeState};
 use std::{
     collections::HashMap,
     os::unix::fs::MetadataExt,
@@ -24,6 +26,8 @@ pub struct Workload {
     pub container_id: Option<String>,
     /// The Kubernetes pod's uid, from a kubepods cgroup.
     pub pod_uid: Option<String>,
+    /// What the container runtime calls the container and its pod, where its state says.
+    pub names: ContainerNames,
 }
 
 impl Workload {
@@ -34,18 +38,22 @@ impl Workload {
         let unit = parts.iter().rev().find(|p| p.ends_with(".service") || p.ends_with(".scope")).map(|p| p.to_string());
         let container_id = parts.iter().rev().find_map(|p| container_id(p));
         let pod_uid = parts.iter().find_map(|p| pod_uid(p));
-        Self { cgroup: cgroup.to_string(), unit, container_id, pod_uid }
+        Self { cgroup: cgroup.to_string(), unit, container_id, pod_uid, names: ContainerNames::default() }
     }
 
-    /// A short name for the table: the container, else the unit, else the cgroup's last part.
-    pub fn label(&self) -> &str {
-        if let Some(id) = &self.container_id {
-            return &id[..12];
+    /// A short name for the table: the container (`pod/container` in a pod, else its name, else
+    /// its id's first 12 digits), else the unit, else the cgroup's last part.
+    pub fn label(&self) -> String {
+        match (&self.names.pod, &self.names.container, &self.container_id) {
+            (Some(pod), Some(container), _) => return format!("{pod}/{container}"),
+            (None, Some(container), _) => return container.clone(),
+            (_, None, Some(id)) => return id[..12].to_string(),
+            _ => {}
         }
         if let Some(unit) = &self.unit {
-            return unit;
+            return unit.clone();
         }
-        self.cgroup.rsplit('/').find(|p| !p.is_empty()).unwrap_or("/")
+        self.cgroup.rsplit('/').find(|p| !p.is_empty()).unwrap_or("/").to_string()
     }
 }
 
@@ -83,18 +91,20 @@ const REWALK_EVERY: Duration = Duration::from_secs(1);
 /// cgroup id → workload, cached.
 pub struct Workloads {
     root: Option<PathBuf>,
+    runtimes: RuntimeState,
     known: HashMap<u64, Arc<Workload>>,
     walked: Option<Instant>,
 }
 
 impl Workloads {
-    /// Over the cgroup2 hierarchy mounted on this host (none: every id stays unresolved).
-    pub fn new() -> Self {
-        Self::at(cgroup2_mount())
+    /// Over the cgroup2 hierarchy mounted on this host (none: every id stays unresolved), with
+    /// the container runtimes' state under `runtime_root`.
+    pub fn new(runtime_root: PathBuf) -> Self {
+        Self::at(cgroup2_mount(), RuntimeState::at(runtime_root))
     }
 
-    pub fn at(root: Option<PathBuf>) -> Self {
-        Self { root, known: HashMap::new(), walked: None }
+    pub fn at(root: Option<PathBuf>, runtimes: RuntimeState) -> Self {
+        Self { root, runtimes, known: HashMap::new(), walked: None }
     }
 
     /// The workload of cgroup `id`; `None` for 0 (unknown) or an id the hierarchy does not hold.
@@ -120,19 +130,19 @@ impl Workloads {
         while let Some(dir) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else { continue };
             if let Ok(meta) = std::fs::metadata(&dir) {
-                let path = relative(&root, &dir);
-                self.known.entry(meta.ino()).or_insert_with(|| Arc::new(Workload::from_path(&path)));
+                if !self.known.contains_key(&meta.ino()) {
+                    let mut workload = Workload::from_path(&relative(&root, &dir));
+                    if let Some(id) = &workload.container_id {
+                        workload.names = self.runtimes.names(id);
+                    }
+                    self.known.insert(meta.ino(), Arc::new(workload));
+                }
             }
             stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
         }
     }
 }
 
-impl Default for Workloads {
-    fn default() -> Self {
-        Self::new()
-    }
-}
 
 fn relative(root: &Path, dir: &Path) -> String {
     match dir.strip_prefix(root) {
@@ -189,13 +199,23 @@ mod tests {
         assert_eq!((w.container_id, w.pod_uid), (None, None));
     }
 
+    /// The table names a container by what its runtime calls it, where that is known.
+    #[test]
+    fn labels_prefer_the_runtimes_names() {
+        let mut w = Workload::from_path(&format!("/system.slice/docker-{ID}.scope"));
+        w.names.container = Some("checkout".into());
+        assert_eq!(w.label(), "checkout");
+        w.names.pod = Some("shop-7c9d".into());
+        assert_eq!(w.label(), "shop-7c9d/checkout");
+    }
+
     #[test]
     fn ids_resolve_by_inode_and_unknown_ones_rewalk_at_most_once_a_second() {
         let root = std::env::temp_dir().join(format!("rsttrace-workloads-{}", std::process::id()));
         let unit = root.join("system.slice/app.service");
         std::fs::create_dir_all(&unit).unwrap();
         let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
-        let mut w = Workloads::at(Some(root.clone()));
+        let mut w = Workloads::at(Some(root.clone()), RuntimeState::at(root.join("no-runtime")));
         assert_eq!(w.resolve(ino(&unit)).unwrap().cgroup, "/system.slice/app.service");
         assert_eq!(w.resolve(0), None);
         // A cgroup made after the walk is found only once the resolver may walk again.

@@ -699,7 +699,9 @@ fn happy_eyeballs_loser_over_the_other_family_is_a_benign_race_loser() {
 
 /// Each end of a reset runs in a cgroup laid out as a service manager or container runtime lays
 /// it out; each report names the cgroup its socket was created in and what that says: the
-/// systemd unit, the container, the pod. (A server's accepted sockets are its listener's.)
+/// systemd unit, the container, the pod; and, where the runtime's state on the host says, the
+/// pod's name and namespace and the container's name. (A server's accepted sockets are its
+/// listener's.)
 #[test]
 fn reports_name_the_unit_container_and_pod_of_the_socket() {
     require_root();
@@ -712,7 +714,20 @@ fn reports_name_the_unit_container_and_pod_of_the_socket() {
     let docker = Cgroup::nested(&[&top, "system.slice", &format!("docker-{}.scope", id(1))]);
     let kubelet = Cgroup::nested(&[&top, "kubepods.slice", "kubepods-burstable.slice", &pod_slice, &format!("cri-containerd-{}.scope", id(2))]);
     let cgroupfs = Cgroup::nested(&[&top, "kubepods", "besteffort", &format!("pod{pod}"), &id(3)]);
-    let tracer = Tracer::start(&[]);
+    // What the runtimes keep on the host for these containers: containerd's task bundle with its
+    // CRI plugin's annotations, Docker's container config; the cgroupfs container has none.
+    let runtimes = rsttrace_tests::temp_dir::TempDir::new("e2e-runtimes");
+    let put = |relative: &str, body: &str| {
+        let path = runtimes.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    };
+    put(
+        &format!("run/containerd/io.containerd.runtime.v2.task/k8s.io/{}/config.json", id(2)),
+        r#"{"annotations":{"io.kubernetes.cri.sandbox-name":"shop-7c9d","io.kubernetes.cri.sandbox-namespace":"retail","io.kubernetes.cri.container-name":"api"}}"#,
+    );
+    put(&format!("var/lib/docker/containers/{}/config.v2.json", id(1)), r#"{"Name":"/checkout","Config":{"Labels":{}}}"#);
+    let tracer = Tracer::start(&["--runtime-root", runtimes.path().to_str().unwrap()]);
     let f = Family::V4;
     for (server_cg, client_cg, port) in [(&service, &docker, "8080"), (&kubelet, &cgroupfs, "8081")] {
         let server = Stim::spawn_in_cgroup(&server_cg.path, &net.server, &["listen", &net.server_addr(f), port, "unread-close"]);
@@ -734,6 +749,11 @@ fn reports_name_the_unit_container_and_pod_of_the_socket() {
     let containerd_scope = format!("cri-containerd-{}.scope", id(2));
     assert_eq!(identity(b_sent), (v(&kubelet.relative()), v(&containerd_scope), v(&id(2)), v(pod)), "{b_sent}");
     assert_eq!(identity(b_received), (v(&cgroupfs.relative()), Value::Null, v(&id(3)), v(pod)), "{b_received}");
+    let names = |r: &Value| (r["pod"].clone(), r["pod_namespace"].clone(), r["container"].clone());
+    assert_eq!(names(a_sent), (Value::Null, Value::Null, Value::Null), "a service, no container: {a_sent}");
+    assert_eq!(names(a_received), (Value::Null, Value::Null, v("checkout")), "{a_received}");
+    assert_eq!(names(b_sent), (v("shop-7c9d"), v("retail"), v("api")), "{b_sent}");
+    assert_eq!(names(b_received), (Value::Null, Value::Null, Value::Null), "no runtime state: {b_received}");
 }
 
 /// A client aborts a connection the server has not accepted yet: the RST reaches a socket in the
