@@ -1,17 +1,23 @@
 //! rsttrace kernel programs.
 //!
-//! Design: classic tracepoints, not BTF-typed ones. Every program copies its tracepoint's raw
-//! record into the ring buffer and lets the agent decode it with field offsets read from the
-//! running kernel's tracefs `format` files, so one object works on every layout (`tcp_send_reset`
-//! changed shape in 6.10; PREEMPT_RT kernels shift every field). The few fields the kernel side
+//! Design: BTF-typed tracepoints (`tp_btf`, `typed.rs`) where the kernel's BTF allows, classic
+//! ones (`programs.rs`) elsewhere and for `tcp_send_reset`. A classic program copies its
+//! tracepoint's raw record into the ring buffer and the agent decodes it with field offsets read
+//! from the running kernel's tracefs `format` files, so one object works on every layout
+//! (`tcp_send_reset` changed shape in 6.10; PREEMPT_RT kernels shift every field). A typed
+//! program gets the tracepoint's arguments instead, without the record the kernel builds for a
+//! classic one, reads the socket's fields straight from it (offsets from BTF, in `TYPED_SOCK`),
+//! and writes the record the classic tracepoint would have built where it reports something, at
+//! the offsets every known kernel gives it: the agent chooses the typed programs only where this
+//! kernel's records have those, and one decoder reads both. The few fields a classic program
 //! itself reads (socket address, states, protocol) come from the same format files through the
-//! load-time globals in `maps.rs`, set by the agent before load. A field offset of `NO_FIELD` means "this kernel
-//! has no such field".
+//! load-time globals in `maps.rs`, set by the agent before load. A field offset of `NO_FIELD`
+//! means "this kernel has no such field".
 //!
 //! Only resets cross the ring buffer (and a listener's start and end, and the two errors that
 //! name a reset or a timeout): a connection that never resets costs its state changes' program
-//! runs and a few array loads and stores, nothing in the agent. What a verdict needs from before the
-//! reset is kept in the kernel: per socket, `SOCKS` (its owner, learned only in process context,
+//! runs and a few array loads and stores, nothing in the agent. What a verdict needs from before
+//! the reset is kept in the kernel: per socket, `SOCKS` (its owner, learned only in process context,
 //! and when a connection this host opened began and completed its handshake), and across
 //! connections, the history arrays of `history.rs`. A reset carries them, with what the socket
 //! itself says at that instant. Under `--network-evidence` one more program samples how the peer's

@@ -1,7 +1,8 @@
-//! One program per hook. Only resets (and a listener's start and end) cross the ring buffer: a
-//! connection that never resets leaves nothing but its record in `SOCKS`, gone at its CLOSE, and
-//! two stores in the history arrays. Event programs reserve the event (the record is copied in),
-//! pick out what they must act on from the copy, then submit or discard.
+//! The classic tracepoint programs (and the kprobes), one per hook; `typed.rs` shares their
+//! logic where it replaces them. Only resets (and a listener's start and end) cross the ring
+//! buffer: a connection that never resets leaves nothing but its record in `SOCKS`, gone at its
+//! CLOSE, and two stores in the history arrays. Event programs reserve the event (the record is
+//! copied in), pick out what they must act on from the copy, then submit or discard.
 use aya_ebpf::{
     EbpfContext,
     helpers::bpf_ktime_get_ns,

@@ -1,8 +1,9 @@
-//! The BTF-typed (`tp_btf`) programs for the hooks every connection crosses: the kernel hands
-//! over the tracepoint's arguments instead of first building a record for a classic program, and
-//! the socket's fields are read straight from it. The agent attaches these where the kernel's
-//! BTF names the fields (`TYPED_SOCK`) and the program loads; the classic programs of
-//! `programs.rs` stay for other kernels.
+//! The BTF-typed (`tp_btf`) programs: the kernel hands over the tracepoint's arguments instead
+//! of first building a record for a classic program, and the socket's fields are read straight
+//! from it. The agent attaches them, all or none, where the kernel's BTF names the fields
+//! (`TYPED_SOCK`), its records have the layout these programs write, and the verifier accepts
+//! them; the classic programs of `programs.rs` stay for other kernels, and for `tcp_send_reset`
+//! everywhere (without a full socket its record takes the addresses from the segment).
 use core::ptr::{addr_of, read_volatile};
 
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
