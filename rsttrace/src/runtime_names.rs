@@ -48,13 +48,18 @@ impl RuntimeState {
     }
 
     /// The names of container `id` (64 hex digits), from whichever runtime keeps it.
+    /// Each runtime's state is asked in turn until one names it: Docker runs its containers
+    /// through containerd (namespace `moby`), whose bundle then exists without names.
     pub fn names(&self, id: &str) -> ContainerNames {
-        if let Some(spec) = self.containerd_bundle(id).or_else(|| self.read_json(&self.root.join(CRIO_CONTAINERS).join(id).join("userdata/config.json"))) {
-            return from_annotations(&spec["annotations"]);
+        let bundles = [self.containerd_bundle(id), self.read_json(&self.root.join(CRIO_CONTAINERS).join(id).join("userdata/config.json"))];
+        for spec in bundles.iter().flatten() {
+            let names = from_annotations(&spec["annotations"]);
+            if names != ContainerNames::default() {
+                return names;
+            }
         }
         if let Some(config) = self.read_json(&self.root.join(DOCKER_CONTAINERS).join(id).join("config.v2.json")) {
-            let labels = &config["Config"]["Labels"];
-            let mut names = from_annotations(labels);
+            let mut names = from_annotations(&config["Config"]["Labels"]);
             if names.container.is_none() {
                 names.container = config["Name"].as_str().map(|n| n.trim_start_matches('/').to_string()).filter(|n| !n.is_empty());
             }
@@ -139,6 +144,8 @@ mod tests {
     fn docker_names_the_container_and_a_pod_only_through_kubelet_labels() {
         let root = scratch("docker");
         write(&root, &format!("{DOCKER_CONTAINERS}/{ID}/config.v2.json"), r#"{"Name":"/shop-db","Config":{"Labels":{}}}"#);
+        // Docker 20.10+ runs the container through containerd: a bundle without names.
+        write(&root, &format!("{CONTAINERD_TASKS}/moby/{ID}/config.json"), r#"{"ociVersion":"1.1.0","annotations":{}}"#);
         let state = RuntimeState::at(root.clone());
         assert_eq!(state.names(ID), ContainerNames { container: Some("shop-db".into()), ..ContainerNames::default() });
         assert_eq!(state.names(&ID.replace('0', "f")), ContainerNames::default(), "a container no runtime keeps");
