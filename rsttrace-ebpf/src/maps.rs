@@ -158,10 +158,6 @@ pub const CLOSE_SLOTS: usize = 4;
 #[map]
 pub static LAST_CLOSES: PerCpuArray<CloseSlots> = PerCpuArray::with_max_entries(1, 0);
 
-/// Scratch for `typed.rs`: a typed socket pointer goes in, its address comes out as a number.
-#[map]
-pub static ADDRESS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
 /// What `--network-evidence` sampled of each socket's incoming segments (see `evidence.rs`),
 /// direct-mapped by a hash of the socket's address like `TUPLES`: one array store per segment, no
 /// insert or delete. A socket whose slot another took has no evidence at its reset.

@@ -47,13 +47,16 @@ pub fn find(sk: u64) -> Option<*mut SockRecord> {
 #[inline(always)]
 pub fn insert(sk: u64, record: &SockRecord) {
     let Some((a, b)) = bucket(sk) else { return };
-    // SAFETY: as in `find`; the address goes in last so a reader on another CPU matches it only
-    // once the record is whole (short of two writers at once, see above).
+    // SAFETY: as in `find`. The slot is freed before the record is written and the address put
+    // in after, all volatile so the compiler keeps that order (BPF has no fences): a reader on
+    // another CPU looking up the slot's earlier socket then finds it gone rather than reading
+    // the new record as its own, short of the CPU reordering the stores (x86 does not) or two
+    // writers at once (see above).
     unsafe {
         let slot = if (*a).sk == sk || ((*a).sk == 0 && (*b).sk != sk) { a } else { b };
-        (*slot).sk = 0;
-        (*slot).record = *record;
-        (*slot).sk = sk;
+        core::ptr::write_volatile(&mut (*slot).sk, 0);
+        core::ptr::write_volatile(&mut (*slot).record, *record);
+        core::ptr::write_volatile(&mut (*slot).sk, sk);
     }
 }
 

@@ -6,12 +6,12 @@
 //! everywhere (without a full socket its record takes the addresses from the segment).
 use core::ptr::{addr_of, read_volatile};
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::btf_tracepoint, programs::BtfTracePointContext};
 use rsttrace_common::{EventKind, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
     emit::{read, Draft},
-    maps::{TupleKey, ADDRESS, TYPED_SOCK},
+    maps::{TupleKey, TYPED_SOCK},
     history, owner,
     programs::{state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
@@ -36,15 +36,14 @@ unsafe fn at<T: Copy>(sk: u64, offset: usize) -> T {
 }
 
 /// The socket's address as a plain number, to hash and compare: the verifier forbids arithmetic
-/// on a typed pointer (the hash), but a pointer stored in a map reads back as a number.
+/// on a typed pointer (the hash), but the same eight bytes read with a helper are a number. (A
+/// round trip through a per-CPU map slot would be cheaper, but a typed program in softirq may
+/// run between the store and the load on the same CPU and leave its own socket there.)
 #[inline(always)]
 fn address(sk: u64) -> u64 {
-    let Some(slot) = ADDRESS.get_ptr_mut(0) else { return 0 };
-    // SAFETY: this CPU's slot; volatile so that the store and load stay.
-    unsafe {
-        core::ptr::write_volatile(slot, sk);
-        core::ptr::read_volatile(slot)
-    }
+    let slot = core::ptr::addr_of!(sk);
+    // SAFETY: a probe read of a local.
+    unsafe { bpf_probe_read_kernel(slot) }.unwrap_or(0)
 }
 
 #[inline(always)]
