@@ -186,6 +186,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     state.ingest(&item);
                 }
                 guard.clear_ready();
+                // Resets now held are due in 150 ms: no waiting out an idle tick for them.
+                if state.judge.held() > 0 {
+                    next_tick = next_tick.min(tokio::time::Instant::now() + TICK);
+                }
             }
             _ = tokio::time::sleep_until(next_tick) => {
                 // The kernel wakes us only per batch; pick up stragglers on the tick.
@@ -333,7 +337,7 @@ fn describe_capture(c: &loader::Capture) {
     };
     let hooks = match &c.hooks {
         loader::Hooks::Typed => "BTF-typed tracepoints (classic for tcp_send_reset)".to_string(),
-        loader::Hooks::Classic => "classic tracepoints".to_string(),
+        loader::Hooks::Floor => "empty programs (--cost-floor)".to_string(),
         loader::Hooks::ClassicBecause(why) => format!("classic tracepoints ({why})"),
     };
     eprintln!("rsttrace: capture mode: {reasons}; {socketless}; {evidence}; {hooks}; {seen}");

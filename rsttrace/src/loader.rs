@@ -99,9 +99,9 @@ pub enum Hooks {
     /// BTF-typed tracepoints, which hand over their arguments and build no record, for every
     /// hook but `tcp_send_reset` (see `TYPED`).
     Typed,
-    /// Classic tracepoints everywhere (`--cost-floor`).
+    /// `--cost-floor=raw`'s empty programs on raw tracepoints (nothing is reported).
     #[default]
-    Classic,
+    Floor,
     /// Classic tracepoints everywhere, and why not typed ones.
     ClassicBecause(String),
 }
