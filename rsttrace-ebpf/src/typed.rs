@@ -52,13 +52,14 @@ fn is_tcp(sk: u64) -> bool {
     sk != 0 && unsafe { at::<u16>(sk, offset!(protocol)) } == IPPROTO_TCP
 }
 
-/// The socket's 4-tuple, and its family and remote address as a race entry keeps them.
+/// The socket's 4-tuple, and its family and remote address as a race entry keeps them; `address`
+/// is `address(sk)`, read once per program run.
 #[inline(always)]
-fn ends_of(sk: u64) -> Option<(TupleKey, u16, [u8; 16])> {
+fn ends_of(sk: u64, address: u64) -> Option<(TupleKey, u16, [u8; 16])> {
     // SAFETY: `sk` is a tracepoint's non-null socket (every caller checked).
     let (family, rport) = unsafe { (at::<u16>(sk, offset!(family)), u16::from_be(at::<u16>(sk, offset!(dport)))) };
     // SAFETY: probe read only.
-    let lport = u16::from_be(unsafe { read::<u16>(address(sk) + offset!(sport) as u64) }?);
+    let lport = u16::from_be(unsafe { read::<u16>(address + offset!(sport) as u64) }?);
     let mut raddr = [0u8; 16];
     // SAFETY: as above.
     let (laddr, raddr_tail) = unsafe {
@@ -81,8 +82,8 @@ fn ends_of(sk: u64) -> Option<(TupleKey, u16, [u8; 16])> {
 /// built, as far as `shape` (see `rsttrace_common::SET_STATE_SHAPE`) has fields: the socket, its
 /// ends, and what `fill` adds. The shape is a constant, so every store is at a literal offset.
 #[inline(always)]
-fn draft_with_ends(kind: EventKind, shape: &TracepointLayout, sk: u64, fill: impl FnOnce(*mut u8)) -> Option<Draft> {
-    let (key, family, raddr) = ends_of(sk)?;
+fn draft_with_ends(kind: EventKind, shape: &TracepointLayout, sk: u64, address: u64, fill: impl FnOnce(*mut u8)) -> Option<Draft> {
+    let (key, family, raddr) = ends_of(sk, address)?;
     let mut d = Draft::reserve_synthesized(kind)?;
     let record = d.record_mut()?;
     // SAFETY: constant offsets inside the record (`shape.record_size` of RECORD_MAX bytes),
@@ -91,7 +92,7 @@ fn draft_with_ends(kind: EventKind, shape: &TracepointLayout, sk: u64, fill: imp
         let put = |offset: u16, bytes: &[u8]| core::ptr::copy_nonoverlapping(bytes.as_ptr(), record.add(offset as usize), bytes.len());
         core::ptr::write_bytes(record, 0, shape.record_size as usize);
         if shape.skaddr != NO_FIELD {
-            put(shape.skaddr, &address(sk).to_ne_bytes());
+            put(shape.skaddr, &address.to_ne_bytes());
         }
         if shape.protocol != NO_FIELD {
             put(shape.protocol, &IPPROTO_TCP.to_ne_bytes());
@@ -115,9 +116,10 @@ fn draft_with_ends(kind: EventKind, shape: &TracepointLayout, sk: u64, fill: imp
 }
 
 /// A state change as a `tp_btf` program sees it: the socket (the typed pointer, which only field
-/// reads may use), and the states.
+/// reads may use, and its address as a number), and the states.
 struct Typed {
     sk: u64,
+    address: u64,
     old: i32,
     new: i32,
 }
@@ -125,13 +127,13 @@ struct Typed {
 impl StateChange for Typed {
     #[inline(always)]
     fn ends(&self) -> Option<(TupleKey, u16, [u8; 16])> {
-        ends_of(self.sk)
+        ends_of(self.sk, self.address)
     }
 
     #[inline(always)]
     fn listener_draft(&self) -> Option<Draft> {
         let (old, new) = (self.old, self.new);
-        draft_with_ends(EventKind::SetState, &SET_STATE_SHAPE, self.sk, |record| {
+        draft_with_ends(EventKind::SetState, &SET_STATE_SHAPE, self.sk, self.address, |record| {
             // SAFETY: constant offsets inside the record.
             unsafe {
                 core::ptr::copy_nonoverlapping(old.to_ne_bytes().as_ptr(), record.add(SET_STATE_SHAPE.oldstate as usize), 4);
@@ -149,8 +151,8 @@ pub fn set_state_typed(ctx: BtfTracePointContext) -> u32 {
     if !is_tcp(sk) {
         return 0;
     }
-    let change = Typed { sk, old: ctx.arg(1), new: ctx.arg(2) };
-    state_changed(&change, address(sk), change.old, change.new);
+    let change = Typed { sk, address: address(sk), old: ctx.arg(1), new: ctx.arg(2) };
+    state_changed(&change, change.address, change.old, change.new);
     0
 }
 
@@ -161,8 +163,8 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
     if sk == 0 {
         return 0;
     }
-    if let Some(d) = draft_with_ends(EventKind::ReceiveReset, &RECEIVE_RESET_SHAPE, sk, |_| {}) {
-        let address = address(sk);
+    let address = address(sk);
+    if let Some(d) = draft_with_ends(EventKind::ReceiveReset, &RECEIVE_RESET_SHAPE, sk, address, |_| {}) {
         d.submit(address, 0, owner::record(address), None);
     }
     0
@@ -181,7 +183,7 @@ pub fn error_report_typed(ctx: BtfTracePointContext) -> u32 {
     if error != ETIMEDOUT && error != ECONNABORTED {
         return 0;
     }
-    let Some(d) = draft_with_ends(EventKind::ErrorReport, &ERROR_REPORT_SHAPE, sk, |record| {
+    let Some(d) = draft_with_ends(EventKind::ErrorReport, &ERROR_REPORT_SHAPE, sk, address(sk), |record| {
         // SAFETY: a constant offset inside the record.
         unsafe { core::ptr::copy_nonoverlapping(error.to_ne_bytes().as_ptr(), record.add(ERROR_REPORT_SHAPE.error as usize), 4) };
     }) else {
