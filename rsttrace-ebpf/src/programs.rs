@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::{kprobe, tracepoint},
     programs::{ProbeContext, TracePointContext},
 };
-use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout};
+use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
     emit::{early_field, layout, probe_field, record_key, sk_state, Draft, Record},
@@ -83,17 +83,17 @@ pub fn tcp_receive_reset(ctx: TracePointContext) -> u32 {
 }
 
 /// Where `inet_sock_set_state` keeps its fields on every kernel we know (6.1 to 6.18).
-const SET_STATE_SKADDR: u16 = 8;
-const SET_STATE_OLDSTATE: u16 = 16;
-const SET_STATE_NEWSTATE: u16 = 20;
-const SET_STATE_SPORT: u16 = 24;
-const SET_STATE_DPORT: u16 = 26;
-const SET_STATE_FAMILY: u16 = 28;
-const SET_STATE_PROTOCOL: u16 = 30;
-const SET_STATE_SADDR: u16 = 32;
-const SET_STATE_DADDR: u16 = 36;
-const SET_STATE_SADDR_V6: u16 = 40;
-const SET_STATE_DADDR_V6: u16 = 56;
+const SET_STATE_SKADDR: u16 = SET_STATE_SHAPE.skaddr;
+const SET_STATE_OLDSTATE: u16 = SET_STATE_SHAPE.oldstate;
+const SET_STATE_NEWSTATE: u16 = SET_STATE_SHAPE.newstate;
+const SET_STATE_SPORT: u16 = SET_STATE_SHAPE.sport;
+const SET_STATE_DPORT: u16 = SET_STATE_SHAPE.dport;
+const SET_STATE_FAMILY: u16 = SET_STATE_SHAPE.family;
+const SET_STATE_PROTOCOL: u16 = SET_STATE_SHAPE.protocol;
+const SET_STATE_SADDR: u16 = SET_STATE_SHAPE.saddr4;
+const SET_STATE_DADDR: u16 = SET_STATE_SHAPE.daddr4;
+const SET_STATE_SADDR_V6: u16 = SET_STATE_SHAPE.saddr6;
+const SET_STATE_DADDR_V6: u16 = SET_STATE_SHAPE.daddr6;
 
 /// The record's fields sit where every kernel we know puts them (not PREEMPT_RT's longer header).
 #[inline(always)]
@@ -268,10 +268,10 @@ fn report_listener<C: StateChange>(change: &C, sk: u64, owner: Owner) {
 pub(crate) const ETIMEDOUT: i32 = 110;
 pub(crate) const ECONNABORTED: i32 = 103;
 /// Where `inet_sk_error_report` keeps them on every kernel we know (6.1 to 6.18).
-const ERROR_REPORT_ERROR: u16 = 8;
-const ERROR_REPORT_SPORT: u16 = 12;
-const ERROR_REPORT_DPORT: u16 = 14;
-const ERROR_REPORT_PROTOCOL: u16 = 18;
+const ERROR_REPORT_ERROR: u16 = ERROR_REPORT_SHAPE.error;
+const ERROR_REPORT_SPORT: u16 = ERROR_REPORT_SHAPE.sport;
+const ERROR_REPORT_DPORT: u16 = ERROR_REPORT_SHAPE.dport;
+const ERROR_REPORT_PROTOCOL: u16 = ERROR_REPORT_SHAPE.protocol;
 
 /// The record has no socket; `tcp_done()` moved it to CLOSE just before on this CPU, so the
 /// close slot holds its record, the state it died in, and the socket to read its retransmission
