@@ -140,10 +140,10 @@ pub struct Cli {
     /// it, a received reset still counts the peer talking after its RST.
     #[arg(long)]
     pub network_evidence: bool,
-    /// How the hooks every connection crosses attach (its state changes, and the send/receive
-    /// hooks that learn owners): `auto` uses BTF-typed tracepoints (tp_btf) where the kernel's
-    /// BTF and verifier allow, which skip the record a classic tracepoint first builds; `classic`
-    /// keeps classic tracepoints, for comparison. The start-up line says which ran.
+    /// How the programs attach: `auto` uses BTF-typed tracepoints (tp_btf) for every hook but
+    /// tcp_send_reset where the kernel's BTF and verifier allow, which skip the record a classic
+    /// tracepoint first builds; `classic` keeps classic tracepoints everywhere, as on kernels
+    /// without BTF. The start-up line says which ran.
     #[arg(long, env = "RSTTRACE_HOOKS", value_enum, value_name = "KIND", default_value = "auto")]
     pub hooks: HookKind,
     /// tracefs root to read tracepoint formats from (default: find or mount /sys/kernel/tracing).

@@ -99,14 +99,14 @@ pub enum Hooks {
     /// BTF-typed tracepoints, which hand over their arguments and build no record, for every
     /// hook but `tcp_send_reset` (see `TYPED`).
     Typed,
-    /// `--cost-floor=raw`'s empty programs on raw tracepoints (nothing is reported).
+    /// `--cost-floor`'s empty programs (nothing is reported).
     #[default]
     Floor,
     /// Classic tracepoints everywhere, and why not typed ones.
     ClassicBecause(String),
 }
 
-/// `--hooks`: which attach type the hooks every connection crosses use.
+/// `--hooks`: which attach type the programs use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum HookKind {
     /// BTF-typed tracepoints (`tp_btf`) where the kernel's BTF and verifier allow them, else
@@ -243,15 +243,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         let names = present.iter().map(|k| k.tracepoint().1).chain(owner_hooks.iter().map(|(_, name)| *name));
         attach_raw(&mut ebpf, "floor_raw_tracepoint", names)?;
     } else {
-        let typed = if opts.cost_floor.is_some() {
-            Err("--cost-floor".to_string())
-        } else {
-            typed_plan(opts, &typed_sock, &config.layouts, &present, capture.owner_hooks)
-        };
-        capture.hooks = match typed.and_then(|(btf, plan)| attach_typed(&mut ebpf, &btf, plan)) {
-            Ok(()) => Hooks::Typed,
-            Err(why) => Hooks::ClassicBecause(why),
-        };
+        if opts.cost_floor.is_none() {
+            let typed = typed_plan(opts, &typed_sock, &config.layouts, &present, capture.owner_hooks);
+            capture.hooks = match typed.and_then(|(btf, plan)| attach_typed(&mut ebpf, &btf, plan)) {
+                Ok(()) => Hooks::Typed,
+                Err(why) => Hooks::ClassicBecause(why),
+            };
+        }
         for kind in present {
             if capture.hooks == Hooks::Typed && typed_kinds().any(|k| k == kind) {
                 continue;
@@ -355,8 +353,8 @@ fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, programs: Vec<(&'static str, &'stati
 fn refusal(e: &aya::programs::ProgramError) -> String {
     if let aya::programs::ProgramError::LoadError { verifier_log, .. } = e {
         let log = verifier_log.to_string();
-        let verdict = log.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("processed") && !l.starts_with("verification time") && !l.starts_with("stack depth"));
-        if std::env::var_os("RSTTRACE_VERIFIER_LOG").is_some() { eprintln!("{log}"); }
+        let statistic = |l: &str| ["processed", "verification time", "stack depth"].iter().any(|s| l.starts_with(s));
+        let verdict = log.lines().rev().map(str::trim).find(|l| !l.is_empty() && !statistic(l));
         if let Some(line) = verdict {
             return line.to_string();
         }
