@@ -36,6 +36,10 @@ pub static TYPED_SOCK: TypedSockFields = TypedSockFields::UNKNOWN;
 /// 1 under `--network-evidence`: received resets carry what `PEERS` sampled.
 #[unsafe(no_mangle)]
 pub static NETWORK_EVIDENCE: Global<u8> = Global::new(0);
+/// Events a CPU submits between wakeups of the reader (see `emit::wakeup_flags`): set at load
+/// from the ring buffer's size and the number of CPUs.
+#[unsafe(no_mangle)]
+pub static WAKEUP_EVERY: Global<u32> = Global::new(64);
 /// 1 when any part of `FILTER` is set: the common unfiltered case skips it entirely.
 #[unsafe(no_mangle)]
 pub static FILTER_ACTIVE: Global<u8> = Global::new(0);

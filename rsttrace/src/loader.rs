@@ -13,8 +13,8 @@ use aya::{
 };
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
-    TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, LOST_SLOT, NO_FIELD, PEER_SLOTS,
-    RECEIVE_RESET_SHAPE, SET_STATE_SHAPE,
+    TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, LOST_SLOT, NO_FIELD,
+    PEER_SLOTS, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE,
 };
 
 use crate::{
@@ -217,6 +217,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let tcp_probe = tcp_probe_layout(opts.tracefs);
     let evidence = u8::from(opts.network_evidence);
     let filter_active = u8::from(config.filter != Filter::ANY);
+    let wakeup_every = wakeup_every(opts.ring_buffer_bytes, aya::util::nr_cpus().unwrap_or(64));
     let mut loader = EbpfLoader::new();
     for kind in EventKind::ALL {
         loader.override_global(layout_global(kind), &config.layouts[kind as usize], true);
@@ -230,6 +231,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global("TCP_PROBE", &tcp_probe, true)
         .override_global("NETWORK_EVIDENCE", &evidence, true)
         .override_global("TYPED_SOCK", &typed_sock, true)
+        .override_global("WAKEUP_EVERY", &wakeup_every, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         // Its 2.5 MiB only where something samples into it; a look-up elsewhere finds nothing.
         .map_max_entries("PEERS", if opts.network_evidence { PEER_SLOTS } else { 1 })
@@ -360,6 +362,15 @@ fn refusal(e: &aya::programs::ProgramError) -> String {
         }
     }
     e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// Events each CPU submits between wakeups of the reader. Few wakeups, as a wakeup costs more than
+/// an event (13–15 µs in a VM); but at most a quarter of the ring buffer unannounced with every
+/// CPU just short of its count, so the reader is woken well before it fills between its ticks.
+fn wakeup_every(ring_buffer_bytes: u32, cpus: usize) -> u32 {
+    // Each record carries an 8-byte header, rounded up to 8 bytes.
+    let events = ring_buffer_bytes as usize / (EVENT_SIZE.next_multiple_of(8) + 8);
+    (events / (4 * cpus.max(1))).clamp(16, 4096) as u32
 }
 
 /// Name of the kernel-side global holding `kind`'s layout.
@@ -530,6 +541,21 @@ impl LostCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wakeups_leave_most_of_the_ring_buffer_free() {
+        // 8 MiB (the default) on 2 CPUs: ~20k events of room, a wakeup per ~2.5k on a CPU.
+        let every = wakeup_every(8 << 20, 2);
+        assert!((2000..=3000).contains(&every), "{every}");
+        // Many CPUs or a small ring: each CPU wakes the reader sooner, within bounds.
+        assert!(wakeup_every(8 << 20, 64) < every);
+        assert_eq!(wakeup_every(64 << 10, 256), 16);
+        assert_eq!(wakeup_every(1 << 30, 1), 4096);
+        for (bytes, cpus) in [(8u32 << 20, 2usize), (8 << 20, 64), (1 << 20, 8)] {
+            let room = bytes as usize / (EVENT_SIZE + 8);
+            assert!(wakeup_every(bytes, cpus) as usize * cpus <= room / 4 + cpus, "{bytes} {cpus}");
+        }
+    }
     use crate::tracefs::tests::{kernel_format, KERNELS};
 
     /// The typed programs write their records at fixed offsets: every kernel we have formats of
