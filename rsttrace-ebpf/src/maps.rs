@@ -52,6 +52,17 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub static WAKEUPS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// Where a `tp_btf` program turns its socket pointer into a number (see `typed::address`): the
+/// last socket address stored on this CPU, and a count of the stores.
+#[repr(C)]
+pub struct AddressScratch {
+    pub stores: u64,
+    pub address: u64,
+}
+
+#[map]
+pub static ADDRESS_SCRATCH: PerCpuArray<AddressScratch> = PerCpuArray::with_max_entries(1, 0);
+
 /// Events that found the ring buffer full, per CPU.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

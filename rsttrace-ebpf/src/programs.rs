@@ -190,6 +190,9 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 /// transition stays in the kernel.
 #[inline(always)]
 pub(crate) fn state_changed<C: StateChange>(change: &C, sk: u64, old: i32, new: i32) {
+    if !changes_records(old, new) {
+        return;
+    }
     match new {
         TCP_SYN_SENT if old == TCP_CLOSE => owner::open(sk),
         // A listener's new child; a record at its address is a freed socket's.
@@ -205,6 +208,13 @@ pub(crate) fn state_changed<C: StateChange>(change: &C, sk: u64, old: i32, new: 
         }
         _ => {}
     }
+}
+
+/// Whether `state_changed` acts on this transition: decided from the states alone, so the many
+/// that change nothing (FIN_WAIT1 to FIN_WAIT2, ESTABLISHED to CLOSE_WAIT, …) read nothing else.
+#[inline(always)]
+pub(crate) fn changes_records(old: i32, new: i32) -> bool {
+    matches!(new, TCP_SYN_SENT | TCP_SYN_RECV | TCP_ESTABLISHED | TCP_CLOSE | TCP_LISTEN) || owner::is_learned_transition(old, new)
 }
 
 /// The handshake completed: the 4-tuple is noted as open (a peer on this host is found by it),

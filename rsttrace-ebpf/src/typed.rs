@@ -4,16 +4,21 @@
 //! (`TYPED_SOCK`), its records have the layout these programs write, and the verifier accepts
 //! them; the classic programs of `programs.rs` stay for other kernels, and for `tcp_send_reset`
 //! everywhere (without a full socket its record takes the addresses from the segment).
-use core::ptr::{addr_of, read_volatile};
+use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
 use rsttrace_common::{EventKind, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{read, Draft},
-    maps::{TupleKey, TYPED_SOCK},
+    emit::Draft,
+    maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SOCK},
     history, owner,
-    programs::{state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
+    programs::{changes_records, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
 
 /// One offset of `TYPED_SOCK`, read on its own from the read-only global: the verifier then
@@ -36,14 +41,29 @@ unsafe fn at<T: Copy>(sk: u64, offset: usize) -> T {
 }
 
 /// The socket's address as a plain number, to hash and compare: the verifier forbids arithmetic
-/// on a typed pointer (the hash), but the same eight bytes read with a helper are a number. (A
-/// round trip through a per-CPU map slot would be cheaper, but a typed program in softirq may
-/// run between the store and the load on the same CPU and leave its own socket there.)
+/// on a typed pointer (the hash), but the same eight bytes stored in a map and loaded back are a
+/// number (the kernel lets a privileged program store a pointer there). The slot is per CPU; a
+/// program that interrupts this one on the same CPU (softirq) between the store and the load
+/// stores its own socket there, and the count of stores tells: then a helper reads the pointer
+/// instead (~60–100 ns here, where the round trip costs a few).
 #[inline(always)]
 fn address(sk: u64) -> u64 {
-    let slot = core::ptr::addr_of!(sk);
+    if let Some(slot) = ADDRESS_SCRATCH.get_ptr_mut(0) {
+        // SAFETY: a per-CPU map value; volatile, so the compiler neither drops the round trip
+        // nor reorders it around the counts.
+        unsafe {
+            let mine = read_volatile(addr_of!((*slot).stores)).wrapping_add(1);
+            write_volatile(addr_of_mut!((*slot).stores), mine);
+            write_volatile(addr_of_mut!((*slot).address), sk);
+            let address = read_volatile(addr_of!((*slot).address));
+            if read_volatile(addr_of!((*slot).stores)) == mine {
+                return address;
+            }
+        }
+    }
+    let local = core::ptr::addr_of!(sk);
     // SAFETY: a probe read of a local.
-    unsafe { bpf_probe_read_kernel(slot) }.unwrap_or(0)
+    unsafe { bpf_probe_read_kernel(local) }.unwrap_or(0)
 }
 
 #[inline(always)]
@@ -52,14 +72,27 @@ fn is_tcp(sk: u64) -> bool {
     sk != 0 && unsafe { at::<u16>(sk, offset!(protocol)) } == IPPROTO_TCP
 }
 
-/// The socket's 4-tuple, and its family and remote address as a race entry keeps them; `address`
-/// is `address(sk)`, read once per program run.
+/// The socket's local port, network order, from `inet_sport` (`skc_num` is zeroed before some
+/// CLOSEs). That field lies past `struct sock`, where the verifier lets a `struct sock` pointer
+/// read nothing: `bpf_skc_to_tcp_sock` (a check of the protocol, no copy) types the same socket
+/// as the `tcp_sock` that holds it.
 #[inline(always)]
-fn ends_of(sk: u64, address: u64) -> Option<(TupleKey, u16, [u8; 16])> {
+fn local_port(sk: u64) -> Option<u16> {
+    // SAFETY: the helper takes any socket pointer and returns null for one that is not TCP's.
+    let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) } as *const u8;
+    if tcp.is_null() {
+        return None;
+    }
+    // SAFETY: a field of the `tcp_sock` the verifier typed, at its offset from BTF.
+    Some(unsafe { read_volatile(tcp.add(offset!(sport)) as *const u16) })
+}
+
+/// The socket's 4-tuple, and its family and remote address as a race entry keeps them.
+#[inline(always)]
+fn ends_of(sk: u64) -> Option<(TupleKey, u16, [u8; 16])> {
     // SAFETY: `sk` is a tracepoint's non-null socket (every caller checked).
     let (family, rport) = unsafe { (at::<u16>(sk, offset!(family)), u16::from_be(at::<u16>(sk, offset!(dport)))) };
-    // SAFETY: probe read only.
-    let lport = u16::from_be(unsafe { read::<u16>(address + offset!(sport) as u64) }?);
+    let lport = u16::from_be(local_port(sk)?);
     let mut raddr = [0u8; 16];
     // SAFETY: as above.
     let (laddr, raddr_tail) = unsafe {
@@ -83,7 +116,7 @@ fn ends_of(sk: u64, address: u64) -> Option<(TupleKey, u16, [u8; 16])> {
 /// ends, and what `fill` adds. The shape is a constant, so every store is at a literal offset.
 #[inline(always)]
 fn draft_with_ends(kind: EventKind, shape: &TracepointLayout, sk: u64, address: u64, fill: impl FnOnce(*mut u8)) -> Option<Draft> {
-    let (key, family, raddr) = ends_of(sk, address)?;
+    let (key, family, raddr) = ends_of(sk)?;
     let mut d = Draft::reserve_synthesized(kind)?;
     let record = d.record_mut()?;
     // SAFETY: constant offsets inside the record (`shape.record_size` of RECORD_MAX bytes),
@@ -127,7 +160,7 @@ struct Typed {
 impl StateChange for Typed {
     #[inline(always)]
     fn ends(&self) -> Option<(TupleKey, u16, [u8; 16])> {
-        ends_of(self.sk, self.address)
+        ends_of(self.sk)
     }
 
     #[inline(always)]
@@ -147,12 +180,13 @@ impl StateChange for Typed {
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn set_state_typed(ctx: BtfTracePointContext) -> u32 {
     let sk: u64 = ctx.arg(0);
+    let (old, new) = (ctx.arg(1), ctx.arg(2));
     // The tracepoint also fires for SCTP and MPTCP sockets; only TCP matters here.
-    if !is_tcp(sk) {
+    if !changes_records(old, new) || !is_tcp(sk) {
         return 0;
     }
-    let change = Typed { sk, address: address(sk), old: ctx.arg(1), new: ctx.arg(2) };
-    state_changed(&change, change.address, change.old, change.new);
+    let change = Typed { sk, address: address(sk), old, new };
+    state_changed(&change, change.address, old, new);
     0
 }
 
