@@ -148,7 +148,11 @@ impl Comm {
 
     pub fn as_str(&self) -> &str {
         // Valid by construction (see `from_kernel` and `From<&str>`).
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("?")
+        std::str::from_utf8(self.as_bytes()).unwrap_or("?")
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 }
 
@@ -206,10 +210,9 @@ pub struct Task {
 impl Task {
     /// Idle tasks and softirq/worker threads: `current` in timer and softirq context.
     pub fn is_kernel_context(&self) -> bool {
-        self.pid == 0
-            || self.comm.starts_with("swapper")
-            || self.comm.starts_with("ksoftirqd")
-            || self.comm.starts_with("kworker")
+        // On the bytes: this runs for every reset, and the names are ASCII.
+        let comm = self.comm.as_bytes();
+        self.pid == 0 || comm.starts_with(b"swapper") || comm.starts_with(b"ksoftirqd") || comm.starts_with(b"kworker")
     }
 }
 
