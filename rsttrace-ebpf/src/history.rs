@@ -16,18 +16,19 @@ fn tuple_slot(key: &TupleKey) -> u32 {
 
 /// The handshake completed (`open`) or the connection closed: note it under its 4-tuple. A
 /// closing socket's owner comes from its record; without one, the owner noted when it opened
-/// stays.
+/// stays. Only that case reads the slot: a new 4-tuple's slot is a cache miss in 4 MiB, which a
+/// load waits out and a store does not (it was a third of the state-change program's time).
 #[inline(always)]
 pub fn note_tuple(key: &TupleKey, sk: u64, owner: &Owner, open: bool) {
     let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run. Two CPUs writing
     // one slot at once can mix two entries; readers compare the key and treat history as a hint.
     unsafe {
-        let same_socket = (*slot).sk == sk && (*slot).key == *key;
+        let keep_owner = !open && !owner.is_known() && (*slot).sk == sk && (*slot).key == *key;
         (*slot).key = *key;
         (*slot).open = open as u32;
         (*slot).sk = sk;
-        if owner.is_known() || !same_socket {
+        if !keep_owner {
             (*slot).owner = *owner;
         }
     }
