@@ -176,7 +176,7 @@ pub struct TypedSockFields {
     pub family: u32,
     /// `inet_sock.inet_sport`: the local port, network order (u16). Not `skc_num`, which the
     /// kernel zeroes when it releases the port, before the state change to CLOSE. Beyond
-    /// `struct sock`, so read with a helper.
+    /// `struct sock`: read through the `tcp_sock` pointer `bpf_skc_to_tcp_sock` returns.
     pub sport: u32,
     /// `sock_common.skc_dport`: the remote port, network order (u16)
     pub dport: u32,

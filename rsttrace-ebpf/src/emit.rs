@@ -850,14 +850,14 @@ impl Drop for Draft {
     }
 }
 
-/// Wake the reader once per `WAKEUP_EVERY` events on a CPU instead of once per event: a wakeup
-/// (an irq_work, a self-interrupt) was measured at 13–15 µs in a VM, and at one per 64 events
-/// it made up a third of a received reset's cost. The agent also drains on its own short tick,
-/// so a lone event waits at most that long. Counted per CPU (an inlined array access): asking the
-/// ring buffer how full it is was measured at ~1.2 µs.
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
+/// Wake the reader once per `WAKEUP_EVERY` events on a CPU instead of once per event: a wakeup
+/// (an irq_work, a self-interrupt) was measured at 13–15 µs in a VM, and at one per 64 events
+/// it made up a third of a received reset's cost. The agent also drains on its own tick (50 ms,
+/// 1 s when idle), so a lone event waits at most that long. Counted per CPU (an inlined array
+/// access): asking the ring buffer how full it is was measured at ~1.2 µs.
 #[inline(always)]
 fn wakeup_flags() -> u64 {
     match WAKEUPS.get_ptr_mut(0) {

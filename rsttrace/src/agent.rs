@@ -30,7 +30,8 @@ use crate::{
 };
 
 /// How often held resets are checked for classification, and the ring buffer read for the events
-/// that did not wake the agent (the kernel wakes it only once a CPU has queued thousands).
+/// that did not wake the agent (the kernel wakes it once per `WAKEUP_EVERY` events a CPU, set
+/// at load: thousands with the default ring buffer on a few CPUs).
 const TICK: Duration = Duration::from_millis(50);
 /// The tick while nothing is held and no event came in since the last one: an idle host's agent
 /// wakes once a second instead of 20 times (each wakeup costs ~0.2 ms of CPU in a VM, which on a
@@ -238,6 +239,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 next_summary = Some(at + every);
                 state.summary.write(&mut io::stdout().lock(), started.elapsed().as_secs_f64(), lost.total(), state.events_read)?;
             }
+        }
+        // An idle tick must not make a summary late.
+        if let Some(at) = next_summary {
+            next_tick = next_tick.min(at);
         }
     };
     // A second Ctrl-C while draining ends the process at once (the kernel detaches the

@@ -409,8 +409,7 @@ impl Judge {
 
     /// `flush`, but at most `max` reports: the caller drains the ring buffer between batches.
     pub fn flush_at_most(&mut self, now_ns: u64, max: usize) -> Vec<Report> {
-        // Sized for a storm's batch up front: growing it copied every report again.
-        let mut out = Vec::with_capacity(max.min(self.pending.len()).min(4096));
+        let mut out = Vec::new();
         while out.len() < max && self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
             let mut p = self.pending.pop_front().expect("front checked");
             // Active resets are traced after they are transmitted, so over loopback or veth the
@@ -424,6 +423,10 @@ impl Judge {
                         continue;
                     }
                 }
+            }
+            if out.is_empty() {
+                // Sized for a storm's batch once one is due: growing it copied every report again.
+                out.reserve(max.min(self.pending.len() + 1).min(4096));
             }
             out.push(self.report(p));
         }

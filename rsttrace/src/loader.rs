@@ -217,7 +217,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let tcp_probe = tcp_probe_layout(opts.tracefs);
     let evidence = u8::from(opts.network_evidence);
     let filter_active = u8::from(config.filter != Filter::ANY);
-    let wakeup_every = wakeup_every(opts.ring_buffer_bytes, aya::util::nr_cpus().unwrap_or(64));
+    // The CPUs that run programs: a VM may have many more possible than online.
+    let online = aya::util::online_cpus().map_or(64, |cpus| cpus.len());
+    let wakeup_every = wakeup_every(opts.ring_buffer_bytes, online);
     let mut loader = EbpfLoader::new();
     for kind in EventKind::ALL {
         loader.override_global(layout_global(kind), &config.layouts[kind as usize], true);
@@ -370,7 +372,7 @@ fn refusal(e: &aya::programs::ProgramError) -> String {
 fn wakeup_every(ring_buffer_bytes: u32, cpus: usize) -> u32 {
     // Each record carries an 8-byte header, rounded up to 8 bytes.
     let events = ring_buffer_bytes as usize / (EVENT_SIZE.next_multiple_of(8) + 8);
-    (events / (4 * cpus.max(1))).clamp(16, 4096) as u32
+    (events / (4 * cpus.max(1))).clamp(1, 4096) as u32
 }
 
 /// Name of the kernel-side global holding `kind`'s layout.
@@ -549,7 +551,7 @@ mod tests {
         assert!((2000..=3000).contains(&every), "{every}");
         // Many CPUs or a small ring: each CPU wakes the reader sooner, within bounds.
         assert!(wakeup_every(8 << 20, 64) < every);
-        assert_eq!(wakeup_every(64 << 10, 256), 16);
+        assert_eq!(wakeup_every(64 << 10, 256), 1);
         assert_eq!(wakeup_every(1 << 30, 1), 4096);
         for (bytes, cpus) in [(8u32 << 20, 2usize), (8 << 20, 64), (1 << 20, 8)] {
             let room = bytes as usize / (EVENT_SIZE + 8);
