@@ -190,9 +190,6 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 /// transition stays in the kernel.
 #[inline(always)]
 pub(crate) fn state_changed<C: StateChange>(change: &C, sk: u64, old: i32, new: i32) {
-    if !changes_records(old, new) {
-        return;
-    }
     match new {
         TCP_SYN_SENT if old == TCP_CLOSE => owner::open(sk),
         // A listener's new child; a record at its address is a freed socket's.
@@ -210,8 +207,10 @@ pub(crate) fn state_changed<C: StateChange>(change: &C, sk: u64, old: i32, new: 
     }
 }
 
-/// Whether `state_changed` acts on this transition: decided from the states alone, so the many
-/// that change nothing (FIN_WAIT1 to FIN_WAIT2, ESTABLISHED to CLOSE_WAIT, …) read nothing else.
+/// Whether `state_changed` may act on this transition, from the states alone: a typed program
+/// checks it before reading the socket, so the many transitions that change nothing (FIN_WAIT1
+/// to FIN_WAIT2, ESTABLISHED to CLOSE_WAIT, …) read nothing else. (A classic program has its
+/// record already; `state_changed`'s own match passes over them.)
 #[inline(always)]
 pub(crate) fn changes_records(old: i32, new: i32) -> bool {
     matches!(new, TCP_SYN_SENT | TCP_SYN_RECV | TCP_ESTABLISHED | TCP_CLOSE | TCP_LISTEN) || owner::is_learned_transition(old, new)

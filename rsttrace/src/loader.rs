@@ -543,6 +543,7 @@ impl LostCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tracefs::tests::{kernel_format, KERNELS};
 
     #[test]
     fn wakeups_leave_most_of_the_ring_buffer_free() {
@@ -558,7 +559,6 @@ mod tests {
             assert!(wakeup_every(bytes, cpus) as usize * cpus <= room / 4 + cpus, "{bytes} {cpus}");
         }
     }
-    use crate::tracefs::tests::{kernel_format, KERNELS};
 
     /// The typed programs write their records at fixed offsets: every kernel we have formats of
     /// must lay the records out so, and a layout shifted as PREEMPT_RT shifts it must not match.
