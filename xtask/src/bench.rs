@@ -34,6 +34,9 @@ const NETNS_TAG: &str = "rstbench";
 const SUBNET: u8 = 2;
 /// A port nobody listens on in the server namespace.
 const CLOSED_PORT: &str = "9";
+/// How long a tracer gets after the load to read and report what it left queued or held:
+/// rsttrace holds a reset ~170 ms and reads its ring buffer at least once a second.
+const SETTLE: Duration = Duration::from_millis(1500);
 /// Server `i` (one per core) listens on this port plus `i`.
 const FIRST_SERVER_PORT: u16 = 7000;
 /// Connections the memory bound churns through one rsttrace.
@@ -337,8 +340,12 @@ struct Account {
     events: u64,
     /// rsttrace --json: resets whose both ends are the bed's.
     bed_resets: Option<u64>,
-    /// Its CPU from attached to exited, the drain after the load included.
+    /// Its CPU from attached until it had caught up after the load ([`SETTLE`]): the work the
+    /// connections made.
     cpu_secs: f64,
+    /// Its CPU from SIGINT to exited: the final drain, the summary, and detaching (unregistering
+    /// the programs and freeing the ring buffer: a few ms of kernel work, once per run).
+    exit_cpu_secs: f64,
 }
 
 fn start_tracer(tracer: Tracer) -> Result<Option<Running>> {
@@ -384,10 +391,11 @@ impl Running {
     /// the JSON reports about its connections.
     fn stop(self, cpu_at_start: f64, bed: Option<&Bed>) -> Result<Account> {
         let pid = self.pid();
+        let cpu_before_stop = cpu_secs(pid);
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, libc::SIGINT) };
         // Reaped here rather than by `Child::wait`, for the CPU time wait4 reports with it.
-        let cpu = reap_with_cpu(pid).with_context(|| format!("waiting for {}", self.tracer.name()))? - cpu_at_start;
+        let cpu_at_exit = reap_with_cpu(pid).with_context(|| format!("waiting for {}", self.tracer.name()))?;
         let stderr = std::fs::read_to_string(&self.stderr)?;
         let mut account = match self.tracer {
             Tracer::Bpftrace => {
@@ -415,7 +423,8 @@ impl Running {
             }
             _ => Account::default(),
         };
-        account.cpu_secs = cpu;
+        account.cpu_secs = cpu_before_stop - cpu_at_start;
+        account.exit_cpu_secs = (cpu_at_exit - cpu_before_stop).max(0.0);
         if let (Tracer::RsttraceJson | Tracer::RsttraceFolded, Some(bed)) = (self.tracer, bed) {
             // The bed's records by namespace (the tracer sees the whole host); folded records
             // carry no addresses.
@@ -466,6 +475,9 @@ fn measure(plan: &Plan, cores: usize, workload: Workload, tracer: Tracer) -> Res
     let foreign = foreign_before.max(foreign_tracing_programs(&ours)?);
     let mut run = Run { load, foreign, ..Run::default() };
     if let Some(r) = running {
+        // Time to read and report what the load left queued or held, so that its work counts
+        // as the connections' and not as the exit's.
+        std::thread::sleep(SETTLE);
         run.peak_rss_kib = status_kib(r.pid(), "VmHWM");
         let bed_reports = (workload == Workload::ResetStorm).then_some(&bed);
         run.account = r.stop(cpu0, bed_reports)?;
@@ -624,6 +636,7 @@ fn run_all(plan: &Plan) -> Result<String> {
             .output()?;
         Load::parse(&out.stdout)?;
         let wall = t0.elapsed().as_secs_f64();
+        std::thread::sleep(SETTLE);
         let account = r.stop(cpu0, None)?;
         Paced { core_pct: account.cpu_secs / wall * 100.0, account }
     };
@@ -769,7 +782,8 @@ fn write_report(
          and runs per connection, come from one more run of {} s per workload and tracer with it on. Ring-buffer events \
          per connection: rsttrace's own count of events read (its summary line) over the connections the load attempted \
          (bpftrace: lines printed). Agent CPU: the tracer process's CPU time, its threads' run time to the microsecond, from attached \
-         to exited (its drain included). Reports, events and BPF runs are host-wide: other traffic on the host counts too.\n\n\
+         until {:.1} s after the load, time enough to read and report all it left; what exiting then costs (the last drain, \
+         the summary, detaching the programs) is its own column, per run: it is paid once, not per connection. Reports, events and BPF runs are host-wide: other traffic on the host counts too.\n\n\
          bpftrace runs `{BPFTRACE_ONE_LINER}`.\n",
         cx.took.as_secs_f64(),
         crate::output("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_default().trim(),
@@ -780,6 +794,7 @@ fn write_report(
         plan.rounds,
         plan.seconds,
         plan.profile_seconds,
+        SETTLE.as_secs_f64(),
     )?;
     let disturbed: usize = results.values().flatten().filter(|r| r.foreign > 0).count();
     if disturbed > 0 {
@@ -799,9 +814,9 @@ fn write_report(
         writeln!(md, "## {}\n", workload.name())?;
         writeln!(
             md,
-            "| tracer | {unit} (median) | ratio vs no tracer | ring-buffer events per connection | BPF ns per run by program (runs per connection) | agent CPU ms per 1k connections | agent CPU, % of one core | lost | peak RSS MiB |"
+            "| tracer | {unit} (median) | ratio vs no tracer | ring-buffer events per connection | BPF ns per run by program (runs per connection) | agent CPU ms per 1k connections | agent CPU, % of one core | agent CPU at exit, ms per run | lost | peak RSS MiB |"
         )?;
-        writeln!(md, "|---|---|---|---|---|---|---|---|---|")?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
         for tracer in Tracer::ALL {
             let runs = &results[&(workload, tracer)];
             let ratio = Spread::of(runs.iter().zip(base).map(|(r, b)| r.load.ops as f64 / b.load.ops.max(1) as f64).collect());
@@ -809,6 +824,7 @@ fn write_report(
             let conns: u64 = runs.iter().map(|r| r.load.conns).sum();
             let events: u64 = runs.iter().map(|r| r.account.events).sum();
             let cpu: f64 = runs.iter().map(|r| r.account.cpu_secs).sum();
+            let exit_ms = runs.iter().map(|r| r.account.exit_cpu_secs).sum::<f64>() * 1000.0 / runs.len().max(1) as f64;
             let lost: u64 = runs.iter().map(|r| r.account.lost).sum();
             let rss = runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
             let row = Row {
@@ -833,12 +849,13 @@ fn write_report(
             let reads = tracer.reads_events();
             writeln!(
                 md,
-                "| {} | {throughput:.0} | {} | {} | {bpf} | {} | {} | {} | {} |",
+                "| {} | {throughput:.0} | {} | {} | {bpf} | {} | {} | {} | {} | {} |",
                 tracer.name(),
                 if tracer == Tracer::None { "1.00".into() } else { format!("{:.3} ({:.3}–{:.3})", ratio.median, ratio.lo, ratio.hi) },
                 if tracer.untraced() { dash() } else if reads { format!("{:.3}", row.events_per_conn) } else { "0".into() },
                 if reads { format!("{:.3}", row.cpu_ms_per_k_conns) } else { dash() },
                 if reads { format!("{:.2}", cpu / (runs.len() as f64 * plan.seconds as f64) * 100.0) } else { dash() },
+                if reads { format!("{exit_ms:.1}") } else { dash() },
                 if reads { lost.to_string() } else { dash() },
                 if tracer.untraced() { dash() } else { format!("{rss:.1}") },
             )?;
