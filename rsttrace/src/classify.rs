@@ -4,8 +4,10 @@
 //! `TCP_STATE`, data after the application closed arrives as `TCP_TIMEWAIT_SOCKET`, and kernels
 //! before 6.10 give no reason at all. Where the facts do not single out a cause it says
 //! `unknown` and explains what it does know.
+use std::{borrow::Cow, fmt};
+
 use crate::{
-    event::{SockFacts, TcpState},
+    event::{Comm, SockFacts, Task, TcpState},
     evidence::Evidence,
     report::{Cause, Origin, Verdict},
 };
@@ -55,9 +57,9 @@ pub struct Story {
     /// The owner opened a sibling connection to the same peer at about the same time and keeps it.
     pub race_sibling: bool,
     /// A listener of a different process now holds the local port that served this peer.
-    pub port_taken_by: Option<String>,
+    pub port_taken_by: Option<Named>,
     /// The owning process, for the explanation (`nginx[812]`).
-    pub owner: Option<String>,
+    pub owner: Option<Named>,
     /// The state the socket left for CLOSE, if it did.
     pub closed_from: Option<TcpState>,
     /// The stack aborted the connection on data that arrived after the application shut the
@@ -67,7 +69,7 @@ pub struct Story {
     /// queue with this many, counting itself.
     pub listener_waiting: Option<(u16, u32)>,
     /// The process that ran the call when it is not the owner (`ss[991]` killing nginx's socket).
-    pub actor: Option<String>,
+    pub actor: Option<Named>,
     /// The owner was told ECONNABORTED right after this RST: a tool destroyed the socket.
     pub destroyed: bool,
     /// How a received RST and the peer's segments arrived (see `evidence.rs`).
@@ -76,13 +78,51 @@ pub struct Story {
     pub after_received_reset: bool,
 }
 
+/// A process as a why names it: `nginx[812]`. Kept as its parts, so that a story costs no
+/// formatting until a why is written with it (a storm writes few of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Named {
+    pub comm: Comm,
+    pub pid: u32,
+}
 
-fn v(cause: Cause, origin: Origin, why: impl Into<String>) -> Verdict {
+impl Named {
+    pub fn new(comm: &str, pid: u32) -> Self {
+        Self { comm: comm.into(), pid }
+    }
+}
+
+impl From<&Task> for Named {
+    fn from(t: &Task) -> Self {
+        Self { comm: t.comm, pid: t.pid }
+    }
+}
+
+impl fmt::Display for Named {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.comm, self.pid)
+    }
+}
+
+/// A process named in a why, or the words that stand in for it when none is known.
+struct OrElse<'a>(Option<&'a Named>, &'static str);
+
+impl fmt::Display for OrElse<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(named) => named.fmt(f),
+            None => f.write_str(self.1),
+        }
+    }
+}
+
+/// A why that is a fixed sentence costs no allocation.
+fn v(cause: Cause, origin: Origin, why: impl Into<Cow<'static, str>>) -> Verdict {
     Verdict { cause, origin, benign: false, why: why.into() }
 }
 
 pub fn classify(trigger: &Trigger, story: &Story) -> Verdict {
-    let who = story.owner.as_deref().unwrap_or("the application");
+    let who = &OrElse(story.owner.as_ref(), "the application");
     match trigger {
         Trigger::Sent { reason, state, trigger_syn, facts } => sent(*reason, *state, *trigger_syn, *facts, story, who),
         Trigger::Received { state } => received(*state, story),
@@ -90,7 +130,7 @@ pub fn classify(trigger: &Trigger, story: &Story) -> Verdict {
     }
 }
 
-fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &str) -> Verdict {
+fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &OrElse) -> Verdict {
     use TcpState::*;
     let app_abort = |cause, why: String| {
         if story.race_sibling {
@@ -98,10 +138,10 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
                 cause: Cause::ConnectRaceLoser,
                 origin: Origin::Application,
                 benign: true,
-                why: format!("{who} opened two connections to this peer and dropped this one right after the handshake"),
+                why: format!("{who} opened two connections to this peer and dropped this one right after the handshake").into(),
             };
         }
-        Verdict { cause, origin: Origin::Application, benign: false, why }
+        Verdict { cause, origin: Origin::Application, benign: false, why: why.into() }
     };
     if let Some((port, n)) = story.listener_waiting {
         let waiting = if n == 1 { "1 connection".to_string() } else { format!("{n} connections") };
@@ -125,7 +165,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
     if let Some(live) = state.filter(|s| destroyed && s.is_synchronized()) {
         // Only tcp_abort() sends TCP_STATE from a live connection: `ss -K`, SOCK_DESTROY,
         // bpf_sock_destroy(), in the destroyer's system call.
-        let by = story.actor.as_deref().unwrap_or("a tool");
+        let by = OrElse(story.actor.as_ref(), "a tool");
         return v(
             Cause::SocketDestroyed,
             Origin::Application,
@@ -163,7 +203,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             // A client that aborts after the peer finished is skipping TIME_WAIT on purpose.
             if verdict.cause == Cause::AppAbortLinger0 && story.active_open && story.peer_closed {
                 verdict.benign = true;
-                verdict.why = format!("{who} ended a finished exchange with SO_LINGER 0 (skips TIME_WAIT)");
+                verdict.why = format!("{who} ended a finished exchange with SO_LINGER 0 (skips TIME_WAIT)").into();
             }
             verdict
         }
@@ -191,7 +231,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         _ if state == Listen && story.port_taken_by.is_some() => v(
             Cause::PortGrabbed,
             Origin::Stack,
-            format!("{} now holds this port; the process that served this peer is gone", story.port_taken_by.as_deref().unwrap_or("another process")),
+            format!("{} now holds this port; the process that served this peer is gone", OrElse(story.port_taken_by.as_ref(), "another process")),
         ),
         Some("INVALID_SYN") if state == Listen => {
             v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
@@ -243,7 +283,7 @@ fn inferred_reason(state: TcpState, facts: Option<SockFacts>, story: &Story) -> 
 
 /// Kernels before 6.10 (and application aborts before 6.11) give no reason: infer from the
 /// socket's facts, its state and its history.
-fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &str) -> Verdict {
+fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &OrElse) -> Verdict {
     use TcpState::*;
     if let Some(reason) = inferred_reason(state, facts, story) {
         return sent(Some(reason), Some(state), syn, None, story, who);
@@ -264,8 +304,20 @@ fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFac
     }
 }
 
+/// ` (no_listener)`: the cause of the RST the peer's stack on this host sent, when it did.
+struct PeerCause(Option<Cause>);
+
+impl fmt::Display for PeerCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(c) => write!(f, " ({})", c.name()),
+            None => Ok(()),
+        }
+    }
+}
+
 fn received(state: Option<TcpState>, story: &Story) -> Verdict {
-    let peer_cause = story.peer_sent.map(|c| format!(" ({})", c.name())).unwrap_or_default();
+    let peer_cause = PeerCause(story.peer_sent);
     if story.peer_local && story.peer_sent.is_none() {
         return v(
             Cause::Injected,
@@ -282,9 +334,11 @@ fn received(state: Option<TcpState>, story: &Story) -> Verdict {
     }
     // Doubts matter only where the peer's own stack is not on this host to say what it sent.
     let doubts = match story.peer_sent {
-        Some(_) => String::new(),
-        None => story.evidence.as_ref().and_then(Evidence::doubts).map(|d| format!(" ({d})")).unwrap_or_default(),
+        Some(_) => None,
+        None => story.evidence.as_ref().and_then(Evidence::doubts),
     };
+    let doubts = doubts.as_deref().map(|d| format!(" ({d})"));
+    let doubts = doubts.as_deref().unwrap_or("");
     match state {
         Some(TcpState::SynSent) => v(
             Cause::Refused,
@@ -307,7 +361,7 @@ fn received(state: Option<TcpState>, story: &Story) -> Verdict {
     }
 }
 
-fn timed_out(state: Option<TcpState>, story: &Story, who: &str) -> Verdict {
+fn timed_out(state: Option<TcpState>, story: &Story, who: &OrElse) -> Verdict {
     match state {
         Some(TcpState::SynSent) => v(
             Cause::SynTimeout,
@@ -350,7 +404,7 @@ mod tests {
         let reused = Story { tuple_reused: true, ..Story::default() };
         let kept = Story { socket_kept: true, ..Story::default() };
         let timer = Story { timed_out: true, ..Story::default() };
-        let grabbed = Story { port_taken_by: Some("intruder[9]".into()), ..Story::default() };
+        let grabbed = Story { port_taken_by: Some(Named::new("intruder", 9)), ..Story::default() };
         let from_fin_wait2 = Story { closed_from: Some(FinWait2), ..Story::default() };
         let unread = SockFacts { unread: true, ..SockFacts::default() };
         let unread_and_linger0 = SockFacts { unread: true, linger0: true, ..SockFacts::default() };
@@ -442,7 +496,7 @@ mod tests {
 
     #[test]
     fn a_local_abort_on_data_says_whether_the_socket_was_closed_or_shut_down() {
-        let story = Story { owner: Some("srv[7]".into()), aborted_on_data: true, ..Story::default() };
+        let story = Story { owner: Some(Named::new("srv", 7)), aborted_on_data: true, ..Story::default() };
         let facts = |orphan| Some(SockFacts { orphan, ..SockFacts::default() });
         let why = |orphan| classify(&Trigger::Sent { reason: None, state: Some(Close), trigger_syn: None, facts: facts(orphan) }, &story).why;
         assert_eq!(why(true), "peer sent data after srv[7] closed the socket");
@@ -451,17 +505,17 @@ mod tests {
 
     #[test]
     fn a_destroyed_socket_names_who_destroyed_it_and_whose_it_was() {
-        let story = Story { owner: Some("nginx[812]".into()), actor: Some("ss[991]".into()), ..Story::default() };
+        let story = Story { owner: Some(Named::new("nginx", 812)), actor: Some(Named::new("ss", 991)), ..Story::default() };
         let got = classify(&sent(Some("TCP_STATE"), Some(Established), None), &story);
         assert_eq!(got.why, "ss[991] destroyed the socket of nginx[812] in ESTABLISHED (ss -K, SOCK_DESTROY or bpf_sock_destroy)");
-        let story = Story { owner: Some("nginx[812]".into()), listener_waiting: Some((80, 1)), ..Story::default() };
+        let story = Story { owner: Some(Named::new("nginx", 812)), listener_waiting: Some((80, 1)), ..Story::default() };
         let got = classify(&sent(Some("TCP_STATE"), Some(Close), None), &story);
         assert!(got.why.starts_with("nginx[812] closed its listening socket on port 80 with 1 connection waiting"), "{}", got.why);
     }
 
     #[test]
     fn why_names_the_owner() {
-        let story = Story { owner: Some("nginx[812]".into()), ..Story::default() };
+        let story = Story { owner: Some(Named::new("nginx", 812)), ..Story::default() };
         let got = classify(&sent(Some("TCP_TIMEWAIT_SOCKET"), Some(TimeWait), Some(false)), &story);
         assert_eq!(got.why, "peer sent data after nginx[812] closed the socket");
     }

@@ -269,8 +269,17 @@ impl Decoder {
         if data.len() < EVENT_SIZE {
             return Err(DecodeError::Size(data.len()));
         }
-        // SAFETY: length checked; Event is plain old data and read unaligned.
-        let raw: Event = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+        // Read in place where the ring buffer keeps it aligned (it aligns every record to 8
+        // bytes), which spares copying the whole event; copied otherwise.
+        let copy;
+        let raw: &Event = if data.as_ptr().align_offset(std::mem::align_of::<Event>()) == 0 {
+            // SAFETY: length and alignment checked; Event is plain old data, valid for any bytes.
+            unsafe { &*data.as_ptr().cast::<Event>() }
+        } else {
+            // SAFETY: length checked; read unaligned.
+            copy = unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<Event>()) };
+            &copy
+        };
         let kind = EventKind::from_u32(raw.kind).ok_or(DecodeError::Kind(raw.kind))?;
         let fields = self.kinds[kind as usize]
             .as_ref()

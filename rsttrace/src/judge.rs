@@ -20,7 +20,7 @@ use std::{
 
 use crate::{
     FastMap,
-    classify::{classify, Story, Trigger},
+    classify::{classify, Named, Story, Trigger},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
     recent_sent::{RecentSent, SentRecord},
@@ -412,23 +412,24 @@ impl Judge {
         let mut out = Vec::new();
         while out.len() < max && self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
             let mut p = self.pending.pop_front().expect("front checked");
+            // The RST the local peer sent, if any, and its cause once classified.
+            let peer = match p.trigger {
+                Trigger::Received { .. } => self.peer_sent(&p.event).map(|r| r.cause),
+                _ => None,
+            };
             // Active resets are traced after they are transmitted, so over loopback or veth the
             // peer's `received` comes first: let the sender be classified before it.
-            if matches!(p.trigger, Trigger::Received { .. }) && !p.deferred {
-                if let Some(r) = self.peer_sent(&p.event) {
-                    if r.cause.is_none() {
-                        p.deferred = true;
-                        p.deadline_ns = p.deadline_ns.saturating_add(PEER_WAIT_NS);
-                        self.pending.push_back(p);
-                        continue;
-                    }
-                }
+            if peer == Some(None) && !p.deferred {
+                p.deferred = true;
+                p.deadline_ns = p.deadline_ns.saturating_add(PEER_WAIT_NS);
+                self.pending.push_back(p);
+                continue;
             }
             if out.is_empty() {
                 // Sized for a storm's batch once one is due: growing it copied every report again.
                 out.reserve(max.min(self.pending.len() + 1).min(4096));
             }
-            out.push(self.report(p));
+            out.push(self.report(p, peer.map(|cause| cause.unwrap_or(Cause::Unknown))));
         }
         self.recent_sent.expire(now_ns.min(u64::MAX - 1));
         if now_ns.saturating_sub(self.received_pruned_ns) > SAME_CALL_NS {
@@ -469,9 +470,10 @@ impl Judge {
         (owner, attribution)
     }
 
-    fn report(&mut self, p: Pending) -> Report {
+    /// `peer_sent`: for a received reset, the cause of the RST its local peer sent.
+    fn report(&mut self, p: Pending, peer_sent: Option<Cause>) -> Report {
         let (owner, attribution) = self.owner(&p);
-        let story = self.story(&p, owner.as_ref());
+        let story = self.story(&p, owner.as_ref(), peer_sent);
         let verdict = classify(&p.trigger, &story);
         let (kind, direction, state) = match &p.trigger {
             Trigger::Sent { state, .. } => (ReportType::Reset, Some(Direction::Sent), *state),
@@ -509,12 +511,12 @@ impl Judge {
         }
     }
 
-    fn story(&self, p: &Pending, owner: Option<&Task>) -> Story {
+    fn story(&self, p: &Pending, owner: Option<&Task>, peer_sent: Option<Cause>) -> Story {
         let ev = &p.event;
         let h = &ev.history;
         let facts = ev.facts.unwrap_or_default();
         let mut story = Story {
-            owner: owner.map(|o| format!("{}[{}]", o.comm, o.pid)),
+            owner: owner.map(Named::from),
             active_open: h.opened_ns.is_some(),
             peer_closed: facts.peer_closed,
             closed_from: h.closed_from,
@@ -534,12 +536,10 @@ impl Judge {
         if matches!(p.trigger, Trigger::Received { .. }) {
             story.peer_local =
                 self.seen.every_sent_reset && h.peer_local && !self.losses_near(ev.ts_ns);
-            story.peer_sent = self
-                .peer_sent(ev)
-                .map(|r| r.cause.unwrap_or(Cause::Unknown));
+            story.peer_sent = peer_sent;
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
-        story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| format!("{}[{}]", now.comm, now.pid));
+        story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| Named::from(now));
         story.aborted_on_data = p.aborted_on_data;
         story.after_received_reset =
             matches!(p.trigger, Trigger::Sent { .. }) && p.peer_talked_after;
@@ -548,7 +548,7 @@ impl Judge {
         story.listener_waiting = p.listener_closed_with.and_then(|key| Some((key.1, self.listener_closes.get(&key)?.1)));
         // The task that ran the call, when it is a process and not the owner: the one that
         // killed someone else's socket.
-        story.actor = ev.current.filter(|t| !t.is_kernel_context() && owner.is_none_or(|o| o.pid != t.pid)).map(|t| format!("{}[{}]", t.comm, t.pid));
+        story.actor = ev.current.filter(|t| !t.is_kernel_context() && owner.is_none_or(|o| o.pid != t.pid)).map(|t| Named::from(&t));
         story
     }
 
@@ -823,7 +823,7 @@ mod tests {
         genuine.history.arrival = Some(arrival(63, 4712));
         let r = &run(vec![genuine.clone()])[0];
         assert_eq!(
-            (r.verdict.cause, r.verdict.why.as_str()),
+            (r.verdict.cause, &*r.verdict.why),
             (Cause::PeerReset, "peer reset the connection in ESTABLISHED")
         );
         // No samples at all (no --network-evidence): an evidence object that decides nothing.

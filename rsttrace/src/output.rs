@@ -571,7 +571,7 @@ impl<W: Write> Sink for TableSink<W> {
             Some(o) => (o.pid.to_string(), o.comm.as_str()),
             None => ("-".to_string(), "-"),
         };
-        let mut why = r.verdict.why.clone();
+        let mut why = r.verdict.why.to_string();
         if r.verdict.benign {
             why.push_str(" (benign)");
         }

@@ -128,8 +128,8 @@ pub struct Verdict {
     pub cause: Cause,
     pub origin: Origin,
     pub benign: bool,
-    /// One line a person can act on.
-    pub why: String,
+    /// One line a person can act on; a fixed sentence is not copied.
+    pub why: std::borrow::Cow<'static, str>,
 }
 
 /// One reset or abort, ready for output.
