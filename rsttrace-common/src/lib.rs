@@ -186,6 +186,15 @@ pub struct TypedSockFields {
     /// `sock_common.skc_v6_rcv_saddr`, `skc_v6_daddr` (16 bytes)
     pub v6_rcv_saddr: u32,
     pub v6_daddr: u32,
+    /// `sock_common.skc_state` (u8)
+    pub state: u32,
+    /// `tcp_sock.total_retrans` (u32), read through the `tcp_sock` pointer as `sport` is.
+    pub total_retrans: u32,
+    /// The socket's cgroup v2 id: `sock.sk_cgrp_data.cgroup` (a `struct cgroup *`), its `kn`
+    /// (a `struct kernfs_node *`) and that node's `id` (u64). Optional: without them the id is 0.
+    pub cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kn_id: u32,
 }
 
 impl TypedSockFields {
@@ -199,13 +208,35 @@ impl TypedSockFields {
         daddr: NO_OFFSET,
         v6_rcv_saddr: NO_OFFSET,
         v6_daddr: NO_OFFSET,
+        state: NO_OFFSET,
+        total_retrans: NO_OFFSET,
+        cgroup: NO_OFFSET,
+        cgroup_kn: NO_OFFSET,
+        kn_id: NO_OFFSET,
     };
 
-    /// Every offset is known.
+    /// Every offset the typed programs need is known (the cgroup's are optional).
     pub fn complete(&self) -> bool {
-        [self.protocol, self.err, self.family, self.sport, self.dport, self.rcv_saddr, self.daddr, self.v6_rcv_saddr, self.v6_daddr]
-            .iter()
-            .all(|o| *o != NO_OFFSET)
+        [
+            self.protocol,
+            self.err,
+            self.family,
+            self.sport,
+            self.dport,
+            self.rcv_saddr,
+            self.daddr,
+            self.v6_rcv_saddr,
+            self.v6_daddr,
+            self.state,
+            self.total_retrans,
+        ]
+        .iter()
+        .all(|o| *o != NO_OFFSET)
+    }
+
+    /// The socket's cgroup id can be read.
+    pub fn has_cgroup(&self) -> bool {
+        self.cgroup != NO_OFFSET && self.cgroup_kn != NO_OFFSET && self.kn_id != NO_OFFSET
     }
 }
 

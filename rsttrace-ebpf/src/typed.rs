@@ -12,10 +12,10 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use rsttrace_common::{EventKind, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
+use rsttrace_common::{EventKind, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::Draft,
+    emit::{Draft, SocketRead},
     maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SOCK},
     history, owner,
     programs::{changes_records, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
@@ -85,6 +85,36 @@ fn local_port(sk: u64) -> Option<u16> {
     }
     // SAFETY: a field of the `tcp_sock` the verifier typed, at its offset from BTF.
     Some(unsafe { read_volatile(tcp.add(offset!(sport)) as *const u16) })
+}
+
+/// What `submit` would read through helpers for a received reset: the socket's state, its
+/// retransmissions (a `tcp_sock` field, through the pointer `bpf_skc_to_tcp_sock` types) and its
+/// cgroup id (a walk of two pointers the verifier types from BTF; a null one reads as 0).
+#[inline(always)]
+fn socket_read(sk: u64) -> Option<SocketRead> {
+    // SAFETY: as in `local_port`.
+    let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) } as *const u8;
+    if tcp.is_null() {
+        return None;
+    }
+    // SAFETY: fields at their offsets from BTF in the socket the verifier typed, and in the
+    // structures its typed pointers lead to.
+    unsafe {
+        let state = at::<u8>(sk, offset!(state));
+        let retransmits = read_volatile(tcp.add(offset!(total_retrans)) as *const u32);
+        let mut cgroup = 0;
+        // Load-time constants: the verifier drops this branch where BTF lacked an offset.
+        if offset!(cgroup) != NO_OFFSET as usize && offset!(cgroup_kn) != NO_OFFSET as usize && offset!(kn_id) != NO_OFFSET as usize {
+            let cg = at::<*const u8>(sk, offset!(cgroup));
+            if !cg.is_null() {
+                let kn = read_volatile(cg.add(offset!(cgroup_kn)) as *const *const u8);
+                if !kn.is_null() {
+                    cgroup = read_volatile(kn.add(offset!(kn_id)) as *const u64);
+                }
+            }
+        }
+        Some(SocketRead { state, retransmits, cgroup })
+    }
 }
 
 /// The socket's 4-tuple, and its family and remote address as a race entry keeps them.
@@ -199,6 +229,10 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
     }
     let address = address(sk);
     if let Some(d) = draft_with_ends(EventKind::ReceiveReset, &RECEIVE_RESET_SHAPE, sk, address, |_| {}) {
+        let d = match socket_read(sk) {
+            Some(read) => d.with_socket_read(read),
+            None => d,
+        };
         d.submit(address, 0, owner::record(address), None);
     }
     0

@@ -267,6 +267,14 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
         daddr: common("skc_daddr"),
         v6_rcv_saddr: common("skc_v6_rcv_saddr"),
         v6_daddr: common("skc_v6_daddr"),
+        state: common("skc_state"),
+        total_retrans: btf.member_offset("tcp_sock", "total_retrans").unwrap_or(NO_OFFSET),
+        cgroup: match (btf.member_offset("sock", "sk_cgrp_data"), btf.member_offset("sock_cgroup_data", "cgroup")) {
+            (Ok(data), Ok(cgroup)) => data + cgroup,
+            _ => NO_OFFSET,
+        },
+        cgroup_kn: btf.member_offset("cgroup", "kn").unwrap_or(NO_OFFSET),
+        kn_id: btf.member_offset("kernfs_node", "id").unwrap_or(NO_OFFSET),
     }
 }
 
