@@ -46,6 +46,17 @@ pub fn open(sk: u64) {
     socks::insert(sk, &SockRecord { owner: current_owner(0), opened_ns: now, ..SockRecord::EMPTY });
 }
 
+/// listen(): a new record in its owner's system call, as connect() makes one. Learning the
+/// owner into whatever record the slot held would keep that record's namespace, and a socket
+/// freed without passing through CLOSE (one that only failed to send) leaves its record behind
+/// for the next socket at its address.
+#[inline(always)]
+pub fn listen(sk: u64) -> Owner {
+    let owner = current_owner(socket_netns(sk));
+    socks::insert(sk, &SockRecord { owner, ..SockRecord::EMPTY });
+    owner
+}
+
 /// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the
 /// send/receive hooks call this on every message). Returns the owner now on record.
 #[inline(always)]
@@ -63,8 +74,9 @@ pub fn learn(sk: u64) -> Owner {
     if known.owner.tgid == tgid && known.owner.pid == pid {
         return known.owner;
     }
-    let netns = if known.owner.netns != 0 { known.owner.netns } else { socket_netns(sk) };
-    let owner = current_owner(netns);
+    // Read again, not taken from the record: it may be a freed socket's (see `listen`), and an
+    // owner changes rarely (a socket handed to another process or thread).
+    let owner = current_owner(socket_netns(sk));
     // A worker thread closing a socket for the kernel (a file's last reference dropped outside
     // its process, deferred to a workqueue) is not its owner: the one on record stays.
     if known.owner.is_known() && is_worker_thread(&owner.comm) {

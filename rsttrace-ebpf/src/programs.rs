@@ -197,7 +197,7 @@ pub(crate) fn state_changed<C: StateChange>(change: &C, sk: u64, old: i32, new: 
         TCP_ESTABLISHED => established(change, sk, old),
         TCP_CLOSE => closed(change, sk, old),
         TCP_LISTEN => {
-            let owner = owner::learn(sk);
+            let owner = owner::listen(sk);
             report_listener(change, sk, owner);
         }
         _ if owner::is_learned_transition(old, new) => {
