@@ -321,6 +321,9 @@ pub struct SockOffsets {
     pub icsk_retransmits: u32,
     /// `tcp_sock.total_retrans`: every retransmission of the connection.
     pub total_retrans: u32,
+    /// `tcp_sock.data_segs_out`: segments sent with data. A connection dropped in a connect
+    /// race sent none.
+    pub data_segs_out: u32,
     /// `socket.file`, `file.f_inode`, `inode.i_ino`: the inode number of the socket's file, which
     /// `/proc/PID/fd` shows as `socket:[N]`: how the agent finds the holder of a socket whose
     /// owner the kernel side never saw.
@@ -347,6 +350,7 @@ impl SockOffsets {
         shutdown: NO_OFFSET,
         icsk_retransmits: NO_OFFSET,
         total_retrans: NO_OFFSET,
+        data_segs_out: NO_OFFSET,
         socket_file: NO_OFFSET,
         file_inode: NO_OFFSET,
         inode_ino: NO_OFFSET,
@@ -436,7 +440,9 @@ impl KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 34);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 40 + 76 + 48);
+// Layouts, the sock_msg layout, StructOffsets, SockOffsets, 4 bytes of padding that align the
+// filter's u64 (the parts go to the kernel one by one, each without padding), the filter.
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 40 + 80 + 4 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -534,7 +540,7 @@ pub const FLAG_STATE_READ: u32 = 32;
 /// with no full socket, from TIME_WAIT, or answered by a listener).
 pub const FLAG_EARLIER_OWNER: u32 = 128;
 /// `sibling` holds another connection the owner opened to the same remote port (an aborted
-/// connection this host opened).
+/// connection this host opened that sent no data).
 pub const FLAG_SIBLING: u32 = 256;
 /// ... and that connection is still up.
 pub const FLAG_SIBLING_OPEN: u32 = 512;

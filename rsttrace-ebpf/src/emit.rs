@@ -802,7 +802,10 @@ impl Draft {
                         (*event).flags |= FLAG_RETRANSMITS_READ;
                     }
                     if let (Some(r), Some(c)) = (sock, close) {
-                        if state == TCP_CLOSE && r.opened_ns != 0 && r.established_ns != 0 {
+                        // A connection that carried data was not a race's spare, however soon
+                        // after its handshake it went: only one that sent nothing is looked at.
+                        let sent_nothing = read_u32(sk, sock_offsets.data_segs_out) == Some(0);
+                        if state == TCP_CLOSE && r.opened_ns != 0 && r.established_ns != 0 && sent_nothing {
                             (*event).flags |= race_sibling(event, sk, r.owner.tgid, c.key.rport);
                         }
                     }

@@ -242,6 +242,7 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         shutdown: get(&[("sock", "sk_shutdown")]),
         icsk_retransmits: get(&[("inet_connection_sock", "icsk_retransmits")]),
         total_retrans: get(&[("tcp_sock", "total_retrans")]),
+        data_segs_out: get(&[("tcp_sock", "data_segs_out")]),
         socket_file: get(&[("socket", "file")]),
         file_inode: get(&[("file", "f_inode")]),
         inode_ino: get(&[("inode", "i_ino")]),

@@ -232,6 +232,24 @@ fn second_connection_dropped_after_handshake_is_benign_race_loser() {
     }
 }
 
+/// The same timing, but the aborted connection carried a request first: an ordinary abort with
+/// SO_LINGER 0, which is not benign, even with the owner's other connection to the peer open.
+#[test]
+fn a_connection_that_carried_a_request_is_no_race_loser() {
+    for (f, reports, pids) in traced(29, |net, f| {
+        let _server = listen(net, f, "hold");
+        let mut c = client(net, f, PORT, &["--race", "--send", "100"]);
+        c.expect_line("ready", T);
+        c.wait(T);
+        vec![c.pid()]
+    }) {
+        let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!(sent["benign"], false);
+        assert_eq!(received["peer_cause"], "app_abort_linger0");
+    }
+}
+
 #[test]
 fn close_in_fin_wait2_with_negative_linger2_is_linger2_abort() {
     for (f, reports, pids) in traced(10, |net, f| {

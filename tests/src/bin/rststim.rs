@@ -305,7 +305,11 @@ fn connect(addr: SocketAddr, args: &[String]) {
         wait_go();
     }
     if let Some(sibling) = sibling {
-        // Happy-eyeballs style: keep the second connection, abort the first at once.
+        // Happy-eyeballs style: keep the second connection, abort the first at once. With
+        // `--send`, the first carries a request before it is aborted: no race's spare, that.
+        if o.send > 0 {
+            s.write_all(&vec![b'x'; o.send]).expect("request on the first connection");
+        }
         linger0_close(s);
         std::thread::sleep(Duration::from_millis(300));
         drop(sibling);
