@@ -557,6 +557,10 @@ pub const FLAG_CLOSED_FROM: u32 = 8192;
 /// `Event::flags`: `peer` holds what `--network-evidence` sampled of the peer's segments on this
 /// socket (received resets).
 pub const FLAG_PEER_SAMPLED: u32 = 16384;
+/// A state change to CLOSE of a socket no process held any more (closed, its data still
+/// unacknowledged) whose retransmission timer gave up (`tcp_orphan_retries`): the kernel sends no
+/// RST and tells nobody (no error report), so this change is the only sign of it.
+pub const FLAG_ORPHAN_TIMED_OUT: u32 = 32768;
 
 /// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).

@@ -11,7 +11,7 @@ use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_KEPT, FACT_LINGER0,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
-    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL,
+    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
     NO_OFFSET, RECORD_MAX,
@@ -268,6 +268,7 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
 }
 
 const ECONNABORTED: i32 = 103;
+const ETIMEDOUT: i32 = 110;
 /// `enum sock_flags` bit set when the peer's FIN arrived.
 const SOCK_DONE: u64 = 1;
 /// `RCV_SHUTDOWN | SEND_SHUTDOWN`
@@ -409,6 +410,18 @@ fn abort_on_overflow(sk: u64, o: &SockOffsets) -> bool {
     net_at(sk, OFFSETS.load().sock_net)
         .and_then(|net| unsafe { read::<u8>(net + o.abort_on_overflow as u64) })
         .is_none_or(|on| on != 0)
+}
+
+/// The socket's pending error is ETIMEDOUT and no process holds it any more: an orphan's
+/// retransmission timer gave up (probe reads: this runs once per socket, at its CLOSE).
+#[inline(always)]
+pub fn orphan_timed_out(sk: u64) -> bool {
+    let o = SOCK_OFFSETS.load();
+    if sk == 0 || o.err == NO_OFFSET || o.socket == NO_OFFSET {
+        return false;
+    }
+    // SAFETY: probe reads only.
+    unsafe { read::<i32>(sk + o.err as u64) == Some(ETIMEDOUT) && read::<u64>(sk + o.socket as u64) == Some(0) }
 }
 
 /// The state of a socket the tracepoint does not describe (kprobe path); 0 without a socket.
@@ -673,6 +686,41 @@ impl Draft {
             let record = (*(entry.as_ptr())).record.as_ptr();
             Some(core::ptr::read_unaligned(record.add(off) as *const T))
         }
+    }
+
+    /// An orphan's retransmission timer gave up in `old_state` (see `FLAG_ORPHAN_TIMED_OUT`):
+    /// the change to CLOSE, with the socket's last owner and how many times in a row its oldest
+    /// segment timed out.
+    #[inline(always)]
+    pub fn submit_orphan_timeout(mut self, sk: u64, owner: Owner, old_state: i32) -> bool {
+        if !passes(&self, self.kind, &owner) {
+            return false;
+        }
+        let Some(mut entry) = self.entry.take() else { return false };
+        let event = entry.as_mut_ptr();
+        // SAFETY: `event` points at a reserved, writable ring-buffer slot of size_of::<Event>().
+        unsafe {
+            (*event).ts_ns = bpf_ktime_get_ns();
+            (*event).flags = FLAG_ORPHAN_TIMED_OUT | FLAG_CLOSED_FROM;
+            if owner.is_known() {
+                (*event).flags |= FLAG_OWNER_KNOWN;
+            }
+            (*event).sock.owner = owner;
+            (*event).sock.opened_ns = 0;
+            (*event).sock.established_ns = 0;
+            (*event).sock.resets_sent = 0;
+            (*event).closed_from = old_state as u8;
+            fill_current(event);
+            (*event).netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
+            (*event).sk_cgroup = socket_cgroup(sk, &OFFSETS.load());
+            (*event).sk_inode = 0;
+            if let Some(n) = read_u8(sk, SOCK_OFFSETS.load().icsk_retransmits) {
+                (*event).retransmits = n as u32;
+                (*event).flags |= FLAG_RETRANSMITS_READ;
+            }
+        }
+        entry.submit(wakeup_flags());
+        true
     }
 
     /// A listener's start or end, with its owner.

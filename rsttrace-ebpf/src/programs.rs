@@ -12,7 +12,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{early_field, layout, probe_field, record_key, sk_state, Draft, Record},
+    emit::{early_field, layout, orphan_timed_out, probe_field, record_key, sk_state, Draft, Record},
     evidence, history, socks,
     maps::{CloseSlot, TupleKey, SOCK_MSG, TCP_PROBE},
     owner::{
@@ -150,8 +150,9 @@ fn set_state_ends(ctx: &TracePointContext) -> Option<(TupleKey, u16, [u8; 16])> 
 pub(crate) trait StateChange {
     /// The socket's 4-tuple, and its family and remote address as a race entry keeps them.
     fn ends(&self) -> Option<(TupleKey, u16, [u8; 16])>;
-    /// A reserved listener event with the change's record in it.
-    fn listener_draft(&self) -> Option<Draft>;
+    /// A reserved state-change event with the change's record in it (a listener's start or
+    /// end, an orphan's timeout).
+    fn change_draft(&self) -> Option<Draft>;
 }
 
 /// A classic tracepoint's record.
@@ -164,7 +165,7 @@ impl StateChange for Classic<'_> {
     }
 
     #[inline(always)]
-    fn listener_draft(&self) -> Option<Draft> {
+    fn change_draft(&self) -> Option<Draft> {
         Draft::reserve(self.0, EventKind::SetState)
     }
 }
@@ -260,12 +261,18 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     } else if old == TCP_LISTEN {
         report_listener(change, sk, Owner::UNKNOWN);
     }
+    // A connection that was up can die an orphan; a refused or timed-out connect is no orphan.
+    if old != TCP_LISTEN && old != TCP_SYN_SENT && orphan_timed_out(sk) {
+        if let Some(d) = change.change_draft() {
+            d.submit_orphan_timeout(sk, record.map_or(Owner::UNKNOWN, |r| r.owner), old);
+        }
+    }
 }
 
 /// A listener started or stopped: the agent keeps listeners by port.
 #[inline(always)]
 fn report_listener<C: StateChange>(change: &C, sk: u64, owner: Owner) {
-    if let Some(d) = change.listener_draft() {
+    if let Some(d) = change.change_draft() {
         d.submit_listener(sk, owner);
     }
 }

@@ -194,7 +194,7 @@ impl StateChange for Typed {
     }
 
     #[inline(always)]
-    fn listener_draft(&self) -> Option<Draft> {
+    fn change_draft(&self) -> Option<Draft> {
         let (old, new) = (self.old, self.new);
         draft_with_ends(EventKind::SetState, &SET_STATE_SHAPE, self.sk, self.address, |record| {
             // SAFETY: constant offsets inside the record.

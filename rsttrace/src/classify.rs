@@ -76,6 +76,8 @@ pub struct Story {
     pub evidence: Option<Evidence>,
     /// A RST sent with no socket for a connection a received RST reset a moment before.
     pub after_received_reset: bool,
+    /// The connection timed out after its owner closed the socket (an orphan).
+    pub orphan: bool,
 }
 
 /// A process as a why names it: `nginx[812]`. Kept as its parts, so that a story costs no
@@ -367,6 +369,14 @@ fn timed_out(state: Option<TcpState>, story: &Story, who: &OrElse) -> Verdict {
             Cause::SynTimeout,
             Origin::Network,
             format!("SYN retransmitted {} times with no answer: silent firewall or dead host", story.syn_retransmits),
+        ),
+        _ if story.orphan && story.same_segment_retransmits > 0 => v(
+            Cause::RetransmitTimeout,
+            Origin::Network,
+            format!(
+                "the data left when {who} closed the socket went unacknowledged: retransmitted {} times, then the kernel gave the connection up (tcp_orphan_retries)",
+                story.same_segment_retransmits
+            ),
         ),
         _ if story.same_segment_retransmits > 0 => v(
             Cause::RetransmitTimeout,

@@ -314,6 +314,9 @@ pub struct History {
     pub peer_local: bool,
     /// An earlier connection on this host used the same 4-tuple.
     pub tuple_reused: bool,
+    /// A state change to CLOSE of a socket its process had closed, whose retransmission timer
+    /// gave up (`tcp_orphan_retries`): no RST, no error report follow.
+    pub orphan_timed_out: bool,
     /// Resets: every retransmission of the connection; timeouts: how many times in a row the
     /// oldest unacknowledged segment (the SYN, when connecting) timed out.
     pub retransmits: Option<u32>,

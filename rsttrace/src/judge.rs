@@ -173,6 +173,12 @@ impl Judge {
     /// Feed one kernel event.
     pub fn observe(&mut self, ev: KernelEvent) {
         match &ev.payload {
+            // An orphan's timer gave up: the abort of a connection nobody holds, in the state it
+            // died in. Its owner is the process that closed it, as the kernel side noted.
+            Payload::SetState { old, .. } if ev.history.orphan_timed_out => {
+                let state = *old;
+                self.hold(ev, Trigger::TimedOut { state }, None);
+            }
             Payload::SetState { old, new } => self.on_listener(&ev, *old, *new),
             Payload::ErrorReport { error } => {
                 let error = *error;
@@ -526,6 +532,7 @@ impl Judge {
             ..Story::default()
         };
         if let Trigger::TimedOut { state } = p.trigger {
+            story.orphan = h.orphan_timed_out;
             let n = h.retransmits.unwrap_or(0);
             if state == Some(TcpState::SynSent) {
                 story.syn_retransmits = n;
@@ -768,6 +775,20 @@ mod tests {
         // was told by the RST.
         timeout.history.resets_sent = 1;
         assert!(run(vec![timeout]).is_empty());
+    }
+
+    #[test]
+    fn an_orphans_timeout_is_an_abort_in_the_state_it_died_in_that_names_the_closer() {
+        let server = task(500, "nginx");
+        let mut change = ev(900, SK, Payload::SetState { old: Some(FinWait1), new: Some(Close) }, task(0, "swapper/1"), Some(server));
+        change.history = History { closed_from: Some(FinWait1), retransmits: Some(3), orphan_timed_out: true, ..History::default() };
+        let r = &run(vec![change.clone()])[0];
+        assert_eq!((r.kind, r.verdict.cause, r.verdict.origin), (ReportType::Abort, Cause::RetransmitTimeout, Origin::Network));
+        assert_eq!((r.state, r.owner.unwrap().pid, r.attribution), ("FIN_WAIT1", 500, Attribution::SocketOwner));
+        assert!(r.verdict.why.contains("nginx[500] closed the socket") && r.verdict.why.contains("3 times"), "{}", r.verdict.why);
+        // Any other change to CLOSE is no report.
+        change.history.orphan_timed_out = false;
+        assert!(run(vec![change]).is_empty());
     }
 
     #[test]

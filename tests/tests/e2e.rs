@@ -187,6 +187,35 @@ fn retransmit_timeout_is_an_abort_without_rst() {
     }
 }
 
+/// The server closes with data its client never acknowledges (the client's segments are dropped
+/// on the way in): the orphan retransmits until `tcp_orphan_retries`, then the kernel drops it,
+/// with no RST and no error report to anyone. An abort in FIN_WAIT1 that names the server,
+/// which closed it; then the client aborts with the server's data unread.
+#[test]
+fn an_orphan_whose_data_is_never_acknowledged_times_out() {
+    for (f, reports, pids) in traced(30, |net, f| {
+        net.sysctl(&net.server, "net/ipv4/tcp_orphan_retries", "1");
+        let mut server = listen(net, f, "write-close-on-go");
+        let mut c = client(net, f, PORT, &["--wait-go", "--linger0"]);
+        c.expect_line("ready", T);
+        let filter = net.server_filter("input", "tcp dport 8080 drop");
+        server.go();
+        server.expect_line("closed", T);
+        // One retransmission after ~200 ms, given up ~400 ms later; slow guests take longer.
+        std::thread::sleep(Duration::from_secs(4));
+        c.go();
+        c.wait(T);
+        drop(filter);
+        vec![server.pid(), c.pid()]
+    }) {
+        let [abort, sent] = exactly(&reports, ["abort:retransmit_timeout", "sent:app_abort_unread"]);
+        assert_report(abort, f, "network", Some(pids[0]));
+        assert_eq!(abort["state"], "FIN_WAIT1", "{abort}");
+        assert!(abort["retransmits"].as_u64().unwrap() >= 1, "{abort}");
+        assert_report(sent, f, "application", Some(pids[1]));
+    }
+}
+
 #[test]
 fn unanswered_syn_is_syn_timeout() {
     for (f, reports, pids) in traced(7, |net, f| {

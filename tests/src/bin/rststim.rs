@@ -172,6 +172,15 @@ fn listen(addr: SocketAddr, mode: &str) {
                 }
                 drop(s);
             }
+            // When the test says so (it may cut the client's segments off first), send some
+            // data and close: with nothing acknowledged the socket retransmits as an orphan.
+            "write-close-on-go" => {
+                wait_go();
+                s.write_all(&[b'w'; 4096]).unwrap();
+                drop(s);
+                println!("closed");
+                std::io::stdout().flush().unwrap();
+            }
             // Abort only when the test says so (it may hide the RST first).
             "linger0-on-go" => {
                 wait_go();
