@@ -14,6 +14,7 @@ use tokio::{
 use crate::{
     cli::{Config, View},
     judge::{Judge, Visibility},
+    local_addresses::LocalAddresses,
     processes::Processes,
     workload::Workloads,
     decode::Decoder,
@@ -23,7 +24,7 @@ use crate::{
     metrics::Metrics,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink, TraceEdge},
     privileges,
-    event::Task,
+    event::{Payload, Task, TcpState},
     report::{Attribution, Cause, Report},
     trace_info::TraceInfo,
     tracefs::Tracefs,
@@ -120,6 +121,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // later socket itself.
     let mut processes = Processes::new();
     processes.walk();
+    // Every namespace's addresses, while naming a process's namespace is still allowed.
+    let mut local_addresses = LocalAddresses::new();
+    local_addresses.walk();
     // Attached: nothing from here on needs a privilege, so keep none.
     privileges::drop_all().context("dropping capabilities after attaching")?;
     if privileges::remaining() != 0 {
@@ -161,6 +165,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events_read: 0,
         decode_errors: 0,
     };
+    state.judge.local_addresses = local_addresses;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -198,6 +203,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let ring = ring.get_mut();
                 while let Some(item) = ring.next() {
                     state.ingest(&item);
+                }
+                if state.judge.local_addresses.refresh_due() {
+                    state.judge.local_addresses.refresh();
                 }
                 let idle = state.events_read == read_at_last_tick && state.judge.held() == 0;
                 read_at_last_tick = state.events_read;
@@ -377,7 +385,13 @@ impl LoopState<'_> {
     fn ingest(&mut self, bytes: &[u8]) {
         self.events_read += 1;
         match self.decoder.decode(bytes) {
-            Ok(event) => self.judge.observe(event),
+            Ok(event) => {
+                // A server's namespace: connections go to its addresses.
+                if let (Payload::SetState { new: Some(TcpState::Listen), .. }, Some(owner)) = (&event.payload, event.owner.or(event.current)) {
+                    self.judge.local_addresses.learn(event.netns, owner.pid);
+                }
+                self.judge.observe(event)
+            }
             Err(err) => {
                 self.decode_errors += 1;
                 log::debug!("undecodable event: {err}");

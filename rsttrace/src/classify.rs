@@ -324,7 +324,11 @@ fn received(state: Option<TcpState>, story: &Story) -> Verdict {
         return v(
             Cause::Injected,
             Origin::Network,
-            "RST arrived but the peer's stack on this host sent none: a device or firewall in the path forged it",
+            if state == Some(TcpState::SynSent) {
+                "our SYN went to an address of this host, whose stack sent no RST: a firewall (reject with tcp reset) or a device in the path answered it"
+            } else {
+                "RST arrived but the peer's stack on this host sent none: a device or firewall in the path forged it"
+            },
         );
     }
     // The peer's own stack on this host is the better witness: only without it does the

@@ -23,6 +23,7 @@ use crate::{
     classify::{classify, Named, Story, Trigger},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
+    local_addresses::LocalAddresses,
     recent_sent::{RecentSent, SentRecord},
     report::{Attribution, Cause, Direction, Report, ReportType},
 };
@@ -131,6 +132,9 @@ pub struct Judge {
     /// Held received resets by 4-tuple, with when they came: a later RST this host sends on the
     /// same 4-tuple is one look-up (see [`Judge::note_peer_talking`]).
     received_by_ends: FastMap<(u32, Endpoints), u64>,
+    /// The addresses of this host's namespaces: a connect() to one of them has its other end
+    /// here before that end has a socket (the agent keeps it up to date).
+    pub local_addresses: LocalAddresses,
 }
 
 impl Judge {
@@ -147,6 +151,7 @@ impl Judge {
             received_by_sk: FastMap::default(),
             received_pruned_ns: 0,
             received_by_ends: FastMap::default(),
+            local_addresses: LocalAddresses::new(),
         }
     }
 
@@ -540,9 +545,13 @@ impl Judge {
                 story.same_segment_retransmits = n;
             }
         }
-        if matches!(p.trigger, Trigger::Received { .. }) {
-            story.peer_local =
-                self.seen.every_sent_reset && h.peer_local && !self.losses_near(ev.ts_ns);
+        if let Trigger::Received { state } = p.trigger {
+            // Connecting, the other end has no socket yet to be found by: an address of one of
+            // this host's namespaces says it is here all the same.
+            let connecting_here = state == Some(TcpState::SynSent) && self.local_addresses.contains(&ev.endpoints.raddr);
+            story.peer_local = self.seen.every_sent_reset
+                && (h.peer_local || connecting_here)
+                && !self.losses_near(ev.ts_ns);
             story.peer_sent = peer_sent;
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
@@ -789,6 +798,30 @@ mod tests {
         // Any other change to CLOSE is no report.
         change.history.orphan_timed_out = false;
         assert!(run(vec![change]).is_empty());
+    }
+
+    #[test]
+    fn a_syn_to_an_address_of_this_host_answered_by_a_rst_no_stack_here_sent_is_injected() {
+        let client = task(1, "curl");
+        let refused = |local: &[&str], peer_sent: bool| {
+            let mut j = Judge::new(Visibility::ALL);
+            j.local_addresses = LocalAddresses::of(&local.iter().map(|a| a.parse().unwrap()).collect::<Vec<_>>());
+            let rst = received(50, SynSent, Some(client));
+            if peer_sent {
+                let mut no_listener = sent(49, None, Some("NO_SOCKET"), task(0, "swapper/0"), None);
+                no_listener.endpoints = rst.endpoints.reversed();
+                no_listener.trigger = Some(crate::event::Segment { tcp_flags: TCP_FLAG_SYN, saddr: rst.endpoints.laddr, sport: rst.endpoints.lport, daddr: rst.endpoints.raddr });
+                j.observe(no_listener);
+            }
+            j.observe(rst);
+            let reports = j.flush(u64::MAX);
+            let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+            (r.verdict.cause, r.verdict.origin)
+        };
+        // ends(): 10.0.0.1 connecting to 10.0.0.2.
+        assert_eq!(refused(&["10.0.0.2"], false), (Cause::Injected, Origin::Network));
+        assert_eq!(refused(&["10.0.0.2"], true), (Cause::Refused, Origin::Peer), "its stack sent the RST");
+        assert_eq!(refused(&["10.0.0.1"], false), (Cause::Refused, Origin::Peer), "the server is elsewhere");
     }
 
     #[test]

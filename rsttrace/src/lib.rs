@@ -17,6 +17,7 @@ pub mod filter;
 pub mod fold;
 pub mod judge;
 pub mod loader;
+pub mod local_addresses;
 pub mod metrics;
 pub mod output;
 pub mod privileges;

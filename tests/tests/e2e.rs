@@ -216,6 +216,25 @@ fn an_orphan_whose_data_is_never_acknowledged_times_out() {
     }
 }
 
+/// The server's firewall answers connects with `reject with tcp reset`: connect() fails with
+/// ECONNREFUSED as if nothing listened, but the server's stack sent no RST, and its address says
+/// the server is on this host: injected, not refused.
+#[test]
+fn a_firewall_rejecting_the_syn_is_injected_not_refused() {
+    for (f, reports, pids) in traced(31, |net, f| {
+        let _server = listen(net, f, "hold");
+        let _reject = net.server_filter("input", "tcp dport 8080 reject with tcp reset");
+        let c = client(net, f, PORT, &[]);
+        assert_eq!(c.expect_line("errno", T), "errno 111");
+        vec![c.pid()]
+    }) {
+        let [received] = exactly(&reports, ["received:injected"]);
+        assert_report(received, f, "network", Some(pids[0]));
+        assert_eq!(received["state"], "SYN_SENT", "{received}");
+        assert!(received["peer_cause"].is_null(), "{received}");
+    }
+}
+
 #[test]
 fn unanswered_syn_is_syn_timeout() {
     for (f, reports, pids) in traced(7, |net, f| {
