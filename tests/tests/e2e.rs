@@ -549,9 +549,14 @@ fn stray_ack_to_a_full_listener_without_abort_on_overflow_is_no_socket() {
         vec![server.pid()]
     }) {
         // One reset answers the stray ACK; then the server exits with three connections queued.
-        let [sent, ..] = exactly(
+        // Their clients were killed just before: each client's socket is an orphan that sent
+        // its FIN, and one whose FIN the server's stack acknowledged first has become a
+        // FIN_WAIT2 remnant, which takes the listener's RST without tcp_receive_reset. How many
+        // had is the test host's timing.
+        let ([sent, ..], _) = exactly_with_optional(
             &reports,
-            ["sent:no_socket", "sent:listener_closed", "sent:listener_closed", "sent:listener_closed", "received:peer_reset", "received:peer_reset", "received:peer_reset"],
+            ["sent:no_socket", "sent:listener_closed", "sent:listener_closed", "sent:listener_closed"],
+            &["received:peer_reset", "received:peer_reset", "received:peer_reset"],
         );
         assert_eq!(sent["rport"], 40404);
         assert_eq!(sent["state"], "LISTEN");
