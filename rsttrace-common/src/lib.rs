@@ -406,6 +406,9 @@ pub struct StructOffsets {
     pub sock_cgroup: u32,
     pub cgroup_kn: u32,
     pub kn_id: u32,
+    /// `task_struct.group_leader`, `task_struct.comm`: a thread's process's own name.
+    pub task_group_leader: u32,
+    pub task_comm: u32,
 }
 
 impl StructOffsets {
@@ -420,6 +423,8 @@ impl StructOffsets {
         sock_cgroup: NO_OFFSET,
         cgroup_kn: NO_OFFSET,
         kn_id: NO_OFFSET,
+        task_group_leader: NO_OFFSET,
+        task_comm: NO_OFFSET,
     };
 }
 
@@ -442,7 +447,7 @@ const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 34);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
 // Layouts, the sock_msg layout, StructOffsets, SockOffsets, 4 bytes of padding that align the
 // filter's u64 (the parts go to the kernel one by one, each without padding), the filter.
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 40 + 80 + 4 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 48 + 80 + 4 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -561,6 +566,8 @@ pub const FLAG_PEER_SAMPLED: u32 = 16384;
 /// unacknowledged) whose retransmission timer gave up (`tcp_orphan_retries`): the kernel sends no
 /// RST and tells nobody (no error report), so this change is the only sign of it.
 pub const FLAG_ORPHAN_TIMED_OUT: u32 = 32768;
+/// `current_process_comm` holds the name of the process `current` is a thread of.
+pub const FLAG_PROCESS_COMM: u32 = 65536;
 
 /// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).
@@ -655,6 +662,10 @@ pub struct Event {
     /// `bpf_get_current_pid_tgid()`: tgid in the upper 32 bits.
     pub current_pid_tgid: u64,
     pub current_comm: [u8; 16],
+    /// For a thread that is not its process's main one, the process's own name (its group
+    /// leader's `comm`), read now: the process may be gone when the report is written. Valid
+    /// under `FLAG_PROCESS_COMM`.
+    pub current_process_comm: [u8; 16],
     /// cgroup v2 id of `current` (meaningful only where `current` is the owner).
     pub current_cgroup: u64,
     /// cgroup v2 id of the cgroup the socket was created in; 0 without a full socket or offsets.
@@ -699,7 +710,7 @@ pub struct Event {
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
 const _: () = assert!(
-    EVENT_SIZE == 8 + 8 + 8 + 16 + 8 + 8 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + 16 + RECORD_MAX
+    EVENT_SIZE == 8 + 8 + 8 + 16 + 16 + 8 + 8 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + 16 + RECORD_MAX
 );
 const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 

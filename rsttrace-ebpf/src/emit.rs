@@ -11,7 +11,7 @@ use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_KEPT, FACT_LINGER0,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
-    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL,
+    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
     NO_OFFSET, RECORD_MAX,
@@ -911,11 +911,35 @@ impl Draft {
 unsafe fn fill_current(event: *mut Event) {
     // SAFETY: the caller's reserved slot; the helpers have no preconditions.
     unsafe {
-        (*event).current_pid_tgid = bpf_get_current_pid_tgid();
+        let pid_tgid = bpf_get_current_pid_tgid();
+        (*event).current_pid_tgid = pid_tgid;
         if generated::bpf_get_current_comm((*event).current_comm.as_mut_ptr().cast(), 16) != 0 {
             (*event).current_comm[0] = 0;
         }
+        // A thread names itself (a worker's comm): its process's name too, for a thread that is
+        // not the main one (two probe reads, where a report's owner may be that thread).
+        if (pid_tgid >> 32) as u32 != pid_tgid as u32 {
+            if let Some(name) = process_comm() {
+                (*event).current_process_comm = name;
+                (*event).flags |= FLAG_PROCESS_COMM;
+            }
+        }
         (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
+    }
+}
+
+/// The name of the process `current` belongs to: its group leader's `comm`.
+#[inline(always)]
+fn process_comm() -> Option<[u8; 16]> {
+    let o = OFFSETS.load();
+    if o.task_group_leader == NO_OFFSET || o.task_comm == NO_OFFSET {
+        return None;
+    }
+    // SAFETY: the helper has no preconditions; probe reads only.
+    unsafe {
+        let task = generated::bpf_get_current_task();
+        let leader = read::<u64>(task + o.task_group_leader as u64).filter(|p| *p != 0)?;
+        read::<[u8; 16]>(leader + o.task_comm as u64)
     }
 }
 

@@ -409,7 +409,8 @@ impl LoopState<'_> {
                 report.attribution = Attribution::SocketFile;
             }
         }
-        if let Some(owner) = report.owner.as_mut().filter(|o| o.tid != o.pid) {
+        // (Unless the kernel side named the process already.)
+        if let Some(owner) = report.owner.as_mut().filter(|o| o.tid != o.pid && report.thread.is_none()) {
             if let Some(name) = self.processes.name(owner.pid) {
                 report.thread = Some(owner.comm);
                 owner.comm = name;

@@ -223,6 +223,8 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         sock_cgroup: get(&[("sock", "sk_cgrp_data"), ("sock_cgroup_data", "cgroup")]),
         cgroup_kn: get(&[("cgroup", "kn")]),
         kn_id: get(&[("kernfs_node", "id")]),
+        task_group_leader: get(&[("task_struct", "group_leader")]),
+        task_comm: get(&[("task_struct", "comm")]),
     };
     // `struct tcp_sock` begins with its `struct sock`, so both kinds of field are sk-relative.
     let sock = SockOffsets {

@@ -9,7 +9,7 @@ use rsttrace_common::{
     Event, EventKind, Owner, PeerEvidence, RaceEntry, TracepointLayout, EVENT_SIZE,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_KEPT, FACT_LINGER0,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
-    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL,
+    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, NO_FIELD, RECORD_MAX,
 };
@@ -330,6 +330,7 @@ impl Decoder {
                 comm: Comm::from_kernel(&raw.current_comm),
                 cgroup: raw.current_cgroup,
             }),
+            current_process: (raw.flags & FLAG_PROCESS_COMM != 0).then(|| Comm::from_kernel(&raw.current_process_comm)),
             owner,
             netns: raw.netns,
             cgroup: raw.sk_cgroup,
@@ -439,6 +440,7 @@ pub(crate) mod tests {
             ts_ns: 42,
             current_pid_tgid: (7u64 << 32) | 8,
             current_comm: *b"swapper/1\0\0\0\0\0\0\0",
+            current_process_comm: [0; 16],
             current_cgroup: 0,
             sk_cgroup: 0,
             sk_inode: 0,
@@ -557,6 +559,16 @@ pub(crate) mod tests {
         assert!(h.peer_local && h.tuple_reused && h.orphan_timed_out);
         let s = h.sibling.unwrap();
         assert_eq!((s.family, s.raddr.to_string(), s.opened_ns, s.established_ns, s.open), (Family::Ipv4, "10.0.0.2".to_string(), 4, 7, true));
+    }
+
+    #[test]
+    fn a_threads_process_name_is_read_only_under_its_flag() {
+        let kernel = "6.18.44-host";
+        let record = [("state", 7i32.to_le_bytes().to_vec()), ("saddr", sockaddr_in([10, 0, 0, 1], 5000)), ("daddr", sockaddr_in([10, 0, 0, 2], 80))];
+        let bare = patched(event_bytes(kernel, EventKind::SendReset, &record), |raw| raw.current_process_comm = *b"python3\0\0\0\0\0\0\0\0\0");
+        assert_eq!(decoder_for(kernel).decode(&bare).unwrap().current_process, None, "stale bytes");
+        let named = patched(bare, |raw| raw.flags |= FLAG_PROCESS_COMM);
+        assert_eq!(decoder_for(kernel).decode(&named).unwrap().current_process.map(|c| c.as_str().to_string()), Some("python3".into()));
     }
 
     #[test]

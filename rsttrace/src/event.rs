@@ -279,6 +279,9 @@ pub struct KernelEvent {
     pub payload: Payload,
     /// The task the CPU was running.
     pub current: Option<Task>,
+    /// When `current` is a thread other than its process's main one: the process's name, as
+    /// the kernel had it then.
+    pub current_process: Option<Comm>,
     /// The task last seen using the socket in process context, per the kernel side's record.
     pub owner: Option<Task>,
     /// Network namespace inode of the socket; 0 when unknown.

@@ -483,7 +483,16 @@ impl Judge {
 
     /// `peer_sent`: for a received reset, the cause of the RST its local peer sent.
     fn report(&mut self, p: Pending, peer_sent: Option<Cause>) -> Report {
-        let (owner, attribution) = self.owner(&p);
+        let (mut owner, attribution) = self.owner(&p);
+        // The thread that acted named itself: the report names its process, as the kernel had
+        // it then, and the thread apart (`/proc` may not know the process by now).
+        let mut thread = None;
+        if let (Some(o), Some(process)) = (owner.as_mut(), p.event.current_process) {
+            if o.tid != o.pid && p.event.current.is_some_and(|c| c.tid == o.tid) {
+                thread = Some(o.comm);
+                o.comm = process;
+            }
+        }
         let story = self.story(&p, owner.as_ref(), peer_sent);
         let verdict = classify(&p.trigger, &story);
         let (kind, direction, state) = match &p.trigger {
@@ -510,7 +519,7 @@ impl Judge {
             cgroup: ev.cgroup,
             workload: None,
             inode: ev.inode,
-            thread: None,
+            thread,
             ts_ns: ev.ts_ns,
             peer_cause: story.peer_sent,
             current: ev.current,
@@ -649,6 +658,7 @@ mod tests {
             endpoints: ends(5000),
             payload,
             current: Some(current),
+            current_process: None,
             owner,
             netns: NETNS,
             cgroup: 0,
@@ -784,6 +794,17 @@ mod tests {
         // was told by the RST.
         timeout.history.resets_sent = 1;
         assert!(run(vec![timeout]).is_empty());
+    }
+
+    #[test]
+    fn a_thread_that_acted_is_named_under_its_process_as_the_kernel_had_it() {
+        let worker = Task { pid: 100, tid: 101, comm: "rstworker".into(), cgroup: 0 };
+        let mut close = sent(10, Some(Close), Some("TCP_ABORT_ON_CLOSE"), worker, None);
+        close.current_process = Some("server".into());
+        let r = &run(vec![close])[0];
+        let owner = r.owner.unwrap();
+        assert_eq!((owner.pid, owner.tid, owner.comm.as_str(), r.thread.map(|t| t.as_str().to_string())), (100, 101, "server", Some("rstworker".into())));
+        assert!(r.verdict.why.starts_with("server[100]"), "{}", r.verdict.why);
     }
 
     #[test]

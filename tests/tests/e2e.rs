@@ -103,14 +103,33 @@ fn closed_port_no_listener_and_refused() {
     }
 }
 
+/// The socket is closed by a thread that named itself, and its process exits right after: the
+/// report names the process (`comm`) and the thread apart (`thread`), as the kernel had them,
+/// since `/proc` no longer knows either when the report is written.
 #[test]
-fn close_with_unread_data_is_app_abort_unread() {
-    for (f, reports, pids) in traced(2, |net, f| {
-        let server = listen(net, f, "unread-close");
+fn a_thread_that_named_itself_is_reported_under_its_process() {
+    for (f, reports, pids) in closed_with_unread_data(32, "unread-close-in-a-named-thread") {
+        let [sent, _] = exactly(&reports, ["sent:app_abort_unread", "received:peer_reset"]);
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!((sent["comm"].as_str(), sent["thread"].as_str()), (Some("rststim"), Some("rstworker")), "{sent}");
+        assert!(sent["why"].as_str().unwrap().starts_with(&format!("rststim[{}]", pids[0])), "{sent}");
+    }
+}
+
+/// A server in `mode` closes a connection with the 100 bytes its client sent unread; the client
+/// is told ECONNRESET. The pids are the server's and the client's.
+fn closed_with_unread_data(subnet: u8, mode: &str) -> Vec<(Family, Vec<Value>, Vec<u64>)> {
+    traced(subnet, |net, f| {
+        let server = listen(net, f, mode);
         let c = client(net, f, PORT, &["--send", "100"]);
         assert_eq!(c.expect_line("errno", T), "errno 104");
         vec![server.pid(), c.pid()]
-    }) {
+    })
+}
+
+#[test]
+fn close_with_unread_data_is_app_abort_unread() {
+    for (f, reports, pids) in closed_with_unread_data(2, "unread-close") {
         let [sent, received] = exactly(&reports, ["sent:app_abort_unread", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_ABORT_ON_CLOSE");

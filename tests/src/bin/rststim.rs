@@ -143,6 +143,19 @@ fn listen(addr: SocketAddr, mode: &str) {
                 std::thread::sleep(Duration::from_millis(50));
                 drop(s);
             }
+            // As unread-close, from a thread that names itself; then the process exits at once
+            // (before rsttrace writes the report, so /proc cannot name it any more).
+            "unread-close-in-a-named-thread" => {
+                let worker = std::thread::spawn(move || {
+                    // SAFETY: PR_SET_NAME with a NUL-terminated name of at most 16 bytes.
+                    unsafe { libc::prctl(libc::PR_SET_NAME, c"rstworker".as_ptr()) };
+                    wait_readable(&s);
+                    std::thread::sleep(Duration::from_millis(50));
+                    drop(s);
+                });
+                worker.join().unwrap();
+                std::process::exit(0);
+            }
             // Read what came, then close abortively.
             "linger0" => {
                 wait_readable(&s);
