@@ -14,7 +14,6 @@ use tokio::{
 use crate::{
     cli::{Config, View},
     judge::{Judge, Visibility},
-    local_addresses::LocalAddresses,
     processes::Processes,
     workload::Workloads,
     decode::Decoder,
@@ -121,9 +120,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // later socket itself.
     let mut processes = Processes::new();
     processes.walk();
-    // Every namespace's addresses, while naming a process's namespace is still allowed.
-    let mut local_addresses = LocalAddresses::new();
-    local_addresses.walk();
     // Attached: nothing from here on needs a privilege, so keep none.
     privileges::drop_all().context("dropping capabilities after attaching")?;
     if privileges::remaining() != 0 {
@@ -165,7 +161,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events_read: 0,
         decode_errors: 0,
     };
-    state.judge.local_addresses = local_addresses;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -386,7 +381,7 @@ impl LoopState<'_> {
         self.events_read += 1;
         match self.decoder.decode(bytes) {
             Ok(event) => {
-                // A server's namespace: connections go to its addresses.
+                // A listener's namespace: which addresses it serves (see `listens_here`).
                 if let (Payload::SetState { new: Some(TcpState::Listen), .. }, Some(owner)) = (&event.payload, event.owner.or(event.current)) {
                     self.judge.local_addresses.learn(event.netns, owner.pid);
                 }

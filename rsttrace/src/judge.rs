@@ -78,6 +78,10 @@ struct Pending {
     /// answered with a RST of no socket (see [`Judge::note_peer_talking`]); for that RST, that
     /// it answers such a segment.
     peer_talked_after: bool,
+    /// For a received reset while connecting: a listener of this host served the address and
+    /// port connected to when the RST came (the other end was here, though it had no socket for
+    /// this connection yet).
+    syn_to_listener_here: bool,
 }
 
 /// Resets sent to a closing listener's waiting connections share the closer's system call:
@@ -114,6 +118,8 @@ type ListenerKey = (u32, IpAddr, u16);
 pub struct Judge {
     /// Each listening socket's owner, and since when it listens.
     listeners: FastMap<ListenerKey, (Task, u64)>,
+    /// How many of them listen on each (address, port), whatever their namespace.
+    bound_listeners: FastMap<(IpAddr, u16), u32>,
     /// The owner of the listener that closed at a place last, and when.
     closed_listeners: FastMap<ListenerKey, (Task, u64)>,
     recent_sent: RecentSent,
@@ -132,8 +138,9 @@ pub struct Judge {
     /// Held received resets by 4-tuple, with when they came: a later RST this host sends on the
     /// same 4-tuple is one look-up (see [`Judge::note_peer_talking`]).
     received_by_ends: FastMap<(u32, Endpoints), u64>,
-    /// The addresses of this host's namespaces: a connect() to one of them has its other end
-    /// here before that end has a socket (the agent keeps it up to date).
+    /// The addresses of this host's namespaces that have listeners (the agent keeps it up to
+    /// date): a connect() to one of those listeners has its other end here before that end has
+    /// a socket.
     pub local_addresses: LocalAddresses,
 }
 
@@ -141,6 +148,7 @@ impl Judge {
     pub fn new(seen: Visibility) -> Self {
         Self {
             listeners: FastMap::default(),
+            bound_listeners: FastMap::default(),
             closed_listeners: FastMap::default(),
             recent_sent: RecentSent::new(RECENT_SENT_MAX, RECENT_SENT_NS),
             pending: VecDeque::new(),
@@ -241,11 +249,22 @@ impl Judge {
         match (old, new) {
             (_, Some(TcpState::Listen)) => {
                 if let Some(owner) = ev.owner.or(ev.current) {
-                    self.listeners.insert(key, (owner, ev.ts_ns));
+                    if self.listeners.insert(key, (owner, ev.ts_ns)).is_none() {
+                        *self.bound_listeners.entry((key.1, key.2)).or_default() += 1;
+                    }
                 }
             }
             (Some(TcpState::Listen), Some(TcpState::Close)) => {
-                if let Some(owner) = self.listeners.remove(&key).map(|(owner, _)| owner).or(ev.owner) {
+                let was = self.listeners.remove(&key);
+                if was.is_some() {
+                    if let Some(n) = self.bound_listeners.get_mut(&(key.1, key.2)) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.bound_listeners.remove(&(key.1, key.2));
+                        }
+                    }
+                }
+                if let Some(owner) = was.map(|(owner, _)| owner).or(ev.owner) {
                     self.closed_listeners.insert(key, (owner, ev.ts_ns));
                 }
                 // Its queue's resets come next: they are this close's, not an earlier one's
@@ -361,6 +380,14 @@ impl Judge {
         [endpoints.laddr, any4, any6].iter().find_map(|addr| among.get(&(netns, *addr, endpoints.lport)))
     }
 
+    /// A listener of one of this host's namespaces serves `server`'s local end: one bound to that
+    /// very address (a socket binds only to an address of its namespace), or one on the wildcard
+    /// in a namespace that holds the address.
+    fn listens_here(&self, server: &Endpoints) -> bool {
+        self.bound_listeners.contains_key(&(server.laddr, server.lport))
+            || self.local_addresses.namespaces_of(&server.laddr).iter().any(|netns| Self::serving(&self.listeners, *netns, server).is_some())
+    }
+
     /// The owner of the listener that serves `endpoints`' local end.
     fn listener(&self, netns: u32, endpoints: &Endpoints) -> Option<Task> {
         Self::serving(&self.listeners, netns, endpoints).map(|(owner, _)| *owner)
@@ -383,6 +410,7 @@ impl Judge {
     fn hold(&mut self, event: KernelEvent, trigger: Trigger, acting: Option<Task>) {
         let deadline_ns = event.ts_ns + HOLD_NS;
         let listener_owner = if event.owner.is_none() && event.history.opened_ns.is_none() { self.listener(event.netns, &event.endpoints) } else { None };
+        let syn_to_listener_here = matches!(trigger, Trigger::Received { state: Some(TcpState::SynSent) }) && self.listens_here(&event.endpoints.reversed());
         match trigger {
             Trigger::Sent { state, .. } => self.recent_sent.push(event.ts_ns, event.endpoints, state.is_none()),
             Trigger::Received { state } => {
@@ -410,6 +438,7 @@ impl Judge {
             error_after: None,
             listener_owner,
             peer_talked_after: false,
+            syn_to_listener_here,
         });
     }
 
@@ -554,12 +583,11 @@ impl Judge {
                 story.same_segment_retransmits = n;
             }
         }
-        if let Trigger::Received { state } = p.trigger {
-            // Connecting, the other end has no socket yet to be found by: an address of one of
-            // this host's namespaces says it is here all the same.
-            let connecting_here = state == Some(TcpState::SynSent) && self.local_addresses.contains(&ev.endpoints.raddr);
+        if matches!(p.trigger, Trigger::Received { .. }) {
+            // Connecting, the other end has no socket yet to be found by: a listener of this
+            // host on the address and port says it is here all the same.
             story.peer_local = self.seen.every_sent_reset
-                && (h.peer_local || connecting_here)
+                && (h.peer_local || p.syn_to_listener_here)
                 && !self.losses_near(ev.ts_ns);
             story.peer_sent = peer_sent;
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
@@ -839,10 +867,15 @@ mod tests {
             let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
             (r.verdict.cause, r.verdict.origin)
         };
-        // ends(): 10.0.0.1 connecting to 10.0.0.2.
-        assert_eq!(refused(&["10.0.0.2"], false), (Cause::Injected, Origin::Network));
-        assert_eq!(refused(&["10.0.0.2"], true), (Cause::Refused, Origin::Peer), "its stack sent the RST");
-        assert_eq!(refused(&["10.0.0.1"], false), (Cause::Refused, Origin::Peer), "the server is elsewhere");
+        let (refused, injected) = ((Cause::Refused, Origin::Peer), (Cause::Injected, Origin::Network));
+        let any = Some("0.0.0.0");
+        assert_eq!(judge(&[(NETNS, "10.0.0.2")], any, false), injected);
+        assert_eq!(judge(&[], Some("10.0.0.2"), false), injected, "a listener bound to the address is proof enough");
+        assert_eq!(judge(&[(NETNS, "10.0.0.2")], any, true), refused, "its stack sent the RST");
+        assert_eq!(judge(&[(NETNS, "10.0.0.2")], None, false), refused, "nothing listens there: a NAT or IPVS address");
+        assert_eq!(judge(&[(NETNS + 1, "10.0.0.2")], any, false), refused, "the listener's namespace does not hold the address");
+        assert_eq!(judge(&[(NETNS, "10.0.0.1")], any, false), refused, "the server is elsewhere");
+        assert_eq!(judge(&[], Some("10.0.0.3"), false), refused, "a listener on another address");
     }
 
     #[test]

@@ -1,18 +1,15 @@
-//! Which addresses belong to a network namespace on this host. A connect() to one of them that
-//! is answered by a RST that no stack on this host sent was answered by a firewall or a device in
-//! the path (`injected`), not by its server: before the handshake the server has no socket that
-//! could prove it was there, so the address has to.
+//! Which addresses belong to which network namespace of this host. A connect() to a listener
+//! of this host answered by a RST that no stack on this host sent was answered by a firewall or
+//! a device in the path (`injected`), not by its server. Before the handshake the server has no
+//! socket that could prove it was there: the listener on the address's namespace does.
 //!
 //! Read from `/proc/PID/net/fib_trie` (IPv4: the `/32 host LOCAL` entries) and
-//! `/proc/PID/net/if_inet6` (IPv6) of one process in each namespace, which needs no capability:
-//! at start for every namespace a process is in (naming a process's namespace needs them, so
-//! only then), and for each listener's namespace as it starts listening (servers are where
-//! connections go). A namespace whose process is gone is forgotten at the next refresh: its
-//! addresses prove nothing any more.
+//! `/proc/PID/net/if_inet6` (IPv6) of a listener's owner as it starts listening, which needs no
+//! capability, and again every [`REFRESH_EVERY`]; a namespace whose process is gone by then is
+//! forgotten (its listener is gone with it).
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -35,8 +32,8 @@ struct Namespace {
 pub struct LocalAddresses {
     proc: PathBuf,
     by_netns: HashMap<u32, Namespace>,
-    /// How many known namespaces hold each address.
-    holders: HashMap<IpAddr, u32>,
+    /// The namespaces that hold each address (overlapping private ranges: several).
+    holders: HashMap<IpAddr, Vec<u32>>,
     refreshed: Instant,
 }
 
@@ -51,35 +48,23 @@ impl LocalAddresses {
 
     /// Addresses known without reading anything (for tests of what uses them).
     #[cfg(test)]
-    pub fn of(addresses: &[IpAddr]) -> Self {
+    pub fn of(addresses: &[(u32, IpAddr)]) -> Self {
         let mut local = Self::at(PathBuf::from("/nonexistent"));
-        for a in addresses {
-            *local.holders.entry(*a).or_default() += 1;
+        for (netns, a) in addresses {
+            local.holders.entry(*a).or_default().push(*netns);
         }
         local
     }
 
-    /// Every namespace a process is in, one process each (naming a process's namespace takes
-    /// CAP_SYS_PTRACE for others' processes: call while rsttrace still has it).
-    pub fn walk(&mut self) {
-        let Ok(procs) = std::fs::read_dir(&self.proc) else { return };
-        for entry in procs.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let Ok(ns) = std::fs::metadata(entry.path().join("ns/net")) else { continue };
-            let netns = ns.ino() as u32;
-            if !self.by_netns.contains_key(&netns) {
-                self.read(netns, pid);
-            }
-        }
-    }
-
     /// A process in namespace `netns` (a listener's owner): read its addresses, unless they
-    /// were read a moment ago.
+    /// were read a moment ago. A process gone already leaves what was known as it was.
     pub fn learn(&mut self, netns: u32, pid: u32) {
         if netns == 0 || self.by_netns.get(&netns).is_some_and(|n| n.read_at.elapsed() < REREAD_AFTER) {
             return;
         }
-        self.read(netns, pid);
+        if let Some(addresses) = read_addresses(&self.proc.join(pid.to_string()).join("net")) {
+            self.replace(netns, Some(Namespace { pid, addresses, read_at: Instant::now() }));
+        }
     }
 
     /// Read every known namespace again through its process; forget those whose process is gone.
@@ -87,7 +72,8 @@ impl LocalAddresses {
         self.refreshed = Instant::now();
         let known: Vec<(u32, u32)> = self.by_netns.iter().map(|(netns, n)| (*netns, n.pid)).collect();
         for (netns, pid) in known {
-            self.read(netns, pid);
+            let addresses = read_addresses(&self.proc.join(pid.to_string()).join("net"));
+            self.replace(netns, addresses.map(|addresses| Namespace { pid, addresses, read_at: Instant::now() }));
         }
     }
 
@@ -95,32 +81,32 @@ impl LocalAddresses {
         self.refreshed.elapsed() >= REFRESH_EVERY
     }
 
-    /// Some namespace on this host has `address` (IPv4-mapped IPv6 addresses as IPv4).
-    pub fn contains(&self, address: &IpAddr) -> bool {
+    /// The namespaces that hold `address` (IPv4-mapped IPv6 addresses as IPv4).
+    pub fn namespaces_of(&self, address: &IpAddr) -> &[u32] {
         let address = match address {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*address, IpAddr::V4),
             v4 => *v4,
         };
-        self.holders.contains_key(&address)
+        self.holders.get(&address).map_or(&[], Vec::as_slice)
     }
 
-    fn read(&mut self, netns: u32, pid: u32) {
-        let addresses = read_addresses(&self.proc.join(pid.to_string()).join("net"));
+    fn replace(&mut self, netns: u32, new: Option<Namespace>) {
         if let Some(old) = self.by_netns.remove(&netns) {
             for a in old.addresses {
-                if let Some(n) = self.holders.get_mut(&a) {
-                    *n -= 1;
-                    if *n == 0 {
+                if let Some(holders) = self.holders.get_mut(&a) {
+                    holders.retain(|n| *n != netns);
+                    if holders.is_empty() {
                         self.holders.remove(&a);
                     }
                 }
             }
         }
-        let Some(addresses) = addresses else { return };
-        for a in &addresses {
-            *self.holders.entry(*a).or_default() += 1;
+        if let Some(new) = new {
+            for a in &new.addresses {
+                self.holders.entry(*a).or_default().push(netns);
+            }
+            self.by_netns.insert(netns, new);
         }
-        self.by_netns.insert(netns, Namespace { pid, addresses, read_at: Instant::now() });
     }
 }
 
@@ -210,16 +196,21 @@ Local:
         std::fs::write(net.join("fib_trie"), TRIE).unwrap();
         std::fs::write(net.join("if_inet6"), "fd000231000900000000000000000001 02 40 00 80 vc9x1\n").unwrap();
         let mut local = LocalAddresses::at(dir.clone());
+        let held = |local: &LocalAddresses, a: &str| local.namespaces_of(&a.parse().unwrap()).to_vec();
         local.learn(7, 42);
-        assert!(local.contains(&"10.231.9.1".parse().unwrap()));
-        assert!(local.contains(&"::ffff:10.231.9.1".parse().unwrap()), "IPv4-mapped");
-        assert!(local.contains(&"fd00:231:9::1".parse().unwrap()));
-        assert!(!local.contains(&"10.231.9.2".parse().unwrap()), "the peer on the link is not local");
-        assert!(!local.contains(&"10.231.9.255".parse().unwrap()), "nor the broadcast address");
-        // The process is gone: the namespace's addresses prove nothing any more.
+        assert_eq!(held(&local, "10.231.9.1"), [7]);
+        assert_eq!(held(&local, "::ffff:10.231.9.1"), [7], "IPv4-mapped");
+        assert_eq!(held(&local, "fd00:231:9::1"), [7]);
+        assert!(held(&local, "10.231.9.2").is_empty(), "the peer on the link is not local");
+        assert!(held(&local, "10.231.9.255").is_empty(), "nor the broadcast address");
+        // Another listener of the namespace whose process is gone already changes nothing.
+        std::thread::sleep(REREAD_AFTER);
+        local.learn(7, 43);
+        assert_eq!(held(&local, "10.231.9.1"), [7]);
+        // The process is gone at the refresh: the namespace's addresses prove nothing any more.
         std::fs::remove_dir_all(&net).unwrap();
         local.refresh();
-        assert!(!local.contains(&"10.231.9.1".parse().unwrap()));
+        assert!(held(&local, "10.231.9.1").is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -227,6 +218,6 @@ Local:
     fn this_process_namespace_has_loopback() {
         let mut local = LocalAddresses::new();
         local.learn(1, std::process::id());
-        assert!(local.contains(&"127.0.0.1".parse().unwrap()));
+        assert_eq!(local.namespaces_of(&"127.0.0.1".parse().unwrap()), [1]);
     }
 }
