@@ -562,9 +562,10 @@ pub const FLAG_CLOSED_FROM: u32 = 8192;
 /// `Event::flags`: `peer` holds what `--network-evidence` sampled of the peer's segments on this
 /// socket (received resets).
 pub const FLAG_PEER_SAMPLED: u32 = 16384;
-/// A state change to CLOSE of a socket no process held any more (closed, its data still
+/// A state change to CLOSE of a socket its process had closed (its data or FIN still
 /// unacknowledged) whose retransmission timer gave up (`tcp_orphan_retries`): the kernel sends no
-/// RST and tells nobody (no error report), so this change is the only sign of it.
+/// RST and, since tcp_done_with_error() (6.10, backported to some older series), reports no
+/// error for it, so this change is the only sure sign of it.
 pub const FLAG_ORPHAN_TIMED_OUT: u32 = 32768;
 /// `current_process_comm` holds the name of the process `current` is a thread of.
 pub const FLAG_PROCESS_COMM: u32 = 65536;

@@ -268,7 +268,11 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
 }
 
 const ECONNABORTED: i32 = 103;
-const ETIMEDOUT: i32 = 110;
+const ECONNRESET: i32 = 104;
+const EPIPE: i32 = 32;
+const ECONNREFUSED: i32 = 111;
+/// `enum sock_flags` bit set when the socket's process closed it (`sock_orphan()`).
+const SOCK_DEAD: u64 = 0;
 /// `enum sock_flags` bit set when the peer's FIN arrived.
 const SOCK_DONE: u64 = 1;
 /// `RCV_SHUTDOWN | SEND_SHUTDOWN`
@@ -412,16 +416,25 @@ fn abort_on_overflow(sk: u64, o: &SockOffsets) -> bool {
         .is_none_or(|on| on != 0)
 }
 
-/// The socket's pending error is ETIMEDOUT and no process holds it any more: an orphan's
-/// retransmission timer gave up (probe reads: this runs once per socket, at its CLOSE).
+/// The socket is dead (closed by its process: SOCK_DEAD, which a child never accepted is not)
+/// and has a pending error its timers set: an orphan's retransmission or probe timer gave up.
+/// That error is ETIMEDOUT, or the soft error an ICMP message left (host unreachable…); the
+/// errors of a reset (ECONNRESET, EPIPE, ECONNREFUSED) and of a destroyed socket (ECONNABORTED)
+/// come with a RST that is reported itself. Probe reads: this runs once per socket, at its CLOSE.
 #[inline(always)]
 pub fn orphan_timed_out(sk: u64) -> bool {
     let o = SOCK_OFFSETS.load();
-    if sk == 0 || o.err == NO_OFFSET || o.socket == NO_OFFSET {
+    if sk == 0 || o.err == NO_OFFSET || o.flags == NO_OFFSET {
         return false;
     }
     // SAFETY: probe reads only.
-    unsafe { read::<i32>(sk + o.err as u64) == Some(ETIMEDOUT) && read::<u64>(sk + o.socket as u64) == Some(0) }
+    unsafe {
+        let Some(err) = read::<i32>(sk + o.err as u64) else { return false };
+        if err == 0 || matches!(err, ECONNRESET | EPIPE | ECONNREFUSED | ECONNABORTED) {
+            return false;
+        }
+        read::<u64>(sk + o.flags as u64).is_some_and(|f| f & (1 << SOCK_DEAD) != 0)
+    }
 }
 
 /// The state of a socket the tracepoint does not describe (kprobe path); 0 without a socket.

@@ -374,13 +374,14 @@ fn timed_out(state: Option<TcpState>, story: &Story, who: &OrElse) -> Verdict {
             Origin::Network,
             format!("SYN retransmitted {} times with no answer: silent firewall or dead host", story.syn_retransmits),
         ),
-        _ if story.orphan && story.same_segment_retransmits > 0 => v(
+        _ if story.orphan => v(
             Cause::RetransmitTimeout,
             Origin::Network,
-            format!(
-                "the data left when {who} closed the socket went unacknowledged: retransmitted {} times, then the kernel gave the connection up (tcp_orphan_retries)",
-                story.same_segment_retransmits
-            ),
+            match story.same_segment_retransmits {
+                // A zero window probed until tcp_orphan_retries counts probes, not retransmissions.
+                0 => format!("what was left when {who} closed the socket went unacknowledged until the kernel gave the connection up (tcp_orphan_retries)"),
+                n => format!("the data left when {who} closed the socket went unacknowledged: retransmitted {n} times, then the kernel gave the connection up (tcp_orphan_retries)"),
+            },
         ),
         _ if story.same_segment_retransmits > 0 => v(
             Cause::RetransmitTimeout,
