@@ -233,11 +233,6 @@ impl TypedSockFields {
         .iter()
         .all(|o| *o != NO_OFFSET)
     }
-
-    /// The socket's cgroup id can be read.
-    pub fn has_cgroup(&self) -> bool {
-        self.cgroup != NO_OFFSET && self.cgroup_kn != NO_OFFSET && self.kn_id != NO_OFFSET
-    }
 }
 
 /// Everything the kernel programs are told at load time (set as one small global per part).

@@ -865,7 +865,8 @@ impl Draft {
                     if let (Some(r), Some(c)) = (sock, close) {
                         // A connection that carried data was not a race's spare, however soon
                         // after its handshake it went: only one that sent nothing is looked at.
-                        let sent_nothing = read_u32(sk, sock_offsets.data_segs_out) == Some(0);
+                        // (Unknown where BTF lacks the count: looked at, as before it was read.)
+                        let sent_nothing = !matches!(read_u32(sk, sock_offsets.data_segs_out), Some(n) if n > 0);
                         if state == TCP_CLOSE && r.opened_ns != 0 && r.established_ns != 0 && sent_nothing {
                             (*event).flags |= race_sibling(event, sk, r.owner.tgid, c.key.rport);
                         }

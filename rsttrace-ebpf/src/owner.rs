@@ -74,9 +74,10 @@ pub fn learn(sk: u64) -> Owner {
     if known.owner.tgid == tgid && known.owner.pid == pid {
         return known.owner;
     }
-    // Read again, not taken from the record: it may be a freed socket's (see `listen`), and an
-    // owner changes rarely (a socket handed to another process or thread).
-    let owner = current_owner(socket_netns(sk));
+    // Another thread of the same process (a pool's) keeps the namespace on record; another
+    // process reads it again: the record may be a freed socket's (see `listen`).
+    let netns = if known.owner.tgid == tgid && known.owner.netns != 0 { known.owner.netns } else { socket_netns(sk) };
+    let owner = current_owner(netns);
     // A worker thread closing a socket for the kernel (a file's last reference dropped outside
     // its process, deferred to a workqueue) is not its owner: the one on record stays.
     if known.owner.is_known() && is_worker_thread(&owner.comm) {
