@@ -312,10 +312,13 @@ fn a_connection_that_carried_a_request_is_no_race_loser() {
         c.wait(T);
         vec![c.pid()]
     }) {
-        let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
+        // On a slow host the server's acknowledgment of the request can reach the client after
+        // the abort: the client's stack answers it with a RST of no socket, and that may be the
+        // RST the server takes.
+        let ([sent, received], _) = exactly_with_optional(&reports, ["sent:app_abort_linger0", "received:peer_reset"], &["sent:no_socket"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_eq!(sent["benign"], false);
-        assert_eq!(received["peer_cause"], "app_abort_linger0");
+        assert!(["app_abort_linger0", "no_socket"].contains(&received["peer_cause"].as_str().unwrap_or("")), "{received}");
     }
 }
 
