@@ -222,7 +222,12 @@ fn an_overflowing_ring_buffer_is_reported_never_silent() {
     require_root();
     let net = Net::new(62);
     let tracer = Tracer::start(&["--ring-buffer-kib", "4"]);
+    // Stopped, the agent reads nothing: the buffer's few slots fill and every later event is
+    // lost, whatever the host's speed (a running agent may well keep up with one process's
+    // refused connects, woken for every event of so small a buffer).
+    tracer.signal(libc::SIGSTOP);
     refused(&net, Family::V4, 1500);
+    tracer.signal(libc::SIGCONT);
     let (reports, stderr) = tracer.stop();
     let lost: Vec<&Value> = reports.iter().filter(|r| r["type"] == "lost").collect();
     assert!(!lost.is_empty(), "a 4 KiB ring buffer under a storm must lose events: {stderr}");
