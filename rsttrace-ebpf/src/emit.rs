@@ -705,40 +705,34 @@ impl Draft {
     /// the change to CLOSE, with the socket's last owner and how many times in a row its oldest
     /// segment timed out.
     #[inline(always)]
-    pub fn submit_orphan_timeout(mut self, sk: u64, owner: Owner, old_state: i32) -> bool {
-        if !passes(&self, self.kind, &owner) {
-            return false;
-        }
-        let Some(mut entry) = self.entry.take() else { return false };
-        let event = entry.as_mut_ptr();
-        // SAFETY: `event` points at a reserved, writable ring-buffer slot of size_of::<Event>().
-        unsafe {
-            (*event).ts_ns = bpf_ktime_get_ns();
-            (*event).flags = FLAG_ORPHAN_TIMED_OUT | FLAG_CLOSED_FROM;
-            if owner.is_known() {
-                (*event).flags |= FLAG_OWNER_KNOWN;
+    pub fn submit_orphan_timeout(self, sk: u64, owner: Owner, old_state: i32) -> bool {
+        self.submit_state_change(sk, owner, FLAG_ORPHAN_TIMED_OUT | FLAG_CLOSED_FROM, |event| {
+            // SAFETY: the reserved slot `submit_state_change` hands over.
+            unsafe {
+                (*event).sock.opened_ns = 0;
+                (*event).sock.established_ns = 0;
+                (*event).sock.resets_sent = 0;
+                (*event).closed_from = old_state as u8;
+                (*event).sk_cgroup = socket_cgroup(sk, &OFFSETS.load());
+                (*event).sk_inode = 0;
+                if let Some(n) = read_u8(sk, SOCK_OFFSETS.load().icsk_retransmits) {
+                    (*event).retransmits = n as u32;
+                    (*event).flags |= FLAG_RETRANSMITS_READ;
+                }
             }
-            (*event).sock.owner = owner;
-            (*event).sock.opened_ns = 0;
-            (*event).sock.established_ns = 0;
-            (*event).sock.resets_sent = 0;
-            (*event).closed_from = old_state as u8;
-            fill_current(event);
-            (*event).netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
-            (*event).sk_cgroup = socket_cgroup(sk, &OFFSETS.load());
-            (*event).sk_inode = 0;
-            if let Some(n) = read_u8(sk, SOCK_OFFSETS.load().icsk_retransmits) {
-                (*event).retransmits = n as u32;
-                (*event).flags |= FLAG_RETRANSMITS_READ;
-            }
-        }
-        entry.submit(wakeup_flags());
-        true
+        })
     }
 
     /// A listener's start or end, with its owner.
     #[inline(always)]
-    pub fn submit_listener(mut self, sk: u64, owner: Owner) -> bool {
+    pub fn submit_listener(self, sk: u64, owner: Owner) -> bool {
+        self.submit_state_change(sk, owner, 0, |_| {})
+    }
+
+    /// A state change that crosses to the agent, with the socket's owner and `flags`; `fill`
+    /// writes what this kind of change adds. Unless the load-time filter rejects it.
+    #[inline(always)]
+    fn submit_state_change(mut self, sk: u64, owner: Owner, flags: u32, fill: impl FnOnce(*mut Event)) -> bool {
         if !passes(&self, self.kind, &owner) {
             return false;
         }
@@ -747,11 +741,12 @@ impl Draft {
         // SAFETY: `event` points at a reserved, writable ring-buffer slot of size_of::<Event>().
         unsafe {
             (*event).ts_ns = bpf_ktime_get_ns();
-            (*event).flags = if owner.is_known() { FLAG_OWNER_KNOWN } else { 0 };
+            (*event).flags = flags | if owner.is_known() { FLAG_OWNER_KNOWN } else { 0 };
             (*event).sock.owner = owner;
             fill_current(event);
             (*event).netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
         }
+        fill(event);
         entry.submit(wakeup_flags());
         true
     }
