@@ -285,15 +285,21 @@ fn firewall_reset_is_injected() {
     }
 }
 
-#[test]
-fn second_connection_dropped_after_handshake_is_benign_race_loser() {
-    for (f, reports, pids) in traced(9, |net, f| {
+/// A client with `opts` against a server that holds its connections, until the client exits.
+/// The pid is the client's.
+fn client_of_a_holding_server(subnet: u8, opts: &[&str]) -> Vec<(Family, Vec<Value>, Vec<u64>)> {
+    traced(subnet, |net, f| {
         let _server = listen(net, f, "hold");
-        let mut c = client(net, f, PORT, &["--race"]);
+        let mut c = client(net, f, PORT, opts);
         c.expect_line("ready", T);
         c.wait(T);
         vec![c.pid()]
-    }) {
+    })
+}
+
+#[test]
+fn second_connection_dropped_after_handshake_is_benign_race_loser() {
+    for (f, reports, pids) in client_of_a_holding_server(9, &["--race"]) {
         let [sent, received] = exactly(&reports, ["sent:connect_race_loser", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_eq!(sent["benign"], true);
@@ -305,13 +311,7 @@ fn second_connection_dropped_after_handshake_is_benign_race_loser() {
 /// SO_LINGER 0, which is not benign, even with the owner's other connection to the peer open.
 #[test]
 fn a_connection_that_carried_a_request_is_no_race_loser() {
-    for (f, reports, pids) in traced(29, |net, f| {
-        let _server = listen(net, f, "hold");
-        let mut c = client(net, f, PORT, &["--race", "--send", "100"]);
-        c.expect_line("ready", T);
-        c.wait(T);
-        vec![c.pid()]
-    }) {
+    for (f, reports, pids) in client_of_a_holding_server(29, &["--race", "--send", "100"]) {
         // On a slow host the server's acknowledgment of the request can reach the client after
         // the abort: the client's stack answers it with a RST of no socket, and that may be the
         // RST the server takes.
@@ -324,13 +324,7 @@ fn a_connection_that_carried_a_request_is_no_race_loser() {
 
 #[test]
 fn close_in_fin_wait2_with_negative_linger2_is_linger2_abort() {
-    for (f, reports, pids) in traced(10, |net, f| {
-        let _server = listen(net, f, "hold");
-        let mut c = client(net, f, PORT, &["--linger2-abort"]);
-        c.expect_line("ready", T);
-        c.wait(T);
-        vec![c.pid()]
-    }) {
+    for (f, reports, pids) in client_of_a_holding_server(10, &["--linger2-abort"]) {
         let [sent, received] = exactly(&reports, ["sent:linger2_abort", "received:peer_reset"]);
         assert_eq!(received["peer_cause"], "linger2_abort");
         assert_report(sent, f, "stack", Some(pids[0]));
@@ -372,13 +366,7 @@ fn segment_for_a_forgotten_connection_is_no_socket() {
 
 #[test]
 fn disconnect_with_af_unspec_is_app_disconnect_not_linger0() {
-    for (f, reports, pids) in traced(12, |net, f| {
-        let _server = listen(net, f, "hold");
-        let mut c = client(net, f, PORT, &["--send", "10", "--disconnect"]);
-        c.expect_line("ready", T);
-        c.wait(T);
-        vec![c.pid()]
-    }) {
+    for (f, reports, pids) in client_of_a_holding_server(12, &["--send", "10", "--disconnect"]) {
         let [sent, received] = exactly(&reports, ["sent:app_disconnect", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_STATE");
