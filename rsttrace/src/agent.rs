@@ -152,7 +152,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         decoder: loaded.decoder.clone(),
         workloads: Workloads::new(config.runtime_root.clone()),
         processes,
-        judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) && !kernel_filter_drops_resets(&config.filter) }),
+        judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) && !config.filter.drops_other_ends_in_kernel() }),
         filter: config.filter.clone(),
         folder: Folder::new(config.max_rate, Clock::monotonic_now_ns()),
         summary: Summary::default(),
@@ -289,14 +289,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         eprintln!("rsttrace: {} events could not be decoded", state.decode_errors);
     }
     Ok(())
-}
-
-/// A load-time filter on ports, process or cgroup drops, in the kernel, RSTs this host sent that
-/// answer a reset it keeps (the server's RST has the client's ports reversed and its own
-/// owner): the missing `sent` would then prove nothing.
-fn kernel_filter_drops_resets(filter: &ReportFilter) -> bool {
-    let f = filter.kernel();
-    f.lport_count > 0 || f.rport_count > 0 || f.pid != 0 || f.cgroup != 0
 }
 
 fn sinks<'a>(view: &'a mut Option<Box<dyn Sink>>, file: &'a mut Option<RotatingFile>) -> Vec<&'a mut dyn Sink> {

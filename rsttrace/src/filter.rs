@@ -51,6 +51,13 @@ impl ReportFilter {
         f
     }
 
+    /// The kernel part drops RSTs this host sent that answer a reset it keeps: a filter on ports
+    /// (the other end's RST has them reversed), process or cgroup (it has its own owner). A
+    /// missing `sent` then proves nothing.
+    pub fn drops_other_ends_in_kernel(&self) -> bool {
+        !self.lports.is_empty() || !self.rports.is_empty() || self.pid.is_some() || self.cgroup.is_some()
+    }
+
     /// The filters other than the namespace, as flags: a trace with any of them may lack reports
     /// of its namespace (`rsttrace correlate` then cannot take it as a witness).
     pub fn narrowing(&self) -> Vec<String> {
