@@ -713,6 +713,60 @@ const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECOR
 /// Index of the single slot of the per-CPU lost-event counter.
 pub const LOST_SLOT: u32 = 0;
 
+/// What a storm's resets share when the kernel side counts them instead of sending each across
+/// the ring buffer (`rsttrace-ebpf/src/fold.rs`): past `--max-rate` on a CPU, a RST this host
+/// sent to a SYN for a port nobody listens on, or one a connecting socket received. Each is
+/// judged by what it is here (the agent asks only whether a listener of this host serves the
+/// refused address); the agent turns the counts into folded records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FoldedKey {
+    /// The agent's count of seconds when the kernel counted these (`FOLD_GENERATION`): the agent
+    /// takes a generation only once the kernel has moved on from it, so no count is missed.
+    pub generation: u32,
+    /// [`FOLDED_REFUSED_SYN`] or [`FOLDED_REFUSAL_RECEIVED`].
+    pub kind: u8,
+    /// 4 or 6.
+    pub ip_version: u8,
+    /// Host order: the refused port (a refused SYN's local one, a refusal's remote one).
+    pub port: u16,
+    pub netns: u32,
+    /// The connecting socket's owner (0 for a refused SYN, which has no socket).
+    pub tgid: u32,
+    /// The connecting socket's cgroup v2 id; 0 when unknown or for a refused SYN.
+    pub cgroup: u64,
+    /// The other end: a refused SYN's sender, the address a connecting socket was refused by.
+    pub addr: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<FoldedKey>() == 40);
+
+/// A RST sent to a SYN no socket took ([`FoldedKey::kind`]).
+pub const FOLDED_REFUSED_SYN: u8 = 1;
+/// A RST a socket in SYN_SENT received ([`FoldedKey::kind`]).
+pub const FOLDED_REFUSAL_RECEIVED: u8 = 2;
+
+/// One CPU's count of the resets under one [`FoldedKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FoldedCount {
+    pub count: u64,
+    /// `bpf_ktime_get_ns()` of the first and last one counted.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// The connecting socket's owner as its record names it (thread id and name).
+    pub pid: u32,
+    pub _pad: u32,
+    pub comm: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<FoldedCount>() == 48);
+
+/// Distinct [`FoldedKey`]s the kernel side counts at once (two generations' worth); a reset
+/// whose key finds the table full crosses the ring buffer as usual. A per-CPU table: 48 bytes a
+/// key and CPU, 6 MiB on 128 CPUs.
+pub const FOLDED_KEYS: u32 = 1024;
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -726,4 +780,6 @@ mod user {
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Owner {}
     unsafe impl aya::Pod for SockRecord {}
+    unsafe impl aya::Pod for FoldedKey {}
+    unsafe impl aya::Pod for FoldedCount {}
 }

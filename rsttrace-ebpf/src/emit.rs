@@ -112,7 +112,7 @@ fn socket_cgroup(sk: u64, o: &StructOffsets) -> u64 {
 
 /// The socket's namespace; without a socket, the namespace of the device the segment came in on.
 #[inline(always)]
-fn netns_of(sk: u64, skb: u64, o: &StructOffsets) -> u32 {
+pub(crate) fn netns_of(sk: u64, skb: u64, o: &StructOffsets) -> u32 {
     if sk != 0 {
         return netns_at(sk, o.sock_net, o);
     }
@@ -125,15 +125,15 @@ fn netns_of(sk: u64, skb: u64, o: &StructOffsets) -> u32 {
 }
 
 /// The segment that triggered a sent reset, read from its headers.
-struct Trigger {
-    tcp_flags: u8,
-    ip_version: u8,
-    sport: u16,
-    dport: u16,
+pub(crate) struct Trigger {
+    pub tcp_flags: u8,
+    pub ip_version: u8,
+    pub sport: u16,
+    pub dport: u16,
     /// Acknowledgment number, host order.
-    ack_seq: u32,
-    saddr: [u8; 16],
-    daddr: [u8; 16],
+    pub ack_seq: u32,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
 }
 
 /// Bytes read from the network header on: an IPv6 header (40) and the 16 TCP header bytes
@@ -149,7 +149,7 @@ const TCP_PREFIX: usize = 16;
 /// IP and TCP headers together in one block. A TCP header that does not follow the IP header
 /// directly (IPv4 options) costs a fourth.
 #[inline(always)]
-fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
+pub(crate) fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
     if skb == 0 || o.skb_head == NO_OFFSET || o.skb_transport_header == NO_OFFSET || o.skb_network_header == NO_OFFSET {
         return None;
     }

@@ -21,7 +21,8 @@
 //! and when a connection this host opened began and completed its handshake), and across
 //! connections, the history arrays of `history.rs`. A reset carries them, with what the socket
 //! itself says at that instant. Under `--network-evidence` one more program samples how the peer's
-//! segments arrive (`evidence.rs`).
+//! segments arrive (`evidence.rs`). Past `--max-rate` on a CPU, a storm's refused SYNs and the
+//! refusals connecting sockets receive are counted by kind instead of crossing (`fold.rs`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -31,6 +32,8 @@ mod emit;
 mod evidence;
 #[cfg(target_arch = "bpf")]
 mod floor;
+#[cfg(target_arch = "bpf")]
+mod fold;
 #[cfg(target_arch = "bpf")]
 mod history;
 #[cfg(target_arch = "bpf")]

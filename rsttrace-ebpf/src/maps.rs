@@ -1,11 +1,11 @@
 //! Maps and load-time globals shared by all programs.
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
     Global,
 };
 use rsttrace_common::{
-    Filter, Owner, PeerSample, RaceEntry, SockMsgLayout, SockOffsets, SockRecord, StructOffsets,
+    Filter, FoldedCount, FoldedKey, Owner, FOLDED_KEYS, PeerSample, RaceEntry, SockMsgLayout, SockOffsets, SockRecord, StructOffsets,
     TcpProbeLayout, TracepointLayout, TypedSockFields, NO_FIELD, PEER_SLOTS,
 };
 
@@ -43,6 +43,12 @@ pub static WAKEUP_EVERY: Global<u32> = Global::new(64);
 /// 1 when any part of `FILTER` is set: the common unfiltered case skips it entirely.
 #[unsafe(no_mangle)]
 pub static FILTER_ACTIVE: Global<u8> = Global::new(0);
+
+/// Nanoseconds of credit one reset that could be counted in the kernel takes from its CPU's
+/// bucket to cross the ring buffer instead (10⁹ / `--max-rate`); 0: the kernel side counts
+/// nothing, every reset crosses (`--max-rate 0`, a filter, `--network-evidence`).
+#[unsafe(no_mangle)]
+pub static FOLD_COST_NS: Global<u64> = Global::new(0);
 
 /// 4 MiB here; the agent sizes it at load time (`--ring-buffer-kib`, default 8 MiB).
 #[map]
@@ -178,3 +184,27 @@ pub static LAST_CLOSES: PerCpuArray<CloseSlots> = PerCpuArray::with_max_entries(
 /// insert or delete. A socket whose slot another took has no evidence at its reset.
 #[map]
 pub static PEERS: Array<PeerSample> = Array::with_max_entries(PEER_SLOTS, 0);
+
+/// A CPU's bucket for the resets the kernel side may count (see `fold.rs`).
+#[repr(C)]
+pub struct FoldBucket {
+    /// Nanoseconds of credit, at most a second's.
+    pub credit_ns: u64,
+    pub last_ns: u64,
+}
+
+#[map]
+pub static FOLD_BUCKETS: PerCpuArray<FoldBucket> = PerCpuArray::with_max_entries(1, 0);
+
+/// The resets counted in the kernel instead of crossing, per key and CPU (see `fold.rs`).
+#[map]
+pub static FOLDED: PerCpuHashMap<FoldedKey, FoldedCount> = PerCpuHashMap::with_max_entries(FOLDED_KEYS, 0);
+
+/// The generation the kernel side counts under now, written by the agent once a second.
+#[map]
+pub static FOLD_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Refused SYNs whose RST the kernel side counted, per CPU: while it does, the agent has not
+/// seen every RST this host sent.
+#[map]
+pub static REFUSED_SYNS_FOLDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

@@ -13,7 +13,7 @@ use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout,
 
 use crate::{
     emit::{early_field, layout, orphan_timed_out, probe_field, record_key, sk_state, Draft, Record},
-    evidence, history, socks,
+    evidence, fold, history, socks,
     maps::{CloseSlot, TupleKey, SOCK_MSG, TCP_PROBE},
     owner::{
         self, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT,
@@ -39,9 +39,19 @@ fn record_at_reset(sk: u64, state: i32) -> (Option<&'static SockRecord>, Option<
     (owner::record(sk), None)
 }
 
+/// Where `tcp_send_reset` keeps these on every kernel we know (6.1 to 6.18).
+const SEND_RESET_SKBADDR: u16 = 8;
+const SEND_RESET_SKADDR: u16 = 16;
+
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SendReset);
+    // Without a socket (6.10+): perhaps a refused SYN to count here instead (see `fold.rs`).
+    if fold::enabled() && early_field::<u64, SEND_RESET_SKADDR>(&ctx, l.skaddr) == Some(0) {
+        if fold::refused_syn(early_field::<u64, SEND_RESET_SKBADDR>(&ctx, l.skbaddr).unwrap_or(0)) {
+            return 0;
+        }
+    }
     let Some(d) = Draft::reserve(&ctx, EventKind::SendReset) else { return 0 };
     let sk: u64 = d.field(l.skaddr).unwrap_or(0);
     let skb: u64 = d.field(l.skbaddr).unwrap_or(0);
@@ -67,6 +77,9 @@ pub fn send_reset_kprobe(ctx: ProbeContext) -> u32 {
     let state = sk_state(sk);
     if sk != 0 && state as i32 != TCP_TIME_WAIT && state as i32 != TCP_NEW_SYN_RECV {
         return 0; // a full socket: the tracepoint reports it
+    }
+    if sk == 0 && fold::refused_syn(skb) {
+        return 0;
     }
     if let Some(d) = Draft::reserve_without_record(EventKind::SendReset, state) {
         d.submit(sk, skb, None, None);

@@ -12,10 +12,12 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use rsttrace_common::{EventKind, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
+use rsttrace_common::{EventKind, Owner, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{Draft, SocketRead},
+    emit::{socket_netns, Draft, SocketRead},
+    fold::{self, Refusal},
+    owner::TCP_SYN_SENT,
     maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SOCK},
     history, owner,
     programs::{changes_records, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
@@ -228,14 +230,29 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let address = address(sk);
+    let read = socket_read(sk);
+    let record = owner::record(address);
+    if let (Some(r), Some(record)) = (read, record) {
+        if r.state == TCP_SYN_SENT as u8 && fold::refusal_received(&record.owner, || refusal(sk, &record.owner, r.cgroup)) {
+            return 0;
+        }
+    }
     if let Some(d) = draft_with_ends(EventKind::ReceiveReset, &RECEIVE_RESET_SHAPE, sk, address, |_| {}) {
-        let d = match socket_read(sk) {
+        let d = match read {
             Some(read) => d.with_socket_read(read),
             None => d,
         };
-        d.submit(address, 0, owner::record(address), None);
+        d.submit(address, 0, record, None);
     }
     0
+}
+
+/// A connecting socket's refusal, as the kernel side counts it (see `fold.rs`).
+#[inline(always)]
+fn refusal(sk: u64, owner: &Owner, cgroup: u64) -> Option<Refusal> {
+    let (key, family, raddr) = ends_of(sk)?;
+    let netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
+    Some(Refusal { ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup })
 }
 
 /// `inet_sk_error_report(sk)`: see `programs::inet_sk_error_report`. The socket is at hand here,

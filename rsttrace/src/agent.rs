@@ -6,6 +6,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use rsttrace_common::Filter;
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{signal, SignalKind},
@@ -19,6 +20,7 @@ use crate::{
     decode::Decoder,
     filter::ReportFilter,
     fold::Folder,
+    kernel_folds::KernelFolds,
     loader::{self, LoadOptions, LostCounter, Socketless},
     metrics::Metrics,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink, TraceEdge},
@@ -83,6 +85,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let fold_rate = kernel_fold_rate(&config);
     let tracefs = match config.tracefs {
         Some(t) if !t.root().join("events").is_dir() => {
             bail!("no tracefs at {} (it has no events/ directory)", t.root().display())
@@ -104,6 +107,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         cost_floor: config.cost_floor,
         network_evidence: config.network_evidence,
         hooks: config.hooks,
+        fold_rate,
     })?;
     if config.cost_floor.is_none() {
         describe_capture(&loaded.capture);
@@ -130,6 +134,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let ring = loader::take_ring_buffer(&mut loaded.ebpf)?;
     let lost = LostCounter::new(&mut loaded.ebpf)?;
+    let kernel_folds = match fold_rate {
+        0 => None,
+        _ => Some(KernelFolds::new(&mut loaded.ebpf, Clock::monotonic_now_ns())?),
+    };
     // SAFETY: the RingBuf owns its map fd, which stays open and unchanged until the AsyncFd
     // (which owns the RingBuf) is dropped.
     let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
@@ -155,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) && !config.filter.drops_other_ends_in_kernel() }),
         filter: config.filter.clone(),
         folder: Folder::new(config.max_rate, Clock::monotonic_now_ns()),
+        kernel_folds,
         summary: Summary::default(),
         metrics: metrics.as_mut(),
         lost_reported: 0,
@@ -225,6 +234,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // Reports go out in bounded batches with the ring buffer drained between them: a burst
         // of thousands due at once must not leave the kernel's side unread for that long.
         let now = Clock::monotonic_now_ns();
+        state.take_kernel_folds(now, false, !sinks.is_empty());
         loop {
             if let Err(e) = state.emit(now, now, EMIT_BATCH, &mut sinks) {
                 break 'run Err(e);
@@ -262,6 +272,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         state.ingest(&item);
     }
     let mut all = sinks(&mut view, &mut file);
+    state.take_kernel_folds(Clock::monotonic_now_ns(), true, !all.is_empty());
     let flushed = state
         .report_lost(&lost, &mut all)
         .and_then(|_| state.emit(u64::MAX, Clock::monotonic_now_ns(), usize::MAX, &mut all))
@@ -289,6 +300,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         eprintln!("rsttrace: {} events could not be decoded", state.decode_errors);
     }
     Ok(())
+}
+
+/// Resets a second each CPU sends across before the kernel side counts the storm's kinds itself
+/// (see `kernel_folds`): `--max-rate`, where nothing needs every reset to cross. A kernel filter
+/// (`-p`, `-c`, `-L`, `-D`, `-4`, `-6`) judges events the counts do not keep, and
+/// `--network-evidence` judges each received reset by its own segments.
+fn kernel_fold_rate(config: &Config) -> u32 {
+    if config.network_evidence || config.filter.kernel() != Filter::ANY || config.cost_floor.is_some() {
+        0
+    } else {
+        config.max_rate
+    }
 }
 
 fn sinks<'a>(view: &'a mut Option<Box<dyn Sink>>, file: &'a mut Option<RotatingFile>) -> Vec<&'a mut dyn Sink> {
@@ -368,6 +391,8 @@ struct LoopState<'m> {
     processes: Processes,
     filter: ReportFilter,
     folder: Folder,
+    /// What the kernel side counts past `--max-rate`; `None` where it counts nothing.
+    kernel_folds: Option<KernelFolds>,
     summary: Summary,
     metrics: Option<&'m mut Metrics>,
     lost_reported: u64,
@@ -423,9 +448,9 @@ impl LoopState<'_> {
             if !self.filter.matches(&report) {
                 continue;
             }
-            self.summary.add(&report);
+            self.summary.add(&report, 1);
             if let Some(m) = self.metrics.as_deref_mut() {
-                m.record(&report);
+                m.record(&report, 1);
             }
             // Counting only (no sink): nothing is written, so nothing needs folding.
             if sinks.is_empty() || !self.folder.admit(&report, now_ns) {
@@ -448,6 +473,31 @@ impl LoopState<'_> {
         Ok(())
     }
 
+    /// The resets the kernel side counted, once their generation is over (`all`: every one, at
+    /// exit): counted like the others, and folded when anything is written.
+    fn take_kernel_folds(&mut self, now_ns: u64, all: bool, writing: bool) {
+        let Some(kernel) = self.kernel_folds.as_mut() else { return };
+        if kernel.counted_refused_syns() {
+            self.judge.note_unseen(now_ns);
+        }
+        for folded in kernel.take(now_ns, all) {
+            let Some(mut report) = folded.report(&self.judge) else { continue };
+            report.workload = self.workloads.resolve(report.cgroup);
+            self.complete_owner(&mut report);
+            if !self.filter.matches(&report) {
+                continue;
+            }
+            self.summary.add(&report, folded.count);
+            self.summary.counted_in_kernel += folded.count;
+            if let Some(m) = self.metrics.as_deref_mut() {
+                m.record(&report, folded.count);
+            }
+            if writing {
+                self.folder.fold(&report, folded.count, folded.last_ns, now_ns);
+            }
+        }
+    }
+
     /// Write the folded records gathered so far.
     fn write_folded(&mut self, now_ns: u64, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
         for folded in self.folder.take(now_ns) {
@@ -468,7 +518,7 @@ impl LoopState<'_> {
         if total > self.lost_reported {
             let now = total - self.lost_reported;
             eprintln!("rsttrace: {now} events lost (ring buffer full); {total} in total");
-            self.judge.note_loss(Clock::monotonic_now_ns());
+            self.judge.note_unseen(Clock::monotonic_now_ns());
             if let Some(m) = self.metrics.as_deref_mut() {
                 m.add_lost(now);
             }

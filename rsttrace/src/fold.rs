@@ -152,11 +152,13 @@ impl Folder {
         if bucket.take(now_ns) {
             return true;
         }
-        self.fold(r, now_ns);
+        self.fold(r, 1, r.ts_ns, now_ns);
         false
     }
 
-    fn fold(&mut self, r: &Report, now_ns: u64) {
+    /// Fold `count` reports like `r`, the last of them at `last_ts_ns` (the kernel side counts
+    /// some itself: see `kernel_folds`).
+    pub fn fold(&mut self, r: &Report, count: u64, last_ts_ns: u64, now_ns: u64) {
         let mut key = FoldKey::of(r);
         if self.open.len() >= MAX_KEYS && !self.open.contains_key(&key) {
             key = key.other();
@@ -165,13 +167,13 @@ impl Folder {
         let agg = self.open.entry(key).or_insert_with(|| Aggregate {
             count: 0,
             first_ts_ns: r.ts_ns,
-            last_ts_ns: r.ts_ns,
+            last_ts_ns,
             comm: r.owner.as_ref().map(|o| o.comm),
             raddr: Some(raddr),
         });
-        agg.count += 1;
+        agg.count += count;
         agg.first_ts_ns = agg.first_ts_ns.min(r.ts_ns);
-        agg.last_ts_ns = agg.last_ts_ns.max(r.ts_ns);
+        agg.last_ts_ns = agg.last_ts_ns.max(last_ts_ns);
         if agg.raddr != Some(raddr) {
             agg.raddr = None;
         }

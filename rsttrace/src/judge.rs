@@ -25,7 +25,7 @@ use crate::{
     evidence::Evidence,
     local_addresses::LocalAddresses,
     recent_sent::{RecentSent, SentRecord},
-    report::{Attribution, Cause, Direction, Report, ReportType},
+    report::{Attribution, Cause, Direction, Report, ReportType, Verdict},
 };
 
 /// How long a reset waits for its follow-up events before it is classified.
@@ -163,10 +163,22 @@ impl Judge {
         }
     }
 
-    /// Events were lost: for a while, the absence of an event (the peer's own RST) is no
-    /// evidence, so no reset is called injected on that ground.
-    pub fn note_loss(&mut self, now_ns: u64) {
+    /// Events were lost, or the kernel side counted RSTs this host sent instead of sending them
+    /// across: for a while, the absence of an event (the peer's own RST) is no evidence, so no
+    /// reset is called injected on that ground.
+    pub fn note_unseen(&mut self, now_ns: u64) {
         self.loss_noticed_ns = Some(now_ns);
+    }
+
+    /// A RST a connecting socket received, which the kernel side counted with others like it
+    /// (its last at `ts_ns`): refused by the peer, unless a listener of this host serves the
+    /// address it went to and no stack here sent a RST, as for one judged alone.
+    pub fn refusal_verdict(&self, endpoints: &Endpoints, ts_ns: u64) -> Verdict {
+        let story = Story {
+            peer_local: self.seen.every_sent_reset && self.listens_here(&endpoints.reversed()) && !self.losses_near(ts_ns),
+            ..Story::default()
+        };
+        classify(&Trigger::Received { state: Some(TcpState::SynSent) }, &story)
     }
 
     fn losses_near(&self, ts_ns: u64) -> bool {
@@ -897,6 +909,25 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_the_kernel_side_counted_is_judged_as_one_alone_would_be() {
+        let server = task(2, "nginx");
+        let refused_by = ends(5000).reversed().laddr;
+        let to = |raddr| Endpoints { raddr, ..ends(5000) };
+        let mut j = Judge::new(Visibility::ALL);
+        assert_eq!(j.refusal_verdict(&to(refused_by), 50).cause, Cause::Refused);
+        // A listener of this host is bound to the address, and no stack here sent a RST.
+        j.observe(listener(10, Close, Listen, &server, &refused_by.to_string()));
+        assert_eq!(j.refusal_verdict(&to(refused_by), 50).cause, Cause::Injected);
+        // The kernel side counted RSTs sent here around then: one of them may be the answer.
+        j.note_unseen(60);
+        assert_eq!(j.refusal_verdict(&to(refused_by), 50).cause, Cause::Refused);
+        // Where only some of the RSTs sent cross, nothing is proven by their absence.
+        let mut partial = Judge::new(Visibility { every_sent_reset: false });
+        partial.observe(listener(10, Close, Listen, &server, &refused_by.to_string()));
+        assert_eq!(partial.refusal_verdict(&to(refused_by), 50).cause, Cause::Refused);
+    }
+
+    #[test]
     fn a_received_reset_is_injected_only_when_an_open_local_peer_sent_none() {
         let client = task(1, "client");
         let mut rst = received(50, Established, Some(client));
@@ -907,7 +938,7 @@ mod tests {
         // Events were lost around then: the peer's RST may be among them.
         let mut j = Judge::new(Visibility::ALL);
         j.observe(rst.clone());
-        j.note_loss(60_000_000);
+        j.note_unseen(60_000_000);
         assert_eq!(j.flush(u64::MAX)[0].verdict.cause, Cause::PeerReset);
         // The peer's stack did send it (traced after it was transmitted).
         let mut peer = sent(50, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "server"), None);

@@ -16,6 +16,7 @@ pub mod evidence;
 pub mod filter;
 pub mod fold;
 pub mod judge;
+pub mod kernel_folds;
 pub mod loader;
 pub mod local_addresses;
 pub mod metrics;

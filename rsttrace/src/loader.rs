@@ -157,6 +157,9 @@ pub struct LoadOptions<'a> {
     /// Sample every incoming segment of established sockets (`--network-evidence`).
     pub network_evidence: bool,
     pub hooks: HookKind,
+    /// Resets a second each CPU sends across before the kernel side counts refused SYNs and
+    /// refusals itself (`--max-rate`); 0: it counts none.
+    pub fold_rate: u32,
 }
 
 /// How `--cost-floor` attaches its empty programs to the tracepoints.
@@ -220,6 +223,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // The CPUs that run programs: a VM may have many more possible than online.
     let online = aya::util::online_cpus().map_or(64, |cpus| cpus.len());
     let wakeup_every = wakeup_every(opts.ring_buffer_bytes, online);
+    let fold_cost_ns: u64 = if opts.fold_rate == 0 { 0 } else { (1_000_000_000 / u64::from(opts.fold_rate)).max(1) };
     let mut loader = EbpfLoader::new();
     for kind in EventKind::ALL {
         loader.override_global(layout_global(kind), &config.layouts[kind as usize], true);
@@ -234,6 +238,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global("NETWORK_EVIDENCE", &evidence, true)
         .override_global("TYPED_SOCK", &typed_sock, true)
         .override_global("WAKEUP_EVERY", &wakeup_every, true)
+        .override_global("FOLD_COST_NS", &fold_cost_ns, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         // Its 2.5 MiB only where something samples into it; a look-up elsewhere finds nothing.
         .map_max_entries("PEERS", if opts.network_evidence { PEER_SLOTS } else { 1 })

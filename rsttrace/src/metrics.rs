@@ -83,10 +83,11 @@ impl Metrics {
         Self { registry: Arc::new(registry), resets, aborts, lost, folded, held, comms: HashSet::new(), workloads: HashSet::new() }
     }
 
-    pub fn record(&mut self, r: &Report) {
+    /// `count` reports like `r` (more than one where the kernel side counted them).
+    pub fn record(&mut self, r: &Report, count: u64) {
         match r.kind {
             ReportType::Abort => {
-                self.aborts.get_or_create(&CauseLabels { cause: r.verdict.cause.name().into() }).inc();
+                self.aborts.get_or_create(&CauseLabels { cause: r.verdict.cause.name().into() }).inc_by(count);
             }
             ReportType::Reset => {
                 let comm = r.owner.as_ref().map_or("-", |o| o.comm.as_str());
@@ -117,7 +118,7 @@ impl Metrics {
                         unit,
                         container,
                     })
-                    .inc();
+                    .inc_by(count);
             }
         }
     }

@@ -1059,11 +1059,11 @@ mod table_tests {
     fn the_summary_says_when_reports_were_folded() {
         let mut summary = Summary::default();
         let mut text = Vec::new();
-        summary.add(&report());
+        summary.add(&report(), 1);
         summary.write(&mut text, 1.0, 0, 0).unwrap();
         assert!(!String::from_utf8_lossy(&text).contains("folded"));
         for _ in 0..30 {
-            summary.add(&report());
+            summary.add(&report(), 1);
         }
         summary.add_folded(&folded(Port::Local(443), 30));
         let mut text = Vec::new();
@@ -1086,6 +1086,8 @@ pub struct Summary {
     /// Of `total`, reports written only as part of a folded record, and how many records.
     pub folded: u64,
     pub folded_records: u64,
+    /// Of `total`, resets the kernel side counted without sending them across.
+    pub counted_in_kernel: u64,
     max_rate: u32,
     unowned: u64,
     other_processes: u64,
@@ -1097,32 +1099,33 @@ pub struct Summary {
 const SUMMARY_KEYS_MAX: usize = 10_000;
 
 /// Count under `key`, or under `other` once the map is full.
-fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, other: &mut u64) {
-    if let Some(n) = map.get_mut(&key) {
-        *n += 1;
+fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K, n: u64, other: &mut u64) {
+    if let Some(count) = map.get_mut(&key) {
+        *count += n;
     } else if map.len() < SUMMARY_KEYS_MAX {
-        map.insert(key, 1);
+        map.insert(key, n);
     } else {
-        *other += 1;
+        *other += n;
     }
 }
 
 impl Summary {
-    pub fn add(&mut self, r: &Report) {
-        self.total += 1;
-        self.benign += u64::from(r.verdict.benign);
-        *self.by_cause.entry(r.verdict.cause.name()).or_default() += 1;
+    /// `count` reports like `r` (more than one where the kernel side counted them).
+    pub fn add(&mut self, r: &Report, count: u64) {
+        self.total += count;
+        self.benign += u64::from(r.verdict.benign) * count;
+        *self.by_cause.entry(r.verdict.cause.name()).or_default() += count;
         match &r.owner {
-            Some(o) => bump(&mut self.by_process, (o.comm, o.pid), &mut self.other_processes),
-            None => self.unowned += 1,
+            Some(o) => bump(&mut self.by_process, (o.comm, o.pid), count, &mut self.other_processes),
+            None => self.unowned += count,
         }
-        bump(&mut self.by_peer, r.endpoints.raddr, &mut self.other_peers);
+        bump(&mut self.by_peer, r.endpoints.raddr, count, &mut self.other_peers);
         let dir = match (r.kind, r.direction) {
             (ReportType::Abort, _) => "abort",
             (_, Some(Direction::Sent)) => "sent",
             _ => "received",
         };
-        *self.by_direction.entry(dir).or_default() += 1;
+        *self.by_direction.entry(dir).or_default() += count;
     }
 
     /// A folded record went out (its reports were counted by [`Summary::add`] already).
@@ -1146,6 +1149,9 @@ impl Summary {
                 "  folded: {} of them over --max-rate {}/s, written as {} folded records with their counts",
                 self.folded, self.max_rate, self.folded_records
             )?;
+        }
+        if self.counted_in_kernel > 0 {
+            writeln!(out, "  counted in the kernel: {} of them (refused SYNs and refusals past --max-rate, not sent to the agent one by one)", self.counted_in_kernel)?;
         }
         let section = |out: &mut dyn Write, title: &str, rows: Vec<(String, u64)>| -> io::Result<()> {
             if rows.is_empty() {

@@ -348,8 +348,9 @@ fn is_kind(r: &Value, direction: &str, cause: &str) -> bool {
 
 /// Over --max-rate, reports are folded, not dropped: the reports written one by one stay within
 /// the bucket (50 at once, then 50 a second), and, per direction and cause, they and the folded
-/// records' counts add up to exactly the storm. Stopped by SIGTERM right after the storm, so
-/// the last interval's folded records come from the exit path.
+/// records' counts add up to exactly the storm, whether the agent or the kernel side counted
+/// them. Stopped by SIGTERM right after the storm, so the last interval's folded records, and
+/// the kernel side's last counts, come from the exit path.
 #[test]
 fn a_storm_past_max_rate_is_folded_and_every_reset_counted() {
     require_root();
@@ -399,6 +400,36 @@ fn a_storm_past_max_rate_is_folded_and_every_reset_counted() {
     assert_eq!(total, one_by_one as u64 + folded_total, "{stderr}");
     let line = format!("folded: {folded_total} of them over --max-rate 50/s, written as {} folded records", folded.len());
     assert!(stderr.contains(&line), "no `{line}` in: {stderr}");
+    // Past the rate the kernel side counted most of the storm itself: far fewer events crossed
+    // the ring buffer than there were resets.
+    let read = summary_number(&stderr, " events read");
+    assert!(read < total / 2, "{read} events read for {total} resets: {stderr}");
+    let in_kernel = summary_number(&stderr, " of them (refused SYNs and refusals");
+    assert!(in_kernel > 0 && in_kernel <= folded_total, "{in_kernel} counted in the kernel, {folded_total} folded: {stderr}");
+}
+
+/// A storm of connects that a firewall answers with `reject with tcp reset` in front of a
+/// listener of this host, past --max-rate: the kernel side counts most of the refusals itself,
+/// and each is judged as one alone would be (injected: no stack here sent a RST), counted exactly.
+#[test]
+fn a_storm_of_forged_refusals_past_max_rate_is_counted_as_injected() {
+    require_root();
+    let net = Net::new(73);
+    let tracer = Tracer::start(&["--max-rate", "50"]);
+    let server = Stim::spawn(&net.server, &["listen", &net.server_addr(Family::V4), "8080", "hold"]);
+    server.expect_line("ready", T);
+    let _reject = net.server_filter("input", "tcp dport 8080 reject with tcp reset");
+    refused_storm(&net, Family::V4, STORM as u32, "8080");
+    let (reports, stderr) = tracer.stop_at_once(libc::SIGTERM);
+    assert_eq!(lost_total(&stderr), 0, "{stderr}");
+    let ours: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+    assert!(ours.iter().all(|r| is_kind(r, "received", "injected")), "only the forged refusals: {ours:?}");
+    let alone = ours.iter().filter(|r| is_report(r)).count() as u64;
+    let folded: u64 = ours.iter().filter(|r| r["type"] == "folded").map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(alone + folded, STORM, "{alone} one by one + {folded} folded");
+    assert!(folded > 0, "nothing folded");
+    let read = summary_number(&stderr, " events read");
+    assert!(read < STORM / 2, "{read} events read for {STORM} refusals: {stderr}");
 }
 
 #[test]

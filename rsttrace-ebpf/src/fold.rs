@@ -1,0 +1,158 @@
+//! Storm folding in the kernel. Past `--max-rate` on a CPU, the resets whose verdict needs
+//! nothing from the agent's history are counted here, per kind, instead of crossing the ring
+//! buffer one by one: a RST this host sent to a bare SYN no socket took (`no_listener`), and one a
+//! socket in SYN_SENT received (`refused`, unless the agent finds a listener of this host behind
+//! the address). A storm of refused connects is made of these two; crossing, each costs a
+//! ring-buffer slot and the agent's decoding and judging, about as much again as the tracing
+//! itself. Below the rate everything crosses, so every report is written as before; above it
+//! the agent would only have folded them. The agent takes the counts once a second
+//! (`kernel_folds.rs` there) and folds them with its own, so every reset is still counted.
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
+};
+use rsttrace_common::{FoldedCount, FoldedKey, Owner, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
+
+use crate::{
+    emit::{netns_of, trigger_of, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+    maps::{FOLDED, FOLD_BUCKETS, FOLD_COST_NS, FOLD_GENERATION, OFFSETS, REFUSED_SYNS_FOLDED},
+};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// A load-time constant: with it off (`--max-rate 0`, a filter, `--network-evidence`) the
+/// verifier drops every path below.
+#[inline(always)]
+pub fn enabled() -> bool {
+    FOLD_COST_NS.load() != 0
+}
+
+/// Whether one more reset may cross from this CPU now: a token bucket of a second's credit,
+/// refilled with time, a token costing `FOLD_COST_NS`. Takes the token.
+#[inline(always)]
+fn crosses(now: u64) -> bool {
+    let cost = FOLD_COST_NS.load();
+    let Some(bucket) = FOLD_BUCKETS.get_ptr_mut(0) else { return true };
+    // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+    unsafe {
+        let earned = now.wrapping_sub((*bucket).last_ns).min(NS_PER_SEC);
+        let credit = ((*bucket).credit_ns + earned).min(NS_PER_SEC);
+        (*bucket).last_ns = now;
+        if credit >= cost {
+            (*bucket).credit_ns = credit - cost;
+            true
+        } else {
+            (*bucket).credit_ns = credit;
+            false
+        }
+    }
+}
+
+/// Count one reset under `key` (in the current generation) on this CPU; `false` when the table
+/// is full, and the reset must cross.
+#[inline(always)]
+fn count(key: &mut FoldedKey, now: u64, owner: Option<&Owner>) -> bool {
+    key.generation = FOLD_GENERATION.get(0).copied().unwrap_or(0);
+    for _ in 0..2 {
+        if let Some(c) = FOLDED.get_ptr_mut(&*key) {
+            // SAFETY: this CPU's value of a per-CPU map, valid for this program run.
+            unsafe {
+                if (*c).count == 0 {
+                    // The key is another CPU's so far.
+                    (*c).first_ns = now;
+                    if let Some(o) = owner {
+                        (*c).pid = o.pid;
+                        (*c).comm = o.comm;
+                    }
+                }
+                (*c).count += 1;
+                (*c).last_ns = now;
+            }
+            return true;
+        }
+        let mut first = FoldedCount { count: 1, first_ns: now, last_ns: now, ..FoldedCount::default() };
+        if let Some(o) = owner {
+            first.pid = o.pid;
+            first.comm = o.comm;
+        }
+        if FOLDED.insert(&*key, &first, BPF_NOEXIST as u64).is_ok() {
+            return true;
+        }
+        // Full, or another CPU inserted the key just now: look once more.
+    }
+    false
+}
+
+/// A RST about to go out with no socket for segment `skb`: counted here instead, when the
+/// segment is a bare SYN (a port nobody listens on) and this CPU is past its rate.
+#[inline(always)]
+pub fn refused_syn(skb: u64) -> bool {
+    if !enabled() {
+        return false;
+    }
+    let offsets = OFFSETS.load();
+    let Some(t) = trigger_of(skb, &offsets) else { return false };
+    if t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST) != TCP_FLAG_SYN {
+        return false;
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if crosses(now) {
+        return false;
+    }
+    let mut key = FoldedKey {
+        generation: 0,
+        kind: FOLDED_REFUSED_SYN,
+        ip_version: t.ip_version,
+        port: t.dport,
+        netns: netns_of(0, skb, &offsets),
+        tgid: 0,
+        cgroup: 0,
+        addr: t.saddr,
+    };
+    if !count(&mut key, now, None) {
+        return false;
+    }
+    if let Some(n) = REFUSED_SYNS_FOLDED.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *n += 1 };
+    }
+    true
+}
+
+/// What a connecting socket that received a RST says of itself (see [`refusal_received`]).
+pub struct Refusal {
+    pub ip_version: u8,
+    /// Host order.
+    pub rport: u16,
+    /// IPv4 in the first four bytes.
+    pub raddr: [u8; 16],
+    pub netns: u32,
+    pub cgroup: u64,
+}
+
+/// A RST a socket in SYN_SENT received, whose owner is on record: counted here instead, when
+/// this CPU is past its rate.
+#[inline(always)]
+pub fn refusal_received(owner: &Owner, refusal: impl FnOnce() -> Option<Refusal>) -> bool {
+    if !enabled() || !owner.is_known() {
+        return false;
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if crosses(now) {
+        return false;
+    }
+    let Some(r) = refusal() else { return false };
+    let mut key = FoldedKey {
+        generation: 0,
+        kind: FOLDED_REFUSAL_RECEIVED,
+        ip_version: r.ip_version,
+        port: r.rport,
+        netns: r.netns,
+        tgid: owner.tgid,
+        cgroup: r.cgroup,
+        addr: r.raddr,
+    };
+    count(&mut key, now, Some(owner))
+}

@@ -1,0 +1,209 @@
+//! The resets the kernel side counted past `--max-rate` instead of sending each across the ring
+//! buffer (`rsttrace-ebpf/src/fold.rs`): refused SYNs and the refusals connecting sockets
+//! received. The kernel counts under a generation the agent moves on once a second; a
+//! generation is taken (read and deleted) only once the kernel has left it for a whole second,
+//! so no count is taken twice or missed. Each key becomes a report with its count, for the
+//! folder, the summary and the metrics.
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use aya::{
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
+    Ebpf,
+};
+use rsttrace_common::{FoldedCount, FoldedKey, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
+
+use crate::{
+    classify::{classify, Story, Trigger},
+    event::{Comm, Endpoints, Family, Task},
+    judge::Judge,
+    loader::LoadError,
+    report::{Attribution, Direction, Report, ReportType},
+};
+
+/// How often the generation moves on.
+const GENERATION_NS: u64 = 1_000_000_000;
+
+/// One key's counts, summed over the CPUs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelFolded {
+    pub key: FoldedKey,
+    pub count: u64,
+    /// `bpf_ktime_get_ns()` of the first and last one counted.
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// A refusal's owner: its socket's record (thread id and name).
+    pub owner: Option<(u32, Comm)>,
+}
+
+impl KernelFolded {
+    /// Sum one key's per-CPU counts; `None` when no CPU counted anything.
+    pub fn sum(key: FoldedKey, per_cpu: &[FoldedCount]) -> Option<Self> {
+        let counted = || per_cpu.iter().filter(|c| c.count > 0);
+        let count = counted().map(|c| c.count).sum();
+        let first = counted().min_by_key(|c| c.first_ns)?;
+        Some(Self {
+            key,
+            count,
+            first_ns: first.first_ns,
+            last_ns: counted().map(|c| c.last_ns).max().unwrap_or(first.last_ns),
+            owner: (key.tgid != 0).then(|| (first.pid, Comm::from_kernel(&first.comm))),
+        })
+    }
+
+    /// The report each of them would have made, timed at the first; `None` for a kind this
+    /// agent does not know.
+    pub fn report(&self, judge: &Judge) -> Option<Report> {
+        let k = &self.key;
+        let addr = match k.ip_version {
+            4 => IpAddr::V4(Ipv4Addr::new(k.addr[0], k.addr[1], k.addr[2], k.addr[3])),
+            6 => IpAddr::V6(Ipv6Addr::from(k.addr)),
+            _ => return None,
+        };
+        let family = if k.ip_version == 4 { Family::Ipv4 } else { Family::Ipv6 };
+        // The local address is not kept: the refused port and the other end name the kind.
+        let unspecified = if k.ip_version == 4 { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+        let (direction, endpoints, verdict, state, owner) = match k.kind {
+            FOLDED_REFUSED_SYN => {
+                let endpoints = Endpoints { family, laddr: unspecified, lport: k.port, raddr: addr, rport: 0 };
+                let trigger = Trigger::Sent { reason: None, state: None, trigger_syn: Some(true), facts: None };
+                (Direction::Sent, endpoints, classify(&trigger, &Story::default()), "CLOSE", None)
+            }
+            FOLDED_REFUSAL_RECEIVED => {
+                let endpoints = Endpoints { family, laddr: unspecified, lport: 0, raddr: addr, rport: k.port };
+                let owner = self.owner.map(|(tid, comm)| Task { pid: k.tgid, tid, comm, cgroup: 0 });
+                (Direction::Received, endpoints, judge.refusal_verdict(&endpoints, self.last_ns), "SYN_SENT", owner)
+            }
+            _ => return None,
+        };
+        Some(Report {
+            kind: ReportType::Reset,
+            direction: Some(direction),
+            verdict,
+            kernel_reason: None,
+            state,
+            endpoints,
+            attribution: if owner.is_some() { Attribution::SocketOwner } else { Attribution::None },
+            owner,
+            netns: k.netns,
+            cgroup: k.cgroup,
+            workload: None,
+            inode: 0,
+            thread: None,
+            ts_ns: self.first_ns,
+            peer_cause: None,
+            current: None,
+            retransmits: 0,
+            active_open: k.kind == FOLDED_REFUSAL_RECEIVED,
+            evidence: None,
+        })
+    }
+}
+
+/// The kernel side's counts and its generation.
+pub struct KernelFolds {
+    counts: PerCpuHashMap<MapData, FoldedKey, FoldedCount>,
+    generation: Array<MapData, u32>,
+    refused_syns: PerCpuArray<MapData, u64>,
+    current: u32,
+    moved_ns: u64,
+    refused_syns_seen: u64,
+}
+
+impl KernelFolds {
+    /// Take the maps out of the loaded object (before it is dropped at exit: the counts are read
+    /// once more after the programs are detached).
+    pub fn new(ebpf: &mut Ebpf, now_ns: u64) -> Result<Self, LoadError> {
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::Map(name));
+        let counts = PerCpuHashMap::try_from(take("FOLDED")?).map_err(|_| LoadError::Map("FOLDED"))?;
+        let generation = Array::try_from(take("FOLD_GENERATION")?).map_err(|_| LoadError::Map("FOLD_GENERATION"))?;
+        let refused_syns = PerCpuArray::try_from(take("REFUSED_SYNS_FOLDED")?).map_err(|_| LoadError::Map("REFUSED_SYNS_FOLDED"))?;
+        Ok(Self { counts, generation, refused_syns, current: 0, moved_ns: now_ns, refused_syns_seen: 0 })
+    }
+
+    /// Whether the kernel side counted a refused SYN's RST since the last call: the agent has not
+    /// seen every RST this host sent.
+    pub fn counted_refused_syns(&mut self) -> bool {
+        let total: u64 = self.refused_syns.get(&0, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0);
+        let news = total != self.refused_syns_seen;
+        self.refused_syns_seen = total;
+        news
+    }
+
+    /// Once a second, move the generation on and take every key of the ones the kernel has left
+    /// for a second. `all` (the programs detached, at exit): every key now.
+    pub fn take(&mut self, now_ns: u64, all: bool) -> Vec<KernelFolded> {
+        if !all {
+            if now_ns.saturating_sub(self.moved_ns) < GENERATION_NS {
+                return Vec::new();
+            }
+            self.current = self.current.wrapping_add(1);
+            if let Err(e) = self.generation.set(0, self.current, 0) {
+                log::warn!("cannot move the kernel's fold generation on: {e}");
+            }
+            self.moved_ns = now_ns;
+        }
+        // A program that read the generation just before it moved may still count under it.
+        let left = |key: &FoldedKey| all || self.current.wrapping_sub(key.generation) >= 2;
+        let keys: Vec<FoldedKey> = self.counts.keys().filter_map(Result::ok).filter(|k| left(k)).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Ok(per_cpu) = self.counts.get(&key, 0) {
+                out.extend(KernelFolded::sum(key, &per_cpu));
+            }
+            let _ = self.counts.remove(&key);
+        }
+        out.sort_by_key(|f| f.first_ns);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{judge::Visibility, report::{Cause, Origin}};
+
+    fn key(kind: u8) -> FoldedKey {
+        FoldedKey { generation: 3, kind, ip_version: 4, port: 9, netns: 4026531840, tgid: 0, cgroup: 0, addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] }
+    }
+
+    fn on_cpu(count: u64, first_ns: u64, last_ns: u64, pid: u32) -> FoldedCount {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"curl");
+        FoldedCount { count, first_ns, last_ns, pid, _pad: 0, comm }
+    }
+
+    #[test]
+    fn counts_add_up_over_the_cpus_that_counted() {
+        let per_cpu = [on_cpu(0, 0, 0, 0), on_cpu(5, 300, 900, 41), on_cpu(2, 100, 400, 42)];
+        let f = KernelFolded::sum(FoldedKey { tgid: 40, ..key(FOLDED_REFUSAL_RECEIVED) }, &per_cpu).unwrap();
+        assert_eq!((f.count, f.first_ns, f.last_ns), (7, 100, 900));
+        // The owner as the first CPU to count one saw it.
+        assert_eq!(f.owner.map(|(tid, comm)| (tid, comm.as_str().to_string())), Some((42, "curl".to_string())));
+        assert_eq!(KernelFolded::sum(key(FOLDED_REFUSED_SYN), &[on_cpu(0, 0, 0, 0)]), None);
+    }
+
+    #[test]
+    fn a_refused_syn_reports_as_no_listener_sent_for_its_local_port() {
+        let judge = Judge::new(Visibility::ALL);
+        let f = KernelFolded::sum(key(FOLDED_REFUSED_SYN), &[on_cpu(4, 10, 20, 0)]).unwrap();
+        let r = f.report(&judge).unwrap();
+        assert_eq!((r.verdict.cause, r.verdict.origin, r.direction), (Cause::NoListener, Origin::Stack, Some(Direction::Sent)));
+        assert_eq!((r.endpoints.lport, r.endpoints.raddr, r.active_open, r.owner.is_none()), (9, "10.0.0.2".parse().unwrap(), false, true));
+        assert_eq!((r.ts_ns, r.netns), (10, 4026531840));
+    }
+
+    #[test]
+    fn a_refusal_reports_as_refused_by_the_peer_for_its_remote_port_and_owner() {
+        let judge = Judge::new(Visibility::ALL);
+        let mut k = FoldedKey { tgid: 40, cgroup: 77, ..key(FOLDED_REFUSAL_RECEIVED) };
+        k.ip_version = 6;
+        k.addr = "fd00::2".parse::<Ipv6Addr>().unwrap().octets();
+        let r = KernelFolded::sum(k, &[on_cpu(4, 10, 20, 41)]).unwrap().report(&judge).unwrap();
+        assert_eq!((r.verdict.cause, r.verdict.origin, r.direction), (Cause::Refused, Origin::Peer, Some(Direction::Received)));
+        assert_eq!((r.endpoints.rport, r.endpoints.raddr, r.active_open, r.state), (9, "fd00::2".parse().unwrap(), true, "SYN_SENT"));
+        let owner = r.owner.unwrap();
+        assert_eq!((owner.pid, owner.tid, owner.comm.as_str(), r.cgroup), (40, 41, "curl", 77));
+        // A kind this agent does not know is not made up.
+        assert!(KernelFolded::sum(key(9), &[on_cpu(1, 1, 1, 0)]).unwrap().report(&judge).is_none());
+    }
+}
