@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::{kprobe, tracepoint},
     programs::{ProbeContext, TracePointContext},
 };
-use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, SET_STATE_SHAPE};
+use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, SET_STATE_SHAPE};
 
 use crate::{
     emit::{early_field, layout, orphan_timed_out, probe_field, record_key, sk_state, Draft, Record},
@@ -46,8 +46,11 @@ const SEND_RESET_SKADDR: u16 = 16;
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     let l = layout(EventKind::SendReset);
-    // Without a socket (6.10+): perhaps a refused SYN to count here instead (see `fold.rs`).
-    if fold::enabled() && early_field::<u64, SEND_RESET_SKADDR>(&ctx, l.skaddr) == Some(0) {
+    // Without a socket, perhaps a refused SYN to count here instead (see `fold.rs`). Only where
+    // the record takes its addresses from the segment (6.10+) does it fire without one: a
+    // load-time constant, so older kernels' verifiers never see this path (nor its stack).
+    let socketless = l.saddr_blob != NO_FIELD;
+    if fold::enabled() && socketless && early_field::<u64, SEND_RESET_SKADDR>(&ctx, l.skaddr) == Some(0) {
         if fold::refused_syn(early_field::<u64, SEND_RESET_SKBADDR>(&ctx, l.skbaddr).unwrap_or(0)) {
             return 0;
         }
