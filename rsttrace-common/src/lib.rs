@@ -564,6 +564,10 @@ pub const FLAG_PEER_SAMPLED: u32 = 16384;
 pub const FLAG_ORPHAN_TIMED_OUT: u32 = 32768;
 /// `current_process_comm` holds the name of the process `current` is a thread of.
 pub const FLAG_PROCESS_COMM: u32 = 65536;
+/// A RST received in SYN_SENT that this host's own stack sent, refusing the SYN (no socket took
+/// it): the kernel side saw that RST go out, where the agent may not have (it was counted in the
+/// kernel past `--max-rate`).
+pub const FLAG_REFUSED_HERE: u32 = 131072;
 
 /// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).
@@ -724,7 +728,7 @@ pub struct FoldedKey {
     /// The agent's count of seconds when the kernel counted these (`FOLD_GENERATION`): the agent
     /// takes a generation only once the kernel has moved on from it, so no count is missed.
     pub generation: u32,
-    /// [`FOLDED_REFUSED_SYN`] or [`FOLDED_REFUSAL_RECEIVED`].
+    /// [`FOLDED_REFUSED_SYN`], [`FOLDED_REFUSAL_RECEIVED`] or [`FOLDED_REFUSAL_ANSWERED_HERE`].
     pub kind: u8,
     /// 4 or 6.
     pub ip_version: u8,
@@ -743,8 +747,11 @@ const _: () = assert!(core::mem::size_of::<FoldedKey>() == 40);
 
 /// A RST sent to a SYN no socket took ([`FoldedKey::kind`]).
 pub const FOLDED_REFUSED_SYN: u8 = 1;
-/// A RST a socket in SYN_SENT received ([`FoldedKey::kind`]).
+/// A RST a socket in SYN_SENT received ([`FoldedKey::kind`]), which no stack of this host
+/// was seen to send.
 pub const FOLDED_REFUSAL_RECEIVED: u8 = 2;
+/// A RST a socket in SYN_SENT received that this host's stack sent, refusing its SYN.
+pub const FOLDED_REFUSAL_ANSWERED_HERE: u8 = 3;
 
 /// One CPU's count of the resets under one [`FoldedKey`].
 #[repr(C)]

@@ -13,12 +13,12 @@ use rsttrace_common::{
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
-    FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
+    FLAG_REFUSED_HERE, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
     NO_OFFSET, RECORD_MAX,
 };
 
 use crate::{
-    evidence, history,
+    evidence, fold, history,
     maps::{
         CloseSlot, TupleKey, EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_ERROR_REPORT,
         LAYOUT_RECEIVE_RESET, LAYOUT_SEND_RESET, LAYOUT_SET_STATE, LOST, NETWORK_EVIDENCE, OFFSETS,
@@ -353,7 +353,7 @@ fn tail(addr: &[u8; 16], ipv4: bool) -> u32 {
 /// This host's 4-tuple for the connection a segment belongs to: the segment's destination is
 /// the local end.
 #[inline(always)]
-fn trigger_key(t: &Trigger) -> TupleKey {
+pub(crate) fn trigger_key(t: &Trigger) -> TupleKey {
     let v4 = t.ip_version == 4;
     TupleKey { lport: t.dport, rport: t.sport, laddr: tail(&t.daddr, v4), raddr: tail(&t.saddr, v4) }
 }
@@ -904,6 +904,11 @@ impl Draft {
                     if peer.open != 0 {
                         (*event).flags |= FLAG_PEER_LOCAL;
                     }
+                }
+                // Refused by this host's stack, whose RST the agent may never see (counted in
+                // the kernel past the rate). Load-time constant: only where the kernel counts.
+                if connecting && fold::enabled() && receive_key.is_some_and(|k| fold::refused_here(&k, (*event).ts_ns)) {
+                    (*event).flags |= FLAG_REFUSED_HERE;
                 }
             } else if kind == EventKind::ErrorReport as u32 {
                 if let Some(c) = close {

@@ -11,14 +11,17 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::bpf_ktime_get_ns,
 };
-use rsttrace_common::{FoldedCount, FoldedKey, Owner, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
+use rsttrace_common::{FoldedCount, FoldedKey, Owner, FOLDED_REFUSAL_ANSWERED_HERE, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
 
 use crate::{
-    emit::{netns_of, trigger_of, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
-    maps::{FOLDED, FOLD_BUCKETS, FOLD_COST_NS, FOLD_GENERATION, OFFSETS, REFUSED_SYNS_FOLDED},
+    emit::{netns_of, trigger_key, trigger_of, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+    maps::{RefusedSyn, TupleKey, FOLDED, FOLD_BUCKETS, FOLD_COST_NS, FOLD_GENERATION, OFFSETS, REFUSED_HERE, REFUSED_SLOTS},
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
+/// How long a refused SYN's RST is looked for by the connection it refused: it arrives within
+/// microseconds over loopback or veth, and a 4-tuple is not refused twice in a second.
+const REFUSED_HERE_NS: u64 = NS_PER_SEC;
 
 /// A load-time constant: with it off (`--max-rate 0`, a filter, `--network-evidence`) the
 /// verifier drops every path below.
@@ -97,6 +100,7 @@ pub fn refused_syn(skb: u64) -> bool {
     }
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    note_refused_here(&trigger_key(&t), now);
     if crosses(now) {
         return false;
     }
@@ -110,18 +114,41 @@ pub fn refused_syn(skb: u64) -> bool {
         cgroup: 0,
         addr: t.saddr,
     };
-    if !count(&mut key, now, None) {
-        return false;
+    count(&mut key, now, None)
+}
+
+#[inline(always)]
+fn refused_slot(refusing: &TupleKey) -> u32 {
+    let mixed = (refusing.laddr ^ refusing.raddr.rotate_left(16)) ^ (((refusing.lport as u32) << 16) | refusing.rport as u32);
+    (mixed.wrapping_mul(0x9E37_79B1) >> 16) & (REFUSED_SLOTS - 1)
+}
+
+/// This host's stack refuses the connection `refusing` (its own end first) now. Past the rate
+/// that RST is counted here, and the agent never sees it: the connecting end, when it is on this
+/// host too, learns from this that its RST was no forgery.
+#[inline(always)]
+fn note_refused_here(refusing: &TupleKey, now: u64) {
+    if let Some(slot) = REFUSED_HERE.get_ptr_mut(refused_slot(refusing)) {
+        // SAFETY: array value memory, valid for this program run. Two CPUs writing one slot at
+        // once can mix two entries; the key is compared, and a wrong match only withholds an
+        // `injected`.
+        unsafe { *slot = RefusedSyn { key: *refusing, _pad: 0, ns: now } };
     }
-    if let Some(n) = REFUSED_SYNS_FOLDED.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
-        unsafe { *n += 1 };
-    }
-    true
+}
+
+/// Whether this host's stack refused the connection `connecting` (its own end first, as the
+/// connecting socket keys it) within the last second of `now`.
+#[inline(always)]
+pub fn refused_here(connecting: &TupleKey, now: u64) -> bool {
+    let refusing = connecting.reversed();
+    let Some(slot) = REFUSED_HERE.get(refused_slot(&refusing)) else { return false };
+    slot.key == refusing && now.wrapping_sub(slot.ns) < REFUSED_HERE_NS
 }
 
 /// What a connecting socket that received a RST says of itself (see [`refusal_received`]).
 pub struct Refusal {
+    /// This host's own stack sent the RST ([`refused_here`]).
+    pub answered_here: bool,
     pub ip_version: u8,
     /// Host order.
     pub rport: u16,
@@ -134,7 +161,7 @@ pub struct Refusal {
 /// A RST a socket in SYN_SENT received, whose owner is on record: counted here instead, when
 /// this CPU is past its rate.
 #[inline(always)]
-pub fn refusal_received(owner: &Owner, refusal: impl FnOnce() -> Option<Refusal>) -> bool {
+pub fn refusal_received(owner: &Owner, refusal: impl FnOnce(u64) -> Option<Refusal>) -> bool {
     if !enabled() || !owner.is_known() {
         return false;
     }
@@ -143,10 +170,10 @@ pub fn refusal_received(owner: &Owner, refusal: impl FnOnce() -> Option<Refusal>
     if crosses(now) {
         return false;
     }
-    let Some(r) = refusal() else { return false };
+    let Some(r) = refusal(now) else { return false };
     let mut key = FoldedKey {
         generation: 0,
-        kind: FOLDED_REFUSAL_RECEIVED,
+        kind: if r.answered_here { FOLDED_REFUSAL_ANSWERED_HERE } else { FOLDED_REFUSAL_RECEIVED },
         ip_version: r.ip_version,
         port: r.rport,
         netns: r.netns,

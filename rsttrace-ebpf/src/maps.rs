@@ -204,7 +204,19 @@ pub static FOLDED: PerCpuHashMap<FoldedKey, FoldedCount> = PerCpuHashMap::with_m
 #[map]
 pub static FOLD_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Refused SYNs whose RST the kernel side counted, per CPU: while it does, the agent has not
-/// seen every RST this host sent.
+/// A refused SYN's RST this host's stack sent (see `fold::refused_here`): the connection it
+/// refused, as the refusing end keys it, and when.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RefusedSyn {
+    pub key: TupleKey,
+    pub _pad: u32,
+    pub ns: u64,
+}
+
+pub const REFUSED_SLOTS: u32 = 4096;
+
+/// Direct-mapped by a hash of the 4-tuple, like `TUPLES`, and small enough (96 KiB) to stay in
+/// cache through a storm.
 #[map]
-pub static REFUSED_SYNS_FOLDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+pub static REFUSED_HERE: Array<RefusedSyn> = Array::with_max_entries(REFUSED_SLOTS, 0);

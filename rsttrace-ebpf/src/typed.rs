@@ -233,7 +233,7 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
     let read = socket_read(sk);
     let record = owner::record(address);
     if let (Some(r), Some(record)) = (read, record) {
-        if r.state == TCP_SYN_SENT as u8 && fold::refusal_received(&record.owner, || refusal(sk, &record.owner, r.cgroup)) {
+        if r.state == TCP_SYN_SENT as u8 && fold::refusal_received(&record.owner, |now| refusal(sk, &record.owner, r.cgroup, now)) {
             return 0;
         }
     }
@@ -249,10 +249,11 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
 
 /// A connecting socket's refusal, as the kernel side counts it (see `fold.rs`).
 #[inline(always)]
-fn refusal(sk: u64, owner: &Owner, cgroup: u64) -> Option<Refusal> {
+fn refusal(sk: u64, owner: &Owner, cgroup: u64, now: u64) -> Option<Refusal> {
     let (key, family, raddr) = ends_of(sk)?;
     let netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
-    Some(Refusal { ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup })
+    let answered_here = fold::refused_here(&key, now);
+    Some(Refusal { answered_here, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup })
 }
 
 /// `inet_sk_error_report(sk)`: see `programs::inet_sk_error_report`. The socket is at hand here,

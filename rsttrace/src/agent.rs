@@ -477,9 +477,6 @@ impl LoopState<'_> {
     /// exit): counted like the others, and folded when anything is written.
     fn take_kernel_folds(&mut self, now_ns: u64, all: bool, writing: bool) {
         let Some(kernel) = self.kernel_folds.as_mut() else { return };
-        if kernel.counted_refused_syns() {
-            self.judge.note_unseen(now_ns);
-        }
         for folded in kernel.take(now_ns, all) {
             let Some(mut report) = folded.report(&self.judge) else { continue };
             report.workload = self.workloads.resolve(report.cgroup);
@@ -518,7 +515,7 @@ impl LoopState<'_> {
         if total > self.lost_reported {
             let now = total - self.lost_reported;
             eprintln!("rsttrace: {now} events lost (ring buffer full); {total} in total");
-            self.judge.note_unseen(Clock::monotonic_now_ns());
+            self.judge.note_loss(Clock::monotonic_now_ns());
             if let Some(m) = self.metrics.as_deref_mut() {
                 m.add_lost(now);
             }

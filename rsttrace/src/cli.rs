@@ -126,7 +126,7 @@ pub struct Cli {
     /// the ~2.6 ms per 1k resets that decoding, classifying and counting cost whatever the
     /// limit). Past the rate, each CPU counts refused SYNs and the refusals connecting sockets
     /// receive in the kernel instead of sending them to the agent (not under -p, -c, -L, -D,
-    /// -4, -6 or --network-evidence); their folded records come a second or two later.
+    /// -4, -6 or --network-evidence); their folded records come a few seconds later.
     #[arg(long, value_name = "N", default_value_t = fold::DEFAULT_MAX_RATE)]
     pub max_rate: u32,
     /// Also judge received resets by how they arrived: sample the hop count (IPv4 TTL, IPv6 hop

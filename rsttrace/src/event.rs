@@ -315,6 +315,9 @@ pub struct History {
     pub sibling: Option<Sibling>,
     /// The other end is a socket on this host that was open when the RST came.
     pub peer_local: bool,
+    /// Received in SYN_SENT: this host's own stack sent the RST, refusing the SYN (the kernel
+    /// side saw it go out; the agent may not have, past `--max-rate`).
+    pub refused_here: bool,
     /// An earlier connection on this host used the same 4-tuple.
     pub tuple_reused: bool,
     /// A state change to CLOSE of a socket its process had closed, whose retransmission timer

@@ -163,18 +163,19 @@ impl Judge {
         }
     }
 
-    /// Events were lost, or the kernel side counted RSTs this host sent instead of sending them
-    /// across: for a while, the absence of an event (the peer's own RST) is no evidence, so no
-    /// reset is called injected on that ground.
-    pub fn note_unseen(&mut self, now_ns: u64) {
+    /// Events were lost: for a while, the absence of an event (the peer's own RST) is no
+    /// evidence, so no reset is called injected on that ground.
+    pub fn note_loss(&mut self, now_ns: u64) {
         self.loss_noticed_ns = Some(now_ns);
     }
 
     /// A RST a connecting socket received, which the kernel side counted with others like it
-    /// (its last at `ts_ns`): refused by the peer, unless a listener of this host serves the
-    /// address it went to and no stack here sent a RST, as for one judged alone.
-    pub fn refusal_verdict(&self, endpoints: &Endpoints, ts_ns: u64) -> Verdict {
+    /// (the last at `ts_ns`), with the cause of the RST this host's stack sent for it if it did
+    /// (`answered_here`: a refused SYN): refused by the peer, unless a listener of this host
+    /// serves the address it went to and no stack here sent a RST, as for one judged alone.
+    pub fn refusal_verdict(&self, endpoints: &Endpoints, answered_here: Option<Cause>, ts_ns: u64) -> Verdict {
         let story = Story {
+            peer_sent: answered_here,
             peer_local: self.seen.every_sent_reset && self.listens_here(&endpoints.reversed()) && !self.losses_near(ts_ns),
             ..Story::default()
         };
@@ -607,7 +608,8 @@ impl Judge {
             story.peer_local = self.seen.every_sent_reset
                 && (h.peer_local || p.syn_to_listener_here)
                 && !self.losses_near(ev.ts_ns);
-            story.peer_sent = peer_sent;
+            // The kernel side saw this host's stack refuse the SYN where that RST did not cross.
+            story.peer_sent = peer_sent.or(h.refused_here.then_some(Cause::NoListener));
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
         story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| Named::from(now));
@@ -909,22 +911,39 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_whose_rst_the_kernel_side_saw_sent_here_is_no_forgery() {
+        let (client, server) = (task(1, "curl"), task(2, "nginx"));
+        let mut j = Judge::new(Visibility::ALL);
+        // A listener of this host serves the address (another namespace sharing it), and the RST
+        // this host's stack sent was counted in the kernel, so it never reached the agent.
+        j.observe(listener(10, Close, Listen, &server, &ends(5000).reversed().laddr.to_string()));
+        let mut rst = received(50, SynSent, Some(client));
+        rst.history.refused_here = true;
+        j.observe(rst);
+        let r = &j.flush(u64::MAX)[0];
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::Refused, Some(Cause::NoListener)));
+    }
+
+    #[test]
     fn a_refusal_the_kernel_side_counted_is_judged_as_one_alone_would_be() {
         let server = task(2, "nginx");
         let refused_by = ends(5000).reversed().laddr;
         let to = |raddr| Endpoints { raddr, ..ends(5000) };
+        let cause = |j: &Judge, answered_here| j.refusal_verdict(&to(refused_by), answered_here, 50).cause;
         let mut j = Judge::new(Visibility::ALL);
-        assert_eq!(j.refusal_verdict(&to(refused_by), 50).cause, Cause::Refused);
+        assert_eq!(cause(&j, None), Cause::Refused);
         // A listener of this host is bound to the address, and no stack here sent a RST.
         j.observe(listener(10, Close, Listen, &server, &refused_by.to_string()));
-        assert_eq!(j.refusal_verdict(&to(refused_by), 50).cause, Cause::Injected);
-        // The kernel side counted RSTs sent here around then: one of them may be the answer.
-        j.note_unseen(60);
-        assert_eq!(j.refusal_verdict(&to(refused_by), 50).cause, Cause::Refused);
+        assert_eq!(cause(&j, None), Cause::Injected);
+        // This host's stack did send it (a listener in another namespace on a shared address).
+        assert_eq!(cause(&j, Some(Cause::NoListener)), Cause::Refused);
+        // Events were lost around then: the RST sent here may be among them.
+        j.note_loss(60);
+        assert_eq!(cause(&j, None), Cause::Refused);
         // Where only some of the RSTs sent cross, nothing is proven by their absence.
         let mut partial = Judge::new(Visibility { every_sent_reset: false });
         partial.observe(listener(10, Close, Listen, &server, &refused_by.to_string()));
-        assert_eq!(partial.refusal_verdict(&to(refused_by), 50).cause, Cause::Refused);
+        assert_eq!(cause(&partial, None), Cause::Refused);
     }
 
     #[test]
@@ -938,7 +957,7 @@ mod tests {
         // Events were lost around then: the peer's RST may be among them.
         let mut j = Judge::new(Visibility::ALL);
         j.observe(rst.clone());
-        j.note_unseen(60_000_000);
+        j.note_loss(60_000_000);
         assert_eq!(j.flush(u64::MAX)[0].verdict.cause, Cause::PeerReset);
         // The peer's stack did send it (traced after it was transmitted).
         let mut peer = sent(50, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "server"), None);

@@ -7,17 +7,17 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::{
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, MapData, PerCpuHashMap},
     Ebpf,
 };
-use rsttrace_common::{FoldedCount, FoldedKey, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
+use rsttrace_common::{FoldedCount, FoldedKey, FOLDED_REFUSAL_ANSWERED_HERE, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
 
 use crate::{
     classify::{classify, Story, Trigger},
     event::{Comm, Endpoints, Family, Task},
     judge::Judge,
     loader::LoadError,
-    report::{Attribution, Direction, Report, ReportType},
+    report::{Attribution, Cause, Direction, Report, ReportType},
 };
 
 /// How often the generation moves on.
@@ -62,16 +62,19 @@ impl KernelFolded {
         let family = if k.ip_version == 4 { Family::Ipv4 } else { Family::Ipv6 };
         // The local address is not kept: the refused port and the other end name the kind.
         let unspecified = if k.ip_version == 4 { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
-        let (direction, endpoints, verdict, state, owner) = match k.kind {
+        let (direction, endpoints, verdict, state, owner, peer_cause) = match k.kind {
             FOLDED_REFUSED_SYN => {
-                let endpoints = Endpoints { family, laddr: unspecified, lport: k.port, raddr: addr, rport: 0 };
+                let endpoints = Endpoints { family, laddr: unspecified, lport: k.port, raddr: addr, rport: 0 }.as_on_the_wire();
                 let trigger = Trigger::Sent { reason: None, state: None, trigger_syn: Some(true), facts: None };
-                (Direction::Sent, endpoints, classify(&trigger, &Story::default()), "CLOSE", None)
+                (Direction::Sent, endpoints, classify(&trigger, &Story::default()), "CLOSE", None, None)
             }
-            FOLDED_REFUSAL_RECEIVED => {
-                let endpoints = Endpoints { family, laddr: unspecified, lport: 0, raddr: addr, rport: k.port };
+            FOLDED_REFUSAL_RECEIVED | FOLDED_REFUSAL_ANSWERED_HERE => {
+                // A dual-stack socket's IPv4 connection is reported as IPv4, as one alone is.
+                let endpoints = Endpoints { family, laddr: unspecified, lport: 0, raddr: addr, rport: k.port }.as_on_the_wire();
                 let owner = self.owner.map(|(tid, comm)| Task { pid: k.tgid, tid, comm, cgroup: 0 });
-                (Direction::Received, endpoints, judge.refusal_verdict(&endpoints, self.last_ns), "SYN_SENT", owner)
+                let answered_here = (k.kind == FOLDED_REFUSAL_ANSWERED_HERE).then_some(Cause::NoListener);
+                let verdict = judge.refusal_verdict(&endpoints, answered_here, self.last_ns);
+                (Direction::Received, endpoints, verdict, "SYN_SENT", owner, answered_here)
             }
             _ => return None,
         };
@@ -90,10 +93,10 @@ impl KernelFolded {
             inode: 0,
             thread: None,
             ts_ns: self.first_ns,
-            peer_cause: None,
+            peer_cause,
             current: None,
             retransmits: 0,
-            active_open: k.kind == FOLDED_REFUSAL_RECEIVED,
+            active_open: direction == Direction::Received,
             evidence: None,
         })
     }
@@ -103,10 +106,8 @@ impl KernelFolded {
 pub struct KernelFolds {
     counts: PerCpuHashMap<MapData, FoldedKey, FoldedCount>,
     generation: Array<MapData, u32>,
-    refused_syns: PerCpuArray<MapData, u64>,
     current: u32,
     moved_ns: u64,
-    refused_syns_seen: u64,
 }
 
 impl KernelFolds {
@@ -116,17 +117,7 @@ impl KernelFolds {
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::Map(name));
         let counts = PerCpuHashMap::try_from(take("FOLDED")?).map_err(|_| LoadError::Map("FOLDED"))?;
         let generation = Array::try_from(take("FOLD_GENERATION")?).map_err(|_| LoadError::Map("FOLD_GENERATION"))?;
-        let refused_syns = PerCpuArray::try_from(take("REFUSED_SYNS_FOLDED")?).map_err(|_| LoadError::Map("REFUSED_SYNS_FOLDED"))?;
-        Ok(Self { counts, generation, refused_syns, current: 0, moved_ns: now_ns, refused_syns_seen: 0 })
-    }
-
-    /// Whether the kernel side counted a refused SYN's RST since the last call: the agent has not
-    /// seen every RST this host sent.
-    pub fn counted_refused_syns(&mut self) -> bool {
-        let total: u64 = self.refused_syns.get(&0, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0);
-        let news = total != self.refused_syns_seen;
-        self.refused_syns_seen = total;
-        news
+        Ok(Self { counts, generation, current: 0, moved_ns: now_ns })
     }
 
     /// Once a second, move the generation on and take every key of the ones the kernel has left
@@ -136,20 +127,23 @@ impl KernelFolds {
             if now_ns.saturating_sub(self.moved_ns) < GENERATION_NS {
                 return Vec::new();
             }
-            self.current = self.current.wrapping_add(1);
-            if let Err(e) = self.generation.set(0, self.current, 0) {
-                log::warn!("cannot move the kernel's fold generation on: {e}");
-            }
             self.moved_ns = now_ns;
+            let next = self.current.wrapping_add(1);
+            if let Err(e) = self.generation.set(0, next, 0) {
+                // The kernel counts on under the current one; it is taken once the move works.
+                log::warn!("cannot move the kernel's fold generation on: {e}");
+                return Vec::new();
+            }
+            self.current = next;
         }
         // A program that read the generation just before it moved may still count under it.
         let left = |key: &FoldedKey| all || self.current.wrapping_sub(key.generation) >= 2;
         let keys: Vec<FoldedKey> = self.counts.keys().filter_map(Result::ok).filter(|k| left(k)).collect();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Ok(per_cpu) = self.counts.get(&key, 0) {
-                out.extend(KernelFolded::sum(key, &per_cpu));
-            }
+            // Left for the next look when it cannot be read: deleting it would lose its counts.
+            let Ok(per_cpu) = self.counts.get(&key, 0) else { continue };
+            out.extend(KernelFolded::sum(key, &per_cpu));
             let _ = self.counts.remove(&key);
         }
         out.sort_by_key(|f| f.first_ns);
@@ -203,6 +197,14 @@ mod tests {
         assert_eq!((r.endpoints.rport, r.endpoints.raddr, r.active_open, r.state), (9, "fd00::2".parse().unwrap(), true, "SYN_SENT"));
         let owner = r.owner.unwrap();
         assert_eq!((owner.pid, owner.tid, owner.comm.as_str(), r.cgroup), (40, 41, "curl", 77));
+        // Refused by this host's own stack: its RST's cause, as for one judged alone.
+        let here = FoldedKey { kind: FOLDED_REFUSAL_ANSWERED_HERE, ..k };
+        let r = KernelFolded::sum(here, &[on_cpu(4, 10, 20, 41)]).unwrap().report(&judge).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::Refused, Some(Cause::NoListener)));
+        // A dual-stack socket's IPv4 connection is reported as IPv4.
+        let mapped = FoldedKey { addr: "::ffff:10.0.0.2".parse::<Ipv6Addr>().unwrap().octets(), ..k };
+        let r = KernelFolded::sum(mapped, &[on_cpu(4, 10, 20, 41)]).unwrap().report(&judge).unwrap();
+        assert_eq!((r.endpoints.family, r.endpoints.raddr), (Family::Ipv4, "10.0.0.2".parse().unwrap()));
         // A kind this agent does not know is not made up.
         assert!(KernelFolded::sum(key(9), &[on_cpu(1, 1, 1, 0)]).unwrap().report(&judge).is_none());
     }

@@ -13,7 +13,7 @@ use aya::{
 };
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
-    TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, LOST_SLOT, NO_FIELD,
+    TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, LOST_SLOT, NO_FIELD,
     PEER_SLOTS, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE,
 };
 
@@ -242,6 +242,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         // Its 2.5 MiB only where something samples into it; a look-up elsewhere finds nothing.
         .map_max_entries("PEERS", if opts.network_evidence { PEER_SLOTS } else { 1 })
+        // Per CPU and preallocated: only where the kernel side counts.
+        .map_max_entries("FOLDED", if opts.fold_rate > 0 { FOLDED_KEYS } else { 1 })
         .load(OBJECT)
         .map_err(LoadError::Object)?;
     let floor = |program: &'static str, empty: &'static str| if opts.cost_floor.is_some() { empty } else { program };

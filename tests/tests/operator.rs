@@ -432,6 +432,29 @@ fn a_storm_of_forged_refusals_past_max_rate_is_counted_as_injected() {
     assert!(read < STORM / 2, "{read} events read for {STORM} refusals: {stderr}");
 }
 
+/// A storm of connects to a loopback port nobody listens on in the client's namespace, while
+/// another namespace (which holds a loopback address too) listens on that port: this host's own
+/// stack refuses every SYN, counted in the kernel past --max-rate or not, so not one refusal is
+/// called injected.
+#[test]
+fn a_storm_refused_by_this_hosts_own_stack_is_never_injected() {
+    require_root();
+    let net = Net::new(74);
+    let tracer = Tracer::start(&["--max-rate", "50"]);
+    let elsewhere = Stim::spawn(&net.server, &["listen", "0.0.0.0", "8081", "hold"]);
+    elsewhere.expect_line("ready", T);
+    let c = Stim::spawn(&net.client, &["connect", "127.0.0.1", "8081", "--repeat", &STORM.to_string()]);
+    assert_eq!(c.expect_line("refused", T), format!("refused {STORM}"));
+    let (reports, stderr) = tracer.stop_at_once(libc::SIGTERM);
+    assert_eq!(lost_total(&stderr), 0, "{stderr}");
+    let received: Vec<&Value> = reports.iter().filter(|r| net.owns(r) && r["direction"] == "received").collect();
+    assert!(received.iter().all(|r| r["cause"] == "refused"), "refused, never injected: {received:?}");
+    let alone = received.iter().filter(|r| is_report(r)).count() as u64;
+    let folded: u64 = received.iter().filter(|r| r["type"] == "folded").map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(alone + folded, STORM, "{alone} one by one + {folded} folded");
+    assert!(received.iter().filter(|r| is_report(r)).all(|r| r["peer_cause"] == "no_listener"), "{received:?}");
+}
+
 #[test]
 fn max_rate_0_reports_every_reset_one_by_one() {
     require_root();
