@@ -9,7 +9,7 @@ use aya_ebpf::{
     macros::{kprobe, tracepoint},
     programs::{ProbeContext, TracePointContext},
 };
-use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, SET_STATE_SHAPE};
+use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
     emit::{early_field, layout, orphan_timed_out, probe_field, record_key, sk_state, Draft, Record},
@@ -43,19 +43,30 @@ fn record_at_reset(sk: u64, state: i32) -> (Option<&'static SockRecord>, Option<
 const SEND_RESET_SKBADDR: u16 = 8;
 const SEND_RESET_SKADDR: u16 = 16;
 
+/// `tcp:tcp_send_reset` where it fires for full sockets only (before 6.10; the kprobe below
+/// sees the rest).
 #[tracepoint]
 pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
+    send_reset(&ctx, false)
+}
+
+/// `tcp:tcp_send_reset` where it fires without a socket too (6.10+): a refused SYN's RST may be
+/// counted here instead (see `fold.rs`). A program of its own: the count's stack, on top of the
+/// rest, is more than older verifiers allow, and they never need it.
+#[tracepoint]
+pub fn tcp_send_reset_counting(ctx: TracePointContext) -> u32 {
+    send_reset(&ctx, true)
+}
+
+#[inline(always)]
+fn send_reset(ctx: &TracePointContext, counting: bool) -> u32 {
     let l = layout(EventKind::SendReset);
-    // Without a socket, perhaps a refused SYN to count here instead (see `fold.rs`). Only where
-    // the record takes its addresses from the segment (6.10+) does it fire without one: a
-    // load-time constant, so older kernels' verifiers never see this path (nor its stack).
-    let socketless = l.saddr_blob != NO_FIELD;
-    if fold::enabled() && socketless && early_field::<u64, SEND_RESET_SKADDR>(&ctx, l.skaddr) == Some(0) {
-        if fold::refused_syn(early_field::<u64, SEND_RESET_SKBADDR>(&ctx, l.skbaddr).unwrap_or(0)) {
+    if counting && fold::enabled() && early_field::<u64, SEND_RESET_SKADDR>(ctx, l.skaddr) == Some(0) {
+        if fold::refused_syn(early_field::<u64, SEND_RESET_SKBADDR>(ctx, l.skbaddr).unwrap_or(0)) {
             return 0;
         }
     }
-    let Some(d) = Draft::reserve(&ctx, EventKind::SendReset) else { return 0 };
+    let Some(d) = Draft::reserve(ctx, EventKind::SendReset) else { return 0 };
     let sk: u64 = d.field(l.skaddr).unwrap_or(0);
     let skb: u64 = d.field(l.skbaddr).unwrap_or(0);
     let state: i32 = d.field(l.state).unwrap_or(0);

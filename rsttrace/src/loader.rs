@@ -265,7 +265,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             if capture.hooks == Hooks::Typed && typed_kinds().any(|k| k == kind) {
                 continue;
             }
-            attach(&mut ebpf, floor(kind.program(), "floor_tracepoint"), &[kind.tracepoint()])?;
+            // Where it fires without a socket, the program that may count refused SYNs itself.
+            let program = if kind == EventKind::SendReset && capture.socketless == Socketless::Tracepoint { "tcp_send_reset_counting" } else { kind.program() };
+            attach(&mut ebpf, floor(program, "floor_tracepoint"), &[kind.tracepoint()])?;
         }
         if !owner_hooks.is_empty() && capture.hooks != Hooks::Typed {
             attach(&mut ebpf, floor("sock_msg_length", "floor_tracepoint"), &owner_hooks)?;
