@@ -2,10 +2,11 @@
 //! nothing from the agent's history are counted here, per kind, instead of crossing the ring
 //! buffer one by one: a RST this host sent to a bare SYN no socket took (`no_listener`), and one a
 //! socket in SYN_SENT received (`refused`, unless the agent finds a listener of this host behind
-//! the address). A storm of refused connects is made of these two; crossing, each costs a
-//! ring-buffer slot and the agent's decoding and judging, about as much again as the tracing
-//! itself. Below the rate everything crosses, so every report is written as before; above it
-//! the agent would only have folded them. The agent takes the counts once a second
+//! the address and this host's stack did not send that RST: [`refused_here`] tells, from a note
+//! each refused SYN leaves). A storm of refused connects is made of these two; crossing, each
+//! costs a ring-buffer slot and the agent's decoding and judging, about as much again as the
+//! tracing itself. Below the rate everything crosses, so every report is written as before;
+//! above it the agent would only have folded them. The agent takes the counts once a second
 //! (`kernel_folds.rs` there) and folds them with its own, so every reset is still counted.
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
@@ -19,9 +20,10 @@ use crate::{
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
-/// How long a refused SYN's RST is looked for by the connection it refused: it arrives within
-/// microseconds over loopback or veth, and a 4-tuple is not refused twice in a second.
-const REFUSED_HERE_NS: u64 = NS_PER_SEC;
+/// How long a refused SYN's note answers for the connection it refused: its RST arrives within
+/// microseconds over loopback or veth (milliseconds in an emulated guest). Kept short so that a
+/// later connection on the same 4-tuple (a retry from a fixed port) is not taken for it.
+const REFUSED_HERE_NS: u64 = NS_PER_SEC / 4;
 
 /// A load-time constant: with it off (`--max-rate 0`, a filter, `--network-evidence`) the
 /// verifier drops every path below.
@@ -117,32 +119,38 @@ pub fn refused_syn(skb: u64) -> bool {
     count(&mut key, now, None)
 }
 
+/// The first of the two slots of `refusing`'s bucket.
 #[inline(always)]
-fn refused_slot(refusing: &TupleKey) -> u32 {
+fn refused_bucket(refusing: &TupleKey) -> u32 {
     let mixed = (refusing.laddr ^ refusing.raddr.rotate_left(16)) ^ (((refusing.lport as u32) << 16) | refusing.rport as u32);
-    (mixed.wrapping_mul(0x9E37_79B1) >> 16) & (REFUSED_SLOTS - 1)
+    ((mixed.wrapping_mul(0x9E37_79B1) >> 16) & (REFUSED_SLOTS / 2 - 1)) * 2
 }
 
 /// This host's stack refuses the connection `refusing` (its own end first) now. Past the rate
 /// that RST is counted here, and the agent never sees it: the connecting end, when it is on this
-/// host too, learns from this that its RST was no forgery.
+/// host too, learns from this that its RST was no forgery. Two slots a bucket, the older one
+/// taken: a note is lost only to two newer ones of its bucket before its RST arrives, a few
+/// packets later.
 #[inline(always)]
 fn note_refused_here(refusing: &TupleKey, now: u64) {
-    if let Some(slot) = REFUSED_HERE.get_ptr_mut(refused_slot(refusing)) {
-        // SAFETY: array value memory, valid for this program run. Two CPUs writing one slot at
-        // once can mix two entries; the key is compared, and a wrong match only withholds an
-        // `injected`.
-        unsafe { *slot = RefusedSyn { key: *refusing, _pad: 0, ns: now } };
+    let first = refused_bucket(refusing);
+    let (Some(a), Some(b)) = (REFUSED_HERE.get_ptr_mut(first), REFUSED_HERE.get_ptr_mut(first + 1)) else { return };
+    // SAFETY: array value memory, valid for this program run. Two CPUs writing one slot at once
+    // can mix two entries; the key is compared, and a wrong match only withholds an `injected`.
+    unsafe {
+        let slot = if (*a).ns <= (*b).ns { a } else { b };
+        *slot = RefusedSyn { key: *refusing, _pad: 0, ns: now };
     }
 }
 
 /// Whether this host's stack refused the connection `connecting` (its own end first, as the
-/// connecting socket keys it) within the last second of `now`.
+/// connecting socket keys it) just before `now`.
 #[inline(always)]
 pub fn refused_here(connecting: &TupleKey, now: u64) -> bool {
     let refusing = connecting.reversed();
-    let Some(slot) = REFUSED_HERE.get(refused_slot(&refusing)) else { return false };
-    slot.key == refusing && now.wrapping_sub(slot.ns) < REFUSED_HERE_NS
+    let first = refused_bucket(&refusing);
+    let noted = |slot: Option<&RefusedSyn>| slot.is_some_and(|s| s.key == refusing && now.wrapping_sub(s.ns) < REFUSED_HERE_NS);
+    noted(REFUSED_HERE.get(first)) || noted(REFUSED_HERE.get(first + 1))
 }
 
 /// What a connecting socket that received a RST says of itself (see [`refusal_received`]).

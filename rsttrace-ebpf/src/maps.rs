@@ -214,9 +214,10 @@ pub struct RefusedSyn {
     pub ns: u64,
 }
 
-pub const REFUSED_SLOTS: u32 = 4096;
+/// 4,096 buckets of two slots.
+pub const REFUSED_SLOTS: u32 = 8192;
 
-/// Direct-mapped by a hash of the 4-tuple, like `TUPLES`, and small enough (96 KiB) to stay in
-/// cache through a storm.
+/// Indexed by a hash of the 4-tuple, like `TUPLES`, and small enough (192 KiB) to stay in cache
+/// through a storm.
 #[map]
 pub static REFUSED_HERE: Array<RefusedSyn> = Array::with_max_entries(REFUSED_SLOTS, 0);

@@ -608,7 +608,8 @@ impl Judge {
             story.peer_local = self.seen.every_sent_reset
                 && (h.peer_local || p.syn_to_listener_here)
                 && !self.losses_near(ev.ts_ns);
-            // The kernel side saw this host's stack refuse the SYN where that RST did not cross.
+            // The kernel side saw this host's stack refuse the SYN (that RST may not have
+            // crossed: past the rate it is counted in the kernel).
             story.peer_sent = peer_sent.or(h.refused_here.then_some(Cause::NoListener));
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
