@@ -195,6 +195,10 @@ pub struct TypedSockFields {
     pub cgroup: u32,
     pub cgroup_kn: u32,
     pub kn_id: u32,
+    /// The socket's network namespace: `sock_common.skc_net.net` (a `struct net *`) and that
+    /// namespace's `ns.inum` (u32). Optional: without them it is read through helpers.
+    pub net: u32,
+    pub net_inum: u32,
 }
 
 impl TypedSockFields {
@@ -213,6 +217,8 @@ impl TypedSockFields {
         cgroup: NO_OFFSET,
         cgroup_kn: NO_OFFSET,
         kn_id: NO_OFFSET,
+        net: NO_OFFSET,
+        net_inum: NO_OFFSET,
     };
 
     /// Every offset the typed programs need is known (the cgroup's are optional).

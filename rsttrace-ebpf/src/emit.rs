@@ -597,6 +597,8 @@ pub struct SocketRead {
     pub retransmits: u32,
     /// 0 when unknown.
     pub cgroup: u64,
+    /// The socket's namespace; 0 when unknown.
+    pub netns: u32,
 }
 
 impl Draft {
@@ -794,7 +796,11 @@ impl Draft {
                 Some(c) if sk == 0 => c.sk,
                 _ => sk,
             };
-            (*event).netns = if owner.netns != 0 { owner.netns } else { netns_of(netns_sk, skb, &offsets) };
+            (*event).netns = match (owner.netns, self.read) {
+                (0, Some(r)) if r.netns != 0 => r.netns,
+                (0, _) => netns_of(netns_sk, skb, &offsets),
+                (known, _) => known,
+            };
             // Only a full socket has cgroup data (a TIME_WAIT or request socket does not).
             let full = self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
             (*event).sk_cgroup = match self.read {

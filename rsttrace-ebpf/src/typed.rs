@@ -115,7 +115,26 @@ fn socket_read(sk: u64) -> Option<SocketRead> {
                 }
             }
         }
-        Some(SocketRead { state, retransmits, cgroup })
+        Some(SocketRead { state, retransmits, cgroup, netns: netns(sk) })
+    }
+}
+
+/// The socket's network namespace (its inode number) through the pointers the verifier types
+/// from BTF, where a helper would read each; 0 where BTF lacked the offsets.
+#[inline(always)]
+fn netns(sk: u64) -> u32 {
+    // Load-time constants: the verifier drops the walk where BTF lacked an offset.
+    if offset!(net) == NO_OFFSET as usize || offset!(net_inum) == NO_OFFSET as usize {
+        return 0;
+    }
+    // SAFETY: fields at their offsets from BTF in the socket the verifier typed, and in the
+    // namespace its typed pointer leads to.
+    unsafe {
+        let net = at::<*const u8>(sk, offset!(net));
+        if net.is_null() {
+            return 0;
+        }
+        read_volatile(net.add(offset!(net_inum)) as *const u32)
     }
 }
 
@@ -233,7 +252,7 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
     let read = socket_read(sk);
     let record = owner::record(address);
     if let (Some(r), Some(record)) = (read, record) {
-        if r.state == TCP_SYN_SENT as u8 && fold::refusal_received(&record.owner, |now| refusal(sk, &record.owner, r.cgroup, now)) {
+        if r.state == TCP_SYN_SENT as u8 && fold::refusal_received(&record.owner, |now| refusal(sk, &record.owner, &r, now)) {
             return 0;
         }
     }
@@ -249,11 +268,15 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
 
 /// A connecting socket's refusal, as the kernel side counts it (see `fold.rs`).
 #[inline(always)]
-fn refusal(sk: u64, owner: &Owner, cgroup: u64, now: u64) -> Option<Refusal> {
+fn refusal(sk: u64, owner: &Owner, read: &SocketRead, now: u64) -> Option<Refusal> {
     let (key, family, raddr) = ends_of(sk)?;
-    let netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
+    let netns = match (owner.netns, read.netns) {
+        (0, 0) => socket_netns(sk),
+        (0, read) => read,
+        (known, _) => known,
+    };
     let answered_here = fold::refused_here(&key, now);
-    Some(Refusal { answered_here, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup })
+    Some(Refusal { answered_here, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup: read.cgroup })
 }
 
 /// `inet_sk_error_report(sk)`: see `programs::inet_sk_error_report`. The socket is at hand here,

@@ -278,6 +278,14 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
         },
         cgroup_kn: btf.member_offset("cgroup", "kn").unwrap_or(NO_OFFSET),
         kn_id: btf.member_offset("kernfs_node", "id").unwrap_or(NO_OFFSET),
+        // `possible_net_t` (an unnamed struct) holds just the pointer, with network namespaces
+        // configured; without them the verifier refuses the read, and the classic programs
+        // serve that kernel.
+        net: common("skc_net"),
+        net_inum: match (btf.member_offset("net", "ns"), btf.member_offset("ns_common", "inum")) {
+            (Ok(ns), Ok(inum)) => ns + inum,
+            _ => NO_OFFSET,
+        },
     }
 }
 
@@ -346,5 +354,9 @@ mod tests {
         // skc_state sits in the first cache line; the tcp_sock sequence fields lie past struct sock.
         assert!(sock.state < 64 && sock.flags > sock.state, "{sock:?}");
         assert!(sock.rcv_nxt > sock.max_ack_backlog && sock.snd_nxt > sock.flags, "{sock:?}");
+        // The typed programs walk to the namespace where a helper reads the same place.
+        let typed = typed_sock_fields(&Btf::from_file(path).unwrap());
+        assert!(typed.complete(), "{typed:?}");
+        assert_eq!((typed.net, typed.net_inum), (o.sock_net, o.net_inum), "{typed:?}");
     }
 }
