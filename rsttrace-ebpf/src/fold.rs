@@ -16,7 +16,7 @@ use rsttrace_common::{FoldedCount, FoldedKey, Owner, FOLDED_REFUSAL_ANSWERED_HER
 
 use crate::{
     emit::{netns_of, trigger_key, trigger_of, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
-    maps::{RefusedSyn, TupleKey, FOLDED, FOLD_BUCKETS, FOLD_COST_NS, FOLD_GENERATION, OFFSETS, REFUSED_HERE, REFUSED_SLOTS},
+    maps::{RefusedSyn, TupleKey, FOLDED, FOLD_BUCKETS, FOLD_COST_NS, FOLD_GENERATION, OFFSETS, REFUSED_BUCKET_BITS, REFUSED_HERE},
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
@@ -122,8 +122,7 @@ pub fn refused_syn(skb: u64) -> bool {
 /// The first of the two slots of `refusing`'s bucket.
 #[inline(always)]
 fn refused_bucket(refusing: &TupleKey) -> u32 {
-    let mixed = (refusing.laddr ^ refusing.raddr.rotate_left(16)) ^ (((refusing.lport as u32) << 16) | refusing.rport as u32);
-    ((mixed.wrapping_mul(0x9E37_79B1) >> 16) & (REFUSED_SLOTS / 2 - 1)) * 2
+    refusing.hash(REFUSED_BUCKET_BITS) * 2
 }
 
 /// This host's stack refuses the connection `refusing` (its own end first) now. Past the rate

@@ -6,12 +6,11 @@
 use aya_ebpf::helpers::bpf_jiffies64;
 use rsttrace_common::{Owner, RaceEntry, SockRecord};
 
-use crate::maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_SLOTS};
+use crate::maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_SLOT_BITS};
 
 #[inline(always)]
 fn tuple_slot(key: &TupleKey) -> u32 {
-    let mixed = (key.laddr ^ key.raddr.rotate_left(16)) ^ (((key.lport as u32) << 16) | key.rport as u32);
-    (mixed.wrapping_mul(0x9E37_79B1) >> 16) & (TUPLE_SLOTS - 1)
+    key.hash(TUPLE_SLOT_BITS)
 }
 
 /// The handshake completed (`open`) or the connection closed: note it under its 4-tuple. A

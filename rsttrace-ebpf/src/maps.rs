@@ -104,6 +104,13 @@ pub struct TupleKey {
 }
 
 impl TupleKey {
+    /// Mixed for indexing a table of `2^bits` entries, here and in `history.rs`.
+    #[inline(always)]
+    pub fn hash(&self, bits: u32) -> u32 {
+        let mixed = (self.laddr ^ self.raddr.rotate_left(16)) ^ (((self.lport as u32) << 16) | self.rport as u32);
+        (mixed.wrapping_mul(0x9E37_79B1) >> 16) & ((1 << bits) - 1)
+    }
+
     pub fn reversed(&self) -> Self {
         Self { lport: self.rport, rport: self.lport, laddr: self.raddr, raddr: self.laddr }
     }
@@ -121,7 +128,8 @@ pub struct TupleEntry {
     pub owner: Owner,
 }
 
-pub const TUPLE_SLOTS: u32 = 65536;
+pub const TUPLE_SLOT_BITS: u32 = 16;
+pub const TUPLE_SLOTS: u32 = 1 << TUPLE_SLOT_BITS;
 
 /// Direct-mapped by a hash of the 4-tuple: one array store per connection opened and closed,
 /// where a hash map would cost an insert and a delete. A newer connection whose tuple hashes to
@@ -215,7 +223,8 @@ pub struct RefusedSyn {
 }
 
 /// 4,096 buckets of two slots.
-pub const REFUSED_SLOTS: u32 = 8192;
+pub const REFUSED_BUCKET_BITS: u32 = 12;
+pub const REFUSED_SLOTS: u32 = 2 << REFUSED_BUCKET_BITS;
 
 /// Indexed by a hash of the 4-tuple, like `TUPLES`, and small enough (192 KiB) to stay in cache
 /// through a storm.

@@ -176,10 +176,16 @@ impl Judge {
     pub fn refusal_verdict(&self, endpoints: &Endpoints, answered_here: Option<Cause>, ts_ns: u64) -> Verdict {
         let story = Story {
             peer_sent: answered_here,
-            peer_local: self.seen.every_sent_reset && self.listens_here(&endpoints.reversed()) && !self.losses_near(ts_ns),
+            peer_local: self.peer_here_sent_nothing(self.listens_here(&endpoints.reversed()), ts_ns),
             ..Story::default()
         };
         classify(&Trigger::Received { state: Some(TcpState::SynSent) }, &story)
+    }
+
+    /// The other end of a received reset at `ts_ns` is on this host (`here`), and the agent would
+    /// have seen any RST it sent: every sent one crosses and none was lost around then.
+    fn peer_here_sent_nothing(&self, here: bool, ts_ns: u64) -> bool {
+        self.seen.every_sent_reset && here && !self.losses_near(ts_ns)
     }
 
     fn losses_near(&self, ts_ns: u64) -> bool {
@@ -605,9 +611,7 @@ impl Judge {
         if matches!(p.trigger, Trigger::Received { .. }) {
             // Connecting, the other end has no socket yet to be found by: a listener of this
             // host on the address and port says it is here all the same.
-            story.peer_local = self.seen.every_sent_reset
-                && (h.peer_local || p.syn_to_listener_here)
-                && !self.losses_near(ev.ts_ns);
+            story.peer_local = self.peer_here_sent_nothing(h.peer_local || p.syn_to_listener_here, ev.ts_ns);
             // The kernel side saw this host's stack refuse the SYN (that RST may not have
             // crossed: past the rate it is counted in the kernel).
             story.peer_sent = peer_sent.or(h.refused_here.then_some(Cause::NoListener));
