@@ -108,7 +108,7 @@ impl Metrics {
                 } else {
                     ("other".into(), "other".into())
                 };
-                let direction = if r.direction == Some(Direction::Sent) { "sent" } else { "received" };
+                let direction = r.direction.unwrap_or(Direction::Received).name();
                 self.resets
                     .get_or_create(&ResetLabels {
                         direction: direction.into(),

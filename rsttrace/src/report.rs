@@ -11,11 +11,29 @@ pub enum Direction {
     Received,
 }
 
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportType {
     Reset,
     Abort,
+}
+
+impl ReportType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportType::Reset => "reset",
+            ReportType::Abort => "abort",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -120,6 +138,17 @@ pub enum Attribution {
     /// seen acting on it: a connection older than rsttrace, unused since).
     SocketFile,
     None,
+}
+
+impl Attribution {
+    pub fn name(self) -> &'static str {
+        match self {
+            Attribution::SocketOwner => "socket_owner",
+            Attribution::CurrentTask => "current_task",
+            Attribution::SocketFile => "socket_file",
+            Attribution::None => "none",
+        }
+    }
 }
 
 /// The classifier's answer.
