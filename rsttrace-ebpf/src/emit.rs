@@ -431,11 +431,17 @@ pub fn orphan_timed_out(sk: u64) -> bool {
     // SAFETY: probe reads only.
     unsafe {
         let Some(err) = read::<i32>(sk + o.err as u64) else { return false };
-        if err == 0 || matches!(err, ECONNRESET | EPIPE | ECONNREFUSED | ECONNABORTED) {
+        if !is_timers_error(err) {
             return false;
         }
         read::<u64>(sk + o.flags as u64).is_some_and(|f| f & (1 << SOCK_DEAD) != 0)
     }
+}
+
+/// A pending socket error that only a timer (or an ICMP message) leaves: see `orphan_timed_out`.
+#[inline(always)]
+pub fn is_timers_error(err: i32) -> bool {
+    err != 0 && !matches!(err, ECONNRESET | EPIPE | ECONNREFUSED | ECONNABORTED)
 }
 
 /// The state of a socket the tracepoint does not describe (kprobe path); 0 without a socket.

@@ -180,6 +180,10 @@ pub(crate) trait StateChange {
     /// A reserved state-change event with the change's record in it (a listener's start or
     /// end, an orphan's timeout).
     fn change_draft(&self) -> Option<Draft>;
+    /// Whether the socket closing is an orphan whose timer gave up (see `orphan_timed_out`).
+    fn orphan_timed_out(&self, sk: u64) -> bool {
+        orphan_timed_out(sk)
+    }
 }
 
 /// A classic tracepoint's record.
@@ -289,7 +293,7 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
         report_listener(change, sk, Owner::UNKNOWN);
     }
     // A connection that was up can die an orphan; a refused or timed-out connect is no orphan.
-    if old != TCP_LISTEN && old != TCP_SYN_SENT && orphan_timed_out(sk) {
+    if old != TCP_LISTEN && old != TCP_SYN_SENT && change.orphan_timed_out(sk) {
         if let Some(d) = change.change_draft() {
             d.submit_orphan_timeout(sk, record.map_or(Owner::UNKNOWN, |r| r.owner), old);
         }

@@ -15,7 +15,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{socket_netns, Draft, SocketRead},
+    emit::{is_timers_error, orphan_timed_out, socket_netns, Draft, SocketRead},
     fold::{self, Refusal},
     owner::TCP_SYN_SENT,
     maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SOCK},
@@ -224,6 +224,15 @@ impl StateChange for Typed {
                 core::ptr::copy_nonoverlapping(new.to_ne_bytes().as_ptr(), record.add(SET_STATE_SHAPE.newstate as usize), 4);
             }
         })
+    }
+
+    /// The pending error read straight from the socket: nearly every socket closes without one
+    /// a timer left, and then no helper reads anything.
+    #[inline(always)]
+    fn orphan_timed_out(&self, sk: u64) -> bool {
+        // SAFETY: the tracepoint's non-null socket (`is_tcp` checked).
+        let error: i32 = unsafe { at(self.sk, offset!(err)) };
+        is_timers_error(error) && orphan_timed_out(sk)
     }
 }
 
