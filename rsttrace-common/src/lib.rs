@@ -325,6 +325,8 @@ pub struct SockOffsets {
     /// `tcp_sock.data_segs_out`: segments sent with data. A connection dropped in a connect
     /// race sent none.
     pub data_segs_out: u32,
+    /// `tcp_sock.data_segs_in`: segments received with data (an answer came).
+    pub data_segs_in: u32,
     /// `socket.file`, `file.f_inode`, `inode.i_ino`: the inode number of the socket's file, which
     /// `/proc/PID/fd` shows as `socket:[N]`: how the agent finds the holder of a socket whose
     /// owner the kernel side never saw.
@@ -352,6 +354,7 @@ impl SockOffsets {
         icsk_retransmits: NO_OFFSET,
         total_retrans: NO_OFFSET,
         data_segs_out: NO_OFFSET,
+        data_segs_in: NO_OFFSET,
         socket_file: NO_OFFSET,
         file_inode: NO_OFFSET,
         inode_ino: NO_OFFSET,
@@ -383,6 +386,9 @@ pub const FACT_PEER_CLOSED: u16 = 128;
 /// A reset from CLOSE whose socket close() did not shut (`sk_shutdown` not both directions):
 /// connect(AF_UNSPEC) disconnected it and the application keeps it.
 pub const FACT_KEPT: u16 = 256;
+/// From CLOSE, on a connection this host opened: data went both ways and everything sent was
+/// acknowledged (a request answered, nothing in flight). Read on every kernel.
+pub const FACT_EXCHANGED: u16 = 512;
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
 #[repr(C)]

@@ -245,6 +245,7 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         icsk_retransmits: get(&[("inet_connection_sock", "icsk_retransmits")]),
         total_retrans: get(&[("tcp_sock", "total_retrans")]),
         data_segs_out: get(&[("tcp_sock", "data_segs_out")]),
+        data_segs_in: get(&[("tcp_sock", "data_segs_in")]),
         socket_file: get(&[("socket", "file")]),
         file_inode: get(&[("file", "f_inode")]),
         inode_ino: get(&[("inode", "i_ino")]),

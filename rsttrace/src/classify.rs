@@ -40,6 +40,9 @@ pub struct Story {
     pub active_open: bool,
     /// The peer had closed its side (FIN received: CLOSE_WAIT).
     pub peer_closed: bool,
+    /// A connection this host opened ended soon after data went both ways, with everything it
+    /// sent acknowledged: a request answered.
+    pub answered_briefly: bool,
     /// Consecutive retransmissions of the same segment at the end.
     pub same_segment_retransmits: u32,
     pub syn_retransmits: u32,
@@ -202,10 +205,16 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         ),
         Some("TCP_STATE") if state == Close => {
             let mut verdict = app_abort(Cause::AppAbortLinger0, format!("{who} closed with SO_LINGER 0 (abortive close)"));
-            // A client that aborts after the peer finished is skipping TIME_WAIT on purpose.
-            if verdict.cause == Cause::AppAbortLinger0 && story.active_open && story.peer_closed {
-                verdict.benign = true;
-                verdict.why = format!("{who} ended a finished exchange with SO_LINGER 0 (skips TIME_WAIT)").into();
+            // A client that aborts after the peer finished, or right after its request was
+            // answered, is skipping TIME_WAIT on purpose.
+            if verdict.cause == Cause::AppAbortLinger0 && story.active_open {
+                if story.peer_closed {
+                    verdict.benign = true;
+                    verdict.why = format!("{who} ended a finished exchange with SO_LINGER 0 (skips TIME_WAIT)").into();
+                } else if story.answered_briefly {
+                    verdict.benign = true;
+                    verdict.why = format!("{who} ended a short exchange with SO_LINGER 0 once it was answered and all it sent acknowledged (skips TIME_WAIT)").into();
+                }
             }
             verdict
         }
@@ -411,6 +420,8 @@ mod tests {
     fn table() {
         let none = Story::default();
         let client_done = Story { active_open: true, peer_closed: true, ..Story::default() };
+        let client_answered = Story { active_open: true, answered_briefly: true, ..Story::default() };
+        let server_answered = Story { answered_briefly: true, ..Story::default() };
         let racer = Story { race_sibling: true, ..Story::default() };
         let local_peer = Story { peer_local: true, ..Story::default() };
         let peer_aborted = Story { peer_local: true, peer_sent: Some(Cause::AppAbortUnread), ..Story::default() };
@@ -439,6 +450,10 @@ mod tests {
             (sent(Some("TCP_ABORT_ON_CLOSE"), Some(Close), None), &none, Cause::AppAbortUnread, Origin::Application, false),
             (sent(Some("TCP_STATE"), Some(Close), None), &none, Cause::AppAbortLinger0, Origin::Application, false),
             (sent(Some("TCP_STATE"), Some(Close), None), &client_done, Cause::AppAbortLinger0, Origin::Application, true),
+            (sent(Some("TCP_STATE"), Some(Close), None), &client_answered, Cause::AppAbortLinger0, Origin::Application, true),
+            (sent(Some("TCP_STATE"), Some(Close), None), &server_answered, Cause::AppAbortLinger0, Origin::Application, false),
+            (sent(Some("TCP_ABORT_ON_CLOSE"), Some(Close), None), &client_answered, Cause::AppAbortUnread, Origin::Application, false),
+            (inferred(Close, None, linger0), &client_answered, Cause::AppAbortLinger0, Origin::Application, true),
             (sent(Some("TCP_STATE"), Some(Close), None), &racer, Cause::ConnectRaceLoser, Origin::Application, true),
             // tcp_abort(): only it sends TCP_STATE from a live connection.
             (sent(Some("TCP_STATE"), Some(Established), None), &none, Cause::SocketDestroyed, Origin::Application, false),

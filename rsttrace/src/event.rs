@@ -389,6 +389,9 @@ pub struct SockFacts {
     /// From CLOSE: close() did not shut the socket, so connect(AF_UNSPEC) disconnected it and
     /// the application keeps it (read on every kernel).
     pub kept: bool,
+    /// From CLOSE, on a connection this host opened: data went both ways and everything sent was
+    /// acknowledged (read on every kernel).
+    pub exchanged: bool,
 }
 
 pub const TCP_FLAG_SYN: u8 = 0x02;

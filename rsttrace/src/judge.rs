@@ -42,6 +42,11 @@ const RECENT_SENT_MAX: usize = 65_536;
 /// A received RST and the peer's sent one belong together within this time.
 const PEER_MATCH_NS: u64 = 100_000_000;
 const PEER_WAIT_NS: u64 = 20_000_000;
+/// A connection this host opened and aborted this soon, once its data was answered and all it
+/// sent acknowledged, was a short-lived client's exchange (a health check, a request). Longer,
+/// an abort after the last answer may be a transfer cut short, which the socket cannot tell
+/// from a finished one.
+const SHORT_EXCHANGE_NS: u64 = 10_000_000_000;
 /// A listener that closed this recently may still be the one that served a connection its
 /// successor on the port now answers for (a restart, or another program taking the port).
 const LISTENER_MEMORY_NS: u64 = 120_000_000_000;
@@ -593,6 +598,7 @@ impl Judge {
             owner: owner.map(Named::from),
             active_open: h.opened_ns.is_some(),
             peer_closed: facts.peer_closed,
+            answered_briefly: facts.exchanged && h.opened_ns.is_some_and(|opened| ev.ts_ns.saturating_sub(opened) <= SHORT_EXCHANGE_NS),
             closed_from: h.closed_from,
             socket_kept: facts.kept,
             tuple_reused: h.tuple_reused,

@@ -152,6 +152,7 @@ fn so_linger_zero_is_app_abort_linger0_not_tcp_state() {
         let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_STATE");
+        assert_eq!(sent["benign"], false, "a server's abort: {sent}");
         assert_report(received, f, "peer", Some(pids[1]));
         assert_eq!(received["peer_cause"], "app_abort_linger0");
     }
@@ -319,6 +320,25 @@ fn a_connection_that_carried_a_request_is_no_race_loser() {
         assert_report(sent, f, "application", Some(pids[0]));
         assert_eq!(sent["benign"], false);
         assert!(["app_abort_linger0", "no_socket"].contains(&received["peer_cause"].as_str().unwrap_or("")), "{received}");
+    }
+}
+
+/// A client that aborts with SO_LINGER 0 as soon as its request is answered, the server keeping
+/// the connection open (a health check, a short-lived client skipping TIME_WAIT): benign, unlike
+/// the abort of a request still unanswered (above) or a server's abort (`so_linger_zero_…`).
+#[test]
+fn a_clients_linger0_once_its_request_is_answered_is_benign() {
+    for (f, reports, pids) in traced(33, |net, f| {
+        let server = listen(net, f, "answer");
+        let mut c = client(net, f, PORT, &["--send", "10", "--await-answer", "--linger0"]);
+        c.wait(T);
+        vec![server.pid(), c.pid()]
+    }) {
+        let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
+        assert_report(sent, f, "application", Some(pids[1]));
+        assert_eq!(sent["benign"], true, "{sent}");
+        assert_report(received, f, "peer", Some(pids[0]));
+        assert_eq!(received["peer_cause"], "app_abort_linger0");
     }
 }
 

@@ -118,6 +118,14 @@ fn listen(addr: SocketAddr, mode: &str) {
             "hold" => {
                 std::thread::spawn(move || hold(s));
             }
+            // Answer the first request, then keep the connection open (keep-alive) and drain.
+            "answer" => {
+                wait_readable(&s);
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                s.write_all(&[b'a'; 100]).unwrap();
+                std::thread::spawn(move || hold(s));
+            }
             // Greet in four segments, 10 ms apart (the client hears from this end, more than
             // once, before anything else happens), then hold.
             "greet" => {
@@ -236,6 +244,8 @@ struct ClientOptions {
     syncnt: Option<i32>,
     linger0: bool,
     linger2_abort: bool,
+    /// After `--send`, wait for the server's answer before going on.
+    await_answer: bool,
     race: bool,
     /// Race over another address of the same service (happy eyeballs: its other family).
     race_with: Option<IpAddr>,
@@ -261,6 +271,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--syncnt" => o.syncnt = Some(value().parse().unwrap()),
             "--linger0" => o.linger0 = true,
             "--linger2-abort" => o.linger2_abort = true,
+            "--await-answer" => o.await_answer = true,
             "--race" => o.race = true,
             "--race-with" => {
                 o.race = true;
@@ -340,6 +351,14 @@ fn connect(addr: SocketAddr, args: &[String]) {
     if o.send > 0 {
         if let Err(e) = s.write_all(&vec![b'x'; o.send]) {
             return report_error(&e);
+        }
+    }
+    if o.await_answer {
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            Ok(_) => return println!("eof"),
+            Err(e) => return report_error(&e),
         }
     }
     if o.reuse_port_after_bulk {
