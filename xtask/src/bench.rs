@@ -62,10 +62,12 @@ pub struct Plan {
 }
 
 impl Plan {
-    // 3 rounds of 4 s: with 9 tracers, 4 workloads, the profiling runs, the 60 s storm and the
-    // 1M connections, the whole bench fits in about 15 minutes here from a warm build.
+    // 5 rounds of 4 s: a single run varies by 10% here (a no-tracer run against another), and a
+    // median of five holds still where one of three did not. With 9 tracers, 4 workloads, the
+    // profiling runs, the 60 s storm and the 1M connections, the whole bench takes about 25
+    // minutes here from a warm build.
     pub const FULL: Plan = Plan {
-        rounds: 3,
+        rounds: 5,
         seconds: 4,
         profile_seconds: 2,
         storm_seconds: 60,
