@@ -389,6 +389,8 @@ pub const FACT_KEPT: u16 = 256;
 /// From CLOSE, on a connection this host opened: data went both ways and everything sent was
 /// acknowledged (a request answered, nothing in flight). Read on every kernel.
 pub const FACT_EXCHANGED: u16 = 512;
+/// From CLOSE, on a connection this host opened: no data went either way (a connect probe).
+pub const FACT_NOTHING_EXCHANGED: u16 = 1024;
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
 #[repr(C)]

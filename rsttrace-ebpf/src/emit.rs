@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
-    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0,
+    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_NOTHING_EXCHANGED,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
@@ -304,15 +304,20 @@ fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
     facts
 }
 
-/// Data went both ways and the peer acknowledged everything sent (see `FACT_EXCHANGED`);
-/// `false` where BTF lacked an offset.
+/// What data the connection carried: both ways with everything sent acknowledged
+/// (`FACT_EXCHANGED`), none at all (`FACT_NOTHING_EXCHANGED`), or neither; 0 where BTF lacked an
+/// offset.
 #[inline(always)]
-fn exchanged(sk: u64, o: &SockOffsets) -> bool {
-    let (Some(sent), Some(received)) = (read_u32(sk, o.data_segs_out), read_u32(sk, o.data_segs_in)) else { return false };
-    if sent == 0 || received == 0 {
-        return false;
+fn exchange_facts(sk: u64, o: &SockOffsets) -> u16 {
+    let (Some(sent), Some(received)) = (read_u32(sk, o.data_segs_out), read_u32(sk, o.data_segs_in)) else { return 0 };
+    match (sent, received) {
+        (0, 0) => FACT_NOTHING_EXCHANGED,
+        (0, _) | (_, 0) => 0,
+        _ => match (read_u32(sk, o.snd_una), read_u32(sk, o.snd_nxt)) {
+            (Some(una), Some(nxt)) if una == nxt => FACT_EXCHANGED,
+            _ => 0,
+        },
     }
-    matches!((read_u32(sk, o.snd_una), read_u32(sk, o.snd_nxt)), (Some(una), Some(nxt)) if una == nxt)
 }
 
 /// The inode number of the file of the socket a process holds (`/proc/PID/fd/N` →
@@ -874,9 +879,10 @@ impl Draft {
                 // say something (`sock_facts` is `None` in other states).
                 if sk != 0 && self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV {
                     let mut facts = holder_facts(sk, state, &sock_offsets);
-                    // An abort of a connection this host opened: did it end an answered request?
-                    if state == TCP_CLOSE && sock.is_some_and(|r| r.opened_ns != 0) && exchanged(sk, &sock_offsets) {
-                        facts |= FACT_EXCHANGED;
+                    // An abort of a connection this host opened: did it end an answered request,
+                    // or a connect probe?
+                    if state == TCP_CLOSE && sock.is_some_and(|r| r.opened_ns != 0) {
+                        facts |= exchange_facts(sk, &sock_offsets);
                     }
                     (*event).flags |= FLAG_FACTS_KNOWN;
                     // Load-time constant: kernels with a reason field skip the reason's stand-ins.

@@ -43,6 +43,8 @@ pub struct Story {
     /// A connection this host opened ended soon after data went both ways, with everything it
     /// sent acknowledged: a request answered.
     pub answered_briefly: bool,
+    /// A connection this host opened ended right after its handshake, no data either way.
+    pub probed: bool,
     /// Consecutive retransmissions of the same segment at the end.
     pub same_segment_retransmits: u32,
     pub syn_retransmits: u32,
@@ -205,15 +207,22 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         ),
         Some("TCP_STATE") if state == Close => {
             let mut verdict = app_abort(Cause::AppAbortLinger0, format!("{who} closed with SO_LINGER 0 (abortive close)"));
-            // A client that aborts after the peer finished, or right after its request was
-            // answered, is skipping TIME_WAIT on purpose.
+            // A client that aborts after the peer finished, right after its request was
+            // answered, or right after a handshake it only wanted to see complete (a health
+            // check's connect probe) is skipping TIME_WAIT on purpose.
             if verdict.cause == Cause::AppAbortLinger0 && story.active_open {
-                if story.peer_closed {
-                    verdict.benign = true;
-                    verdict.why = format!("{who} ended a finished exchange with SO_LINGER 0 (skips TIME_WAIT)").into();
+                let why = if story.peer_closed {
+                    Some(format!("{who} ended a finished exchange with SO_LINGER 0 (skips TIME_WAIT)"))
                 } else if story.answered_briefly {
+                    Some(format!("{who} ended a short exchange with SO_LINGER 0 once it was answered and all it sent acknowledged (skips TIME_WAIT)"))
+                } else if story.probed {
+                    Some(format!("{who} aborted right after the handshake with no data either way: a connect probe, as health checks do (skips TIME_WAIT)"))
+                } else {
+                    None
+                };
+                if let Some(why) = why {
                     verdict.benign = true;
-                    verdict.why = format!("{who} ended a short exchange with SO_LINGER 0 once it was answered and all it sent acknowledged (skips TIME_WAIT)").into();
+                    verdict.why = why.into();
                 }
             }
             verdict
@@ -422,6 +431,8 @@ mod tests {
         let client_done = Story { active_open: true, peer_closed: true, ..Story::default() };
         let client_answered = Story { active_open: true, answered_briefly: true, ..Story::default() };
         let server_answered = Story { answered_briefly: true, ..Story::default() };
+        let client_probed = Story { active_open: true, probed: true, ..Story::default() };
+        let probed_racer = Story { active_open: true, probed: true, race_sibling: true, ..Story::default() };
         let racer = Story { race_sibling: true, ..Story::default() };
         let local_peer = Story { peer_local: true, ..Story::default() };
         let peer_aborted = Story { peer_local: true, peer_sent: Some(Cause::AppAbortUnread), ..Story::default() };
@@ -454,6 +465,8 @@ mod tests {
             (sent(Some("TCP_STATE"), Some(Close), None), &server_answered, Cause::AppAbortLinger0, Origin::Application, false),
             (sent(Some("TCP_ABORT_ON_CLOSE"), Some(Close), None), &client_answered, Cause::AppAbortUnread, Origin::Application, false),
             (inferred(Close, None, linger0), &client_answered, Cause::AppAbortLinger0, Origin::Application, true),
+            (sent(Some("TCP_STATE"), Some(Close), None), &client_probed, Cause::AppAbortLinger0, Origin::Application, true),
+            (sent(Some("TCP_STATE"), Some(Close), None), &probed_racer, Cause::ConnectRaceLoser, Origin::Application, true),
             (sent(Some("TCP_STATE"), Some(Close), None), &racer, Cause::ConnectRaceLoser, Origin::Application, true),
             // tcp_abort(): only it sends TCP_STATE from a live connection.
             (sent(Some("TCP_STATE"), Some(Established), None), &none, Cause::SocketDestroyed, Origin::Application, false),

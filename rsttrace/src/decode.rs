@@ -7,7 +7,7 @@ use std::{
 
 use rsttrace_common::{
     Event, EventKind, Owner, PeerEvidence, RaceEntry, TracepointLayout, EVENT_SIZE,
-    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0,
+    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_NOTHING_EXCHANGED, FACT_LINGER0,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
@@ -347,6 +347,7 @@ impl Decoder {
                 peer_closed: raw.sk_facts & FACT_PEER_CLOSED != 0,
                 kept: raw.sk_facts & FACT_KEPT != 0,
                 exchanged: raw.sk_facts & FACT_EXCHANGED != 0,
+                nothing_exchanged: raw.sk_facts & FACT_NOTHING_EXCHANGED != 0,
             }),
             history: history(&raw),
         })

@@ -392,6 +392,8 @@ pub struct SockFacts {
     /// From CLOSE, on a connection this host opened: data went both ways and everything sent was
     /// acknowledged (read on every kernel).
     pub exchanged: bool,
+    /// From CLOSE, on a connection this host opened: no data went either way.
+    pub nothing_exchanged: bool,
 }
 
 pub const TCP_FLAG_SYN: u8 = 0x02;

@@ -33,7 +33,8 @@ pub const HOLD_NS: u64 = 150_000_000;
 /// Two connections opened this close together by one process count as a race (a lost SYN during
 /// IPv6 neighbour discovery costs a 1 s retransmit)...
 const RACE_OPEN_WINDOW_NS: u64 = 3_000_000_000;
-/// ...when the loser is dropped this soon after the later of the two handshakes.
+/// ...when the loser is dropped this soon after the later of the two handshakes. A connection
+/// dropped this soon after its handshake without a byte either way is a connect probe.
 const RACE_ABORT_WINDOW_NS: u64 = 1_000_000_000;
 /// How long a sent RST is remembered for matching the peer's received one.
 const RECENT_SENT_NS: u64 = 5_000_000_000;
@@ -599,6 +600,7 @@ impl Judge {
             active_open: h.opened_ns.is_some(),
             peer_closed: facts.peer_closed,
             answered_briefly: facts.exchanged && h.opened_ns.is_some_and(|opened| ev.ts_ns.saturating_sub(opened) <= SHORT_EXCHANGE_NS),
+            probed: facts.nothing_exchanged && h.established_ns.is_some_and(|up| ev.ts_ns.saturating_sub(up) <= RACE_ABORT_WINDOW_NS),
             closed_from: h.closed_from,
             socket_kept: facts.kept,
             tuple_reused: h.tuple_reused,

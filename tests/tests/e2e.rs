@@ -342,6 +342,18 @@ fn a_clients_linger0_once_its_request_is_answered_is_benign() {
     }
 }
 
+/// A client that connects and aborts at once with SO_LINGER 0, not a byte either way: the
+/// connect probe of a health checker (haproxy's `check` on a TCP backend), benign.
+#[test]
+fn a_clients_linger0_right_after_the_handshake_is_a_benign_connect_probe() {
+    for (f, reports, pids) in client_of_a_holding_server(34, &["--linger0"]) {
+        let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!(sent["benign"], true, "{sent}");
+        assert_eq!(received["peer_cause"], "app_abort_linger0");
+    }
+}
+
 #[test]
 fn close_in_fin_wait2_with_negative_linger2_is_linger2_abort() {
     for (f, reports, pids) in client_of_a_holding_server(10, &["--linger2-abort"]) {
