@@ -2,6 +2,7 @@
 //! drains what is left, prints the summary and detaches (by dropping the programs).
 use std::{
     io,
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -23,6 +24,7 @@ use crate::{
     kernel_folds::KernelFolds,
     loader::{self, LoadOptions, LostCounter, Socketless},
     metrics::Metrics,
+    older_listeners,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink, TraceEdge},
     privileges,
     event::{Payload, Task, TcpState},
@@ -124,6 +126,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // later socket itself.
     let mut processes = Processes::new();
     processes.walk();
+    // The listeners older than rsttrace, read while every namespace may be.
+    let listeners_before = older_listeners::find(Path::new("/proc"), &mut processes);
     // Attached: nothing from here on needs a privilege, so keep none.
     privileges::drop_all().context("dropping capabilities after attaching")?;
     if privileges::remaining() != 0 {
@@ -170,6 +174,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events_read: 0,
         decode_errors: 0,
     };
+    for l in listeners_before {
+        let comm = state.processes.name(l.pid).unwrap_or_else(|| "?".into());
+        state.judge.listening_before(l.netns, l.addr, l.port, Task { pid: l.pid, tid: l.pid, comm, cgroup: 0 });
+        state.judge.local_addresses.learn(l.netns, l.pid);
+    }
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;

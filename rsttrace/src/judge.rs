@@ -275,14 +275,24 @@ impl Judge {
         }
     }
 
+    /// A listener that was listening before the trace began (see `older_listeners`): as one
+    /// whose start was seen, listening since before every event.
+    pub fn listening_before(&mut self, netns: u32, addr: IpAddr, port: u16, owner: Task) {
+        self.add_listener((netns, addr, port), owner, 0);
+    }
+
+    fn add_listener(&mut self, key: ListenerKey, owner: Task, since_ns: u64) {
+        if self.listeners.insert(key, (owner, since_ns)).is_none() {
+            *self.bound_listeners.entry((key.1, key.2)).or_default() += 1;
+        }
+    }
+
     fn on_listener(&mut self, ev: &KernelEvent, old: Option<TcpState>, new: Option<TcpState>) {
         let key = (ev.netns, ev.endpoints.laddr, ev.endpoints.lport);
         match (old, new) {
             (_, Some(TcpState::Listen)) => {
                 if let Some(owner) = ev.owner.or(ev.current) {
-                    if self.listeners.insert(key, (owner, ev.ts_ns)).is_none() {
-                        *self.bound_listeners.entry((key.1, key.2)).or_default() += 1;
-                    }
+                    self.add_listener(key, owner, ev.ts_ns);
                 }
             }
             (Some(TcpState::Listen), Some(TcpState::Close)) => {

@@ -20,6 +20,7 @@ pub mod kernel_folds;
 pub mod loader;
 pub mod local_addresses;
 pub mod metrics;
+pub mod older_listeners;
 pub mod output;
 pub mod privileges;
 pub mod processes;

@@ -759,6 +759,32 @@ fn keepalive_timeout_on_a_connection_older_than_rsttrace() {
     }
 }
 
+/// A server that listened before rsttrace started: the connection it accepted and never used
+/// is still its own when the client aborts it, and a firewall's RST to a connect() to it is
+/// still no refusal of its (rsttrace reads the listeners older than itself at start).
+#[test]
+fn a_listener_older_than_rsttrace_owns_its_connections_and_a_forged_refusal_is_injected() {
+    require_root();
+    let net = Net::new(35);
+    for f in FAMILIES {
+        let server = listen(&net, f, "hold");
+        let tracer = Tracer::start(&[]);
+        let mut probe = client(&net, f, PORT, &["--linger0"]);
+        probe.wait(T);
+        let reject = net.server_filter("input", "tcp dport 8080 tcp flags syn reject with tcp reset");
+        let refused = client(&net, f, PORT, &[]);
+        assert_eq!(refused.expect_line("errno", T), "errno 111");
+        drop(reject);
+        let (reports, _) = tracer.stop();
+        let mine = net.reports_of_this_test(reports);
+        let [sent, received, injected] = exactly(&mine, ["sent:app_abort_linger0", "received:peer_reset", "received:injected"]);
+        assert_report(sent, f, "application", Some(probe.pid()));
+        assert_report(received, f, "peer", Some(server.pid()));
+        assert_report(injected, f, "network", Some(refused.pid()));
+        assert_eq!(injected["state"], "SYN_SENT", "{injected}");
+    }
+}
+
 /// A server listening on `[::]` (dual-stack, as nginx `listen [::]`, Java, Go and Node do)
 /// resets an IPv4 client: the reports say what the wire carried, IPv4 with plain addresses, and
 /// `-4` keeps them.
