@@ -523,13 +523,15 @@ pub struct RaceEntry {
     pub raddr: [u8; 16],
     /// AF_INET or AF_INET6; 0 for an empty entry.
     pub family: u16,
-    pub _pad: [u8; 6],
+    /// Remote port, host order.
+    pub rport: u16,
+    pub _pad: [u8; 4],
 }
 
 const _: () = assert!(core::mem::size_of::<RaceEntry>() == 48);
 
 impl RaceEntry {
-    pub const EMPTY: Self = Self { sk: 0, opened_ns: 0, established_ns: 0, raddr: [0; 16], family: 0, _pad: [0; 6] };
+    pub const EMPTY: Self = Self { sk: 0, opened_ns: 0, established_ns: 0, raddr: [0; 16], family: 0, rport: 0, _pad: [0; 4] };
 }
 
 /// `Event::flags` bits.

@@ -2,7 +2,7 @@
 use aya_ebpf::{
     maps::ring_buf::RingBufEntry,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, generated,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_kernel, generated,
     },
     programs::TracePointContext,
     EbpfContext,
@@ -410,10 +410,10 @@ unsafe fn sent_history(event: *mut Event, sk: u64, state: i32, t: &Trigger) -> u
 }
 
 /// An aborted connection this host opened: the other connection its owner opened to the same
-/// remote port most recently, and whether that one is still up. Returns the flags to set.
+/// peer most recently, and whether that one is still up. Returns the flags to set.
 #[inline(always)]
-unsafe fn race_sibling(event: *mut Event, sk: u64, tgid: u32, rport: u16) -> u32 {
-    let Some(sibling) = history::sibling(tgid, rport, sk) else { return 0 };
+unsafe fn race_sibling(event: *mut Event, sk: u64, tgid: u32, key: &TupleKey) -> u32 {
+    let Some(sibling) = history::sibling(tgid, key, sk) else { return 0 };
     // SAFETY: the caller's reserved event.
     unsafe { (*event).sibling = *sibling };
     let open = owner::record(sibling.sk).is_some_and(|r| r.opened_ns == sibling.opened_ns);
@@ -903,7 +903,7 @@ impl Draft {
                         // (Unknown where BTF lacks the count: looked at, as before it was read.)
                         let sent_nothing = !matches!(read_u32(sk, sock_offsets.data_segs_out), Some(n) if n > 0);
                         if state == TCP_CLOSE && r.opened_ns != 0 && r.established_ns != 0 && sent_nothing {
-                            (*event).flags |= race_sibling(event, sk, r.owner.tgid, c.key.rport);
+                            (*event).flags |= race_sibling(event, sk, r.owner.tgid, &c.key);
                         }
                     }
                 }
@@ -929,12 +929,13 @@ impl Draft {
                         (*event).flags |= FLAG_PEER_SAMPLED;
                     }
                 }
-                // The other end is a socket on this host that was still open: it sent no RST.
-                // Not while connecting: the other end has no connection to be found by yet (the
-                // agent asks its listeners instead), and the look-up is a cache miss in 4 MiB.
+                // The other end is a socket of this host, open or closed a moment ago (reset by
+                // a RST forged to it first): any RST its stack sent is traced. Not while
+                // connecting: the other end has no connection to be found by yet (the agent asks
+                // its listeners instead), and the look-up is a cache miss in 4 MiB.
                 let connecting = state as i32 == TCP_SYN_SENT;
                 if let Some(peer) = receive_key.filter(|_| !connecting).and_then(|k| history::tuple(&k.reversed())) {
-                    if peer.open != 0 {
+                    if history::open_or_closed_lately(peer, bpf_jiffies64()) {
                         (*event).flags |= FLAG_PEER_LOCAL;
                     }
                 }

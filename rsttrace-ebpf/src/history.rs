@@ -1,36 +1,55 @@
 //! What the kernel side remembers across connections, for the facts no single socket holds at
 //! its reset: which connection last used a 4-tuple and who owned it (the owner of a reset sent
 //! from TIME_WAIT or for a forgotten connection, a port taken over by another process, a 4-tuple
-//! reused, a peer on this host), and which connections a process opened to one remote port (a
-//! connect race). Plain arrays indexed by a hash: a store per connection, no map insert or delete.
+//! reused, a peer on this host), and which connections a process opened last (a connect
+//! race). Plain arrays indexed by a hash: a store per connection, no map insert or delete.
 use aya_ebpf::helpers::bpf_jiffies64;
 use rsttrace_common::{Owner, RaceEntry, SockRecord};
 
-use crate::maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_SLOT_BITS};
+use crate::{
+    programs::AF_INET,
+    maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_OPEN, TUPLE_SLOT_BITS},
+};
 
 #[inline(always)]
 fn tuple_slot(key: &TupleKey) -> u32 {
     key.hash(TUPLE_SLOT_BITS)
 }
 
-/// The handshake completed (`open`) or the connection closed: note it under its 4-tuple. A
-/// closing socket's owner comes from its record; without one, the owner noted when it opened
-/// stays. Only that case reads the slot: a new 4-tuple's slot is a cache miss in 4 MiB, which a
-/// load waits out and a store does not (it was a third of the state-change program's time).
+/// The handshake completed (`closed_at` `None`) or the connection closed at that clock tick:
+/// note it under its 4-tuple. A closing socket's owner comes from its record; without one, the
+/// owner noted when it opened stays. Only that case reads the slot: a new 4-tuple's slot is a
+/// cache miss in 4 MiB, which a load waits out and a store does not (it was a third of the
+/// state-change program's time).
 #[inline(always)]
-pub fn note_tuple(key: &TupleKey, sk: u64, owner: &Owner, open: bool) {
+pub fn note_tuple(key: &TupleKey, sk: u64, owner: &Owner, closed_at: Option<u64>) {
     let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run. Two CPUs writing
     // one slot at once can mix two entries; readers compare the key and treat history as a hint.
     unsafe {
-        let keep_owner = !open && !owner.is_known() && (*slot).sk == sk && (*slot).key == *key;
+        let keep_owner = closed_at.is_some() && !owner.is_known() && (*slot).sk == sk && (*slot).key == *key;
         (*slot).key = *key;
-        (*slot).open = open as u32;
+        (*slot).open = match closed_at {
+            None => TUPLE_OPEN,
+            Some(tick) => (tick as u32).max(TUPLE_OPEN + 1),
+        };
         (*slot).sk = sk;
         if !keep_owner {
             (*slot).owner = *owner;
         }
     }
+}
+
+/// How many clock ticks a closed connection's end still counts as a socket of this host (10 s
+/// at HZ=1000, 40 s at Debian's 250): long enough for a RST forged to the other end after the
+/// first, short enough that its address cannot have moved to another host since.
+const CLOSED_LATELY_TICKS: u32 = 10_000;
+
+/// The connection noted under `key` is open, or closed within `CLOSED_LATELY_TICKS` of `now`
+/// (`bpf_jiffies64`).
+#[inline(always)]
+pub fn open_or_closed_lately(entry: &TupleEntry, now: u64) -> bool {
+    entry.open == TUPLE_OPEN || (entry.open > TUPLE_OPEN && (now as u32).wrapping_sub(entry.open) < CLOSED_LATELY_TICKS)
 }
 
 /// The last connection noted under `key`, if its slot still holds it. A pointer into the map,
@@ -44,21 +63,20 @@ pub fn tuple(key: &TupleKey) -> Option<&'static TupleEntry> {
 }
 
 #[inline(always)]
-fn race_slot(tgid: u32, rport: u16) -> u32 {
-    (tgid ^ ((rport as u32) << 16)).wrapping_mul(0x9E37_79B1) >> 19 & (RACE_SLOTS - 1)
+fn race_slot(tgid: u32) -> u32 {
+    tgid.wrapping_mul(0x9E37_79B1) >> 19 & (RACE_SLOTS - 1)
 }
 
-/// A connection this host opened completed its handshake: remember it under its owner and
-/// remote port, beside the one before it.
+/// A connection this host opened completed its handshake: remember it under its owner, beside
+/// the one before it.
 #[inline(always)]
-pub fn note_opened(tgid: u32, rport: u16, entry: &RaceEntry) {
-    let Some(slot) = RACES.get_ptr_mut(race_slot(tgid, rport)) else { return };
+pub fn note_opened(tgid: u32, entry: &RaceEntry) {
+    let Some(slot) = RACES.get_ptr_mut(race_slot(tgid)) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run.
     unsafe {
         let s: &mut RaceSlot = &mut *slot;
-        if s.tgid != tgid || s.rport != rport {
+        if s.tgid != tgid {
             s.tgid = tgid;
-            s.rport = rport;
             s.entries[1] = RaceEntry::EMPTY;
             s.newest = 0;
             s.entries[0] = *entry;
@@ -74,23 +92,33 @@ pub fn note_opened(tgid: u32, rport: u16, entry: &RaceEntry) {
     }
 }
 
-/// The other connection `tgid` opened to `rport` most recently, if any (a pointer into the map).
+/// The other connection `tgid` opened most recently to the peer of `key` (the same remote
+/// port, or the same remote address), if any (a pointer into the map). The agent tells a race
+/// from the addresses and times.
 #[inline(always)]
-pub fn sibling(tgid: u32, rport: u16, sk: u64) -> Option<&'static RaceEntry> {
-    let slot = RACES.get_ptr(race_slot(tgid, rport))?;
+pub fn sibling(tgid: u32, key: &TupleKey, sk: u64) -> Option<&'static RaceEntry> {
+    let slot = RACES.get_ptr(race_slot(tgid))?;
     // SAFETY: array value memory, plain data, valid while the program runs.
     let s: &'static RaceSlot = unsafe { &*slot };
-    if s.tgid != tgid || s.rport != rport {
+    if s.tgid != tgid {
         return None;
     }
     let (newest, older) = if s.newest == 0 { (&s.entries[0], &s.entries[1]) } else { (&s.entries[1], &s.entries[0]) };
-    if newest.family != 0 && newest.sk != sk {
+    let of_the_peer = |e: &RaceEntry| e.family != 0 && e.sk != sk && (e.rport == key.rport || address_tail(e) == key.raddr);
+    if of_the_peer(newest) {
         Some(newest)
-    } else if older.family != 0 && older.sk != sk {
+    } else if of_the_peer(older) {
         Some(older)
     } else {
         None
     }
+}
+
+/// The last four bytes of an entry's remote address, as a `TupleKey` keeps them.
+#[inline(always)]
+fn address_tail(e: &RaceEntry) -> u32 {
+    let at = if e.family == AF_INET { 0 } else { 12 };
+    u32::from_ne_bytes([e.raddr[at], e.raddr[at + 1], e.raddr[at + 2], e.raddr[at + 3]])
 }
 
 /// How many clock ticks after a CLOSE the same kernel call's next event may come: microseconds
@@ -100,9 +128,10 @@ pub fn sibling(tgid: u32, rport: u16, sk: u64) -> Option<&'static RaceEntry> {
 /// later socket at the same address. Ticks, because the clock itself costs ~60 ns.
 const SAME_CALL_TICKS: u64 = 32;
 
-/// `sk` moved from `old` to CLOSE: keep it, and its record as it was, for the rest of the call.
+/// `sk` moved from `old` to CLOSE at clock tick `now`: keep it, and its record as it was, for
+/// the rest of the call.
 #[inline(always)]
-pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>) {
+pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>, now: u64) {
     let Some(all) = LAST_CLOSES.get_ptr_mut(0) else { return };
     // SAFETY: per-CPU slots, no concurrent writer on this CPU while the program runs (a nested
     // program in softirq finishes before this one resumes); the helper has no preconditions.
@@ -112,7 +141,7 @@ pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>
         all.newest = at as u32;
         let s: &mut CloseSlot = &mut all.slots[at];
         s.sk = sk;
-        s.jiffies = bpf_jiffies64();
+        s.jiffies = now;
         s.old_state = old as u32;
         s.key = *key;
         match record {

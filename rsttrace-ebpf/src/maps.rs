@@ -121,12 +121,15 @@ impl TupleKey {
 #[derive(Clone, Copy)]
 pub struct TupleEntry {
     pub key: TupleKey,
-    /// 1 from the handshake's completion to CLOSE.
+    /// `TUPLE_OPEN` from the handshake's completion to CLOSE; after it, the clock tick it
+    /// closed at (`bpf_jiffies64`'s low 32 bits, never `TUPLE_OPEN` or 0).
     pub open: u32,
     /// The connection's socket; 0 in a slot never written.
     pub sk: u64,
     pub owner: Owner,
 }
+
+pub const TUPLE_OPEN: u32 = 1;
 
 pub const TUPLE_SLOT_BITS: u32 = 16;
 pub const TUPLE_SLOTS: u32 = 1 << TUPLE_SLOT_BITS;
@@ -138,14 +141,13 @@ pub const TUPLE_SLOTS: u32 = 1 << TUPLE_SLOT_BITS;
 #[map]
 pub static TUPLES: Array<TupleEntry> = Array::with_max_entries(TUPLE_SLOTS, 0);
 
-/// The last two connections one process opened to one remote port (see `history.rs`).
+/// The last two connections one process opened (see `history.rs`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct RaceSlot {
     pub tgid: u32,
-    pub rport: u16,
     /// Index of the entry written last.
-    pub newest: u16,
+    pub newest: u32,
     pub entries: [RaceEntry; 2],
 }
 

@@ -5,7 +5,7 @@
 //! copied in), pick out what they must act on from the copy, then submit or discard.
 use aya_ebpf::{
     EbpfContext,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_jiffies64, bpf_ktime_get_ns},
     macros::{kprobe, tracepoint},
     programs::{ProbeContext, TracePointContext},
 };
@@ -262,11 +262,11 @@ fn established<C: StateChange>(change: &C, sk: u64, old: i32) {
         if old == TCP_SYN_SENT && record.opened_ns != 0 {
             // SAFETY: helper without preconditions.
             record.established_ns = unsafe { bpf_ktime_get_ns() };
-            let entry = RaceEntry { sk, opened_ns: record.opened_ns, established_ns: record.established_ns, raddr, family, _pad: [0; 6] };
-            history::note_opened(owner.tgid, key.rport, &entry);
+            let entry = RaceEntry { sk, opened_ns: record.opened_ns, established_ns: record.established_ns, raddr, family, rport: key.rport, _pad: [0; 4] };
+            history::note_opened(owner.tgid, &entry);
         }
     }
-    history::note_tuple(&key, sk, &owner, true);
+    history::note_tuple(&key, sk, &owner, None);
 }
 
 /// The socket's life is over: its record moves to this CPU's close slot for the rest of the
@@ -278,11 +278,13 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
         // SAFETY: array values are plain data.
         unsafe { *r }
     });
-    history::note_close(sk, old, &key, record.as_ref());
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_jiffies64() };
+    history::note_close(sk, old, &key, record.as_ref(), now);
     // Only connections that were up have a history worth keeping (not a refused connect).
     if old != TCP_SYN_SENT && old != TCP_LISTEN && key.rport != 0 {
         let owner = record.map_or(Owner::UNKNOWN, |r| r.owner);
-        history::note_tuple(&key, sk, &owner, false);
+        history::note_tuple(&key, sk, &owner, Some(now));
     }
     if let Some(record) = record {
         socks::remove(sk);

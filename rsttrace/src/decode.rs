@@ -411,7 +411,7 @@ fn sibling(e: &RaceEntry, open: bool) -> Option<Sibling> {
         _ => return None,
     };
     let family = if raddr.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 };
-    Some(Sibling { family, raddr, opened_ns: e.opened_ns, established_ns: e.established_ns, open })
+    Some(Sibling { family, raddr, rport: e.rport, opened_ns: e.opened_ns, established_ns: e.established_ns, open })
 }
 
 #[cfg(test)]
@@ -552,7 +552,7 @@ pub(crate) mod tests {
             raw.sock.established_ns = 6;
             raw.earlier = raw.sock.owner;
             // A dual-stack client's IPv4 connection: an IPv4-mapped IPv6 address.
-            raw.sibling = RaceEntry { sk: 1, opened_ns: 4, established_ns: 7, raddr: Ipv4Addr::new(10, 0, 0, 2).to_ipv6_mapped().octets(), family: AF_INET6, _pad: [0; 6] };
+            raw.sibling = RaceEntry { sk: 1, opened_ns: 4, established_ns: 7, raddr: Ipv4Addr::new(10, 0, 0, 2).to_ipv6_mapped().octets(), family: AF_INET6, rport: 445, _pad: [0; 4] };
             raw.retransmits = 3;
             raw.closed_from = 1;
         });

@@ -356,6 +356,7 @@ pub struct Arrival {
 pub struct Sibling {
     pub family: Family,
     pub raddr: IpAddr,
+    pub rport: u16,
     pub opened_ns: u64,
     pub established_ns: u64,
     /// Still up when the other was aborted.

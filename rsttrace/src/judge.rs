@@ -662,8 +662,11 @@ impl Judge {
     fn race_sibling(&self, ev: &KernelEvent) -> bool {
         let h = &ev.history;
         let (Some(opened), Some(established), Some(s)) = (h.opened_ns, h.established_ns, h.sibling) else { return false };
+        // The same peer: the same address (two ports, as SMB's 445 and 139, or one), or the
+        // other family's address on the same port (happy eyeballs).
+        let same_peer = (s.family == ev.endpoints.family && s.raddr == ev.endpoints.raddr) || (s.family != ev.endpoints.family && s.rport == ev.endpoints.rport);
         s.open
-            && (s.raddr == ev.endpoints.raddr || s.family != ev.endpoints.family)
+            && same_peer
             && s.opened_ns.abs_diff(opened) < RACE_OPEN_WINDOW_NS
             // The race is decided when the later handshake completes; the loser goes right after.
             && ev.ts_ns.saturating_sub(s.established_ns.max(established)) <= RACE_ABORT_WINDOW_NS
@@ -782,14 +785,22 @@ mod tests {
 
     #[test]
     fn a_race_loser_needs_a_live_sibling_to_the_same_peer_or_over_the_other_family() {
-        let sibling = |raddr: &str, family, open| Sibling { family, raddr: raddr.parse().unwrap(), opened_ns: 1_500_000, established_ns: 6_000_000, open };
-        let same_host = aborted_beside(Some(sibling("10.0.0.2", Family::Ipv4, true)));
+        // The aborted connection went to 10.0.0.2 port 80.
+        let sibling = |raddr: &str, rport, family, open| Sibling { family, raddr: raddr.parse().unwrap(), rport, opened_ns: 1_500_000, established_ns: 6_000_000, open };
+        let same_host = aborted_beside(Some(sibling("10.0.0.2", 80, Family::Ipv4, true)));
         assert_eq!((same_host.verdict.cause, same_host.verdict.benign), (Cause::ConnectRaceLoser, true));
+        // Two ports of the same host (SMB's 445 and 139).
+        assert_eq!(aborted_beside(Some(sibling("10.0.0.2", 445, Family::Ipv4, true))).verdict.cause, Cause::ConnectRaceLoser);
         // Happy eyeballs: the same service over IPv6.
-        assert_eq!(aborted_beside(Some(sibling("fd00::2", Family::Ipv6, true))).verdict.cause, Cause::ConnectRaceLoser);
-        // A proxy talking to another host on the same port, a sibling already gone, none at all:
-        // real aborts.
-        for other in [Some(sibling("10.0.0.3", Family::Ipv4, true)), Some(sibling("10.0.0.2", Family::Ipv4, false)), None] {
+        assert_eq!(aborted_beside(Some(sibling("fd00::2", 80, Family::Ipv6, true))).verdict.cause, Cause::ConnectRaceLoser);
+        // A proxy talking to another host on the same port, another service over the other
+        // family, a sibling already gone, none at all: real aborts.
+        for other in [
+            Some(sibling("10.0.0.3", 80, Family::Ipv4, true)),
+            Some(sibling("fd00::2", 443, Family::Ipv6, true)),
+            Some(sibling("10.0.0.2", 80, Family::Ipv4, false)),
+            None,
+        ] {
             let r = aborted_beside(other);
             assert_eq!((r.verdict.cause, r.verdict.benign), (Cause::AppAbortLinger0, false), "{other:?}");
         }

@@ -116,12 +116,21 @@ impl Routed {
     /// addresses in any other namespace (the other end's included: each trace stands for one
     /// host, so `--netns` must hold) fails the test.
     pub fn reports_of(&self, end: End, reports: Vec<Value>) -> Vec<Value> {
+        self.checked(reports, &[self.inode(end)])
+    }
+
+    /// The reports of both ends' namespaces, as one trace of the whole host has them.
+    pub fn reports_of_both(&self, reports: Vec<Value>) -> Vec<Value> {
+        self.checked(reports, &[self.inode(End::Client), self.inode(End::Server)])
+    }
+
+    fn checked(&self, reports: Vec<Value>, inodes: &[u64]) -> Vec<Value> {
         let subnet = self.subnet;
         let ours = |a: &str| {
             ["10.232", "10.233"].iter().any(|l| a.starts_with(&format!("{l}.{subnet}.")))
                 || ["fd00:232", "fd00:233"].iter().any(|l| a.starts_with(&format!("{l}:{subnet}:")))
         };
-        checked_reports(reports, &[self.inode(end)], ours)
+        checked_reports(reports, inodes, ours)
     }
 }
 

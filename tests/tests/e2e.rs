@@ -308,6 +308,26 @@ fn second_connection_dropped_after_handshake_is_benign_race_loser() {
     }
 }
 
+/// Two connections to two ports of one server, as SMB's clients open 445 and 139: the one
+/// dropped right after its handshake, beside the other, is a connect race's loser too.
+#[test]
+fn a_connection_dropped_beside_one_to_another_port_of_the_server_is_a_benign_race_loser() {
+    for (f, reports, pids) in traced(36, |net, f| {
+        let _first = listen(net, f, "hold");
+        let second = Stim::spawn(&net.server, &["listen", &net.server_addr(f), "8081", "hold"]);
+        second.expect_line("ready", T);
+        let mut c = client(net, f, PORT, &["--race-port", "8081"]);
+        c.expect_line("ready", T);
+        c.wait(T);
+        vec![c.pid()]
+    }) {
+        let [sent, received] = exactly(&reports, ["sent:connect_race_loser", "received:peer_reset"]);
+        assert_report(sent, f, "application", Some(pids[0]));
+        assert_eq!((sent["benign"].as_bool(), sent["rport"].as_u64()), (Some(true), Some(8080)), "{sent}");
+        assert_eq!(received["peer_cause"], "connect_race_loser");
+    }
+}
+
 /// The same timing, but the aborted connection carried a request first: an ordinary abort with
 /// SO_LINGER 0, which is not benign, even with the owner's other connection to the peer open.
 #[test]

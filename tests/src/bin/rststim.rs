@@ -249,6 +249,8 @@ struct ClientOptions {
     race: bool,
     /// Race over another address of the same service (happy eyeballs: its other family).
     race_with: Option<IpAddr>,
+    /// `--race-port`: the second connection goes to this port of the server.
+    race_port: Option<u16>,
     send_after_ms: Option<u64>,
     disconnect: bool,
     reuse_port_after_bulk: bool,
@@ -276,6 +278,10 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--race-with" => {
                 o.race = true;
                 o.race_with = Some(value().parse().expect("--race-with address"));
+            }
+            "--race-port" => {
+                o.race = true;
+                o.race_port = Some(value().parse().expect("--race-port port"));
             }
             "--send-after" => o.send_after_ms = Some(value().parse().unwrap()),
             "--disconnect" => o.disconnect = true,
@@ -332,7 +338,7 @@ fn connect(addr: SocketAddr, args: &[String]) {
         Ok(s) => s,
         Err(e) => return report_error(&e),
     };
-    let sibling = o.race.then(|| open(SocketAddr::new(o.race_with.unwrap_or(addr.ip()), addr.port()), &o).expect("second connection"));
+    let sibling = o.race.then(|| open(SocketAddr::new(o.race_with.unwrap_or(addr.ip()), o.race_port.unwrap_or(addr.port())), &o).expect("second connection"));
     ready();
     if o.wait_go {
         wait_go();

@@ -238,6 +238,37 @@ fn a_reject_in_the_routers_forward_chain_is_injected_and_the_server_sent_none() 
     assert_counts(&summary, 0, 1, 0, 0);
 }
 
+/// The router's firewall rejects the connection both ways with `reject with tcp reset`: the
+/// server's next segment draws a RST to the server, and, later, the client's next one a RST to
+/// the client, whose peer is reset and gone by then. Both ends are on this host and neither
+/// stack sent a RST: one trace of the host, without the hop counts, calls both injected.
+#[test]
+fn a_firewall_resetting_each_end_in_turn_is_injected_at_both() {
+    require_root();
+    let routed = Routed::new(94);
+    for f in [Family::V4, Family::V6] {
+        let tracer = Tracer::start(&[]);
+        let server = serve(&routed, f, "stream");
+        let mut client = connect(&routed, f, &["--wait-go", "--send", "100"]);
+        client.expect_line("ready", T);
+        std::thread::sleep(Duration::from_millis(300));
+        let reject = routed.router_filter(&[&format!("tcp sport {PORT} reject with tcp reset"), &format!("tcp dport {PORT} reject with tcp reset")]);
+        assert_eq!(server.expect_line("errno", T), "errno 104");
+        std::thread::sleep(Duration::from_millis(500));
+        client.go();
+        assert_eq!(client.expect_line("errno", T), "errno 104");
+        drop(reject);
+        std::thread::sleep(MARGIN);
+        let (records, _) = tracer.stop();
+        let reports: Vec<Value> = routed.reports_of_both(records).into_iter().filter(|r| r["family"] == f.name()).collect();
+        exactly(&reports, ["received:injected", "received:injected"]);
+        for (end, pid) in [(End::Server, server.pid()), (End::Client, client.pid())] {
+            let r = reports.iter().find(|r| r["laddr"] == routed.addr(end, f)).unwrap_or_else(|| panic!("no report at the {end:?}: {reports:?}"));
+            assert_report(r, f, "network", Some(pid));
+        }
+    }
+}
+
 /// A genuine abort through the router (the client closes with SO_LINGER 0): the RST crosses the
 /// router like the client's other segments, one hop count for all, so the server's evidence
 /// (several segments of the client's) decides nothing and the reset stays the peer's; correlate
