@@ -361,7 +361,9 @@ impl SockOffsets {
     };
 }
 
-/// `Event::sk_facts` bits: the socket's condition when it sent a reset (kernels without reasons).
+/// `Event::sk_facts` bits: the socket's condition when it sent a reset. The reason's stand-ins
+/// (SO_LINGER, unread data, a full accept queue, the ACK's window) are read on kernels without
+/// reasons; the others, each marked so, on every kernel.
 /// SO_LINGER is on with a zero timeout.
 pub const FACT_LINGER0: u16 = 1;
 /// More than one sequence number arrived that the application never read (data, not just a FIN).
@@ -454,9 +456,9 @@ impl KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 34);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-// Layouts, the sock_msg layout, StructOffsets, SockOffsets, 4 bytes of padding that align the
-// filter's u64 (the parts go to the kernel one by one, each without padding), the filter.
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 48 + 80 + 4 + 48);
+// Layouts, the sock_msg layout, StructOffsets, SockOffsets, the filter: no padding between them
+// (the parts go to the kernel one by one, each without padding, and the filter's u64 falls aligned).
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 48 + 84 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -511,8 +513,8 @@ impl SockRecord {
     pub const EMPTY: Self = Self { owner: Owner::UNKNOWN, opened_ns: 0, established_ns: 0, resets_sent: 0, _pad: 0 };
 }
 
-/// A connection this host opened, as remembered under its owner and remote port: the candidate
-/// sibling of a connect race (happy eyeballs) when one of the two is aborted.
+/// A connection this host opened, as remembered under its owner: the candidate sibling of a
+/// connect race (two ports, happy eyeballs) when one of the two is aborted.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RaceEntry {
@@ -555,13 +557,13 @@ pub const FLAG_STATE_READ: u32 = 32;
 /// `earlier` is the owner of the last connection this host knew on the same 4-tuple (a reset
 /// with no full socket, from TIME_WAIT, or answered by a listener).
 pub const FLAG_EARLIER_OWNER: u32 = 128;
-/// `sibling` holds another connection the owner opened to the same remote port (an aborted
-/// connection this host opened that sent no data).
+/// `sibling` holds another connection the owner opened to the same peer: the same remote
+/// address, or the same remote port (an aborted connection this host opened that sent no data).
 pub const FLAG_SIBLING: u32 = 256;
 /// ... and that connection is still up.
 pub const FLAG_SIBLING_OPEN: u32 = 512;
-/// A socket on this host is the other end of this connection, and was open when the RST came
-/// (received resets).
+/// A socket on this host is the other end of this connection, open when the RST came or closed
+/// a moment before (received resets).
 pub const FLAG_PEER_LOCAL: u32 = 1024;
 /// An earlier connection on this host used the same 4-tuple (a reset sent in SYN_SENT).
 pub const FLAG_TUPLE_REUSED: u32 = 2048;

@@ -92,9 +92,9 @@ pub fn note_opened(tgid: u32, entry: &RaceEntry) {
     }
 }
 
-/// The other connection `tgid` opened most recently to the peer of `key` (the same remote
-/// port, or the same remote address), if any (a pointer into the map). The agent tells a race
-/// from the addresses and times.
+/// The other connection `tgid` opened most recently to the peer of `key`: to its address (any
+/// port), else to its port (the other family's address, happy eyeballs); a pointer into the map.
+/// The agent tells a race from the families, addresses and times.
 #[inline(always)]
 pub fn sibling(tgid: u32, key: &TupleKey, sk: u64) -> Option<&'static RaceEntry> {
     let slot = RACES.get_ptr(race_slot(tgid))?;
@@ -104,10 +104,16 @@ pub fn sibling(tgid: u32, key: &TupleKey, sk: u64) -> Option<&'static RaceEntry>
         return None;
     }
     let (newest, older) = if s.newest == 0 { (&s.entries[0], &s.entries[1]) } else { (&s.entries[1], &s.entries[0]) };
-    let of_the_peer = |e: &RaceEntry| e.family != 0 && e.sk != sk && (e.rport == key.rport || address_tail(e) == key.raddr);
-    if of_the_peer(newest) {
+    let other = |e: &RaceEntry| e.family != 0 && e.sk != sk;
+    let same_address = |e: &RaceEntry| other(e) && address_tail(e) == key.raddr;
+    let same_port = |e: &RaceEntry| other(e) && e.rport == key.rport;
+    if same_address(newest) {
         Some(newest)
-    } else if of_the_peer(older) {
+    } else if same_address(older) {
+        Some(older)
+    } else if same_port(newest) {
+        Some(newest)
+    } else if same_port(older) {
         Some(older)
     } else {
         None

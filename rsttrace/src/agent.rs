@@ -436,6 +436,9 @@ impl LoopState<'_> {
                 let comm = self.processes.name(pid).unwrap_or_else(|| "?".into());
                 report.owner = Some(Task { pid, tid: pid, comm, cgroup: 0 });
                 report.attribution = Attribution::SocketFile;
+            } else if let Some(listening) = report.older_listener_owner {
+                report.owner = Some(listening);
+                report.attribution = Attribution::SocketOwner;
             }
         }
         // (Unless the kernel side named the process already.)

@@ -561,6 +561,7 @@ pub(crate) mod tests {
         assert_eq!(h.earlier_owner.unwrap().pid, 812);
         assert!(h.peer_local && h.tuple_reused && h.orphan_timed_out && h.refused_here);
         let s = h.sibling.unwrap();
+        assert_eq!(s.rport, 445);
         assert_eq!((s.family, s.raddr.to_string(), s.opened_ns, s.established_ns, s.open), (Family::Ipv4, "10.0.0.2".to_string(), 4, 7, true));
     }
 

@@ -311,9 +311,10 @@ pub struct History {
     /// The owner of the last connection on this 4-tuple (a reset with no full socket of its own,
     /// from TIME_WAIT, or answered by a listener).
     pub earlier_owner: Option<Task>,
-    /// Another connection the owner opened to the same remote port (for an aborted one).
+    /// Another connection the owner opened to the same peer (for an aborted one).
     pub sibling: Option<Sibling>,
-    /// The other end is a socket on this host that was open when the RST came.
+    /// The other end is a socket on this host that was open when the RST came, or closed a
+    /// moment before.
     pub peer_local: bool,
     /// Received in SYN_SENT: this host's own stack sent the RST, refusing the SYN (the kernel
     /// side saw it go out; the agent may not have, past `--max-rate`).
@@ -351,7 +352,8 @@ pub struct Arrival {
     pub ipv6: bool,
 }
 
-/// A connection its owner opened to the same remote port as another.
+/// A connection its owner opened to the same peer as another: the same address, or the same
+/// port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sibling {
     pub family: Family,

@@ -243,6 +243,7 @@ mod tests {
             cgroup: 0,
             workload: None,
             inode: 0,
+            older_listener_owner: None,
             thread: None,
             ts_ns,
             peer_cause: None,

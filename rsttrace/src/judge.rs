@@ -78,8 +78,11 @@ struct Pending {
     error_after: Option<i32>,
     /// The owner of the listener on the socket's local end when the event came (the listener may
     /// be gone by the time it is classified): the owner of a connection it accepted, when no
-    /// other names one.
+    /// other names one. One listening since before the trace (see `older_listeners`) is held
+    /// apart: its holder is the first of the processes sharing it (a master that never
+    /// accepts), so the socket's own file, which the agent looks up, names the owner first.
     listener_owner: Option<Task>,
+    older_listener_owner: Option<Task>,
     /// For a received reset: the peer sent more on the 4-tuple after it, which this host
     /// answered with a RST of no socket (see [`Judge::note_peer_talking`]); for that RST, that
     /// it answers such a segment.
@@ -120,6 +123,9 @@ impl Visibility {
 
 /// A listening socket's place: namespace, local address, port.
 type ListenerKey = (u32, IpAddr, u16);
+
+/// When a listener found listening at start began, as the judge keeps it.
+const LISTENING_BEFORE_TRACE: u64 = 0;
 
 pub struct Judge {
     /// Each listening socket's owner, and since when it listens.
@@ -278,7 +284,7 @@ impl Judge {
     /// A listener that was listening before the trace began (see `older_listeners`): as one
     /// whose start was seen, listening since before every event.
     pub fn listening_before(&mut self, netns: u32, addr: IpAddr, port: u16, owner: Task) {
-        self.add_listener((netns, addr, port), owner, 0);
+        self.add_listener((netns, addr, port), owner, LISTENING_BEFORE_TRACE);
     }
 
     fn add_listener(&mut self, key: ListenerKey, owner: Task, since_ns: u64) {
@@ -429,11 +435,6 @@ impl Judge {
             || self.local_addresses.namespaces_of(&server.laddr).iter().any(|netns| Self::serving(&self.listeners, *netns, server).is_some())
     }
 
-    /// The owner of the listener that serves `endpoints`' local end.
-    fn listener(&self, netns: u32, endpoints: &Endpoints) -> Option<Task> {
-        Self::serving(&self.listeners, netns, endpoints).map(|(owner, _)| *owner)
-    }
-
     /// A reset with no socket of its connection, sent where another process than the one that
     /// served this peer now listens: (the newcomer, the connection's owner). The connection's
     /// owner is the kernel side's memory of the 4-tuple or, without it, the listener that held
@@ -450,7 +451,12 @@ impl Judge {
 
     fn hold(&mut self, event: KernelEvent, trigger: Trigger, acting: Option<Task>) {
         let deadline_ns = event.ts_ns + HOLD_NS;
-        let listener_owner = if event.owner.is_none() && event.history.opened_ns.is_none() { self.listener(event.netns, &event.endpoints) } else { None };
+        let serving = if event.owner.is_none() && event.history.opened_ns.is_none() { Self::serving(&self.listeners, event.netns, &event.endpoints).copied() } else { None };
+        let (listener_owner, older_listener_owner) = match serving {
+            Some((owner, LISTENING_BEFORE_TRACE)) => (None, Some(owner)),
+            Some((owner, _)) => (Some(owner), None),
+            None => (None, None),
+        };
         let syn_to_listener_here = matches!(trigger, Trigger::Received { state: Some(TcpState::SynSent) }) && self.listens_here(&event.endpoints.reversed());
         match trigger {
             Trigger::Sent { state, .. } => self.recent_sent.push(event.ts_ns, event.endpoints, state.is_none()),
@@ -478,6 +484,7 @@ impl Judge {
             listener_closed_with: None,
             error_after: None,
             listener_owner,
+            older_listener_owner,
             peer_talked_after: false,
             syn_to_listener_here,
         });
@@ -545,10 +552,14 @@ impl Judge {
             (None, true) => ev.history.earlier_owner.or(ev.owner),
             (None, false) => ev.owner.or(ev.history.earlier_owner),
         };
-        let passive = !matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) });
-        let owner = recorded.or(p.listener_owner.filter(|_| passive));
+        let owner = recorded.or(p.listener_owner.filter(|_| Self::accepted(p)));
         let attribution = if owner.is_some() { Attribution::SocketOwner } else { Attribution::None };
         (owner, attribution)
+    }
+
+    /// The event's socket may be one a listener accepted: any but a connecting one.
+    fn accepted(p: &Pending) -> bool {
+        !matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) })
     }
 
     /// `peer_sent`: for a received reset, the cause of the RST its local peer sent.
@@ -573,6 +584,7 @@ impl Judge {
         if matches!(p.trigger, Trigger::Sent { .. }) {
             self.recent_sent.set_cause(&p.event.endpoints, p.event.ts_ns, verdict.cause);
         }
+        let older_listener_owner = p.older_listener_owner.filter(|_| owner.is_none() && Self::accepted(&p));
         let ev = p.event;
         Report {
             kind,
@@ -589,6 +601,7 @@ impl Judge {
             cgroup: ev.cgroup,
             workload: None,
             inode: ev.inode,
+            older_listener_owner,
             thread,
             ts_ns: ev.ts_ns,
             peer_cause: story.peer_sent,
@@ -826,6 +839,25 @@ mod tests {
         e.facts = Some(SockFacts { orphan: true, ..SockFacts::default() });
         e.history.closed_from = Some(closed_from);
         e
+    }
+
+    #[test]
+    fn a_listener_older_than_the_trace_names_the_owner_only_where_the_sockets_file_does_not() {
+        let server = task(300, "nginx");
+        let mut reset = received(10, Established, None);
+        reset.endpoints = Endpoints { lport: 80, rport: 5000, ..ends(0) };
+        // Listening before the trace: kept apart, for the agent to use after the socket's file.
+        let mut j = Judge::new(Visibility::ALL);
+        j.listening_before(NETNS, "10.0.0.1".parse().unwrap(), 80, server);
+        j.observe(reset.clone());
+        let r = j.flush(u64::MAX).remove(0);
+        assert_eq!((r.owner, r.older_listener_owner.map(|o| o.pid)), (None, Some(300)));
+        // Seen starting: it names the owner at once.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(listener(1, Close, Listen, &server, "10.0.0.1"));
+        j.observe(reset);
+        let r = j.flush(u64::MAX).remove(0);
+        assert_eq!((r.owner.map(|o| o.pid), r.attribution, r.older_listener_owner), (Some(300), Attribution::SocketOwner, None));
     }
 
     #[test]

@@ -91,6 +91,7 @@ impl KernelFolded {
             cgroup: k.cgroup,
             workload: None,
             inode: 0,
+            older_listener_owner: None,
             thread: None,
             ts_ns: self.first_ns,
             peer_cause,

@@ -7,6 +7,7 @@
 //! holder of each inode is the process that listens.
 use std::{
     collections::HashSet,
+    io::{BufRead, BufReader},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
@@ -36,16 +37,25 @@ pub fn find(proc: &Path, processes: &mut Processes) -> Vec<OlderListener> {
             continue; // not a process
         }
         let Some(netns) = namespace_of(&entry.path()) else { continue };
-        if !namespaces.insert(netns) {
+        if namespaces.contains(&netns) {
             continue;
         }
+        let mut read = false;
         for table in ["tcp", "tcp6"] {
-            let Ok(text) = std::fs::read_to_string(entry.path().join("net").join(table)) else { continue };
-            for (addr, port, inode) in text.lines().filter_map(listening) {
+            let Ok(file) = std::fs::File::open(entry.path().join("net").join(table)) else { continue };
+            read = true;
+            // The kernel lists the listening sockets first: the rest (every connection, a
+            // million lines on a busy host) is not read.
+            for line in BufReader::new(file).lines().skip(1).map_while(Result::ok).map_while(|l| listening(&l)) {
+                let (addr, port, inode) = line;
                 if let Some(pid) = processes.holder(inode) {
                     found.push(OlderListener { netns, addr, port, pid });
                 }
             }
+        }
+        // A process that went away before its tables were read leaves the namespace to another.
+        if read {
+            namespaces.insert(netns);
         }
     }
     found
@@ -69,7 +79,8 @@ fn listening(line: &str) -> Option<(IpAddr, u16, u64)> {
 }
 
 /// An address as the tables print it: the kernel's 32-bit words in network order, each printed
-/// as a number of this machine's byte order.
+/// as a number of this machine's byte order. An IPv4-mapped one is the IPv4 address it maps, as
+/// the reports have it.
 fn address(hex: &str) -> Option<IpAddr> {
     let word = |i: usize| hex.get(i * 8..i * 8 + 8).and_then(|w| u32::from_str_radix(w, 16).ok()).map(u32::to_ne_bytes);
     match hex.len() {
@@ -79,7 +90,7 @@ fn address(hex: &str) -> Option<IpAddr> {
             for i in 0..4 {
                 bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
             }
-            Some(IpAddr::V6(Ipv6Addr::from(bytes)))
+            Some(IpAddr::V6(Ipv6Addr::from(bytes)).to_canonical())
         }
         _ => None,
     }
@@ -99,6 +110,9 @@ mod tests {
             assert_eq!(listening(v4), Some(("127.0.0.1".parse().unwrap(), 8080, 123456)));
             let v6 = "   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 100 0 0 10 0";
             assert_eq!(listening(v6), Some(("::1".parse().unwrap(), 80, 777)));
+            // An IPv6 socket bound to an IPv4 address (::ffff:10.0.0.1), as Java binds one.
+            let mapped = "   1: 0000000000000000FFFF00000100000A:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 778 1 0000000000000000 100 0 0 10 0";
+            assert_eq!(listening(mapped), Some(("10.0.0.1".parse().unwrap(), 8080, 778)));
         }
         let established = "   1: 0100007F:1F90 0100007F:D2A4 01 00000000:00000000 00:00000000 00000000     0        0 123457 1 0000000000000000 20 4 30 10 -1";
         assert_eq!(listening(established), None);
