@@ -304,12 +304,12 @@ fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
     facts
 }
 
-/// What data the connection carried: both ways with everything sent acknowledged
-/// (`FACT_EXCHANGED`), none at all (`FACT_NOTHING_EXCHANGED`), or neither; 0 where BTF lacked an
-/// offset.
+/// What data the connection carried, `sent` segments of it out: both ways with everything sent
+/// acknowledged (`FACT_EXCHANGED`), none at all (`FACT_NOTHING_EXCHANGED`), or neither; 0 where
+/// BTF lacked an offset.
 #[inline(always)]
-fn exchange_facts(sk: u64, o: &SockOffsets) -> u16 {
-    let (Some(sent), Some(received)) = (read_u32(sk, o.data_segs_out), read_u32(sk, o.data_segs_in)) else { return 0 };
+fn exchange_facts(sk: u64, sent: Option<u32>, o: &SockOffsets) -> u16 {
+    let (Some(sent), Some(received)) = (sent, read_u32(sk, o.data_segs_in)) else { return 0 };
     match (sent, received) {
         (0, 0) => FACT_NOTHING_EXCHANGED,
         (0, _) | (_, 0) => 0,
@@ -623,6 +623,17 @@ pub struct SocketRead {
     pub netns: u32,
 }
 
+/// A socket's namespace: its owner's on record, else what a typed program read, else what
+/// `through_helpers` reads (0 stands for unknown in each).
+#[inline(always)]
+pub(crate) fn known_netns(recorded: u32, read: Option<&SocketRead>, through_helpers: impl FnOnce() -> u32) -> u32 {
+    match (recorded, read.map_or(0, |r| r.netns)) {
+        (0, 0) => through_helpers(),
+        (0, read) => read,
+        (known, _) => known,
+    }
+}
+
 impl Draft {
     /// Reserve and copy; `None` (counted as lost) when the ring buffer is full.
     #[inline(always)]
@@ -818,11 +829,7 @@ impl Draft {
                 Some(c) if sk == 0 => c.sk,
                 _ => sk,
             };
-            (*event).netns = match (owner.netns, self.read) {
-                (0, Some(r)) if r.netns != 0 => r.netns,
-                (0, _) => netns_of(netns_sk, skb, &offsets),
-                (known, _) => known,
-            };
+            (*event).netns = known_netns(owner.netns, self.read.as_ref(), || netns_of(netns_sk, skb, &offsets));
             // Only a full socket has cgroup data (a TIME_WAIT or request socket does not).
             let full = self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
             (*event).sk_cgroup = match self.read {
@@ -880,9 +887,11 @@ impl Draft {
                 if sk != 0 && self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV {
                     let mut facts = holder_facts(sk, state, &sock_offsets);
                     // An abort of a connection this host opened: did it end an answered request,
-                    // or a connect probe?
-                    if state == TCP_CLOSE && sock.is_some_and(|r| r.opened_ns != 0) {
-                        facts |= exchange_facts(sk, &sock_offsets);
+                    // a connect probe, or a race's spare (below)?
+                    let opened_here = state == TCP_CLOSE && sock.is_some_and(|r| r.opened_ns != 0);
+                    let sent = if opened_here { read_u32(sk, sock_offsets.data_segs_out) } else { None };
+                    if opened_here {
+                        facts |= exchange_facts(sk, sent, &sock_offsets);
                     }
                     (*event).flags |= FLAG_FACTS_KNOWN;
                     // Load-time constant: kernels with a reason field skip the reason's stand-ins.
@@ -901,8 +910,8 @@ impl Draft {
                         // A connection that carried data was not a race's spare, however soon
                         // after its handshake it went: only one that sent nothing is looked at.
                         // (Unknown where BTF lacks the count: looked at, as before it was read.)
-                        let sent_nothing = !matches!(read_u32(sk, sock_offsets.data_segs_out), Some(n) if n > 0);
-                        if state == TCP_CLOSE && r.opened_ns != 0 && r.established_ns != 0 && sent_nothing {
+                        let sent_nothing = !matches!(sent, Some(n) if n > 0);
+                        if opened_here && r.established_ns != 0 && sent_nothing {
                             (*event).flags |= race_sibling(event, sk, r.owner.tgid, &c.key);
                         }
                     }

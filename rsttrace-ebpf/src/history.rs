@@ -29,7 +29,7 @@ pub fn note_tuple(key: &TupleKey, sk: u64, owner: &Owner, closed_at: Option<u64>
     unsafe {
         let keep_owner = closed_at.is_some() && !owner.is_known() && (*slot).sk == sk && (*slot).key == *key;
         (*slot).key = *key;
-        (*slot).open = match closed_at {
+        (*slot).open_or_closed_at = match closed_at {
             None => TUPLE_OPEN,
             Some(tick) => (tick as u32).max(TUPLE_OPEN + 1),
         };
@@ -49,7 +49,7 @@ const CLOSED_LATELY_TICKS: u32 = 10_000;
 /// (`bpf_jiffies64`).
 #[inline(always)]
 pub fn open_or_closed_lately(entry: &TupleEntry, now: u64) -> bool {
-    entry.open == TUPLE_OPEN || (entry.open > TUPLE_OPEN && (now as u32).wrapping_sub(entry.open) < CLOSED_LATELY_TICKS)
+    entry.open_or_closed_at == TUPLE_OPEN || (entry.open_or_closed_at > TUPLE_OPEN && (now as u32).wrapping_sub(entry.open_or_closed_at) < CLOSED_LATELY_TICKS)
 }
 
 /// The last connection noted under `key`, if its slot still holds it. A pointer into the map,

@@ -123,7 +123,7 @@ pub struct TupleEntry {
     pub key: TupleKey,
     /// `TUPLE_OPEN` from the handshake's completion to CLOSE; after it, the clock tick it
     /// closed at (`bpf_jiffies64`'s low 32 bits, never `TUPLE_OPEN` or 0).
-    pub open: u32,
+    pub open_or_closed_at: u32,
     /// The connection's socket; 0 in a slot never written.
     pub sk: u64,
     pub owner: Owner,

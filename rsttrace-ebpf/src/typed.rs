@@ -15,7 +15,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{is_timers_error, orphan_timed_out, socket_netns, Draft, SocketRead},
+    emit::{is_timers_error, known_netns, orphan_timed_out, socket_netns, Draft, SocketRead},
     fold::{self, Refusal},
     owner::TCP_SYN_SENT,
     maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SOCK},
@@ -279,11 +279,7 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
 #[inline(always)]
 fn refusal(sk: u64, owner: &Owner, read: &SocketRead, now: u64) -> Option<Refusal> {
     let (key, family, raddr) = ends_of(sk)?;
-    let netns = match (owner.netns, read.netns) {
-        (0, 0) => socket_netns(sk),
-        (0, read) => read,
-        (known, _) => known,
-    };
+    let netns = known_netns(owner.netns, Some(read), || socket_netns(sk));
     let answered_here = fold::refused_here(&key, now);
     Some(Refusal { answered_here, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup: read.cgroup })
 }
