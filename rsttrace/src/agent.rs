@@ -22,7 +22,8 @@ use crate::{
     filter::ReportFilter,
     fold::Folder,
     kernel_folds::KernelFolds,
-    loader::{self, LoadOptions, LostCounter, Socketless},
+    loader::{self, LoadOptions, Socketless},
+    lost::LostCounter,
     metrics::Metrics,
     older_listeners,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink, TraceEdge},
@@ -237,7 +238,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = async { tokio::time::sleep_until(stop_at.unwrap()).await }, if stop_at.is_some() => break Ok(()),
         }
         let mut sinks = sinks(&mut view, &mut file);
-        if let Err(e) = state.report_lost(&lost, &mut sinks) {
+        if let Err(e) = state.report_lost(&lost, false, &mut sinks) {
             break Err(e);
         }
         // Reports go out in bounded batches with the ring buffer drained between them: a burst
@@ -259,7 +260,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         if let (Some(at), Some(every)) = (next_summary, summary_every) {
             if tokio::time::Instant::now() >= at {
                 next_summary = Some(at + every);
-                state.summary.write(&mut io::stdout().lock(), started.elapsed().as_secs_f64(), lost.total(), state.events_read)?;
+                state.summary.write(&mut io::stdout().lock(), started.elapsed().as_secs_f64(), lost.total(false), state.events_read)?;
             }
         }
         // An idle tick must not make a summary late.
@@ -283,7 +284,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut all = sinks(&mut view, &mut file);
     state.take_kernel_folds(Clock::monotonic_now_ns(), true, !all.is_empty());
     let flushed = state
-        .report_lost(&lost, &mut all)
+        .report_lost(&lost, true, &mut all)
         .and_then(|_| state.emit(u64::MAX, Clock::monotonic_now_ns(), usize::MAX, &mut all))
         .and_then(|_| {
             for sink in all.iter_mut() {
@@ -301,9 +302,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     // The summary goes to stdout in counting mode (it is the output), to stderr otherwise.
     if summary_every.is_some() {
-        state.summary.write(&mut io::stdout().lock(), secs, lost.total(), state.events_read)?;
+        state.summary.write(&mut io::stdout().lock(), secs, lost.total(true), state.events_read)?;
     } else {
-        state.summary.write(&mut io::stderr().lock(), secs, lost.total(), state.events_read)?;
+        state.summary.write(&mut io::stderr().lock(), secs, lost.total(true), state.events_read)?;
     }
     if state.decode_errors > 0 {
         eprintln!("rsttrace: {} events could not be decoded", state.decode_errors);
@@ -522,11 +523,16 @@ impl LoopState<'_> {
     }
 
     /// Never silent: lost events reach stderr, every sink and the metrics.
-    fn report_lost(&mut self, lost: &LostCounter, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        let total = lost.total();
+    /// `now`: read every count this instant (at exit) rather than as last sampled.
+    fn report_lost(&mut self, lost: &LostCounter, now: bool, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
+        let (ring_full, skipped) = (lost.ring_full(), lost.skipped(now));
+        let total = ring_full + skipped;
         if total > self.lost_reported {
             let now = total - self.lost_reported;
-            eprintln!("rsttrace: {now} events lost (ring buffer full); {total} in total");
+            eprintln!(
+                "rsttrace: {now} events lost; {total} in total ({ring_full} found the ring buffer full, \
+                 {skipped} program runs skipped by the kernel while another BPF program ran on that CPU)"
+            );
             self.judge.note_loss(Clock::monotonic_now_ns());
             if let Some(m) = self.metrics.as_deref_mut() {
                 m.add_lost(now);

@@ -19,6 +19,7 @@ pub mod judge;
 pub mod kernel_folds;
 pub mod loader;
 pub mod local_addresses;
+pub mod lost;
 pub mod metrics;
 pub mod older_listeners;
 pub mod output;

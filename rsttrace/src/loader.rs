@@ -7,13 +7,13 @@
 use std::path::Path;
 
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, RingBuf},
     programs::{BtfTracePoint, KProbe, RawTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader, Endianness,
 };
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
-    TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, LOST_SLOT, NO_FIELD,
+    TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, NO_FIELD,
     PEER_SLOTS, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE,
 };
 
@@ -533,20 +533,6 @@ fn attach_kprobe(ebpf: &mut Ebpf, program: &'static str, functions: &[&str]) -> 
 pub fn take_ring_buffer(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, LoadError> {
     let map = ebpf.take_map("EVENTS").ok_or(LoadError::Map("EVENTS"))?;
     RingBuf::try_from(map).map_err(|_| LoadError::Map("EVENTS"))
-}
-
-/// Reads the per-CPU count of events that found the ring buffer full.
-pub struct LostCounter(PerCpuArray<MapData, u64>);
-
-impl LostCounter {
-    pub fn new(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
-        let map = ebpf.take_map("LOST").ok_or(LoadError::Map("LOST"))?;
-        Ok(Self(PerCpuArray::try_from(map).map_err(|_| LoadError::Map("LOST"))?))
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.get(&LOST_SLOT, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
-    }
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         registry.register("rsttrace_resets", "TCP resets sent or received, by cause, owning process and workload", resets.clone());
         registry.register("rsttrace_aborts", "Connections that died without a RST (timeouts), by cause", aborts.clone());
-        registry.register("rsttrace_events_lost", "Kernel events dropped because the ring buffer was full", lost.clone());
+        registry.register("rsttrace_events_lost", "Kernel events dropped: the ring buffer was full, or the kernel skipped a program run", lost.clone());
         registry.register(
             "rsttrace_reports_folded",
             "Reports over --max-rate written only as part of a folded record (rsttrace_resets_total and rsttrace_aborts_total count them all the same)",

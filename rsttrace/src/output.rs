@@ -855,7 +855,7 @@ impl<W: Write> Sink for TableSink<W> {
     }
 
     fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
-        self.emit(format!("-- {lost_now} kernel events lost (ring buffer full), {lost_total} in total --"), Some("31"))?;
+        self.emit(format!("-- {lost_now} kernel events lost, {lost_total} in total (see stderr) --"), Some("31"))?;
         self.out.flush()
     }
 }

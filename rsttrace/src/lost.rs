@@ -1,0 +1,145 @@
+//! What the kernel side could not deliver, counted so that a loss is never silent: events that
+//! found the ring buffer full (counted by the programs themselves), and runs of our programs the
+//! kernel skipped. The kernel runs no BPF program inside another on the same CPU: a tracepoint
+//! hit while one runs there (a timer's reset in a softirq that interrupted it, or while the bpf()
+//! system call of any process holds that CPU's guard) is dropped and only counted in the
+//! program's `recursion_misses` (Linux 5.12+ for raw and BTF-typed tracepoints, later kernels
+//! for classic ones).
+use std::{
+    os::fd::{AsFd, AsRawFd},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    maps::{MapData, PerCpuArray},
+    programs::ProgramFd,
+    Ebpf,
+};
+use rsttrace_common::LOST_SLOT;
+
+use crate::loader::LoadError;
+
+/// Reading every program's count is a system call each: at most this often while tracing.
+const SKIPPED_EVERY: Duration = Duration::from_millis(250);
+
+pub struct LostCounter {
+    ring_full: PerCpuArray<MapData, u64>,
+    /// Our own copies of the programs' descriptors: they outlive the attachments, so the
+    /// count can still be read after detaching, when the final drain runs.
+    programs: Vec<ProgramFd>,
+    /// Skipped runs as last read, and when.
+    skipped: Mutex<(u64, Option<Instant>)>,
+}
+
+impl LostCounter {
+    /// Takes the ring-full counter out of `ebpf`; call once every program is attached.
+    pub fn new(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
+        let map = ebpf.take_map("LOST").ok_or(LoadError::Map("LOST"))?;
+        let ring_full = PerCpuArray::try_from(map).map_err(|_| LoadError::Map("LOST"))?;
+        let programs: Vec<ProgramFd> = ebpf.programs().filter_map(|(_, p)| p.fd().ok()?.try_clone().ok()).collect();
+        Ok(Self { ring_full, programs, skipped: Mutex::new((0, None)) })
+    }
+
+    /// Events lost so far, both ways; the skipped runs as of at most [`SKIPPED_EVERY`] ago
+    /// (`now`: read this instant, as at exit).
+    pub fn total(&self, now: bool) -> u64 {
+        self.ring_full() + self.skipped(now)
+    }
+
+    /// Events that found the ring buffer full.
+    pub fn ring_full(&self) -> u64 {
+        self.ring_full.get(&LOST_SLOT, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
+    }
+
+    /// Runs the kernel skipped, summed over our programs. (Counted as events lost though a
+    /// skipped run may have had nothing to send: the judge must doubt, not conclude.)
+    pub fn skipped(&self, now: bool) -> u64 {
+        let mut last = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
+        if !now && last.1.is_some_and(|at| at.elapsed() < SKIPPED_EVERY) {
+            return last.0;
+        }
+        // Never less than before: a count that could not be read this time is not a recovery.
+        let count = self.programs.iter().filter_map(recursion_misses).sum::<u64>().max(last.0);
+        *last = (count, Some(Instant::now()));
+        count
+    }
+}
+
+/// The start of the kernel's `struct bpf_prog_info` (include/uapi/linux/bpf.h), up to the
+/// count we read; the kernel fills as much as we ask for.
+#[repr(C)]
+#[derive(Default)]
+struct ProgInfoHead {
+    type_: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
+    name: [u8; 16],
+    ifindex: u32,
+    gpl_compatible: u32,
+    netns_dev: u64,
+    netns_ino: u64,
+    nr_jited_ksyms: u32,
+    nr_jited_func_lens: u32,
+    jited_ksyms: u64,
+    jited_func_lens: u64,
+    btf_id: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    nr_func_info: u32,
+    nr_line_info: u32,
+    line_info: u64,
+    jited_line_info: u64,
+    nr_jited_line_info: u32,
+    line_info_rec_size: u32,
+    jited_line_info_rec_size: u32,
+    nr_prog_tags: u32,
+    prog_tags: u64,
+    run_time_ns: u64,
+    run_cnt: u64,
+    recursion_misses: u64,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD`'s argument.
+#[repr(C)]
+struct InfoByFd {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+
+/// The program's `recursion_misses`; `None` where the kernel cannot tell (before 5.12 it
+/// reports a shorter structure and the field stays 0, which reads as none skipped).
+fn recursion_misses(program: &ProgramFd) -> Option<u64> {
+    let mut info = ProgInfoHead::default();
+    let mut attr = InfoByFd {
+        bpf_fd: program.as_fd().as_raw_fd() as u32,
+        info_len: std::mem::size_of::<ProgInfoHead>() as u32,
+        info: &mut info as *mut ProgInfoHead as u64,
+    };
+    // SAFETY: `attr` and the buffer it points at live across the call and have the sizes given.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &mut attr as *mut InfoByFd, std::mem::size_of::<InfoByFd>() as u32) };
+    (rc == 0).then_some(info.recursion_misses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fields sit where include/uapi/linux/bpf.h puts them.
+    #[test]
+    fn the_misses_count_is_at_the_kernels_offset() {
+        assert_eq!(std::mem::offset_of!(ProgInfoHead, recursion_misses), 208);
+        assert_eq!(std::mem::offset_of!(ProgInfoHead, run_time_ns), 192);
+    }
+}
