@@ -23,7 +23,7 @@ use crate::{
     tracefs::{Tracefs, TracefsError},
 };
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("RSTTRACE_EBPF_OBJECT"));
+pub(crate) static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("RSTTRACE_EBPF_OBJECT"));
 
 /// Tracepoints without which rsttrace cannot do its job.
 const CORE: [EventKind; 3] = [EventKind::SendReset, EventKind::ReceiveReset, EventKind::SetState];

@@ -20,13 +20,27 @@ use rsttrace_common::LOST_SLOT;
 
 use crate::loader::LoadError;
 
+/// The programs that send events. (A skipped run of the others loses an owner update or a
+/// hop-count sample, not a report.)
+const EVENT_PROGRAMS: &[&str] = &[
+    "tcp_send_reset",
+    "tcp_send_reset_counting",
+    "send_reset_kprobe",
+    "tcp_receive_reset",
+    "receive_reset_typed",
+    "inet_sock_set_state",
+    "set_state_typed",
+    "inet_sk_error_report",
+    "error_report_typed",
+];
+
 /// Reading every program's count is a system call each: at most this often while tracing.
 const SKIPPED_EVERY: Duration = Duration::from_millis(250);
 
 pub struct LostCounter {
     ring_full: PerCpuArray<MapData, u64>,
-    /// Our own copies of the programs' descriptors: they outlive the attachments, so the
-    /// count can still be read after detaching, when the final drain runs.
+    /// Our own copies of the event programs' descriptors: they outlive the attachments, so
+    /// the count can still be read after detaching, when the final drain runs.
     programs: Vec<ProgramFd>,
     /// Skipped runs as last read, and when.
     skipped: Mutex<(u64, Option<Instant>)>,
@@ -37,7 +51,11 @@ impl LostCounter {
     pub fn new(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
         let map = ebpf.take_map("LOST").ok_or(LoadError::Map("LOST"))?;
         let ring_full = PerCpuArray::try_from(map).map_err(|_| LoadError::Map("LOST"))?;
-        let programs: Vec<ProgramFd> = ebpf.programs().filter_map(|(_, p)| p.fd().ok()?.try_clone().ok()).collect();
+        let programs = ebpf
+            .programs()
+            .filter(|(name, _)| EVENT_PROGRAMS.contains(name))
+            .filter_map(|(_, p)| p.fd().ok()?.try_clone().ok())
+            .collect();
         Ok(Self { ring_full, programs, skipped: Mutex::new((0, None)) })
     }
 
@@ -135,6 +153,15 @@ fn recursion_misses(program: &ProgramFd) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every program named is one of the object's (a renamed program would go uncounted).
+    #[test]
+    fn every_event_program_is_in_the_object() {
+        let object = aya_obj::Object::parse(crate::loader::OBJECT).expect("the BPF object parses");
+        for name in EVENT_PROGRAMS {
+            assert!(object.programs.contains_key(*name), "{name} is not a program of the object");
+        }
+    }
 
     /// The fields sit where include/uapi/linux/bpf.h puts them.
     #[test]
