@@ -241,6 +241,40 @@ impl TypedSockFields {
     }
 }
 
+/// Offsets (from BTF) for the iterator that finds which process holds a socket's file
+/// (`holders.rs` on both sides), each read on its own as `TypedSockFields`' are.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HolderFields {
+    /// `file.f_inode` (a `struct inode *`)
+    pub file_inode: u32,
+    /// `inode.i_ino` (unsigned long) and `inode.i_mode` (umode_t, u16)
+    pub inode_ino: u32,
+    pub inode_mode: u32,
+    /// `task_struct.tgid` (pid_t): the process
+    pub task_tgid: u32,
+}
+
+impl HolderFields {
+    pub const UNKNOWN: Self = Self { file_inode: NO_OFFSET, inode_ino: NO_OFFSET, inode_mode: NO_OFFSET, task_tgid: NO_OFFSET };
+
+    pub fn complete(&self) -> bool {
+        [self.file_inode, self.inode_ino, self.inode_mode, self.task_tgid].iter().all(|o| *o != NO_OFFSET)
+    }
+}
+
+/// One socket file the holder iterator found: the process holding it and the file's inode.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeldSocket {
+    pub inode: u64,
+    pub tgid: u32,
+    pub _pad: u32,
+}
+
+/// Socket files one run of the holder iterator looks for at most.
+pub const WANTED_FILES: u32 = 1024;
+
 /// Everything the kernel programs are told at load time (set as one small global per part).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -802,6 +836,7 @@ mod user {
     unsafe impl aya::Pod for StructOffsets {}
     unsafe impl aya::Pod for SockOffsets {}
     unsafe impl aya::Pod for TypedSockFields {}
+    unsafe impl aya::Pod for HolderFields {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Owner {}
     unsafe impl aya::Pod for SockRecord {}

@@ -23,6 +23,8 @@
 //! itself says at that instant. Under `--network-evidence` one more program samples how the peer's
 //! segments arrive (`evidence.rs`). Past `--max-rate` on a CPU, a storm's refused SYNs and the
 //! refusals connecting sockets receive are counted by kind instead of crossing (`fold.rs`).
+//! Apart from the tracing, an iterator the agent runs on demand names the process holding a
+//! socket's file (`holders.rs`): past its start the agent may not read `/proc/PID/fd`.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -36,6 +38,8 @@ mod floor;
 mod fold;
 #[cfg(target_arch = "bpf")]
 mod history;
+#[cfg(target_arch = "bpf")]
+mod holders;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

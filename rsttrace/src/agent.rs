@@ -127,6 +127,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // later socket itself.
     let mut processes = Processes::new();
     processes.walk();
+    // Later, the kernel's walk of every task's files (loaded now, used without a privilege).
+    match std::mem::replace(&mut loaded.holders, Err(String::new())) {
+        Ok(holders) => processes.ask_the_kernel(holders),
+        Err(why) if config.cost_floor.is_none() => {
+            eprintln!("rsttrace: the holders of sockets opened after start are read from /proc, which shows only processes without capabilities ({why})");
+        }
+        Err(_) => {}
+    }
     // The listeners older than rsttrace, read while every namespace may be.
     let listeners_before = older_listeners::find(Path::new("/proc"), &mut processes);
     // Attached: nothing from here on needs a privilege, so keep none.
@@ -437,7 +445,7 @@ impl LoopState<'_> {
                 let comm = self.processes.name(pid).unwrap_or_else(|| "?".into());
                 report.owner = Some(Task { pid, tid: pid, comm, cgroup: 0 });
                 report.attribution = Attribution::SocketFile;
-            } else if let Some(listening) = report.older_listener_owner {
+            } else if let Some(listening) = report.listener_owner_fallback {
                 report.owner = Some(listening);
                 report.attribution = Attribution::SocketOwner;
             }
@@ -455,7 +463,10 @@ impl LoopState<'_> {
     /// `now_ns`), fold them, and write the folded records of an interval that is over. With
     /// `due_ns = u64::MAX` (at exit) everything held goes out, folded records included.
     fn emit(&mut self, due_ns: u64, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        for mut report in self.judge.flush_at_most(due_ns, max) {
+        let reports = self.judge.flush_at_most(due_ns, max);
+        // One walk for the batch's sockets that nobody was seen using.
+        self.processes.find_holders(reports.iter().filter(|r| r.owner.is_none()).map(|r| r.inode));
+        for mut report in reports {
             report.workload = self.workloads.resolve(report.cgroup);
             self.complete_owner(&mut report);
             if !self.filter.matches(&report) {

@@ -5,7 +5,7 @@
 //! and struct/union members, including anonymous nested ones.
 use std::{fs, path::Path};
 
-use rsttrace_common::{SockOffsets, StructOffsets, TypedSockFields, NO_OFFSET};
+use rsttrace_common::{HolderFields, SockOffsets, StructOffsets, TypedSockFields, NO_OFFSET};
 
 pub const DEFAULT_PATH: &str = "/sys/kernel/btf/vmlinux";
 
@@ -254,6 +254,16 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
 }
 
 /// What the BTF-typed programs read straight from a socket; `NO_OFFSET` where BTF lacks it.
+/// The offsets the holder iterator reads (`holders.rs`).
+pub fn holder_fields(btf: &Btf) -> HolderFields {
+    HolderFields {
+        file_inode: btf.member_offset("file", "f_inode").unwrap_or(NO_OFFSET),
+        inode_ino: btf.member_offset("inode", "i_ino").unwrap_or(NO_OFFSET),
+        inode_mode: btf.member_offset("inode", "i_mode").unwrap_or(NO_OFFSET),
+        task_tgid: btf.member_offset("task_struct", "tgid").unwrap_or(NO_OFFSET),
+    }
+}
+
 pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
     let common = |member: &str| -> u32 {
         match (btf.member_offset("sock", "__sk_common"), btf.member_offset("sock_common", member)) {

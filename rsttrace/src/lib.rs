@@ -15,6 +15,7 @@ pub mod event;
 pub mod evidence;
 pub mod filter;
 pub mod fold;
+pub mod holders;
 pub mod judge;
 pub mod kernel_folds;
 pub mod loader;

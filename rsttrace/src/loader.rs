@@ -13,12 +13,13 @@ use aya::{
 };
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
-    TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, NO_FIELD,
+    HolderFields, TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, NO_FIELD,
     PEER_SLOTS, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE,
 };
 
 use crate::{
     btf,
+    holders::SocketHolders,
     decode::{Decoder, RecordFields},
     tracefs::{Tracefs, TracefsError},
 };
@@ -143,6 +144,8 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub decoder: Decoder,
     pub capture: Capture,
+    /// The iterator that names a socket file's holder, or why there is none.
+    pub holders: Result<SocketHolders, String>,
 }
 
 pub struct LoadOptions<'a> {
@@ -201,11 +204,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     config.sock_msg = sock_msg_layout(opts.tracefs);
     capture.owner_hooks = config.sock_msg.sk != NO_FIELD;
     let mut typed_sock = TypedSockFields::UNKNOWN;
+    let mut holder_fields = HolderFields::UNKNOWN;
     (config.offsets, config.sock) = match btf::Btf::from_file(opts.btf_path) {
         Ok(btf) => {
             let (offsets, sock, missing) = btf::struct_offsets(&btf);
             capture.btf_missing = missing;
             typed_sock = btf::typed_sock_fields(&btf);
+            holder_fields = btf::holder_fields(&btf);
             (offsets, sock)
         }
         Err(err) => {
@@ -237,6 +242,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global("TCP_PROBE", &tcp_probe, true)
         .override_global("NETWORK_EVIDENCE", &evidence, true)
         .override_global("TYPED_SOCK", &typed_sock, true)
+        .override_global("HOLDER_FIELDS", &holder_fields, true)
         .override_global("WAKEUP_EVERY", &wakeup_every, true)
         .override_global("FOLD_COST_NS", &fold_cost_ns, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
@@ -281,10 +287,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if opts.network_evidence && opts.cost_floor.is_none() {
         capture.evidence = Some(attach_evidence(&mut ebpf, tcp_probe)?);
     }
+    // Only where something runs the typed programs' way of reading: not for `--cost-floor`.
+    let holders = if opts.cost_floor.is_none() { SocketHolders::load(&mut ebpf, opts.btf_path, &holder_fields) } else { Err("--cost-floor".into()) };
     Ok(Loaded {
         ebpf,
         decoder: Decoder::new(kinds),
         capture,
+        holders,
     })
 }
 

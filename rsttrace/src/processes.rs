@@ -6,17 +6,23 @@
 //! A socket's holder is found by its file's inode, which `/proc/PID/fd/N` shows as
 //! `socket:[N]`. One walk indexes every socket on the host with its holder's name: one at start,
 //! before rsttrace gives up its capabilities (so the sockets older than rsttrace are known even
-//! when their holder closes them right after the reset, before it is reported), then one on an
-//! unknown socket, at most once a second, so a storm of such resets costs one. Without
-//! capabilities, the later walks see only the processes that have none either.
+//! when their holder closes them right after the reset, before it is reported). Later, without
+//! capabilities, `/proc` shows only the processes that have none either: where the kernel has
+//! the BTF for it, the kernel's own walk of every task's files answers instead
+//! ([`SocketHolders`], for the unknown sockets of a batch of reports at once, at most
+//! [`KERNEL_WALKS_A_SECOND`] times a second); elsewhere `/proc` is walked again on an unknown
+//! socket, at most once a second, so a storm of such resets costs one.
 use std::{
     collections::HashMap,
     path::PathBuf,
     time::{Duration, Instant},
 };
 
-use crate::event::Comm;
+use crate::{event::Comm, holders::SocketHolders};
 
+/// How many times a second the kernel may walk every task's files for unknown sockets (each
+/// walk a few ms on a host with 100k open files).
+const KERNEL_WALKS_A_SECOND: u32 = 10;
 /// How often an unknown socket may send the resolver walking `/proc` again.
 const REWALK_EVERY: Duration = Duration::from_secs(1);
 /// How long a process name is trusted (a pid can be reused).
@@ -30,6 +36,9 @@ pub struct Processes {
     names: HashMap<u32, (Comm, Instant)>,
     holders: HashMap<u64, u32>,
     walked: Option<Instant>,
+    /// The kernel's walk, where it loaded; with its runs in the current second.
+    kernel: Option<SocketHolders>,
+    kernel_walks: (Instant, u32),
 }
 
 impl Processes {
@@ -38,7 +47,41 @@ impl Processes {
     }
 
     pub fn at(proc: PathBuf) -> Self {
-        Self { proc, names: HashMap::new(), holders: HashMap::new(), walked: None }
+        Self { proc, names: HashMap::new(), holders: HashMap::new(), walked: None, kernel: None, kernel_walks: (Instant::now(), 0) }
+    }
+
+    /// Find unknown sockets' holders through the kernel from now on.
+    pub fn ask_the_kernel(&mut self, holders: SocketHolders) {
+        self.kernel = Some(holders);
+    }
+
+    /// Look up, in one walk, the holders of those of `inodes` the index does not know (the
+    /// sockets of a batch of reports). Only through the kernel: `/proc` is walked one socket
+    /// at a time, by [`Self::holder`].
+    pub fn find_holders(&mut self, inodes: impl Iterator<Item = u64>) {
+        let Some(kernel) = self.kernel.as_mut() else { return };
+        let mut unknown: Vec<u64> = inodes.filter(|i| *i != 0 && !self.holders.contains_key(i)).collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let (since, runs) = &mut self.kernel_walks;
+        if since.elapsed() >= Duration::from_secs(1) {
+            (*since, *runs) = (Instant::now(), 0);
+        }
+        if *runs >= KERNEL_WALKS_A_SECOND {
+            return;
+        }
+        *runs += 1;
+        unknown.sort_unstable();
+        unknown.dedup();
+        match kernel.find(&unknown) {
+            Ok(found) => {
+                for held in found {
+                    self.holders.entry(held.inode).or_insert(held.tgid);
+                }
+            }
+            Err(e) => log::debug!("finding sockets' holders in the kernel: {e}"),
+        }
     }
 
     /// The name of process `pid` (its main thread's): read now, or, for a process gone since,
@@ -70,6 +113,10 @@ impl Processes {
         }
         if let Some(pid) = self.holders.get(&inode) {
             return Some(*pid);
+        }
+        if self.kernel.is_some() {
+            self.find_holders(std::iter::once(inode));
+            return self.holders.get(&inode).copied();
         }
         if self.walked.is_some_and(|at| at.elapsed() < REWALK_EVERY) {
             return None;
