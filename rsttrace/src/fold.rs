@@ -243,7 +243,7 @@ mod tests {
             cgroup: 0,
             workload: None,
             inode: 0,
-            older_listener_owner: None,
+            listener_owner_fallback: None,
             thread: None,
             ts_ns,
             peer_cause: None,

@@ -78,11 +78,14 @@ struct Pending {
     error_after: Option<i32>,
     /// The owner of the listener on the socket's local end when the event came (the listener may
     /// be gone by the time it is classified): the owner of a connection it accepted, when no
-    /// other names one. One listening since before the trace (see `older_listeners`) is held
-    /// apart: its holder is the first of the processes sharing it (a master that never
-    /// accepts), so the socket's own file, which the agent looks up, names the owner first.
+    /// other names one. Held apart, for the agent to use only where the socket's own file names
+    /// nobody, when the kernel side read that file (no owner on record: the socket was not used
+    /// since it was accepted) or the listener listened since before the trace (see
+    /// `older_listeners`): a forking server's child holds the socket its parent accepted, and
+    /// an older listener's holder is the first of the processes sharing it (a master that never
+    /// accepts).
     listener_owner: Option<Task>,
-    older_listener_owner: Option<Task>,
+    listener_owner_fallback: Option<Task>,
     /// For a received reset: the peer sent more on the 4-tuple after it, which this host
     /// answered with a RST of no socket (see [`Judge::note_peer_talking`]); for that RST, that
     /// it answers such a segment.
@@ -452,8 +455,8 @@ impl Judge {
     fn hold(&mut self, event: KernelEvent, trigger: Trigger, acting: Option<Task>) {
         let deadline_ns = event.ts_ns + HOLD_NS;
         let serving = if event.owner.is_none() && event.history.opened_ns.is_none() { Self::serving(&self.listeners, event.netns, &event.endpoints).copied() } else { None };
-        let (listener_owner, older_listener_owner) = match serving {
-            Some((owner, LISTENING_BEFORE_TRACE)) => (None, Some(owner)),
+        let (listener_owner, listener_owner_fallback) = match serving {
+            Some((owner, since)) if since == LISTENING_BEFORE_TRACE || event.inode != 0 => (None, Some(owner)),
             Some((owner, _)) => (Some(owner), None),
             None => (None, None),
         };
@@ -484,7 +487,7 @@ impl Judge {
             listener_closed_with: None,
             error_after: None,
             listener_owner,
-            older_listener_owner,
+            listener_owner_fallback,
             peer_talked_after: false,
             syn_to_listener_here,
         });
@@ -584,7 +587,7 @@ impl Judge {
         if matches!(p.trigger, Trigger::Sent { .. }) {
             self.recent_sent.set_cause(&p.event.endpoints, p.event.ts_ns, verdict.cause);
         }
-        let older_listener_owner = p.older_listener_owner.filter(|_| owner.is_none() && Self::accepted(&p));
+        let listener_owner_fallback = p.listener_owner_fallback.filter(|_| owner.is_none() && Self::accepted(&p));
         let ev = p.event;
         Report {
             kind,
@@ -601,7 +604,7 @@ impl Judge {
             cgroup: ev.cgroup,
             workload: None,
             inode: ev.inode,
-            older_listener_owner,
+            listener_owner_fallback,
             thread,
             ts_ns: ev.ts_ns,
             peer_cause: story.peer_sent,
@@ -842,7 +845,7 @@ mod tests {
     }
 
     #[test]
-    fn a_listener_older_than_the_trace_names_the_owner_only_where_the_sockets_file_does_not() {
+    fn a_listener_names_the_owner_only_where_the_sockets_file_does_not_unless_seen_starting_and_no_file_read() {
         let server = task(300, "nginx");
         let mut reset = received(10, Established, None);
         reset.endpoints = Endpoints { lport: 80, rport: 5000, ..ends(0) };
@@ -851,13 +854,21 @@ mod tests {
         j.listening_before(NETNS, "10.0.0.1".parse().unwrap(), 80, server);
         j.observe(reset.clone());
         let r = j.flush(u64::MAX).remove(0);
-        assert_eq!((r.owner, r.older_listener_owner.map(|o| o.pid)), (None, Some(300)));
-        // Seen starting: it names the owner at once.
+        assert_eq!((r.owner, r.listener_owner_fallback.map(|o| o.pid)), (None, Some(300)));
+        // Seen starting: it names the owner at once where the kernel side read no socket file.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(listener(1, Close, Listen, &server, "10.0.0.1"));
+        j.observe(reset.clone());
+        let r = j.flush(u64::MAX).remove(0);
+        assert_eq!((r.owner.map(|o| o.pid), r.attribution, r.listener_owner_fallback), (Some(300), Attribution::SocketOwner, None));
+        // With the file read (a socket unused since accepted: a forking server's child may hold
+        // it), the file goes first.
+        reset.inode = 4242;
         let mut j = Judge::new(Visibility::ALL);
         j.observe(listener(1, Close, Listen, &server, "10.0.0.1"));
         j.observe(reset);
         let r = j.flush(u64::MAX).remove(0);
-        assert_eq!((r.owner.map(|o| o.pid), r.attribution, r.older_listener_owner), (Some(300), Attribution::SocketOwner, None));
+        assert_eq!((r.owner, r.inode, r.listener_owner_fallback.map(|o| o.pid)), (None, 4242, Some(300)));
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl KernelFolded {
             cgroup: k.cgroup,
             workload: None,
             inode: 0,
-            older_listener_owner: None,
+            listener_owner_fallback: None,
             thread: None,
             ts_ns: self.first_ns,
             peer_cause,

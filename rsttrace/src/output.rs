@@ -893,7 +893,7 @@ mod table_tests {
             cgroup: 0,
             workload: None,
             inode: 0,
-            older_listener_owner: None,
+            listener_owner_fallback: None,
             thread: None,
             ts_ns: 0,
             peer_cause: None,

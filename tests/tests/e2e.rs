@@ -158,6 +158,28 @@ fn so_linger_zero_is_app_abort_linger0_not_tcp_state() {
     }
 }
 
+/// A forking server (inetd, sshd, a prefork server): the process that accepted the connection
+/// hands it to a child and closes its copy. Reset before the child used it, the connection is
+/// the child's, found by the socket's file (by the kernel: rsttrace keeps no privilege to read
+/// a root process's `/proc/PID/fd`), not the listener's owner's.
+#[test]
+fn a_connection_reset_before_the_forked_child_holding_it_used_it_is_the_childs() {
+    for (f, reports, pids) in traced(37, |net, f| {
+        let server = listen(net, f, "fork-hold");
+        let mut c = client(net, f, PORT, &["--wait-go", "--linger0"]);
+        c.expect_line("ready", T);
+        let child: u64 = server.expect_line("child", T).trim_start_matches("child ").parse().expect("child pid");
+        c.go();
+        c.wait(T);
+        vec![server.pid(), c.pid(), child]
+    }) {
+        let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
+        assert_report(sent, f, "application", Some(pids[1]));
+        assert_report(received, f, "peer", Some(pids[2]));
+        assert_eq!(received["attribution"], "socket_file", "{received}");
+    }
+}
+
 #[test]
 fn data_after_close_blames_the_closer_not_the_sender() {
     for (f, reports, pids) in traced(4, |net, f| {

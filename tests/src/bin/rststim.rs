@@ -118,6 +118,23 @@ fn listen(addr: SocketAddr, mode: &str) {
             "hold" => {
                 std::thread::spawn(move || hold(s));
             }
+            // A forking server (inetd, sshd, a prefork server): a child holds each connection and
+            // does nothing with it yet (prints its pid, then sleeps); the parent closes its copy.
+            "fork-hold" => {
+                // SAFETY: the child only prints, sleeps and exits: it takes no lock another of
+                // the parent's threads (the deadline's, asleep) could hold.
+                match unsafe { libc::fork() } {
+                    0 => {
+                        println!("child {}", std::process::id());
+                        std::io::stdout().flush().unwrap();
+                        std::thread::sleep(Duration::from_secs(5));
+                        // SAFETY: ends the child without running the parent's exit handlers.
+                        unsafe { libc::_exit(0) };
+                    }
+                    -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+                    _ => drop(s),
+                }
+            }
             // Answer the first request, then keep the connection open (keep-alive) and drain.
             "answer" => {
                 wait_readable(&s);
