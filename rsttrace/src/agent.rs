@@ -29,7 +29,7 @@ use crate::{
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink, TraceEdge},
     privileges,
     event::{Payload, Task, TcpState},
-    report::{Attribution, Cause, Report},
+    report::{Cause, Report},
     trace_info::TraceInfo,
     tracefs::Tracefs,
 };
@@ -437,20 +437,9 @@ impl LoopState<'_> {
         }
     }
 
-    /// What `/proc` adds to a report: the holder of a socket nobody was seen using, and the
-    /// process's own name where one of its other threads acted.
+    /// What `/proc` adds to a report: the process's own name where one of its other threads
+    /// acted (unless the kernel side named the process already).
     fn complete_owner(&mut self, report: &mut Report) {
-        if report.owner.is_none() {
-            if let Some(pid) = self.processes.holder(report.inode) {
-                let comm = self.processes.name(pid).unwrap_or_else(|| "?".into());
-                report.owner = Some(Task { pid, tid: pid, comm, cgroup: 0 });
-                report.attribution = Attribution::SocketFile;
-            } else if let Some(listening) = report.listener_owner_fallback {
-                report.owner = Some(listening);
-                report.attribution = Attribution::SocketOwner;
-            }
-        }
-        // (Unless the kernel side named the process already.)
         if let Some(owner) = report.owner.as_mut().filter(|o| o.tid != o.pid && report.thread.is_none()) {
             if let Some(name) = self.processes.name(owner.pid) {
                 report.thread = Some(owner.comm);
@@ -463,10 +452,9 @@ impl LoopState<'_> {
     /// `now_ns`), fold them, and write the folded records of an interval that is over. With
     /// `due_ns = u64::MAX` (at exit) everything held goes out, folded records included.
     fn emit(&mut self, due_ns: u64, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        let reports = self.judge.flush_at_most(due_ns, max);
         // One walk for the batch's sockets that nobody was seen using.
-        self.processes.find_holders(reports.iter().filter(|r| r.owner.is_none()).map(|r| r.inode));
-        for mut report in reports {
+        self.processes.find_holders(self.judge.due_unowned_files(due_ns, max).into_iter());
+        for mut report in self.judge.flush_at_most(due_ns, max, &mut self.processes) {
             report.workload = self.workloads.resolve(report.cgroup);
             self.complete_owner(&mut report);
             if !self.filter.matches(&report) {

@@ -243,7 +243,6 @@ mod tests {
             cgroup: 0,
             workload: None,
             inode: 0,
-            listener_owner_fallback: None,
             thread: None,
             ts_ns,
             peer_cause: None,

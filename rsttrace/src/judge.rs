@@ -127,6 +127,20 @@ impl Visibility {
 /// A listening socket's place: namespace, local address, port.
 type ListenerKey = (u32, IpAddr, u16);
 
+/// Who holds a socket's file (its inode), for a socket nobody was seen acting on.
+pub trait SocketFiles {
+    fn holder(&mut self, inode: u64) -> Option<Task>;
+}
+
+/// Where no file can be looked up (tests, recorded streams).
+pub struct NoSocketFiles;
+
+impl SocketFiles for NoSocketFiles {
+    fn holder(&mut self, _inode: u64) -> Option<Task> {
+        None
+    }
+}
+
 /// When a listener found listening at start began, as the judge keeps it.
 const LISTENING_BEFORE_TRACE: u64 = 0;
 
@@ -493,13 +507,27 @@ impl Judge {
         });
     }
 
-    /// Classify every held event whose wait is over (all of them with `now_ns = u64::MAX`).
+    /// Classify every held event whose wait is over (all of them with `now_ns = u64::MAX`),
+    /// with no socket's file to ask about.
     pub fn flush(&mut self, now_ns: u64) -> Vec<Report> {
-        self.flush_at_most(now_ns, usize::MAX)
+        self.flush_at_most(now_ns, usize::MAX, &mut NoSocketFiles)
     }
 
-    /// `flush`, but at most `max` reports: the caller drains the ring buffer between batches.
-    pub fn flush_at_most(&mut self, now_ns: u64, max: usize) -> Vec<Report> {
+    /// The socket files of the events `flush_at_most` would report now that have no owner on
+    /// record: to look their holders up in one go.
+    pub fn due_unowned_files(&self, now_ns: u64, max: usize) -> Vec<u64> {
+        self.pending
+            .iter()
+            .take_while(|p| p.deadline_ns <= now_ns)
+            .take(max)
+            .filter(|p| p.event.owner.is_none() && p.event.inode != 0)
+            .map(|p| p.event.inode)
+            .collect()
+    }
+
+    /// `flush`, but at most `max` reports (the caller drains the ring buffer between batches),
+    /// asking `files` who holds the socket of one nobody was seen using.
+    pub fn flush_at_most(&mut self, now_ns: u64, max: usize, files: &mut dyn SocketFiles) -> Vec<Report> {
         let mut out = Vec::new();
         while out.len() < max && self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
             let mut p = self.pending.pop_front().expect("front checked");
@@ -520,7 +548,7 @@ impl Judge {
                 // Sized for a storm's batch once one is due: growing it copied every report again.
                 out.reserve(max.min(self.pending.len() + 1).min(4096));
             }
-            out.push(self.report(p, peer.map(|cause| cause.unwrap_or(Cause::Unknown))));
+            out.push(self.report(p, peer.map(|cause| cause.unwrap_or(Cause::Unknown)), files));
         }
         self.recent_sent.expire(now_ns.min(u64::MAX - 1));
         if now_ns.saturating_sub(self.received_pruned_ns) > SAME_CALL_NS {
@@ -566,8 +594,16 @@ impl Judge {
     }
 
     /// `peer_sent`: for a received reset, the cause of the RST its local peer sent.
-    fn report(&mut self, p: Pending, peer_sent: Option<Cause>) -> Report {
-        let (mut owner, attribution) = self.owner(&p);
+    fn report(&mut self, p: Pending, peer_sent: Option<Cause>, files: &mut dyn SocketFiles) -> Report {
+        let (mut owner, mut attribution) = self.owner(&p);
+        // Nobody seen acting on it: the process holding its file, else the listener's owner.
+        if owner.is_none() {
+            if let Some(holder) = files.holder(p.event.inode).filter(|_| p.event.inode != 0) {
+                (owner, attribution) = (Some(holder), Attribution::SocketFile);
+            } else if let Some(listening) = p.listener_owner_fallback.filter(|_| Self::accepted(&p)) {
+                (owner, attribution) = (Some(listening), Attribution::SocketOwner);
+            }
+        }
         // The thread that acted named itself: the report names its process, as the kernel had
         // it then, and the thread apart (`/proc` may not know the process by now).
         let mut thread = None;
@@ -587,7 +623,6 @@ impl Judge {
         if matches!(p.trigger, Trigger::Sent { .. }) {
             self.recent_sent.set_cause(&p.event.endpoints, p.event.ts_ns, verdict.cause);
         }
-        let listener_owner_fallback = p.listener_owner_fallback.filter(|_| owner.is_none() && Self::accepted(&p));
         let ev = p.event;
         Report {
             kind,
@@ -604,7 +639,6 @@ impl Judge {
             cgroup: ev.cgroup,
             workload: None,
             inode: ev.inode,
-            listener_owner_fallback,
             thread,
             ts_ns: ev.ts_ns,
             peer_cause: story.peer_sent,
@@ -844,31 +878,48 @@ mod tests {
         e
     }
 
+    /// The socket files a test's host holds: inode to holder.
+    struct Files(Vec<(u64, Task)>);
+
+    impl SocketFiles for Files {
+        fn holder(&mut self, inode: u64) -> Option<Task> {
+            self.0.iter().find(|(i, _)| *i == inode).map(|(_, t)| *t)
+        }
+    }
+
     #[test]
-    fn a_listener_names_the_owner_only_where_the_sockets_file_does_not_unless_seen_starting_and_no_file_read() {
-        let server = task(300, "nginx");
+    fn a_sockets_file_names_its_holder_before_the_listener_that_accepted_it() {
+        let (server, child) = (task(300, "nginx"), task(301, "nginx"));
         let mut reset = received(10, Established, None);
         reset.endpoints = Endpoints { lport: 80, rport: 5000, ..ends(0) };
-        // Listening before the trace: kept apart, for the agent to use after the socket's file.
-        let mut j = Judge::new(Visibility::ALL);
-        j.listening_before(NETNS, "10.0.0.1".parse().unwrap(), 80, server);
-        j.observe(reset.clone());
-        let r = j.flush(u64::MAX).remove(0);
-        assert_eq!((r.owner, r.listener_owner_fallback.map(|o| o.pid)), (None, Some(300)));
-        // Seen starting: it names the owner at once where the kernel side read no socket file.
-        let mut j = Judge::new(Visibility::ALL);
-        j.observe(listener(1, Close, Listen, &server, "10.0.0.1"));
-        j.observe(reset.clone());
-        let r = j.flush(u64::MAX).remove(0);
-        assert_eq!((r.owner.map(|o| o.pid), r.attribution, r.listener_owner_fallback), (Some(300), Attribution::SocketOwner, None));
-        // With the file read (a socket unused since accepted: a forking server's child may hold
-        // it), the file goes first.
-        reset.inode = 4242;
-        let mut j = Judge::new(Visibility::ALL);
-        j.observe(listener(1, Close, Listen, &server, "10.0.0.1"));
-        j.observe(reset);
-        let r = j.flush(u64::MAX).remove(0);
-        assert_eq!((r.owner, r.inode, r.listener_owner_fallback.map(|o| o.pid)), (None, 4242, Some(300)));
+        let owner = |r: &Report| (r.owner.map(|o| o.pid), r.attribution);
+        let held = |inode: u64| Files(vec![(inode, child)]);
+        for seen_starting in [false, true] {
+            let judge = || {
+                let mut j = Judge::new(Visibility::ALL);
+                if seen_starting {
+                    j.observe(listener(1, Close, Listen, &server, "10.0.0.1"));
+                } else {
+                    j.listening_before(NETNS, "10.0.0.1".parse().unwrap(), 80, server);
+                }
+                j
+            };
+            // The kernel side read the socket's file: its holder (a forking server's child).
+            reset.inode = 4242;
+            let mut j = judge();
+            j.observe(reset.clone());
+            assert_eq!(j.due_unowned_files(u64::MAX, 10), vec![4242]);
+            assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut held(4242)).remove(0)), (Some(301), Attribution::SocketFile));
+            // Nobody found holding it: the listener's owner.
+            let mut j = judge();
+            j.observe(reset.clone());
+            assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut held(7)).remove(0)), (Some(300), Attribution::SocketOwner));
+            // No file read: the listener's owner at once.
+            reset.inode = 0;
+            let mut j = judge();
+            j.observe(reset.clone());
+            assert_eq!(owner(&j.flush(u64::MAX).remove(0)), (Some(300), Attribution::SocketOwner));
+        }
     }
 
     #[test]

@@ -91,7 +91,6 @@ impl KernelFolded {
             cgroup: k.cgroup,
             workload: None,
             inode: 0,
-            listener_owner_fallback: None,
             thread: None,
             ts_ns: self.first_ns,
             peer_cause,

@@ -893,7 +893,6 @@ mod table_tests {
             cgroup: 0,
             workload: None,
             inode: 0,
-            listener_owner_fallback: None,
             thread: None,
             ts_ns: 0,
             peer_cause: None,

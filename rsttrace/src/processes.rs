@@ -18,7 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{event::Comm, holders::SocketHolders};
+use crate::{
+    event::{Comm, Task},
+    holders::SocketHolders,
+    judge::SocketFiles,
+};
 
 /// How many times a second the kernel may walk every task's files for unknown sockets (each
 /// walk a few ms on a host with 100k open files).
@@ -39,6 +43,15 @@ pub struct Processes {
     /// The kernel's walk, where it loaded; with its runs in the current second.
     kernel: Option<SocketHolders>,
     kernel_walks: (Instant, u32),
+}
+
+/// The judge asks for the holder of a socket nobody was seen using: found by its file.
+impl SocketFiles for Processes {
+    fn holder(&mut self, inode: u64) -> Option<Task> {
+        let pid = Processes::holder(self, inode)?;
+        let comm = self.name(pid).unwrap_or_else(|| "?".into());
+        Some(Task { pid, tid: pid, comm, cgroup: 0 })
+    }
 }
 
 impl Processes {

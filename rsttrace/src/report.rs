@@ -179,9 +179,6 @@ pub struct Report {
     pub workload: Option<std::sync::Arc<crate::workload::Workload>>,
     /// The inode of the socket's file, for finding its holder when no owner is known (0: none).
     pub inode: u64,
-    /// The owner of the listener that accepted the connection, where the socket's file is
-    /// looked up first (see `Judge`'s `listener_owner`): the owner when that file names none.
-    pub listener_owner_fallback: Option<Task>,
     /// The owner's thread name, when a thread other than the main one acted (`owner.comm` is
     /// then the process's name).
     pub thread: Option<crate::event::Comm>,
