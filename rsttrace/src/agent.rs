@@ -127,7 +127,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // later socket itself.
     let mut processes = Processes::new();
     processes.walk();
-    // Later, the kernel's walk of every task's files (loaded now, used without a privilege).
+    // The listeners older than rsttrace, read while every namespace may be.
+    let listeners_before = older_listeners::find(Path::new("/proc"), &mut processes);
+    // From now on, the kernel's walk of every task's files (linked at load; run without a privilege).
     match std::mem::replace(&mut loaded.holders, Err(String::new())) {
         Ok(holders) => processes.ask_the_kernel(holders),
         Err(why) if config.cost_floor.is_none() => {
@@ -135,8 +137,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         Err(_) => {}
     }
-    // The listeners older than rsttrace, read while every namespace may be.
-    let listeners_before = older_listeners::find(Path::new("/proc"), &mut processes);
     // Attached: nothing from here on needs a privilege, so keep none.
     privileges::drop_all().context("dropping capabilities after attaching")?;
     if privileges::remaining() != 0 {
@@ -530,7 +530,7 @@ impl LoopState<'_> {
             let now = total - self.lost_reported;
             eprintln!(
                 "rsttrace: {now} events lost; {total} in total ({ring_full} found the ring buffer full, \
-                 {skipped} program runs skipped by the kernel while another BPF program ran on that CPU)"
+                 {skipped} program runs the kernel skipped: it runs no BPF program inside another on a CPU)"
             );
             self.judge.note_loss(Clock::monotonic_now_ns());
             if let Some(m) = self.metrics.as_deref_mut() {

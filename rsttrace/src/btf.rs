@@ -253,7 +253,6 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
     (offsets, sock, missing)
 }
 
-/// What the BTF-typed programs read straight from a socket; `NO_OFFSET` where BTF lacks it.
 /// The offsets the holder iterator reads (`holders.rs`).
 pub fn holder_fields(btf: &Btf) -> HolderFields {
     HolderFields {
@@ -264,6 +263,7 @@ pub fn holder_fields(btf: &Btf) -> HolderFields {
     }
 }
 
+/// What the BTF-typed programs read straight from a socket; `NO_OFFSET` where BTF lacks it.
 pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
     let common = |member: &str| -> u32 {
         match (btf.member_offset("sock", "__sk_common"), btf.member_offset("sock_common", member)) {

@@ -6,7 +6,7 @@
 //! of the socket files put in its `WANTED_FILES` map. (Creating an instance and updating that
 //! map need no capability.)
 use std::{
-    io::Read,
+    io::Read as _,
     os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
     path::Path,
 };
@@ -46,26 +46,45 @@ impl SocketHolders {
     /// [`WANTED_FILES`]): one walk of every task's files, in the kernel.
     pub fn find(&mut self, inodes: &[u64]) -> std::io::Result<Vec<HeldSocket>> {
         let inodes = &inodes[..inodes.len().min(WANTED_FILES as usize)];
+        let mut inserted = 0;
+        let mut found = Ok(());
         for inode in inodes {
-            self.wanted.insert(inode, 1, 0).map_err(std::io::Error::other)?;
+            if let Err(e) = self.wanted.insert(inode, 1, 0) {
+                found = Err(std::io::Error::other(e));
+                break;
+            }
+            inserted += 1;
         }
-        let found = self.walk();
-        for inode in inodes {
+        let found = found.and_then(|()| self.walk());
+        // Whatever happened: a wanted inode left behind would fill the map for good.
+        for inode in &inodes[..inserted] {
             let _ = self.wanted.remove(inode);
         }
         found
     }
 
     fn walk(&self) -> std::io::Result<Vec<HeldSocket>> {
+        let mut file = std::fs::File::from(iterator_instance(self.link.as_fd())?);
         let mut bytes = Vec::new();
-        std::fs::File::from(iterator_instance(self.link.as_fd())?).read_to_end(&mut bytes)?;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                // The kernel pauses a walk that visited a million files without writing: the
+                // next read goes on from there.
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => continue,
+                Err(e) => return Err(e),
+            }
+        }
         Ok(bytes.chunks_exact(std::mem::size_of::<HeldSocket>()).map(held_socket).collect())
     }
 }
 
 fn held_socket(bytes: &[u8]) -> HeldSocket {
-    let word = |at: usize, n: usize| bytes[at..at + n].iter().rev().fold(0u64, |v, b| v << 8 | u64::from(*b));
-    HeldSocket { inode: word(0, 8), tgid: word(8, 4) as u32, _pad: 0 }
+    let inode = u64::from_ne_bytes(bytes[0..8].try_into().expect("8 bytes"));
+    let tgid = u32::from_ne_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    HeldSocket { inode, tgid, _pad: 0 }
 }
 
 const BPF_LINK_CREATE: libc::c_long = 28;

@@ -132,9 +132,11 @@ pub trait SocketFiles {
     fn holder(&mut self, inode: u64) -> Option<Task>;
 }
 
-/// Where no file can be looked up (tests, recorded streams).
+/// Where no file can be looked up (the tests' recorded streams).
+#[cfg(test)]
 pub struct NoSocketFiles;
 
+#[cfg(test)]
 impl SocketFiles for NoSocketFiles {
     fn holder(&mut self, _inode: u64) -> Option<Task> {
         None
@@ -509,6 +511,7 @@ impl Judge {
 
     /// Classify every held event whose wait is over (all of them with `now_ns = u64::MAX`),
     /// with no socket's file to ask about.
+    #[cfg(test)]
     pub fn flush(&mut self, now_ns: u64) -> Vec<Report> {
         self.flush_at_most(now_ns, usize::MAX, &mut NoSocketFiles)
     }

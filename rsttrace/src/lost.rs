@@ -1,10 +1,12 @@
 //! What the kernel side could not deliver, counted so that a loss is never silent: events that
 //! found the ring buffer full (counted by the programs themselves), and runs of our programs the
 //! kernel skipped. The kernel runs no BPF program inside another on the same CPU: a tracepoint
-//! hit while one runs there (a timer's reset in a softirq that interrupted it, or while the bpf()
-//! system call of any process holds that CPU's guard) is dropped and only counted in the
-//! program's `recursion_misses` (Linux 5.12+ for raw and BTF-typed tracepoints, later kernels
-//! for classic ones).
+//! hit while one runs there (a timer's reset in a softirq that interrupted it; for classic
+//! tracepoints and kprobes, any program of the kind, or a bpf() system call holding that CPU's
+//! guard, the agent's own map reads included) is dropped and only counted in the program's
+//! `recursion_misses`: for raw and BTF-typed tracepoints since Linux 5.12, for classic
+//! tracepoints and kprobes only since 6.7. Before that, a classic program's skipped runs (all of
+//! `tcp_send_reset`'s before 6.10's typed programs could take over the others) stay uncounted.
 use std::{
     os::fd::{AsFd, AsRawFd},
     sync::Mutex,

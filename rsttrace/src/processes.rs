@@ -9,8 +9,8 @@
 //! when their holder closes them right after the reset, before it is reported). Later, without
 //! capabilities, `/proc` shows only the processes that have none either: where the kernel has
 //! the BTF for it, the kernel's own walk of every task's files answers instead
-//! ([`SocketHolders`], for the unknown sockets of a batch of reports at once, at most
-//! [`KERNEL_WALKS_A_SECOND`] times a second); elsewhere `/proc` is walked again on an unknown
+//! ([`SocketHolders`], for the unknown sockets of a batch of reports at once, for at most
+//! [`KERNEL_WALK_BUDGET`] a second); elsewhere `/proc` is walked again on an unknown
 //! socket, at most once a second, so a storm of such resets costs one.
 use std::{
     collections::HashMap,
@@ -24,9 +24,9 @@ use crate::{
     judge::SocketFiles,
 };
 
-/// How many times a second the kernel may walk every task's files for unknown sockets (each
-/// walk a few ms on a host with 100k open files).
-const KERNEL_WALKS_A_SECOND: u32 = 10;
+/// How long the kernel may spend walking every task's files for unknown sockets, each second
+/// (a walk is a few ms on a host with 100k open files; it runs on the agent's loop).
+const KERNEL_WALK_BUDGET: Duration = Duration::from_millis(50);
 /// How often an unknown socket may send the resolver walking `/proc` again.
 const REWALK_EVERY: Duration = Duration::from_secs(1);
 /// How long a process name is trusted (a pid can be reused).
@@ -40,9 +40,10 @@ pub struct Processes {
     names: HashMap<u32, (Comm, Instant)>,
     holders: HashMap<u64, u32>,
     walked: Option<Instant>,
-    /// The kernel's walk, where it loaded; with its runs in the current second.
+    /// The kernel's walk, where it loaded; with the time it took in the current second.
     kernel: Option<SocketHolders>,
-    kernel_walks: (Instant, u32),
+    kernel_walks: (Instant, Duration),
+    kernel_failed: bool,
 }
 
 /// The judge asks for the holder of a socket nobody was seen using: found by its file.
@@ -60,7 +61,7 @@ impl Processes {
     }
 
     pub fn at(proc: PathBuf) -> Self {
-        Self { proc, names: HashMap::new(), holders: HashMap::new(), walked: None, kernel: None, kernel_walks: (Instant::now(), 0) }
+        Self { proc, names: HashMap::new(), holders: HashMap::new(), walked: None, kernel: None, kernel_walks: (Instant::now(), Duration::ZERO), kernel_failed: false }
     }
 
     /// Find unknown sockets' holders through the kernel from now on.
@@ -77,23 +78,33 @@ impl Processes {
         if unknown.is_empty() {
             return;
         }
-        let (since, runs) = &mut self.kernel_walks;
+        let (since, spent) = &mut self.kernel_walks;
         if since.elapsed() >= Duration::from_secs(1) {
-            (*since, *runs) = (Instant::now(), 0);
+            (*since, *spent) = (Instant::now(), Duration::ZERO);
         }
-        if *runs >= KERNEL_WALKS_A_SECOND {
-            return;
+        if *spent >= KERNEL_WALK_BUDGET {
+            return; // their reports fall back to the listener's owner, if any
         }
-        *runs += 1;
         unknown.sort_unstable();
         unknown.dedup();
-        match kernel.find(&unknown) {
+        let started = Instant::now();
+        let found = kernel.find(&unknown);
+        *spent += started.elapsed();
+        match found {
             Ok(found) => {
+                if self.holders.len() + found.len() > MAX_SOCKETS {
+                    self.holders.clear();
+                }
                 for held in found {
                     self.holders.entry(held.inode).or_insert(held.tgid);
                 }
             }
-            Err(e) => log::debug!("finding sockets' holders in the kernel: {e}"),
+            // Said once: the owners of such sockets then come from their listeners only.
+            Err(e) if !self.kernel_failed => {
+                self.kernel_failed = true;
+                eprintln!("rsttrace: finding sockets' holders in the kernel failed ({e}); unused sockets are named after their listener");
+            }
+            Err(_) => {}
         }
     }
 
@@ -127,9 +138,9 @@ impl Processes {
         if let Some(pid) = self.holders.get(&inode) {
             return Some(*pid);
         }
+        // The kernel was asked for the batch's sockets already (`find_holders`).
         if self.kernel.is_some() {
-            self.find_holders(std::iter::once(inode));
-            return self.holders.get(&inode).copied();
+            return None;
         }
         if self.walked.is_some_and(|at| at.elapsed() < REWALK_EVERY) {
             return None;

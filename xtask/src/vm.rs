@@ -162,9 +162,12 @@ pub fn run_guests(kernels: &[Kernel], suite: &Suite) -> Result<Vec<Outcome>> {
                 // a firewall): it says nothing of rsttrace, so the guest boots once more and
                 // the line says why. A panic with BPF in its trace is a failure at once.
                 (outcome, Some(panic)) => {
-                    eprintln!("xtask: {}: the guest kernel panicked outside BPF ({panic}); booting it once more", guest.release);
+                    // The first console stays, beside the rerun's.
+                    let first_log = guest.log.with_extension("panic.log");
+                    let _ = std::fs::rename(&guest.log, &first_log);
+                    eprintln!("xtask: {}: the guest kernel panicked outside BPF ({panic}; console in {}); booting it once more", guest.release, first_log.display());
                     let (again, _) = boot(&guest);
-                    Outcome { detail: format!("{} (rerun after a guest kernel panic outside BPF: {panic})", again.detail), ..again }
+                    Outcome { detail: format!("{} (rerun after a guest kernel panic outside BPF: {panic}; console in {})", again.detail, first_log.display()), ..again }
                         .or_first_failure(outcome)
                 }
                 (outcome, None) => outcome,

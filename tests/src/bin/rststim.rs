@@ -125,8 +125,14 @@ fn listen(addr: SocketAddr, mode: &str) {
                 // the parent's threads (the deadline's, asleep) could hold.
                 match unsafe { libc::fork() } {
                     0 => {
-                        println!("child {}", std::process::id());
-                        std::io::stdout().flush().unwrap();
+                        // SAFETY: plain system calls on this process's own state: it dies with
+                        // its parent and leaves the listener to it.
+                        unsafe {
+                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                            libc::close(listener.as_raw_fd());
+                        }
+                        let mut out = std::io::stdout();
+                        let _ = writeln!(out, "child {}", std::process::id()).and_then(|()| out.flush());
                         std::thread::sleep(Duration::from_secs(5));
                         // SAFETY: ends the child without running the parent's exit handlers.
                         unsafe { libc::_exit(0) };
