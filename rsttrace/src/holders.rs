@@ -35,7 +35,11 @@ impl SocketHolders {
             .ok_or("program socket_holders missing")?
             .try_into()
             .map_err(|e| format!("socket_holders: {e}"))?;
-        prog.load("task_file", &btf).map_err(|e| format!("the kernel refused socket_holders: {e}"))?;
+        prog.load("task_file", &btf).map_err(|e| match e {
+            // Its error, not the whole verifier log aya's message carries.
+            aya::programs::ProgramError::LoadError { io_error, .. } => format!("the kernel refused socket_holders: {io_error}"),
+            other => format!("loading socket_holders: {other}"),
+        })?;
         let link = link_iterator(prog.fd().map_err(|e| e.to_string())?.as_fd())?;
         let map = ebpf.take_map("WANTED_FILES").ok_or("map WANTED_FILES missing")?;
         let wanted = HashMap::try_from(map).map_err(|e| format!("WANTED_FILES: {e}"))?;
