@@ -173,6 +173,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         decoder: loaded.decoder.clone(),
         workloads: Workloads::new(config.runtime_root.clone()),
         processes,
+        unowned_files: Vec::new(),
         judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) && !config.filter.drops_other_ends_in_kernel() }),
         filter: config.filter.clone(),
         folder: Folder::new(config.max_rate, Clock::monotonic_now_ns()),
@@ -407,6 +408,8 @@ struct LoopState<'m> {
     judge: Judge,
     workloads: Workloads,
     processes: Processes,
+    /// The socket files of events with no owner on record, read since the last look-up.
+    unowned_files: Vec<u64>,
     filter: ReportFilter,
     folder: Folder,
     /// What the kernel side counts past `--max-rate`; `None` where it counts nothing.
@@ -427,6 +430,9 @@ impl LoopState<'_> {
                 // A listener's namespace: which addresses it serves (see `listens_here`).
                 if let (Payload::SetState { new: Some(TcpState::Listen), .. }, Some(owner)) = (&event.payload, event.owner.or(event.current)) {
                     self.judge.local_addresses.learn(event.netns, owner.pid);
+                }
+                if event.owner.is_none() && event.inode != 0 {
+                    self.unowned_files.push(event.inode);
                 }
                 self.judge.observe(event)
             }
@@ -452,8 +458,11 @@ impl LoopState<'_> {
     /// `now_ns`), fold them, and write the folded records of an interval that is over. With
     /// `due_ns = u64::MAX` (at exit) everything held goes out, folded records included.
     fn emit(&mut self, due_ns: u64, now_ns: u64, max: usize, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        // One walk for the batch's sockets that nobody was seen using.
-        self.processes.find_holders(self.judge.due_unowned_files(due_ns, max).into_iter());
+        // One walk for the sockets nobody was seen using that came since the last: as soon as
+        // they are read, while their holder (a forking server's child) may still hold them.
+        if !self.unowned_files.is_empty() {
+            self.processes.find_holders(self.unowned_files.drain(..));
+        }
         for mut report in self.judge.flush_at_most(due_ns, max, &mut self.processes) {
             report.workload = self.workloads.resolve(report.cgroup);
             self.complete_owner(&mut report);

@@ -516,18 +516,6 @@ impl Judge {
         self.flush_at_most(now_ns, usize::MAX, &mut NoSocketFiles)
     }
 
-    /// The socket files of the events `flush_at_most` would report now that have no owner on
-    /// record: to look their holders up in one go.
-    pub fn due_unowned_files(&self, now_ns: u64, max: usize) -> Vec<u64> {
-        self.pending
-            .iter()
-            .take_while(|p| p.deadline_ns <= now_ns)
-            .take(max)
-            .filter(|p| p.event.owner.is_none() && p.event.inode != 0)
-            .map(|p| p.event.inode)
-            .collect()
-    }
-
     /// `flush`, but at most `max` reports (the caller drains the ring buffer between batches),
     /// asking `files` who holds the socket of one nobody was seen using.
     pub fn flush_at_most(&mut self, now_ns: u64, max: usize, files: &mut dyn SocketFiles) -> Vec<Report> {
@@ -911,7 +899,6 @@ mod tests {
             reset.inode = 4242;
             let mut j = judge();
             j.observe(reset.clone());
-            assert_eq!(j.due_unowned_files(u64::MAX, 10), vec![4242]);
             assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut held(4242)).remove(0)), (Some(301), Attribution::SocketFile));
             // Nobody found holding it: the listener's owner.
             let mut j = judge();

@@ -9,7 +9,7 @@
 //! when their holder closes them right after the reset, before it is reported). Later, without
 //! capabilities, `/proc` shows only the processes that have none either: where the kernel has
 //! the BTF for it, the kernel's own walk of every task's files answers instead
-//! ([`SocketHolders`], for the unknown sockets of a batch of reports at once, for at most
+//! ([`SocketHolders`], for the unknown sockets of the events just read at once, for at most
 //! [`KERNEL_WALK_BUDGET`] a second); elsewhere `/proc` is walked again on an unknown
 //! socket, at most once a second, so a storm of such resets costs one.
 use std::{
@@ -70,7 +70,7 @@ impl Processes {
     }
 
     /// Look up, in one walk, the holders of those of `inodes` the index does not know (the
-    /// sockets of a batch of reports). Only through the kernel: `/proc` is walked one socket
+    /// sockets of the events just read). Only through the kernel: `/proc` is walked one socket
     /// at a time, by [`Self::holder`].
     pub fn find_holders(&mut self, inodes: impl Iterator<Item = u64>) {
         let Some(kernel) = self.kernel.as_mut() else { return };
@@ -138,7 +138,7 @@ impl Processes {
         if let Some(pid) = self.holders.get(&inode) {
             return Some(*pid);
         }
-        // The kernel was asked for the batch's sockets already (`find_holders`).
+        // The kernel was asked already, as the event was read (`find_holders`).
         if self.kernel.is_some() {
             return None;
         }

@@ -119,18 +119,15 @@ fn listen(addr: SocketAddr, mode: &str) {
                 std::thread::spawn(move || hold(s));
             }
             // A forking server (inetd, sshd, a prefork server): a child holds each connection and
-            // does nothing with it yet (prints its pid, then sleeps); the parent closes its copy.
+            // is busy elsewhere (starting up: prints its pid, then sleeps); the parent closes its
+            // copy.
             "fork-hold" => {
                 // SAFETY: the child only prints, sleeps and exits: it takes no lock another of
                 // the parent's threads (the deadline's, asleep) could hold.
                 match unsafe { libc::fork() } {
                     0 => {
-                        // SAFETY: plain system calls on this process's own state: it dies with
-                        // its parent and leaves the listener to it.
-                        unsafe {
-                            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                            libc::close(listener.as_raw_fd());
-                        }
+                        // SAFETY: closes this process's copy of the listener, left to the parent.
+                        unsafe { libc::close(listener.as_raw_fd()) };
                         let mut out = std::io::stdout();
                         let _ = writeln!(out, "child {}", std::process::id()).and_then(|()| out.flush());
                         std::thread::sleep(Duration::from_secs(5));
