@@ -253,11 +253,11 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
     (offsets, sock, missing)
 }
 
-/// The offsets the holder iterator reads (`holders.rs`).
-pub fn holder_fields(btf: &Btf) -> HolderFields {
+/// The offsets the holder iterator reads (`holders.rs`): the file ones `sock` has already.
+pub fn holder_fields(btf: &Btf, sock: &SockOffsets) -> HolderFields {
     HolderFields {
-        file_inode: btf.member_offset("file", "f_inode").unwrap_or(NO_OFFSET),
-        inode_ino: btf.member_offset("inode", "i_ino").unwrap_or(NO_OFFSET),
+        file_inode: sock.file_inode,
+        inode_ino: sock.inode_ino,
         inode_mode: btf.member_offset("inode", "i_mode").unwrap_or(NO_OFFSET),
         task_tgid: btf.member_offset("task_struct", "tgid").unwrap_or(NO_OFFSET),
     }

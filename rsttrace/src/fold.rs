@@ -242,7 +242,6 @@ mod tests {
             netns: 7,
             cgroup: 0,
             workload: None,
-            inode: 0,
             thread: None,
             ts_ns,
             peer_cause: None,

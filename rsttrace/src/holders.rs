@@ -8,13 +8,12 @@
 use std::{
     io::Read as _,
     os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
-    path::Path,
 };
 
 use aya::{
     maps::{HashMap, MapData},
     programs::Iter,
-    Btf, Ebpf, Endianness,
+    Btf, Ebpf,
 };
 use rsttrace_common::{HeldSocket, HolderFields, WANTED_FILES};
 
@@ -25,17 +24,16 @@ pub struct SocketHolders {
 
 impl SocketHolders {
     /// Load and link the iterator (privileged: at start); why not, where it cannot be.
-    pub fn load(ebpf: &mut Ebpf, btf_path: &Path, fields: &HolderFields) -> Result<Self, String> {
+    pub fn load(ebpf: &mut Ebpf, btf: &Btf, fields: &HolderFields) -> Result<Self, String> {
         if !fields.complete() {
             return Err("BTF does not name the file, inode and task fields it reads".into());
         }
-        let btf = Btf::parse_file(btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))?;
         let prog: &mut Iter = ebpf
             .program_mut("socket_holders")
             .ok_or("program socket_holders missing")?
             .try_into()
             .map_err(|e| format!("socket_holders: {e}"))?;
-        prog.load("task_file", &btf).map_err(|e| match e {
+        prog.load("task_file", btf).map_err(|e| match e {
             // Its error, not the whole verifier log aya's message carries.
             aya::programs::ProgramError::LoadError { io_error, .. } => format!("the kernel refused socket_holders: {io_error}"),
             other => format!("loading socket_holders: {other}"),

@@ -78,8 +78,8 @@ struct Pending {
     error_after: Option<i32>,
     /// The owner of the listener on the socket's local end when the event came (the listener may
     /// be gone by the time it is classified): the owner of a connection it accepted, when no
-    /// other names one. Held apart, for the agent to use only where the socket's own file names
-    /// nobody, when the kernel side read that file (no owner on record: the socket was not used
+    /// other names one. Held apart, to use only where the socket's own file names nobody (see
+    /// [`SocketFiles`]), when the kernel side read that file (no owner on record: the socket was not used
     /// since it was accepted) or the listener listened since before the trace (see
     /// `older_listeners`): a forking server's child holds the socket its parent accepted, and
     /// an older listener's holder is the first of the processes sharing it (a master that never
@@ -589,7 +589,7 @@ impl Judge {
         let (mut owner, mut attribution) = self.owner(&p);
         // Nobody seen acting on it: the process holding its file, else the listener's owner.
         if owner.is_none() {
-            if let Some(holder) = files.holder(p.event.inode).filter(|_| p.event.inode != 0) {
+            if let Some(holder) = Some(p.event.inode).filter(|i| *i != 0).and_then(|i| files.holder(i)) {
                 (owner, attribution) = (Some(holder), Attribution::SocketFile);
             } else if let Some(listening) = p.listener_owner_fallback.filter(|_| Self::accepted(&p)) {
                 (owner, attribution) = (Some(listening), Attribution::SocketOwner);
@@ -629,7 +629,6 @@ impl Judge {
             netns: ev.netns,
             cgroup: ev.cgroup,
             workload: None,
-            inode: ev.inode,
             thread,
             ts_ns: ev.ts_ns,
             peer_cause: story.peer_sent,

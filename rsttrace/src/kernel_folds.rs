@@ -90,7 +90,6 @@ impl KernelFolded {
             netns: k.netns,
             cgroup: k.cgroup,
             workload: None,
-            inode: 0,
             thread: None,
             ts_ns: self.first_ns,
             peer_cause,

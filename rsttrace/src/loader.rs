@@ -210,7 +210,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             let (offsets, sock, missing) = btf::struct_offsets(&btf);
             capture.btf_missing = missing;
             typed_sock = btf::typed_sock_fields(&btf);
-            holder_fields = btf::holder_fields(&btf);
+            holder_fields = btf::holder_fields(&btf, &sock);
             (offsets, sock)
         }
         Err(err) => {
@@ -233,6 +233,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     for kind in EventKind::ALL {
         loader.override_global(layout_global(kind), &config.layouts[kind as usize], true);
     }
+    // The kernel's BTF as aya reads it, for the typed programs and the holder iterator: parsed
+    // once, where one of them asks for it.
+    let aya_btf = std::cell::OnceCell::new();
+    let typed_btf = || aya_btf.get_or_init(|| Btf::parse_file(opts.btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))).as_ref().map_err(String::clone);
     let mut ebpf = loader
         .override_global("SOCK_MSG", &config.sock_msg, true)
         .override_global("OFFSETS", &config.offsets, true)
@@ -262,7 +266,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     } else {
         if opts.cost_floor.is_none() {
             let typed = typed_plan(opts, &typed_sock, &config.layouts, &present, capture.owner_hooks);
-            capture.hooks = match typed.and_then(|(btf, plan)| attach_typed(&mut ebpf, &btf, plan)) {
+            capture.hooks = match typed.and_then(|plan| attach_typed(&mut ebpf, typed_btf()?, plan)) {
                 Ok(()) => Hooks::Typed,
                 Err(why) => Hooks::ClassicBecause(why),
             };
@@ -288,7 +292,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         capture.evidence = Some(attach_evidence(&mut ebpf, tcp_probe)?);
     }
     // Only where something runs the typed programs' way of reading: not for `--cost-floor`.
-    let holders = if opts.cost_floor.is_none() { SocketHolders::load(&mut ebpf, opts.btf_path, &holder_fields) } else { Err("--cost-floor".into()) };
+    let holders = if opts.cost_floor.is_none() { typed_btf().and_then(|btf| SocketHolders::load(&mut ebpf, btf, &holder_fields)) } else { Err("--cost-floor".into()) };
     Ok(Loaded {
         ebpf,
         decoder: Decoder::new(kinds),
@@ -313,14 +317,14 @@ fn typed_kinds() -> impl Iterator<Item = EventKind> {
     TYPED.into_iter().filter_map(|(_, _, event)| event.map(|(kind, _)| kind))
 }
 
-/// The typed programs to attach on this kernel, with its BTF, or why none can be.
+/// The typed programs to attach on this kernel, or why none can be.
 fn typed_plan(
     opts: &LoadOptions,
     fields: &TypedSockFields,
     layouts: &[TracepointLayout; EventKind::COUNT],
     present: &[EventKind],
     owner_hooks: bool,
-) -> Result<(Btf, Vec<(&'static str, &'static str)>), String> {
+) -> Result<Vec<(&'static str, &'static str)>, String> {
     if opts.hooks == HookKind::Classic {
         return Err("--hooks classic".into());
     }
@@ -338,8 +342,7 @@ fn typed_plan(
             _ => plan.push((program, tracepoint)),
         }
     }
-    let btf = Btf::parse_file(opts.btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))?;
-    Ok((btf, plan))
+    Ok(plan)
 }
 
 /// Load and attach the typed programs in place of the classic ones; on any refusal, detach what

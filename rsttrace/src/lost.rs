@@ -5,8 +5,9 @@
 //! tracepoints and kprobes, any program of the kind, or a bpf() system call holding that CPU's
 //! guard, the agent's own map reads included) is dropped and only counted in the program's
 //! `recursion_misses`: for raw and BTF-typed tracepoints since Linux 5.12, for classic
-//! tracepoints and kprobes only since 6.7. Before that, a classic program's skipped runs (all of
-//! `tcp_send_reset`'s before 6.10's typed programs could take over the others) stay uncounted.
+//! tracepoints and kprobes only since 6.7. Before that, a classic program's skipped runs stay
+//! uncounted (`tcp_send_reset`'s on every kernel, the others' where the typed programs are not
+//! used).
 use std::{
     os::fd::{AsFd, AsRawFd},
     sync::Mutex,

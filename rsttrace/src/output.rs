@@ -892,7 +892,6 @@ mod table_tests {
             netns: 1,
             cgroup: 0,
             workload: None,
-            inode: 0,
             thread: None,
             ts_ns: 0,
             peer_cause: None,

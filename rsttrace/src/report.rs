@@ -177,8 +177,6 @@ pub struct Report {
     /// The cgroup v2 id the socket was created in (0: unknown), and what its path says.
     pub cgroup: u64,
     pub workload: Option<std::sync::Arc<crate::workload::Workload>>,
-    /// The inode of the socket's file, for finding its holder when no owner is known (0: none).
-    pub inode: u64,
     /// The owner's thread name, when a thread other than the main one acted (`owner.comm` is
     /// then the process's name).
     pub thread: Option<crate::event::Comm>,
