@@ -172,13 +172,13 @@ fn metrics_endpoint_counts_the_scenario() {
     }
     std::thread::sleep(Duration::from_millis(500));
     let body = scrape(port);
-    let (reports, _) = tracer.stop();
+    let (reports, stderr) = tracer.stop();
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     let expected = format!(
         "rsttrace_resets_total{{direction=\"sent\",cause=\"no_listener\",origin=\"stack\",comm=\"-\",unit=\"-\",container=\"-\"}} {}",
         reports.len()
     );
-    assert_eq!(reports.len(), 4, "{reports:?}");
+    assert_eq!(reports.len(), 4, "{reports:?}\nmetrics:\n{body}\nstderr:\n{stderr}");
     assert!(body.contains(&expected), "missing `{expected}` in:\n{body}");
     assert!(body.contains("rsttrace_events_lost_total 0"), "{body}");
     assert_eq!(metric(&body, "rsttrace_reports_folded_total"), 0, "4 reports are far below the default --max-rate");

@@ -344,14 +344,23 @@ fn report_error(e: &std::io::Error) {
 fn connect(addr: SocketAddr, args: &[String]) {
     let o = parse_client(args);
     if o.repeat > 0 {
-        // A reset storm: connect to a closed port over and over, as fast as it answers.
+        // A reset storm: connect to a closed port over and over, as fast as it answers. Only
+        // ECONNREFUSED (a RST) counts; any other failure is named, so a test that expects n
+        // refusals fails saying what happened instead.
         let mut refused = 0;
+        let mut other = Vec::new();
         for _ in 0..o.repeat {
-            if open(addr, &o).is_err() {
-                refused += 1;
+            match open(addr, &o) {
+                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => refused += 1,
+                Err(e) => other.push(e.to_string()),
+                Ok(_) => other.push("connected".into()),
             }
         }
-        println!("refused {refused}");
+        if other.is_empty() {
+            println!("refused {refused}");
+        } else {
+            println!("refused {refused}, then also: {}", other.join(", "));
+        }
         return;
     }
     let mut s = match open(addr, &o) {
