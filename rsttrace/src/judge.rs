@@ -259,7 +259,7 @@ impl Judge {
                 // A timeout with no RST is an abort of its own; after a keepalive RST the same
                 // error is just its echo, and after a connecting socket refused a bad answer
                 // with a RST, the end of that story.
-                let reset_before = ev.history.resets_sent > 0 || self.recent_sent.near(&ev.endpoints, ev.ts_ns, SAME_CALL_NS).is_some();
+                let reset_before = ev.history.resets_sent > 0 || self.recent_sent.near(&ev.endpoints, ev.ts_ns, SAME_CALL_NS, |_| true).is_some();
                 if error == ETIMEDOUT && !reset_before {
                     // The kernel reports a timeout after tcp_done(): the state it died in is the
                     // one it left for CLOSE.
@@ -693,7 +693,7 @@ impl Judge {
     /// before it is transmitted: one traced after `ev` cannot be what reset it. It answered this
     /// end's data after this end's connection was already reset (by RSTs forged to both ends).
     fn peer_sent(&self, ev: &KernelEvent) -> Option<&SentRecord> {
-        self.recent_sent.near(&ev.endpoints.reversed(), ev.ts_ns, PEER_MATCH_NS).filter(|r| !(r.socketless && r.ts > ev.ts_ns))
+        self.recent_sent.near(&ev.endpoints.reversed(), ev.ts_ns, PEER_MATCH_NS, |r| !(r.socketless && r.ts > ev.ts_ns))
     }
 
     /// The owner opened another connection to the same peer (same address, or the same port
@@ -1083,6 +1083,26 @@ mod tests {
         let reports = run(vec![rst, peer]);
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortUnread)));
+    }
+
+    #[test]
+    fn an_abort_storm_reusing_a_4_tuple_within_the_hold_finds_each_rsts_own_sender() {
+        // An abort storm cycles through the ephemeral ports: the same 4-tuple is aborted again
+        // 100 ms later, and both aborts are read before the first received RST is judged.
+        let mut j = Judge::new(Visibility::ALL);
+        for at in [50, 150] {
+            let mut rst = received(at, Established, Some(task(1, "client")));
+            rst.history.peer_local = true;
+            let mut peer = sent(at, Some(Close), Some("TCP_STATE"), task(7, "server"), Some(task(7, "server")));
+            peer.sk = SK + 1;
+            peer.ts_ns += 5_000; // traced after it was transmitted, after the peer's RST
+            peer.endpoints = ends(5000).reversed();
+            j.observe(rst);
+            j.observe(peer);
+        }
+        let reports = j.flush(u64::MAX);
+        let received: Vec<_> = reports.iter().filter(|r| r.direction == Some(Direction::Received)).map(|r| (r.verdict.cause, r.peer_cause)).collect();
+        assert_eq!(received, [(Cause::PeerReset, Some(Cause::AppAbortLinger0)); 2]);
     }
 
     #[test]

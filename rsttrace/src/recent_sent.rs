@@ -3,6 +3,8 @@
 //! Indexed, because a storm puts tens of thousands in the window and every report asks.
 use std::collections::{hash_map::Entry, VecDeque};
 
+use smallvec::SmallVec;
+
 use crate::{event::Endpoints, report::Cause, FastMap};
 
 pub struct SentRecord {
@@ -13,11 +15,14 @@ pub struct SentRecord {
     pub cause: Option<Cause>,
 }
 
+/// The resets of one 4-tuple still in the window, oldest first. Usually one; a storm that
+/// cycles through the ephemeral ports reuses a 4-tuple within a fraction of a second, and a
+/// received reset is judged 150 ms after it came, when its tuple's next reset may have been
+/// read already: keeping only the latest would leave it without its own peer's RST.
+type SameTuple = SmallVec<[SentRecord; 1]>;
+
 pub struct RecentSent {
-    /// The latest reset per endpoints: the same tuple reset twice inside the window is rare,
-    /// and the newer one is the one a peer's RST matches. One entry each keeps a storm's
-    /// window small in memory.
-    by_ends: FastMap<Endpoints, SentRecord>,
+    by_ends: FastMap<Endpoints, SameTuple>,
     /// (endpoints, ts) in arrival order: the oldest go first (expiry, cap).
     order: VecDeque<(Endpoints, u64)>,
     cap: usize,
@@ -33,17 +38,18 @@ impl RecentSent {
         if self.order.len() >= self.cap {
             self.pop_oldest();
         }
-        self.by_ends.insert(endpoints, SentRecord { ts, socketless, cause: None });
+        self.by_ends.entry(endpoints).or_default().push(SentRecord { ts, socketless, cause: None });
         self.order.push_back((endpoints, ts));
     }
 
-    /// The reset sent with these endpoints within `window_ns` of `ts`.
-    pub fn near(&self, endpoints: &Endpoints, ts: u64, window_ns: u64) -> Option<&SentRecord> {
-        self.by_ends.get(endpoints).filter(|r| r.ts.abs_diff(ts) < window_ns)
+    /// The reset sent with these endpoints closest in time to `ts`, within `window_ns` of it,
+    /// among those `fits`.
+    pub fn near(&self, endpoints: &Endpoints, ts: u64, window_ns: u64, fits: impl Fn(&SentRecord) -> bool) -> Option<&SentRecord> {
+        self.by_ends.get(endpoints)?.iter().filter(|r| r.ts.abs_diff(ts) < window_ns && fits(r)).min_by_key(|r| r.ts.abs_diff(ts))
     }
 
     pub fn set_cause(&mut self, endpoints: &Endpoints, ts: u64, cause: Cause) {
-        if let Some(r) = self.by_ends.get_mut(endpoints).filter(|r| r.ts == ts) {
+        if let Some(r) = self.by_ends.get_mut(endpoints).and_then(|same| same.iter_mut().find(|r| r.ts == ts)) {
             r.cause = Some(cause);
         }
     }
@@ -57,15 +63,19 @@ impl RecentSent {
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.by_ends.len()
+        self.by_ends.values().map(|same| same.len()).sum()
     }
 
     fn pop_oldest(&mut self) {
         let Some((ends, ts)) = self.order.pop_front() else { return };
-        // Unless a newer reset with the same endpoints took the entry over. One look-up: a
+        // Pushed in arrival order, so the tuple's oldest is the one leaving. One look-up: a
         // storm pops one for every reset it pushes.
-        if let Entry::Occupied(entry) = self.by_ends.entry(ends) {
-            if entry.get().ts == ts {
+        if let Entry::Occupied(mut entry) = self.by_ends.entry(ends) {
+            let same = entry.get_mut();
+            if let Some(at) = same.iter().position(|r| r.ts == ts) {
+                same.remove(at);
+            }
+            if same.is_empty() {
                 entry.remove();
             }
         }
@@ -83,30 +93,34 @@ mod tests {
 
     #[test]
     fn finds_by_endpoints_within_the_window_and_forgets_the_oldest() {
+        let any = |_: &SentRecord| true;
         let mut r = RecentSent::new(3, 1_000);
         r.push(100, ends(1), false);
         r.push(200, ends(2), false);
-        assert_eq!(r.near(&ends(1), 120, 50).map(|s| s.ts), Some(100));
-        assert!(r.near(&ends(1), 300, 50).is_none(), "outside the window");
-        assert!(r.near(&ends(3), 100, 1_000).is_none());
+        assert_eq!(r.near(&ends(1), 120, 50, any).map(|s| s.ts), Some(100));
+        assert!(r.near(&ends(1), 300, 50, any).is_none(), "outside the window");
+        assert!(r.near(&ends(3), 100, 1_000, any).is_none());
+        assert!(r.near(&ends(1), 120, 50, |s| s.socketless).is_none(), "not one that fits");
         r.set_cause(&ends(1), 100, Cause::NoListener);
         r.set_cause(&ends(1), 999, Cause::Unknown); // not that reset: ignored
-        assert_eq!(r.near(&ends(1), 100, 1).unwrap().cause, Some(Cause::NoListener));
-        // The same endpoints again: the newer reset takes over, and survives the older's expiry.
+        assert_eq!(r.near(&ends(1), 100, 1, any).unwrap().cause, Some(Cause::NoListener));
+        // The same endpoints again: both are kept, and each finds its own.
         r.push(300, ends(1), false);
-        assert_eq!(r.near(&ends(1), 310, 50).map(|s| (s.ts, s.cause)), Some((300, None)));
+        assert_eq!(r.near(&ends(1), 310, 50, any).map(|s| (s.ts, s.cause)), Some((300, None)));
+        assert_eq!(r.near(&ends(1), 110, 500, any).map(|s| (s.ts, s.cause)), Some((100, Some(Cause::NoListener))));
+        // Over the cap the oldest arrival goes (ends 1 at 100), not the tuple's newer one.
         r.push(400, ends(3), false);
         assert_eq!(r.len(), 3);
-        assert!(r.near(&ends(1), 300, 1).is_some());
-        // Over the cap the oldest arrival goes (ends 2 at 200, after the stale ends 1 at 100).
+        assert!(r.near(&ends(1), 100, 1, any).is_none());
+        assert!(r.near(&ends(1), 300, 1, any).is_some());
         r.push(500, ends(4), false);
-        assert!(r.near(&ends(2), 200, 1).is_none());
+        assert!(r.near(&ends(2), 200, 1, any).is_none());
         assert_eq!(r.len(), 3);
         // Expiry by age.
         r.expire(1_350);
         assert_eq!(r.len(), 2);
         r.expire(10_000);
         assert_eq!(r.len(), 0);
-        assert!(r.order.is_empty());
+        assert!(r.by_ends.is_empty() && r.order.is_empty());
     }
 }
