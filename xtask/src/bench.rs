@@ -196,6 +196,15 @@ impl Workload {
         }
     }
 
+    /// The (direction, cause) of every reset the workload provokes: its client's and server's.
+    fn provokes(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Workload::Churn | Workload::Bulk => &[],
+            Workload::ResetStorm => &[("sent", "no_listener"), ("received", "refused")],
+            Workload::AbortStorm => &[("sent", "app_abort_linger0"), ("received", "peer_reset")],
+        }
+    }
+
     /// rstload's server and client modes; no server: the port is closed.
     fn modes(self) -> (Option<&'static str>, &'static str) {
         match self {
@@ -233,12 +242,13 @@ struct Bed {
     servers: Vec<Child>,
     pair: Pair,
     cores: usize,
+    workload: Workload,
 }
 
 impl Bed {
     fn new(workload: Workload, cores: usize) -> Result<Bed> {
         let pair = Pair::new(NETNS_TAG, SUBNET)?;
-        let mut bed = Bed { servers: Vec::new(), pair, cores };
+        let mut bed = Bed { servers: Vec::new(), pair, cores, workload };
         if let (Some(mode), _) = workload.modes() {
             for i in 0..cores {
                 let port = (FIRST_SERVER_PORT + i as u16).to_string();
@@ -342,6 +352,8 @@ struct Account {
     events: u64,
     /// rsttrace --json: resets whose both ends are the bed's.
     bed_resets: Option<u64>,
+    /// rsttrace --json: those of them judged otherwise than the workload provokes them.
+    misjudged: u64,
     /// Its CPU from attached until it had caught up after the load ([`SETTLE`]): the work the
     /// connections made.
     cpu_secs: f64,
@@ -437,12 +449,17 @@ impl Running {
                 if !v["netns"].as_u64().is_some_and(|n| inodes.contains(&n)) {
                     continue;
                 }
-                resets += match v["type"].as_str() {
+                let count = match v["type"].as_str() {
                     Some("reset") => 1,
                     // Past --max-rate: one record per kind a second, with its exact count.
                     Some("folded") if v["report_type"] == "reset" => v["count"].as_u64().unwrap_or(0),
                     _ => 0,
                 };
+                resets += count;
+                let verdict = (v["direction"].as_str().unwrap_or("-"), v["cause"].as_str().unwrap_or("-"));
+                if !bed.workload.provokes().contains(&verdict) {
+                    account.misjudged += count;
+                }
             }
             account.bed_resets = Some(resets);
         }
@@ -810,6 +827,7 @@ fn write_report(
     let mut rows: BTreeMap<(Workload, Tracer), Row> = BTreeMap::new();
     let mut exact_line = String::new();
     let mut storm_exact = false;
+    let (mut judged, mut misjudged) = (0, 0);
     for workload in Workload::ALL {
         let (unit, scale) = workload.unit();
         let base = &results[&(workload, Tracer::None)];
@@ -877,6 +895,17 @@ fn write_report(
             );
             writeln!(md, "\nCounts, rsttrace --json (folding) over the rounds, reports and folded counts: {exact_line}; {} resets in all on the host.", all)?;
         }
+        // Under load, the verdicts stay those of the resets the workload provokes.
+        let json_runs = || [Tracer::RsttraceJson, Tracer::RsttraceFolded].into_iter().flat_map(|t| &results[&(workload, t)]);
+        let bed: u64 = json_runs().filter_map(|r| r.account.bed_resets).sum();
+        let wrong: u64 = json_runs().map(|r| r.account.misjudged).sum();
+        (judged, misjudged) = (judged + bed, misjudged + wrong);
+        let provoked: Vec<String> = workload.provokes().iter().map(|(d, c)| format!("{d} {c}")).collect();
+        writeln!(
+            md,
+            "\nVerdicts, rsttrace --json (both rows) over the rounds: {bed} resets between the load's namespaces, {wrong} judged otherwise than {}.",
+            if provoked.is_empty() { "none provoked".to_string() } else { provoked.join(" or ") }
+        )?;
         writeln!(md)?;
     }
 
@@ -931,6 +960,7 @@ fn write_report(
             writeln!(md, "| {name} ≥ {target}× | {r:.3}× | {} |", throughput_mark(r, target, control, true))?;
         }
     }
+    writeln!(md, "| every reset the load provokes judged as such (--json, both rows, every workload) | {misjudged} of {judged} otherwise | {} |", mark(misjudged == 0))?;
     // The per-segment hook is on by default only if bulk transfers do not feel it.
     let evidence = rows[&(Workload::Bulk, Tracer::RsttraceEvidence)].ratio.median;
     let bulk_control = rows[&(Workload::Bulk, Tracer::Control)].ratio.median;
