@@ -158,6 +158,37 @@ fn so_linger_zero_is_app_abort_linger0_not_tcp_state() {
     }
 }
 
+/// An abort storm cycles through the ephemeral ports and meets the same 4-tuple again within a
+/// fraction of a second. Here one client port is aborted by the server five times, about 40 ms
+/// apart: the later aborts are read before the first received RST is judged (150 ms after it),
+/// yet every received RST finds its own peer's RST, and none is called injected.
+#[test]
+fn aborts_that_reuse_one_4_tuple_in_quick_succession_are_each_the_peers() {
+    const ABORTS: usize = 5;
+    for (_, reports, pids) in traced(38, |net, f| {
+        let server = listen(net, f, "linger0");
+        let mut pids = vec![server.pid()];
+        for _ in 0..ABORTS {
+            let c = client(net, f, PORT, &["--send", "10", "--local-port", "40038"]);
+            assert_eq!(c.expect_line("errno", T), "errno 104");
+            pids.push(c.pid());
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        pids
+    }) {
+        let sent: Vec<&Value> = reports.iter().filter(|r| r["direction"] == "sent").collect();
+        let received: Vec<&Value> = reports.iter().filter(|r| r["direction"] == "received").collect();
+        assert_eq!((sent.len(), received.len()), (ABORTS, ABORTS), "{reports:?}");
+        for r in &sent {
+            assert_eq!((r["cause"].as_str(), r["pid"].as_u64()), (Some("app_abort_linger0"), Some(pids[0])), "{r}");
+        }
+        for (r, client) in received.iter().zip(&pids[1..]) {
+            assert_eq!((r["cause"].as_str(), r["peer_cause"].as_str()), (Some("peer_reset"), Some("app_abort_linger0")), "{r}");
+            assert_eq!((r["lport"].as_u64(), r["pid"].as_u64()), (Some(40038), Some(*client)), "{r}");
+        }
+    }
+}
+
 /// A forking server (inetd, sshd, a prefork server): the process that accepted the connection
 /// hands it to a child and closes its copy. Reset before the child used it, the connection is
 /// the child's, found by the socket's file (by the kernel: rsttrace keeps no privilege to read

@@ -7,7 +7,7 @@
 //! within `DEADLINE`. `rststim NETNS forge-rst ADDR PORT` plays a device in the path (forge.rs).
 use std::{
     io::{BufRead, Read, Write},
-    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
     time::Duration,
 };
@@ -275,6 +275,8 @@ struct ClientOptions {
     disconnect: bool,
     reuse_port_after_bulk: bool,
     repeat: u32,
+    /// `--local-port`: connect from this port (SO_REUSEADDR), the same 4-tuple every run.
+    local_port: Option<u16>,
 }
 
 fn parse_client(args: &[String]) -> ClientOptions {
@@ -307,6 +309,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--disconnect" => o.disconnect = true,
             "--reuse-after-bulk" => o.reuse_port_after_bulk = true,
             "--repeat" => o.repeat = value().parse().unwrap(),
+            "--local-port" => o.local_port = Some(value().parse().expect("--local-port port")),
             other => panic!("unknown option {other}"),
         }
     }
@@ -331,6 +334,11 @@ fn open(addr: SocketAddr, o: &ClientOptions) -> std::io::Result<TcpStream> {
     }
     if o.linger2_abort {
         set_int(fd, libc::IPPROTO_TCP, libc::TCP_LINGER2, -1);
+    }
+    if let Some(port) = o.local_port {
+        socket.set_reuse_address(true)?;
+        let any: IpAddr = if addr.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
+        socket.bind(&SocketAddr::new(any, port).into())?;
     }
     socket.connect(&addr.into())?;
     Ok(socket.into())
