@@ -155,7 +155,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // (which owns the RingBuf) is dropped.
     let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
 
-    let stdout = io::BufWriter::new(io::stdout().lock());
+    // Flushed at the end of each batch; large enough that a storm's batch takes few writes.
+    let stdout = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let mut view: Option<Box<dyn Sink>> = match config.view {
         View::Json => Some(Box::new(JsonSink::new(stdout, clock, trace.clone()))),
         View::Table {

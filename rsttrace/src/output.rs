@@ -527,12 +527,19 @@ pub struct RotatingFile {
     max_size: u64,
     keep: u32,
     file: std::fs::File,
+    /// The file's size, with the lines not yet written out counted.
     size: u64,
     clock: Clock,
     trace: Arc<TraceInfo>,
     /// The report line being written, kept for the next one.
     line: Vec<u8>,
+    /// Whole lines waiting for the end of the batch (or for [`FILE_BATCH`] bytes).
+    unwritten: Vec<u8>,
 }
+
+/// Lines are written out at the end of each batch, or once this many bytes wait: one write call
+/// per batch rather than per report under a storm.
+const FILE_BATCH: usize = 64 * 1024;
 
 impl RotatingFile {
     pub fn open(
@@ -553,6 +560,7 @@ impl RotatingFile {
             clock,
             trace,
             line: Vec::new(),
+            unwritten: Vec::with_capacity(FILE_BATCH),
         })
     }
 
@@ -566,8 +574,10 @@ impl RotatingFile {
         std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)
     }
 
-    /// Reopen the path (after logrotate moved the file away: SIGHUP).
+    /// Reopen the path (after logrotate moved the file away: SIGHUP). What the old file was
+    /// due goes to it first.
     pub fn reopen(&mut self) -> io::Result<()> {
+        self.write_out()?;
         self.file = Self::open_file(&self.path)?;
         self.size = self.file.metadata()?.len();
         Ok(())
@@ -580,6 +590,7 @@ impl RotatingFile {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
+        self.write_out()?;
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -598,10 +609,30 @@ impl RotatingFile {
         if self.max_size > 0 && self.size > 0 && self.size + line.len() as u64 > self.max_size {
             self.rotate()?;
         }
-        // One write call per line on an O_APPEND file: never interleaved, never split.
-        self.file.write_all(line)?;
+        self.unwritten.extend_from_slice(line);
         self.size += line.len() as u64;
+        if self.unwritten.len() >= FILE_BATCH {
+            self.write_out()?;
+        }
         Ok(())
+    }
+
+    /// Whole lines only, in one write call on an O_APPEND file: never interleaved with another
+    /// writer's, never split.
+    fn write_out(&mut self) -> io::Result<()> {
+        if !self.unwritten.is_empty() {
+            let written = self.file.write_all(&self.unwritten);
+            self.unwritten.clear();
+            written?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RotatingFile {
+    /// An early exit (an error elsewhere) still leaves the lines reported so far in the file.
+    fn drop(&mut self) {
+        let _ = self.write_out();
     }
 }
 
@@ -626,6 +657,10 @@ impl Sink for RotatingFile {
     fn trace(&mut self, edge: TraceEdge) -> io::Result<()> {
         let line = trace_line(edge, &self.clock, &self.trace);
         self.write_line(&line)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_out()
     }
 }
 
