@@ -36,13 +36,20 @@ const RACE_OPEN_WINDOW_NS: u64 = 3_000_000_000;
 /// ...when the loser is dropped this soon after the later of the two handshakes. A connection
 /// dropped this soon after its handshake without a byte either way is a connect probe.
 const RACE_ABORT_WINDOW_NS: u64 = 1_000_000_000;
-/// How long a sent RST is remembered for matching the peer's received one.
-const RECENT_SENT_NS: u64 = 5_000_000_000;
-/// A storm sends tens of thousands a second; a peer's RST is looked for within a second of it.
+/// How long a sent RST is remembered for matching the peer's received one, counted back from
+/// the oldest reset still held (a received one is judged once its hold is over, however late
+/// the agent reads it): more than [`PEER_MATCH_NS`], little enough that a storm's window stays
+/// small in memory.
+const RECENT_SENT_NS: u64 = 500_000_000;
+/// A storm sends tens of thousands a second: the memory bound. What it forgets early is
+/// remembered as forgotten (see `peer_here_sent_nothing`).
 const RECENT_SENT_MAX: usize = 65_536;
 /// A received RST and the peer's sent one belong together within this time.
 const PEER_MATCH_NS: u64 = 100_000_000;
 const PEER_WAIT_NS: u64 = 20_000_000;
+/// How far behind a received reset its local peer's RST is looked for among the held ones
+/// (other CPUs' events come in between).
+const SENDER_SEARCH: usize = 64;
 /// A connection this host opened and aborted this soon, once its data was answered and all it
 /// sent acknowledged, was a short-lived client's exchange (a health check, a request). Longer,
 /// an abort after the last answer may be a transfer cut short, which the socket cannot tell
@@ -169,6 +176,11 @@ pub struct Judge {
     /// Held received resets by 4-tuple, with when they came: a later RST this host sends on the
     /// same 4-tuple is one look-up (see [`Judge::note_peer_talking`]).
     received_by_ends: FastMap<(u32, Endpoints), u64>,
+    /// Received resets waiting out of turn for their peer's (see `flush_at_most`), and the
+    /// oldest time of theirs since none was left: with the oldest held in turn, how far back a
+    /// sent reset may still be asked for.
+    deferred_held: usize,
+    oldest_deferred_ns: u64,
     /// The addresses of this host's namespaces that have listeners (the agent keeps it up to
     /// date): a connect() to one of those listeners has its other end here before that end has
     /// a socket.
@@ -181,7 +193,7 @@ impl Judge {
             listeners: FastMap::default(),
             bound_listeners: FastMap::default(),
             closed_listeners: FastMap::default(),
-            recent_sent: RecentSent::new(RECENT_SENT_MAX, RECENT_SENT_NS),
+            recent_sent: RecentSent::new(RECENT_SENT_MAX),
             pending: VecDeque::new(),
             seen,
             loss_noticed_ns: None,
@@ -190,6 +202,8 @@ impl Judge {
             received_by_sk: FastMap::default(),
             received_pruned_ns: 0,
             received_by_ends: FastMap::default(),
+            deferred_held: 0,
+            oldest_deferred_ns: u64::MAX,
             local_addresses: LocalAddresses::new(),
         }
     }
@@ -214,9 +228,10 @@ impl Judge {
     }
 
     /// The other end of a received reset at `ts_ns` is on this host (`here`), and the agent would
-    /// have seen any RST it sent: every sent one crosses and none was lost around then.
+    /// have seen any RST it sent: every sent one crosses, none was lost around then, and none
+    /// sent around then was forgotten to make room.
     fn peer_here_sent_nothing(&self, here: bool, ts_ns: u64) -> bool {
-        self.seen.every_sent_reset && here && !self.losses_near(ts_ns)
+        self.seen.every_sent_reset && here && !self.losses_near(ts_ns) && !self.recent_sent.may_have_forgotten(ts_ns, PEER_MATCH_NS)
     }
 
     fn losses_near(&self, ts_ns: u64) -> bool {
@@ -522,26 +537,45 @@ impl Judge {
         let mut out = Vec::new();
         while out.len() < max && self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
             let mut p = self.pending.pop_front().expect("front checked");
-            // The RST the local peer sent, if any, and its cause once classified.
-            let peer = match p.trigger {
-                Trigger::Received { .. } => self.peer_sent(&p.event).map(|r| r.cause),
+            if p.deferred {
+                // Judged now, whatever it finds.
+                self.deferred_held -= 1;
+                if self.deferred_held == 0 {
+                    self.oldest_deferred_ns = u64::MAX;
+                }
+            }
+            // The RST the local peer sent, if any (its time), and its cause once classified.
+            let mut peer = match p.trigger {
+                Trigger::Received { .. } => self.peer_sent(&p.event).map(|r| (r.ts, r.cause)),
                 _ => None,
             };
-            // Active resets are traced after they are transmitted, so over loopback or veth the
-            // peer's `received` comes first: let the sender be classified before it.
-            if peer == Some(None) && !p.deferred {
-                p.deferred = true;
-                p.deadline_ns = p.deadline_ns.saturating_add(PEER_WAIT_NS);
-                self.pending.push_back(p);
-                continue;
-            }
             if out.is_empty() {
                 // Sized for a storm's batch once one is due: growing it copied every report again.
                 out.reserve(max.min(self.pending.len() + 1).min(4096));
             }
-            out.push(self.report(p, peer.map(|cause| cause.unwrap_or(Cause::Unknown)), files));
+            // Active resets are traced after they are transmitted, so over loopback or veth the
+            // peer's `received` comes first: the sender is classified before it. Usually the
+            // sender is held just behind and due too: it is judged at once, out of turn.
+            // Otherwise this one waits.
+            if let Some((sent_at, None)) = peer {
+                let behind = self.pending.iter().take(SENDER_SEARCH).position(|n| n.deadline_ns <= now_ns && Self::is_peer_sent(n, &p, sent_at));
+                if let Some(at) = behind.filter(|_| out.len() + 1 < max) {
+                    let sender = self.pending.remove(at).expect("position found");
+                    out.push(self.report(sender, None, files));
+                    peer = self.peer_sent(&p.event).map(|r| (r.ts, r.cause));
+                } else if !p.deferred {
+                    p.deferred = true;
+                    p.deadline_ns = p.deadline_ns.saturating_add(PEER_WAIT_NS);
+                    self.deferred_held += 1;
+                    self.oldest_deferred_ns = self.oldest_deferred_ns.min(p.event.ts_ns);
+                    self.pending.push_back(p);
+                    continue;
+                }
+            }
+            out.push(self.report(p, peer.map(|(_, cause)| cause.unwrap_or(Cause::Unknown)), files));
         }
-        self.recent_sent.expire(now_ns.min(u64::MAX - 1));
+        let oldest_held = self.pending.front().map_or(now_ns, |p| p.event.ts_ns).min(self.oldest_deferred_ns).min(now_ns);
+        self.recent_sent.forget_before(oldest_held.saturating_sub(RECENT_SENT_NS));
         if now_ns.saturating_sub(self.received_pruned_ns) > SAME_CALL_NS {
             self.received_by_sk
                 .retain(|_, (ts, _)| ts.saturating_add(SAME_CALL_NS) >= now_ns);
@@ -557,6 +591,11 @@ impl Judge {
             self.closed_listeners.retain(|_, (_, at)| at.saturating_add(LISTENER_MEMORY_NS) > now_ns);
         }
         out
+    }
+
+    /// `held` is the sent reset, traced at `sent_at`, that `received`'s local peer sent.
+    fn is_peer_sent(held: &Pending, received: &Pending, sent_at: u64) -> bool {
+        matches!(held.trigger, Trigger::Sent { .. }) && held.event.ts_ns == sent_at && held.event.endpoints == received.event.endpoints.reversed()
     }
 
     /// The socket's owner: who acted, else the kernel side's record (the connection's, or its
@@ -1083,6 +1122,24 @@ mod tests {
         let reports = run(vec![rst, peer]);
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortUnread)));
+    }
+
+    #[test]
+    fn a_local_peer_whose_rst_may_have_been_forgotten_to_make_room_is_not_called_a_forger() {
+        let mut j = Judge::new(Visibility::ALL);
+        j.recent_sent = RecentSent::new(1);
+        // Two resets sent just before on other 4-tuples: the cap of one forgets the first.
+        for (at, port) in [(40, 6000), (45, 6001)] {
+            let mut other = sent(at, Some(Close), Some("TCP_STATE"), task(7, "server"), None);
+            other.endpoints = ends(port).reversed();
+            j.observe(other);
+        }
+        let mut rst = received(50, Established, Some(task(1, "client")));
+        rst.history.peer_local = true;
+        j.observe(rst);
+        let reports = j.flush(u64::MAX);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!(r.verdict.cause, Cause::PeerReset);
     }
 
     #[test]

@@ -26,17 +26,21 @@ pub struct RecentSent {
     /// (endpoints, ts) in arrival order: the oldest go first (expiry, cap).
     order: VecDeque<(Endpoints, u64)>,
     cap: usize,
-    ttl_ns: u64,
+    /// The newest reset the cap made room by forgetting: around it, a reset not found may
+    /// have been sent all the same.
+    forgot_up_to: Option<u64>,
 }
 
 impl RecentSent {
-    pub fn new(cap: usize, ttl_ns: u64) -> Self {
-        Self { by_ends: FastMap::default(), order: VecDeque::new(), cap, ttl_ns }
+    pub fn new(cap: usize) -> Self {
+        Self { by_ends: FastMap::default(), order: VecDeque::new(), cap, forgot_up_to: None }
     }
 
     pub fn push(&mut self, ts: u64, endpoints: Endpoints, socketless: bool) {
         if self.order.len() >= self.cap {
-            self.pop_oldest();
+            if let Some(ts) = self.pop_oldest() {
+                self.forgot_up_to = Some(ts);
+            }
         }
         self.by_ends.entry(endpoints).or_default().push(SentRecord { ts, socketless, cause: None });
         self.order.push_back((endpoints, ts));
@@ -54,9 +58,14 @@ impl RecentSent {
         }
     }
 
-    /// Forget records older than the time to live, measured from `now_ns`.
-    pub fn expire(&mut self, now_ns: u64) {
-        while self.order.front().is_some_and(|(_, ts)| ts.saturating_add(self.ttl_ns) < now_ns) {
+    /// Whether the cap forgot resets sent within `window_ns` of `ts`.
+    pub fn may_have_forgotten(&self, ts: u64, window_ns: u64) -> bool {
+        self.forgot_up_to.is_some_and(|up_to| ts <= up_to.saturating_add(window_ns))
+    }
+
+    /// Forget the resets sent before `ts`.
+    pub fn forget_before(&mut self, ts: u64) {
+        while self.order.front().is_some_and(|(_, sent)| *sent < ts) {
             self.pop_oldest();
         }
     }
@@ -66,8 +75,9 @@ impl RecentSent {
         self.by_ends.values().map(|same| same.len()).sum()
     }
 
-    fn pop_oldest(&mut self) {
-        let Some((ends, ts)) = self.order.pop_front() else { return };
+    /// Forget the oldest reset; its time.
+    fn pop_oldest(&mut self) -> Option<u64> {
+        let (ends, ts) = self.order.pop_front()?;
         // Pushed in arrival order, so the tuple's oldest is the one leaving. One look-up: a
         // storm pops one for every reset it pushes.
         if let Entry::Occupied(mut entry) = self.by_ends.entry(ends) {
@@ -79,6 +89,7 @@ impl RecentSent {
                 entry.remove();
             }
         }
+        Some(ts)
     }
 }
 
@@ -94,7 +105,7 @@ mod tests {
     #[test]
     fn finds_by_endpoints_within_the_window_and_forgets_the_oldest() {
         let any = |_: &SentRecord| true;
-        let mut r = RecentSent::new(3, 1_000);
+        let mut r = RecentSent::new(3);
         r.push(100, ends(1), false);
         r.push(200, ends(2), false);
         assert_eq!(r.near(&ends(1), 120, 50, any).map(|s| s.ts), Some(100));
@@ -113,13 +124,15 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert!(r.near(&ends(1), 100, 1, any).is_none());
         assert!(r.near(&ends(1), 300, 1, any).is_some());
+        assert!(r.may_have_forgotten(150, 50) && !r.may_have_forgotten(151, 50));
         r.push(500, ends(4), false);
         assert!(r.near(&ends(2), 200, 1, any).is_none());
         assert_eq!(r.len(), 3);
-        // Expiry by age.
-        r.expire(1_350);
+        assert!(r.may_have_forgotten(250, 50));
+        // Forgotten by age.
+        r.forget_before(350);
         assert_eq!(r.len(), 2);
-        r.expire(10_000);
+        r.forget_before(10_000);
         assert_eq!(r.len(), 0);
         assert!(r.by_ends.is_empty() && r.order.is_empty());
     }
