@@ -176,11 +176,10 @@ pub struct Judge {
     /// Held received resets by 4-tuple, with when they came: a later RST this host sends on the
     /// same 4-tuple is one look-up (see [`Judge::note_peer_talking`]).
     received_by_ends: FastMap<(u32, Endpoints), u64>,
-    /// Received resets waiting out of turn for their peer's (see `flush_at_most`), and the
-    /// oldest time of theirs since none was left: with the oldest held in turn, how far back a
-    /// sent reset may still be asked for.
-    deferred_held: usize,
-    oldest_deferred_ns: u64,
+    /// The times of the received resets waiting out of turn for their peer's (see
+    /// `flush_at_most`), in the order they wait (which is the order they are judged): with the
+    /// oldest held in turn, how far back a sent reset may still be asked for.
+    deferred_at: VecDeque<u64>,
     /// The addresses of this host's namespaces that have listeners (the agent keeps it up to
     /// date): a connect() to one of those listeners has its other end here before that end has
     /// a socket.
@@ -202,8 +201,7 @@ impl Judge {
             received_by_sk: FastMap::default(),
             received_pruned_ns: 0,
             received_by_ends: FastMap::default(),
-            deferred_held: 0,
-            oldest_deferred_ns: u64::MAX,
+            deferred_at: VecDeque::new(),
             local_addresses: LocalAddresses::new(),
         }
     }
@@ -531,19 +529,13 @@ impl Judge {
         self.flush_at_most(now_ns, usize::MAX, &mut NoSocketFiles)
     }
 
-    /// `flush`, but at most `max` reports (the caller drains the ring buffer between batches),
-    /// asking `files` who holds the socket of one nobody was seen using.
+    /// `flush`, but at most `max` reports, or one more where the last is a received reset judged
+    /// right after its sender (the caller drains the ring buffer between batches), asking
+    /// `files` who holds the socket of one nobody was seen using.
     pub fn flush_at_most(&mut self, now_ns: u64, max: usize, files: &mut dyn SocketFiles) -> Vec<Report> {
         let mut out = Vec::new();
         while out.len() < max && self.pending.front().is_some_and(|p| p.deadline_ns <= now_ns) {
             let mut p = self.pending.pop_front().expect("front checked");
-            if p.deferred {
-                // Judged now, whatever it finds.
-                self.deferred_held -= 1;
-                if self.deferred_held == 0 {
-                    self.oldest_deferred_ns = u64::MAX;
-                }
-            }
             // The RST the local peer sent, if any (its time), and its cause once classified.
             let mut peer = match p.trigger {
                 Trigger::Received { .. } => self.peer_sent(&p.event).map(|r| (r.ts, r.cause)),
@@ -555,33 +547,38 @@ impl Judge {
             }
             // Active resets are traced after they are transmitted, so over loopback or veth the
             // peer's `received` comes first: the sender is classified before it. Usually the
-            // sender is held just behind and due too: it is judged at once, out of turn.
-            // Otherwise this one waits.
+            // sender is held just behind, its wait over or over within the time this one would
+            // wait for it: it is judged at once, out of turn. Otherwise this one waits.
             if let Some((sent_at, None)) = peer {
-                let behind = self.pending.iter().take(SENDER_SEARCH).position(|n| n.deadline_ns <= now_ns && Self::is_peer_sent(n, &p, sent_at));
-                if let Some(at) = behind.filter(|_| out.len() + 1 < max) {
+                let soon = now_ns.saturating_add(PEER_WAIT_NS);
+                let behind = self.pending.iter().take(SENDER_SEARCH).position(|n| n.deadline_ns <= soon && Self::is_peer_sent(n, &p, sent_at));
+                if let Some(at) = behind {
                     let sender = self.pending.remove(at).expect("position found");
                     out.push(self.report(sender, None, files));
                     peer = self.peer_sent(&p.event).map(|r| (r.ts, r.cause));
                 } else if !p.deferred {
                     p.deferred = true;
                     p.deadline_ns = p.deadline_ns.saturating_add(PEER_WAIT_NS);
-                    self.deferred_held += 1;
-                    self.oldest_deferred_ns = self.oldest_deferred_ns.min(p.event.ts_ns);
+                    self.deferred_at.push_back(p.event.ts_ns);
                     self.pending.push_back(p);
                     continue;
                 }
             }
+            if p.deferred {
+                // Judged now, whatever it found.
+                self.deferred_at.pop_front();
+            }
             out.push(self.report(p, peer.map(|(_, cause)| cause.unwrap_or(Cause::Unknown)), files));
         }
-        let oldest_held = self.pending.front().map_or(now_ns, |p| p.event.ts_ns).min(self.oldest_deferred_ns).min(now_ns);
+        let oldest_held = [self.pending.front().map(|p| p.event.ts_ns), self.deferred_at.front().copied()].into_iter().flatten().fold(now_ns, u64::min);
         self.recent_sent.forget_before(oldest_held.saturating_sub(RECENT_SENT_NS));
         if now_ns.saturating_sub(self.received_pruned_ns) > SAME_CALL_NS {
             self.received_by_sk
                 .retain(|_, (ts, _)| ts.saturating_add(SAME_CALL_NS) >= now_ns);
-            // Kept while their resets may still be held (a deferred one waits a little longer).
+            // Kept while their resets may still be held: a deferred one waits behind what came
+            // during its own hold, up to about two holds.
             self.received_by_ends
-                .retain(|_, ts| ts.saturating_add(HOLD_NS + PEER_WAIT_NS) >= now_ns);
+                .retain(|_, ts| ts.saturating_add(2 * HOLD_NS + PEER_WAIT_NS) >= now_ns);
             self.received_pruned_ns = now_ns;
         }
         if now_ns != u64::MAX {
@@ -1140,6 +1137,25 @@ mod tests {
         let reports = j.flush(u64::MAX);
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!(r.verdict.cause, Cause::PeerReset);
+    }
+
+    #[test]
+    fn a_received_reset_whose_sender_is_not_due_yet_waits_for_it_once() {
+        let mut j = Judge::new(Visibility::ALL);
+        let mut rst = received(50, Established, Some(task(1, "client")));
+        rst.history.peer_local = true;
+        // Its peer's RST was traced 30 ms later: longer than a received reset waits at once.
+        let mut peer = sent(80, Some(Close), Some("TCP_STATE"), task(7, "server"), Some(task(7, "server")));
+        peer.sk = SK + 1;
+        peer.endpoints = ends(5000).reversed();
+        j.observe(rst);
+        j.observe(peer);
+        assert!(j.flush(50_000_000 + HOLD_NS).is_empty(), "the received reset waits for its sender");
+        assert_eq!(j.deferred_at.len(), 1);
+        let reports = j.flush(u64::MAX);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortLinger0)));
+        assert!(j.deferred_at.is_empty() && j.pending.is_empty());
     }
 
     #[test]

@@ -618,7 +618,8 @@ impl RotatingFile {
     }
 
     /// Whole lines only, in one write call on an O_APPEND file: never interleaved with another
-    /// writer's, never split.
+    /// writer's, never split. A failed write (a full disk) loses the batch; the agent then stops
+    /// with that error.
     fn write_out(&mut self) -> io::Result<()> {
         if !self.unwritten.is_empty() {
             let written = self.file.write_all(&self.unwritten);

@@ -18,16 +18,19 @@ pub struct SentRecord {
 /// The resets of one 4-tuple still in the window, oldest first. Usually one; a storm that
 /// cycles through the ephemeral ports reuses a 4-tuple within a fraction of a second, and a
 /// received reset is judged 150 ms after it came, when its tuple's next reset may have been
-/// read already: keeping only the latest would leave it without its own peer's RST.
+/// read already: keeping only the latest would leave it without its own peer's RST. At most
+/// [`SAME_TUPLE_MAX`]: a flood of segments on one 4-tuple to a closed port must not make every
+/// look-up a long walk.
 type SameTuple = SmallVec<[SentRecord; 1]>;
+const SAME_TUPLE_MAX: usize = 8;
 
 pub struct RecentSent {
     by_ends: FastMap<Endpoints, SameTuple>,
     /// (endpoints, ts) in arrival order: the oldest go first (expiry, cap).
     order: VecDeque<(Endpoints, u64)>,
     cap: usize,
-    /// The newest reset the cap made room by forgetting: around it, a reset not found may
-    /// have been sent all the same.
+    /// The newest reset a cap made room by forgetting: around it, a reset not found may have
+    /// been sent all the same.
     forgot_up_to: Option<u64>,
 }
 
@@ -39,10 +42,16 @@ impl RecentSent {
     pub fn push(&mut self, ts: u64, endpoints: Endpoints, socketless: bool) {
         if self.order.len() >= self.cap {
             if let Some(ts) = self.pop_oldest() {
-                self.forgot_up_to = Some(ts);
+                self.forgot_up_to = Some(self.forgot_up_to.map_or(ts, |up_to| up_to.max(ts)));
             }
         }
-        self.by_ends.entry(endpoints).or_default().push(SentRecord { ts, socketless, cause: None });
+        let same = self.by_ends.entry(endpoints).or_default();
+        if same.len() >= SAME_TUPLE_MAX {
+            // Its `order` entry stays, and finds nothing to remove when its turn comes.
+            let oldest = same.remove(0);
+            self.forgot_up_to = Some(self.forgot_up_to.map_or(oldest.ts, |up_to| up_to.max(oldest.ts)));
+        }
+        same.push(SentRecord { ts, socketless, cause: None });
         self.order.push_back((endpoints, ts));
     }
 
@@ -134,6 +143,16 @@ mod tests {
         assert_eq!(r.len(), 2);
         r.forget_before(10_000);
         assert_eq!(r.len(), 0);
+        assert!(r.by_ends.is_empty() && r.order.is_empty());
+        // One 4-tuple flooded: its oldest go first, and are noted as forgotten.
+        let mut r = RecentSent::new(100);
+        for ts in 0..(SAME_TUPLE_MAX as u64 + 2) {
+            r.push(ts * 10, ends(1), true);
+        }
+        assert_eq!(r.len(), SAME_TUPLE_MAX);
+        assert!(r.near(&ends(1), 10, 1, any).is_none() && r.near(&ends(1), 20, 1, any).is_some());
+        assert!(r.may_have_forgotten(60, 50) && !r.may_have_forgotten(61, 50));
+        r.forget_before(u64::MAX);
         assert!(r.by_ends.is_empty() && r.order.is_empty());
     }
 }
