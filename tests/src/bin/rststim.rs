@@ -309,10 +309,12 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--disconnect" => o.disconnect = true,
             "--reuse-after-bulk" => o.reuse_port_after_bulk = true,
             "--repeat" => o.repeat = value().parse().unwrap(),
+            // One connection's port: not with --race's second one.
             "--local-port" => o.local_port = Some(value().parse().expect("--local-port port")),
             other => panic!("unknown option {other}"),
         }
     }
+    assert!(!(o.race && o.local_port.is_some()), "--local-port takes one connection's port: not with --race");
     o
 }
 
@@ -356,17 +358,18 @@ fn connect(addr: SocketAddr, args: &[String]) {
         // ECONNREFUSED (a RST) counts; any other failure is named, so a test that expects n
         // refusals fails saying what happened instead.
         let mut refused = 0;
-        let mut other = Vec::new();
+        let mut other = std::collections::BTreeMap::<String, u32>::new();
         for _ in 0..o.repeat {
             match open(addr, &o) {
                 Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => refused += 1,
-                Err(e) => other.push(e.to_string()),
-                Ok(_) => other.push("connected".into()),
+                Err(e) => *other.entry(e.to_string()).or_default() += 1,
+                Ok(_) => *other.entry("connected".into()).or_default() += 1,
             }
         }
         if other.is_empty() {
             println!("refused {refused}");
         } else {
+            let other: Vec<String> = other.iter().map(|(what, n)| format!("{what} ({n}x)")).collect();
             println!("refused {refused}, then also: {}", other.join(", "));
         }
         return;
