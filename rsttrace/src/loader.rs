@@ -236,7 +236,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // The kernel's BTF as aya reads it, for the typed programs and the holder iterator: parsed
     // once, where one of them asks for it.
     let aya_btf = std::cell::OnceCell::new();
-    let typed_btf = || aya_btf.get_or_init(|| Btf::parse_file(opts.btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))).as_ref().map_err(String::clone);
+    let kernel_btf = || aya_btf.get_or_init(|| Btf::parse_file(opts.btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))).as_ref().map_err(String::clone);
     let mut ebpf = loader
         .override_global("SOCK_MSG", &config.sock_msg, true)
         .override_global("OFFSETS", &config.offsets, true)
@@ -266,7 +266,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     } else {
         if opts.cost_floor.is_none() {
             let typed = typed_plan(opts, &typed_sock, &config.layouts, &present, capture.owner_hooks);
-            capture.hooks = match typed.and_then(|plan| attach_typed(&mut ebpf, typed_btf()?, plan)) {
+            capture.hooks = match typed.and_then(|plan| attach_typed(&mut ebpf, kernel_btf()?, plan)) {
                 Ok(()) => Hooks::Typed,
                 Err(why) => Hooks::ClassicBecause(why),
             };
@@ -291,8 +291,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     if opts.network_evidence && opts.cost_floor.is_none() {
         capture.evidence = Some(attach_evidence(&mut ebpf, tcp_probe)?);
     }
-    // Only where something runs the typed programs' way of reading: not for `--cost-floor`.
-    let holders = if opts.cost_floor.is_none() { typed_btf().and_then(|btf| SocketHolders::load(&mut ebpf, btf, &holder_fields)) } else { Err("--cost-floor".into()) };
+    // Not for `--cost-floor`, which reports nothing.
+    let holders = if opts.cost_floor.is_none() { kernel_btf().and_then(|btf| SocketHolders::load(&mut ebpf, btf, &holder_fields)) } else { Err("--cost-floor".into()) };
     Ok(Loaded {
         ebpf,
         decoder: Decoder::new(kinds),

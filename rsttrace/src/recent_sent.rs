@@ -1,5 +1,6 @@
-//! The resets this host sent in the last few seconds, found by their endpoints: the receiving end
-//! of a connection looks up its reversed tuple to learn whether (and why) its local peer sent one.
+//! The resets this host sent lately (from a little before the oldest reset the judge still
+//! holds), found by their endpoints: the receiving end of a connection looks up its reversed
+//! tuple to learn whether (and why) its local peer sent one.
 //! Indexed, because a storm puts tens of thousands in the window and every report asks.
 use std::collections::{hash_map::Entry, VecDeque};
 
@@ -42,14 +43,14 @@ impl RecentSent {
     pub fn push(&mut self, ts: u64, endpoints: Endpoints, socketless: bool) {
         if self.order.len() >= self.cap {
             if let Some(ts) = self.pop_oldest() {
-                self.forgot_up_to = Some(self.forgot_up_to.map_or(ts, |up_to| up_to.max(ts)));
+                forgot(&mut self.forgot_up_to, ts);
             }
         }
         let same = self.by_ends.entry(endpoints).or_default();
         if same.len() >= SAME_TUPLE_MAX {
             // Its `order` entry stays, and finds nothing to remove when its turn comes.
-            let oldest = same.remove(0);
-            self.forgot_up_to = Some(self.forgot_up_to.map_or(oldest.ts, |up_to| up_to.max(oldest.ts)));
+            let oldest = same.remove(0).ts;
+            forgot(&mut self.forgot_up_to, oldest);
         }
         same.push(SentRecord { ts, socketless, cause: None });
         self.order.push_back((endpoints, ts));
@@ -67,7 +68,7 @@ impl RecentSent {
         }
     }
 
-    /// Whether the cap forgot resets sent within `window_ns` of `ts`.
+    /// Whether a cap forgot resets sent within `window_ns` of `ts`.
     pub fn may_have_forgotten(&self, ts: u64, window_ns: u64) -> bool {
         self.forgot_up_to.is_some_and(|up_to| ts <= up_to.saturating_add(window_ns))
     }
@@ -100,6 +101,11 @@ impl RecentSent {
         }
         Some(ts)
     }
+}
+
+/// A cap made room by forgetting the reset sent at `ts`: `up_to` is the newest so forgotten.
+fn forgot(up_to: &mut Option<u64>, ts: u64) {
+    *up_to = Some(up_to.map_or(ts, |newest| newest.max(ts)));
 }
 
 #[cfg(test)]
