@@ -105,14 +105,46 @@ impl TracepointLayout {
     };
 }
 
-/// Layout of the `sock:sock_send_length`/`sock_recv_length` records (Linux 6.4+), the
-/// process-context hooks that teach the kernel side who owns a socket.
+/// Where the `tcp:tcp_destroy_sock` record keeps the socket's address: the hook that names the
+/// process letting go of a socket nobody was seen acting on (see [`Released`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SockMsgLayout {
-    pub sk: u16,
-    pub protocol: u16,
+pub struct ReleaseLayout {
+    pub skaddr: u16,
+    pub _pad: u16,
 }
+
+impl ReleaseLayout {
+    pub const NONE: Self = Self { skaddr: NO_FIELD, _pad: 0 };
+}
+
+/// The `kind` of a [`Released`] ring-buffer item: past every [`EventKind`], so that the first
+/// word of an item tells the two apart.
+pub const RELEASED_ITEM: u32 = 0x100;
+
+/// A socket that reset with no owner on record while a process held its file (its event carried
+/// `sk_inode`), let go of since: the task whose `close()` (or exit) released it last. The owner
+/// of a server's socket that a peer reset while the server waited in `recv()`, and that it
+/// closed at once, before the agent could look for its holder.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Released {
+    /// [`RELEASED_ITEM`].
+    pub kind: u32,
+    pub _pad: u32,
+    /// The socket file's inode, as the reset's event carried it.
+    pub inode: u64,
+    /// `bpf_get_current_pid_tgid()`: tgid in the upper 32 bits.
+    pub pid_tgid: u64,
+    /// The releasing thread's `comm`.
+    pub comm: [u8; 16],
+    /// Its process's own name (the group leader's `comm`); zeros where the thread is the leader
+    /// or it could not be read.
+    pub process_comm: [u8; 16],
+}
+
+/// Sockets awaited at most (their resets found no owner while a process held them).
+pub const AWAITED_RELEASES: u32 = 4096;
 
 /// The records the BTF-typed programs write in place of the classic tracepoints' own, laid out
 /// as every kernel we know lays those out (6.1 to 6.18): the agent uses a typed program only
@@ -280,7 +312,7 @@ pub const WANTED_FILES: u32 = 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelConfig {
     pub layouts: [TracepointLayout; EventKind::COUNT],
-    pub sock_msg: SockMsgLayout,
+    pub release: ReleaseLayout,
     pub offsets: StructOffsets,
     pub sock: SockOffsets,
     pub filter: Filter,
@@ -478,10 +510,7 @@ pub const NO_OFFSET: u32 = u32::MAX;
 impl KernelConfig {
     pub const EMPTY: Self = Self {
         layouts: [TracepointLayout::EMPTY; EventKind::COUNT],
-        sock_msg: SockMsgLayout {
-            sk: NO_FIELD,
-            protocol: NO_FIELD,
-        },
+        release: ReleaseLayout::NONE,
         offsets: StructOffsets::UNKNOWN,
         sock: SockOffsets::UNKNOWN,
         filter: Filter::ANY,
@@ -490,7 +519,7 @@ impl KernelConfig {
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 34);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
-// Layouts, the sock_msg layout, StructOffsets, SockOffsets, the filter: no padding between them
+// Layouts, the release layout, StructOffsets, SockOffsets, the filter: no padding between them
 // (the parts go to the kernel one by one, each without padding, and the filter's u64 falls aligned).
 const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 48 + 84 + 48);
 
@@ -831,7 +860,7 @@ mod user {
     use super::*;
     // Plain integers and arrays of them, no padding: safe to hand to the loader as bytes.
     unsafe impl aya::Pod for TracepointLayout {}
-    unsafe impl aya::Pod for SockMsgLayout {}
+    unsafe impl aya::Pod for ReleaseLayout {}
     unsafe impl aya::Pod for TcpProbeLayout {}
     unsafe impl aya::Pod for StructOffsets {}
     unsafe impl aya::Pod for SockOffsets {}

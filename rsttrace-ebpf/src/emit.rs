@@ -25,6 +25,7 @@ use crate::{
         SOCK_OFFSETS, WAKEUPS, WAKEUP_EVERY,
     },
     owner::{self, TCP_CLOSE, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
+    release,
 };
 
 #[inline(always)]
@@ -843,6 +844,8 @@ impl Draft {
             // owner's call (which names it), or the stack's abort of an orphan (no file).
             let from_close = kind == EventKind::SendReset as u32 && state == TCP_CLOSE;
             (*event).sk_inode = if full && !from_close && !owner.is_known() { socket_inode(netns_sk, &SOCK_OFFSETS.load()) } else { 0 };
+            // Its holder may close it before the agent looks: the one that does is named then.
+            release::await_release(netns_sk, (*event).sk_inode);
             if let Some(c) = close {
                 (*event).closed_from = c.old_state as u8;
                 (*event).flags |= FLAG_CLOSED_FROM;
@@ -997,7 +1000,7 @@ unsafe fn fill_current(event: *mut Event) {
 
 /// The name of the process `current` belongs to: its group leader's `comm`.
 #[inline(always)]
-fn process_comm() -> Option<[u8; 16]> {
+pub(crate) fn process_comm() -> Option<[u8; 16]> {
     let o = OFFSETS.load();
     if o.task_group_leader == NO_OFFSET || o.task_comm == NO_OFFSET {
         return None;
@@ -1028,7 +1031,7 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 /// 1 s when idle), so a lone event waits at most that long. Counted per CPU (an inlined array
 /// access): asking the ring buffer how full it is was measured at ~1.2 µs.
 #[inline(always)]
-fn wakeup_flags() -> u64 {
+pub(crate) fn wakeup_flags() -> u64 {
     match WAKEUPS.get_ptr_mut(0) {
         Some(count) => {
             // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.

@@ -14,8 +14,8 @@
 //! load-time globals in `maps.rs`, set by the agent before load. A field offset of `NO_FIELD`
 //! means "this kernel has no such field".
 //!
-//! Only resets cross the ring buffer (and a listener's start and end, and the two errors that
-//! name a reset or a timeout): a connection that never resets costs its state changes' program
+//! Only resets cross the ring buffer (and a listener's start and end, the two errors that name a
+//! reset or a timeout, and the release of a socket whose reset found no owner: `release.rs`): a connection that never resets costs its state changes' program
 //! runs and a few array loads and stores, nothing in the agent. What a verdict needs from before
 //! the reset is kept in the kernel: per socket, `SOCKS` (its owner, learned only in process context,
 //! and when a connection this host opened began and completed its handshake), and across
@@ -46,6 +46,8 @@ mod maps;
 mod owner;
 #[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod release;
 #[cfg(target_arch = "bpf")]
 mod socks;
 #[cfg(target_arch = "bpf")]

@@ -5,8 +5,8 @@ use aya_ebpf::{
     Global,
 };
 use rsttrace_common::{
-    Filter, FoldedCount, FoldedKey, Owner, FOLDED_KEYS, PeerSample, RaceEntry, SockMsgLayout, SockOffsets, SockRecord, StructOffsets,
-    TcpProbeLayout, TracepointLayout, TypedSockFields, NO_FIELD, PEER_SLOTS,
+    Filter, FoldedCount, FoldedKey, Owner, FOLDED_KEYS, PeerSample, RaceEntry, ReleaseLayout, SockOffsets, SockRecord, StructOffsets,
+    TcpProbeLayout, TracepointLayout, TypedSockFields, PEER_SLOTS,
 };
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
@@ -20,7 +20,7 @@ pub static LAYOUT_SET_STATE: Global<TracepointLayout> = Global::new(TracepointLa
 #[unsafe(no_mangle)]
 pub static LAYOUT_ERROR_REPORT: Global<TracepointLayout> = Global::new(TracepointLayout::EMPTY);
 #[unsafe(no_mangle)]
-pub static SOCK_MSG: Global<SockMsgLayout> = Global::new(SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD });
+pub static RELEASE: Global<ReleaseLayout> = Global::new(ReleaseLayout::NONE);
 #[unsafe(no_mangle)]
 pub static OFFSETS: Global<StructOffsets> = Global::new(StructOffsets::UNKNOWN);
 #[unsafe(no_mangle)]

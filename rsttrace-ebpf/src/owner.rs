@@ -57,39 +57,37 @@ pub fn listen(sk: u64) -> Owner {
     owner
 }
 
-/// Record `current` as the owner of `sk`, skipping the map write when nothing changed (the
-/// send/receive hooks call this on every message). Returns the owner now on record.
+/// Record `current` as the owner of `sk` (a close or shutdown in its owner's call), skipping the
+/// map write when nothing changed.
 #[inline(always)]
-pub fn learn(sk: u64) -> Owner {
+pub fn learn(sk: u64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let pid = pid_tgid as u32;
+    // The namespace is read when a reset needs it, as for connect().
     let Some(known) = socks::find(sk) else {
-        let owner = current_owner(socket_netns(sk));
-        socks::insert(sk, &SockRecord { owner, ..SockRecord::EMPTY });
-        return owner;
+        socks::insert(sk, &SockRecord { owner: current_owner(0), ..SockRecord::EMPTY });
+        return;
     };
     // SAFETY: pointer into array value memory, valid for this program run.
     let known = unsafe { &mut *known };
     if known.owner.tgid == tgid && known.owner.pid == pid {
-        return known.owner;
+        return;
     }
     // Another thread of the same process (a pool's) keeps the namespace on record; another
-    // process reads it again: the record may be a freed socket's (see `listen`).
-    let netns = if known.owner.tgid == tgid && known.owner.netns != 0 { known.owner.netns } else { socket_netns(sk) };
-    let owner = current_owner(netns);
+    // process leaves it to be read again: the record may be a freed socket's (see `listen`).
+    let owner = current_owner(if known.owner.tgid == tgid { known.owner.netns } else { 0 });
     // A worker thread closing a socket for the kernel (a file's last reference dropped outside
     // its process, deferred to a workqueue) is not its owner: the one on record stays.
     if known.owner.is_known() && is_worker_thread(&owner.comm) {
-        return known.owner;
+        return;
     }
     known.owner = owner;
-    owner
 }
 
 /// `kworker/…`: a kernel worker thread.
 #[inline(always)]
-fn is_worker_thread(comm: &[u8; 16]) -> bool {
+pub(crate) fn is_worker_thread(comm: &[u8; 16]) -> bool {
     comm[..8] == *b"kworker/"
 }
 

@@ -13,8 +13,8 @@ use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout,
 
 use crate::{
     emit::{early_field, layout, orphan_timed_out, probe_field, record_key, sk_state, Draft, Record},
-    evidence, fold, history, socks,
-    maps::{CloseSlot, TupleKey, SOCK_MSG, TCP_PROBE},
+    evidence, fold, history, release, socks,
+    maps::{CloseSlot, TupleKey, RELEASE, TCP_PROBE},
     owner::{
         self, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT,
         TCP_TIME_WAIT,
@@ -344,23 +344,13 @@ pub fn inet_sk_error_report(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Where `sock_send_length`/`sock_recv_length` keep these on every kernel that has them (6.4+)
-/// without PREEMPT_RT.
-const SOCK_MSG_SK: u16 = 8;
-const SOCK_MSG_PROTOCOL: u16 = 18;
+/// Where `tcp:tcp_destroy_sock` keeps the socket on every kernel we know (6.1 to 6.18).
+const DESTROY_SKADDR: u16 = 8;
 
-/// `sock:sock_send_length` and `sock:sock_recv_length` (Linux 6.4+) run in the system call of
-/// the task using the socket: the most reliable owner signal, and the one that follows a socket
-/// into a forked child. Nothing is emitted; they only keep `SOCKS` current. They fire for every
-/// message on every socket, so they must stay cheap.
+/// `tcp:tcp_destroy_sock`: a socket's end; see `release.rs`.
 #[tracepoint]
-pub fn sock_msg_length(ctx: TracePointContext) -> u32 {
-    let l = SOCK_MSG.load();
-    let protocol = early_field::<u16, SOCK_MSG_PROTOCOL>(&ctx, l.protocol).unwrap_or(0);
-    let sk = early_field::<u64, SOCK_MSG_SK>(&ctx, l.sk).unwrap_or(0);
-    if protocol == IPPROTO_TCP && sk != 0 {
-        let _ = owner::learn(sk);
-    }
+pub fn tcp_destroy_sock(ctx: TracePointContext) -> u32 {
+    release::destroyed(|| early_field::<u64, DESTROY_SKADDR>(&ctx, RELEASE.load().skaddr).unwrap_or(0));
     0
 }
 

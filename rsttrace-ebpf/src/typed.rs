@@ -19,7 +19,7 @@ use crate::{
     fold::{self, Refusal},
     owner::TCP_SYN_SENT,
     maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SOCK},
-    history, owner,
+    history, owner, release,
     programs::{changes_records, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
 
@@ -310,22 +310,11 @@ pub fn error_report_typed(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// `sock_send_length`/`sock_recv_length(sk, ret, flags)`: see `programs::sock_msg_length`.
-#[btf_tracepoint(function = "sock_send_length")]
-pub fn sock_send_typed(ctx: BtfTracePointContext) -> u32 {
-    learn_owner(ctx.arg(0));
+/// `tcp_destroy_sock(sk)`: see `programs::tcp_destroy_sock`. The socket's address is taken only
+/// when a socket is awaited.
+#[btf_tracepoint(function = "tcp_destroy_sock")]
+pub fn destroy_sock_typed(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    release::destroyed(|| address(sk));
     0
-}
-
-#[btf_tracepoint(function = "sock_recv_length")]
-pub fn sock_recv_typed(ctx: BtfTracePointContext) -> u32 {
-    learn_owner(ctx.arg(0));
-    0
-}
-
-#[inline(always)]
-fn learn_owner(sk: u64) {
-    if is_tcp(sk) {
-        let _ = owner::learn(address(sk));
-    }
 }

@@ -18,7 +18,7 @@ use crate::{
     judge::{Judge, Visibility},
     processes::Processes,
     workload::Workloads,
-    decode::Decoder,
+    decode::{Decoder, Item},
     filter::ReportFilter,
     fold::Folder,
     kernel_folds::KernelFolds,
@@ -396,8 +396,8 @@ fn describe_capture(c: &loader::Capture) {
     if !c.missing.is_empty() {
         eprintln!("rsttrace: tracepoints missing on this kernel: {}", c.missing.join(", "));
     }
-    if !c.owner_hooks {
-        eprintln!("rsttrace: no sock_send_length/sock_recv_length tracepoints: owners are learned from connect/listen/close only");
+    if !c.release_hook {
+        eprintln!("rsttrace: no tcp:tcp_destroy_sock tracepoint: a socket reset without an owner on record and closed at once is named after its listener");
     }
     if !c.btf_missing.is_empty() {
         eprintln!("rsttrace: BTF incomplete ({}): netns and trigger flags may be missing", c.btf_missing.join("; "));
@@ -426,8 +426,9 @@ struct LoopState<'m> {
 impl LoopState<'_> {
     fn ingest(&mut self, bytes: &[u8]) {
         self.events_read += 1;
-        match self.decoder.decode(bytes) {
-            Ok(event) => {
+        match self.decoder.decode_item(bytes) {
+            Ok(Item::Released(release)) => self.processes.released(&release),
+            Ok(Item::Event(event)) => {
                 // A listener's namespace: which addresses it serves (see `listens_here`).
                 if let (Payload::SetState { new: Some(TcpState::Listen), .. }, Some(owner)) = (&event.payload, event.owner.or(event.current)) {
                     self.judge.local_addresses.learn(event.netns, owner.pid);

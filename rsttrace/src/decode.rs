@@ -6,7 +6,7 @@ use std::{
 };
 
 use rsttrace_common::{
-    Event, EventKind, Owner, PeerEvidence, RaceEntry, TracepointLayout, EVENT_SIZE,
+    Event, EventKind, Owner, PeerEvidence, RaceEntry, Released, TracepointLayout, EVENT_SIZE, RELEASED_ITEM,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_NOTHING_EXCHANGED, FACT_LINGER0,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE,
@@ -29,6 +29,8 @@ const AF_INET6: u16 = 10;
 pub enum DecodeError {
     #[error("event of {0} bytes, expected {EVENT_SIZE}")]
     Size(usize),
+    #[error("release of {0} bytes, expected {RELEASED_SIZE}")]
+    ReleaseSize(usize),
     #[error("unknown event kind {0}")]
     Kind(u32),
     #[error("{0} event for a tracepoint that was not attached")]
@@ -253,6 +255,51 @@ fn segment(raw: &Event) -> Option<Segment> {
     })
 }
 
+const RELEASED_SIZE: usize = std::mem::size_of::<Released>();
+
+/// One ring-buffer item: a kernel event, or the release of a socket whose reset found no owner.
+/// (Unboxed, though an event is much the larger: it moves once, into the judge, and a box would
+/// cost an allocation per event.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Event(KernelEvent),
+    Released(Release),
+}
+
+/// The process that let go of a socket nobody was seen acting on (see `Released`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Release {
+    /// The socket file's inode, as the reset's event named it.
+    pub inode: u64,
+    /// The releasing task: its process (`pid`) and thread (`tid`).
+    pub pid: u32,
+    pub tid: u32,
+    /// The process's own name where the kernel read it (the releasing thread's is no name for
+    /// its process unless it is the main thread).
+    pub process_comm: Option<Comm>,
+}
+
+/// A [`Released`] item, told apart by its first word; `None` for any other item.
+fn release(data: &[u8]) -> Option<Result<Release, DecodeError>> {
+    let kind = u32::from_ne_bytes(data.get(..4)?.try_into().ok()?);
+    if kind != RELEASED_ITEM {
+        return None;
+    }
+    if data.len() < RELEASED_SIZE {
+        return Some(Err(DecodeError::ReleaseSize(data.len())));
+    }
+    // SAFETY: length checked; `Released` is plain old data, valid for any bytes; read unaligned.
+    let raw = unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<Released>()) };
+    let (pid, tid) = ((raw.pid_tgid >> 32) as u32, raw.pid_tgid as u32);
+    let process_comm = if raw.process_comm[0] != 0 {
+        Some(Comm::from_kernel(&raw.process_comm))
+    } else {
+        (pid == tid && raw.comm[0] != 0).then(|| Comm::from_kernel(&raw.comm))
+    };
+    Some(Ok(Release { inode: raw.inode, pid, tid, process_comm }))
+}
+
 /// Decodes events for the running kernel.
 #[derive(Clone, Debug, Default)]
 pub struct Decoder {
@@ -263,6 +310,14 @@ pub struct Decoder {
 impl Decoder {
     pub fn new(kinds: [Option<RecordFields>; EventKind::COUNT]) -> Self {
         Self { kinds }
+    }
+
+    /// Any ring-buffer item.
+    pub fn decode_item(&self, data: &[u8]) -> Result<Item, DecodeError> {
+        match release(data) {
+            Some(release) => release.map(Item::Released),
+            None => self.decode(data).map(Item::Event),
+        }
     }
 
     pub fn decode(&self, data: &[u8]) -> Result<KernelEvent, DecodeError> {
@@ -563,6 +618,31 @@ pub(crate) mod tests {
         let s = h.sibling.unwrap();
         assert_eq!(s.rport, 445);
         assert_eq!((s.family, s.raddr.to_string(), s.opened_ns, s.established_ns, s.open), (Family::Ipv4, "10.0.0.2".to_string(), 4, 7, true));
+    }
+
+    fn released_bytes(pid_tgid: u64, comm: &[u8; 16], process_comm: &[u8; 16]) -> Vec<u8> {
+        let raw = Released { kind: RELEASED_ITEM, _pad: 0, inode: 4242, pid_tgid, comm: *comm, process_comm: *process_comm };
+        // SAFETY: plain old data viewed as its bytes.
+        unsafe { std::slice::from_raw_parts((&raw as *const Released).cast::<u8>(), RELEASED_SIZE) }.to_vec()
+    }
+
+    #[test]
+    fn a_release_is_told_from_an_event_by_its_first_word_and_names_the_process() {
+        let decoder = decoder_for("6.18.44-host");
+        let main_thread = released_bytes((7 << 32) | 7, b"nginx\0\0\0\0\0\0\0\0\0\0\0", &[0; 16]);
+        let Ok(Item::Released(r)) = decoder.decode_item(&main_thread) else { panic!("not a release") };
+        assert_eq!((r.inode, r.pid, r.tid, r.process_comm.map(|c| c.as_str().to_string())), (4242, 7, 7, Some("nginx".into())));
+        // Another thread's own name is not its process's: only the leader's, where it was read.
+        let worker = released_bytes((7 << 32) | 9, b"worker-3\0\0\0\0\0\0\0\0", &[0; 16]);
+        let Ok(Item::Released(r)) = decoder.decode_item(&worker) else { panic!("not a release") };
+        assert_eq!((r.pid, r.tid, r.process_comm), (7, 9, None));
+        let named = released_bytes((7 << 32) | 9, b"worker-3\0\0\0\0\0\0\0\0", b"gunicorn\0\0\0\0\0\0\0\0");
+        let Ok(Item::Released(r)) = decoder.decode_item(&named) else { panic!("not a release") };
+        assert_eq!(r.process_comm.map(|c| c.as_str().to_string()), Some("gunicorn".into()));
+        assert_eq!(decoder.decode_item(&main_thread[..20]), Err(DecodeError::ReleaseSize(20)));
+        // An event is still an event.
+        let record = [("state", 7i32.to_le_bytes().to_vec()), ("saddr", sockaddr_in([10, 0, 0, 1], 5000)), ("daddr", sockaddr_in([10, 0, 0, 2], 80))];
+        assert!(matches!(decoder.decode_item(&event_bytes("6.18.44-host", EventKind::SendReset, &record)), Ok(Item::Event(_))));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
 };
 use rsttrace_common::{
-    EventKind, Filter, KernelConfig, SockMsgLayout, SockOffsets, StructOffsets, TcpProbeLayout,
+    EventKind, Filter, KernelConfig, ReleaseLayout, SockOffsets, StructOffsets, TcpProbeLayout,
     HolderFields, TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, NO_FIELD,
     PEER_SLOTS, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE,
 };
@@ -33,8 +33,9 @@ const CORE: [EventKind; 3] = [EventKind::SendReset, EventKind::ReceiveReset, Eve
 /// `tcp:tcp_send_reset` stays silent without a full socket.
 const SEND_RESET_FUNCTIONS: [&str; 2] = ["tcp_v4_send_reset", "tcp_v6_send_reset"];
 
-/// The owner-learning hooks (Linux 6.4+); optional.
-const SOCK_MSG_TRACEPOINTS: [&str; 2] = ["sock_send_length", "sock_recv_length"];
+/// Where a socket's last reference goes: names the process that lets go of a socket nobody was
+/// seen acting on (see `Released`); optional.
+const RELEASE_TRACEPOINT: (&str, &str) = ("tcp", "tcp_destroy_sock");
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -84,8 +85,8 @@ pub struct Capture {
     pub active_reasons: bool,
     /// How resets sent without a full socket (closed port, TIME_WAIT) are seen.
     pub socketless: Socketless,
-    /// The send/receive owner hooks are attached.
-    pub owner_hooks: bool,
+    /// The hook that names the process releasing a socket is attached.
+    pub release_hook: bool,
     /// Struct offsets BTF could not give (netns or trigger flags then stay empty).
     pub btf_missing: Vec<String>,
     /// How `--network-evidence` samples the peer's segments; `None` without the flag.
@@ -201,8 +202,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         }
     }
     config.filter = opts.filter;
-    config.sock_msg = sock_msg_layout(opts.tracefs);
-    capture.owner_hooks = config.sock_msg.sk != NO_FIELD;
+    config.release = release_layout(opts.tracefs);
+    capture.release_hook = config.release.skaddr != NO_FIELD;
     let mut typed_sock = TypedSockFields::UNKNOWN;
     let mut holder_fields = HolderFields::UNKNOWN;
     (config.offsets, config.sock) = match btf::Btf::from_file(opts.btf_path) {
@@ -238,7 +239,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let aya_btf = std::cell::OnceCell::new();
     let kernel_btf = || aya_btf.get_or_init(|| Btf::parse_file(opts.btf_path, Endianness::default()).map_err(|e| format!("BTF: {e}"))).as_ref().map_err(String::clone);
     let mut ebpf = loader
-        .override_global("SOCK_MSG", &config.sock_msg, true)
+        .override_global("RELEASE", &config.release, true)
         .override_global("OFFSETS", &config.offsets, true)
         .override_global("SOCK_OFFSETS", &config.sock, true)
         .override_global("FILTER", &config.filter, true)
@@ -258,14 +259,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .map_err(LoadError::Object)?;
     let floor = |program: &'static str, empty: &'static str| if opts.cost_floor.is_some() { empty } else { program };
     let present: Vec<EventKind> = EventKind::ALL.into_iter().filter(|k| kinds[*k as usize].is_some()).collect();
-    let owner_hooks: Vec<(&'static str, &'static str)> =
-        if capture.owner_hooks { SOCK_MSG_TRACEPOINTS.iter().map(|n| ("sock", *n)).collect() } else { Vec::new() };
+    let release_hook = capture.release_hook.then_some(RELEASE_TRACEPOINT);
     if opts.cost_floor == Some(FloorKind::Raw) {
-        let names = present.iter().map(|k| k.tracepoint().1).chain(owner_hooks.iter().map(|(_, name)| *name));
+        let names = present.iter().map(|k| k.tracepoint().1).chain(release_hook.map(|(_, name)| name));
         attach_raw(&mut ebpf, "floor_raw_tracepoint", names)?;
     } else {
         if opts.cost_floor.is_none() {
-            let typed = typed_plan(opts, &typed_sock, &config.layouts, &present, capture.owner_hooks);
+            let typed = typed_plan(opts, &typed_sock, &config.layouts, &present, capture.release_hook);
             capture.hooks = match typed.and_then(|plan| attach_typed(&mut ebpf, kernel_btf()?, plan)) {
                 Ok(()) => Hooks::Typed,
                 Err(why) => Hooks::ClassicBecause(why),
@@ -279,8 +279,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             let program = if kind == EventKind::SendReset && capture.socketless == Socketless::Tracepoint { "tcp_send_reset_counting" } else { kind.program() };
             attach(&mut ebpf, floor(program, "floor_tracepoint"), &[kind.tracepoint()])?;
         }
-        if !owner_hooks.is_empty() && capture.hooks != Hooks::Typed {
-            attach(&mut ebpf, floor("sock_msg_length", "floor_tracepoint"), &owner_hooks)?;
+        if let Some(hook) = release_hook.filter(|_| capture.hooks != Hooks::Typed) {
+            attach(&mut ebpf, floor("tcp_destroy_sock", "floor_tracepoint"), &[hook])?;
         }
     }
     if capture.socketless == Socketless::Kprobe {
@@ -302,13 +302,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
 }
 
 /// The BTF-typed programs: the tracepoint each attaches to, and the layout of the record it writes
-/// in place of the classic tracepoint's (`None`: the owner hooks, which report nothing).
-const TYPED: [(&str, &str, Option<(EventKind, TracepointLayout)>); 5] = [
+/// in place of the classic tracepoint's (`None`: the release hook, which writes none).
+const TYPED: [(&str, &str, Option<(EventKind, TracepointLayout)>); 4] = [
     ("set_state_typed", "inet_sock_set_state", Some((EventKind::SetState, SET_STATE_SHAPE))),
     ("receive_reset_typed", "tcp_receive_reset", Some((EventKind::ReceiveReset, RECEIVE_RESET_SHAPE))),
     ("error_report_typed", "inet_sk_error_report", Some((EventKind::ErrorReport, ERROR_REPORT_SHAPE))),
-    ("sock_send_typed", "sock_send_length", None),
-    ("sock_recv_typed", "sock_recv_length", None),
+    ("destroy_sock_typed", "tcp_destroy_sock", None),
 ];
 
 /// The event kinds the typed programs take over from the classic ones (all but `tcp_send_reset`,
@@ -323,7 +322,7 @@ fn typed_plan(
     fields: &TypedSockFields,
     layouts: &[TracepointLayout; EventKind::COUNT],
     present: &[EventKind],
-    owner_hooks: bool,
+    release_hook: bool,
 ) -> Result<Vec<(&'static str, &'static str)>, String> {
     if opts.hooks == HookKind::Classic {
         return Err("--hooks classic".into());
@@ -338,7 +337,7 @@ fn typed_plan(
             Some((kind, shape)) if layouts[kind as usize] != shape => {
                 return Err(format!("{tracepoint}'s record is laid out unlike the kernels rsttrace knows"));
             }
-            None if !owner_hooks => continue,
+            None if !release_hook => continue,
             _ => plan.push((program, tracepoint)),
         }
     }
@@ -438,23 +437,13 @@ fn attach_evidence(ebpf: &mut Ebpf, layout: TcpProbeLayout) -> Result<EvidenceHo
     Ok(EvidenceHook::Kprobe)
 }
 
-/// Both owner hooks must exist with the fields we read, or neither is used.
-fn sock_msg_layout(tracefs: &Tracefs) -> SockMsgLayout {
-    let mut layout = SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD };
-    for name in SOCK_MSG_TRACEPOINTS {
-        let Ok(format) = tracefs.format("sock", name) else {
-            return SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD };
-        };
-        match (format.field("sk"), format.field("protocol")) {
-            (Some(sk), Some(protocol))
-                if layout.sk == NO_FIELD || (layout.sk == sk.offset as u16 && layout.protocol == protocol.offset as u16) =>
-            {
-                layout = SockMsgLayout { sk: sk.offset as u16, protocol: protocol.offset as u16 };
-            }
-            _ => return SockMsgLayout { sk: NO_FIELD, protocol: NO_FIELD },
-        }
+/// Where `tcp:tcp_destroy_sock`'s record keeps the socket; `NO_FIELD` without the tracepoint.
+fn release_layout(tracefs: &Tracefs) -> ReleaseLayout {
+    let (group, name) = RELEASE_TRACEPOINT;
+    match tracefs.format(group, name).ok().and_then(|format| format.field("skaddr").map(|f| f.offset as u16)) {
+        Some(skaddr) => ReleaseLayout { skaddr, _pad: 0 },
+        None => ReleaseLayout::NONE,
     }
-    layout
 }
 
 fn attach(ebpf: &mut Ebpf, program: &'static str, tracepoints: &[(&'static str, &'static str)]) -> Result<(), LoadError> {

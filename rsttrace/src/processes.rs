@@ -11,7 +11,8 @@
 //! the BTF for it, the kernel's own walk of every task's files answers instead
 //! ([`SocketHolders`], for the unknown sockets of the events just read at once, for at most
 //! [`KERNEL_WALK_BUDGET`] a second); elsewhere `/proc` is walked again on an unknown
-//! socket, at most once a second, so a storm of such resets costs one.
+//! socket, at most once a second, so a storm of such resets costs one. A holder that closes such
+//! a socket before either walk is named by the kernel as it lets go ([`Processes::released`]).
 use std::{
     collections::HashMap,
     path::PathBuf,
@@ -19,6 +20,7 @@ use std::{
 };
 
 use crate::{
+    decode::Release,
     event::{Comm, Task},
     holders::SocketHolders,
     judge::SocketFiles,
@@ -108,6 +110,22 @@ impl Processes {
         }
     }
 
+    /// A socket nobody was seen acting on was let go of by `release`'s process: it held the
+    /// file last (a walk that found a process sharing the file before is overruled).
+    pub fn released(&mut self, release: &Release) {
+        if release.inode == 0 {
+            return;
+        }
+        if self.holders.len() >= MAX_SOCKETS {
+            self.holders.clear();
+        }
+        self.holders.insert(release.inode, release.pid);
+        // Named now: a process that closes the socket may exit before the report is written.
+        if let Some(name) = release.process_comm {
+            self.names.insert(release.pid, (name, Instant::now()));
+        }
+    }
+
     /// The name of process `pid` (its main thread's): read now, or, for a process gone since,
     /// as the last walk saw it.
     pub fn name(&mut self, pid: u32) -> Option<Comm> {
@@ -189,6 +207,18 @@ mod tests {
     use std::os::{fd::AsRawFd, unix::fs::MetadataExt};
 
     use super::*;
+
+    #[test]
+    fn a_release_names_the_holder_and_overrules_a_walk() {
+        let mut p = Processes::at(PathBuf::from("/nonexistent"));
+        p.holders.insert(4242, 10); // a walk found the parent, which shared the file
+        p.released(&Release { inode: 4242, pid: 11, tid: 12, process_comm: Some(Comm::from("server")) });
+        assert_eq!(p.holder(4242), Some(11));
+        // Named as the kernel read it: the process may be gone, `/proc` never knew it here.
+        assert_eq!(SocketFiles::holder(&mut p, 4242).map(|t| (t.pid, t.comm.as_str().to_string())), Some((11, "server".into())));
+        p.released(&Release { inode: 0, pid: 13, tid: 13, process_comm: None });
+        assert_eq!(p.holders.len(), 1);
+    }
 
     #[test]
     fn this_process_holds_its_own_socket_and_is_named() {

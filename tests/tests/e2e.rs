@@ -200,8 +200,23 @@ fn aborts_that_reuse_one_4_tuple_in_quick_succession_are_each_the_peers() {
 /// a root process's `/proc/PID/fd`), not the listener's owner's.
 #[test]
 fn a_connection_reset_before_the_forked_child_holding_it_used_it_is_the_childs() {
-    for (f, reports, pids) in traced(37, |net, f| {
-        let server = listen(net, f, "fork-hold");
+    abort_to_a_forked_child(37, "fork-hold");
+}
+
+/// The same server, but its child waits in recv() and closes the connection the moment the
+/// peer's RST fails it, before the agent reads the reset: the socket had no owner on record and
+/// no process holds it by the time anyone could look, so the kernel names the child as it lets
+/// go of the socket (`tcp:tcp_destroy_sock`); the listener's owner, the parent, is not it.
+#[test]
+fn a_connection_its_forked_child_closes_as_soon_as_it_is_reset_is_the_childs() {
+    abort_to_a_forked_child(39, "fork-read-close");
+}
+
+/// A client aborts (SO_LINGER 0) its connection to a forking server of `mode`: the received
+/// reset is the child's, found by its socket's file.
+fn abort_to_a_forked_child(subnet: u8, mode: &str) {
+    for (f, reports, pids) in traced(subnet, |net, f| {
+        let server = listen(net, f, mode);
         let mut c = client(net, f, PORT, &["--wait-go", "--linger0"]);
         c.expect_line("ready", T);
         let child: u64 = server.expect_line("child", T).trim_start_matches("child ").parse().expect("child pid");
@@ -791,8 +806,10 @@ fn ss_kill_is_socket_destroyed_by_ss_on_the_owners_socket() {
     }) {
         let [sent, received] = exactly(&reports, ["sent:socket_destroyed", "received:peer_reset"]);
         // The owner stays the server; the killer is the task that ran the call.
+        // The server never used the socket, so it has no owner on record: it is found holding
+        // the socket's file.
         assert_report(sent, f, "application", Some(pids[0]));
-        assert_eq!(sent["attribution"], "socket_owner");
+        assert_eq!(sent["attribution"], "socket_file", "{sent}");
         assert_eq!(sent["current_comm"], "ss");
         assert_eq!(sent["state"], "ESTABLISHED");
         let why = sent["why"].as_str().unwrap();

@@ -130,7 +130,7 @@ fn rsttrace_program_ids() -> std::collections::BTreeSet<String> {
         .lines()
         // bpftool shows names cut to 15 characters.
         .filter(|l| {
-            ["tcp_send_reset", "tcp_receive_res", "inet_sock_set_s", "sock_msg_length", "set_state_typed", "sock_send_typed", "sock_recv_typed", "receive_reset_t", "error_report_ty"]
+            ["tcp_send_reset", "tcp_receive_res", "inet_sock_set_s", "tcp_destroy_soc", "set_state_typed", "destroy_sock_ty", "receive_reset_t", "error_report_ty"]
                 .iter()
                 .any(|p| l.contains(p))
         })

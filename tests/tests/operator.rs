@@ -299,12 +299,13 @@ fn cost_floor_run(flag: &str, tracepoint_program: &str) -> usize {
     }
     assert!(seen.last().is_some_and(|l| l.contains("attached empty programs")), "{seen:?}");
     // This process's attachments: every one runs an empty program, none a real one; every
-    // tracepoint (all but a kprobe) the one asked for.
+    // tracepoint (all but a kprobe) the one asked for. Five tracepoints on every kernel we know:
+    // the two resets, state changes, error reports and sockets' ends.
     let attached = attached_programs(floor.id());
-    assert!(attached.len() >= 6, "one attachment per hook: {attached:?}");
+    assert!(attached.len() >= 5, "one attachment per hook: {attached:?}");
     assert!(attached.iter().all(|name| name.starts_with("floor_")), "{attached:?}");
     let on_tracepoints: Vec<&String> = attached.iter().filter(|name| *name != "floor_kprobe").collect();
-    assert!(on_tracepoints.len() >= 6 && on_tracepoints.iter().all(|n| *n == tracepoint_program), "{attached:?}");
+    assert!(on_tracepoints.len() >= 5 && on_tracepoints.iter().all(|n| *n == tracepoint_program), "{attached:?}");
     for f in FAMILIES {
         refused(&net, f, 2);
     }

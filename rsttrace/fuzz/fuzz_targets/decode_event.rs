@@ -1,5 +1,5 @@
-//! Arbitrary bytes as ring-buffer events, decoded with the layouts of Linux 6.1 and 6.18:
-//! an error or an event, never a panic.
+//! Arbitrary bytes as ring-buffer items, decoded with the layouts of Linux 6.1 and 6.18:
+//! an error, an event or a socket's release, never a panic.
 #![no_main]
 use std::sync::OnceLock;
 
@@ -32,6 +32,6 @@ fn decoders() -> &'static [Decoder; 2] {
 
 fuzz_target!(|data: &[u8]| {
     for decoder in decoders() {
-        let _ = decoder.decode(data);
+        let _ = decoder.decode_item(data);
     }
 });

@@ -119,25 +119,17 @@ fn listen(addr: SocketAddr, mode: &str) {
                 std::thread::spawn(move || hold(s));
             }
             // A forking server (inetd, sshd, a prefork server): a child holds each connection and
-            // is busy elsewhere (starting up: prints its pid, then sleeps); the parent closes its
-            // copy.
-            "fork-hold" => {
-                // SAFETY: the child only prints, sleeps and exits: it takes no lock another of
-                // the parent's threads (the deadline's, asleep) could hold.
-                match unsafe { libc::fork() } {
-                    0 => {
-                        // SAFETY: closes this process's copy of the listener, left to the parent.
-                        unsafe { libc::close(listener.as_raw_fd()) };
-                        let mut out = std::io::stdout();
-                        let _ = writeln!(out, "child {}", std::process::id()).and_then(|()| out.flush());
-                        std::thread::sleep(Duration::from_secs(5));
-                        // SAFETY: ends the child without running the parent's exit handlers.
-                        unsafe { libc::_exit(0) };
-                    }
-                    -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-                    _ => drop(s),
-                }
-            }
+            // is busy elsewhere (starting up: sleeps); the parent closes its copy.
+            "fork-hold" => in_a_child(&listener, s, |_s| std::thread::sleep(Duration::from_secs(5))),
+            // The same, but the child waits in recv() and closes the connection the moment it
+            // fails (a server told ECONNRESET), then lives on a while (its name stays readable).
+            "fork-read-close" => in_a_child(&listener, s, |mut s| {
+                read_until_the_end(&mut s);
+                drop(s);
+                println!("closed");
+                std::io::stdout().flush().unwrap();
+                std::thread::sleep(Duration::from_secs(3));
+            }),
             // Answer the first request, then keep the connection open (keep-alive) and drain.
             "answer" => {
                 wait_readable(&s);
@@ -235,6 +227,26 @@ fn listen(addr: SocketAddr, mode: &str) {
 }
 
 /// Drain what arrives and say how the connection ended, keeping the socket until the deadline.
+/// Hand connection `s` to a forked child, which closes its copy of the listener, prints its pid
+/// (`child PID`), runs `child` and exits; the parent closes its copy of `s`.
+fn in_a_child(listener: &TcpListener, s: TcpStream, child: impl FnOnce(TcpStream)) {
+    // SAFETY: the child only prints, reads, sleeps and exits: it takes no lock another of the
+    // parent's threads (the deadline's, asleep) could hold.
+    match unsafe { libc::fork() } {
+        0 => {
+            // SAFETY: closes this process's copy of the listener, left to the parent.
+            unsafe { libc::close(listener.as_raw_fd()) };
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "child {}", std::process::id()).and_then(|()| out.flush());
+            child(s);
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        _ => drop(s),
+    }
+}
+
 fn hold(mut s: TcpStream) {
     read_until_the_end(&mut s);
     std::thread::sleep(DEADLINE);
