@@ -1022,7 +1022,7 @@ impl Drop for Draft {
     }
 }
 
-const BPF_RB_NO_WAKEUP: u64 = 1;
+pub(crate) const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
 /// Wake the reader once per `WAKEUP_EVERY` events on a CPU instead of once per event: a wakeup

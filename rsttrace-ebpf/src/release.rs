@@ -14,7 +14,7 @@ use aya_ebpf::{
 use rsttrace_common::{Released, AWAITED_RELEASES, RELEASED_ITEM};
 
 use crate::{
-    emit::{process_comm, wakeup_flags},
+    emit::{process_comm, wakeup_flags, BPF_RB_NO_WAKEUP},
     maps::EVENTS,
     owner::is_worker_thread,
 };
@@ -26,6 +26,8 @@ const RELEASE_WINDOW_NS: u64 = 2_000_000_000;
 
 #[derive(Clone, Copy)]
 struct Awaited {
+    /// The key again: see `await_release`.
+    sk: u64,
     inode: u64,
     until_ns: u64,
 }
@@ -59,22 +61,24 @@ pub fn await_release(sk: u64, inode: u64) {
     let (Some(noting), Some(until)) = (NOTING.get_ptr_mut(0), AWAITED_UNTIL.get_ptr_mut(0)) else { return };
     // SAFETY: array values, valid for the program run; the helper has no preconditions. A
     // program that interrupts this one on this CPU and notes a socket too overwrites the per-CPU
-    // entry: this note is then the other's again, and its own socket's owner is left to a walk
-    // or its listener.
+    // entry, maybe between the two stores: a key whose value names another socket is never
+    // answered (`destroyed`), so the mix names nobody; that socket's owner is left to a walk or
+    // its listener.
     unsafe {
         let until_ns = bpf_ktime_get_ns() + RELEASE_WINDOW_NS;
+        (*noting).awaited = Awaited { sk, inode, until_ns };
         (*noting).sk = sk;
-        (*noting).awaited = Awaited { inode, until_ns };
         if AWAITING_RELEASE.insert(&(*noting).sk, &(*noting).awaited, 0).is_ok() {
             core::ptr::write_volatile(until, until_ns);
         }
     }
 }
 
-/// Socket `sk` is destroyed. If it is awaited, report the task releasing it; a kernel worker
-/// that dropped a file's last reference for a process names nobody. Past the window the word is
-/// cleared; an await noted in the same instant on another CPU then goes unanswered (its report
-/// names the holder a walk finds, or the listener's owner).
+/// Socket `sk` is destroyed. If it is awaited, report the task releasing it; a kernel thread
+/// (a worker that dropped a file's last reference for a process) names nobody. Past the window
+/// the word is cleared, unless another CPU moved it meanwhile (an await noted in the
+/// nanoseconds between the two reads goes unanswered: its report names the holder a walk finds,
+/// or the listener's owner).
 #[inline(always)]
 pub fn destroyed(sk: impl FnOnce() -> u64) {
     let Some(until) = AWAITED_UNTIL.get_ptr_mut(0) else { return };
@@ -87,14 +91,19 @@ pub fn destroyed(sk: impl FnOnce() -> u64) {
     let now = unsafe { bpf_ktime_get_ns() };
     if now > awaited_until {
         // SAFETY: as above.
-        unsafe { core::ptr::write_volatile(until, 0) };
+        unsafe {
+            if core::ptr::read_volatile(until) == awaited_until {
+                core::ptr::write_volatile(until, 0);
+            }
+        }
         return;
     }
     let sk = sk();
     // SAFETY: a hash-map value, copied out at once.
     let Some(awaited) = (unsafe { AWAITING_RELEASE.get(&sk) }).copied() else { return };
     // Another CPU's hook for the same address (the socket freed and a new one there) took it.
-    if AWAITING_RELEASE.remove(&sk).is_err() || now > awaited.until_ns {
+    // A socket freed at an awaited address past its window, or an entry mixed by two notes.
+    if AWAITING_RELEASE.remove(&sk).is_err() || now > awaited.until_ns || awaited.sk != sk {
         return;
     }
     let Some(mut entry) = EVENTS.reserve::<Released>(0) else { return };
@@ -106,8 +115,9 @@ pub fn destroyed(sk: impl FnOnce() -> u64) {
         (*item).inode = awaited.inode;
         let pid_tgid = bpf_get_current_pid_tgid();
         (*item).pid_tgid = pid_tgid;
-        if generated::bpf_get_current_comm((*item).comm.as_mut_ptr().cast(), 16) != 0 || is_worker_thread(&(*item).comm) {
-            entry.discard(0);
+        // Pid 0: the idle task, interrupted by a softirq; never a socket's holder.
+        if pid_tgid >> 32 == 0 || generated::bpf_get_current_comm((*item).comm.as_mut_ptr().cast(), 16) != 0 || is_worker_thread(&(*item).comm) {
+            entry.discard(BPF_RB_NO_WAKEUP);
             return;
         }
         (*item).process_comm = [0; 16];

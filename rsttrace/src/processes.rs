@@ -111,9 +111,11 @@ impl Processes {
     }
 
     /// A socket nobody was seen acting on was let go of by `release`'s process: it held the
-    /// file last (a walk that found a process sharing the file before is overruled).
+    /// file last (a walk that found a process sharing the file before is overruled). Not when
+    /// that process is rsttrace: its walk holds each file a moment, and a holder closing the
+    /// socket meanwhile leaves the last reference to the walk; the walk's finding stands.
     pub fn released(&mut self, release: &Release) {
-        if release.inode == 0 {
+        if release.inode == 0 || release.pid == 0 || release.pid == std::process::id() {
             return;
         }
         if self.holders.len() >= MAX_SOCKETS {
@@ -218,6 +220,10 @@ mod tests {
         assert_eq!(SocketFiles::holder(&mut p, 4242).map(|t| (t.pid, t.comm.as_str().to_string())), Some((11, "server".into())));
         p.released(&Release { inode: 0, pid: 13, tid: 13, process_comm: None });
         assert_eq!(p.holders.len(), 1);
+        // rsttrace's own walk dropping the last reference, or the idle task: nobody's holder.
+        p.released(&Release { inode: 4242, pid: std::process::id(), tid: std::process::id(), process_comm: None });
+        p.released(&Release { inode: 4242, pid: 0, tid: 0, process_comm: None });
+        assert_eq!(p.holder(4242), Some(11));
     }
 
     #[test]

@@ -134,8 +134,9 @@ pub enum Attribution {
     SocketOwner,
     /// The task running when the kernel acted, in a path known to run in the owner's system call.
     CurrentTask,
-    /// The process holding the socket's file when the reset was reported (its owner was never
-    /// seen acting on it: a connection older than rsttrace, unused since).
+    /// The process holding the socket's file when the reset was reported, or the one that let
+    /// go of the file last before that (its owner was never seen connecting, listening,
+    /// closing or shutting it down: an accepted connection, one older than rsttrace).
     SocketFile,
     None,
 }

@@ -226,7 +226,6 @@ fn listen(addr: SocketAddr, mode: &str) {
     }
 }
 
-/// Drain what arrives and say how the connection ended, keeping the socket until the deadline.
 /// Hand connection `s` to a forked child, which closes its copy of the listener, prints its pid
 /// (`child PID`), runs `child` and exits; the parent closes its copy of `s`.
 fn in_a_child(listener: &TcpListener, s: TcpStream, child: impl FnOnce(TcpStream)) {
@@ -247,6 +246,7 @@ fn in_a_child(listener: &TcpListener, s: TcpStream, child: impl FnOnce(TcpStream
     }
 }
 
+/// Drain what arrives and say how the connection ended, keeping the socket until the deadline.
 fn hold(mut s: TcpStream) {
     read_until_the_end(&mut s);
     std::thread::sleep(DEADLINE);
