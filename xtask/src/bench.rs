@@ -409,7 +409,9 @@ impl Running {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(pid as i32, libc::SIGINT) };
         // Reaped here rather than by `Child::wait`, for the CPU time wait4 reports with it.
-        let cpu_at_exit = reap_with_cpu(pid).with_context(|| format!("waiting for {}", self.tracer.name()))?;
+        // rsttrace is never signalled twice: a second SIGINT ends its drain at once.
+        let again = matches!(self.tracer, Tracer::Bpftrace).then_some(Duration::from_secs(10));
+        let cpu_at_exit = reap_with_cpu(pid, again).with_context(|| format!("waiting for {}", self.tracer.name()))?;
         let stderr = std::fs::read_to_string(&self.stderr)?;
         let mut account = match self.tracer {
             Tracer::Bpftrace => {

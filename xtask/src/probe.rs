@@ -27,12 +27,28 @@ pub fn cpu_secs(pid: u32) -> f64 {
 
 /// Reap the child `pid` and return the CPU time it used in all, in seconds: its threads' run
 /// times as `wait4` totals them (microseconds; the same sum `cpu_secs` reads while it runs).
-pub fn reap_with_cpu(pid: u32) -> std::io::Result<f64> {
+/// `signal_again`: send SIGINT again at that interval while it has not exited (bpftrace has been
+/// seen to miss one now and then, and the bench then waited for ever).
+pub fn reap_with_cpu(pid: u32, signal_again: Option<std::time::Duration>) -> std::io::Result<f64> {
     let mut status = 0;
     // SAFETY: wait4 on our own child, into a zeroed rusage.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) } != pid as i32 {
-        return Err(std::io::Error::last_os_error());
+    let mut signalled = std::time::Instant::now();
+    loop {
+        let flags = if signal_again.is_some() { libc::WNOHANG } else { 0 };
+        // SAFETY: as above.
+        match unsafe { libc::wait4(pid as i32, &mut status, flags, &mut usage) } {
+            reaped if reaped == pid as i32 => break,
+            0 => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                if signal_again.is_some_and(|every| signalled.elapsed() >= every) {
+                    // SAFETY: signalling our own child, not yet reaped.
+                    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+                    signalled = std::time::Instant::now();
+                }
+            }
+            _ => return Err(std::io::Error::last_os_error()),
+        }
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(secs(usage.ru_utime) + secs(usage.ru_stime))
