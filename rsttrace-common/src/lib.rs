@@ -798,6 +798,19 @@ const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECOR
 /// Index of the single slot of the per-CPU lost-event counter.
 pub const LOST_SLOT: u32 = 0;
 
+/// What a CPU submitted to the ring buffer (`SUBMITTED`, one slot): every item, and those since
+/// the reader was last woken. At exit, once the programs are detached and the ring buffer
+/// drained, the agent compares the sum with what it read: an item it never read is counted lost.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Submitted {
+    pub total: u64,
+    pub since_wakeup: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Submitted>() == 16);
+
 /// What a storm's resets share when the kernel side counts them instead of sending each across
 /// the ring buffer (`rsttrace-ebpf/src/fold.rs`): past `--max-rate` on a CPU, a RST this host
 /// sent to a SYN for a port nobody listens on, or one a connecting socket received. Each is
@@ -871,4 +884,5 @@ mod user {
     unsafe impl aya::Pod for SockRecord {}
     unsafe impl aya::Pod for FoldedKey {}
     unsafe impl aya::Pod for FoldedCount {}
+    unsafe impl aya::Pod for Submitted {}
 }

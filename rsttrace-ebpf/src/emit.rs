@@ -22,7 +22,7 @@ use crate::{
     maps::{
         CloseSlot, TupleKey, EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_ERROR_REPORT,
         LAYOUT_RECEIVE_RESET, LAYOUT_SEND_RESET, LAYOUT_SET_STATE, LOST, NETWORK_EVIDENCE, OFFSETS,
-        SOCK_OFFSETS, WAKEUPS, WAKEUP_EVERY,
+        SOCK_OFFSETS, SUBMITTED, WAKEUP_EVERY,
     },
     owner::{self, TCP_CLOSE, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
     release,
@@ -784,7 +784,7 @@ impl Draft {
             (*event).netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
         }
         fill(event);
-        entry.submit(wakeup_flags());
+        entry.submit(submit_flags());
         true
     }
 
@@ -967,7 +967,7 @@ impl Draft {
                 }
             }
         }
-        entry.submit(wakeup_flags());
+        entry.submit(submit_flags());
         true
     }
 }
@@ -1025,22 +1025,24 @@ impl Drop for Draft {
 pub(crate) const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
-/// Wake the reader once per `WAKEUP_EVERY` events on a CPU instead of once per event: a wakeup
-/// (an irq_work, a self-interrupt) was measured at 13–15 µs in a VM, and at one per 64 events
-/// it made up a third of a received reset's cost. The agent also drains on its own tick (50 ms,
-/// 1 s when idle), so a lone event waits at most that long. Counted per CPU (an inlined array
-/// access): asking the ring buffer how full it is was measured at ~1.2 µs.
+/// Count one more item submitted on this CPU (see `Submitted`), and say whether to wake the
+/// reader: once per `WAKEUP_EVERY` items on a CPU instead of once per item. A wakeup (an
+/// irq_work, a self-interrupt) was measured at 13–15 µs in a VM, and at one per 64 events it made
+/// up a third of a received reset's cost. The agent also drains on its own tick (50 ms, 1 s when
+/// idle), so a lone event waits at most that long. Counted per CPU (an inlined array access):
+/// asking the ring buffer how full it is was measured at ~1.2 µs.
 #[inline(always)]
-pub(crate) fn wakeup_flags() -> u64 {
-    match WAKEUPS.get_ptr_mut(0) {
+pub(crate) fn submit_flags() -> u64 {
+    match SUBMITTED.get_ptr_mut(0) {
         Some(count) => {
             // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
             unsafe {
-                *count += 1;
-                if *count < WAKEUP_EVERY.load() {
+                (*count).total += 1;
+                (*count).since_wakeup += 1;
+                if (*count).since_wakeup < WAKEUP_EVERY.load() {
                     return BPF_RB_NO_WAKEUP;
                 }
-                *count = 0;
+                (*count).since_wakeup = 0;
             }
             BPF_RB_FORCE_WAKEUP
         }

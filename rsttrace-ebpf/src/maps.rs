@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Filter, FoldedCount, FoldedKey, Owner, FOLDED_KEYS, PeerSample, RaceEntry, ReleaseLayout, SockOffsets, SockRecord, StructOffsets,
-    TcpProbeLayout, TracepointLayout, TypedSockFields, PEER_SLOTS,
+    Submitted, TcpProbeLayout, TracepointLayout, TypedSockFields, PEER_SLOTS,
 };
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
@@ -36,7 +36,7 @@ pub static TYPED_SOCK: TypedSockFields = TypedSockFields::UNKNOWN;
 /// 1 under `--network-evidence`: received resets carry what `PEERS` sampled.
 #[unsafe(no_mangle)]
 pub static NETWORK_EVIDENCE: Global<u8> = Global::new(0);
-/// Events a CPU submits between wakeups of the reader (see `emit::wakeup_flags`): set at load
+/// Events a CPU submits between wakeups of the reader (see `emit::submit_flags`): set at load
 /// from the ring buffer's size and the number of CPUs.
 #[unsafe(no_mangle)]
 pub static WAKEUP_EVERY: Global<u32> = Global::new(64);
@@ -54,9 +54,9 @@ pub static FOLD_COST_NS: Global<u64> = Global::new(0);
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
-/// Events submitted since the reader was last woken, per CPU.
+/// Items submitted to the ring buffer, per CPU: all of them, and since the reader was last woken.
 #[map]
-pub static WAKEUPS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+pub static SUBMITTED: PerCpuArray<Submitted> = PerCpuArray::with_max_entries(1, 0);
 
 /// Where a `tp_btf` program turns its socket pointer into a number (see `typed::address`): the
 /// last socket address stored on this CPU, and a count of the stores.

@@ -14,7 +14,7 @@ use aya_ebpf::{
 use rsttrace_common::{Released, AWAITED_RELEASES, RELEASED_ITEM};
 
 use crate::{
-    emit::{process_comm, wakeup_flags, BPF_RB_NO_WAKEUP},
+    emit::{process_comm, submit_flags, BPF_RB_NO_WAKEUP},
     maps::EVENTS,
     owner::is_worker_thread,
 };
@@ -127,5 +127,5 @@ pub fn destroyed(sk: impl FnOnce() -> u64) {
             }
         }
     }
-    entry.submit(wakeup_flags());
+    entry.submit(submit_flags());
 }

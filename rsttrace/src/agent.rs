@@ -42,6 +42,9 @@ const TICK: Duration = Duration::from_millis(50);
 /// wakes once a second instead of 20 times (each wakeup costs ~0.2 ms of CPU in a VM, which on a
 /// quiet host is all the agent costs). A lone reset then waits at most this long to be read.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How long the exit waits after detaching before its last drain: see there.
+const IN_FLIGHT_RUNS: Duration = Duration::from_millis(20);
+
 /// Reports classified and written between two drains of the ring buffer (a few ms of work).
 const EMIT_BATCH: usize = 1024;
 
@@ -146,7 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         return cost_floor(config.duration).await;
     }
     let ring = loader::take_ring_buffer(&mut loaded.ebpf)?;
-    let lost = LostCounter::new(&mut loaded.ebpf)?;
+    let mut lost = LostCounter::new(&mut loaded.ebpf)?;
     let kernel_folds = match fold_rate {
         0 => None,
         _ => Some(KernelFolds::new(&mut loaded.ebpf, Clock::monotonic_now_ns())?),
@@ -286,11 +289,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // drain, and a storm cannot keep the drain going. (The ring buffer and the lost counter are
     // maps taken out of `loaded`, so they outlive it.)
     drop(loaded);
+    // A run that began before the detach may still be finishing (the kernel frees a detached
+    // program only after its runs end): microseconds, waited out with a wide margin so that its
+    // item is read here, not taken for lost below.
+    tokio::time::sleep(IN_FLIGHT_RUNS).await;
     // Drain: everything the kernel already queued is decoded and every held reset reported.
     let ring = ring.get_mut();
     while let Some(item) = ring.next() {
         state.ingest(&item);
     }
+    lost.check_read(state.events_read);
     let mut all = sinks(&mut view, &mut file);
     state.take_kernel_folds(Clock::monotonic_now_ns(), true, !all.is_empty());
     let flushed = state
@@ -535,13 +543,14 @@ impl LoopState<'_> {
     /// Never silent: lost events reach stderr, every sink and the metrics.
     /// `now`: read every count this instant (at exit) rather than as last sampled.
     fn report_lost(&mut self, lost: &LostCounter, now: bool, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        let (ring_full, skipped) = (lost.ring_full(), lost.skipped(now));
-        let total = ring_full + skipped;
+        let (ring_full, skipped, unread) = (lost.ring_full(), lost.skipped(now), lost.unread());
+        let total = ring_full + skipped + unread;
         if total > self.lost_reported {
             let now = total - self.lost_reported;
+            let unread = if unread > 0 { format!(", {unread} submitted by the kernel but never read") } else { String::new() };
             eprintln!(
                 "rsttrace: {now} events lost; {total} in total ({ring_full} found the ring buffer full, \
-                 {skipped} program runs the kernel skipped: it runs no BPF program inside another on a CPU)"
+                 {skipped} program runs the kernel skipped: it runs no BPF program inside another on a CPU{unread})"
             );
             self.judge.note_loss(Clock::monotonic_now_ns());
             if let Some(m) = self.metrics.as_deref_mut() {

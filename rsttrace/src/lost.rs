@@ -1,6 +1,6 @@
 //! What the kernel side could not deliver, counted so that a loss is never silent: events that
-//! found the ring buffer full (counted by the programs themselves), and runs of our programs the
-//! kernel skipped. The kernel runs no BPF program inside another on the same CPU: a tracepoint
+//! found the ring buffer full (counted by the programs themselves), items submitted that the
+//! agent never read (checked once, at exit), and runs of our programs the kernel skipped. The kernel runs no BPF program inside another on the same CPU: a tracepoint
 //! hit while one runs there (a timer's reset in a softirq that interrupted it; for classic
 //! tracepoints and kprobes, any program of the kind, or a bpf() system call holding that CPU's
 //! guard, the agent's own map reads included) is dropped and only counted in the program's
@@ -19,7 +19,7 @@ use aya::{
     programs::ProgramFd,
     Ebpf,
 };
-use rsttrace_common::LOST_SLOT;
+use rsttrace_common::{Submitted, LOST_SLOT};
 
 use crate::loader::LoadError;
 
@@ -42,6 +42,9 @@ const SKIPPED_EVERY: Duration = Duration::from_millis(250);
 
 pub struct LostCounter {
     ring_full: PerCpuArray<MapData, u64>,
+    submitted: PerCpuArray<MapData, Submitted>,
+    /// Submitted items the agent never read, as [`Self::check_read`] found at exit.
+    unread: u64,
     /// Our own copies of the event programs' descriptors: they outlive the attachments, so
     /// the count can still be read after detaching, when the final drain runs.
     programs: Vec<ProgramFd>,
@@ -54,18 +57,34 @@ impl LostCounter {
     pub fn new(ebpf: &mut Ebpf) -> Result<Self, LoadError> {
         let map = ebpf.take_map("LOST").ok_or(LoadError::Map("LOST"))?;
         let ring_full = PerCpuArray::try_from(map).map_err(|_| LoadError::Map("LOST"))?;
+        let map = ebpf.take_map("SUBMITTED").ok_or(LoadError::Map("SUBMITTED"))?;
+        let submitted = PerCpuArray::try_from(map).map_err(|_| LoadError::Map("SUBMITTED"))?;
         let programs = ebpf
             .programs()
             .filter(|(name, _)| EVENT_PROGRAMS.contains(name))
             .filter_map(|(_, p)| p.fd().ok()?.try_clone().ok())
             .collect();
-        Ok(Self { ring_full, programs, skipped: Mutex::new((0, None)) })
+        Ok(Self { ring_full, submitted, unread: 0, programs, skipped: Mutex::new((0, None)) })
     }
 
-    /// Events lost so far, both ways; the skipped runs as of at most [`SKIPPED_EVERY`] ago
+    /// Events lost so far, every way; the skipped runs as of at most [`SKIPPED_EVERY`] ago
     /// (`now`: read this instant, as at exit).
     pub fn total(&self, now: bool) -> u64 {
-        self.ring_full() + self.skipped(now)
+        self.ring_full() + self.skipped(now) + self.unread
+    }
+
+    /// At exit, with every program detached and the ring buffer drained: the items the kernel
+    /// submitted that were not among the `read` ones are lost (the ring buffer delivers each
+    /// submitted item once, in order, so none should be). Returns how many.
+    pub fn check_read(&mut self, read: u64) -> u64 {
+        let submitted: u64 = self.submitted.get(&0, 0).map(|per_cpu| per_cpu.iter().map(|s| s.total).sum()).unwrap_or(read);
+        self.unread = submitted.saturating_sub(read);
+        self.unread
+    }
+
+    /// Submitted items never read (0 until [`Self::check_read`]).
+    pub fn unread(&self) -> u64 {
+        self.unread
     }
 
     /// Events that found the ring buffer full.
