@@ -81,6 +81,8 @@ pub struct TracepointLayout {
     pub daddr4: u16,
     pub saddr6: u16,
     pub daddr6: u16,
+    /// `tcp_send_reset.reason` (Linux 6.10+): the agent reads it, and a typed program writes it.
+    pub reason: u16,
 }
 
 impl TracepointLayout {
@@ -102,6 +104,7 @@ impl TracepointLayout {
         daddr4: NO_FIELD,
         saddr6: NO_FIELD,
         daddr6: NO_FIELD,
+        reason: NO_FIELD,
     };
 }
 
@@ -176,6 +179,20 @@ pub const RECEIVE_RESET_SHAPE: TracepointLayout = TracepointLayout {
     daddr4: 26,
     saddr6: 30,
     daddr6: 46,
+    ..TracepointLayout::EMPTY
+};
+
+/// `tcp:tcp_send_reset` as Linux 6.10+ lays it out: a reason, and `sockaddr` blobs that come from
+/// the socket where it is full and from the segment otherwise (the tracepoint then fires without
+/// a socket too). The older layout keeps the classic program.
+pub const SEND_RESET_SHAPE: TracepointLayout = TracepointLayout {
+    record_size: 88,
+    skbaddr: 8,
+    skaddr: 16,
+    state: 24,
+    reason: 28,
+    saddr_blob: 32,
+    daddr_blob: 60,
     ..TracepointLayout::EMPTY
 };
 
@@ -517,11 +534,11 @@ impl KernelConfig {
     };
 }
 
-const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 34);
+const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 36);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
 // Layouts, the release layout, StructOffsets, SockOffsets, the filter: no padding between them
 // (the parts go to the kernel one by one, each without padding, and the filter's u64 falls aligned).
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 34 * EventKind::COUNT + 4 + 48 + 84 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 84 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]

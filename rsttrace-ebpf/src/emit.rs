@@ -905,7 +905,11 @@ impl Draft {
                         }
                     }
                     (*event).sk_facts = facts;
-                    if let Some(n) = read_u32(sk, sock_offsets.total_retrans) {
+                    let retransmits = match self.read {
+                        Some(r) => Some(r.retransmits),
+                        None => read_u32(sk, sock_offsets.total_retrans),
+                    };
+                    if let Some(n) = retransmits {
                         (*event).retransmits = n;
                         (*event).flags |= FLAG_RETRANSMITS_READ;
                     }

@@ -15,7 +15,7 @@ use aya_ebpf::{
 use rsttrace_common::{FoldedCount, FoldedKey, Owner, FOLDED_REFUSAL_ANSWERED_HERE, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
 
 use crate::{
-    emit::{netns_of, trigger_key, trigger_of, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
+    emit::{netns_of, trigger_key, trigger_of, Trigger, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
     maps::{RefusedSyn, TupleKey, FOLDED, FOLD_BUCKETS, FOLD_COST_NS, FOLD_GENERATION, OFFSETS, REFUSED_BUCKET_BITS, REFUSED_HERE},
 };
 
@@ -95,14 +95,25 @@ pub fn refused_syn(skb: u64) -> bool {
     if !enabled() {
         return false;
     }
+    match trigger_of(skb, &OFFSETS.load()) {
+        Some(t) => refused_syn_seen(&t, skb),
+        None => false,
+    }
+}
+
+/// [`refused_syn`] for a segment already read (`t`).
+#[inline(always)]
+pub fn refused_syn_seen(t: &Trigger, skb: u64) -> bool {
+    if !enabled() {
+        return false;
+    }
     let offsets = OFFSETS.load();
-    let Some(t) = trigger_of(skb, &offsets) else { return false };
     if t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST) != TCP_FLAG_SYN {
         return false;
     }
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    note_refused_here(&trigger_key(&t), now);
+    note_refused_here(&trigger_key(t), now);
     if crosses(now) {
         return false;
     }

@@ -1,7 +1,7 @@
 //! rsttrace kernel programs.
 //!
 //! Design: BTF-typed tracepoints (`tp_btf`, `typed.rs`) where the kernel's BTF allows, classic
-//! ones (`programs.rs`) elsewhere and for `tcp_send_reset`. A classic program copies its
+//! ones (`programs.rs`) elsewhere and for `tcp_send_reset` before 6.10. A classic program copies its
 //! tracepoint's raw record into the ring buffer and the agent decodes it with field offsets read
 //! from the running kernel's tracefs `format` files, so one object works on every layout
 //! (`tcp_send_reset` changed shape in 6.10; PREEMPT_RT kernels shift every field). A typed

@@ -27,7 +27,7 @@ pub(crate) const AF_INET: u16 = 2;
 /// A full socket's reset: its record, or, from CLOSE, the record the CLOSE just before in the
 /// same call took out of `SOCKS` (close() and the stack's aborts change the state first).
 #[inline(always)]
-fn record_at_reset(sk: u64, state: i32) -> (Option<&'static SockRecord>, Option<&'static CloseSlot>) {
+pub(crate) fn record_at_reset(sk: u64, state: i32) -> (Option<&'static SockRecord>, Option<&'static CloseSlot>) {
     if sk == 0 || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
         return (None, None); // no full socket: no record
     }
@@ -71,14 +71,21 @@ fn send_reset(ctx: &TracePointContext, counting: bool) -> u32 {
     let skb: u64 = d.field(l.skbaddr).unwrap_or(0);
     let state: i32 = d.field(l.state).unwrap_or(0);
     let (record, close) = record_at_reset(sk, state);
+    count_reset_sent(sk, close);
+    d.submit(sk, skb, record, close);
+    0
+}
+
+/// One more RST sent by the socket at `sk`, counted in its record (not from CLOSE, whose record
+/// the close slot holds now).
+#[inline(always)]
+pub(crate) fn count_reset_sent(sk: u64, close: Option<&CloseSlot>) {
     if close.is_none() {
         if let Some(r) = socks::find(sk) {
             // SAFETY: pointer into array value memory, valid for this program run.
             unsafe { (*r).resets_sent += 1 };
         }
     }
-    d.submit(sk, skb, record, close);
-    0
 }
 
 /// `tcp_v4_send_reset`/`tcp_v6_send_reset(sk, skb, …)`, attached only on kernels whose

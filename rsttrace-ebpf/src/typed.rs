@@ -3,25 +3,29 @@
 //! from it. The agent attaches them, all or none, where the kernel's BTF names the fields
 //! (`TYPED_SOCK`), its records have the layout these programs write, and the verifier accepts
 //! them; the classic programs of `programs.rs` stay for other kernels, and for `tcp_send_reset`
-//! everywhere (without a full socket its record takes the addresses from the segment).
+//! where its record has the layout before 6.10 (its programs here write the later one, which
+//! takes the addresses from the segment where there is no full socket).
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
+    EbpfContext,
     cty::c_void,
     helpers::{bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use rsttrace_common::{EventKind, Owner, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE};
+use rsttrace_common::{EventKind, Owner, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SEND_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{is_timers_error, known_netns, orphan_timed_out, socket_netns, Draft, SocketRead},
+    emit::{is_timers_error, known_netns, orphan_timed_out, socket_netns, trigger_of, Draft, SocketRead, Trigger},
     fold::{self, Refusal},
-    owner::TCP_SYN_SENT,
-    maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SOCK},
+    owner::{TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
+    maps::{TupleKey, ADDRESS_SCRATCH, OFFSETS, TYPED_SOCK},
     history, owner, release,
-    programs::{changes_records, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
+    programs::{changes_records, count_reset_sent, record_at_reset, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
+
+const AF_INET6: u16 = 10;
 
 /// One offset of `TYPED_SOCK`, read on its own from the read-only global: the verifier then
 /// knows its value, as it must for a typed pointer moved by it.
@@ -273,6 +277,161 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
         d.submit(address, 0, record, None);
     }
     0
+}
+
+/// `tcp_send_reset(sk, skb, reason)` with a socket, where its record has the 6.10+ layout
+/// (`SEND_RESET_SHAPE`): see `programs::tcp_send_reset`. The record takes its addresses from a
+/// full socket, else (TIME_WAIT, request socket) from the segment, as the kernel's does. A
+/// program of its own beside [`send_reset_socketless_typed`]: both paths in one take more stack
+/// than BPF has.
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn send_reset_typed(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    if sk == 0 {
+        return 0;
+    }
+    // A number, for the helper reads of `trigger_of`: a typed pointer that may be null allows
+    // no arithmetic.
+    let skb = address(ctx.arg(1));
+    let reason: u32 = ctx.arg(2);
+    // SAFETY: a non-null socket; `skc_state` is in the part every kind of socket shares.
+    let state = unsafe { at::<u8>(sk, offset!(state)) } as i32;
+    let address = address(sk);
+    // TIME_WAIT and request sockets lack the fields of a full one. (`submit` reads the segment
+    // again: keeping it across would take more stack than BPF has.)
+    let full = state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
+    let draft = if full {
+        full_socket(&ctx).and_then(|sk| sent_draft_of_socket(sk, address, skb, state, reason))
+    } else {
+        sent_draft(address, skb, state, reason, trigger_of(skb, &OFFSETS.load()).as_ref())
+    };
+    let Some(d) = draft else { return 0 };
+    let (record, close) = record_at_reset(address, state);
+    count_reset_sent(address, close);
+    let read = if full { full_socket(&ctx).and_then(socket_read) } else { None };
+    let d = match read {
+        Some(read) => d.with_socket_read(read),
+        None => d,
+    };
+    d.submit(address, skb, record, close);
+    0
+}
+
+/// `tcp_send_reset(NULL, skb, reason)`: a RST for a segment no socket took (a closed port), whose
+/// record takes its addresses from the segment; a refused SYN's may be counted here instead
+/// (see `fold.rs`). See [`send_reset_typed`] for the rest.
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn send_reset_socketless_typed(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    if sk != 0 {
+        return 0;
+    }
+    let skb = address(ctx.arg(1));
+    let reason: u32 = ctx.arg(2);
+    let draft = {
+        let trigger = trigger_of(skb, &OFFSETS.load());
+        if trigger.as_ref().is_some_and(|t| fold::refused_syn_seen(t, skb)) {
+            return 0;
+        }
+        sent_draft(0, skb, 0, reason, trigger.as_ref())
+    };
+    if let Some(d) = draft {
+        d.submit(0, skb, None, None);
+    }
+    0
+}
+
+/// `tcp_send_reset`'s socket, loaded again and checked where it is used: a check the compiler
+/// folded into an earlier one would leave the verifier a pointer that may be null.
+#[inline(always)]
+fn full_socket(ctx: &BtfTracePointContext) -> Option<u64> {
+    // SAFETY: the first of the tracepoint's arguments, which the context holds.
+    let sk = unsafe { read_volatile(ctx.as_ptr() as *const u64) };
+    (sk != 0).then_some(sk)
+}
+
+/// Reserve a sent reset and write the record `tcp_send_reset` would have built, its addresses
+/// taken from the segment `trigger` answered (none without one); `None` when the ring buffer is
+/// full.
+#[inline(always)]
+fn sent_draft(address: u64, skb: u64, state: i32, reason: u32, trigger: Option<&Trigger>) -> Option<Draft> {
+    let mut d = Draft::reserve_synthesized(EventKind::SendReset)?;
+    let record = d.record_mut()?;
+    // SAFETY: the record's bytes.
+    unsafe { sent_record(record, address, skb, state, reason) };
+    if let Some(t) = trigger {
+        // The segment came from the other end: its destination is this one.
+        let family = if t.ip_version == 4 { AF_INET } else { AF_INET6 };
+        // SAFETY: as above.
+        unsafe {
+            sockaddr(record, SEND_RESET_SHAPE.saddr_blob, family, t.dport, &t.daddr);
+            sockaddr(record, SEND_RESET_SHAPE.daddr_blob, family, t.sport, &t.saddr);
+        }
+    }
+    Some(d)
+}
+
+/// [`sent_draft`] for `sk`, a non-null full socket: the addresses are the socket's.
+#[inline(always)]
+fn sent_draft_of_socket(sk: u64, address: u64, skb: u64, state: i32, reason: u32) -> Option<Draft> {
+    let (key, family, raddr) = ends_of(sk)?;
+    let mut d = Draft::reserve_synthesized(EventKind::SendReset)?;
+    let record = d.record_mut()?;
+    // SAFETY: the record's bytes; `sk` as in `ends_of`.
+    unsafe {
+        sent_record(record, address, skb, state, reason);
+        sockaddr(record, SEND_RESET_SHAPE.daddr_blob, family, key.rport, &raddr);
+        if family == AF_INET {
+            let mut laddr = [0u8; 16];
+            laddr[..4].copy_from_slice(&key.laddr.to_ne_bytes());
+            sockaddr(record, SEND_RESET_SHAPE.saddr_blob, family, key.lport, &laddr);
+        } else {
+            sockaddr(record, SEND_RESET_SHAPE.saddr_blob, family, key.lport, &[0; 16]);
+            let local = offset!(v6_rcv_saddr);
+            for i in 0..4 {
+                let word = at::<u32>(sk, local + i * 4).to_ne_bytes();
+                core::ptr::copy_nonoverlapping(word.as_ptr(), record.add(SEND_RESET_SHAPE.saddr_blob as usize + 8 + i * 4), 4);
+            }
+        }
+    }
+    Some(d)
+}
+
+/// The fixed part of a `tcp_send_reset` record (`SEND_RESET_SHAPE`), the rest zeroed.
+///
+/// # Safety
+/// `record` points at `RECORD_MAX` writable bytes.
+#[inline(always)]
+unsafe fn sent_record(record: *mut u8, address: u64, skb: u64, state: i32, reason: u32) {
+    let s = SEND_RESET_SHAPE;
+    // SAFETY: constant offsets inside the record, unaligned stores.
+    unsafe {
+        core::ptr::write_bytes(record, 0, s.record_size as usize);
+        core::ptr::copy_nonoverlapping(skb.to_ne_bytes().as_ptr(), record.add(s.skbaddr as usize), 8);
+        core::ptr::copy_nonoverlapping(address.to_ne_bytes().as_ptr(), record.add(s.skaddr as usize), 8);
+        core::ptr::copy_nonoverlapping(state.to_ne_bytes().as_ptr(), record.add(s.state as usize), 4);
+        core::ptr::copy_nonoverlapping(reason.to_ne_bytes().as_ptr(), record.add(s.reason as usize), 4);
+    }
+}
+
+/// A `struct sockaddr_in`/`sockaddr_in6` at `offset` of the record: family, network-order port,
+/// then the address (IPv4 in the first four bytes of `addr`).
+///
+/// # Safety
+/// As [`sent_record`]; `offset` is one of the record's blobs.
+#[inline(always)]
+unsafe fn sockaddr(record: *mut u8, offset: u16, family: u16, port: u16, addr: &[u8; 16]) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let put = |at: usize, bytes: &[u8]| core::ptr::copy_nonoverlapping(bytes.as_ptr(), record.add(offset as usize + at), bytes.len());
+        put(0, &family.to_ne_bytes());
+        put(2, &port.to_be_bytes());
+        if family == AF_INET {
+            put(4, &addr[..4]);
+        } else {
+            put(8, addr);
+        }
+    }
 }
 
 /// A connecting socket's refusal, as the kernel side counts it (see `fold.rs`).

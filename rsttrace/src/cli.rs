@@ -142,8 +142,8 @@ pub struct Cli {
     /// it, a received reset still counts the peer talking after its RST.
     #[arg(long)]
     pub network_evidence: bool,
-    /// How the programs attach: `auto` uses BTF-typed tracepoints (tp_btf) for every hook but
-    /// tcp_send_reset where the kernel's BTF and verifier allow, which skip the record a classic
+    /// How the programs attach: `auto` uses BTF-typed tracepoints (tp_btf) where the kernel's BTF
+    /// and verifier allow (for tcp_send_reset from Linux 6.10), which skip the record a classic
     /// tracepoint first builds; `classic` keeps classic tracepoints everywhere, as on kernels
     /// without BTF. The start-up line says which ran.
     #[arg(long, env = "RSTTRACE_HOOKS", value_enum, value_name = "KIND", default_value = "auto")]

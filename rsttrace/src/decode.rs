@@ -112,6 +112,7 @@ impl RecordFields {
             daddr4: self.daddr.as_ref().filter(|f| f.size == 4).map_or(NO_FIELD, |f| f.offset as u16),
             saddr6: self.saddr_v6.as_ref().filter(|f| f.size == 16).map_or(NO_FIELD, |f| f.offset as u16),
             daddr6: self.daddr_v6.as_ref().filter(|f| f.size == 16).map_or(NO_FIELD, |f| f.offset as u16),
+            reason: off(&self.reason),
         }
     }
 

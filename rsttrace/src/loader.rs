@@ -14,7 +14,7 @@ use aya::{
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, ReleaseLayout, SockOffsets, StructOffsets, TcpProbeLayout,
     HolderFields, TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, NO_FIELD,
-    PEER_SLOTS, RECEIVE_RESET_SHAPE, SET_STATE_SHAPE,
+    PEER_SLOTS, RECEIVE_RESET_SHAPE, SEND_RESET_SHAPE, SET_STATE_SHAPE,
 };
 
 use crate::{
@@ -98,9 +98,10 @@ pub struct Capture {
 /// How the programs attach to their tracepoints.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub enum Hooks {
-    /// BTF-typed tracepoints, which hand over their arguments and build no record, for every
-    /// hook but `tcp_send_reset` (see `TYPED`).
-    Typed,
+    /// BTF-typed tracepoints, which hand over their arguments and build no record (see
+    /// `TYPED`); for `tcp_send_reset` only where its record has the 6.10+ layout, else its
+    /// classic program (`send_reset: false`).
+    Typed { send_reset: bool },
     /// `--cost-floor`'s empty programs (nothing is reported).
     #[default]
     Floor,
@@ -260,26 +261,31 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let floor = |program: &'static str, empty: &'static str| if opts.cost_floor.is_some() { empty } else { program };
     let present: Vec<EventKind> = EventKind::ALL.into_iter().filter(|k| kinds[*k as usize].is_some()).collect();
     let release_hook = capture.release_hook.then_some(RELEASE_TRACEPOINT);
+    // The event kinds the typed programs took over from the classic ones.
+    let mut typed_kinds: Vec<EventKind> = Vec::new();
     if opts.cost_floor == Some(FloorKind::Raw) {
         let names = present.iter().map(|k| k.tracepoint().1).chain(release_hook.map(|(_, name)| name));
         attach_raw(&mut ebpf, "floor_raw_tracepoint", names)?;
     } else {
         if opts.cost_floor.is_none() {
             let typed = typed_plan(opts, &typed_sock, &config.layouts, &present, capture.release_hook);
-            capture.hooks = match typed.and_then(|plan| attach_typed(&mut ebpf, kernel_btf()?, plan)) {
-                Ok(()) => Hooks::Typed,
+            capture.hooks = match typed.and_then(|plan| attach_typed(&mut ebpf, kernel_btf()?, &plan).map(|()| plan)) {
+                Ok(plan) => {
+                    typed_kinds = plan.iter().filter_map(|(_, _, kind)| *kind).collect();
+                    Hooks::Typed { send_reset: typed_kinds.contains(&EventKind::SendReset) }
+                }
                 Err(why) => Hooks::ClassicBecause(why),
             };
         }
         for kind in present {
-            if capture.hooks == Hooks::Typed && typed_kinds().any(|k| k == kind) {
+            if typed_kinds.contains(&kind) {
                 continue;
             }
             // Where it fires without a socket, the program that may count refused SYNs itself.
             let program = if kind == EventKind::SendReset && capture.socketless == Socketless::Tracepoint { "tcp_send_reset_counting" } else { kind.program() };
             attach(&mut ebpf, floor(program, "floor_tracepoint"), &[kind.tracepoint()])?;
         }
-        if let Some(hook) = release_hook.filter(|_| capture.hooks != Hooks::Typed) {
+        if let Some(hook) = release_hook.filter(|_| !matches!(capture.hooks, Hooks::Typed { .. })) {
             attach(&mut ebpf, floor("tcp_destroy_sock", "floor_tracepoint"), &[hook])?;
         }
     }
@@ -303,18 +309,18 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
 
 /// The BTF-typed programs: the tracepoint each attaches to, and the layout of the record it writes
 /// in place of the classic tracepoint's (`None`: the release hook, which writes none).
-const TYPED: [(&str, &str, Option<(EventKind, TracepointLayout)>); 4] = [
+const TYPED: [(&str, &str, Option<(EventKind, TracepointLayout)>); 6] = [
     ("set_state_typed", "inet_sock_set_state", Some((EventKind::SetState, SET_STATE_SHAPE))),
     ("receive_reset_typed", "tcp_receive_reset", Some((EventKind::ReceiveReset, RECEIVE_RESET_SHAPE))),
     ("error_report_typed", "inet_sk_error_report", Some((EventKind::ErrorReport, ERROR_REPORT_SHAPE))),
+    // Two programs, with a socket and without: one would take more stack than BPF has.
+    ("send_reset_typed", "tcp_send_reset", Some((EventKind::SendReset, SEND_RESET_SHAPE))),
+    ("send_reset_socketless_typed", "tcp_send_reset", Some((EventKind::SendReset, SEND_RESET_SHAPE))),
     ("destroy_sock_typed", "tcp_destroy_sock", None),
 ];
 
-/// The event kinds the typed programs take over from the classic ones (all but `tcp_send_reset`,
-/// whose record takes its addresses from the segment when there is no full socket).
-fn typed_kinds() -> impl Iterator<Item = EventKind> {
-    TYPED.into_iter().filter_map(|(_, _, event)| event.map(|(kind, _)| kind))
-}
+/// A typed program to attach: its name, its tracepoint, and the event kind it takes over.
+type TypedProgram = (&'static str, &'static str, Option<EventKind>);
 
 /// The typed programs to attach on this kernel, or why none can be.
 fn typed_plan(
@@ -323,7 +329,7 @@ fn typed_plan(
     layouts: &[TracepointLayout; EventKind::COUNT],
     present: &[EventKind],
     release_hook: bool,
-) -> Result<Vec<(&'static str, &'static str)>, String> {
+) -> Result<Vec<TypedProgram>, String> {
     if opts.hooks == HookKind::Classic {
         return Err("--hooks classic".into());
     }
@@ -334,11 +340,14 @@ fn typed_plan(
     for (program, tracepoint, event) in TYPED {
         match event {
             Some((kind, _)) if !present.contains(&kind) => continue,
+            // Before 6.10 the record takes its addresses from the socket alone, and the
+            // tracepoint fires for full sockets only: the classic program (and the kprobe) stay.
+            Some((EventKind::SendReset, shape)) if layouts[EventKind::SendReset as usize] != shape => continue,
             Some((kind, shape)) if layouts[kind as usize] != shape => {
                 return Err(format!("{tracepoint}'s record is laid out unlike the kernels rsttrace knows"));
             }
             None if !release_hook => continue,
-            _ => plan.push((program, tracepoint)),
+            _ => plan.push((program, tracepoint, event.map(|(kind, _)| kind))),
         }
     }
     Ok(plan)
@@ -346,9 +355,9 @@ fn typed_plan(
 
 /// Load and attach the typed programs in place of the classic ones; on any refusal, detach what
 /// was attached and say why (the classic programs then take over).
-fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, programs: Vec<(&'static str, &'static str)>) -> Result<(), String> {
+fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, programs: &[TypedProgram]) -> Result<(), String> {
     let mut attached = Vec::new();
-    for (program, tracepoint) in programs {
+    for &(program, tracepoint, _) in programs {
         let result = (|| -> Result<(), String> {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(program)
@@ -564,6 +573,11 @@ mod tests {
             for (_, tracepoint, event) in TYPED {
                 let Some((kind, shape)) = event else { continue };
                 let fields = RecordFields::from_format(&kernel_format(kernel, kind.tracepoint().0, tracepoint));
+                // Before 6.10, `tcp_send_reset` keeps its classic program.
+                if kind == EventKind::SendReset && !fields.has_segment_addresses() {
+                    assert!(kernel.starts_with("6.1."), "{kernel}");
+                    continue;
+                }
                 assert_eq!(fields.kernel_layout(), shape, "{kernel} {tracepoint}");
             }
         }
