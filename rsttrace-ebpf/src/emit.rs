@@ -1039,7 +1039,10 @@ const BPF_RB_FORCE_WAKEUP: u64 = 2;
 pub(crate) fn submit_flags() -> u64 {
     match SUBMITTED.get_ptr_mut(0) {
         Some(count) => {
-            // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+            // SAFETY: per-CPU slot. A program interrupting this one on the same CPU (a softirq's
+            // reset) between a load and its store loses one of the two steps (BPF offers Rust no
+            // atomic add): the total then counts one item short, which can hide an item never
+            // read but never invents one, and a wakeup comes an item late.
             unsafe {
                 (*count).total += 1;
                 (*count).since_wakeup += 1;

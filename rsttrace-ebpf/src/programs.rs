@@ -50,8 +50,9 @@ pub fn tcp_send_reset(ctx: TracePointContext) -> u32 {
     send_reset(&ctx, false)
 }
 
-/// `tcp:tcp_send_reset` where it fires without a socket too (6.10+): a refused SYN's RST may be
-/// counted here instead (see `fold.rs`). A program of its own: the count's stack, on top of the
+/// `tcp:tcp_send_reset` where it fires without a socket too (6.10+), under the classic programs
+/// (the typed `send_reset_typed` replaces it otherwise): a refused SYN's RST may be counted here
+/// instead (see `fold.rs`). A program of its own: the count's stack, on top of the
 /// rest, is more than older verifiers allow, and they never need it.
 #[tracepoint]
 pub fn tcp_send_reset_counting(ctx: TracePointContext) -> u32 {

@@ -279,13 +279,23 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// `tcp_send_reset(sk, skb, reason)` with a socket, where its record has the 6.10+ layout
-/// (`SEND_RESET_SHAPE`): see `programs::tcp_send_reset`. The record takes its addresses from a
-/// full socket, else (TIME_WAIT, request socket) from the segment, as the kernel's does. A
-/// program of its own beside [`send_reset_socketless_typed`]: both paths in one take more stack
-/// than BPF has.
+/// `tcp_send_reset(sk, skb, reason)`, where its record has the 6.10+ layout (`SEND_RESET_SHAPE`):
+/// see `programs::tcp_send_reset_counting`. Either pointer may be null: a RST answering a segment
+/// no socket took has no socket, an active reset no segment. The record takes its addresses from
+/// a full socket, else from the segment, as the kernel's does. One program (a second on the same
+/// tracepoint would be skipped, and counted as a loss, wherever one reset's run interrupts
+/// another's), whose two paths are BPF functions of their own: inlined, both would need more
+/// stack than BPF has, where calls count only the deepest chain.
 #[btf_tracepoint(function = "tcp_send_reset")]
 pub fn send_reset_typed(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    if sk == 0 { sent_without_socket(ctx.as_ptr()) } else { sent_by_socket(ctx.as_ptr()) }
+}
+
+/// A reset sent by a socket (full, TIME_WAIT or request): see [`send_reset_typed`].
+#[inline(never)]
+fn sent_by_socket(ctx: *mut c_void) -> u32 {
+    let ctx = BtfTracePointContext::new(ctx);
     let sk: u64 = ctx.arg(0);
     if sk == 0 {
         return 0;
@@ -317,15 +327,11 @@ pub fn send_reset_typed(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// `tcp_send_reset(NULL, skb, reason)`: a RST for a segment no socket took (a closed port), whose
-/// record takes its addresses from the segment; a refused SYN's may be counted here instead
-/// (see `fold.rs`). See [`send_reset_typed`] for the rest.
-#[btf_tracepoint(function = "tcp_send_reset")]
-pub fn send_reset_socketless_typed(ctx: BtfTracePointContext) -> u32 {
-    let sk: u64 = ctx.arg(0);
-    if sk != 0 {
-        return 0;
-    }
+/// A RST for a segment no socket took (a closed port): its record takes its addresses from the
+/// segment, and a refused SYN's may be counted here instead (see `fold.rs`).
+#[inline(never)]
+fn sent_without_socket(ctx: *mut c_void) -> u32 {
+    let ctx = BtfTracePointContext::new(ctx);
     let skb = address(ctx.arg(1));
     let reason: u32 = ctx.arg(2);
     let draft = {

@@ -42,8 +42,8 @@ const TICK: Duration = Duration::from_millis(50);
 /// wakes once a second instead of 20 times (each wakeup costs ~0.2 ms of CPU in a VM, which on a
 /// quiet host is all the agent costs). A lone reset then waits at most this long to be read.
 const IDLE_TICK: Duration = Duration::from_secs(1);
-/// How long the exit waits after detaching before its last drain: see there.
-const IN_FLIGHT_RUNS: Duration = Duration::from_millis(20);
+/// How long the exit's last drain waits for items still being submitted: see there.
+const IN_FLIGHT_RUNS: Duration = Duration::from_millis(250);
 
 /// Reports classified and written between two drains of the ring buffer (a few ms of work).
 const EMIT_BATCH: usize = 1024;
@@ -289,16 +289,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // drain, and a storm cannot keep the drain going. (The ring buffer and the lost counter are
     // maps taken out of `loaded`, so they outlive it.)
     drop(loaded);
-    // A run that began before the detach may still be finishing (the kernel frees a detached
-    // program only after its runs end): microseconds, waited out with a wide margin so that its
-    // item is read here, not taken for lost below.
-    tokio::time::sleep(IN_FLIGHT_RUNS).await;
-    // Drain: everything the kernel already queued is decoded and every held reset reported.
+    // Drain: everything the kernel already queued is decoded and every held reset reported. A
+    // run that began before the detach may still be finishing (the kernel frees a detached
+    // program only after its runs end: microseconds), so the drain goes on until every item the
+    // kernel counted as submitted is read, or `IN_FLIGHT_RUNS` is over; then what is missing is
+    // counted lost.
     let ring = ring.get_mut();
-    while let Some(item) = ring.next() {
-        state.ingest(&item);
+    let give_up = Instant::now() + IN_FLIGHT_RUNS;
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        while let Some(item) = ring.next() {
+            state.ingest(&item);
+        }
+        if lost.check_read(state.events_read) == 0 || Instant::now() >= give_up {
+            break;
+        }
     }
-    lost.check_read(state.events_read);
     let mut all = sinks(&mut view, &mut file);
     state.take_kernel_folds(Clock::monotonic_now_ns(), true, !all.is_empty());
     let flushed = state

@@ -269,7 +269,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     } else {
         if opts.cost_floor.is_none() {
             let typed = typed_plan(opts, &typed_sock, &config.layouts, &present, capture.release_hook);
-            capture.hooks = match typed.and_then(|plan| attach_typed(&mut ebpf, kernel_btf()?, &plan).map(|()| plan)) {
+            capture.hooks = match typed.and_then(|plan| attach_typed_or_without_sent(&mut ebpf, kernel_btf()?, plan)) {
                 Ok(plan) => {
                     typed_kinds = plan.iter().filter_map(|(_, _, kind)| *kind).collect();
                     Hooks::Typed { send_reset: typed_kinds.contains(&EventKind::SendReset) }
@@ -309,13 +309,11 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
 
 /// The BTF-typed programs: the tracepoint each attaches to, and the layout of the record it writes
 /// in place of the classic tracepoint's (`None`: the release hook, which writes none).
-const TYPED: [(&str, &str, Option<(EventKind, TracepointLayout)>); 6] = [
+const TYPED: [(&str, &str, Option<(EventKind, TracepointLayout)>); 5] = [
     ("set_state_typed", "inet_sock_set_state", Some((EventKind::SetState, SET_STATE_SHAPE))),
     ("receive_reset_typed", "tcp_receive_reset", Some((EventKind::ReceiveReset, RECEIVE_RESET_SHAPE))),
     ("error_report_typed", "inet_sk_error_report", Some((EventKind::ErrorReport, ERROR_REPORT_SHAPE))),
-    // Two programs, with a socket and without: one would take more stack than BPF has.
     ("send_reset_typed", "tcp_send_reset", Some((EventKind::SendReset, SEND_RESET_SHAPE))),
-    ("send_reset_socketless_typed", "tcp_send_reset", Some((EventKind::SendReset, SEND_RESET_SHAPE))),
     ("destroy_sock_typed", "tcp_destroy_sock", None),
 ];
 
@@ -353,8 +351,23 @@ fn typed_plan(
     Ok(plan)
 }
 
+/// [`attach_typed`]; where that fails with the sent reset's program in the plan (the largest, so
+/// the likeliest a verifier refuses), once more without it, so that the rest stay typed and
+/// `tcp_send_reset` keeps its classic program. Returns what was attached.
+fn attach_typed_or_without_sent(ebpf: &mut Ebpf, btf: &Btf, plan: Vec<TypedProgram>) -> Result<Vec<TypedProgram>, String> {
+    match attach_typed(ebpf, btf, &plan) {
+        Ok(()) => Ok(plan),
+        Err(why) if plan.iter().any(|(_, _, kind)| *kind == Some(EventKind::SendReset)) => {
+            let rest: Vec<TypedProgram> = plan.into_iter().filter(|(_, _, kind)| *kind != Some(EventKind::SendReset)).collect();
+            attach_typed(ebpf, btf, &rest).map(|()| rest).map_err(|again| format!("{why}; without it: {again}"))
+        }
+        Err(why) => Err(why),
+    }
+}
+
 /// Load and attach the typed programs in place of the classic ones; on any refusal, detach what
-/// was attached and say why (the classic programs then take over).
+/// was attached and say why (the classic programs then take over). A program loaded by an
+/// earlier attempt is not loaded again.
 fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, programs: &[TypedProgram]) -> Result<(), String> {
     let mut attached = Vec::new();
     for &(program, tracepoint, _) in programs {
@@ -364,7 +377,9 @@ fn attach_typed(ebpf: &mut Ebpf, btf: &Btf, programs: &[TypedProgram]) -> Result
                 .ok_or_else(|| format!("program {program} missing"))?
                 .try_into()
                 .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-            prog.load(tracepoint, btf).map_err(|e| format!("the kernel refused the typed program for {tracepoint}: {}", refusal(&e)))?;
+            if prog.fd().is_err() {
+                prog.load(tracepoint, btf).map_err(|e| format!("the kernel refused the typed program for {tracepoint}: {}", refusal(&e)))?;
+            }
             let link = prog.attach().map_err(|e| format!("attaching to {tracepoint}: {e}"))?;
             attached.push((program, link));
             Ok(())

@@ -29,7 +29,6 @@ const EVENT_PROGRAMS: &[&str] = &[
     "tcp_send_reset",
     "tcp_send_reset_counting",
     "send_reset_typed",
-    "send_reset_socketless_typed",
     "send_reset_kprobe",
     "tcp_receive_reset",
     "receive_reset_typed",

@@ -130,7 +130,7 @@ fn rsttrace_program_ids() -> std::collections::BTreeSet<String> {
         .lines()
         // bpftool shows names cut to 15 characters.
         .filter(|l| {
-            ["tcp_send_reset", "tcp_receive_res", "inet_sock_set_s", "tcp_destroy_soc", "set_state_typed", "destroy_sock_ty", "receive_reset_t", "error_report_ty", "send_reset_type", "send_reset_sock"]
+            ["tcp_send_reset", "tcp_receive_res", "inet_sock_set_s", "tcp_destroy_soc", "set_state_typed", "destroy_sock_ty", "receive_reset_t", "error_report_ty", "send_reset_type"]
                 .iter()
                 .any(|p| l.contains(p))
         })
