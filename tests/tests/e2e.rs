@@ -242,8 +242,16 @@ fn data_after_close_blames_the_closer_not_the_sender() {
         let [sent, received] = exactly(&reports, ["sent:data_after_close", "received:peer_reset"]);
         // The RST runs in the client's softirq; the socket belonged to the server.
         assert_report(sent, f, "application", Some(pids[0]));
-        assert_kernel_reason(sent, "TCP_TIMEWAIT_SOCKET");
-        assert_eq!(sent["state"], "TIME_WAIT");
+        // The FIN's acknowledgment turns the closed socket into a TIME_WAIT remnant, unless it
+        // waited in the backlog of close() itself (seen in a slow guest): the socket then stays
+        // a full FIN_WAIT2 socket, which the data aborts (see
+        // `data_after_close_on_an_orphaned_fin_wait2_socket_is_one_sent_reset`). Either way the
+        // closer is blamed.
+        match sent["state"].as_str() {
+            Some("TIME_WAIT") => assert_kernel_reason(sent, "TCP_TIMEWAIT_SOCKET"),
+            Some("CLOSE") => assert_kernel_reason(sent, "TCP_ABORT_ON_DATA"),
+            _ => panic!("neither a TIME_WAIT remnant nor a FIN_WAIT2 socket aborted on data: {sent}"),
+        }
         assert_ne!(sent["current_pid"].as_u64(), Some(pids[0]), "scenario should have owner != current: {sent}");
         assert_report(received, f, "peer", Some(pids[1]));
     }
