@@ -1,8 +1,8 @@
 //! The BTF-typed (`tp_btf`) programs: the kernel hands over the tracepoint's arguments instead
 //! of first building a record for a classic program, and the socket's fields are read straight
-//! from it. The agent attaches them, all or none, where the kernel's BTF names the fields
-//! (`TYPED_SOCK`), its records have the layout these programs write, and the verifier accepts
-//! them; the classic programs of `programs.rs` stay for other kernels, and for `tcp_send_reset`
+//! from it. The agent attaches them, all or none (but `tcp_send_reset`'s, left out alone where the
+//! verifier refuses it), where the kernel's BTF names the fields (`TYPED_SOCK`), its records have
+//! the layout these programs write, and the verifier accepts them; the classic programs of `programs.rs` stay for other kernels, and for `tcp_send_reset`
 //! where its record has the layout before 6.10 (its programs here write the later one, which
 //! takes the addresses from the segment where there is no full socket).
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
@@ -308,7 +308,8 @@ fn sent_by_socket(ctx: *mut c_void) -> u32 {
     let state = unsafe { at::<u8>(sk, offset!(state)) } as i32;
     let address = address(sk);
     // TIME_WAIT and request sockets lack the fields of a full one. (`submit` reads the segment
-    // again: keeping it across would take more stack than BPF has.)
+    // again: both ways tried of handing it over exceeded BPF's stack, before these paths were
+    // functions of their own.)
     let full = state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
     let draft = if full {
         full_socket(&ctx).and_then(|sk| sent_draft_of_socket(sk, address, skb, state, reason))

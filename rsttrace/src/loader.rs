@@ -99,8 +99,8 @@ pub struct Capture {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub enum Hooks {
     /// BTF-typed tracepoints, which hand over their arguments and build no record (see
-    /// `TYPED`); for `tcp_send_reset` only where its record has the 6.10+ layout, else its
-    /// classic program (`send_reset: false`).
+    /// `TYPED`); for `tcp_send_reset` only where its record has the 6.10+ layout and the
+    /// verifier accepts its program, else its classic program (`send_reset: false`).
     Typed { send_reset: bool },
     /// `--cost-floor`'s empty programs (nothing is reported).
     #[default]

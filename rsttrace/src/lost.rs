@@ -1,6 +1,7 @@
 //! What the kernel side could not deliver, counted so that a loss is never silent: events that
 //! found the ring buffer full (counted by the programs themselves), items submitted that the
-//! agent never read (checked once, at exit), and runs of our programs the kernel skipped. The kernel runs no BPF program inside another on the same CPU: a tracepoint
+//! agent never read (checked at exit), and runs of our programs the kernel skipped. The kernel
+//! runs no BPF program inside another on the same CPU: a tracepoint
 //! hit while one runs there (a timer's reset in a softirq that interrupted it; for classic
 //! tracepoints and kprobes, any program of the kind, or a bpf() system call holding that CPU's
 //! guard, the agent's own map reads included) is dropped and only counted in the program's
