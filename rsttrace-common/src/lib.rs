@@ -248,6 +248,18 @@ pub struct TypedSockFields {
     /// namespace's `ns.inum` (u32). Optional: without them it is read through helpers.
     pub net: u32,
     pub net_inum: u32,
+    /// Who holds a socket that sends a reset and what it carried (`emit::holder_facts` and
+    /// `exchange_facts`, without a helper read each): `sock.sk_socket` (a `struct socket *`),
+    /// `sock_common.skc_flags` (unsigned long), `sock.sk_shutdown` (u8), and the `tcp_sock`
+    /// counts `data_segs_in`, `data_segs_out`, `snd_una`, `snd_nxt` (u32 each). Optional: without
+    /// any of them a sent reset reads them through helpers.
+    pub socket: u32,
+    pub flags: u32,
+    pub shutdown: u32,
+    pub data_segs_in: u32,
+    pub data_segs_out: u32,
+    pub snd_una: u32,
+    pub snd_nxt: u32,
 }
 
 impl TypedSockFields {
@@ -268,6 +280,13 @@ impl TypedSockFields {
         kn_id: NO_OFFSET,
         net: NO_OFFSET,
         net_inum: NO_OFFSET,
+        socket: NO_OFFSET,
+        flags: NO_OFFSET,
+        shutdown: NO_OFFSET,
+        data_segs_in: NO_OFFSET,
+        data_segs_out: NO_OFFSET,
+        snd_una: NO_OFFSET,
+        snd_nxt: NO_OFFSET,
     };
 
     /// Every offset the typed programs need is known (the cgroup's are optional).
@@ -287,6 +306,11 @@ impl TypedSockFields {
         ]
         .iter()
         .all(|o| *o != NO_OFFSET)
+    }
+
+    /// Every offset a sent reset's holder facts need is known.
+    pub fn has_holder_facts(&self) -> bool {
+        [self.socket, self.flags, self.shutdown, self.data_segs_in, self.data_segs_out, self.snd_una, self.snd_nxt].iter().all(|o| *o != NO_OFFSET)
     }
 }
 

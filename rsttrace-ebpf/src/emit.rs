@@ -283,24 +283,36 @@ const SHUTDOWN_MASK: u8 = 3;
 /// Who holds the socket and how it stands, read on every kernel (a reason names none of it): no
 /// process ([`FACT_ORPHAN`]); a tool destroyed it ([`FACT_DESTROYED`]: ECONNABORTED pending,
 /// where `tcp_abort()` sets it before its reset); the peer had finished ([`FACT_PEER_CLOSED`]);
-/// and, from CLOSE, that close() did not shut it ([`FACT_KEPT`]: a disconnect).
+/// and, from CLOSE, that close() did not shut it ([`FACT_KEPT`]: a disconnect). Through helper
+/// reads; a typed program reads the same fields straight from the socket ([`HolderRead`]).
 #[inline(always)]
 fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
-    let mut facts = 0;
+    let field = |offset: u32| (offset != NO_OFFSET).then_some(sk + offset as u64);
     // SAFETY: probe reads only.
     unsafe {
-        if o.socket != NO_OFFSET && read::<u64>(sk + o.socket as u64) == Some(0) {
-            facts |= FACT_ORPHAN;
-        }
-        if o.err != NO_OFFSET && read::<i32>(sk + o.err as u64) == Some(ECONNABORTED) {
-            facts |= FACT_DESTROYED;
-        }
-        if o.flags != NO_OFFSET && read::<u64>(sk + o.flags as u64).is_some_and(|f| f & (1 << SOCK_DONE) != 0) {
-            facts |= FACT_PEER_CLOSED;
-        }
-        if state == TCP_CLOSE && o.shutdown != NO_OFFSET && read::<u8>(sk + o.shutdown as u64).is_some_and(|s| s & SHUTDOWN_MASK != SHUTDOWN_MASK) {
-            facts |= FACT_KEPT;
-        }
+        let socket = field(o.socket).and_then(|at| read::<u64>(at));
+        let err = field(o.err).and_then(|at| read::<i32>(at));
+        let flags = field(o.flags).and_then(|at| read::<u64>(at));
+        let shutdown = if state == TCP_CLOSE { field(o.shutdown).and_then(|at| read::<u8>(at)) } else { None };
+        holder_facts_of(state, socket, err, flags, shutdown)
+    }
+}
+
+/// [`holder_facts`] from the fields' values, each `None` where it could not be read.
+#[inline(always)]
+pub(crate) fn holder_facts_of(state: i32, socket: Option<u64>, err: Option<i32>, flags: Option<u64>, shutdown: Option<u8>) -> u16 {
+    let mut facts = 0;
+    if socket == Some(0) {
+        facts |= FACT_ORPHAN;
+    }
+    if err == Some(ECONNABORTED) {
+        facts |= FACT_DESTROYED;
+    }
+    if flags.is_some_and(|f| f & (1 << SOCK_DONE) != 0) {
+        facts |= FACT_PEER_CLOSED;
+    }
+    if state == TCP_CLOSE && shutdown.is_some_and(|s| s & SHUTDOWN_MASK != SHUTDOWN_MASK) {
+        facts |= FACT_KEPT;
     }
     facts
 }
@@ -311,10 +323,17 @@ fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
 #[inline(always)]
 fn exchange_facts(sk: u64, sent: Option<u32>, o: &SockOffsets) -> u16 {
     let (Some(sent), Some(received)) = (sent, read_u32(sk, o.data_segs_in)) else { return 0 };
+    exchange_facts_of(sent, received, || (read_u32(sk, o.snd_una), read_u32(sk, o.snd_nxt)))
+}
+
+/// [`exchange_facts`] from the counts; `una_nxt` reads `snd_una` and `snd_nxt`, needed only when
+/// data went both ways.
+#[inline(always)]
+pub(crate) fn exchange_facts_of(sent: u32, received: u32, una_nxt: impl FnOnce() -> (Option<u32>, Option<u32>)) -> u16 {
     match (sent, received) {
         (0, 0) => FACT_NOTHING_EXCHANGED,
         (0, _) | (_, 0) => 0,
-        _ => match (read_u32(sk, o.snd_una), read_u32(sk, o.snd_nxt)) {
+        _ => match una_nxt() {
             (Some(una), Some(nxt)) if una == nxt => FACT_EXCHANGED,
             _ => 0,
         },
@@ -622,6 +641,18 @@ pub struct SocketRead {
     pub cgroup: u64,
     /// The socket's namespace; 0 when unknown.
     pub netns: u32,
+    /// For a sent reset, where BTF named the fields.
+    pub holder: Option<HolderRead>,
+}
+
+/// What a typed program read straight from a socket sending a reset, where `submit` would read
+/// it through helpers: [`holder_facts`], [`exchange_facts`] as if the connection was opened here,
+/// and the data segments it sent.
+#[derive(Clone, Copy)]
+pub struct HolderRead {
+    pub facts: u16,
+    pub exchange: u16,
+    pub sent: u32,
 }
 
 /// A socket's namespace: its owner's on record, else what a typed program read, else what
@@ -888,13 +919,24 @@ impl Draft {
                 // holds it is read whatever the state; the reason's stand-ins only where they
                 // say something (`sock_facts` is `None` in other states).
                 if sk != 0 && self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV {
-                    let mut facts = holder_facts(sk, state, &sock_offsets);
+                    let typed = self.read.and_then(|r| r.holder);
+                    let mut facts = match typed {
+                        Some(h) => h.facts,
+                        None => holder_facts(sk, state, &sock_offsets),
+                    };
                     // An abort of a connection this host opened: did it end an answered request,
                     // a connect probe, or a race's spare (below)?
                     let opened_here = state == TCP_CLOSE && sock.is_some_and(|r| r.opened_ns != 0);
-                    let sent = if opened_here { read_u32(sk, sock_offsets.data_segs_out) } else { None };
+                    let sent = match typed {
+                        _ if !opened_here => None,
+                        Some(h) => Some(h.sent),
+                        None => read_u32(sk, sock_offsets.data_segs_out),
+                    };
                     if opened_here {
-                        facts |= exchange_facts(sk, sent, &sock_offsets);
+                        facts |= match typed {
+                            Some(h) => h.exchange,
+                            None => exchange_facts(sk, sent, &sock_offsets),
+                        };
                     }
                     (*event).flags |= FLAG_FACTS_KNOWN;
                     // Load-time constant: kernels with a reason field skip the reason's stand-ins.

@@ -17,7 +17,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SEND_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{is_timers_error, known_netns, orphan_timed_out, socket_netns, trigger_of, Draft, SocketRead, Trigger},
+    emit::{exchange_facts_of, holder_facts_of, is_timers_error, known_netns, orphan_timed_out, socket_netns, trigger_of, Draft, HolderRead, SocketRead, Trigger},
     fold::{self, Refusal},
     owner::{TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
     maps::{TupleKey, ADDRESS_SCRATCH, OFFSETS, TYPED_SOCK},
@@ -93,11 +93,12 @@ fn local_port(sk: u64) -> Option<u16> {
     Some(unsafe { read_volatile(tcp.add(offset!(sport)) as *const u16) })
 }
 
-/// What `submit` would read through helpers for a received reset: the socket's state, its
-/// retransmissions (a `tcp_sock` field, through the pointer `bpf_skc_to_tcp_sock` types) and its
-/// cgroup id (a walk of two pointers the verifier types from BTF; a null one reads as 0).
+/// What `submit` would read through helpers: the socket's state, its retransmissions (a
+/// `tcp_sock` field, through the pointer `bpf_skc_to_tcp_sock` types) and its cgroup id (a walk
+/// of two pointers the verifier types from BTF; a null one reads as 0); for a reset it sends
+/// (`sending`, a constant), who holds it and what it carried.
 #[inline(always)]
-fn socket_read(sk: u64) -> Option<SocketRead> {
+fn socket_read(sk: u64, sending: bool) -> Option<SocketRead> {
     // SAFETY: as in `local_port`.
     let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) } as *const u8;
     if tcp.is_null() {
@@ -119,7 +120,32 @@ fn socket_read(sk: u64) -> Option<SocketRead> {
                 }
             }
         }
-        Some(SocketRead { state, retransmits, cgroup, netns: netns(sk) })
+        let holder = if sending { holder_read(sk, tcp, state) } else { None };
+        Some(SocketRead { state, retransmits, cgroup, netns: netns(sk), holder })
+    }
+}
+
+/// What `emit::holder_facts` and `exchange_facts` would read through helpers for a reset `sk`
+/// sends from `state`, straight from it; `None` where BTF lacked a field.
+///
+/// # Safety
+/// `sk` is a full TCP socket the verifier typed, `tcp` the same socket typed as `tcp_sock`.
+#[inline(always)]
+unsafe fn holder_read(sk: u64, tcp: *const u8, state: u8) -> Option<HolderRead> {
+    // Load-time constants: the verifier drops the reads where BTF lacked an offset.
+    let known = [offset!(socket), offset!(flags), offset!(shutdown), offset!(data_segs_in), offset!(data_segs_out), offset!(snd_una), offset!(snd_nxt)];
+    if known.iter().any(|o| *o == NO_OFFSET as usize) {
+        return None;
+    }
+    // SAFETY: fields at their offsets from BTF in the sockets the caller's contract names.
+    unsafe {
+        let tcp_field = |offset: usize| read_volatile(tcp.add(offset) as *const u32);
+        let state = state as i32;
+        let shutdown = if state == owner::TCP_CLOSE { Some(at::<u8>(sk, offset!(shutdown))) } else { None };
+        let facts = holder_facts_of(state, Some(at::<u64>(sk, offset!(socket))), Some(at::<i32>(sk, offset!(err))), Some(at::<u64>(sk, offset!(flags))), shutdown);
+        let sent = tcp_field(offset!(data_segs_out));
+        let exchange = exchange_facts_of(sent, tcp_field(offset!(data_segs_in)), || (Some(tcp_field(offset!(snd_una))), Some(tcp_field(offset!(snd_nxt)))));
+        Some(HolderRead { facts, exchange, sent })
     }
 }
 
@@ -262,7 +288,7 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let address = address(sk);
-    let read = socket_read(sk);
+    let read = socket_read(sk, false);
     let record = owner::record(address);
     if let (Some(r), Some(record)) = (read, record) {
         if r.state == TCP_SYN_SENT as u8 && fold::refusal_received(&record.owner, |now| refusal(sk, &record.owner, &r, now)) {
@@ -319,7 +345,7 @@ fn sent_by_socket(ctx: *mut c_void) -> u32 {
     let Some(d) = draft else { return 0 };
     let (record, close) = record_at_reset(address, state);
     count_reset_sent(address, close);
-    let read = if full { full_socket(&ctx).and_then(socket_read) } else { None };
+    let read = if full { full_socket(&ctx).and_then(|sk| socket_read(sk, true)) } else { None };
     let d = match read {
         Some(read) => d.with_socket_read(read),
         None => d,

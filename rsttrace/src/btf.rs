@@ -271,9 +271,11 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
             _ => NO_OFFSET,
         }
     };
+    let sock = |member: &str| btf.member_offset("sock", member).unwrap_or(NO_OFFSET);
+    let tcp = |member: &str| btf.member_offset("tcp_sock", member).unwrap_or(NO_OFFSET);
     TypedSockFields {
-        protocol: btf.member_offset("sock", "sk_protocol").unwrap_or(NO_OFFSET),
-        err: btf.member_offset("sock", "sk_err").unwrap_or(NO_OFFSET),
+        protocol: sock("sk_protocol"),
+        err: sock("sk_err"),
         family: common("skc_family"),
         sport: btf.member_offset("inet_sock", "inet_sport").unwrap_or(NO_OFFSET),
         dport: common("skc_dport"),
@@ -282,7 +284,7 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
         v6_rcv_saddr: common("skc_v6_rcv_saddr"),
         v6_daddr: common("skc_v6_daddr"),
         state: common("skc_state"),
-        total_retrans: btf.member_offset("tcp_sock", "total_retrans").unwrap_or(NO_OFFSET),
+        total_retrans: tcp("total_retrans"),
         cgroup: match (btf.member_offset("sock", "sk_cgrp_data"), btf.member_offset("sock_cgroup_data", "cgroup")) {
             (Ok(data), Ok(cgroup)) => data + cgroup,
             _ => NO_OFFSET,
@@ -297,6 +299,13 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
             (Ok(ns), Ok(inum)) => ns + inum,
             _ => NO_OFFSET,
         },
+        socket: sock("sk_socket"),
+        flags: common("skc_flags"),
+        shutdown: sock("sk_shutdown"),
+        data_segs_in: tcp("data_segs_in"),
+        data_segs_out: tcp("data_segs_out"),
+        snd_una: tcp("snd_una"),
+        snd_nxt: tcp("snd_nxt"),
     }
 }
 
@@ -367,7 +376,12 @@ mod tests {
         assert!(sock.rcv_nxt > sock.max_ack_backlog && sock.snd_nxt > sock.flags, "{sock:?}");
         // The typed programs walk to the namespace where a helper reads the same place.
         let typed = typed_sock_fields(&Btf::from_file(path).unwrap());
-        assert!(typed.complete(), "{typed:?}");
+        assert!(typed.complete() && typed.has_holder_facts(), "{typed:?}");
+        // The helper reads and the direct ones read the same places.
+        assert_eq!(
+            (typed.socket, typed.flags, typed.shutdown, typed.data_segs_in, typed.data_segs_out, typed.snd_una, typed.snd_nxt),
+            (sock.socket, sock.flags, sock.shutdown, sock.data_segs_in, sock.data_segs_out, sock.snd_una, sock.snd_nxt),
+        );
         assert_eq!((typed.net, typed.net_inum), (o.sock_net, o.net_inum), "{typed:?}");
     }
 }
