@@ -1,4 +1,6 @@
 //! Copy one tracepoint record, with context, into the ring buffer.
+use core::ptr::{addr_of_mut, write_volatile};
+
 use aya_ebpf::{
     maps::ring_buf::RingBufEntry,
     helpers::{
@@ -25,7 +27,7 @@ use crate::{
         SOCK_OFFSETS, SUBMITTED, WAKEUP_EVERY,
     },
     owner::{self, TCP_CLOSE, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
-    release,
+    release, words,
 };
 
 #[inline(always)]
@@ -844,12 +846,13 @@ impl Draft {
             (*event).ts_ns = bpf_ktime_get_ns();
             (*event).flags = 0;
             match sock {
-                Some(r) => (*event).sock = *r,
+                Some(r) => words::copy(addr_of_mut!((*event).sock), r),
+                // Volatile: plain stores would be merged into a byte-wise `memset`.
                 None => {
-                    (*event).sock.owner.tgid = 0;
-                    (*event).sock.opened_ns = 0;
-                    (*event).sock.established_ns = 0;
-                    (*event).sock.resets_sent = 0;
+                    write_volatile(addr_of_mut!((*event).sock.owner.tgid), 0);
+                    write_volatile(addr_of_mut!((*event).sock.opened_ns), 0);
+                    write_volatile(addr_of_mut!((*event).sock.established_ns), 0);
+                    write_volatile(addr_of_mut!((*event).sock.resets_sent), 0);
                 }
             }
             if owner.is_known() {

@@ -52,6 +52,8 @@ mod release;
 mod socks;
 #[cfg(target_arch = "bpf")]
 mod typed;
+#[cfg(target_arch = "bpf")]
+mod words;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

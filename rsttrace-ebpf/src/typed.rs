@@ -21,7 +21,7 @@ use crate::{
     fold::{self, Refusal},
     owner::{TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
     maps::{TupleKey, ADDRESS_SCRATCH, OFFSETS, TYPED_SOCK},
-    history, owner, release,
+    history, owner, release, words,
     programs::{changes_records, count_reset_sent, record_at_reset, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
 
@@ -203,26 +203,25 @@ fn draft_with_ends(kind: EventKind, shape: &TracepointLayout, sk: u64, address: 
     // SAFETY: constant offsets inside the record (`shape.record_size` of RECORD_MAX bytes),
     // unaligned stores; `sk` as in `ends_of`.
     unsafe {
-        let put = |offset: u16, bytes: &[u8]| core::ptr::copy_nonoverlapping(bytes.as_ptr(), record.add(offset as usize), bytes.len());
-        core::ptr::write_bytes(record, 0, shape.record_size as usize);
+        words::zero(record, shape.record_size as usize);
         if shape.skaddr != NO_FIELD {
-            put(shape.skaddr, &address.to_ne_bytes());
+            words::put(record, shape.skaddr as usize, address);
         }
         if shape.protocol != NO_FIELD {
-            put(shape.protocol, &IPPROTO_TCP.to_ne_bytes());
+            words::put(record, shape.protocol as usize, IPPROTO_TCP);
         }
-        put(shape.sport, &key.lport.to_ne_bytes());
-        put(shape.dport, &key.rport.to_ne_bytes());
-        put(shape.family, &family.to_ne_bytes());
+        words::put(record, shape.sport as usize, key.lport);
+        words::put(record, shape.dport as usize, key.rport);
+        words::put(record, shape.family as usize, family);
         if family == AF_INET {
-            put(shape.saddr4, &key.laddr.to_ne_bytes());
-            put(shape.daddr4, &raddr[..4]);
+            words::put(record, shape.saddr4 as usize, key.laddr);
+            words::put(record, shape.daddr4 as usize, key.raddr);
         } else {
             let local = offset!(v6_rcv_saddr);
             for i in 0..4 {
-                put(shape.saddr6 + i as u16 * 4, &at::<u32>(sk, local + i * 4).to_ne_bytes());
+                words::put(record, shape.saddr6 as usize + i * 4, at::<u32>(sk, local + i * 4));
             }
-            put(shape.daddr6, &raddr);
+            words::put_address(record, shape.daddr6 as usize, &raddr);
         }
         fill(record);
     }
@@ -250,8 +249,8 @@ impl StateChange for Typed {
         draft_with_ends(EventKind::SetState, &SET_STATE_SHAPE, self.sk, self.address, |record| {
             // SAFETY: constant offsets inside the record.
             unsafe {
-                core::ptr::copy_nonoverlapping(old.to_ne_bytes().as_ptr(), record.add(SET_STATE_SHAPE.oldstate as usize), 4);
-                core::ptr::copy_nonoverlapping(new.to_ne_bytes().as_ptr(), record.add(SET_STATE_SHAPE.newstate as usize), 4);
+                words::put(record, SET_STATE_SHAPE.oldstate as usize, old);
+                words::put(record, SET_STATE_SHAPE.newstate as usize, new);
             }
         })
     }
@@ -422,8 +421,7 @@ fn sent_draft_of_socket(sk: u64, address: u64, skb: u64, state: i32, reason: u32
             sockaddr(record, SEND_RESET_SHAPE.saddr_blob, family, key.lport, &[0; 16]);
             let local = offset!(v6_rcv_saddr);
             for i in 0..4 {
-                let word = at::<u32>(sk, local + i * 4).to_ne_bytes();
-                core::ptr::copy_nonoverlapping(word.as_ptr(), record.add(SEND_RESET_SHAPE.saddr_blob as usize + 8 + i * 4), 4);
+                words::put(record, SEND_RESET_SHAPE.saddr_blob as usize + 8 + i * 4, at::<u32>(sk, local + i * 4));
             }
         }
     }
@@ -439,11 +437,11 @@ unsafe fn sent_record(record: *mut u8, address: u64, skb: u64, state: i32, reaso
     let s = SEND_RESET_SHAPE;
     // SAFETY: constant offsets inside the record, unaligned stores.
     unsafe {
-        core::ptr::write_bytes(record, 0, s.record_size as usize);
-        core::ptr::copy_nonoverlapping(skb.to_ne_bytes().as_ptr(), record.add(s.skbaddr as usize), 8);
-        core::ptr::copy_nonoverlapping(address.to_ne_bytes().as_ptr(), record.add(s.skaddr as usize), 8);
-        core::ptr::copy_nonoverlapping(state.to_ne_bytes().as_ptr(), record.add(s.state as usize), 4);
-        core::ptr::copy_nonoverlapping(reason.to_ne_bytes().as_ptr(), record.add(s.reason as usize), 4);
+        words::zero(record, s.record_size as usize);
+        words::put(record, s.skbaddr as usize, skb);
+        words::put(record, s.skaddr as usize, address);
+        words::put(record, s.state as usize, state);
+        words::put(record, s.reason as usize, reason);
     }
 }
 
@@ -456,13 +454,13 @@ unsafe fn sent_record(record: *mut u8, address: u64, skb: u64, state: i32, reaso
 unsafe fn sockaddr(record: *mut u8, offset: u16, family: u16, port: u16, addr: &[u8; 16]) {
     // SAFETY: the caller's contract.
     unsafe {
-        let put = |at: usize, bytes: &[u8]| core::ptr::copy_nonoverlapping(bytes.as_ptr(), record.add(offset as usize + at), bytes.len());
-        put(0, &family.to_ne_bytes());
-        put(2, &port.to_be_bytes());
+        let offset = offset as usize;
+        words::put(record, offset, family);
+        words::put(record, offset + 2, port.to_be());
         if family == AF_INET {
-            put(4, &addr[..4]);
+            words::put(record, offset + 4, u32::from_ne_bytes([addr[0], addr[1], addr[2], addr[3]]));
         } else {
-            put(8, addr);
+            words::put_address(record, offset + 8, addr);
         }
     }
 }
@@ -491,7 +489,7 @@ pub fn error_report_typed(ctx: BtfTracePointContext) -> u32 {
     }
     let Some(d) = draft_with_ends(EventKind::ErrorReport, &ERROR_REPORT_SHAPE, sk, address(sk), |record| {
         // SAFETY: a constant offset inside the record.
-        unsafe { core::ptr::copy_nonoverlapping(error.to_ne_bytes().as_ptr(), record.add(ERROR_REPORT_SHAPE.error as usize), 4) };
+        unsafe { words::put(record, ERROR_REPORT_SHAPE.error as usize, error) };
     }) else {
         return 0;
     };
