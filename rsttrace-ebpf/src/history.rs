@@ -3,11 +3,14 @@
 //! from TIME_WAIT or for a forgotten connection, a port taken over by another process, a 4-tuple
 //! reused, a peer on this host), and which connections a process opened last (a connect
 //! race). Plain arrays indexed by a hash: a store per connection, no map insert or delete.
+use core::ptr::{addr_of_mut, write_volatile};
+
 use aya_ebpf::helpers::bpf_jiffies64;
 use rsttrace_common::{Owner, RaceEntry, SockRecord};
 
 use crate::{
     programs::AF_INET,
+    words,
     maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_OPEN, TUPLE_SLOT_BITS},
 };
 
@@ -22,12 +25,13 @@ fn tuple_slot(key: &TupleKey) -> u32 {
 /// cache miss in 4 MiB, which a load waits out and a store does not (it was a third of the
 /// state-change program's time).
 #[inline(always)]
-pub fn note_tuple(key: &TupleKey, sk: u64, owner: &Owner, closed_at: Option<u64>) {
+pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Option<u64>) {
     let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run. Two CPUs writing
     // one slot at once can mix two entries; readers compare the key and treat history as a hint.
     unsafe {
-        let keep_owner = closed_at.is_some() && !owner.is_known() && (*slot).sk == sk && (*slot).key == *key;
+        let known = owner.filter(|o| o.is_known());
+        let keep_owner = closed_at.is_some() && known.is_none() && (*slot).sk == sk && (*slot).key == *key;
         (*slot).key = *key;
         (*slot).open_or_closed_at = match closed_at {
             None => TUPLE_OPEN,
@@ -35,7 +39,11 @@ pub fn note_tuple(key: &TupleKey, sk: u64, owner: &Owner, closed_at: Option<u64>
         };
         (*slot).sk = sk;
         if !keep_owner {
-            (*slot).owner = *owner;
+            match known {
+                Some(o) => words::copy(addr_of_mut!((*slot).owner), o),
+                // Readers look no further than an unknown owner's tgid.
+                None => write_volatile(addr_of_mut!((*slot).owner.tgid), 0),
+            }
         }
     }
 }
@@ -77,17 +85,18 @@ pub fn note_opened(tgid: u32, entry: &RaceEntry) {
         let s: &mut RaceSlot = &mut *slot;
         if s.tgid != tgid {
             s.tgid = tgid;
-            s.entries[1] = RaceEntry::EMPTY;
+            // Readers take an entry of family 0 for none.
+            write_volatile(addr_of_mut!(s.entries[1].family), 0);
             s.newest = 0;
-            s.entries[0] = *entry;
+            words::copy(addr_of_mut!(s.entries[0]), entry);
             return;
         }
         let next = if s.newest == 0 { 1 } else { 0 };
         s.newest = next;
         if next == 0 {
-            s.entries[0] = *entry;
+            words::copy(addr_of_mut!(s.entries[0]), entry);
         } else {
-            s.entries[1] = *entry;
+            words::copy(addr_of_mut!(s.entries[1]), entry);
         }
     }
 }
@@ -135,10 +144,10 @@ fn address_tail(e: &RaceEntry) -> u32 {
 const SAME_CALL_TICKS: u64 = 32;
 
 /// `sk` moved from `old` to CLOSE at clock tick `now`: keep it, and its record as it was, for
-/// the rest of the call.
+/// the rest of the call. Returns the slot written.
 #[inline(always)]
-pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>, now: u64) {
-    let Some(all) = LAST_CLOSES.get_ptr_mut(0) else { return };
+pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>, now: u64) -> Option<&'static CloseSlot> {
+    let all = LAST_CLOSES.get_ptr_mut(0)?;
     // SAFETY: per-CPU slots, no concurrent writer on this CPU while the program runs (a nested
     // program in softirq finishes before this one resumes); the helper has no preconditions.
     unsafe {
@@ -152,11 +161,12 @@ pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>
         s.key = *key;
         match record {
             Some(r) => {
-                s.record = *r;
+                words::copy(addr_of_mut!(s.record), r);
                 s.has_record = 1;
             }
             None => s.has_record = 0,
         }
+        Some(s)
     }
 }
 

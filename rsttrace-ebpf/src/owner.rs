@@ -1,6 +1,8 @@
 //! Each full socket's record (`SOCKS`): its owner, learned only at points that are certainly in
 //! process context, and when a connection this host opened began and completed its handshake.
-use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns};
+use core::ptr::{addr_of_mut, write_volatile};
+
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated};
 use rsttrace_common::{Owner, SockRecord};
 
 use crate::{
@@ -27,14 +29,39 @@ pub fn is_learned_transition(old: i32, new: i32) -> bool {
     new == TCP_LISTEN || matches!((old, new), (TCP_ESTABLISHED, TCP_FIN_WAIT1) | (TCP_CLOSE_WAIT, TCP_LAST_ACK))
 }
 
-/// `current`, as the owner of a socket in namespace `netns` (0: not read yet).
+/// Write `current` into `dst` as the owner of a socket in namespace `netns` (0: not read yet),
+/// field by field: an `Owner` built on the stack and copied would cost a byte-wise `memcpy`
+/// (see `words.rs`).
+///
+/// # Safety
+/// `dst` points at a writable `Owner` (map value memory).
 #[inline(always)]
-fn current_owner(netns: u32) -> Owner {
+unsafe fn write_current_owner(dst: *mut Owner, netns: u32) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    // SAFETY: helper without preconditions.
-    let cgroup = if filters_by_cgroup() { unsafe { bpf_get_current_cgroup_id() } } else { 0 };
-    Owner { tgid: (pid_tgid >> 32) as u32, pid: pid_tgid as u32, comm, cgroup, netns, _pad: 0 }
+    // SAFETY: the caller's contract; the helpers have no preconditions (`comm` is zeroed by the
+    // helper itself if it fails).
+    unsafe {
+        write_volatile(addr_of_mut!((*dst).tgid), (pid_tgid >> 32) as u32);
+        write_volatile(addr_of_mut!((*dst).pid), pid_tgid as u32);
+        generated::bpf_get_current_comm(addr_of_mut!((*dst).comm).cast(), 16);
+        write_volatile(addr_of_mut!((*dst).cgroup), if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 });
+        write_volatile(addr_of_mut!((*dst).netns), netns);
+    }
+}
+
+/// Write a new record into `dst`: `current` as its owner, and when it was opened (0: not here).
+///
+/// # Safety
+/// `dst` points at a writable `SockRecord` (map value memory).
+#[inline(always)]
+unsafe fn write_new_record(dst: *mut SockRecord, netns: u32, opened_ns: u64) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        write_current_owner(addr_of_mut!((*dst).owner), netns);
+        write_volatile(addr_of_mut!((*dst).opened_ns), opened_ns);
+        write_volatile(addr_of_mut!((*dst).established_ns), 0);
+        write_volatile(addr_of_mut!((*dst).resets_sent), 0);
+    }
 }
 
 /// connect(): a new record in its owner's system call, replacing whatever an earlier socket at
@@ -43,7 +70,8 @@ fn current_owner(netns: u32) -> Owner {
 pub fn open(sk: u64) {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    socks::insert(sk, &SockRecord { owner: current_owner(0), opened_ns: now, ..SockRecord::EMPTY });
+    // SAFETY: `insert` hands over its slot's record.
+    socks::insert(sk, |r| unsafe { write_new_record(r, 0, now) });
 }
 
 /// listen(): a new record in its owner's system call, as connect() makes one. Learning the
@@ -52,9 +80,10 @@ pub fn open(sk: u64) {
 /// for the next socket at its address.
 #[inline(always)]
 pub fn listen(sk: u64) -> Owner {
-    let owner = current_owner(socket_netns(sk));
-    socks::insert(sk, &SockRecord { owner, ..SockRecord::EMPTY });
-    owner
+    let netns = socket_netns(sk);
+    // SAFETY: `insert` hands over its slot's record.
+    socks::insert(sk, |r| unsafe { write_new_record(r, netns, 0) });
+    owner_of(sk)
 }
 
 /// Record `current` as the owner of `sk` (a close or shutdown in its owner's call), skipping the
@@ -66,7 +95,8 @@ pub fn learn(sk: u64) {
     let pid = pid_tgid as u32;
     // The namespace is read when a reset needs it, as for connect().
     let Some(known) = socks::find(sk) else {
-        socks::insert(sk, &SockRecord { owner: current_owner(0), ..SockRecord::EMPTY });
+        // SAFETY: `insert` hands over its slot's record.
+        socks::insert(sk, |r| unsafe { write_new_record(r, 0, 0) });
         return;
     };
     // SAFETY: pointer into array value memory, valid for this program run.
@@ -74,15 +104,16 @@ pub fn learn(sk: u64) {
     if known.owner.tgid == tgid && known.owner.pid == pid {
         return;
     }
-    // Another thread of the same process (a pool's) keeps the namespace on record; another
-    // process leaves it to be read again: the record may be a freed socket's (see `listen`).
-    let owner = current_owner(if known.owner.tgid == tgid { known.owner.netns } else { 0 });
     // A worker thread closing a socket for the kernel (a file's last reference dropped outside
     // its process, deferred to a workqueue) is not its owner: the one on record stays.
-    if known.owner.is_known() && is_worker_thread(&owner.comm) {
+    if known.owner.is_known() && bpf_get_current_comm().is_ok_and(|comm| is_worker_thread(&comm)) {
         return;
     }
-    known.owner = owner;
+    // Another thread of the same process (a pool's) keeps the namespace on record; another
+    // process leaves it to be read again: the record may be a freed socket's (see `listen`).
+    let netns = if known.owner.tgid == tgid { known.owner.netns } else { 0 };
+    // SAFETY: the record's owner, in map value memory.
+    unsafe { write_current_owner(&mut known.owner, netns) };
 }
 
 /// `kworker/…`: a kernel worker thread.

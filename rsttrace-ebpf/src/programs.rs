@@ -262,19 +262,19 @@ pub(crate) fn changes_records(old: i32, new: i32) -> bool {
 #[inline(always)]
 fn established<C: StateChange>(change: &C, sk: u64, old: i32) {
     let Some((key, family, raddr)) = change.ends() else { return };
-    let mut owner = Owner::UNKNOWN;
+    let mut owner = None;
     if let Some(record) = socks::find(sk) {
         // SAFETY: pointer into array value memory, valid for this program run.
         let record = unsafe { &mut *record };
-        owner = record.owner;
+        owner = Some(&record.owner);
         if old == TCP_SYN_SENT && record.opened_ns != 0 {
             // SAFETY: helper without preconditions.
             record.established_ns = unsafe { bpf_ktime_get_ns() };
             let entry = RaceEntry { sk, opened_ns: record.opened_ns, established_ns: record.established_ns, raddr, family, rport: key.rport, _pad: [0; 4] };
-            history::note_opened(owner.tgid, &entry);
+            history::note_opened(record.owner.tgid, &entry);
         }
     }
-    history::note_tuple(&key, sk, &owner, None);
+    history::note_tuple(&key, sk, owner, None);
 }
 
 /// The socket's life is over: its record moves to this CPU's close slot for the rest of the
@@ -282,30 +282,28 @@ fn established<C: StateChange>(change: &C, sk: u64, old: i32) {
 #[inline(always)]
 fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     let key = change.ends().map_or(TupleKey { lport: 0, rport: 0, laddr: 0, raddr: 0 }, |(key, _, _)| key);
-    let record = socks::find(sk).map(|r| {
-        // SAFETY: array values are plain data.
-        unsafe { *r }
-    });
+    // SAFETY: pointer into array value memory, valid for this program run; read before the
+    // slot is freed below.
+    let record = socks::find(sk).map(|r| unsafe { &*r });
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_jiffies64() };
-    history::note_close(sk, old, &key, record.as_ref(), now);
+    // The record as it was, for the rest of the call (a later socket may take its slot).
+    let close = history::note_close(sk, old, &key, record, now);
     // Only connections that were up have a history worth keeping (not a refused connect).
     if old != TCP_SYN_SENT && old != TCP_LISTEN && key.rport != 0 {
-        let owner = record.map_or(Owner::UNKNOWN, |r| r.owner);
-        history::note_tuple(&key, sk, &owner, Some(now));
+        history::note_tuple(&key, sk, record.map(|r| &r.owner), Some(now));
     }
-    if let Some(record) = record {
+    if record.is_some() {
         socks::remove(sk);
-        if old == TCP_LISTEN {
-            report_listener(change, sk, record.owner);
-        }
-    } else if old == TCP_LISTEN {
-        report_listener(change, sk, Owner::UNKNOWN);
+    }
+    let owner = || close.filter(|c| c.has_record != 0).map_or(Owner::UNKNOWN, |c| c.record.owner);
+    if old == TCP_LISTEN {
+        report_listener(change, sk, owner());
     }
     // A connection that was up can die an orphan; a refused or timed-out connect is no orphan.
     if old != TCP_LISTEN && old != TCP_SYN_SENT && change.orphan_timed_out(sk) {
         if let Some(d) = change.change_draft() {
-            d.submit_orphan_timeout(sk, record.map_or(Owner::UNKNOWN, |r| r.owner), old);
+            d.submit_orphan_timeout(sk, owner(), old);
         }
     }
 }
