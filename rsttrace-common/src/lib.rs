@@ -307,11 +307,6 @@ impl TypedSockFields {
         .iter()
         .all(|o| *o != NO_OFFSET)
     }
-
-    /// Every offset a sent reset's holder facts need is known.
-    pub fn has_holder_facts(&self) -> bool {
-        [self.socket, self.flags, self.shutdown, self.data_segs_in, self.data_segs_out, self.snd_una, self.snd_nxt].iter().all(|o| *o != NO_OFFSET)
-    }
 }
 
 /// Offsets (from BTF) for the iterator that finds which process holds a socket's file
@@ -612,10 +607,6 @@ pub struct SockRecord {
 }
 
 const _: () = assert!(core::mem::size_of::<SockRecord>() == 64);
-
-impl SockRecord {
-    pub const EMPTY: Self = Self { owner: Owner::UNKNOWN, opened_ns: 0, established_ns: 0, resets_sent: 0, _pad: 0 };
-}
 
 /// A connection this host opened, as remembered under its owner: the candidate sibling of a
 /// connect race (two ports, happy eyeballs) when one of the two is aborted.

@@ -633,8 +633,9 @@ pub struct Draft {
     read: Option<SocketRead>,
 }
 
-/// A socket's state, retransmissions and cgroup id, read by a typed program (direct loads
-/// through the pointer the verifier typed: a few ns each, where a helper read costs ~50).
+/// A socket's state, retransmissions, cgroup id and namespace, and for a reset it sends who holds
+/// it, read by a typed program (direct loads through the pointer the verifier typed: a few ns
+/// each, where a helper read costs ~50).
 #[derive(Clone, Copy)]
 pub struct SocketRead {
     pub state: u8,
@@ -812,7 +813,7 @@ impl Draft {
         unsafe {
             (*event).ts_ns = bpf_ktime_get_ns();
             (*event).flags = flags | if owner.is_known() { FLAG_OWNER_KNOWN } else { 0 };
-            (*event).sock.owner = owner;
+            words::copy(addr_of_mut!((*event).sock.owner), &owner);
             fill_current(event);
             (*event).netns = if owner.netns != 0 { owner.netns } else { socket_netns(sk) };
         }
@@ -822,7 +823,7 @@ impl Draft {
     }
 
     /// Fill in what only the kernel knows now and submit, unless the load-time filter rejects it.
-    /// `sock` is the socket's record (`SockRecord::EMPTY` when there is none); `close` the CLOSE
+    /// `sock` is the socket's record, if it has one; `close` the CLOSE
     /// this socket made just before in the same call, if it did. Returns whether the event went
     /// out (not filtered, not discarded).
     #[inline(always)]

@@ -81,9 +81,8 @@ pub fn open(sk: u64) {
 #[inline(always)]
 pub fn listen(sk: u64) -> Owner {
     let netns = socket_netns(sk);
-    // SAFETY: `insert` hands over its slot's record.
-    socks::insert(sk, |r| unsafe { write_new_record(r, netns, 0) });
-    owner_of(sk)
+    // SAFETY: `insert` hands over its slot's record, and returns it.
+    socks::insert(sk, |r| unsafe { write_new_record(r, netns, 0) }).map_or(Owner::UNKNOWN, |r| unsafe { (*r).owner })
 }
 
 /// Record `current` as the owner of `sk` (a close or shutdown in its owner's call), skipping the

@@ -287,16 +287,18 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     let record = socks::find(sk).map(|r| unsafe { &*r });
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_jiffies64() };
-    // The record as it was, for the rest of the call (a later socket may take its slot).
+    // The record as it was, for the rest of the call: from here on it is read from this CPU's
+    // close slot, which no other CPU writes (a later socket may take the table's slot).
     let close = history::note_close(sk, old, &key, record, now);
+    let kept = close.filter(|c| c.has_record != 0).map(|c| &c.record);
     // Only connections that were up have a history worth keeping (not a refused connect).
     if old != TCP_SYN_SENT && old != TCP_LISTEN && key.rport != 0 {
-        history::note_tuple(&key, sk, record.map(|r| &r.owner), Some(now));
+        history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some(now));
     }
     if record.is_some() {
         socks::remove(sk);
     }
-    let owner = || close.filter(|c| c.has_record != 0).map_or(Owner::UNKNOWN, |c| c.record.owner);
+    let owner = || kept.map_or(Owner::UNKNOWN, |r| r.owner);
     if old == TCP_LISTEN {
         report_listener(change, sk, owner());
     }

@@ -44,20 +44,22 @@ pub fn find(sk: u64) -> Option<*mut SockRecord> {
 }
 
 /// Make the record `write` writes (into the slot, not through a copy) the record of `sk`,
-/// replacing the one it had.
+/// replacing the one it had. Returns the slot's record (valid for this program run).
 #[inline(always)]
-pub fn insert(sk: u64, write: impl FnOnce(*mut SockRecord)) {
-    let Some((a, b)) = bucket(sk) else { return };
+pub fn insert(sk: u64, write: impl FnOnce(*mut SockRecord)) -> Option<*const SockRecord> {
+    let (a, b) = bucket(sk)?;
     // SAFETY: as in `find`. The slot is freed before the record is written and the address put
     // in after, all volatile so the compiler keeps that order (BPF has no fences): a reader on
     // another CPU looking up the slot's earlier socket then finds it gone rather than reading
     // the new record as its own, short of the CPU reordering the stores (x86 does not) or two
-    // writers at once (see above). `write` writes volatile too.
+    // writers at once (see above). `write` writes volatile too, or through a helper, which the
+    // compiler does not move stores across either.
     unsafe {
         let slot = if (*a).sk == sk || ((*a).sk == 0 && (*b).sk != sk) { a } else { b };
         core::ptr::write_volatile(&mut (*slot).sk, 0);
         write(&mut (*slot).record);
         core::ptr::write_volatile(&mut (*slot).sk, sk);
+        Some(&(*slot).record)
     }
 }
 

@@ -96,9 +96,9 @@ fn local_port(sk: u64) -> Option<u16> {
 /// What `submit` would read through helpers: the socket's state, its retransmissions (a
 /// `tcp_sock` field, through the pointer `bpf_skc_to_tcp_sock` types) and its cgroup id (a walk
 /// of two pointers the verifier types from BTF; a null one reads as 0); for a reset it sends
-/// (`sending`, a constant), who holds it and what it carried.
+/// from the state `sending` (the one its record names), who holds it and what it carried.
 #[inline(always)]
-fn socket_read(sk: u64, sending: bool) -> Option<SocketRead> {
+fn socket_read(sk: u64, sending: Option<i32>) -> Option<SocketRead> {
     // SAFETY: as in `local_port`.
     let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) } as *const u8;
     if tcp.is_null() {
@@ -120,7 +120,7 @@ fn socket_read(sk: u64, sending: bool) -> Option<SocketRead> {
                 }
             }
         }
-        let holder = if sending { holder_read(sk, tcp, state) } else { None };
+        let holder = sending.and_then(|state| holder_read(sk, tcp, state));
         Some(SocketRead { state, retransmits, cgroup, netns: netns(sk), holder })
     }
 }
@@ -131,7 +131,7 @@ fn socket_read(sk: u64, sending: bool) -> Option<SocketRead> {
 /// # Safety
 /// `sk` is a full TCP socket the verifier typed, `tcp` the same socket typed as `tcp_sock`.
 #[inline(always)]
-unsafe fn holder_read(sk: u64, tcp: *const u8, state: u8) -> Option<HolderRead> {
+unsafe fn holder_read(sk: u64, tcp: *const u8, state: i32) -> Option<HolderRead> {
     // Load-time constants: the verifier drops the reads where BTF lacked an offset.
     let known = [offset!(socket), offset!(flags), offset!(shutdown), offset!(data_segs_in), offset!(data_segs_out), offset!(snd_una), offset!(snd_nxt)];
     if known.iter().any(|o| *o == NO_OFFSET as usize) {
@@ -140,7 +140,6 @@ unsafe fn holder_read(sk: u64, tcp: *const u8, state: u8) -> Option<HolderRead> 
     // SAFETY: fields at their offsets from BTF in the sockets the caller's contract names.
     unsafe {
         let tcp_field = |offset: usize| read_volatile(tcp.add(offset) as *const u32);
-        let state = state as i32;
         let shutdown = if state == owner::TCP_CLOSE { Some(at::<u8>(sk, offset!(shutdown))) } else { None };
         let facts = holder_facts_of(state, Some(at::<u64>(sk, offset!(socket))), Some(at::<i32>(sk, offset!(err))), Some(at::<u64>(sk, offset!(flags))), shutdown);
         let sent = tcp_field(offset!(data_segs_out));
@@ -201,7 +200,7 @@ fn draft_with_ends(kind: EventKind, shape: &TracepointLayout, sk: u64, address: 
     let mut d = Draft::reserve_synthesized(kind)?;
     let record = d.record_mut()?;
     // SAFETY: constant offsets inside the record (`shape.record_size` of RECORD_MAX bytes),
-    // unaligned stores; `sk` as in `ends_of`.
+    // see `words::put`; `sk` as in `ends_of`.
     unsafe {
         words::zero(record, shape.record_size as usize);
         if shape.skaddr != NO_FIELD {
@@ -287,7 +286,7 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let address = address(sk);
-    let read = socket_read(sk, false);
+    let read = socket_read(sk, None);
     let record = owner::record(address);
     if let (Some(r), Some(record)) = (read, record) {
         if r.state == TCP_SYN_SENT as u8 && fold::refusal_received(&record.owner, |now| refusal(sk, &record.owner, &r, now)) {
@@ -344,7 +343,7 @@ fn sent_by_socket(ctx: *mut c_void) -> u32 {
     let Some(d) = draft else { return 0 };
     let (record, close) = record_at_reset(address, state);
     count_reset_sent(address, close);
-    let read = if full { full_socket(&ctx).and_then(|sk| socket_read(sk, true)) } else { None };
+    let read = if full { full_socket(&ctx).and_then(|sk| socket_read(sk, Some(state))) } else { None };
     let d = match read {
         Some(read) => d.with_socket_read(read),
         None => d,
@@ -435,7 +434,7 @@ fn sent_draft_of_socket(sk: u64, address: u64, skb: u64, state: i32, reason: u32
 #[inline(always)]
 unsafe fn sent_record(record: *mut u8, address: u64, skb: u64, state: i32, reason: u32) {
     let s = SEND_RESET_SHAPE;
-    // SAFETY: constant offsets inside the record, unaligned stores.
+    // SAFETY: constant offsets inside the record (see `words::put`).
     unsafe {
         words::zero(record, s.record_size as usize);
         words::put(record, s.skbaddr as usize, skb);
