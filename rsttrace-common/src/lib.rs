@@ -223,10 +223,13 @@ pub struct TypedSockFields {
     pub err: u32,
     /// `sock_common.skc_family` (u16)
     pub family: u32,
-    /// `inet_sock.inet_sport`: the local port, network order (u16). Not `skc_num`, which the
-    /// kernel zeroes when it releases the port, before the state change to CLOSE. Beyond
-    /// `struct sock`: read through the `tcp_sock` pointer `bpf_skc_to_tcp_sock` returns.
+    /// `inet_sock.inet_sport`: the local port, network order (u16), which stays when the
+    /// kernel releases the port before the state change to CLOSE. Beyond `struct sock`: read
+    /// through the `tcp_sock` pointer `bpf_skc_to_tcp_sock` returns.
     pub sport: u32,
+    /// `sock_common.skc_num`: the same port, host order, in `struct sock` (read without a helper
+    /// call) but zeroed when the port is released. Optional: without it `sport` is read.
+    pub num: u32,
     /// `sock_common.skc_dport`: the remote port, network order (u16)
     pub dport: u32,
     /// `sock_common.skc_rcv_saddr`, `skc_daddr` (IPv4, 4 bytes)
@@ -268,6 +271,7 @@ impl TypedSockFields {
         err: NO_OFFSET,
         family: NO_OFFSET,
         sport: NO_OFFSET,
+        num: NO_OFFSET,
         dport: NO_OFFSET,
         rcv_saddr: NO_OFFSET,
         daddr: NO_OFFSET,
@@ -307,6 +311,28 @@ impl TypedSockFields {
         .iter()
         .all(|o| *o != NO_OFFSET)
     }
+}
+
+/// Offsets (from BTF) in `struct sk_buff` for the typed `tcp_send_reset` program, which reads
+/// where the segment's headers lie and its device's namespace straight from its typed pointer
+/// (five helper calls fewer), each read on its own as `TypedSockFields`' are. `NO_OFFSET` where
+/// BTF lacked one: those are then read through helpers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TypedSkbFields {
+    /// `sk_buff.head` (unsigned char *)
+    pub head: u32,
+    /// `sk_buff.transport_header`, `network_header` (u16 offsets from `head`)
+    pub transport_header: u32,
+    pub network_header: u32,
+    /// `sk_buff.dev` (a `struct net_device *`) and that device's `nd_net` (its `struct net *`):
+    /// the namespace of a segment no socket took, with `TypedSockFields::net_inum`.
+    pub dev: u32,
+    pub dev_net: u32,
+}
+
+impl TypedSkbFields {
+    pub const UNKNOWN: Self = Self { head: NO_OFFSET, transport_header: NO_OFFSET, network_header: NO_OFFSET, dev: NO_OFFSET, dev_net: NO_OFFSET };
 }
 
 /// Offsets (from BTF) for the iterator that finds which process holds a socket's file
@@ -911,6 +937,7 @@ mod user {
     unsafe impl aya::Pod for SockOffsets {}
     unsafe impl aya::Pod for TypedSockFields {}
     unsafe impl aya::Pod for HolderFields {}
+    unsafe impl aya::Pod for TypedSkbFields {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Owner {}
     unsafe impl aya::Pod for SockRecord {}

@@ -148,9 +148,8 @@ const IPV6_HEADER: usize = 40;
 /// TCP header bytes we use: ports, sequence, acknowledgment, data offset and flags.
 const TCP_PREFIX: usize = 16;
 
-/// Three helper reads (each ~40 ns here): the head pointer, both header offsets at once, and the
-/// IP and TCP headers together in one block. A TCP header that does not follow the IP header
-/// directly (IPv4 options) costs a fourth.
+/// Three helper reads (each ~40 ns here): the head pointer, both header offsets at once, and
+/// [`trigger_at`]'s.
 #[inline(always)]
 pub(crate) fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
     if skb == 0 || o.skb_head == NO_OFFSET || o.skb_transport_header == NO_OFFSET || o.skb_network_header == NO_OFFSET {
@@ -167,9 +166,20 @@ pub(crate) fn trigger_of(skb: u64, o: &StructOffsets) -> Option<Trigger> {
         } else {
             (read::<u16>(skb + o.skb_transport_header as u64)?, read::<u16>(skb + o.skb_network_header as u64)?)
         };
-        if head == 0 || transport == u16::MAX || network == u16::MAX {
-            return None;
-        }
+        trigger_at(head, transport, network)
+    }
+}
+
+/// The segment whose buffer starts at `head`, its IP header `network` and its TCP header
+/// `transport` bytes on (`u16::MAX`: not set): one helper read of both headers together, a
+/// second where they are apart (IPv4 options).
+#[inline(always)]
+pub(crate) fn trigger_at(head: u64, transport: u16, network: u16) -> Option<Trigger> {
+    if head == 0 || transport == u16::MAX || network == u16::MAX {
+        return None;
+    }
+    // SAFETY: probe reads only.
+    unsafe {
         let nh = head + network as u64;
         let headers = read::<[u8; HEADERS]>(nh)?;
         let ip_version = headers[0] >> 4;
@@ -392,8 +402,14 @@ fn tail(addr: &[u8; 16], ipv4: bool) -> u32 {
 /// the local end.
 #[inline(always)]
 pub(crate) fn trigger_key(t: &Trigger) -> TupleKey {
-    let v4 = t.ip_version == 4;
-    TupleKey { lport: t.dport, rport: t.sport, laddr: tail(&t.daddr, v4), raddr: tail(&t.saddr, v4) }
+    segment_key(t.ip_version, t.sport, t.dport, &t.saddr, &t.daddr)
+}
+
+/// [`trigger_key`] of a segment's addresses and ports, wherever they are kept.
+#[inline(always)]
+fn segment_key(ip_version: u8, sport: u16, dport: u16, saddr: &[u8; 16], daddr: &[u8; 16]) -> TupleKey {
+    let v4 = ip_version == 4;
+    TupleKey { lport: dport, rport: sport, laddr: tail(daddr, v4), raddr: tail(saddr, v4) }
 }
 
 /// The 4-tuple of an older-layout record (family, host-order ports, both address arrays).
@@ -416,8 +432,8 @@ pub fn record_key<F: Fields>(d: &F, l: &TracepointLayout) -> Option<TupleKey> {
 /// request socket, or a listener answering for a connection it does not know); and, in
 /// SYN_SENT, whether an earlier connection used it. Returns the flags to set.
 #[inline(always)]
-unsafe fn sent_history(event: *mut Event, sk: u64, state: i32, t: &Trigger) -> u32 {
-    let Some(earlier) = history::tuple(&trigger_key(t)) else { return 0 };
+unsafe fn sent_history(event: *mut Event, sk: u64, state: i32, key: &TupleKey) -> u32 {
+    let Some(earlier) = history::tuple(key) else { return 0 };
     if sk == 0 || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_LISTEN {
         if earlier.owner.is_known() {
             // SAFETY: the caller's reserved event.
@@ -631,6 +647,11 @@ pub struct Draft {
     /// What a typed program read straight from the socket, where `submit` would otherwise read
     /// it through helper calls.
     read: Option<SocketRead>,
+    /// The segment a sent reset answers is in the event already ([`Draft::with_trigger`]):
+    /// `submit` does not read it again.
+    trigger_written: bool,
+    /// The namespace of a segment no socket took, read by a typed program; 0: read it here.
+    segment_netns: u32,
 }
 
 /// A socket's state, retransmissions, cgroup id and namespace, and for a reset it sends who holds
@@ -661,8 +682,8 @@ pub struct HolderRead {
 /// A socket's namespace: its owner's on record, else what a typed program read, else what
 /// `through_helpers` reads (0 stands for unknown in each).
 #[inline(always)]
-pub(crate) fn known_netns(recorded: u32, read: Option<&SocketRead>, through_helpers: impl FnOnce() -> u32) -> u32 {
-    match (recorded, read.map_or(0, |r| r.netns)) {
+pub(crate) fn known_netns(recorded: u32, read: u32, through_helpers: impl FnOnce() -> u32) -> u32 {
+    match (recorded, read) {
         (0, 0) => through_helpers(),
         (0, read) => read,
         (known, _) => known,
@@ -701,7 +722,7 @@ impl Draft {
             (*event).record_size = size as u16;
             copy_record(ctx, &mut (*event).record, size);
         }
-        Self { entry: Some(entry), kind, no_record_state: None, read: None }
+        Self { entry: Some(entry), kind, no_record_state: None, read: None, trigger_written: false, segment_netns: 0 }
     }
 
     /// Reserve an event with no tracepoint record behind it (the kprobe path): its addresses come
@@ -718,7 +739,7 @@ impl Draft {
             (*event).kind = kind as u32;
             (*event).record_size = 0;
         }
-        Some(Self { entry: Some(entry), kind, no_record_state: Some(sk_state), read: None })
+        Some(Self { entry: Some(entry), kind, no_record_state: Some(sk_state), read: None, trigger_written: false, segment_netns: 0 })
     }
 
     /// Reserve an event whose record the caller writes (a `tp_btf` program, which gets no
@@ -736,7 +757,26 @@ impl Draft {
             (*event).kind = kind as u32;
             (*event).record_size = if record_size > RECORD_MAX { RECORD_MAX as u16 } else { record_size as u16 };
         }
-        Some(Self { entry: Some(entry), kind, no_record_state: None, read: None })
+        Some(Self { entry: Some(entry), kind, no_record_state: None, read: None, trigger_written: false, segment_netns: 0 })
+    }
+
+    /// The segment this reset answers, read by the caller: written into the event now, where it
+    /// takes no BPF stack, and `submit` reads it from there.
+    #[inline(always)]
+    pub fn with_trigger(mut self, t: &Trigger) -> Self {
+        if let Some(entry) = self.entry.as_mut() {
+            // SAFETY: the reserved slot, writable until submitted or discarded.
+            unsafe { write_trigger(entry.as_mut_ptr(), t) };
+            self.trigger_written = true;
+        }
+        self
+    }
+
+    /// The namespace of the segment a socketless reset answers (0: unknown), read by the caller.
+    #[inline(always)]
+    pub fn with_segment_netns(mut self, netns: u32) -> Self {
+        self.segment_netns = netns;
+        self
     }
 
     /// What the socket's fields said, read by the caller: `submit` then reads none of them.
@@ -865,7 +905,8 @@ impl Draft {
                 Some(c) if sk == 0 => c.sk,
                 _ => sk,
             };
-            (*event).netns = known_netns(owner.netns, self.read.as_ref(), || netns_of(netns_sk, skb, &offsets));
+            let read_netns = self.read.map_or(self.segment_netns, |r| r.netns);
+            (*event).netns = known_netns(owner.netns, read_netns, || netns_of(netns_sk, skb, &offsets));
             // Only a full socket has cgroup data (a TIME_WAIT or request socket does not).
             let full = self.no_record_state.is_none() && state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
             (*event).sk_cgroup = match self.read {
@@ -891,11 +932,17 @@ impl Draft {
             }
             let sock_offsets = SOCK_OFFSETS.load();
             if kind == EventKind::SendReset as u32 {
-                let trigger = trigger_of(skb, &offsets);
+                // Read here unless the caller wrote it already (`sock_facts` then has none: only
+                // the classic programs, on kernels without the reason, read the stand-ins).
+                let trigger = if self.trigger_written { None } else { trigger_of(skb, &offsets) };
+                if let Some(t) = &trigger {
+                    write_trigger(event, t);
+                }
+                let trigger_known = self.trigger_written || trigger.is_some();
                 // The kprobe runs on entry, before tcp_v{4,6}_send_reset() returns without
                 // sending for a segment that is itself a RST (or has no local destination, which
                 // never reaches TCP's receive path): nothing was sent, so nothing is reported.
-                if self.no_record_state.is_some() && trigger.as_ref().is_none_or(|t| t.tcp_flags & TCP_FLAG_RST != 0) {
+                if self.no_record_state.is_some() && (!trigger_known || (*event).tcp_flags & TCP_FLAG_RST != 0) {
                     entry.discard(BPF_RB_NO_WAKEUP);
                     return false;
                 }
@@ -903,20 +950,16 @@ impl Draft {
                     Some(s) => s as i32,
                     None => state,
                 };
-                if let Some(t) = &trigger {
-                    (*event).tcp_flags = t.tcp_flags;
-                    (*event).trigger_ip_version = t.ip_version;
-                    (*event).trigger_sport = t.sport;
-                    (*event).trigger_dport = t.dport;
-                    (*event).trigger_saddr = t.saddr;
-                    (*event).trigger_daddr = t.daddr;
+                if trigger_known {
                     (*event).flags |= FLAG_TRIGGER_KNOWN;
                     // A bare SYN that no socket answered (a port nobody listens on) opens a new
                     // connection: an earlier one's owner on its 4-tuple says nothing of it. The
                     // look-up is a cache miss in 4 MiB (~300 ns here), on every refused connect.
-                    let refused_syn = sk == 0 && t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
+                    let refused_syn = sk == 0 && (*event).tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN;
                     if !refused_syn {
-                        (*event).flags |= sent_history(event, sk, state, t);
+                        let e = &*event;
+                        let key = segment_key(e.trigger_ip_version, e.trigger_sport, e.trigger_dport, &e.trigger_saddr, &e.trigger_daddr);
+                        (*event).flags |= sent_history(event, sk, state, &key);
                     }
                 }
                 // A full socket (the kprobe path sees only TIME_WAIT and request sockets). Who
@@ -1045,6 +1088,24 @@ unsafe fn fill_current(event: *mut Event) {
             }
         }
         (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
+    }
+}
+
+/// The segment a sent reset answers, into its event (read under `FLAG_TRIGGER_KNOWN`).
+///
+/// # Safety
+/// `event` points at a reserved, writable ring-buffer slot.
+#[inline(always)]
+unsafe fn write_trigger(event: *mut Event, t: &Trigger) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        (*event).tcp_flags = t.tcp_flags;
+        (*event).trigger_ip_version = t.ip_version;
+        (*event).trigger_sport = t.sport;
+        (*event).trigger_dport = t.dport;
+        // Four stores each: an array assignment would be a byte-wise `memcpy` (see `words.rs`).
+        words::put_address(event.cast(), core::mem::offset_of!(Event, trigger_saddr), &t.saddr);
+        words::put_address(event.cast(), core::mem::offset_of!(Event, trigger_daddr), &t.daddr);
     }
 }
 

@@ -96,18 +96,17 @@ pub fn refused_syn(skb: u64) -> bool {
         return false;
     }
     match trigger_of(skb, &OFFSETS.load()) {
-        Some(t) => refused_syn_seen(&t, skb),
+        Some(t) => refused_syn_seen(&t, || netns_of(0, skb, &OFFSETS.load())),
         None => false,
     }
 }
 
-/// [`refused_syn`] for a segment already read (`t`).
+/// [`refused_syn`] for a segment already read (`t`), whose namespace `netns` reads.
 #[inline(always)]
-pub fn refused_syn_seen(t: &Trigger, skb: u64) -> bool {
+pub fn refused_syn_seen(t: &Trigger, netns: impl FnOnce() -> u32) -> bool {
     if !enabled() {
         return false;
     }
-    let offsets = OFFSETS.load();
     if t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST) != TCP_FLAG_SYN {
         return false;
     }
@@ -122,7 +121,7 @@ pub fn refused_syn_seen(t: &Trigger, skb: u64) -> bool {
         kind: FOLDED_REFUSED_SYN,
         ip_version: t.ip_version,
         port: t.dport,
-        netns: netns_of(0, skb, &offsets),
+        netns: netns(),
         tgid: 0,
         cgroup: 0,
         addr: t.saddr,

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Filter, FoldedCount, FoldedKey, Owner, FOLDED_KEYS, PeerSample, RaceEntry, ReleaseLayout, SockOffsets, SockRecord, StructOffsets,
-    Submitted, TcpProbeLayout, TracepointLayout, TypedSockFields, PEER_SLOTS,
+    Submitted, TcpProbeLayout, TracepointLayout, TypedSkbFields, TypedSockFields, PEER_SLOTS,
 };
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
@@ -33,6 +33,9 @@ pub static TCP_PROBE: Global<TcpProbeLayout> = Global::new(TcpProbeLayout::NONE)
 /// `Global`: each field is read on its own (see `typed.rs`).
 #[unsafe(no_mangle)]
 pub static TYPED_SOCK: TypedSockFields = TypedSockFields::UNKNOWN;
+/// Offsets in `struct sk_buff` for the typed `tcp_send_reset` program, read as `TYPED_SOCK`'s.
+#[unsafe(no_mangle)]
+pub static TYPED_SKB: TypedSkbFields = TypedSkbFields::UNKNOWN;
 /// 1 under `--network-evidence`: received resets carry what `PEERS` sampled.
 #[unsafe(no_mangle)]
 pub static NETWORK_EVIDENCE: Global<u8> = Global::new(0);

@@ -29,15 +29,15 @@ pub fn is_learned_transition(old: i32, new: i32) -> bool {
     new == TCP_LISTEN || matches!((old, new), (TCP_ESTABLISHED, TCP_FIN_WAIT1) | (TCP_CLOSE_WAIT, TCP_LAST_ACK))
 }
 
-/// Write `current` into `dst` as the owner of a socket in namespace `netns` (0: not read yet),
+/// Write `current` (whose `bpf_get_current_pid_tgid` the caller read: each helper call costs
+/// ~50 ns here) into `dst` as the owner of a socket in namespace `netns` (0: not read yet),
 /// field by field: an `Owner` built on the stack and copied would cost a byte-wise `memcpy`
 /// (see `words.rs`).
 ///
 /// # Safety
 /// `dst` points at a writable `Owner` (map value memory).
 #[inline(always)]
-unsafe fn write_current_owner(dst: *mut Owner, netns: u32) {
-    let pid_tgid = bpf_get_current_pid_tgid();
+unsafe fn write_current_owner(dst: *mut Owner, pid_tgid: u64, netns: u32) {
     // SAFETY: the caller's contract; the helpers have no preconditions (`comm` is zeroed by the
     // helper itself if it fails).
     unsafe {
@@ -49,15 +49,15 @@ unsafe fn write_current_owner(dst: *mut Owner, netns: u32) {
     }
 }
 
-/// Write a new record into `dst`: `current` as its owner, and when it was opened (0: not here).
+/// Write a new record into `dst`: `current` (`pid_tgid`) as its owner, and when it was opened (0: not here).
 ///
 /// # Safety
 /// `dst` points at a writable `SockRecord` (map value memory).
 #[inline(always)]
-unsafe fn write_new_record(dst: *mut SockRecord, netns: u32, opened_ns: u64) {
+unsafe fn write_new_record(dst: *mut SockRecord, pid_tgid: u64, netns: u32, opened_ns: u64) {
     // SAFETY: the caller's contract.
     unsafe {
-        write_current_owner(addr_of_mut!((*dst).owner), netns);
+        write_current_owner(addr_of_mut!((*dst).owner), pid_tgid, netns);
         write_volatile(addr_of_mut!((*dst).opened_ns), opened_ns);
         write_volatile(addr_of_mut!((*dst).established_ns), 0);
         write_volatile(addr_of_mut!((*dst).resets_sent), 0);
@@ -70,8 +70,9 @@ unsafe fn write_new_record(dst: *mut SockRecord, netns: u32, opened_ns: u64) {
 pub fn open(sk: u64) {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: `insert` hands over its slot's record.
-    socks::insert(sk, |r| unsafe { write_new_record(r, 0, now) });
+    socks::insert(sk, |r| unsafe { write_new_record(r, pid_tgid, 0, now) });
 }
 
 /// listen(): a new record in its owner's system call, as connect() makes one. Learning the
@@ -81,8 +82,9 @@ pub fn open(sk: u64) {
 #[inline(always)]
 pub fn listen(sk: u64) -> Owner {
     let netns = socket_netns(sk);
+    let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: `insert` hands over its slot's record, and returns it.
-    socks::insert(sk, |r| unsafe { write_new_record(r, netns, 0) }).map_or(Owner::UNKNOWN, |r| unsafe { (*r).owner })
+    socks::insert(sk, |r| unsafe { write_new_record(r, pid_tgid, netns, 0) }).map_or(Owner::UNKNOWN, |r| unsafe { (*r).owner })
 }
 
 /// Record `current` as the owner of `sk` (a close or shutdown in its owner's call), skipping the
@@ -95,7 +97,7 @@ pub fn learn(sk: u64) {
     // The namespace is read when a reset needs it, as for connect().
     let Some(known) = socks::find(sk) else {
         // SAFETY: `insert` hands over its slot's record.
-        socks::insert(sk, |r| unsafe { write_new_record(r, 0, 0) });
+        socks::insert(sk, |r| unsafe { write_new_record(r, pid_tgid, 0, 0) });
         return;
     };
     // SAFETY: pointer into array value memory, valid for this program run.
@@ -112,7 +114,7 @@ pub fn learn(sk: u64) {
     // process leaves it to be read again: the record may be a freed socket's (see `listen`).
     let netns = if known.owner.tgid == tgid { known.owner.netns } else { 0 };
     // SAFETY: the record's owner, in map value memory.
-    unsafe { write_current_owner(&mut known.owner, netns) };
+    unsafe { write_current_owner(&mut known.owner, pid_tgid, netns) };
 }
 
 /// `kworker/…`: a kernel worker thread.

@@ -17,10 +17,10 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SEND_RESET_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{exchange_facts_of, holder_facts_of, is_timers_error, known_netns, orphan_timed_out, socket_netns, trigger_of, Draft, HolderRead, SocketRead, Trigger},
+    emit::{exchange_facts_of, holder_facts_of, is_timers_error, known_netns, orphan_timed_out, socket_netns, trigger_at, Draft, HolderRead, SocketRead, Trigger},
     fold::{self, Refusal},
     owner::{TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
-    maps::{TupleKey, ADDRESS_SCRATCH, OFFSETS, TYPED_SOCK},
+    maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SKB, TYPED_SOCK},
     history, owner, release, words,
     programs::{changes_records, count_reset_sent, record_at_reset, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
@@ -33,6 +33,14 @@ macro_rules! offset {
     ($field:ident) => {
         // SAFETY: a plain read of a static.
         unsafe { read_volatile(addr_of!(TYPED_SOCK.$field)) as usize }
+    };
+}
+
+/// One offset of `TYPED_SKB`, read as `offset!` reads `TYPED_SOCK`'s.
+macro_rules! skb_offset {
+    ($field:ident) => {
+        // SAFETY: a plain read of a static.
+        unsafe { read_volatile(addr_of!(TYPED_SKB.$field)) as usize }
     };
 }
 
@@ -78,12 +86,30 @@ fn is_tcp(sk: u64) -> bool {
     sk != 0 && unsafe { at::<u16>(sk, offset!(protocol)) } == IPPROTO_TCP
 }
 
-/// The socket's local port, network order, from `inet_sport` (`skc_num` is zeroed before some
-/// CLOSEs). That field lies past `struct sock`, where the verifier lets a `struct sock` pointer
-/// read nothing: `bpf_skc_to_tcp_sock` (a check of the protocol, no copy) types the same socket
-/// as the `tcp_sock` that holds it.
+/// The socket's local port (host order) while it holds the port: `skc_num`, read straight from
+/// `struct sock`. 0 once the kernel released the port (before some CLOSEs, and before connect()
+/// picks one), or where BTF lacked the offset.
+#[inline(always)]
+fn bound_port(sk: u64) -> u16 {
+    // A load-time constant: the verifier drops the read where BTF lacked the offset.
+    if offset!(num) == NO_OFFSET as usize {
+        return 0;
+    }
+    // SAFETY: callers pass the tracepoint's non-null socket; `skc_num` is in `sock_common`.
+    unsafe { at::<u16>(sk, offset!(num)) }
+}
+
+/// The socket's local port, network order: [`bound_port`] while the socket holds it, since a
+/// helper call costs ~50 ns here (every return in the kernel goes through a mitigation). Once
+/// the port is released it is `inet_sport`, past `struct sock`, where the verifier lets a
+/// `struct sock` pointer read nothing: `bpf_skc_to_tcp_sock` (a check of the protocol, no copy)
+/// types the same socket as the `tcp_sock` that holds it.
 #[inline(always)]
 fn local_port(sk: u64) -> Option<u16> {
+    let bound = bound_port(sk);
+    if bound != 0 {
+        return Some(bound.to_be());
+    }
     // SAFETY: the helper takes any socket pointer and returns null for one that is not TCP's.
     let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) } as *const u8;
     if tcp.is_null() {
@@ -324,21 +350,22 @@ fn sent_by_socket(ctx: *mut c_void) -> u32 {
     if sk == 0 {
         return 0;
     }
-    // A number, for the helper reads of `trigger_of`: a typed pointer that may be null allows
-    // no arithmetic.
+    // A number, for the record: a typed pointer that may be null allows no arithmetic.
     let skb = address(ctx.arg(1));
     let reason: u32 = ctx.arg(2);
     // SAFETY: a non-null socket; `skc_state` is in the part every kind of socket shares.
     let state = unsafe { at::<u8>(sk, offset!(state)) } as i32;
     let address = address(sk);
-    // TIME_WAIT and request sockets lack the fields of a full one. (`submit` reads the segment
-    // again: both ways tried of handing it over exceeded BPF's stack, before these paths were
-    // functions of their own.)
+    // TIME_WAIT and request sockets lack the fields of a full one.
     let full = state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
+    // The segment goes into the event with the record (`with_trigger`): `submit` reads it there.
     let draft = if full {
-        full_socket(&ctx).and_then(|sk| sent_draft_of_socket(sk, address, skb, state, reason))
+        full_socket(&ctx).and_then(|sk| sent_draft_of_socket(sk, address, skb, state, reason)).map(|d| match segment(&ctx) {
+            Some(t) => d.with_trigger(&t),
+            None => d,
+        })
     } else {
-        sent_draft(address, skb, state, reason, trigger_of(skb, &OFFSETS.load()).as_ref())
+        sent_draft(address, skb, state, reason, segment(&ctx).as_ref())
     };
     let Some(d) = draft else { return 0 };
     let (record, close) = record_at_reset(address, state);
@@ -359,17 +386,62 @@ fn sent_without_socket(ctx: *mut c_void) -> u32 {
     let ctx = BtfTracePointContext::new(ctx);
     let skb = address(ctx.arg(1));
     let reason: u32 = ctx.arg(2);
-    let draft = {
-        let trigger = trigger_of(skb, &OFFSETS.load());
-        if trigger.as_ref().is_some_and(|t| fold::refused_syn_seen(t, skb)) {
-            return 0;
-        }
-        sent_draft(0, skb, 0, reason, trigger.as_ref())
-    };
-    if let Some(d) = draft {
-        d.submit(0, skb, None, None);
+    let trigger = segment(&ctx);
+    if trigger.as_ref().is_some_and(|t| fold::refused_syn_seen(t, || segment_netns(&ctx))) {
+        return 0;
+    }
+    if let Some(d) = sent_draft(0, skb, 0, reason, trigger.as_ref()) {
+        d.with_segment_netns(segment_netns(&ctx)).submit(0, skb, None, None);
     }
     0
+}
+
+/// The segment `tcp_send_reset` answers: where its headers lie read straight from the typed
+/// `sk_buff` (loaded again and checked, as `full_socket` is), and only the headers through a
+/// helper ([`trigger_at`]).
+#[inline(always)]
+fn segment(ctx: &BtfTracePointContext) -> Option<Trigger> {
+    // Load-time constants: the verifier drops the reads where BTF lacked an offset.
+    if skb_offset!(head) == NO_OFFSET as usize || skb_offset!(transport_header) == NO_OFFSET as usize || skb_offset!(network_header) == NO_OFFSET as usize {
+        return None;
+    }
+    let skb = segment_buffer(ctx)?;
+    // SAFETY: fields of the non-null `sk_buff` the verifier typed, at their offsets from BTF.
+    let (head, transport, network) = unsafe { (at::<u64>(skb, skb_offset!(head)), at::<u16>(skb, skb_offset!(transport_header)), at::<u16>(skb, skb_offset!(network_header))) };
+    trigger_at(head, transport, network)
+}
+
+/// `tcp_send_reset`'s `sk_buff`, loaded again from the context and checked where it is used.
+#[inline(always)]
+fn segment_buffer(ctx: &BtfTracePointContext) -> Option<u64> {
+    // SAFETY: the second of the tracepoint's arguments, which the context holds.
+    let skb = unsafe { read_volatile((ctx.as_ptr() as *const u64).add(1)) };
+    (skb != 0).then_some(skb)
+}
+
+/// The namespace of the device the segment came in on, through the pointers the verifier types
+/// from BTF (a null one reads as 0), where `netns_of` reads each through a helper; 0 where BTF
+/// lacked an offset.
+#[inline(always)]
+fn segment_netns(ctx: &BtfTracePointContext) -> u32 {
+    // Load-time constants: the verifier drops the walk where BTF lacked an offset.
+    if skb_offset!(dev) == NO_OFFSET as usize || skb_offset!(dev_net) == NO_OFFSET as usize || offset!(net_inum) == NO_OFFSET as usize {
+        return 0;
+    }
+    let Some(skb) = segment_buffer(ctx) else { return 0 };
+    // SAFETY: fields at their offsets from BTF of the `sk_buff` the verifier typed and of the
+    // device and namespace its typed pointers lead to.
+    unsafe {
+        let dev = at::<*const u8>(skb, skb_offset!(dev));
+        if dev.is_null() {
+            return 0;
+        }
+        let net = read_volatile(dev.add(skb_offset!(dev_net)) as *const *const u8);
+        if net.is_null() {
+            return 0;
+        }
+        read_volatile(net.add(offset!(net_inum)) as *const u32)
+    }
 }
 
 /// `tcp_send_reset`'s socket, loaded again and checked where it is used: a check the compiler
@@ -382,8 +454,8 @@ fn full_socket(ctx: &BtfTracePointContext) -> Option<u64> {
 }
 
 /// Reserve a sent reset and write the record `tcp_send_reset` would have built, its addresses
-/// taken from the segment `trigger` answered (none without one); `None` when the ring buffer is
-/// full.
+/// taken from the segment `trigger` answered (none without one), which goes into the event too;
+/// `None` when the ring buffer is full.
 #[inline(always)]
 fn sent_draft(address: u64, skb: u64, state: i32, reason: u32, trigger: Option<&Trigger>) -> Option<Draft> {
     let mut d = Draft::reserve_synthesized(EventKind::SendReset)?;
@@ -398,6 +470,7 @@ fn sent_draft(address: u64, skb: u64, state: i32, reason: u32, trigger: Option<&
             sockaddr(record, SEND_RESET_SHAPE.saddr_blob, family, t.dport, &t.daddr);
             sockaddr(record, SEND_RESET_SHAPE.daddr_blob, family, t.sport, &t.saddr);
         }
+        return Some(d.with_trigger(t));
     }
     Some(d)
 }
@@ -468,7 +541,7 @@ unsafe fn sockaddr(record: *mut u8, offset: u16, family: u16, port: u16, addr: &
 #[inline(always)]
 fn refusal(sk: u64, owner: &Owner, read: &SocketRead, now: u64) -> Option<Refusal> {
     let (key, family, raddr) = ends_of(sk)?;
-    let netns = known_netns(owner.netns, Some(read), || socket_netns(sk));
+    let netns = known_netns(owner.netns, read.netns, || socket_netns(sk));
     let answered_here = fold::refused_here(&key, now);
     Some(Refusal { answered_here, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup: read.cgroup })
 }

@@ -278,6 +278,7 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
         err: sock("sk_err"),
         family: common("skc_family"),
         sport: btf.member_offset("inet_sock", "inet_sport").unwrap_or(NO_OFFSET),
+        num: common("skc_num"),
         dport: common("skc_dport"),
         rcv_saddr: common("skc_rcv_saddr"),
         daddr: common("skc_daddr"),
@@ -383,5 +384,7 @@ mod tests {
             (sock.socket, sock.flags, sock.shutdown, sock.data_segs_in, sock.data_segs_out, sock.snd_una, sock.snd_nxt),
         );
         assert_eq!((typed.net, typed.net_inum), (o.sock_net, o.net_inum), "{typed:?}");
+        // The port in `struct sock` sits beside the remote one, as `__portpair` lays them out.
+        assert_eq!(typed.num, typed.dport + 2, "{typed:?}");
     }
 }

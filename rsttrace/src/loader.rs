@@ -13,7 +13,7 @@ use aya::{
 };
 use rsttrace_common::{
     EventKind, Filter, KernelConfig, ReleaseLayout, SockOffsets, StructOffsets, TcpProbeLayout,
-    HolderFields, TracepointLayout, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, NO_FIELD,
+    HolderFields, TracepointLayout, TypedSkbFields, TypedSockFields, ERROR_REPORT_SHAPE, EVENT_SIZE, FOLDED_KEYS, NO_FIELD,
     PEER_SLOTS, RECEIVE_RESET_SHAPE, SEND_RESET_SHAPE, SET_STATE_SHAPE,
 };
 
@@ -224,6 +224,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     // abort; kernels that name every reason never read them.
     config.sock.active = u32::from(!capture.active_reasons);
 
+    let o = &config.offsets;
+    let typed_skb = TypedSkbFields { head: o.skb_head, transport_header: o.skb_transport_header, network_header: o.skb_network_header, dev: o.skb_dev, dev_net: o.dev_net };
     let tcp_probe = tcp_probe_layout(opts.tracefs);
     let evidence = u8::from(opts.network_evidence);
     let filter_active = u8::from(config.filter != Filter::ANY);
@@ -248,6 +250,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global("TCP_PROBE", &tcp_probe, true)
         .override_global("NETWORK_EVIDENCE", &evidence, true)
         .override_global("TYPED_SOCK", &typed_sock, true)
+        .override_global("TYPED_SKB", &typed_skb, true)
         .override_global("HOLDER_FIELDS", &holder_fields, true)
         .override_global("WAKEUP_EVERY", &wakeup_every, true)
         .override_global("FOLD_COST_NS", &fold_cost_ns, true)
