@@ -316,7 +316,8 @@ impl TypedSockFields {
 /// Offsets (from BTF) in `struct sk_buff` for the typed `tcp_send_reset` program, which reads
 /// where the segment's headers lie and its device's namespace straight from its typed pointer
 /// (five helper calls fewer), each read on its own as `TypedSockFields`' are. `NO_OFFSET` where
-/// BTF lacked one: those are then read through helpers.
+/// BTF lacked one: the reset then goes without what it locates (the helper reads need the same
+/// offsets).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TypedSkbFields {

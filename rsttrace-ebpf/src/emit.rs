@@ -223,10 +223,18 @@ const AF_INET6: u16 = 10;
 /// since Linux 2.6).
 const SOCK_LINGER: u64 = 4;
 
+/// What `sock_facts` needs of the segment a reset answers.
+#[derive(Clone, Copy)]
+struct SegmentAck {
+    tcp_flags: u8,
+    /// Host order.
+    ack_seq: u32,
+}
+
 /// What the socket itself says about why it sent a reset, for kernels that give no reason:
 /// read at the moment of sending, when nothing has changed yet. `None` when BTF lacks a field.
 #[inline(always)]
-fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -> Option<u16> {
+fn sock_facts(sk: u64, state: i32, segment: Option<SegmentAck>, o: &SockOffsets) -> Option<u16> {
     // SAFETY: probe reads only.
     unsafe {
         match state {
@@ -263,7 +271,7 @@ fn sock_facts(sk: u64, state: i32, trigger: &Option<Trigger>, o: &SockOffsets) -
             }
             // In SYN_SENT the stack resets an unacceptable ACK, or an acceptable one failing PAWS.
             TCP_SYN_SENT => {
-                let t = trigger.as_ref()?;
+                let t = segment?;
                 if o.snd_una == NO_OFFSET || o.snd_nxt == NO_OFFSET {
                     return None; // unknown, not "outside the window"
                 }
@@ -647,9 +655,10 @@ pub struct Draft {
     /// What a typed program read straight from the socket, where `submit` would otherwise read
     /// it through helper calls.
     read: Option<SocketRead>,
-    /// The segment a sent reset answers is in the event already ([`Draft::with_trigger`]):
-    /// `submit` does not read it again.
-    trigger_written: bool,
+    /// The segment a sent reset answers is in the event already ([`Draft::with_trigger`]), and
+    /// this is its acknowledgment number (host order), which the event has no field for:
+    /// `submit` does not read the segment again.
+    trigger_written: Option<u32>,
     /// The namespace of a segment no socket took, read by a typed program; 0: read it here.
     segment_netns: u32,
 }
@@ -722,7 +731,7 @@ impl Draft {
             (*event).record_size = size as u16;
             copy_record(ctx, &mut (*event).record, size);
         }
-        Self { entry: Some(entry), kind, no_record_state: None, read: None, trigger_written: false, segment_netns: 0 }
+        Self { entry: Some(entry), kind, no_record_state: None, read: None, trigger_written: None, segment_netns: 0 }
     }
 
     /// Reserve an event with no tracepoint record behind it (the kprobe path): its addresses come
@@ -739,7 +748,7 @@ impl Draft {
             (*event).kind = kind as u32;
             (*event).record_size = 0;
         }
-        Some(Self { entry: Some(entry), kind, no_record_state: Some(sk_state), read: None, trigger_written: false, segment_netns: 0 })
+        Some(Self { entry: Some(entry), kind, no_record_state: Some(sk_state), read: None, trigger_written: None, segment_netns: 0 })
     }
 
     /// Reserve an event whose record the caller writes (a `tp_btf` program, which gets no
@@ -757,7 +766,7 @@ impl Draft {
             (*event).kind = kind as u32;
             (*event).record_size = if record_size > RECORD_MAX { RECORD_MAX as u16 } else { record_size as u16 };
         }
-        Some(Self { entry: Some(entry), kind, no_record_state: None, read: None, trigger_written: false, segment_netns: 0 })
+        Some(Self { entry: Some(entry), kind, no_record_state: None, read: None, trigger_written: None, segment_netns: 0 })
     }
 
     /// The segment this reset answers, read by the caller: written into the event now, where it
@@ -767,7 +776,7 @@ impl Draft {
         if let Some(entry) = self.entry.as_mut() {
             // SAFETY: the reserved slot, writable until submitted or discarded.
             unsafe { write_trigger(entry.as_mut_ptr(), t) };
-            self.trigger_written = true;
+            self.trigger_written = Some(t.ack_seq);
         }
         self
     }
@@ -932,13 +941,17 @@ impl Draft {
             }
             let sock_offsets = SOCK_OFFSETS.load();
             if kind == EventKind::SendReset as u32 {
-                // Read here unless the caller wrote it already (`sock_facts` then has none: only
-                // the classic programs, on kernels without the reason, read the stand-ins).
-                let trigger = if self.trigger_written { None } else { trigger_of(skb, &offsets) };
+                // Read here unless the caller wrote it already.
+                let trigger = if self.trigger_written.is_some() { None } else { trigger_of(skb, &offsets) };
                 if let Some(t) = &trigger {
                     write_trigger(event, t);
                 }
-                let trigger_known = self.trigger_written || trigger.is_some();
+                let segment = match (&trigger, self.trigger_written) {
+                    (Some(t), _) => Some(SegmentAck { tcp_flags: t.tcp_flags, ack_seq: t.ack_seq }),
+                    (None, Some(ack_seq)) => Some(SegmentAck { tcp_flags: (*event).tcp_flags, ack_seq }),
+                    (None, None) => None,
+                };
+                let trigger_known = segment.is_some();
                 // The kprobe runs on entry, before tcp_v{4,6}_send_reset() returns without
                 // sending for a segment that is itself a RST (or has no local destination, which
                 // never reaches TCP's receive path): nothing was sent, so nothing is reported.
@@ -988,7 +1001,7 @@ impl Draft {
                     (*event).flags |= FLAG_FACTS_KNOWN;
                     // Load-time constant: kernels with a reason field skip the reason's stand-ins.
                     if sock_offsets.active != 0 {
-                        if let Some(stand_ins) = sock_facts(sk, state, &trigger, &sock_offsets) {
+                        if let Some(stand_ins) = sock_facts(sk, state, segment, &sock_offsets) {
                             facts |= stand_ins;
                             (*event).flags |= FLAG_STAND_INS_READ;
                         }
