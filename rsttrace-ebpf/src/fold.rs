@@ -95,8 +95,9 @@ pub fn refused_syn(skb: u64) -> bool {
     if !enabled() {
         return false;
     }
-    match trigger_of(skb, &OFFSETS.load()) {
-        Some(t) => refused_syn_seen(&t, || netns_of(0, skb, &OFFSETS.load())),
+    let offsets = OFFSETS.load();
+    match trigger_of(skb, &offsets) {
+        Some(t) => refused_syn_seen(&t, || netns_of(0, skb, &offsets)),
         None => false,
     }
 }

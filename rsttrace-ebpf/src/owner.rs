@@ -49,7 +49,8 @@ unsafe fn write_current_owner(dst: *mut Owner, pid_tgid: u64, netns: u32) {
     }
 }
 
-/// Write a new record into `dst`: `current` (`pid_tgid`) as its owner, and when it was opened (0: not here).
+/// Write a new record into `dst`: `current` (`pid_tgid`) as its owner, and when it was opened
+/// (0: not here).
 ///
 /// # Safety
 /// `dst` points at a writable `SockRecord` (map value memory).

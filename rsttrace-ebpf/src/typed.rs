@@ -86,29 +86,21 @@ fn is_tcp(sk: u64) -> bool {
     sk != 0 && unsafe { at::<u16>(sk, offset!(protocol)) } == IPPROTO_TCP
 }
 
-/// The socket's local port (host order) while it holds the port: `skc_num`, read straight from
-/// `struct sock`. 0 once the kernel released the port (before some CLOSEs, and before connect()
-/// picks one), or where BTF lacked the offset.
-#[inline(always)]
-fn bound_port(sk: u64) -> u16 {
-    // A load-time constant: the verifier drops the read where BTF lacked the offset.
-    if offset!(num) == NO_OFFSET as usize {
-        return 0;
-    }
-    // SAFETY: callers pass the tracepoint's non-null socket; `skc_num` is in `sock_common`.
-    unsafe { at::<u16>(sk, offset!(num)) }
-}
-
-/// The socket's local port, network order: [`bound_port`] while the socket holds it, since a
-/// helper call costs ~50 ns here (every return in the kernel goes through a mitigation). Once
-/// the port is released it is `inet_sport`, past `struct sock`, where the verifier lets a
-/// `struct sock` pointer read nothing: `bpf_skc_to_tcp_sock` (a check of the protocol, no copy)
-/// types the same socket as the `tcp_sock` that holds it.
+/// The socket's local port, network order. While the socket holds its port that is `skc_num`,
+/// read straight from `struct sock`, since a helper call costs ~50 ns here (every return in the
+/// kernel goes through a mitigation). Once the kernel released the port (before some CLOSEs) it
+/// is `inet_sport`, past `struct sock`, where the verifier lets a `struct sock` pointer read
+/// nothing: `bpf_skc_to_tcp_sock` (a check of the protocol, no copy) types the same socket as
+/// the `tcp_sock` that holds it.
 #[inline(always)]
 fn local_port(sk: u64) -> Option<u16> {
-    let bound = bound_port(sk);
-    if bound != 0 {
-        return Some(bound.to_be());
+    // A load-time constant: the verifier drops the read where BTF lacked the offset.
+    if offset!(num) != NO_OFFSET as usize {
+        // SAFETY: callers pass the tracepoint's non-null socket; `skc_num` is in `sock_common`.
+        let bound = unsafe { at::<u16>(sk, offset!(num)) };
+        if bound != 0 {
+            return Some(bound.to_be());
+        }
     }
     // SAFETY: the helper takes any socket pointer and returns null for one that is not TCP's.
     let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) } as *const u8;
