@@ -550,21 +550,17 @@ impl LoopState<'_> {
     /// Never silent: lost events reach stderr, every sink and the metrics.
     /// `now`: read every count this instant (at exit) rather than as last sampled.
     fn report_lost(&mut self, lost: &LostCounter, now: bool, sinks: &mut [&mut dyn Sink]) -> anyhow::Result<()> {
-        let (ring_full, skipped, unread) = (lost.ring_full(), lost.skipped(now), lost.unread());
-        let total = ring_full + skipped + unread;
+        let loss = lost.loss(now);
+        let total = loss.total();
         if total > self.lost_reported {
             let now = total - self.lost_reported;
-            let unread = if unread > 0 { format!(", {unread} submitted by the kernel but never read") } else { String::new() };
-            eprintln!(
-                "rsttrace: {now} events lost; {total} in total ({ring_full} found the ring buffer full, \
-                 {skipped} program runs the kernel skipped: it runs no BPF program inside another on a CPU{unread})"
-            );
+            eprintln!("rsttrace: {now} events lost; {total} in total ({})", loss.explained());
             self.judge.note_loss(Clock::monotonic_now_ns());
             if let Some(m) = self.metrics.as_deref_mut() {
                 m.add_lost(now);
             }
             for sink in sinks.iter_mut() {
-                sink.lost(now, total)?;
+                sink.lost(now, &loss)?;
             }
             self.lost_reported = total;
         }

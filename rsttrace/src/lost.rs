@@ -47,11 +47,46 @@ pub struct LostCounter {
     submitted: PerCpuArray<MapData, Submitted>,
     /// Submitted items the agent never read, as [`Self::check_read`] found at exit.
     unread: u64,
-    /// Our own copies of the event programs' descriptors: they outlive the attachments, so
-    /// the count can still be read after detaching, when the final drain runs.
-    programs: Vec<ProgramFd>,
-    /// Skipped runs as last read, and when.
-    skipped: Mutex<(u64, Option<Instant>)>,
+    /// Our own copies of the event programs' descriptors, with their names: they outlive the
+    /// attachments, so the count can still be read after detaching, when the final drain runs.
+    programs: Vec<(&'static str, ProgramFd)>,
+    /// Each program's skipped runs as last read (in `programs`' order), and when.
+    skipped: Mutex<(Vec<u64>, Option<Instant>)>,
+}
+
+/// Events lost so far, by way: what a `lost` record, stderr and the metrics say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Loss {
+    /// Events that found the ring buffer full.
+    pub ring_full: u64,
+    /// Runs the kernel skipped, by program (only those with any).
+    pub skipped: Vec<(&'static str, u64)>,
+    /// Items submitted that the agent never read (known at exit).
+    pub unread: u64,
+}
+
+impl Loss {
+    pub fn total(&self) -> u64 {
+        self.ring_full + self.skipped_runs() + self.unread
+    }
+
+    pub fn skipped_runs(&self) -> u64 {
+        self.skipped.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The ways, for stderr: "2 found the ring buffer full, 1 program run the kernel skipped
+    /// (set_state_typed 1) …".
+    pub fn explained(&self) -> String {
+        let by_program: Vec<String> = self.skipped.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        let by_program = if by_program.is_empty() { String::new() } else { format!(": {}", by_program.join(", ")) };
+        let unread = if self.unread > 0 { format!(", {} submitted by the kernel but never read", self.unread) } else { String::new() };
+        format!(
+            "{} found the ring buffer full, {} program runs the kernel skipped{by_program} \
+             (it runs no BPF program inside another on a CPU){unread}",
+            self.ring_full,
+            self.skipped_runs()
+        )
+    }
 }
 
 impl LostCounter {
@@ -61,18 +96,28 @@ impl LostCounter {
         let ring_full = PerCpuArray::try_from(map).map_err(|_| LoadError::Map("LOST"))?;
         let map = ebpf.take_map("SUBMITTED").ok_or(LoadError::Map("SUBMITTED"))?;
         let submitted = PerCpuArray::try_from(map).map_err(|_| LoadError::Map("SUBMITTED"))?;
-        let programs = ebpf
+        let programs: Vec<(&'static str, ProgramFd)> = ebpf
             .programs()
-            .filter(|(name, _)| EVENT_PROGRAMS.contains(name))
-            .filter_map(|(_, p)| p.fd().ok()?.try_clone().ok())
+            .filter_map(|(name, p)| {
+                let name = EVENT_PROGRAMS.iter().find(|n| **n == name)?;
+                Some((*name, p.fd().ok()?.try_clone().ok()?))
+            })
             .collect();
-        Ok(Self { ring_full, submitted, unread: 0, programs, skipped: Mutex::new((0, None)) })
+        let skipped = Mutex::new((vec![0; programs.len()], None));
+        Ok(Self { ring_full, submitted, unread: 0, programs, skipped })
     }
 
     /// Events lost so far, every way; the skipped runs as of at most [`SKIPPED_EVERY`] ago
     /// (`now`: read this instant, as at exit).
     pub fn total(&self, now: bool) -> u64 {
-        self.ring_full() + self.skipped(now) + self.unread
+        self.loss(now).total()
+    }
+
+    /// Events lost so far, by way (`now` as for [`Self::total`]).
+    pub fn loss(&self, now: bool) -> Loss {
+        let skipped = self.skipped(now);
+        let skipped = self.programs.iter().zip(skipped).filter(|(_, n)| *n > 0).map(|((name, _), n)| (*name, n)).collect();
+        Loss { ring_full: self.ring_full(), skipped, unread: self.unread }
     }
 
     /// At exit, with every program detached and the ring buffer drained: the items the kernel
@@ -84,27 +129,24 @@ impl LostCounter {
         self.unread
     }
 
-    /// Submitted items never read (0 until [`Self::check_read`]).
-    pub fn unread(&self) -> u64 {
-        self.unread
-    }
-
     /// Events that found the ring buffer full.
-    pub fn ring_full(&self) -> u64 {
+    fn ring_full(&self) -> u64 {
         self.ring_full.get(&LOST_SLOT, 0).map(|per_cpu| per_cpu.iter().sum()).unwrap_or(0)
     }
 
-    /// Runs the kernel skipped, summed over our programs. (Counted as events lost though a
-    /// skipped run may have had nothing to send: the judge must doubt, not conclude.)
-    pub fn skipped(&self, now: bool) -> u64 {
+    /// Runs the kernel skipped, per program. (Counted as events lost though a skipped run may
+    /// have had nothing to send: the judge must doubt, not conclude.)
+    fn skipped(&self, now: bool) -> Vec<u64> {
         let mut last = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
-        if !now && last.1.is_some_and(|at| at.elapsed() < SKIPPED_EVERY) {
-            return last.0;
+        if now || !last.1.is_some_and(|at| at.elapsed() < SKIPPED_EVERY) {
+            for ((_, program), count) in self.programs.iter().zip(last.0.iter_mut()) {
+                // Never less than before: a count that could not be read this time is not a
+                // recovery.
+                *count = recursion_misses(program).unwrap_or(0).max(*count);
+            }
+            last.1 = Some(Instant::now());
         }
-        // Never less than before: a count that could not be read this time is not a recovery.
-        let count = self.programs.iter().filter_map(recursion_misses).sum::<u64>().max(last.0);
-        *last = (count, Some(Instant::now()));
-        count
+        last.0.clone()
     }
 }
 

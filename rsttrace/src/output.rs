@@ -14,6 +14,7 @@ use crate::{
     event::Comm,
     evidence::Evidence,
     fold::{Folded, Port, MAX_KEYS},
+    lost::Loss,
     report::{Direction, Origin, Report, ReportType},
     trace_info::TraceInfo,
 };
@@ -351,11 +352,14 @@ fn json_line_by_serde(r: &Report, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
     line
 }
 
-/// The `{"type":"lost",...}` record JSON consumers get when events were dropped.
-pub fn lost_line(lost_now: u64, lost_total: u64, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
+/// The `{"type":"lost",...}` record JSON consumers get when events were dropped: how many since
+/// the last one, in total, and the totals by way (`skipped_runs` by program).
+pub fn lost_line(lost_now: u64, loss: &Loss, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
     let ts = rfc3339(clock.wall_ns(Clock::monotonic_now_ns()));
+    let skipped: serde_json::Map<String, serde_json::Value> = loss.skipped.iter().map(|(name, n)| (name.to_string(), (*n).into())).collect();
     let json = serde_json::json!({
-        "type": "lost", "lost": lost_now, "lost_total": lost_total, "ts": ts, "host": trace.host, "instance": trace.instance,
+        "type": "lost", "lost": lost_now, "lost_total": loss.total(), "ring_full": loss.ring_full,
+        "skipped_runs": skipped, "unread": loss.unread, "ts": ts, "host": trace.host, "instance": trace.instance,
     });
     let mut line = serde_json::to_vec(&json).expect("plain data serializes");
     line.push(b'\n');
@@ -463,7 +467,7 @@ pub trait Sink {
     /// Reports over `--max-rate`, folded into one record with their count.
     fn folded(&mut self, folded: &Folded) -> io::Result<()>;
     /// Events were lost in the kernel; say so in this sink's own format.
-    fn lost(&mut self, _lost_now: u64, _lost_total: u64) -> io::Result<()> {
+    fn lost(&mut self, _lost_now: u64, _loss: &Loss) -> io::Result<()> {
         Ok(())
     }
     /// The trace starts or ends (JSON sinks write a `trace` record).
@@ -513,9 +517,9 @@ impl<W: Write> Sink for JsonSink<W> {
         self.out.flush()
     }
 
-    fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
+    fn lost(&mut self, lost_now: u64, loss: &Loss) -> io::Result<()> {
         self.out
-            .write_all(&lost_line(lost_now, lost_total, &self.clock, &self.trace))?;
+            .write_all(&lost_line(lost_now, loss, &self.clock, &self.trace))?;
         self.out.flush()
     }
 }
@@ -650,8 +654,8 @@ impl Sink for RotatingFile {
         self.write_line(&line)
     }
 
-    fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
-        let line = lost_line(lost_now, lost_total, &self.clock, &self.trace);
+    fn lost(&mut self, lost_now: u64, loss: &Loss) -> io::Result<()> {
+        let line = lost_line(lost_now, loss, &self.clock, &self.trace);
         self.write_line(&line)
     }
 
@@ -890,8 +894,8 @@ impl<W: Write> Sink for TableSink<W> {
         })
     }
 
-    fn lost(&mut self, lost_now: u64, lost_total: u64) -> io::Result<()> {
-        self.emit(format!("-- {lost_now} kernel events lost, {lost_total} in total (see stderr) --"), Some("31"))?;
+    fn lost(&mut self, lost_now: u64, loss: &Loss) -> io::Result<()> {
+        self.emit(format!("-- {lost_now} kernel events lost, {} in total (see stderr) --", loss.total()), Some("31"))?;
         self.out.flush()
     }
 }
@@ -1043,12 +1047,17 @@ mod table_tests {
             serde_json::from_slice(&json_line(&report(), &clock, &trace)).unwrap();
         assert!(sent["evidence"].is_null());
         for line in [
-            lost_line(1, 2, &clock, &trace),
+            lost_line(1, &Loss { ring_full: 2, ..Loss::default() }, &clock, &trace),
             folded_line(&folded(Port::Local(443), 3), &clock, &trace),
         ] {
             let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
             assert_eq!(v["instance"], "00112233aabbccdd", "{v}");
         }
+        let loss = Loss { ring_full: 2, skipped: vec![("set_state_typed", 3)], unread: 1 };
+        let lost: serde_json::Value = serde_json::from_slice(&lost_line(4, &loss, &clock, &trace)).unwrap();
+        assert_eq!((lost["lost"].as_u64(), lost["lost_total"].as_u64()), (Some(4), Some(6)), "{lost}");
+        assert_eq!((lost["ring_full"].as_u64(), lost["unread"].as_u64()), (Some(2), Some(1)), "{lost}");
+        assert_eq!(lost["skipped_runs"], serde_json::json!({"set_state_typed": 3}));
         let start: serde_json::Value =
             serde_json::from_slice(&trace_line(TraceEdge::Start, &clock, &trace)).unwrap();
         assert_eq!(
