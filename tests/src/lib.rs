@@ -139,15 +139,48 @@ impl Net {
 
 /// The reports of namespaces `inodes`, checked: a lost event (the set could then be incomplete)
 /// or a report with an address that is `ours` in another namespace (a wrong namespace would hide
-/// it from the set) fails the test.
+/// it from the set) fails the test. A loss made only of runs the kernel skipped fails it with
+/// [`SkippedRuns`], which [`again_if_the_kernel_skipped_runs`] answers by running it again.
 pub fn checked_reports(reports: Vec<Value>, inodes: &[u64], ours: impl Fn(&str) -> bool) -> Vec<Value> {
     let lost: Vec<&Value> = reports.iter().filter(|r| r["type"] == "lost").collect();
-    assert!(lost.is_empty(), "events were lost: the report set cannot be checked: {lost:?}");
+    if let Some(last) = lost.last() {
+        let message = format!("events were lost: the report set cannot be checked: {lost:?}");
+        // Totals by way: the last record has them all (an unread item is known only at exit).
+        if last["ring_full"] == 0 && last["unread"] == 0 {
+            eprintln!("{message}");
+            std::panic::panic_any(SkippedRuns(message));
+        }
+        panic!("{message}");
+    }
     let owned = |r: &Value| r["netns"].as_u64().is_some_and(|n| inodes.contains(&n));
     let ours = |a: &Value| ours(a.as_str().unwrap_or(""));
     let astray: Vec<&Value> = reports.iter().filter(|r| !owned(r) && (ours(&r["laddr"]) || ours(&r["raddr"]))).collect();
     assert!(astray.is_empty(), "reports with this test's addresses in another namespace: {astray:?}");
     reports.into_iter().filter(owned).collect()
+}
+
+/// What a test fails with when the only events lost were runs of rsttrace's programs that the
+/// kernel skipped: it runs no BPF program inside another on a CPU, so one of ours interrupted by
+/// a softirq or timer that hits the same tracepoint (another socket's state change) is dropped
+/// and counted. Nothing the scenario did is wrong, but its report set cannot be checked.
+pub struct SkippedRuns(pub String);
+
+/// Runs of a scenario when the kernel keeps skipping: a skip is rare (microseconds of overlap,
+/// longest under emulation), three in a row is not.
+const ATTEMPTS: usize = 3;
+
+/// Run a test's `scenario`, and again (up to [`ATTEMPTS`] in all) when it fails with
+/// [`SkippedRuns`]: any other failure, and a skip on the last attempt, fails the test. Every
+/// retry is printed.
+pub fn again_if_the_kernel_skipped_runs(mut scenario: impl FnMut()) {
+    for attempt in 1..=ATTEMPTS {
+        let Err(failure) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut scenario)) else { return };
+        match failure.downcast_ref::<SkippedRuns>() {
+            Some(SkippedRuns(why)) if attempt < ATTEMPTS => eprintln!("attempt {attempt} of {ATTEMPTS} could not be checked ({why}): running it again"),
+            Some(SkippedRuns(why)) => panic!("{why} ({ATTEMPTS} attempts in a row)"),
+            None => std::panic::resume_unwind(failure),
+        }
+    }
 }
 
 /// Create network namespace `name` (`/run/netns/NAME`) and return its inode.
@@ -656,4 +689,59 @@ pub fn xtask(task: &str) -> String {
     assert!(out.status.success(), "cargo xtask {task} failed ({}):\n{stderr}", out.status);
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout.lines().last().unwrap_or_else(|| panic!("cargo xtask {task} printed nothing on stdout:\n{stderr}")).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipping(times: usize) -> impl FnMut() {
+        let mut runs = 0;
+        move || {
+            runs += 1;
+            if runs <= times {
+                std::panic::panic_any(SkippedRuns(format!("skipped in run {runs}")));
+            }
+        }
+    }
+
+    /// A skip is answered by running the scenario again, up to the last attempt.
+    #[test]
+    fn a_scenario_the_kernel_skipped_in_runs_again() {
+        again_if_the_kernel_skipped_runs(skipping(ATTEMPTS - 1));
+    }
+
+    #[test]
+    #[should_panic(expected = "3 attempts in a row")]
+    fn a_skip_on_every_attempt_fails() {
+        again_if_the_kernel_skipped_runs(skipping(ATTEMPTS));
+    }
+
+    /// Any other failure fails at once: a wrong report is never run again.
+    #[test]
+    fn any_other_failure_is_not_run_again() {
+        let mut runs = 0;
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            again_if_the_kernel_skipped_runs(|| {
+                runs += 1;
+                panic!("wrong cause");
+            })
+        }));
+        assert!(failed.is_err());
+        assert_eq!(runs, 1);
+    }
+
+    /// Only a loss the kernel's skipped runs explain is a skip; a full ring buffer or an unread
+    /// item fails the test as it is.
+    #[test]
+    fn only_skipped_runs_make_a_skip() {
+        let lost = |ring_full: u64, unread: u64| {
+            let reports = vec![serde_json::json!({"type": "lost", "lost": 1, "lost_total": 1, "ring_full": ring_full, "skipped_runs": {}, "unread": unread})];
+            let failure = std::panic::catch_unwind(|| checked_reports(reports, &[], |_| false)).expect_err("a loss fails the check");
+            failure.is::<SkippedRuns>()
+        };
+        assert!(lost(0, 0));
+        assert!(!lost(1, 0));
+        assert!(!lost(0, 1));
+    }
 }
