@@ -146,7 +146,7 @@ const SAME_CALL_TICKS: u64 = 32;
 /// `sk` moved from `old` to CLOSE at clock tick `now`: keep it, and its record as it was, for
 /// the rest of the call. Returns the slot written.
 #[inline(always)]
-pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>, now: u64) -> Option<&'static CloseSlot> {
+pub fn note_close(sk: u64, old: i32, key: &TupleKey, record: Option<&SockRecord>, now: u64) -> Option<&'static mut CloseSlot> {
     let all = LAST_CLOSES.get_ptr_mut(0)?;
     // SAFETY: per-CPU slots, no concurrent writer on this CPU while the program runs (a nested
     // program in softirq finishes before this one resumes); the helper has no preconditions.

@@ -76,19 +76,25 @@ pub static ADDRESS_SCRATCH: PerCpuArray<AddressScratch> = PerCpuArray::with_max_
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// One way of the per-socket table (see `socks.rs`): a socket's address (0: free) and its record.
+/// One way of the per-socket table (see `socks.rs`): a socket's address (0, or with
+/// `socks::CLOSED` set: free) and its record.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SockSlot {
     pub sk: u64,
     pub record: SockRecord,
+    /// Written at CLOSE, for a reset that close() sends after the task moved to another CPU
+    /// (see `socks::mark_closed`): the 4-tuple, and the clock tick (`bpf_jiffies64`'s low 24
+    /// bits) above the state it closed from (8 bits).
+    pub closed_key: TupleKey,
+    pub closed_at_from: u32,
 }
 
-/// 2 ways per bucket: 65,536 buckets, 9 MiB of kernel memory.
+/// 2 ways per bucket: 65,536 buckets, 11 MiB of kernel memory.
 pub const SOCK_SLOTS: u32 = 131072;
 
 /// Socket address → what the kernel side keeps of it (`SockRecord`), from connect() or its
-/// owner's first system call until its CLOSE. An array indexed by a hash of the address, not a
+/// owner's first system call until its CLOSE (after it, until another socket takes the slot). An array indexed by a hash of the address, not a
 /// hash map: a lookup is an inlined array access and an insert or delete a store, where a hash
 /// map's insert and delete cost ~0.45 and ~0.2 µs on every connection.
 #[map]
@@ -161,7 +167,8 @@ pub static RACES: Array<RaceSlot> = Array::with_max_entries(RACE_SLOTS, 0);
 
 /// The sockets this CPU moved to CLOSE last, with their records as they were: what comes next in
 /// the same kernel call (the abort's RST that close() sends after the state change, the error
-/// report after `tcp_done()`) needs it, and the record itself is gone from `SOCKS` by then.
+/// report after `tcp_done()`) needs it, and another socket may take the record's `SOCKS` slot
+/// by then (the slot stays marked closed for a task that moved CPU: see `socks::mark_closed`).
 /// Several, because over loopback or veth the RST is traced after its transmission, and the
 /// peer's own CLOSE on receiving it runs on this CPU in between (softirq inside the send).
 #[repr(C)]

@@ -125,6 +125,7 @@ pub(crate) fn is_worker_thread(comm: &[u8; 16]) -> bool {
 }
 
 /// Drop the record of `sk`, if any (a listener's new child at an address an earlier socket used).
+/// A closed socket's mark stays: the child's own CLOSE, or the next insert, clears it.
 #[inline(always)]
 pub fn forget_if_any(sk: u64) {
     socks::remove(sk);

@@ -1,7 +1,7 @@
 //! The classic tracepoint programs (and the kprobes), one per hook; `typed.rs` shares their
 //! logic where it replaces them. Only resets (and a listener's start and end) cross the ring
-//! buffer: a connection that never resets leaves nothing but its record in `SOCKS`, gone at its
-//! CLOSE, and two stores in the history arrays. Event programs reserve the event (the record is
+//! buffer: a connection that never resets leaves nothing but its record in `SOCKS`, marked
+//! closed at its CLOSE, and two stores in the history arrays. Event programs reserve the event (the record is
 //! copied in), pick out what they must act on from the copy, then submit or discard.
 use aya_ebpf::{
     EbpfContext,
@@ -25,18 +25,38 @@ pub(crate) const IPPROTO_TCP: u16 = 6;
 pub(crate) const AF_INET: u16 = 2;
 
 /// A full socket's reset: its record, or, from CLOSE, the record the CLOSE just before in the
-/// same call took out of `SOCKS` (close() and the stack's aborts change the state first).
+/// same call kept in this CPU's close slots (close() and the stack's aborts change the state
+/// first), or left marked in `SOCKS` when the task moved CPU in between.
 #[inline(always)]
 pub(crate) fn record_at_reset(sk: u64, state: i32) -> (Option<&'static SockRecord>, Option<&'static CloseSlot>) {
     if sk == 0 || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
         return (None, None); // no full socket: no record
     }
     if state == TCP_CLOSE {
-        if let Some(close) = history::last_close(|c| c.sk == sk) {
+        if let Some(close) = history::last_close(|c| c.sk == sk).or_else(|| closed_on_another_cpu(sk)) {
             return ((close.has_record != 0).then_some(&close.record), Some(close));
         }
     }
     (owner::record(sk), None)
+}
+
+/// The CLOSE before this reset ran on another CPU (close() was preempted and moved between its
+/// state change and its RST): take what it left in `SOCKS` into this CPU's close slots, as if
+/// the CLOSE had run here.
+#[inline(always)]
+fn closed_on_another_cpu(sk: u64) -> Option<&'static CloseSlot> {
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_jiffies64() };
+    let (slot, key, closed_from) = socks::closed(sk, now)?;
+    // SAFETY: a pointer into array value memory, valid for this program run; the record is
+    // copied with volatile reads and checked below.
+    let close = history::note_close(sk, closed_from, &key, Some(unsafe { &(*slot).record }), now)?;
+    if !socks::still_closed(slot, sk) {
+        // Another socket took the slot while it was copied: what was read may be torn.
+        close.sk = 0;
+        return None;
+    }
+    Some(close)
 }
 
 /// Where `tcp_send_reset` keeps these on every kernel we know (6.1 to 6.18).
@@ -283,21 +303,19 @@ fn established<C: StateChange>(change: &C, sk: u64, old: i32) {
 fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     let key = change.ends().map_or(TupleKey { lport: 0, rport: 0, laddr: 0, raddr: 0 }, |(key, _, _)| key);
     // SAFETY: pointer into array value memory, valid for this program run; read before the
-    // slot is freed below.
+    // slot is marked closed (free for another socket) below.
     let record = socks::find(sk).map(|r| unsafe { &*r });
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_jiffies64() };
     // The record as it was, for the rest of the call: from here on it is read from this CPU's
     // close slot, which no other CPU writes (a later socket may take the table's slot).
-    let close = history::note_close(sk, old, &key, record, now);
+    let close: Option<&CloseSlot> = history::note_close(sk, old, &key, record, now).map(|c| c as &CloseSlot);
     let kept = close.filter(|c| c.has_record != 0).map(|c| &c.record);
     // Only connections that were up have a history worth keeping (not a refused connect).
     if old != TCP_SYN_SENT && old != TCP_LISTEN && key.rport != 0 {
         history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some(now));
     }
-    if record.is_some() {
-        socks::remove(sk);
-    }
+    socks::mark_closed(sk, old, &key, now);
     let owner = || kept.map_or(Owner::UNKNOWN, |r| r.owner);
     if old == TCP_LISTEN {
         report_listener(change, sk, owner());
