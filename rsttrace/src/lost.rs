@@ -74,8 +74,8 @@ impl Loss {
         self.skipped.iter().map(|(_, n)| n).sum()
     }
 
-    /// The ways, for stderr: "2 found the ring buffer full, 1 program run the kernel skipped
-    /// (set_state_typed 1) …".
+    /// The ways, for stderr: "0 found the ring buffer full, 1 program runs the kernel skipped:
+    /// set_state_typed 1 (it runs no BPF program inside another on a CPU)".
     pub fn explained(&self) -> String {
         let by_program: Vec<String> = self.skipped.iter().map(|(name, n)| format!("{name} {n}")).collect();
         let by_program = if by_program.is_empty() { String::new() } else { format!(": {}", by_program.join(", ")) };
