@@ -94,9 +94,10 @@ pub struct SockSlot {
 pub const SOCK_SLOTS: u32 = 131072;
 
 /// Socket address → what the kernel side keeps of it (`SockRecord`), from connect() or its
-/// owner's first system call until its CLOSE (after it, until another socket takes the slot). An array indexed by a hash of the address, not a
-/// hash map: a lookup is an inlined array access and an insert or delete a store, where a hash
-/// map's insert and delete cost ~0.45 and ~0.2 µs on every connection.
+/// owner's first system call until its CLOSE (after it, until another socket takes the slot).
+/// An array indexed by a hash of the address, not a hash map: a lookup is an inlined array
+/// access and an insert or delete a store, where a hash map's insert and delete cost ~0.45 and
+/// ~0.2 µs on every connection.
 #[map]
 pub static SOCKS: Array<SockSlot> = Array::with_max_entries(SOCK_SLOTS, 0);
 

@@ -1,8 +1,9 @@
 //! The classic tracepoint programs (and the kprobes), one per hook; `typed.rs` shares their
 //! logic where it replaces them. Only resets (and a listener's start and end) cross the ring
 //! buffer: a connection that never resets leaves nothing but its record in `SOCKS`, marked
-//! closed at its CLOSE, and two stores in the history arrays. Event programs reserve the event (the record is
-//! copied in), pick out what they must act on from the copy, then submit or discard.
+//! closed at its CLOSE, and two stores in the history arrays. Event programs reserve the event
+//! (the record is copied in), pick out what they must act on from the copy, then submit or
+//! discard.
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_jiffies64, bpf_ktime_get_ns},

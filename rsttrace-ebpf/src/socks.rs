@@ -1,11 +1,12 @@
 //! The per-socket table (`SOCKS`): buckets of two slots in an array, indexed by a hash of the
 //! socket's address. A socket's slot is marked closed at its CLOSE, free for the next insert,
 //! so the table holds the sockets alive now, plus the few that never pass through CLOSE while
-//! traced (a socket that only failed to send): those are replaced when their bucket is needed. A socket that finds both slots of its
-//! bucket held by others takes the second: the first keeps the socket that has held it longest,
-//! on a busy host the long-lived connection whose owner a timer's reset will need, and the
-//! second serves the churn. Two CPUs writing one bucket at once may lose an insert; the socket
-//! then has no record, as a socket evicted from a full table has none.
+//! traced (a socket that only failed to send): those are replaced when their bucket is needed.
+//! A socket that finds both slots of its bucket held by others takes the second: the first keeps
+//! the socket that has held it longest, on a busy host the long-lived connection whose owner a
+//! timer's reset will need, and the second serves the churn. Two CPUs writing one bucket at
+//! once may lose an insert; the socket then has no record, as a socket evicted from a full table
+//! has none.
 use core::ptr::{read_volatile, write_volatile};
 
 use rsttrace_common::SockRecord;
