@@ -263,6 +263,12 @@ pub struct TypedSockFields {
     pub data_segs_out: u32,
     pub snd_una: u32,
     pub snd_nxt: u32,
+    /// What `tcp_close()` checks before an abortive close's RST: `sock.sk_lingertime` (long),
+    /// and the `tcp_sock`'s `rcv_nxt` and `copied_seq` (u32 each: what arrived and what the
+    /// application read). Optional: without them no abort is counted in the kernel.
+    pub lingertime: u32,
+    pub rcv_nxt: u32,
+    pub copied_seq: u32,
 }
 
 impl TypedSockFields {
@@ -291,6 +297,9 @@ impl TypedSockFields {
         data_segs_out: NO_OFFSET,
         snd_una: NO_OFFSET,
         snd_nxt: NO_OFFSET,
+        lingertime: NO_OFFSET,
+        rcv_nxt: NO_OFFSET,
+        copied_seq: NO_OFFSET,
     };
 
     /// Every offset the typed programs need is known (the cgroup's are optional).
@@ -708,6 +717,11 @@ pub const FLAG_PROCESS_COMM: u32 = 65536;
 /// it): the kernel side saw that RST go out, where the agent may not have (it was counted in the
 /// kernel past `--max-rate`).
 pub const FLAG_REFUSED_HERE: u32 = 131072;
+/// A RST received by a connection past its handshake that this host's other end of the
+/// connection sent, closing with SO_LINGER 0: noted by the kernel side at that end's CLOSE, before
+/// the RST went out, whether the RST was then counted in the kernel past `--max-rate` (and the
+/// agent never saw it) or crossed.
+pub const FLAG_ABORTED_HERE: u32 = 262144;
 
 /// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).
@@ -872,27 +886,30 @@ const _: () = assert!(core::mem::size_of::<Submitted>() == 16);
 
 /// What a storm's resets share when the kernel side counts them instead of sending each across
 /// the ring buffer (`rsttrace-ebpf/src/fold.rs`): past `--max-rate` on a CPU, a RST this host
-/// sent to a SYN for a port nobody listens on, or one a connecting socket received. Each is
-/// judged by what it is here (the agent asks only whether a listener of this host serves the
-/// refused address); the agent turns the counts into folded records.
+/// sent to a SYN for a port nobody listens on, one a connecting socket received, one a socket
+/// this host accepted sent closing with SO_LINGER 0, and one a connection this host opened
+/// received in ESTABLISHED. Each is judged by what it is here (the agent asks only whether a
+/// listener of this host serves a refused address); the agent turns the counts into folded
+/// records.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FoldedKey {
     /// The agent's count of seconds when the kernel counted these (`FOLD_GENERATION`): the agent
     /// takes a generation only once the kernel has moved on from it, so no count is missed.
     pub generation: u32,
-    /// [`FOLDED_REFUSED_SYN`], [`FOLDED_REFUSAL_RECEIVED`] or [`FOLDED_REFUSAL_ANSWERED_HERE`].
+    /// One of the `FOLDED_` kinds below.
     pub kind: u8,
     /// 4 or 6.
     pub ip_version: u8,
-    /// Host order: the refused port (a refused SYN's local one, a refusal's remote one).
+    /// Host order: the port of the service (a refused SYN's and an abort's local one, the remote
+    /// one of a connection this host opened).
     pub port: u16,
     pub netns: u32,
-    /// The connecting socket's owner (0 for a refused SYN, which has no socket).
+    /// The socket's owner (0 for a refused SYN, which has no socket).
     pub tgid: u32,
-    /// The connecting socket's cgroup v2 id; 0 when unknown or for a refused SYN.
+    /// The socket's cgroup v2 id; 0 when unknown or for a refused SYN.
     pub cgroup: u64,
-    /// The other end: a refused SYN's sender, the address a connecting socket was refused by.
+    /// The other end: a refused SYN's sender, the peer of a socket.
     pub addr: [u8; 16],
 }
 
@@ -905,6 +922,15 @@ pub const FOLDED_REFUSED_SYN: u8 = 1;
 pub const FOLDED_REFUSAL_RECEIVED: u8 = 2;
 /// A RST a socket in SYN_SENT received that this host's stack sent, refusing its SYN.
 pub const FOLDED_REFUSAL_ANSWERED_HERE: u8 = 3;
+/// A RST a socket this host accepted sent from close() with SO_LINGER 0 (CLOSE, reason
+/// TCP_STATE), its owner the process that closed it.
+pub const FOLDED_ABORT_LINGER0: u8 = 4;
+/// A RST a connection this host opened received in ESTABLISHED from a peer that is no socket of
+/// this host.
+pub const FOLDED_RESET_RECEIVED: u8 = 5;
+/// A RST a connection this host opened received in ESTABLISHED that its other end on this host
+/// sent closing with SO_LINGER 0 (counted as [`FOLDED_ABORT_LINGER0`] or sent across).
+pub const FOLDED_RESET_ABORTED_HERE: u8 = 6;
 
 /// One CPU's count of the resets under one [`FoldedKey`].
 #[repr(C)]
@@ -914,7 +940,8 @@ pub struct FoldedCount {
     /// `bpf_ktime_get_ns()` of the first and last one counted.
     pub first_ns: u64,
     pub last_ns: u64,
-    /// The connecting socket's owner as its record names it (thread id and name).
+    /// The socket's owner (thread id and name): its record's, or for an abort the task that
+    /// closed it.
     pub pid: u32,
     pub _pad: u32,
     pub comm: [u8; 16],

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_NOTHING_EXCHANGED,
-    FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
+    FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_ABORTED_HERE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_REFUSED_HERE, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
@@ -221,7 +221,7 @@ const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 /// `enum sock_flags`: SOCK_DEAD, SOCK_DONE, SOCK_URGINLINE, SOCK_KEEPOPEN, SOCK_LINGER (unchanged
 /// since Linux 2.6).
-const SOCK_LINGER: u64 = 4;
+pub(crate) const SOCK_LINGER: u64 = 4;
 
 /// What `sock_facts` needs of the segment a reset answers.
 #[derive(Clone, Copy)]
@@ -296,9 +296,9 @@ const ECONNREFUSED: i32 = 111;
 /// `enum sock_flags` bit set when the socket's process closed it (`sock_orphan()`).
 const SOCK_DEAD: u64 = 0;
 /// `enum sock_flags` bit set when the peer's FIN arrived.
-const SOCK_DONE: u64 = 1;
+pub(crate) const SOCK_DONE: u64 = 1;
 /// `RCV_SHUTDOWN | SEND_SHUTDOWN`
-const SHUTDOWN_MASK: u8 = 3;
+pub(crate) const SHUTDOWN_MASK: u8 = 3;
 
 /// Who holds the socket and how it stands, read on every kernel (a reason names none of it): no
 /// process ([`FACT_ORPHAN`]); a tool destroyed it ([`FACT_DESTROYED`]: ECONNABORTED pending,
@@ -1057,10 +1057,17 @@ impl Draft {
                         (*event).flags |= FLAG_PEER_LOCAL;
                     }
                 }
-                // Refused by this host's stack, whose RST the agent may never see (counted in
-                // the kernel past the rate). Load-time constant: only where the kernel counts.
-                if connecting && fold::enabled() && receive_key.is_some_and(|k| fold::refused_here(&k, (*event).ts_ns)) {
-                    (*event).flags |= FLAG_REFUSED_HERE;
+                // Refused by this host's stack, or aborted by its other end here, whose RST the
+                // agent may never see (counted in the kernel past the rate): noted since this
+                // connection began, where its record says when. Load-time constant: only where
+                // the kernel counts.
+                if fold::enabled() {
+                    let since = sock.map_or(0, |r| if connecting { r.opened_ns } else { r.established_ns });
+                    match receive_key.map_or(0, |k| fold::sent_here(&k, since, (*event).ts_ns)) {
+                        fold::REFUSED_SYN if connecting => (*event).flags |= FLAG_REFUSED_HERE,
+                        fold::ABORT_LINGER0 if !connecting => (*event).flags |= FLAG_ABORTED_HERE,
+                        _ => {}
+                    }
                 }
             } else if kind == EventKind::ErrorReport as u32 {
                 if let Some(c) = close {

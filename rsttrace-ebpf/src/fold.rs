@@ -1,29 +1,42 @@
 //! Storm folding in the kernel. Past `--max-rate` on a CPU, the resets whose verdict needs
 //! nothing from the agent's history are counted here, per kind, instead of crossing the ring
-//! buffer one by one: a RST this host sent to a bare SYN no socket took (`no_listener`), and one a
-//! socket in SYN_SENT received (`refused`, unless the agent finds a listener of this host behind
-//! the address and this host's stack did not send that RST: [`refused_here`] tells, from a note
-//! each refused SYN leaves). A storm of refused connects is made of these two; crossing, each
-//! costs a ring-buffer slot and the agent's decoding and judging, about as much again as the
-//! tracing itself. Below the rate everything crosses, so every report is written as before;
-//! above it the agent would only have folded them. The agent takes the counts once a second
-//! (`kernel_folds.rs` there) and folds them with its own, so every reset is still counted.
+//! buffer one by one:
+//! - a RST this host sent to a bare SYN no socket took (`no_listener`), and one a socket in
+//!   SYN_SENT received (`refused`, unless the agent finds a listener of this host behind the
+//!   address and this host's stack did not send that RST);
+//! - a RST a socket this host accepted sent from close() with SO_LINGER 0 (`app_abort_linger0`),
+//!   and one a connection this host opened received in ESTABLISHED (`peer_reset`), unless its
+//!   other end is a socket of this host whose RST was not noted here (the agent then tells a
+//!   genuine RST from a forged one).
+//!
+//! [`sent_here`] tells the receiving end what this host sent, from a note each such RST leaves.
+//! A storm of refused connects is made of the first two, one of aborted connections of the
+//! other two; crossing, each costs a ring-buffer slot and the agent's decoding and judging,
+//! about as much again as the tracing itself. Below the rate everything crosses, so every
+//! report is written as before; above it the agent would only have folded them. The agent takes
+//! the counts once a second (`kernel_folds.rs` there) and folds them with its own, so every reset
+//! is still counted.
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::bpf_ktime_get_ns,
 };
-use rsttrace_common::{FoldedCount, FoldedKey, Owner, FOLDED_REFUSAL_ANSWERED_HERE, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
+use rsttrace_common::{FoldedCount, FoldedKey, Owner, FOLDED_ABORT_LINGER0, FOLDED_REFUSED_SYN};
 
 use crate::{
     emit::{netns_of, trigger_key, trigger_of, Trigger, TCP_FLAG_ACK, TCP_FLAG_RST, TCP_FLAG_SYN},
-    maps::{RefusedSyn, TupleKey, FOLDED, FOLD_BUCKETS, FOLD_COST_NS, FOLD_GENERATION, OFFSETS, REFUSED_BUCKET_BITS, REFUSED_HERE},
+    maps::{ResetHere, TupleKey, FOLDED, FOLD_BUCKETS, FOLD_COST_NS, FOLD_GENERATION, OFFSETS, RESETS_HERE, RESETS_HERE_BUCKET_BITS},
 };
 
 const NS_PER_SEC: u64 = 1_000_000_000;
-/// How long a refused SYN's note answers for the connection it refused: its RST arrives within
-/// microseconds over loopback or veth (milliseconds in an emulated guest). Kept short so that a
-/// later connection on the same 4-tuple (a retry from a fixed port) is not taken for it.
-const REFUSED_HERE_NS: u64 = NS_PER_SEC / 4;
+/// How long a note answers for the RST it names: the RST arrives within microseconds over
+/// loopback or veth (milliseconds in an emulated guest). Kept short so that a later connection
+/// on the same 4-tuple (a retry from a fixed port) is not taken for it.
+const SENT_HERE_NS: u64 = NS_PER_SEC / 4;
+
+/// What a note in `RESETS_HERE` says this host sent ([`ResetHere::kind`]; 0 in a slot never
+/// written).
+pub const REFUSED_SYN: u32 = 1;
+pub const ABORT_LINGER0: u32 = 2;
 
 /// A load-time constant: with it off (`--max-rate 0`, a filter, `--network-evidence`) the
 /// verifier drops every path below.
@@ -113,7 +126,7 @@ pub fn refused_syn_seen(t: &Trigger, netns: impl FnOnce() -> u32) -> bool {
     }
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    note_refused_here(&trigger_key(t), now);
+    note_sent_here(&trigger_key(t), REFUSED_SYN, now);
     if crosses(now) {
         return false;
     }
@@ -130,43 +143,107 @@ pub fn refused_syn_seen(t: &Trigger, netns: impl FnOnce() -> u32) -> bool {
     count(&mut key, now, None)
 }
 
-/// The first of the two slots of `refusing`'s bucket.
-#[inline(always)]
-fn refused_bucket(refusing: &TupleKey) -> u32 {
-    refusing.hash(REFUSED_BUCKET_BITS) * 2
+/// A socket this host accepted sends a RST closing with SO_LINGER 0 (see
+/// `typed::abort_folded`): the connection as it keys it (its own end first), and its peer.
+pub struct Abort {
+    pub key: TupleKey,
+    pub ip_version: u8,
+    /// IPv4 in the first four bytes.
+    pub raddr: [u8; 16],
+    pub netns: u32,
+    pub cgroup: u64,
 }
 
-/// This host's stack refuses the connection `refusing` (its own end first) now. Past the rate
-/// that RST is counted here, and the agent never sees it: the connecting end, when it is on this
+/// The connection `sending` (its own end first) goes to CLOSE in close() with SO_LINGER 0, and
+/// the RST comes next in the same call (see `typed::Typed::closes_abortively`). Noted now, before
+/// that RST is sent: its other end, when it is on this host, may take it in before the RST's own
+/// tracepoint fires (over loopback and veth, inside the sending), and must know it was no
+/// forgery whether or not the RST is counted here.
+#[inline(always)]
+pub fn abort_coming(sending: &TupleKey) {
+    if enabled() {
+        // SAFETY: helper without preconditions.
+        note_sent_here(sending, ABORT_LINGER0, unsafe { bpf_ktime_get_ns() });
+    }
+}
+
+/// `abort`, whose owner is the task closing it: counted here instead, when this CPU is past its
+/// rate and its CLOSE noted it as coming ([`abort_coming`]), so that its other end knows it.
+#[inline(always)]
+pub fn abort_sent(owner: &Owner, abort: &Abort) -> bool {
+    if !enabled() {
+        return false;
+    }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if noted(&abort.key, 0, now) != ABORT_LINGER0 || crosses(now) {
+        return false;
+    }
+    let mut key = FoldedKey {
+        generation: 0,
+        kind: FOLDED_ABORT_LINGER0,
+        ip_version: abort.ip_version,
+        port: abort.key.lport,
+        netns: abort.netns,
+        tgid: owner.tgid,
+        cgroup: abort.cgroup,
+        addr: abort.raddr,
+    };
+    count(&mut key, now, Some(owner))
+}
+
+/// The first of the two slots of `sending`'s bucket.
+#[inline(always)]
+fn here_bucket(sending: &TupleKey) -> u32 {
+    sending.hash(RESETS_HERE_BUCKET_BITS) * 2
+}
+
+/// This host sends a RST of `kind` on the connection `sending` (its own end first) now. Past
+/// the rate it is counted here, and the agent never sees it: the other end, when it is on this
 /// host too, learns from this that its RST was no forgery. Two slots a bucket, the older one
 /// taken: a note is lost only to two newer ones of its bucket before its RST arrives, a few
 /// packets later.
 #[inline(always)]
-fn note_refused_here(refusing: &TupleKey, now: u64) {
-    let first = refused_bucket(refusing);
-    let (Some(a), Some(b)) = (REFUSED_HERE.get_ptr_mut(first), REFUSED_HERE.get_ptr_mut(first + 1)) else { return };
+fn note_sent_here(sending: &TupleKey, kind: u32, now: u64) {
+    let first = here_bucket(sending);
+    let (Some(a), Some(b)) = (RESETS_HERE.get_ptr_mut(first), RESETS_HERE.get_ptr_mut(first + 1)) else { return };
     // SAFETY: array value memory, valid for this program run. Two CPUs writing one slot at once
     // can mix two entries; the key is compared, and a wrong match only withholds an `injected`.
     unsafe {
         let slot = if (*a).ns <= (*b).ns { a } else { b };
-        *slot = RefusedSyn { key: *refusing, _pad: 0, ns: now };
+        *slot = ResetHere { key: *sending, kind, ns: now };
     }
 }
 
-/// Whether this host's stack refused the connection `connecting` (its own end first, as the
-/// connecting socket keys it) just before `now`.
+/// What this host sent on the connection `receiving` (its own end first, as the receiving
+/// socket keys it) after `since` and just before `now`: [`REFUSED_SYN`], [`ABORT_LINGER0`], or 0
+/// when nothing was noted. `since` is when the receiving socket connected (or its handshake
+/// completed), where it knows: an aborted connection leaves no TIME_WAIT, so the next one on
+/// its 4-tuple may follow within the note's time.
 #[inline(always)]
-pub fn refused_here(connecting: &TupleKey, now: u64) -> bool {
-    let refusing = connecting.reversed();
-    let first = refused_bucket(&refusing);
-    let noted = |slot: Option<&RefusedSyn>| slot.is_some_and(|s| s.key == refusing && now.wrapping_sub(s.ns) < REFUSED_HERE_NS);
-    noted(REFUSED_HERE.get(first)) || noted(REFUSED_HERE.get(first + 1))
+pub fn sent_here(receiving: &TupleKey, since: u64, now: u64) -> u32 {
+    noted(&receiving.reversed(), since, now)
 }
 
-/// What a connecting socket that received a RST says of itself (see [`refusal_received`]).
-pub struct Refusal {
-    /// This host's own stack sent the RST ([`refused_here`]).
-    pub answered_here: bool,
+/// What was noted last for the connection `sending` (its own end first) after `since` and just
+/// before `now`; 0: nothing.
+#[inline(always)]
+fn noted(sending: &TupleKey, since: u64, now: u64) -> u32 {
+    let first = here_bucket(sending);
+    let (Some(a), Some(b)) = (RESETS_HERE.get(first), RESETS_HERE.get(first + 1)) else { return 0 };
+    let fits = |s: &ResetHere| s.key == *sending && s.ns > since && now.wrapping_sub(s.ns) < SENT_HERE_NS;
+    match (fits(a), fits(b)) {
+        (true, true) if b.ns > a.ns => b.kind,
+        (true, _) => a.kind,
+        (false, true) => b.kind,
+        (false, false) => 0,
+    }
+}
+
+/// What a socket that received a RST says of itself (see [`reset_received`]).
+pub struct Received {
+    /// The `FOLDED_` kind it is counted under.
+    pub kind: u8,
     pub ip_version: u8,
     /// Host order.
     pub rport: u16,
@@ -176,10 +253,10 @@ pub struct Refusal {
     pub cgroup: u64,
 }
 
-/// A RST a socket in SYN_SENT received, whose owner is on record: counted here instead, when
-/// this CPU is past its rate.
+/// A RST a connecting or connected socket received, whose owner is on record: counted here
+/// instead, when this CPU is past its rate and `received` names its kind (`None`: it crosses).
 #[inline(always)]
-pub fn refusal_received(owner: &Owner, refusal: impl FnOnce(u64) -> Option<Refusal>) -> bool {
+pub fn reset_received(owner: &Owner, received: impl FnOnce(u64) -> Option<Received>) -> bool {
     if !enabled() || !owner.is_known() {
         return false;
     }
@@ -188,10 +265,10 @@ pub fn refusal_received(owner: &Owner, refusal: impl FnOnce(u64) -> Option<Refus
     if crosses(now) {
         return false;
     }
-    let Some(r) = refusal(now) else { return false };
+    let Some(r) = received(now) else { return false };
     let mut key = FoldedKey {
         generation: 0,
-        kind: if r.answered_here { FOLDED_REFUSAL_ANSWERED_HERE } else { FOLDED_REFUSAL_RECEIVED },
+        kind: r.kind,
         ip_version: r.ip_version,
         port: r.rport,
         netns: r.netns,

@@ -52,6 +52,11 @@ pub static FILTER_ACTIVE: Global<u8> = Global::new(0);
 /// nothing, every reset crosses (`--max-rate 0`, a filter, `--network-evidence`).
 #[unsafe(no_mangle)]
 pub static FOLD_COST_NS: Global<u64> = Global::new(0);
+/// This kernel's number for the `TCP_STATE` reset reason (`enum sk_rst_reason`, whose numbers
+/// change between versions), from the tracepoint's format; `u32::MAX` where it has none. An
+/// abort with it may be counted in the kernel (see `fold::abort_sent`).
+#[unsafe(no_mangle)]
+pub static REASON_TCP_STATE: Global<u32> = Global::new(u32::MAX);
 
 /// 4 MiB here; the agent sizes it at load time (`--ring-buffer-kib`, default 8 MiB).
 #[map]
@@ -225,21 +230,22 @@ pub static FOLDED: PerCpuHashMap<FoldedKey, FoldedCount> = PerCpuHashMap::with_m
 #[map]
 pub static FOLD_GENERATION: Array<u32> = Array::with_max_entries(1, 0);
 
-/// A refused SYN's RST this host's stack sent (see `fold::refused_here`): the connection it
-/// refused, as the refusing end keys it, and when.
+/// A RST this host sent that the kernel side may count instead of sending across (see
+/// `fold::sent_here`): the connection, as the sending end keys it, what the RST was, and when.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct RefusedSyn {
+pub struct ResetHere {
     pub key: TupleKey,
-    pub _pad: u32,
+    /// `fold::REFUSED_SYN` or `fold::ABORT_LINGER0`.
+    pub kind: u32,
     pub ns: u64,
 }
 
 /// 4,096 buckets of two slots.
-pub const REFUSED_BUCKET_BITS: u32 = 12;
-pub const REFUSED_SLOTS: u32 = 2 << REFUSED_BUCKET_BITS;
+pub const RESETS_HERE_BUCKET_BITS: u32 = 12;
+pub const RESETS_HERE_SLOTS: u32 = 2 << RESETS_HERE_BUCKET_BITS;
 
 /// Indexed by a hash of the 4-tuple, like `TUPLES`, and small enough (192 KiB) to stay in cache
 /// through a storm.
 #[map]
-pub static REFUSED_HERE: Array<RefusedSyn> = Array::with_max_entries(REFUSED_SLOTS, 0);
+pub static RESETS_HERE: Array<ResetHere> = Array::with_max_entries(RESETS_HERE_SLOTS, 0);

@@ -14,6 +14,7 @@ pub const TCP_ESTABLISHED: i32 = 1;
 pub const TCP_SYN_SENT: i32 = 2;
 pub const TCP_SYN_RECV: i32 = 3;
 pub const TCP_FIN_WAIT1: i32 = 4;
+pub const TCP_FIN_WAIT2: i32 = 5;
 pub const TCP_TIME_WAIT: i32 = 6;
 pub const TCP_CLOSE: i32 = 7;
 pub const TCP_CLOSE_WAIT: i32 = 8;

@@ -17,8 +17,8 @@ use crate::{
     evidence, fold, history, release, socks,
     maps::{CloseSlot, TupleKey, RELEASE, TCP_PROBE},
     owner::{
-        self, TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_NEW_SYN_RECV, TCP_SYN_RECV, TCP_SYN_SENT,
-        TCP_TIME_WAIT,
+        self, TCP_CLOSE, TCP_CLOSE_WAIT, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_LISTEN, TCP_NEW_SYN_RECV,
+        TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT,
     },
 };
 
@@ -213,6 +213,12 @@ pub(crate) trait StateChange {
     fn orphan_timed_out(&self, sk: u64) -> bool {
         orphan_timed_out(sk)
     }
+    /// Whether the socket goes to CLOSE in its owner's close() with SO_LINGER 0 and nothing
+    /// unread, so that a RST with reason TCP_STATE comes next (only where the kernel side may
+    /// count that RST: see `fold::abort_coming`).
+    fn closes_abortively(&self) -> bool {
+        false
+    }
 }
 
 /// A classic tracepoint's record.
@@ -317,6 +323,13 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
         history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some(now));
     }
     socks::mark_closed(sk, old, &key, now);
+    // A connection this host opened crosses (the agent tells a connect race's loser, and a client
+    // skipping TIME_WAIT, from its history), so only others are noted. (CLOSING and LAST_ACK with
+    // data unsent send TCP_STATE's RST too, but are never noted: they cross.) Load-time
+    // constant first.
+    if fold::enabled() && key.rport != 0 && sends_reset_on_abort(old) && kept.is_none_or(|r| r.opened_ns == 0) && change.closes_abortively() {
+        fold::abort_coming(&key);
+    }
     let owner = || kept.map_or(Owner::UNKNOWN, |r| r.owner);
     if old == TCP_LISTEN {
         report_listener(change, sk, owner());
@@ -327,6 +340,12 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
             d.submit_orphan_timeout(sk, owner(), old);
         }
     }
+}
+
+/// The states from which an abort sends a RST (the kernel's `tcp_need_reset()`).
+#[inline(always)]
+fn sends_reset_on_abort(state: i32) -> bool {
+    matches!(state, TCP_ESTABLISHED | TCP_CLOSE_WAIT | TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_SYN_RECV)
 }
 
 /// A listener started or stopped: the agent keeps listeners by port.

@@ -10,17 +10,23 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use aya_ebpf::{
     EbpfContext,
     cty::c_void,
-    helpers::{bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use rsttrace_common::{EventKind, Owner, TracepointLayout, ERROR_REPORT_SHAPE, NO_FIELD, NO_OFFSET, RECEIVE_RESET_SHAPE, SEND_RESET_SHAPE, SET_STATE_SHAPE};
+use rsttrace_common::{
+    EventKind, Owner, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, FOLDED_REFUSAL_ANSWERED_HERE, FOLDED_REFUSAL_RECEIVED, FOLDED_RESET_ABORTED_HERE, FOLDED_RESET_RECEIVED, NO_FIELD, NO_OFFSET,
+    RECEIVE_RESET_SHAPE, SEND_RESET_SHAPE, SET_STATE_SHAPE,
+};
 
 use crate::{
-    emit::{exchange_facts_of, holder_facts_of, is_timers_error, known_netns, orphan_timed_out, socket_netns, trigger_at, Draft, HolderRead, SocketRead, Trigger},
-    fold::{self, Refusal},
-    owner::{TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
-    maps::{TupleKey, ADDRESS_SCRATCH, TYPED_SKB, TYPED_SOCK},
+    emit::{
+        exchange_facts_of, holder_facts_of, is_timers_error, known_netns, orphan_timed_out, process_comm, socket_netns, trigger_at, Draft, HolderRead, SocketRead, Trigger,
+        SHUTDOWN_MASK, SOCK_DONE, SOCK_LINGER,
+    },
+    fold::{self, Abort, Received},
+    owner::{TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
+    maps::{TupleKey, ADDRESS_SCRATCH, REASON_TCP_STATE, TYPED_SKB, TYPED_SOCK},
     history, owner, release, words,
     programs::{changes_records, count_reset_sent, record_at_reset, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
@@ -127,19 +133,44 @@ fn socket_read(sk: u64, sending: Option<i32>) -> Option<SocketRead> {
     unsafe {
         let state = at::<u8>(sk, offset!(state));
         let retransmits = read_volatile(tcp.add(offset!(total_retrans)) as *const u32);
-        let mut cgroup = 0;
-        // Load-time constants: the verifier drops this branch where BTF lacked an offset.
-        if offset!(cgroup) != NO_OFFSET as usize && offset!(cgroup_kn) != NO_OFFSET as usize && offset!(kn_id) != NO_OFFSET as usize {
-            let cg = at::<*const u8>(sk, offset!(cgroup));
-            if !cg.is_null() {
-                let kn = read_volatile(cg.add(offset!(cgroup_kn)) as *const *const u8);
-                if !kn.is_null() {
-                    cgroup = read_volatile(kn.add(offset!(kn_id)) as *const u64);
-                }
-            }
-        }
         let holder = sending.and_then(|state| holder_read(sk, tcp, state));
-        Some(SocketRead { state, retransmits, cgroup, netns: netns(sk), holder })
+        Some(SocketRead { state, retransmits, cgroup: cgroup(sk), netns: netns(sk), holder })
+    }
+}
+
+/// The socket's cgroup v2 id: a walk of two pointers the verifier types from BTF (a null one
+/// reads as 0); 0 where BTF lacked an offset.
+#[inline(always)]
+fn cgroup(sk: u64) -> u64 {
+    // Load-time constants: the verifier drops the walk where BTF lacked an offset.
+    if offset!(cgroup) == NO_OFFSET as usize || offset!(cgroup_kn) == NO_OFFSET as usize || offset!(kn_id) == NO_OFFSET as usize {
+        return 0;
+    }
+    // SAFETY: fields at their offsets from BTF in the socket the verifier typed, and in the
+    // cgroup and kernfs node its typed pointers lead to.
+    unsafe { walk(sk, offset!(cgroup), offset!(cgroup_kn), offset!(kn_id)) }
+}
+
+/// The `T` at `last` in the structure that the pointer at `second` leads to, in the one the
+/// pointer at `first` of `base` leads to: pointers the verifier types from BTF; a null one reads
+/// as 0.
+///
+/// # Safety
+/// `base` is a non-null pointer the verifier typed, and the offsets are fields of the types
+/// along the way, from BTF.
+#[inline(always)]
+unsafe fn walk<T: Copy + Default>(base: u64, first: usize, second: usize, last: usize) -> T {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let middle = at::<*const u8>(base, first);
+        if middle.is_null() {
+            return T::default();
+        }
+        let end = read_volatile(middle.add(second) as *const *const u8);
+        if end.is_null() {
+            return T::default();
+        }
+        read_volatile(end.add(last) as *const T)
     }
 }
 
@@ -280,6 +311,46 @@ impl StateChange for Typed {
         let error: i32 = unsafe { at(self.sk, offset!(err)) };
         is_timers_error(error) && orphan_timed_out(sk)
     }
+
+    /// What `tcp_close()` checks before it sends that RST, read from the socket: the
+    /// application shut it down both ways and still holds its file (a disconnect keeps it open,
+    /// a listener's unaccepted child has no file), SO_LINGER with a zero time, and nothing
+    /// unread but the peer's FIN (unread data sends TCP_ABORT_ON_CLOSE instead). Most sockets
+    /// stop at the flag.
+    #[inline(always)]
+    fn closes_abortively(&self) -> bool {
+        // Load-time constants: the verifier drops the reads where BTF lacked an offset.
+        let needed = [offset!(flags), offset!(socket), offset!(shutdown), offset!(lingertime), offset!(rcv_nxt), offset!(copied_seq)];
+        if needed.iter().any(|o| *o == NO_OFFSET as usize) {
+            return false;
+        }
+        // SAFETY: fields of the tracepoint's full socket at their offsets from BTF.
+        let flags = unsafe { at::<u64>(self.sk, offset!(flags)) };
+        if flags & (1 << SOCK_LINGER) == 0 {
+            return false;
+        }
+        // SAFETY: as above.
+        let (socket, shutdown) = unsafe { (at::<u64>(self.sk, offset!(socket)), at::<u8>(self.sk, offset!(shutdown))) };
+        // A pending error: the stack's own reset or timeout ends the socket (`tcp_reset()`,
+        // `tcp_done_with_error()` set it first; `tcp_disconnect()` only after its RST).
+        // SAFETY: as above.
+        if socket == 0 || shutdown & SHUTDOWN_MASK != SHUTDOWN_MASK || unsafe { at::<i32>(self.sk, offset!(err)) } != 0 {
+            return false;
+        }
+        // SAFETY: as above (`sk_lingertime` is a long).
+        if unsafe { at::<i64>(self.sk, offset!(lingertime)) } != 0 {
+            return false;
+        }
+        // SAFETY: the helper takes any socket pointer and returns null for one that is not TCP's.
+        let tcp = unsafe { bpf_skc_to_tcp_sock(self.sk as *mut c_void) } as *const u8;
+        if tcp.is_null() {
+            return false;
+        }
+        // SAFETY: fields of the `tcp_sock` the verifier typed, at their offsets from BTF.
+        let unread = unsafe { read_volatile(tcp.add(offset!(rcv_nxt)) as *const u32).wrapping_sub(read_volatile(tcp.add(offset!(copied_seq)) as *const u32)) };
+        // The peer's FIN takes a sequence number but is no data.
+        unread == 0 || (unread == 1 && flags & (1 << SOCK_DONE) != 0)
+    }
 }
 
 /// `inet_sock_set_state(sk, oldstate, newstate)`.
@@ -307,7 +378,13 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
     let read = socket_read(sk, None);
     let record = owner::record(address);
     if let (Some(r), Some(record)) = (read, record) {
-        if r.state == TCP_SYN_SENT as u8 && fold::refusal_received(&record.owner, |now| refusal(sk, &record.owner, &r, now)) {
+        let folded = match r.state as i32 {
+            TCP_SYN_SENT => fold::reset_received(&record.owner, |now| refusal(sk, record, &r, now)),
+            // A connection this host opened; one it accepted has no record here.
+            TCP_ESTABLISHED if record.opened_ns != 0 => fold::reset_received(&record.owner, |now| peer_reset(sk, record, &r, now)),
+            _ => false,
+        };
+        if folded {
             return 0;
         }
     }
@@ -347,6 +424,10 @@ fn sent_by_socket(ctx: *mut c_void) -> u32 {
     let reason: u32 = ctx.arg(2);
     // SAFETY: a non-null socket; `skc_state` is in the part every kind of socket shares.
     let state = unsafe { at::<u8>(sk, offset!(state)) } as i32;
+    // Load-time constant: the verifier drops the call where the kernel side counts nothing.
+    if fold::enabled() && state == TCP_CLOSE && reason == REASON_TCP_STATE.load() && abort_folded(ctx.as_ptr()) {
+        return 0;
+    }
     let address = address(sk);
     // TIME_WAIT and request sockets lack the fields of a full one.
     let full = state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
@@ -423,17 +504,7 @@ fn segment_netns(ctx: &BtfTracePointContext) -> u32 {
     let Some(skb) = segment_buffer(ctx) else { return 0 };
     // SAFETY: fields at their offsets from BTF of the `sk_buff` the verifier typed and of the
     // device and namespace its typed pointers lead to.
-    unsafe {
-        let dev = at::<*const u8>(skb, skb_offset!(dev));
-        if dev.is_null() {
-            return 0;
-        }
-        let net = read_volatile(dev.add(skb_offset!(dev_net)) as *const *const u8);
-        if net.is_null() {
-            return 0;
-        }
-        read_volatile(net.add(offset!(net_inum)) as *const u32)
-    }
+    unsafe { walk(skb, skb_offset!(dev), skb_offset!(dev_net), offset!(net_inum)) }
 }
 
 /// `tcp_send_reset`'s socket, loaded again and checked where it is used: a check the compiler
@@ -529,13 +600,57 @@ unsafe fn sockaddr(record: *mut u8, offset: u16, family: u16, port: u16, addr: &
     }
 }
 
-/// A connecting socket's refusal, as the kernel side counts it (see `fold.rs`).
+/// A connecting socket's refusal, as the kernel side counts it (see `fold.rs`); `record` is the
+/// socket's.
 #[inline(always)]
-fn refusal(sk: u64, owner: &Owner, read: &SocketRead, now: u64) -> Option<Refusal> {
+fn refusal(sk: u64, record: &SockRecord, read: &SocketRead, now: u64) -> Option<Received> {
     let (key, family, raddr) = ends_of(sk)?;
-    let netns = known_netns(owner.netns, read.netns, || socket_netns(sk));
-    let answered_here = fold::refused_here(&key, now);
-    Some(Refusal { answered_here, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup: read.cgroup })
+    let netns = known_netns(record.owner.netns, read.netns, || socket_netns(sk));
+    let kind = if fold::sent_here(&key, record.opened_ns, now) == fold::REFUSED_SYN { FOLDED_REFUSAL_ANSWERED_HERE } else { FOLDED_REFUSAL_RECEIVED };
+    Some(Received { kind, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup: read.cgroup })
+}
+
+/// A reset a connection this host opened received in ESTABLISHED, as the kernel side counts
+/// it (see `fold.rs`); `record` is the socket's. Its other end on this host aborted it, or it
+/// has none there. `None` for one whose other end is a socket of this host whose RST was not
+/// noted here: the agent tells whether that end's RST crossed or the one received was forged.
+#[inline(always)]
+fn peer_reset(sk: u64, record: &SockRecord, read: &SocketRead, now: u64) -> Option<Received> {
+    let (key, family, raddr) = ends_of(sk)?;
+    let kind = if fold::sent_here(&key, record.established_ns, now) == fold::ABORT_LINGER0 {
+        FOLDED_RESET_ABORTED_HERE
+    } else {
+        // SAFETY: helper without preconditions.
+        let ticks = unsafe { bpf_jiffies64() };
+        if history::tuple(&key.reversed()).is_some_and(|peer| history::open_or_closed_lately(peer, ticks)) {
+            return None;
+        }
+        FOLDED_RESET_RECEIVED
+    };
+    let netns = known_netns(record.owner.netns, read.netns, || socket_netns(sk));
+    Some(Received { kind, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup: read.cgroup })
+}
+
+/// A RST from CLOSE with reason TCP_STATE (see `send_reset_typed`): counted in the kernel (see
+/// `fold.rs`) when the CLOSE just before in the same call noted it as the RST of close() with
+/// SO_LINGER 0 of a socket this host accepted (`Typed::closes_abortively`); its owner is the
+/// task closing it. A function of its own, as `sent_by_socket` is, for the stack.
+#[inline(never)]
+fn abort_folded(ctx: *mut c_void) -> bool {
+    let ctx = BtfTracePointContext::new(ctx);
+    let Some(sk) = full_socket(&ctx) else { return false };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Ok(comm) = bpf_get_current_comm() else { return false };
+    // A kernel thread closing the file for the process (a deferred release) is no owner.
+    if pid_tgid >> 32 == 0 || owner::is_worker_thread(&comm) {
+        return false;
+    }
+    // The process's name, as a report names it (a thread's own goes into its `thread`).
+    let comm = if (pid_tgid >> 32) as u32 != pid_tgid as u32 { process_comm().unwrap_or(comm) } else { comm };
+    let Some((key, family, raddr)) = ends_of(sk) else { return false };
+    let netns = netns(sk);
+    let closer = Owner { tgid: (pid_tgid >> 32) as u32, pid: pid_tgid as u32, comm, netns, ..Owner::UNKNOWN };
+    fold::abort_sent(&closer, &Abort { key, ip_version: if family == AF_INET { 4 } else { 6 }, raddr, netns, cgroup: cgroup(sk) })
 }
 
 /// `inet_sk_error_report(sk)`: see `programs::inet_sk_error_report`. The socket is at hand here,

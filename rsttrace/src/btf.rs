@@ -307,6 +307,9 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
         data_segs_out: tcp("data_segs_out"),
         snd_una: tcp("snd_una"),
         snd_nxt: tcp("snd_nxt"),
+        lingertime: sock("sk_lingertime"),
+        rcv_nxt: tcp("rcv_nxt"),
+        copied_seq: tcp("copied_seq"),
     }
 }
 

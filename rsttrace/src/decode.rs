@@ -9,7 +9,7 @@ use rsttrace_common::{
     Event, EventKind, Owner, PeerEvidence, RaceEntry, Released, TracepointLayout, EVENT_SIZE, RELEASED_ITEM,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_NOTHING_EXCHANGED, FACT_LINGER0,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
-    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE,
+    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE, FLAG_ABORTED_HERE,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, NO_FIELD, RECORD_MAX,
 };
@@ -131,6 +131,11 @@ impl RecordFields {
 
     pub fn has_reason(&self) -> bool {
         self.reason.is_some()
+    }
+
+    /// This kernel's number for the reason `name`, as its format's table gives it.
+    pub fn reason_value(&self, name: &str) -> Option<u32> {
+        self.reason_names.iter().find(|(_, n)| **n == name).and_then(|(value, _)| u32::try_from(*value).ok())
     }
 }
 
@@ -425,6 +430,7 @@ fn history(raw: &Event) -> History {
         sibling: flag(FLAG_SIBLING).then(|| sibling(&raw.sibling, flag(FLAG_SIBLING_OPEN))).flatten(),
         peer_local: flag(FLAG_PEER_LOCAL),
         refused_here: flag(FLAG_REFUSED_HERE),
+        aborted_here: flag(FLAG_ABORTED_HERE),
         tuple_reused: flag(FLAG_TUPLE_REUSED),
         orphan_timed_out: flag(FLAG_ORPHAN_TIMED_OUT),
         retransmits: flag(FLAG_RETRANSMITS_READ).then_some(raw.retransmits),
@@ -603,7 +609,7 @@ pub(crate) mod tests {
         });
         assert_eq!(decoder_for(kernel).decode(&stale).unwrap().history, History::default());
         let full = patched(bare, |raw| {
-            raw.flags |= FLAG_EARLIER_OWNER | FLAG_SIBLING | FLAG_SIBLING_OPEN | FLAG_PEER_LOCAL | FLAG_TUPLE_REUSED | FLAG_RETRANSMITS_READ | FLAG_CLOSED_FROM | FLAG_ORPHAN_TIMED_OUT | FLAG_REFUSED_HERE;
+            raw.flags |= FLAG_EARLIER_OWNER | FLAG_SIBLING | FLAG_SIBLING_OPEN | FLAG_PEER_LOCAL | FLAG_TUPLE_REUSED | FLAG_RETRANSMITS_READ | FLAG_CLOSED_FROM | FLAG_ORPHAN_TIMED_OUT | FLAG_REFUSED_HERE | FLAG_ABORTED_HERE;
             raw.sock.opened_ns = 5;
             raw.sock.established_ns = 6;
             raw.earlier = raw.sock.owner;
@@ -615,7 +621,7 @@ pub(crate) mod tests {
         let h = decoder_for(kernel).decode(&full).unwrap().history;
         assert_eq!((h.opened_ns, h.established_ns, h.closed_from, h.retransmits), (Some(5), Some(6), Some(TcpState::Established), Some(3)));
         assert_eq!(h.earlier_owner.unwrap().pid, 812);
-        assert!(h.peer_local && h.tuple_reused && h.orphan_timed_out && h.refused_here);
+        assert!(h.peer_local && h.tuple_reused && h.orphan_timed_out && h.refused_here && h.aborted_here);
         let s = h.sibling.unwrap();
         assert_eq!(s.rport, 445);
         assert_eq!((s.family, s.raddr.to_string(), s.opened_ns, s.established_ns, s.open), (Family::Ipv4, "10.0.0.2".to_string(), 4, 7, true));

@@ -319,6 +319,10 @@ pub struct History {
     /// Received in SYN_SENT: this host's own stack sent the RST, refusing the SYN (the kernel
     /// side saw it go out; the agent may not have, past `--max-rate`).
     pub refused_here: bool,
+    /// Received past the handshake: this host's other end of the connection sent the RST,
+    /// closing with SO_LINGER 0 (the kernel side noted it; the agent may not have seen it, past
+    /// `--max-rate`).
+    pub aborted_here: bool,
     /// An earlier connection on this host used the same 4-tuple.
     pub tuple_reused: bool,
     /// A state change to CLOSE of a socket its process had closed, whose retransmission timer

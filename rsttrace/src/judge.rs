@@ -706,9 +706,12 @@ impl Judge {
             // Connecting, the other end has no socket yet to be found by: a listener of this
             // host on the address and port says it is here all the same.
             story.peer_local = self.peer_here_sent_nothing(h.peer_local || p.syn_to_listener_here, ev.ts_ns);
-            // The kernel side saw this host's stack refuse the SYN (that RST may not have
-            // crossed: past the rate it is counted in the kernel).
-            story.peer_sent = peer_sent.or(h.refused_here.then_some(Cause::NoListener));
+            // The kernel side saw this host's stack refuse the SYN, or the other end here abort
+            // with SO_LINGER 0 (that RST may not have crossed: past the rate it is counted in
+            // the kernel). The abort's RST came first of any that end sent: a RST its stack
+            // sent without a socket, which a match by time may find closer, needs the socket
+            // gone.
+            story.peer_sent = if h.aborted_here { Some(Cause::AppAbortLinger0) } else { peer_sent.or(h.refused_here.then_some(Cause::NoListener)) };
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
         story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| Named::from(now));
@@ -1078,6 +1081,24 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_whose_abort_the_kernel_side_saw_sent_here_is_no_forgery() {
+        let client = task(1, "curl");
+        // The other end is a socket of this host, and no RST it sent reached the agent: forged,
+        // unless the kernel side saw that end abort with SO_LINGER 0 (counted there).
+        let verdict = |aborted_here| {
+            let mut j = Judge::new(Visibility::ALL);
+            let mut rst = received(50, Established, Some(client));
+            rst.history.peer_local = true;
+            rst.history.aborted_here = aborted_here;
+            j.observe(rst);
+            let r = &j.flush(u64::MAX)[0];
+            (r.verdict.cause, r.peer_cause)
+        };
+        assert_eq!(verdict(false), (Cause::Injected, None));
+        assert_eq!(verdict(true), (Cause::PeerReset, Some(Cause::AppAbortLinger0)));
+    }
+
+    #[test]
     fn a_refusal_the_kernel_side_counted_is_judged_as_one_alone_would_be() {
         let server = task(2, "nginx");
         let refused_by = ends(5000).reversed().laddr;
@@ -1313,9 +1334,26 @@ mod tests {
         assert_eq!((r.verdict.cause, r.peer_cause), (Cause::Injected, None));
         // Traced before this end's reset, the same RST is what reset it.
         answer.ts_ns = 48_000_000;
-        let reports = run(vec![answer, forged]);
+        let reports = run(vec![answer, forged.clone()]);
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::NoSocket)));
+        // The peer closed with SO_LINGER 0 (the kernel side noted it; its RST was counted there):
+        // that RST came first, and the socketless one answered this end's FIN after it.
+        forged.history.aborted_here = true;
+        let reports = run(vec![answer_before(&forged), forged]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortLinger0)));
+    }
+
+    /// The peer's stack answering this end's segment without a socket, traced just before `rst`.
+    fn answer_before(rst: &KernelEvent) -> KernelEvent {
+        let mut answer = sent(0, None, Some("NO_SOCKET"), task(0, "swapper/0"), None);
+        answer.ts_ns = rst.ts_ns - 2_000_000;
+        answer.sk = 0;
+        answer.facts = None;
+        answer.endpoints = rst.endpoints.reversed();
+        answer.trigger = Some(Segment { tcp_flags: 0x11, saddr: answer.endpoints.raddr, sport: rst.endpoints.lport, daddr: answer.endpoints.laddr });
+        answer
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The resets the kernel side counted past `--max-rate` instead of sending each across the ring
 //! buffer (`rsttrace-ebpf/src/fold.rs`): refused SYNs and the refusals connecting sockets
-//! received. The kernel counts under a generation the agent moves on once a second; a
+//! received, aborts with SO_LINGER 0 of sockets this host accepted and the resets connections
+//! it opened received in ESTABLISHED. The kernel counts under a generation the agent moves on once a second; a
 //! generation is taken (read and deleted) only once the kernel has left it for a whole second,
 //! so no count is taken twice or missed. Each key becomes a report with its count, for the
 //! folder, the summary and the metrics.
@@ -10,11 +11,13 @@ use aya::{
     maps::{Array, MapData, PerCpuHashMap},
     Ebpf,
 };
-use rsttrace_common::{FoldedCount, FoldedKey, FOLDED_REFUSAL_ANSWERED_HERE, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN};
+use rsttrace_common::{
+    FoldedCount, FoldedKey, FOLDED_ABORT_LINGER0, FOLDED_REFUSAL_ANSWERED_HERE, FOLDED_REFUSAL_RECEIVED, FOLDED_REFUSED_SYN, FOLDED_RESET_ABORTED_HERE, FOLDED_RESET_RECEIVED,
+};
 
 use crate::{
-    classify::{classify, Story, Trigger},
-    event::{Comm, Endpoints, Family, Task},
+    classify::{classify, Named, Story, Trigger},
+    event::{Comm, Endpoints, Family, Task, TcpState},
     judge::Judge,
     loader::LoadError,
     report::{Attribution, Cause, Direction, Report, ReportType},
@@ -31,7 +34,8 @@ pub struct KernelFolded {
     /// `bpf_ktime_get_ns()` of the first and last one counted.
     pub first_ns: u64,
     pub last_ns: u64,
-    /// A refusal's owner: its socket's record (thread id and name).
+    /// The socket's owner (thread id and name): a refusal's and a received reset's from its
+    /// record, an abort's the task that closed it.
     pub owner: Option<(u32, Comm)>,
 }
 
@@ -39,7 +43,8 @@ impl KernelFolded {
     /// Sum one key's per-CPU counts; `None` when no CPU counted anything.
     pub fn sum(key: FoldedKey, per_cpu: &[FoldedCount]) -> Option<Self> {
         let counted = || per_cpu.iter().filter(|c| c.count > 0);
-        let count = counted().map(|c| c.count).sum();
+        // Saturating: a map read back is not trusted to add up.
+        let count = counted().fold(0u64, |sum, c| sum.saturating_add(c.count));
         let first = counted().min_by_key(|c| c.first_ns)?;
         Some(Self {
             key,
@@ -62,6 +67,9 @@ impl KernelFolded {
         let family = if k.ip_version == 4 { Family::Ipv4 } else { Family::Ipv6 };
         // The local address is not kept: the refused port and the other end name the kind.
         let unspecified = if k.ip_version == 4 { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+        let owner = self.owner.map(|(tid, comm)| Task { pid: k.tgid, tid, comm, cgroup: 0 });
+        // The same story as one judged alone: its owner, and what the other end here sent.
+        let story = |peer_sent| Story { owner: owner.as_ref().map(Named::from), peer_sent, ..Story::default() };
         let (direction, endpoints, verdict, state, owner, peer_cause) = match k.kind {
             FOLDED_REFUSED_SYN => {
                 let endpoints = Endpoints { family, laddr: unspecified, lport: k.port, raddr: addr, rport: 0 }.as_on_the_wire();
@@ -71,10 +79,22 @@ impl KernelFolded {
             FOLDED_REFUSAL_RECEIVED | FOLDED_REFUSAL_ANSWERED_HERE => {
                 // A dual-stack socket's IPv4 connection is reported as IPv4, as one alone is.
                 let endpoints = Endpoints { family, laddr: unspecified, lport: 0, raddr: addr, rport: k.port }.as_on_the_wire();
-                let owner = self.owner.map(|(tid, comm)| Task { pid: k.tgid, tid, comm, cgroup: 0 });
                 let answered_here = (k.kind == FOLDED_REFUSAL_ANSWERED_HERE).then_some(Cause::NoListener);
                 let verdict = judge.refusal_verdict(&endpoints, answered_here, self.last_ns);
                 (Direction::Received, endpoints, verdict, "SYN_SENT", owner, answered_here)
+            }
+            FOLDED_ABORT_LINGER0 => {
+                let endpoints = Endpoints { family, laddr: unspecified, lport: k.port, raddr: addr, rport: 0 }.as_on_the_wire();
+                let trigger = Trigger::Sent { reason: Some("TCP_STATE"), state: Some(TcpState::Close), trigger_syn: None, facts: None };
+                (Direction::Sent, endpoints, classify(&trigger, &story(None)), "CLOSE", owner, None)
+            }
+            FOLDED_RESET_RECEIVED | FOLDED_RESET_ABORTED_HERE => {
+                // The kernel side counts these only when no other socket of this host was the
+                // other end, or that end's abort was noted there.
+                let endpoints = Endpoints { family, laddr: unspecified, lport: 0, raddr: addr, rport: k.port }.as_on_the_wire();
+                let aborted_here = (k.kind == FOLDED_RESET_ABORTED_HERE).then_some(Cause::AppAbortLinger0);
+                let trigger = Trigger::Received { state: Some(TcpState::Established) };
+                (Direction::Received, endpoints, classify(&trigger, &story(aborted_here)), "ESTABLISHED", owner, aborted_here)
             }
             _ => return None,
         };
@@ -85,7 +105,12 @@ impl KernelFolded {
             kernel_reason: None,
             state,
             endpoints,
-            attribution: if owner.is_some() { Attribution::SocketOwner } else { Attribution::None },
+            attribution: match owner {
+                None => Attribution::None,
+                // The task in whose close() the RST went out.
+                Some(_) if k.kind == FOLDED_ABORT_LINGER0 => Attribution::CurrentTask,
+                Some(_) => Attribution::SocketOwner,
+            },
             owner,
             netns: k.netns,
             cgroup: k.cgroup,
@@ -95,6 +120,7 @@ impl KernelFolded {
             peer_cause,
             current: None,
             retransmits: 0,
+            // Only connections this host opened receive what it counts; it sends for the others.
             active_open: direction == Direction::Received,
             evidence: None,
         })
@@ -206,5 +232,30 @@ mod tests {
         assert_eq!((r.endpoints.family, r.endpoints.raddr), (Family::Ipv4, "10.0.0.2".parse().unwrap()));
         // A kind this agent does not know is not made up.
         assert!(KernelFolded::sum(key(9), &[on_cpu(1, 1, 1, 0)]).unwrap().report(&judge).is_none());
+    }
+
+    #[test]
+    fn an_abort_reports_as_linger0_sent_for_its_local_port_by_the_task_that_closed() {
+        let judge = Judge::new(Visibility::ALL);
+        let k = FoldedKey { tgid: 40, port: 8080, ..key(FOLDED_ABORT_LINGER0) };
+        let r = KernelFolded::sum(k, &[on_cpu(4, 10, 20, 41)]).unwrap().report(&judge).unwrap();
+        assert_eq!((r.verdict.cause, r.verdict.origin, r.verdict.benign, r.direction), (Cause::AppAbortLinger0, Origin::Application, false, Some(Direction::Sent)));
+        assert!(r.verdict.why.starts_with("curl[40] closed with SO_LINGER 0"), "{}", r.verdict.why);
+        assert_eq!((r.endpoints.lport, r.endpoints.raddr, r.active_open, r.state, r.attribution), (8080, "10.0.0.2".parse().unwrap(), false, "CLOSE", Attribution::CurrentTask));
+        assert_eq!(r.owner.map(|o| (o.pid, o.tid)), Some((40, 41)));
+    }
+
+    #[test]
+    fn a_received_reset_reports_as_the_peers_for_its_remote_port_and_owner() {
+        let judge = Judge::new(Visibility::ALL);
+        let k = FoldedKey { tgid: 40, port: 8080, ..key(FOLDED_RESET_RECEIVED) };
+        let r = KernelFolded::sum(k, &[on_cpu(4, 10, 20, 41)]).unwrap().report(&judge).unwrap();
+        assert_eq!((r.verdict.cause, r.verdict.origin, r.direction, r.peer_cause), (Cause::PeerReset, Origin::Peer, Some(Direction::Received), None));
+        assert_eq!((r.endpoints.rport, r.endpoints.raddr, r.active_open, r.state, r.attribution), (8080, "10.0.0.2".parse().unwrap(), true, "ESTABLISHED", Attribution::SocketOwner));
+        // Its other end here aborted it: that RST's cause, as for one judged alone.
+        let here = FoldedKey { kind: FOLDED_RESET_ABORTED_HERE, ..k };
+        let r = KernelFolded::sum(here, &[on_cpu(4, 10, 20, 41)]).unwrap().report(&judge).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortLinger0)));
+        assert!(r.verdict.why.contains("(app_abort_linger0)"), "{}", r.verdict.why);
     }
 }

@@ -233,6 +233,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let online = aya::util::online_cpus().map_or(64, |cpus| cpus.len());
     let wakeup_every = wakeup_every(opts.ring_buffer_bytes, online);
     let fold_cost_ns: u64 = if opts.fold_rate == 0 { 0 } else { (1_000_000_000 / u64::from(opts.fold_rate)).max(1) };
+    // The numbers of `enum sk_rst_reason` change between versions.
+    let reason_tcp_state: u32 = kinds[EventKind::SendReset as usize].as_ref().and_then(|f| f.reason_value("TCP_STATE")).unwrap_or(u32::MAX);
     let mut loader = EbpfLoader::new();
     for kind in EventKind::ALL {
         loader.override_global(layout_global(kind), &config.layouts[kind as usize], true);
@@ -254,6 +256,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         .override_global("HOLDER_FIELDS", &holder_fields, true)
         .override_global("WAKEUP_EVERY", &wakeup_every, true)
         .override_global("FOLD_COST_NS", &fold_cost_ns, true)
+        .override_global("REASON_TCP_STATE", &reason_tcp_state, true)
         .map_max_entries("EVENTS", opts.ring_buffer_bytes)
         // Its 2.5 MiB only where something samples into it; a look-up elsewhere finds nothing.
         .map_max_entries("PEERS", if opts.network_evidence { PEER_SLOTS } else { 1 })

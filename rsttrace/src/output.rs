@@ -1260,7 +1260,7 @@ impl Summary {
             )?;
         }
         if self.counted_in_kernel > 0 {
-            writeln!(out, "  counted in the kernel: {} of them (refused SYNs and refusals past --max-rate, not sent to the agent one by one)", self.counted_in_kernel)?;
+            writeln!(out, "  counted in the kernel: {} of them (refusals, SO_LINGER 0 aborts and peer resets past --max-rate, not sent to the agent one by one)", self.counted_in_kernel)?;
         }
         let section = |out: &mut dyn Write, title: &str, rows: Vec<(String, u64)>| -> io::Result<()> {
             if rows.is_empty() {

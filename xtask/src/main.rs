@@ -23,7 +23,7 @@ const BPF_LINKER: &str = "0.10.0";
 const LLVM_MAJOR: &str = "22";
 const CARGO_FUZZ: &str = "0.13.2";
 /// The fuzz targets (rsttrace/fuzz): arbitrary bytes must never panic the parsers.
-const FUZZ_TARGETS: [&str; 3] = ["tracefs_format", "decode_event", "correlate_files"];
+const FUZZ_TARGETS: [&str; 4] = ["tracefs_format", "decode_event", "correlate_files", "kernel_folds"];
 /// Seconds per fuzz target in `cargo xtask test`; `cargo xtask fuzz` runs longer.
 const FUZZ_SECONDS_IN_TEST: u32 = 20;
 /// Debian packages the tasks and tests use. bpftool: checking that no program is left attached;

@@ -287,6 +287,12 @@ struct ClientOptions {
     disconnect: bool,
     reuse_port_after_bulk: bool,
     repeat: u32,
+    /// `--until-reset`, with `--repeat`: each connection sends a byte and reads until the
+    /// server resets it (an abort storm); `reset N` counts those.
+    until_reset: bool,
+    /// `--half-close`, with `--until-reset`: shut the sending side down after the byte (FIN), as
+    /// an HTTP/1.0 client or `nc -N` does, so the RST comes in FIN_WAIT1 or FIN_WAIT2.
+    half_close: bool,
     /// `--local-port`: connect from this port (SO_REUSEADDR), the same 4-tuple every run.
     local_port: Option<u16>,
 }
@@ -321,6 +327,8 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--disconnect" => o.disconnect = true,
             "--reuse-after-bulk" => o.reuse_port_after_bulk = true,
             "--repeat" => o.repeat = value().parse().unwrap(),
+            "--until-reset" => o.until_reset = true,
+            "--half-close" => o.half_close = true,
             // One connection's port: not with --race's second one.
             "--local-port" => o.local_port = Some(value().parse().expect("--local-port port")),
             other => panic!("unknown option {other}"),
@@ -358,6 +366,39 @@ fn open(addr: SocketAddr, o: &ClientOptions) -> std::io::Result<TcpStream> {
     Ok(socket.into())
 }
 
+/// An abort storm: connect, send a byte, and read until the server resets the connection, over
+/// and over. Only ECONNRESET counts; anything else is named, as in the refused storm.
+fn reset_storm(addr: SocketAddr, o: &ClientOptions) {
+    let mut reset = 0;
+    let mut other = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..o.repeat {
+        let ended = open(addr, o).and_then(|mut s| -> std::io::Result<()> {
+            s.write_all(b"x")?;
+            if o.half_close {
+                // Fails (ENOTCONN) when the server's RST came first; the read below reports it.
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            }
+            let mut buf = [0u8; 64];
+            loop {
+                if s.read(&mut buf)? == 0 {
+                    return Err(std::io::Error::other("eof"));
+                }
+            }
+        });
+        match ended {
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => reset += 1,
+            Err(e) => *other.entry(e.to_string()).or_default() += 1,
+            Ok(()) => {}
+        }
+    }
+    if other.is_empty() {
+        println!("reset {reset}");
+    } else {
+        let other: Vec<String> = other.iter().map(|(what, n)| format!("{what} ({n}x)")).collect();
+        println!("reset {reset}, then also: {}", other.join(", "));
+    }
+}
+
 fn report_error(e: &std::io::Error) {
     println!("errno {}", e.raw_os_error().unwrap_or(0));
     std::io::stdout().flush().unwrap();
@@ -365,6 +406,9 @@ fn report_error(e: &std::io::Error) {
 
 fn connect(addr: SocketAddr, args: &[String]) {
     let o = parse_client(args);
+    if o.repeat > 0 && o.until_reset {
+        return reset_storm(addr, &o);
+    }
     if o.repeat > 0 {
         // A reset storm: connect to a closed port over and over, as fast as it answers. Only
         // ECONNREFUSED (a RST) counts; any other failure is named, so a test that expects n
