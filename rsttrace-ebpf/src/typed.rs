@@ -408,7 +408,16 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
 #[btf_tracepoint(function = "tcp_send_reset")]
 pub fn send_reset_typed(ctx: BtfTracePointContext) -> u32 {
     let sk: u64 = ctx.arg(0);
-    if sk == 0 { sent_without_socket(ctx.as_ptr()) } else { sent_by_socket(ctx.as_ptr()) }
+    if sk == 0 {
+        return sent_without_socket(ctx.as_ptr());
+    }
+    // Load-time constant: the verifier drops the call where the kernel side counts nothing. A
+    // call of its own, beside `sent_by_socket` rather than under it: three frames deep, the
+    // stack is more than 6.12's verifier allows.
+    if fold::enabled() && abort_folded(ctx.as_ptr()) {
+        return 0;
+    }
+    sent_by_socket(ctx.as_ptr())
 }
 
 /// A reset sent by a socket (full, TIME_WAIT or request): see [`send_reset_typed`].
@@ -424,10 +433,6 @@ fn sent_by_socket(ctx: *mut c_void) -> u32 {
     let reason: u32 = ctx.arg(2);
     // SAFETY: a non-null socket; `skc_state` is in the part every kind of socket shares.
     let state = unsafe { at::<u8>(sk, offset!(state)) } as i32;
-    // Load-time constant: the verifier drops the call where the kernel side counts nothing.
-    if fold::enabled() && state == TCP_CLOSE && reason == REASON_TCP_STATE.load() && abort_folded(ctx.as_ptr()) {
-        return 0;
-    }
     let address = address(sk);
     // TIME_WAIT and request sockets lack the fields of a full one.
     let full = state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
@@ -631,14 +636,19 @@ fn peer_reset(sk: u64, record: &SockRecord, read: &SocketRead, now: u64) -> Opti
     Some(Received { kind, ip_version: if family == AF_INET { 4 } else { 6 }, rport: key.rport, raddr, netns, cgroup: read.cgroup })
 }
 
-/// A RST from CLOSE with reason TCP_STATE (see `send_reset_typed`): counted in the kernel (see
-/// `fold.rs`) when the CLOSE just before in the same call noted it as the RST of close() with
-/// SO_LINGER 0 of a socket this host accepted (`Typed::closes_abortively`); its owner is the
-/// task closing it. A function of its own, as `sent_by_socket` is, for the stack.
+/// A RST a full socket sends (see `send_reset_typed`), from CLOSE with reason TCP_STATE: counted
+/// in the kernel (see `fold.rs`) when the CLOSE just before in the same call noted it as the RST
+/// of close() with SO_LINGER 0 of a socket this host accepted (`Typed::closes_abortively`); its
+/// owner is the task closing it. A function of its own, as `sent_by_socket` is, for the stack.
 #[inline(never)]
 fn abort_folded(ctx: *mut c_void) -> bool {
     let ctx = BtfTracePointContext::new(ctx);
     let Some(sk) = full_socket(&ctx) else { return false };
+    let reason: u32 = ctx.arg(2);
+    // SAFETY: a non-null socket; `skc_state` is in the part every kind of socket shares.
+    if reason != REASON_TCP_STATE.load() || unsafe { at::<u8>(sk, offset!(state)) } as i32 != TCP_CLOSE {
+        return false;
+    }
     let pid_tgid = bpf_get_current_pid_tgid();
     let Ok(comm) = bpf_get_current_comm() else { return false };
     // A kernel thread closing the file for the process (a deferred release) is no owner.

@@ -402,8 +402,8 @@ fn describe_capture(c: &loader::Capture) {
         }
     };
     let hooks = match &c.hooks {
-        loader::Hooks::Typed { send_reset: true } => "BTF-typed tracepoints".to_string(),
-        loader::Hooks::Typed { send_reset: false } => "BTF-typed tracepoints (classic for tcp_send_reset)".to_string(),
+        loader::Hooks::Typed { classic_send_reset: None } => "BTF-typed tracepoints".to_string(),
+        loader::Hooks::Typed { classic_send_reset: Some(why) } => format!("BTF-typed tracepoints (classic for tcp_send_reset: {why})"),
         loader::Hooks::Floor => "empty programs (--cost-floor)".to_string(),
         loader::Hooks::ClassicBecause(why) => format!("classic tracepoints ({why})"),
     };

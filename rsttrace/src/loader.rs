@@ -100,8 +100,8 @@ pub struct Capture {
 pub enum Hooks {
     /// BTF-typed tracepoints, which hand over their arguments and build no record (see
     /// `TYPED`); for `tcp_send_reset` only where its record has the 6.10+ layout and the
-    /// verifier accepts its program, else its classic program (`send_reset: false`).
-    Typed { send_reset: bool },
+    /// verifier accepts its program, else its classic program, and why (`classic_send_reset`).
+    Typed { classic_send_reset: Option<String> },
     /// `--cost-floor`'s empty programs (nothing is reported).
     #[default]
     Floor,
@@ -276,9 +276,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
         if opts.cost_floor.is_none() {
             let typed = typed_plan(opts, &typed_sock, &config.layouts, &present, capture.release_hook);
             capture.hooks = match typed.and_then(|plan| attach_typed_or_without_sent(&mut ebpf, kernel_btf()?, plan)) {
-                Ok(plan) => {
+                Ok((plan, refused)) => {
                     typed_kinds = plan.iter().filter_map(|(_, _, kind)| *kind).collect();
-                    Hooks::Typed { send_reset: typed_kinds.contains(&EventKind::SendReset) }
+                    let classic_send_reset = match refused {
+                        Some(why) => Some(why),
+                        None if !typed_kinds.contains(&EventKind::SendReset) && present.contains(&EventKind::SendReset) => {
+                            Some("its record has the layout before 6.10".to_string())
+                        }
+                        None => None,
+                    };
+                    Hooks::Typed { classic_send_reset }
                 }
                 Err(why) => Hooks::ClassicBecause(why),
             };
@@ -359,13 +366,17 @@ fn typed_plan(
 
 /// [`attach_typed`]; where that fails with the sent reset's program in the plan (the largest, so
 /// the likeliest a verifier refuses), once more without it, so that the rest stay typed and
-/// `tcp_send_reset` keeps its classic program. Returns what was attached.
-fn attach_typed_or_without_sent(ebpf: &mut Ebpf, btf: &Btf, plan: Vec<TypedProgram>) -> Result<Vec<TypedProgram>, String> {
+/// `tcp_send_reset` keeps its classic program. Returns what was attached, and why the sent
+/// reset's program was left out, if it was.
+fn attach_typed_or_without_sent(ebpf: &mut Ebpf, btf: &Btf, plan: Vec<TypedProgram>) -> Result<(Vec<TypedProgram>, Option<String>), String> {
     match attach_typed(ebpf, btf, &plan) {
-        Ok(()) => Ok(plan),
+        Ok(()) => Ok((plan, None)),
         Err(why) if plan.iter().any(|(_, _, kind)| *kind == Some(EventKind::SendReset)) => {
             let rest: Vec<TypedProgram> = plan.into_iter().filter(|(_, _, kind)| *kind != Some(EventKind::SendReset)).collect();
-            attach_typed(ebpf, btf, &rest).map(|()| rest).map_err(|again| format!("{why}; without it: {again}"))
+            match attach_typed(ebpf, btf, &rest) {
+                Ok(()) => Ok((rest, Some(why))),
+                Err(again) => Err(format!("{why}; without it: {again}")),
+            }
         }
         Err(why) => Err(why),
     }
