@@ -4,7 +4,7 @@ use core::ptr::{addr_of_mut, write_volatile};
 use aya_ebpf::{
     maps::ring_buf::RingBufEntry,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_kernel, generated,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel, generated,
     },
     programs::TracePointContext,
     EbpfContext,
@@ -1047,15 +1047,11 @@ impl Draft {
                         (*event).flags |= FLAG_PEER_SAMPLED;
                     }
                 }
-                // The other end is a socket of this host, open or closed a moment ago (reset by
-                // a RST forged to it first): any RST its stack sent is traced. Not while
-                // connecting: the other end has no connection to be found by yet (the agent asks
-                // its listeners instead), and the look-up is a cache miss in 4 MiB.
+                // Not while connecting: the other end has no connection to be found by yet (the
+                // agent asks its listeners instead).
                 let connecting = state as i32 == TCP_SYN_SENT;
-                if let Some(peer) = receive_key.filter(|_| !connecting).and_then(|k| history::tuple(&k.reversed())) {
-                    if history::open_or_closed_lately(peer, bpf_jiffies64()) {
-                        (*event).flags |= FLAG_PEER_LOCAL;
-                    }
+                if receive_key.is_some_and(|k| !connecting && history::peer_here(&k)) {
+                    (*event).flags |= FLAG_PEER_LOCAL;
                 }
                 // Refused by this host's stack, or aborted by its other end here, whose RST the
                 // agent may never see (counted in the kernel past the rate): noted since this

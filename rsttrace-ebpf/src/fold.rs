@@ -144,9 +144,8 @@ pub fn refused_syn_seen(t: &Trigger, netns: impl FnOnce() -> u32) -> bool {
 }
 
 /// A socket this host accepted sends a RST closing with SO_LINGER 0 (see
-/// `typed::abort_folded`): the connection as it keys it (its own end first), and its peer.
+/// `typed::abort_folded`): its peer, namespace and cgroup.
 pub struct Abort {
-    pub key: TupleKey,
     pub ip_version: u8,
     /// IPv4 in the first four bytes.
     pub raddr: [u8; 16],
@@ -167,29 +166,32 @@ pub fn abort_coming(sending: &TupleKey) {
     }
 }
 
-/// `abort`, whose owner is the task closing it: counted here instead, when this CPU is past its
-/// rate and its CLOSE noted it as coming ([`abort_coming`]), so that its other end knows it.
+/// The abort of the connection `sending` (its own end first): counted here instead, when this
+/// CPU is past its rate and its CLOSE noted it as coming ([`abort_coming`]), so that its other
+/// end knows it. Only then does `counted` read its owner (the task closing it) and the rest;
+/// `None` from it: it crosses.
 #[inline(always)]
-pub fn abort_sent(owner: &Owner, abort: &Abort) -> bool {
+pub fn abort_sent(sending: &TupleKey, counted: impl FnOnce() -> Option<(Owner, Abort)>) -> bool {
     if !enabled() {
         return false;
     }
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if noted(&abort.key, 0, now) != ABORT_LINGER0 || crosses(now) {
+    if noted(sending, 0, now) != ABORT_LINGER0 || crosses(now) {
         return false;
     }
+    let Some((owner, abort)) = counted() else { return false };
     let mut key = FoldedKey {
         generation: 0,
         kind: FOLDED_ABORT_LINGER0,
         ip_version: abort.ip_version,
-        port: abort.key.lport,
+        port: sending.lport,
         netns: abort.netns,
         tgid: owner.tgid,
         cgroup: abort.cgroup,
         addr: abort.raddr,
     };
-    count(&mut key, now, Some(owner))
+    count(&mut key, now, Some(&owner))
 }
 
 /// The first of the two slots of `sending`'s bucket.

@@ -10,7 +10,7 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use aya_ebpf::{
     EbpfContext,
     cty::c_void,
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated::bpf_skc_to_tcp_sock},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -624,12 +624,9 @@ fn peer_reset(sk: u64, record: &SockRecord, read: &SocketRead, now: u64) -> Opti
     let (key, family, raddr) = ends_of(sk)?;
     let kind = if fold::sent_here(&key, record.established_ns, now) == fold::ABORT_LINGER0 {
         FOLDED_RESET_ABORTED_HERE
+    } else if history::peer_here(&key) {
+        return None;
     } else {
-        // SAFETY: helper without preconditions.
-        let ticks = unsafe { bpf_jiffies64() };
-        if history::tuple(&key.reversed()).is_some_and(|peer| history::open_or_closed_lately(peer, ticks)) {
-            return None;
-        }
         FOLDED_RESET_RECEIVED
     };
     let netns = known_netns(record.owner.netns, read.netns, || socket_netns(sk));
@@ -649,18 +646,20 @@ fn abort_folded(ctx: *mut c_void) -> bool {
     if reason != REASON_TCP_STATE.load() || unsafe { at::<u8>(sk, offset!(state)) } as i32 != TCP_CLOSE {
         return false;
     }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Ok(comm) = bpf_get_current_comm() else { return false };
-    // A kernel thread closing the file for the process (a deferred release) is no owner.
-    if pid_tgid >> 32 == 0 || owner::is_worker_thread(&comm) {
-        return false;
-    }
-    // The process's name, as a report names it (a thread's own goes into its `thread`).
-    let comm = if (pid_tgid >> 32) as u32 != pid_tgid as u32 { process_comm().unwrap_or(comm) } else { comm };
     let Some((key, family, raddr)) = ends_of(sk) else { return false };
-    let netns = netns(sk);
-    let closer = Owner { tgid: (pid_tgid >> 32) as u32, pid: pid_tgid as u32, comm, netns, ..Owner::UNKNOWN };
-    fold::abort_sent(&closer, &Abort { key, ip_version: if family == AF_INET { 4 } else { 6 }, raddr, netns, cgroup: cgroup(sk) })
+    fold::abort_sent(&key, || {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        let comm = bpf_get_current_comm().ok()?;
+        // A kernel thread closing the file for the process (a deferred release) is no owner.
+        if pid_tgid >> 32 == 0 || owner::is_worker_thread(&comm) {
+            return None;
+        }
+        // The process's name, as a report names it (a thread's own goes into its `thread`).
+        let comm = if (pid_tgid >> 32) as u32 != pid_tgid as u32 { process_comm().unwrap_or(comm) } else { comm };
+        let netns = netns(sk);
+        let closer = Owner { tgid: (pid_tgid >> 32) as u32, pid: pid_tgid as u32, comm, netns, ..Owner::UNKNOWN };
+        Some((closer, Abort { ip_version: if family == AF_INET { 4 } else { 6 }, raddr, netns, cgroup: cgroup(sk) }))
+    })
 }
 
 /// `inet_sk_error_report(sk)`: see `programs::inet_sk_error_report`. The socket is at hand here,
