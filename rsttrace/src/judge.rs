@@ -1084,7 +1084,7 @@ mod tests {
     fn a_reset_whose_abort_the_kernel_side_saw_sent_here_is_no_forgery() {
         let client = task(1, "curl");
         // The other end is a socket of this host, and no RST it sent reached the agent: forged,
-        // unless the kernel side saw that end abort with SO_LINGER 0 (counted there).
+        // unless the kernel side noted that end's abort with SO_LINGER 0 (its RST counted there).
         let verdict = |aborted_here| {
             let mut j = Judge::new(Visibility::ALL);
             let mut rst = received(50, Established, Some(client));

@@ -1,9 +1,9 @@
 //! The resets the kernel side counted past `--max-rate` instead of sending each across the ring
 //! buffer (`rsttrace-ebpf/src/fold.rs`): refused SYNs and the refusals connecting sockets
 //! received, aborts with SO_LINGER 0 of sockets this host accepted and the resets connections
-//! it opened received in ESTABLISHED. The kernel counts under a generation the agent moves on once a second; a
-//! generation is taken (read and deleted) only once the kernel has left it for a whole second,
-//! so no count is taken twice or missed. Each key becomes a report with its count, for the
+//! it opened received in ESTABLISHED. The kernel counts under a generation the agent moves on
+//! once a second; a generation is taken (read and deleted) only once the kernel has left it for
+//! a whole second, so no count is taken twice or missed. Each key becomes a report with its count, for the
 //! folder, the summary and the metrics.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

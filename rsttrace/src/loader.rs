@@ -278,13 +278,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, LoadError> {
             capture.hooks = match typed.and_then(|plan| attach_typed_or_without_sent(&mut ebpf, kernel_btf()?, plan)) {
                 Ok((plan, refused)) => {
                     typed_kinds = plan.iter().filter_map(|(_, _, kind)| *kind).collect();
-                    let classic_send_reset = match refused {
-                        Some(why) => Some(why),
-                        None if !typed_kinds.contains(&EventKind::SendReset) && present.contains(&EventKind::SendReset) => {
-                            Some("its record has the layout before 6.10".to_string())
-                        }
-                        None => None,
-                    };
+                    let left_out = !typed_kinds.contains(&EventKind::SendReset) && present.contains(&EventKind::SendReset);
+                    let classic_send_reset = refused.or_else(|| left_out.then(|| "its record has the layout before 6.10".to_string()));
                     Hooks::Typed { classic_send_reset }
                 }
                 Err(why) => Hooks::ClassicBecause(why),
