@@ -500,9 +500,10 @@ impl SockOffsets {
 }
 
 /// `Event::sk_facts` bits: the socket's condition when it sent a reset. The reason's stand-ins
-/// (SO_LINGER, unread data, a full accept queue, the ACK's window) are read on kernels without
-/// reasons; the others, each marked so, on every kernel.
-/// SO_LINGER is on with a zero timeout.
+/// (unread data, a full accept queue, the ACK's window) are read on kernels without reasons;
+/// the others, each marked so, on every kernel.
+/// SO_LINGER is on with a zero timeout. Read from CLOSE on every kernel (close() chose an abort:
+/// the reason then says only whether unread data came first).
 pub const FACT_LINGER0: u16 = 1;
 /// More than one sequence number arrived that the application never read (data, not just a FIN).
 pub const FACT_UNREAD: u16 = 2;

@@ -303,7 +303,8 @@ pub(crate) const SHUTDOWN_MASK: u8 = 3;
 /// Who holds the socket and how it stands, read on every kernel (a reason names none of it): no
 /// process ([`FACT_ORPHAN`]); a tool destroyed it ([`FACT_DESTROYED`]: ECONNABORTED pending,
 /// where `tcp_abort()` sets it before its reset); the peer had finished ([`FACT_PEER_CLOSED`]);
-/// and, from CLOSE, that close() did not shut it ([`FACT_KEPT`]: a disconnect). Through helper
+/// and, from CLOSE, that close() did not shut it ([`FACT_KEPT`]: a disconnect) and whether it
+/// had SO_LINGER 0 ([`FACT_LINGER0`]: an abort chosen, whatever was left unread). Through helper
 /// reads; a typed program reads the same fields straight from the socket ([`HolderRead`]).
 #[inline(always)]
 fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
@@ -313,14 +314,18 @@ fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
         let socket = field(o.socket).and_then(|at| read::<u64>(at));
         let err = field(o.err).and_then(|at| read::<i32>(at));
         let flags = field(o.flags).and_then(|at| read::<u64>(at));
-        let shutdown = if state == TCP_CLOSE { field(o.shutdown).and_then(|at| read::<u8>(at)) } else { None };
-        holder_facts_of(state, socket, err, flags, shutdown)
+        let (shutdown, lingertime) = match state {
+            TCP_CLOSE => (field(o.shutdown).and_then(|at| read::<u8>(at)), field(o.lingertime).and_then(|at| read::<u64>(at))),
+            _ => (None, None),
+        };
+        holder_facts_of(state, socket, err, flags, shutdown, lingertime)
     }
 }
 
-/// [`holder_facts`] from the fields' values, each `None` where it could not be read.
+/// [`holder_facts`] from the fields' values, each `None` where it could not be read (or, for
+/// `shutdown` and `lingertime`, was not: they count only from CLOSE).
 #[inline(always)]
-pub(crate) fn holder_facts_of(state: i32, socket: Option<u64>, err: Option<i32>, flags: Option<u64>, shutdown: Option<u8>) -> u16 {
+pub(crate) fn holder_facts_of(state: i32, socket: Option<u64>, err: Option<i32>, flags: Option<u64>, shutdown: Option<u8>, lingertime: Option<u64>) -> u16 {
     let mut facts = 0;
     if socket == Some(0) {
         facts |= FACT_ORPHAN;
@@ -333,6 +338,9 @@ pub(crate) fn holder_facts_of(state: i32, socket: Option<u64>, err: Option<i32>,
     }
     if state == TCP_CLOSE && shutdown.is_some_and(|s| s & SHUTDOWN_MASK != SHUTDOWN_MASK) {
         facts |= FACT_KEPT;
+    }
+    if state == TCP_CLOSE && lingertime == Some(0) && flags.is_some_and(|f| f & (1 << SOCK_LINGER) != 0) {
+        facts |= FACT_LINGER0;
     }
     facts
 }

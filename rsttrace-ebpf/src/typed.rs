@@ -189,8 +189,12 @@ unsafe fn holder_read(sk: u64, tcp: *const u8, state: i32) -> Option<HolderRead>
     // SAFETY: fields at their offsets from BTF in the sockets the caller's contract names.
     unsafe {
         let tcp_field = |offset: usize| read_volatile(tcp.add(offset) as *const u32);
-        let shutdown = if state == owner::TCP_CLOSE { Some(at::<u8>(sk, offset!(shutdown))) } else { None };
-        let facts = holder_facts_of(state, Some(at::<u64>(sk, offset!(socket))), Some(at::<i32>(sk, offset!(err))), Some(at::<u64>(sk, offset!(flags))), shutdown);
+        let closing = state == owner::TCP_CLOSE;
+        let shutdown = closing.then(|| at::<u8>(sk, offset!(shutdown)));
+        // `sk_lingertime` is a long. A load-time constant: the verifier drops the read where BTF
+        // lacked the offset.
+        let lingertime = (closing && offset!(lingertime) != NO_OFFSET as usize).then(|| at::<i64>(sk, offset!(lingertime)) as u64);
+        let facts = holder_facts_of(state, Some(at::<u64>(sk, offset!(socket))), Some(at::<i32>(sk, offset!(err))), Some(at::<u64>(sk, offset!(flags))), shutdown, lingertime);
         let sent = tcp_field(offset!(data_segs_out));
         let exchange = exchange_facts_of(sent, tcp_field(offset!(data_segs_in)), || (Some(tcp_field(offset!(snd_una))), Some(tcp_field(offset!(snd_nxt)))));
         Some(HolderRead { facts, exchange, sent })

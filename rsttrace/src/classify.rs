@@ -199,7 +199,19 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         };
     };
     match reason {
-        Some("TCP_ABORT_ON_CLOSE") => app_abort(Cause::AppAbortUnread, format!("{who} closed the socket with unread data")),
+        Some("TCP_ABORT_ON_CLOSE") => {
+            let mut verdict = app_abort(Cause::AppAbortUnread, format!("{who} closed the socket with unread data"));
+            // With SO_LINGER 0 the close was an abort anyway: the unread rest only named the
+            // reason. A client doing that once the peer finished skips TIME_WAIT on purpose (a
+            // health check reading only the status line). Before the peer's FIN, unread data
+            // may be an answer cut short.
+            let chose_abort = facts.is_some_and(|f| f.linger0);
+            if verdict.cause == Cause::AppAbortUnread && chose_abort && story.active_open && story.peer_closed {
+                verdict.benign = true;
+                verdict.why = format!("{who} ended a finished exchange with SO_LINGER 0, the peer's last data unread (skips TIME_WAIT)").into();
+            }
+            verdict
+        }
         Some("TCP_STATE") if state == Close && story.socket_kept => v(
             Cause::AppDisconnect,
             Origin::Application,
@@ -419,6 +431,11 @@ mod tests {
         Trigger::Sent { reason, state, trigger_syn: syn, facts: None }
     }
 
+    /// A reset with the kernel's reason and the socket's facts.
+    fn sent_with(reason: &'static str, state: TcpState, facts: SockFacts) -> Trigger {
+        Trigger::Sent { reason: Some(reason), state: Some(state), trigger_syn: None, facts: Some(facts) }
+    }
+
     /// A reset from a kernel without reasons, with the socket's facts.
     fn inferred(state: TcpState, syn: Option<bool>, facts: SockFacts) -> Trigger {
         Trigger::Sent { reason: None, state: Some(state), trigger_syn: syn, facts: Some(SockFacts { stand_ins_read: true, ..facts }) }
@@ -464,6 +481,13 @@ mod tests {
             (sent(Some("TCP_STATE"), Some(Close), None), &client_answered, Cause::AppAbortLinger0, Origin::Application, true),
             (sent(Some("TCP_STATE"), Some(Close), None), &server_answered, Cause::AppAbortLinger0, Origin::Application, false),
             (sent(Some("TCP_ABORT_ON_CLOSE"), Some(Close), None), &client_answered, Cause::AppAbortUnread, Origin::Application, false),
+            // SO_LINGER 0 chose the abort: a client done with the exchange skips TIME_WAIT.
+            (sent_with("TCP_ABORT_ON_CLOSE", Close, linger0), &client_done, Cause::AppAbortUnread, Origin::Application, true),
+            (sent_with("TCP_ABORT_ON_CLOSE", Close, linger0), &client_answered, Cause::AppAbortUnread, Origin::Application, false),
+            (sent_with("TCP_ABORT_ON_CLOSE", Close, linger0), &client_probed, Cause::AppAbortUnread, Origin::Application, false),
+            (sent_with("TCP_ABORT_ON_CLOSE", Close, linger0), &server_answered, Cause::AppAbortUnread, Origin::Application, false),
+            (sent_with("TCP_ABORT_ON_CLOSE", Close, SockFacts::default()), &client_done, Cause::AppAbortUnread, Origin::Application, false),
+            (sent_with("TCP_ABORT_ON_CLOSE", Close, linger0), &probed_racer, Cause::ConnectRaceLoser, Origin::Application, true),
             (inferred(Close, None, linger0), &client_answered, Cause::AppAbortLinger0, Origin::Application, true),
             (sent(Some("TCP_STATE"), Some(Close), None), &client_probed, Cause::AppAbortLinger0, Origin::Application, true),
             (sent(Some("TCP_STATE"), Some(Close), None), &probed_racer, Cause::ConnectRaceLoser, Origin::Application, true),
