@@ -59,6 +59,8 @@ pub struct Story {
     pub peer_local: bool,
     /// The peer's stack (on this host) sent a RST for this connection just before.
     pub peer_sent: Option<Cause>,
+    /// That RST was benign (the peer skipping TIME_WAIT, a race's loser, a connect probe).
+    pub peer_benign: bool,
     /// The owner opened a sibling connection to the same peer at about the same time and keeps it.
     pub race_sibling: bool,
     /// A listener of a different process now holds the local port that served this peer.
@@ -81,6 +83,9 @@ pub struct Story {
     pub evidence: Option<Evidence>,
     /// A RST sent with no socket for a connection a received RST reset a moment before.
     pub after_received_reset: bool,
+    /// A RST sent with no connection socket (none, or a listener's) for a segment of the
+    /// connection this host itself reset a moment before, sent before the peer heard of it.
+    pub echoes_reset: bool,
     /// The connection timed out after its owner closed the socket (an orphan).
     pub orphan: bool,
 }
@@ -191,6 +196,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
                 Origin::Stack,
                 "segment for a connection a RST just reset here: the peer went on sending, as if it never sent that RST",
             ),
+            Some(false) if story.echoes_reset => echo(who),
             Some(false) => v(Cause::NoSocket, Origin::Stack, "segment for a connection this host does not know (forgotten after a timeout, reboot or state loss)"),
             None if reason == Some("NO_SOCKET") || reason.is_none() => {
                 v(Cause::Unknown, Origin::Stack, "no socket for the segment; could not read whether it was a SYN")
@@ -273,6 +279,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
         }
         // A listener answers a non-SYN segment it has no connection for (TCP_FLAGS on 6.12+).
+        _ if state == Listen && syn == Some(false) && story.echoes_reset => echo(who),
         _ if state == Listen && syn == Some(false) => v(
             Cause::NoSocket,
             Origin::Stack,
@@ -286,6 +293,18 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         Some(other) if other != "NOT_SPECIFIED" => v(Cause::Unknown, Origin::Unknown, format!("kernel reason {other} in state {}", state.name())),
         _ => sent_without_reason(state, syn, facts, story, who),
+    }
+}
+
+/// A RST for the peer's segment of the connection `who` reset a moment before, which the peer
+/// had not heard of (its data or FIN was on the way, or that RST was lost): nothing new went
+/// wrong, the report of that reset says what did.
+fn echo(who: &OrElse) -> Verdict {
+    Verdict {
+        cause: Cause::NoSocket,
+        origin: Origin::Stack,
+        benign: true,
+        why: format!("segment of the connection {who} reset a moment before, sent before the peer heard of it: this RST only echoes that reset").into(),
     }
 }
 
@@ -349,6 +368,17 @@ impl fmt::Display for PeerCause {
 }
 
 fn received(state: Option<TcpState>, story: &Story) -> Verdict {
+    let mut verdict = received_from(state, story);
+    // The peer's stack on this host judged its own RST benign: one deliberate act, seen from
+    // both ends.
+    if story.peer_benign && story.peer_sent.is_some() && matches!(verdict.cause, Cause::PeerReset | Cause::Refused) {
+        verdict.benign = true;
+        verdict.why = format!("{}; benign, as the peer's side says", verdict.why).into();
+    }
+    verdict
+}
+
+fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
     let peer_cause = PeerCause(story.peer_sent);
     if story.peer_local && story.peer_sent.is_none() {
         return v(

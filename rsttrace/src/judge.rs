@@ -24,7 +24,7 @@ use crate::{
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
     local_addresses::LocalAddresses,
-    recent_sent::{RecentSent, SentRecord},
+    recent_sent::{Answered, RecentSent, SentRecord},
     report::{Attribution, Cause, Direction, Report, ReportType, Verdict},
 };
 
@@ -46,6 +46,11 @@ const RECENT_SENT_NS: u64 = 500_000_000;
 const RECENT_SENT_MAX: usize = 65_536;
 /// A received RST and the peer's sent one belong together within this time.
 const PEER_MATCH_NS: u64 = 100_000_000;
+/// How long after this host reset a connection a segment of it from the peer, which had not
+/// heard of that reset (its data or FIN in flight, up to a round trip, or the RST lost on the
+/// way), is taken for its echo: the RST answering it says nothing new. Within
+/// [`RECENT_SENT_NS`].
+const ECHO_NS: u64 = 450_000_000;
 const PEER_WAIT_NS: u64 = 20_000_000;
 /// How far behind a received reset its local peer's RST is looked for among the held ones
 /// (other CPUs' events come in between).
@@ -491,7 +496,14 @@ impl Judge {
         };
         let syn_to_listener_here = matches!(trigger, Trigger::Received { state: Some(TcpState::SynSent) }) && self.listens_here(&event.endpoints.reversed());
         match trigger {
-            Trigger::Sent { state, .. } => self.recent_sent.push(event.ts_ns, event.endpoints, state.is_none()),
+            Trigger::Sent { state, trigger_syn, .. } => {
+                let answered = match (trigger_syn, state) {
+                    (Some(false), _) => Answered::Segment,
+                    (Some(true), _) | (None, None) => Answered::SynOrUnread,
+                    (None, Some(_)) => Answered::Nothing,
+                };
+                self.recent_sent.push(event.ts_ns, event.endpoints, answered, acting.or(event.owner));
+            }
             Trigger::Received { state } => {
                 if event.sk != 0 {
                     self.received_by_sk
@@ -538,7 +550,7 @@ impl Judge {
             let mut p = self.pending.pop_front().expect("front checked");
             // The RST the local peer sent, if any (its time), and its cause once classified.
             let mut peer = match p.trigger {
-                Trigger::Received { .. } => self.peer_sent(&p.event).map(|r| (r.ts, r.cause)),
+                Trigger::Received { .. } => self.peer_sent(&p.event).map(|r| (r.ts, r.verdict)),
                 _ => None,
             };
             if out.is_empty() {
@@ -555,7 +567,7 @@ impl Judge {
                 if let Some(at) = behind {
                     let sender = self.pending.remove(at).expect("position found");
                     out.push(self.report(sender, None, files));
-                    peer = self.peer_sent(&p.event).map(|r| (r.ts, r.cause));
+                    peer = self.peer_sent(&p.event).map(|r| (r.ts, r.verdict));
                 } else if !p.deferred {
                     p.deferred = true;
                     p.deadline_ns = p.deadline_ns.saturating_add(PEER_WAIT_NS);
@@ -568,7 +580,7 @@ impl Judge {
                 // Judged now, whatever it found.
                 self.deferred_at.pop_front();
             }
-            out.push(self.report(p, peer.map(|(_, cause)| cause.unwrap_or(Cause::Unknown)), files));
+            out.push(self.report(p, peer.map(|(_, verdict)| verdict.unwrap_or((Cause::Unknown, false))), files));
         }
         let oldest_held = [self.pending.front().map(|p| p.event.ts_ns), self.deferred_at.front().copied()].into_iter().flatten().fold(now_ns, u64::min);
         self.recent_sent.forget_before(oldest_held.saturating_sub(RECENT_SENT_NS));
@@ -620,9 +632,17 @@ impl Judge {
         !matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) })
     }
 
-    /// `peer_sent`: for a received reset, the cause of the RST its local peer sent.
-    fn report(&mut self, p: Pending, peer_sent: Option<Cause>, files: &mut dyn SocketFiles) -> Report {
+    /// `peer_sent`: for a received reset, the cause of the RST its local peer sent, and whether
+    /// it was benign.
+    fn report(&mut self, p: Pending, peer_sent: Option<(Cause, bool)>, files: &mut dyn SocketFiles) -> Report {
         let (mut owner, mut attribution) = self.owner(&p);
+        // A RST answering a segment that crossed this host's own reset of the connection: the
+        // connection, and so the RST, was the resetter's (a listener's owner is no party to it).
+        let echoed = self.echoed_here(&p);
+        if let Some(resetter) = echoed.and_then(|r| r.owner) {
+            (owner, attribution) = (Some(resetter), Attribution::SocketOwner);
+        }
+        let echoes_reset = echoed.is_some();
         // Nobody seen acting on it: the process holding its file, else the listener's owner.
         if owner.is_none() {
             if let Some(holder) = Some(p.event.inode).filter(|i| *i != 0).and_then(|i| files.holder(i)) {
@@ -640,7 +660,8 @@ impl Judge {
                 o.comm = process;
             }
         }
-        let story = self.story(&p, owner.as_ref(), peer_sent);
+        let mut story = self.story(&p, owner.as_ref(), peer_sent);
+        story.echoes_reset = echoes_reset;
         let verdict = classify(&p.trigger, &story);
         let (kind, direction, state) = match &p.trigger {
             Trigger::Sent { state, .. } => (ReportType::Reset, Some(Direction::Sent), *state),
@@ -648,7 +669,8 @@ impl Judge {
             Trigger::TimedOut { state } => (ReportType::Abort, None, *state),
         };
         if matches!(p.trigger, Trigger::Sent { .. }) {
-            self.recent_sent.set_cause(&p.event.endpoints, p.event.ts_ns, verdict.cause);
+            // An echo is benign in itself, but the peer it resets was reset by what it echoes.
+            self.recent_sent.set_verdict(&p.event.endpoints, p.event.ts_ns, verdict.cause, verdict.benign && !echoes_reset);
         }
         let ev = p.event;
         Report {
@@ -677,7 +699,7 @@ impl Judge {
         }
     }
 
-    fn story(&self, p: &Pending, owner: Option<&Task>, peer_sent: Option<Cause>) -> Story {
+    fn story(&self, p: &Pending, owner: Option<&Task>, peer_sent: Option<(Cause, bool)>) -> Story {
         let ev = &p.event;
         let h = &ev.history;
         let facts = ev.facts.unwrap_or_default();
@@ -711,7 +733,10 @@ impl Judge {
             // the kernel). The abort's RST came first of any that end sent: a RST its stack
             // sent without a socket, which a match by time may find closer, needs the socket
             // gone.
-            story.peer_sent = if h.aborted_here { Some(Cause::AppAbortLinger0) } else { peer_sent.or(h.refused_here.then_some(Cause::NoListener)) };
+            story.peer_sent = if h.aborted_here { Some(Cause::AppAbortLinger0) } else { peer_sent.map(|(cause, _)| cause).or(h.refused_here.then_some(Cause::NoListener)) };
+            // A peer that reset on purpose (a client skipping TIME_WAIT, a race's loser) did
+            // so to this end too.
+            story.peer_benign = !h.aborted_here && peer_sent.is_some_and(|(_, benign)| benign);
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
         story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| Named::from(now));
@@ -732,7 +757,18 @@ impl Judge {
     /// before it is transmitted: one traced after `ev` cannot be what reset it. It answered this
     /// end's data after this end's connection was already reset (by RSTs forged to both ends).
     fn peer_sent(&self, ev: &KernelEvent) -> Option<&SentRecord> {
-        self.recent_sent.near(&ev.endpoints.reversed(), ev.ts_ns, PEER_MATCH_NS, |r| !(r.socketless && r.ts > ev.ts_ns))
+        self.recent_sent.near(&ev.endpoints.reversed(), ev.ts_ns, PEER_MATCH_NS, |r| !(r.answered.traced_before_sent() && r.ts > ev.ts_ns))
+    }
+
+    /// The reset this host sent on the connection that `p`, a held RST of no connection's socket
+    /// (none, or a listener's), answered the peer's segment of (no SYN: a new connection echoes
+    /// nothing) within [`ECHO_NS`] after it. An active reset is traced once it is sent, which
+    /// over loopback or veth includes the peer's whole handling of it: it may come up to
+    /// [`SAME_CALL_NS`] after its echo.
+    fn echoed_here(&self, p: &Pending) -> Option<&SentRecord> {
+        let Trigger::Sent { state: None | Some(TcpState::Listen), trigger_syn: Some(false), .. } = p.trigger else { return None };
+        let ts = p.event.ts_ns;
+        self.recent_sent.near(&p.event.endpoints, ts, ECHO_NS, |r| r.answered == Answered::Nothing && r.ts <= ts.saturating_add(SAME_CALL_NS))
     }
 
     /// The owner opened another connection to the same peer (same address, or the same port
@@ -1343,6 +1379,93 @@ mod tests {
         let reports = run(vec![answer_before(&forged), forged]);
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortLinger0)));
+    }
+
+    /// A server aborting a connection whose client's data is on the way: the abort's RST is
+    /// traced once sent, after the client took it in; the data that crossed it is answered by
+    /// the listener (or, with none, by no socket) before that.
+    fn abort_crossing_data(answering: Option<TcpState>) -> (KernelEvent, KernelEvent, KernelEvent) {
+        let (master, worker) = (task(10, "nginx"), task(11, "nginx"));
+        let server_side = ends(5000).reversed();
+        let mut received_by_client = received(0, Established, Some(task(1, "client")));
+        received_by_client.ts_ns = 10_000_000;
+        received_by_client.history.peer_local = true;
+        let mut echo = sent(0, answering, Some(if answering.is_some() { "TCP_FLAGS" } else { "NO_SOCKET" }), task(1, "client"), Some(master));
+        echo.ts_ns = 10_004_000;
+        echo.sk = if answering.is_some() { SK + 0x100 } else { 0 };
+        echo.facts = None;
+        echo.endpoints = server_side;
+        echo.trigger = Some(Segment { tcp_flags: 0x18, saddr: server_side.raddr, sport: 5000, daddr: server_side.laddr });
+        let mut abort = sent(0, Some(Close), Some("TCP_ABORT_ON_CLOSE"), worker, None);
+        abort.ts_ns = 10_010_000;
+        abort.endpoints = server_side;
+        (received_by_client, echo, abort)
+    }
+
+    #[test]
+    fn an_abort_crossing_the_peers_data_is_what_the_peer_was_told_and_the_answer_to_that_data_an_echo() {
+        for answering in [Some(Listen), None] {
+            let (received_by_client, echo, abort) = abort_crossing_data(answering);
+            let reports = run(vec![received_by_client, echo, abort]);
+            let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+            assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::AppAbortUnread)), "{answering:?}");
+            let e = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
+            // The connection's owner, the worker that aborted it (not the listener's, the master).
+            assert_eq!((e.verdict.benign, e.owner.map(|o| o.pid), e.attribution), (true, Some(11), Attribution::SocketOwner), "{answering:?}");
+            assert!(e.verdict.why.starts_with("segment of the connection nginx[11] reset a moment before"), "{}", e.verdict.why);
+            assert!(reports.iter().any(|r| r.verdict.cause == Cause::AppAbortUnread && !r.verdict.benign));
+        }
+        // The abort's RST lost on the way: the echo, traced before the client took it in, is
+        // what reset the client, and its being an echo makes the client's reset no more benign.
+        let (mut received_by_client, echo, mut abort) = abort_crossing_data(Some(Listen));
+        abort.ts_ns = echo.ts_ns - 5_000_000;
+        received_by_client.ts_ns = echo.ts_ns + 20_000;
+        let reports = run(vec![abort, echo, received_by_client]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause, r.verdict.benign), (Cause::PeerReset, Some(Cause::NoSocket), false));
+        assert!(reports.iter().any(|r| r.verdict.cause == Cause::NoSocket && r.verdict.benign));
+        // Long after the abort, a segment on the 4-tuple echoes nothing: a connection forgotten.
+        let (_, mut late, abort) = abort_crossing_data(None);
+        late.ts_ns = abort.ts_ns + ECHO_NS + 1;
+        let reports = run(vec![abort, late]);
+        let r = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
+        assert!(!r.verdict.benign && r.owner.is_some_and(|o| o.pid != 11), "{r:?}");
+        // A SYN on the 4-tuple opens a new connection: refused, no echo, and what its client
+        // was told is the refusal.
+        let (mut refused, mut syn, abort) = abort_crossing_data(None);
+        syn.ts_ns = abort.ts_ns + 1_000_000;
+        syn.trigger = syn.trigger.map(|t| Segment { tcp_flags: 0x02, ..t });
+        refused.ts_ns = syn.ts_ns + 10_000;
+        refused.payload = Payload::ReceiveReset { state: Some(SynSent) };
+        let reports = run(vec![abort, syn, refused]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::Refused, Some(Cause::NoListener)));
+        let r = reports.iter().find(|r| r.verdict.cause == Cause::NoListener).unwrap();
+        assert!(!r.verdict.benign && r.owner.is_some_and(|o| o.pid != 11), "{r:?}");
+    }
+
+    #[test]
+    fn the_reset_of_a_client_skipping_time_wait_is_benign_at_the_other_end_too() {
+        let client = task(1, "client");
+        let mut abort = sent(0, Some(Close), Some("TCP_STATE"), client, Some(client));
+        abort.ts_ns = 10_010_000;
+        abort.history.opened_ns = Some(1_000_000);
+        abort.facts = Some(SockFacts { peer_closed: true, ..SockFacts::default() });
+        let mut at_server = received(0, CloseWait, Some(task(2, "server")));
+        at_server.ts_ns = 10_000_000;
+        at_server.endpoints = ends(5000).reversed();
+        at_server.history.peer_local = true;
+        let reports = run(vec![at_server.clone(), abort.clone()]);
+        let sent = reports.iter().find(|r| r.direction == Some(Direction::Sent)).unwrap();
+        assert_eq!((sent.verdict.cause, sent.verdict.benign), (Cause::AppAbortLinger0, true));
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause, r.verdict.benign), (Cause::PeerReset, Some(Cause::AppAbortLinger0), true));
+        assert!(r.verdict.why.ends_with("; benign, as the peer's side says"), "{}", r.verdict.why);
+        // The same abort mid-exchange is no such thing, at either end.
+        abort.facts = Some(SockFacts::default());
+        abort.history.opened_ns = None;
+        let reports = run(vec![at_server, abort]);
+        assert!(reports.iter().all(|r| !r.verdict.benign), "{reports:?}");
     }
 
     /// The peer's stack answering this end's segment without a socket, traced just before `rst`.

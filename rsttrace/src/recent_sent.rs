@@ -6,14 +6,38 @@ use std::collections::{hash_map::Entry, VecDeque};
 
 use smallvec::SmallVec;
 
-use crate::{event::Endpoints, report::Cause, FastMap};
+use crate::{
+    event::{Endpoints, Task},
+    report::Cause,
+    FastMap,
+};
+
+/// What a sent RST answered, which says when it was traced and what it may echo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answered {
+    /// Nothing: an active reset (close(), an abort, a timer), traced after it is sent.
+    Nothing,
+    /// A segment of a connection under way (no SYN), traced before it is sent.
+    Segment,
+    /// A SYN, or a segment that could not be read, traced before it is sent.
+    SynOrUnread,
+}
+
+impl Answered {
+    /// Traced before it went out: it answers a segment in the softirq that received it.
+    pub fn traced_before_sent(self) -> bool {
+        self != Answered::Nothing
+    }
+}
 
 pub struct SentRecord {
     pub ts: u64,
-    /// No socket sent it (a segment for a connection this host does not have).
-    pub socketless: bool,
-    /// Set once the sent reset itself is classified.
-    pub cause: Option<Cause>,
+    pub answered: Answered,
+    /// Who acted or owned the socket, as the kernel side said: a reset's echoes are theirs too.
+    pub owner: Option<Task>,
+    /// Set once the sent reset itself is classified: its cause, and whether the reset it gave the
+    /// peer was benign (an echo's, benign in itself, is what it echoes: never said so).
+    pub verdict: Option<(Cause, bool)>,
 }
 
 /// The resets of one 4-tuple still in the window, oldest first. Usually one; a storm that
@@ -40,7 +64,7 @@ impl RecentSent {
         Self { by_ends: FastMap::default(), order: VecDeque::new(), cap, forgot_up_to: None }
     }
 
-    pub fn push(&mut self, ts: u64, endpoints: Endpoints, socketless: bool) {
+    pub fn push(&mut self, ts: u64, endpoints: Endpoints, answered: Answered, owner: Option<Task>) {
         if self.order.len() >= self.cap {
             if let Some(ts) = self.pop_oldest() {
                 forgot(&mut self.forgot_up_to, ts);
@@ -52,7 +76,7 @@ impl RecentSent {
             let oldest = same.remove(0).ts;
             forgot(&mut self.forgot_up_to, oldest);
         }
-        same.push(SentRecord { ts, socketless, cause: None });
+        same.push(SentRecord { ts, answered, owner, verdict: None });
         self.order.push_back((endpoints, ts));
     }
 
@@ -62,9 +86,9 @@ impl RecentSent {
         self.by_ends.get(endpoints)?.iter().filter(|r| r.ts.abs_diff(ts) < window_ns && fits(r)).min_by_key(|r| r.ts.abs_diff(ts))
     }
 
-    pub fn set_cause(&mut self, endpoints: &Endpoints, ts: u64, cause: Cause) {
+    pub fn set_verdict(&mut self, endpoints: &Endpoints, ts: u64, cause: Cause, benign: bool) {
         if let Some(r) = self.by_ends.get_mut(endpoints).and_then(|same| same.iter_mut().find(|r| r.ts == ts)) {
-            r.cause = Some(cause);
+            r.verdict = Some((cause, benign));
         }
     }
 
@@ -121,26 +145,26 @@ mod tests {
     fn finds_by_endpoints_within_the_window_and_forgets_the_oldest() {
         let any = |_: &SentRecord| true;
         let mut r = RecentSent::new(3);
-        r.push(100, ends(1), false);
-        r.push(200, ends(2), false);
+        r.push(100, ends(1), Answered::Nothing, None);
+        r.push(200, ends(2), Answered::Nothing, None);
         assert_eq!(r.near(&ends(1), 120, 50, any).map(|s| s.ts), Some(100));
         assert!(r.near(&ends(1), 300, 50, any).is_none(), "outside the window");
         assert!(r.near(&ends(3), 100, 1_000, any).is_none());
-        assert!(r.near(&ends(1), 120, 50, |s| s.socketless).is_none(), "not one that fits");
-        r.set_cause(&ends(1), 100, Cause::NoListener);
-        r.set_cause(&ends(1), 999, Cause::Unknown); // not that reset: ignored
-        assert_eq!(r.near(&ends(1), 100, 1, any).unwrap().cause, Some(Cause::NoListener));
+        assert!(r.near(&ends(1), 120, 50, |s| s.answered.traced_before_sent()).is_none(), "not one that fits");
+        r.set_verdict(&ends(1), 100, Cause::NoListener, false);
+        r.set_verdict(&ends(1), 999, Cause::Unknown, true); // not that reset: ignored
+        assert_eq!(r.near(&ends(1), 100, 1, any).unwrap().verdict, Some((Cause::NoListener, false)));
         // The same endpoints again: both are kept, and each finds its own.
-        r.push(300, ends(1), false);
-        assert_eq!(r.near(&ends(1), 310, 50, any).map(|s| (s.ts, s.cause)), Some((300, None)));
-        assert_eq!(r.near(&ends(1), 110, 500, any).map(|s| (s.ts, s.cause)), Some((100, Some(Cause::NoListener))));
+        r.push(300, ends(1), Answered::Nothing, None);
+        assert_eq!(r.near(&ends(1), 310, 50, any).map(|s| (s.ts, s.verdict)), Some((300, None)));
+        assert_eq!(r.near(&ends(1), 110, 500, any).map(|s| (s.ts, s.verdict)), Some((100, Some((Cause::NoListener, false)))));
         // Over the cap the oldest arrival goes (ends 1 at 100), not the tuple's newer one.
-        r.push(400, ends(3), false);
+        r.push(400, ends(3), Answered::Nothing, None);
         assert_eq!(r.len(), 3);
         assert!(r.near(&ends(1), 100, 1, any).is_none());
         assert!(r.near(&ends(1), 300, 1, any).is_some());
         assert!(r.may_have_forgotten(150, 50) && !r.may_have_forgotten(151, 50));
-        r.push(500, ends(4), false);
+        r.push(500, ends(4), Answered::Nothing, None);
         assert!(r.near(&ends(2), 200, 1, any).is_none());
         assert_eq!(r.len(), 3);
         assert!(r.may_have_forgotten(250, 50));
@@ -153,7 +177,7 @@ mod tests {
         // One 4-tuple flooded: its oldest go first, and are noted as forgotten.
         let mut r = RecentSent::new(100);
         for ts in 0..(SAME_TUPLE_MAX as u64 + 2) {
-            r.push(ts * 10, ends(1), true);
+            r.push(ts * 10, ends(1), Answered::SynOrUnread, None);
         }
         assert_eq!(r.len(), SAME_TUPLE_MAX);
         assert!(r.near(&ends(1), 10, 1, any).is_none() && r.near(&ends(1), 20, 1, any).is_some());

@@ -524,8 +524,11 @@ fn segment_for_a_forgotten_connection_is_no_socket() {
             vec![server.pid(), c.pid()]
         }) {
             let [sent, abort, client] = exactly(&reports, ["sent:no_socket", "sent:app_abort_linger0", "received:peer_reset"]);
-            // No socket any more, but the connection's last owner is known.
+            // No socket any more: the connection's, and so the RST's, is the server that aborted
+            // it, and the RST only echoes that abort, which the client never heard of.
             assert_report(sent, f, "stack", Some(pids[0]));
+            assert_eq!((sent["benign"].as_bool(), sent["attribution"].as_str()), (Some(true), Some("socket_owner")), "{sent}");
+            assert!(sent["why"].as_str().is_some_and(|w| w.starts_with("segment of the connection rststim[")), "{sent}");
             // The port still has a listener: it answers the stray segment (TCP_FLAGS), and its
             // record names no peer; the peer comes from the segment itself.
             assert_kernel_reason(sent, "TCP_FLAGS");
@@ -534,7 +537,8 @@ fn segment_for_a_forgotten_connection_is_no_socket() {
             assert_eq!(sent["rport"], client["lport"]);
             assert_report(abort, f, "application", Some(pids[0]));
             assert_report(client, f, "peer", Some(pids[1]));
-            assert_eq!(client["peer_cause"], "no_socket");
+            // What reached the client was the echo; the abort is no benign thing to it.
+            assert_eq!((&client["peer_cause"], &client["benign"]), (&Value::from("no_socket"), &Value::from(false)), "{client}");
         }
     });
 }
