@@ -381,15 +381,17 @@ fn received(state: Option<TcpState>, story: &Story) -> Verdict {
 fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
     let peer_cause = PeerCause(story.peer_sent);
     if story.peer_local && story.peer_sent.is_none() {
-        return v(
-            Cause::Injected,
-            Origin::Network,
-            if state == Some(TcpState::SynSent) {
-                "our SYN went to an address of this host, whose stack sent no RST: a firewall (reject with tcp reset) or a device in the path answered it"
-            } else {
-                "RST arrived but the peer's stack on this host sent none: a device or firewall in the path forged it"
-            },
-        );
+        let why = if state == Some(TcpState::SynSent) {
+            "our SYN went to an address of this host, whose stack sent no RST: a firewall (reject with tcp reset) or a device in the path answered it"
+        } else {
+            "RST arrived but the peer's stack on this host sent none: a device or firewall in the path forged it"
+        };
+        // This end's own evidence agrees: it is named too (alone, it decides for a peer on
+        // another host).
+        return match story.evidence.as_ref().and_then(Evidence::forged_because) {
+            Some(also) => v(Cause::Injected, Origin::Network, format!("{why}; {also}")),
+            None => v(Cause::Injected, Origin::Network, why),
+        };
     }
     // The peer's own stack on this host is the better witness: only without it does the
     // evidence of one end decide.
@@ -589,6 +591,18 @@ mod tests {
             assert_eq!((got.cause, got.origin, got.benign), (cause, origin, benign), "{trigger:?} {story:?}: {}", got.why);
             assert!(!got.why.is_empty());
         }
+    }
+
+    #[test]
+    fn a_forged_rst_names_every_ground_it_is_judged_forged_on() {
+        let arrival = crate::event::Arrival { segments: 8, ttl_min: 63, ttl_max: 63, ttl_last: 63, rst_ttl: Some(64), ip_id_last: None, rst_ip_id: None, ipv6: false };
+        let story = Story { peer_local: true, evidence: Some(Evidence::new(Some(&arrival), false)), ..Story::default() };
+        let verdict = classify(&Trigger::Received { state: Some(Established) }, &story);
+        assert_eq!(verdict.cause, Cause::Injected);
+        assert_eq!(
+            verdict.why,
+            "RST arrived but the peer's stack on this host sent none: a device or firewall in the path forged it; RST came with TTL 64, the peer's segments with 63: a device in the path sent it"
+        );
     }
 
     #[test]

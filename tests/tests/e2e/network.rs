@@ -104,6 +104,9 @@ fn assert_evidence(r: &Value, f: Family, rst_ttl: u64, peer_ttl: u64, decisive: 
     // Each scenario has the peer send several segments: one alone could be a stray.
     assert!(e["peer_segments"].as_u64().is_some_and(|n| n >= 2), "peer_segments: {r}");
     assert_eq!(e["decisive"], decisive, "decisive: {r}");
+    // Decisive hop counts are named in `why`, whatever other ground it gives first.
+    let hops = format!("RST came with {} {rst_ttl}, the peer's segments with {peer_ttl}", if f == Family::V6 { "hop limit" } else { "TTL" });
+    assert_eq!(r["why"].as_str().is_some_and(|w| w.contains(&hops)), decisive, "{r}");
     if f == Family::V6 {
         assert!(e["rst_ip_id"].is_null() && e["peer_ip_id"].is_null(), "IPv6 has no IP ID: {r}");
     }
