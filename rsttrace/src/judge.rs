@@ -46,6 +46,10 @@ const RECENT_SENT_NS: u64 = 500_000_000;
 const RECENT_SENT_MAX: usize = 65_536;
 /// A received RST and the peer's sent one belong together within this time.
 const PEER_MATCH_NS: u64 = 100_000_000;
+/// An active reset traced this little before a RST answering a segment on the same connection
+/// crossed that segment on the way (natively microseconds apart); longer, it may as well have
+/// been lost, and the answer be what reached the peer.
+const CROSSED_NS: u64 = 1_000_000;
 /// How long after this host reset a connection a segment of it from the peer, which had not
 /// heard of that reset (its data or FIN in flight, up to a round trip, or the RST lost on the
 /// way), is taken for its echo: the RST answering it says nothing new. Within
@@ -757,7 +761,17 @@ impl Judge {
     /// before it is transmitted: one traced after `ev` cannot be what reset it. It answered this
     /// end's data after this end's connection was already reset (by RSTs forged to both ends).
     fn peer_sent(&self, ev: &KernelEvent) -> Option<&SentRecord> {
-        self.recent_sent.near(&ev.endpoints.reversed(), ev.ts_ns, PEER_MATCH_NS, |r| !(r.answered.traced_before_sent() && r.ts > ev.ts_ns))
+        let ends = ev.endpoints.reversed();
+        let nearest = self.recent_sent.near(&ends, ev.ts_ns, PEER_MATCH_NS, |r| !(r.answered.traced_before_sent() && r.ts > ev.ts_ns))?;
+        if nearest.answered.traced_before_sent() {
+            // An active reset traced no later than that answer went out before it (one is traced
+            // once sent, the other before): over the same path it came first.
+            let ts = nearest.ts;
+            if let Some(first) = self.recent_sent.near(&ends, ts, CROSSED_NS, |r| r.answered == Answered::Nothing && r.ts <= ts) {
+                return Some(first);
+            }
+        }
+        Some(nearest)
     }
 
     /// The reset this host sent on the connection that `p`, a held RST of no connection's socket
@@ -1415,6 +1429,15 @@ mod tests {
             assert!(e.verdict.why.starts_with("segment of the connection nginx[11] reset a moment before"), "{}", e.verdict.why);
             assert!(reports.iter().any(|r| r.verdict.cause == Cause::AppAbortUnread && !r.verdict.benign));
         }
+        // The abort traced just before the echo (the echo's trace comes before it goes out, the
+        // abort's after): the abort went out first, and reset the client.
+        let (mut received_by_client, mut echo, mut abort) = abort_crossing_data(Some(Listen));
+        abort.ts_ns = 10_000_000;
+        echo.ts_ns = abort.ts_ns + 50;
+        received_by_client.ts_ns = echo.ts_ns + 15_000;
+        let reports = run(vec![abort, echo, received_by_client]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!(r.peer_cause, Some(Cause::AppAbortUnread));
         // The abort's RST lost on the way: the echo, traced before the client took it in, is
         // what reset the client, and its being an echo makes the client's reset no more benign.
         let (mut received_by_client, echo, mut abort) = abort_crossing_data(Some(Listen));
