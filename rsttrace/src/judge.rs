@@ -640,8 +640,9 @@ impl Judge {
     /// it was benign.
     fn report(&mut self, p: Pending, peer_sent: Option<(Cause, bool)>, files: &mut dyn SocketFiles) -> Report {
         let (mut owner, mut attribution) = self.owner(&p);
-        // A RST answering a segment that crossed this host's own reset of the connection: the
-        // connection, and so the RST, was the resetter's (a listener's owner is no party to it).
+        // A RST answering the peer's segment of a connection this host itself reset a moment
+        // before (an echo): the connection, and so the RST, was the resetter's (a listener's
+        // owner is no party to it).
         let echoed = self.echoed_here(&p);
         if let Some(resetter) = echoed.and_then(|r| r.owner) {
             (owner, attribution) = (Some(resetter), Attribution::SocketOwner);
@@ -756,10 +757,12 @@ impl Judge {
         story
     }
 
-    /// The RST this host's other end of the connection sent, just before or just after `ev`. A RST
-    /// sent without a socket answers a segment in the softirq that received it, and is traced
-    /// before it is transmitted: one traced after `ev` cannot be what reset it. It answered this
-    /// end's data after this end's connection was already reset (by RSTs forged to both ends).
+    /// The RST this host's other end of the connection sent that reached `ev`'s end first, just
+    /// before or just after `ev`. A RST answering a segment (with no socket, or a listener's,
+    /// TIME_WAIT's or a full socket's refusal) is traced in the softirq that received it, before
+    /// it is transmitted: one traced after `ev` cannot be what reset it (it answered this end's
+    /// data after this end was already reset: by that end's abort it crossed, or by RSTs forged
+    /// to both ends). An active reset is traced once transmitted.
     fn peer_sent(&self, ev: &KernelEvent) -> Option<&SentRecord> {
         let ends = ev.endpoints.reversed();
         let nearest = self.recent_sent.near(&ends, ev.ts_ns, PEER_MATCH_NS, |r| !(r.answered.traced_before_sent() && r.ts > ev.ts_ns))?;

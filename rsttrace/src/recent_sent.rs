@@ -1,6 +1,7 @@
 //! The resets this host sent lately (from a little before the oldest reset the judge still
 //! holds), found by their endpoints: the receiving end of a connection looks up its reversed
-//! tuple to learn whether (and why) its local peer sent one.
+//! tuple to learn whether (and why) its local peer sent one, and a RST answering a segment its
+//! own to learn which reset of this host's it echoes.
 //! Indexed, because a storm puts tens of thousands in the window and every report asks.
 use std::collections::{hash_map::Entry, VecDeque};
 
