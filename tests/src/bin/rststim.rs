@@ -183,6 +183,13 @@ fn listen(addr: SocketAddr, mode: &str) {
                 let _ = s.read(&mut buf);
                 linger0_close(s);
             }
+            // Read up to the client's FIN, then close abortively (from CLOSE_WAIT): the client
+            // shut its side down first, and takes the RST in FIN_WAIT2.
+            "linger0-at-fin" => {
+                let mut buf = [0u8; 4096];
+                while s.read(&mut buf).is_ok_and(|n| n > 0) {}
+                linger0_close(s);
+            }
             // Close at once (FIN) while the client keeps talking.
             "close-first" => drop(s),
             // Shut both directions down but keep the socket open while the client keeps talking.
