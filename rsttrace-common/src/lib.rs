@@ -532,6 +532,10 @@ pub const FACT_KEPT: u16 = 256;
 pub const FACT_EXCHANGED: u16 = 512;
 /// From CLOSE, on a connection this host opened: no data went either way (a connect probe).
 pub const FACT_NOTHING_EXCHANGED: u16 = 1024;
+/// From CLOSE: the task running was exiting (`PF_EXITING`), so a process that ended with the
+/// socket open had it closed for it (killed, crashed, or exited without closing);
+/// `Event::closer_exit_code` says how. Read on every kernel where BTF names the fields.
+pub const FACT_CLOSER_EXITING: u16 = 2048;
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
 #[repr(C)]
@@ -559,6 +563,9 @@ pub struct StructOffsets {
     /// `task_struct.group_leader`, `task_struct.comm`: a thread's process's own name.
     pub task_group_leader: u32,
     pub task_comm: u32,
+    /// `task_struct.flags`, `task_struct.exit_code`: whether a task is exiting, and how.
+    pub task_flags: u32,
+    pub task_exit_code: u32,
 }
 
 impl StructOffsets {
@@ -575,6 +582,8 @@ impl StructOffsets {
         kn_id: NO_OFFSET,
         task_group_leader: NO_OFFSET,
         task_comm: NO_OFFSET,
+        task_flags: NO_OFFSET,
+        task_exit_code: NO_OFFSET,
     };
 }
 
@@ -594,7 +603,7 @@ const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 36);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
 // Layouts, the release layout, StructOffsets, SockOffsets, the filter: no padding between them
 // (the parts go to the kernel one by one, each without padding, and the filter's u64 falls aligned).
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 84 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 92 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -855,7 +864,9 @@ pub struct Event {
     pub closed_from: u8,
     /// `FACT_*` bits, valid under `FLAG_FACTS_KNOWN`.
     pub sk_facts: u16,
-    pub _pad: u32,
+    /// Under `FACT_CLOSER_EXITING`: the exiting task's `exit_code` (a signal number in the low
+    /// seven bits, else the exit status above them).
+    pub closer_exit_code: u32,
     pub trigger_saddr: [u8; 16],
     pub trigger_daddr: [u8; 16],
     /// See `FLAG_PEER_SAMPLED`.

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
-    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_NOTHING_EXCHANGED,
+    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_NOTHING_EXCHANGED,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_ABORTED_HERE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
@@ -343,6 +343,30 @@ pub(crate) fn holder_facts_of(state: i32, socket: Option<u64>, err: Option<i32>,
         facts |= FACT_LINGER0;
     }
     facts
+}
+
+/// `PF_EXITING`: the task is in do_exit().
+const PF_EXITING: u32 = 4;
+
+/// How the running task is ending, if it is (`PF_EXITING`): its `exit_code`. A process that ends
+/// with a socket open has it closed in its own exit, killed, crashed or exited without closing
+/// it; `None` otherwise, or where BTF lacked the offsets. Probe reads, only for a reset sent from
+/// CLOSE.
+#[inline(always)]
+fn closer_exit_code() -> Option<u32> {
+    let o = OFFSETS.load();
+    if o.task_flags == NO_OFFSET || o.task_exit_code == NO_OFFSET {
+        return None;
+    }
+    // SAFETY: the helper has no preconditions; probe reads only.
+    unsafe {
+        let task = generated::bpf_get_current_task();
+        let flags = read::<u32>(task + o.task_flags as u64)?;
+        if flags & PF_EXITING == 0 {
+            return None;
+        }
+        read::<u32>(task + o.task_exit_code as u64)
+    }
 }
 
 /// What data the connection carried, `sent` segments of it out: both ways with everything sent
@@ -1005,6 +1029,12 @@ impl Draft {
                             Some(h) => h.exchange,
                             None => exchange_facts(sk, sent, &sock_offsets),
                         };
+                    }
+                    if state == TCP_CLOSE {
+                        if let Some(code) = closer_exit_code() {
+                            facts |= FACT_CLOSER_EXITING;
+                            (*event).closer_exit_code = code;
+                        }
                     }
                     (*event).flags |= FLAG_FACTS_KNOWN;
                     // Load-time constant: kernels with a reason field skip the reason's stand-ins.

@@ -225,6 +225,8 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         kn_id: get(&[("kernfs_node", "id")]),
         task_group_leader: get(&[("task_struct", "group_leader")]),
         task_comm: get(&[("task_struct", "comm")]),
+        task_flags: get(&[("task_struct", "flags")]),
+        task_exit_code: get(&[("task_struct", "exit_code")]),
     };
     // `struct tcp_sock` begins with its `struct sock`, so both kinds of field are sk-relative.
     let sock = SockOffsets {

@@ -155,13 +155,15 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         Verdict { cause, origin: Origin::Application, benign: false, why: why.into() }
     };
+    // The process was ending when the kernel closed its socket for it (killed, crashed, exited).
+    let ended = facts.and_then(|f| f.closer_ended);
     if let Some((port, n)) = story.listener_waiting {
         let waiting = if n == 1 { "1 connection".to_string() } else { format!("{n} connections") };
-        return v(
-            Cause::ListenerClosed,
-            Origin::Application,
-            format!("{who} closed its listening socket on port {port} with {waiting} waiting to be accepted (a restart or shutdown that does not drain the queue)"),
-        );
+        let why = match ended {
+            Some(ended) => format!("{who} {ended} with its listening socket on port {port} open and {waiting} waiting to be accepted: the kernel closed it"),
+            None => format!("{who} closed its listening socket on port {port} with {waiting} waiting to be accepted (a restart or shutdown that does not drain the queue)"),
+        };
+        return v(Cause::ListenerClosed, Origin::Application, why);
     }
     let orphan = facts.is_some_and(|f| f.orphan);
     if story.aborted_on_data || reason == Some("TCP_ABORT_ON_DATA") {
@@ -206,7 +208,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
     };
     match reason {
         Some("TCP_ABORT_ON_CLOSE") => {
-            let mut verdict = app_abort(Cause::AppAbortUnread, format!("{who} closed the socket with unread data"));
+            let why = match ended {
+                Some(ended) => format!("{who} {ended} with unread data in the socket: the kernel closed it"),
+                None => format!("{who} closed the socket with unread data"),
+            };
+            let mut verdict = app_abort(Cause::AppAbortUnread, why);
             // With SO_LINGER 0 the close was an abort anyway: the unread rest only named the
             // reason. A client doing that once the peer finished skips TIME_WAIT on purpose (a
             // health check reading only the status line). Before the peer's FIN, unread data
@@ -224,7 +230,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             format!("{who} disconnected the socket (connect AF_UNSPEC) with the connection open"),
         ),
         Some("TCP_STATE") if state == Close => {
-            let mut verdict = app_abort(Cause::AppAbortLinger0, format!("{who} closed with SO_LINGER 0 (abortive close)"));
+            let why = match ended {
+                Some(ended) => format!("{who} {ended} with the socket open and SO_LINGER 0: the kernel's close aborted it"),
+                None => format!("{who} closed with SO_LINGER 0 (abortive close)"),
+            };
+            let mut verdict = app_abort(Cause::AppAbortLinger0, why);
             // A client that aborts after the peer finished, right after its request was
             // answered, or right after a handshake it only wanted to see complete (a health
             // check's connect probe) is skipping TIME_WAIT on purpose.
@@ -336,8 +346,10 @@ fn inferred_reason(state: TcpState, facts: Option<SockFacts>, story: &Story) -> 
 /// socket's facts, its state and its history.
 fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &OrElse) -> Verdict {
     use TcpState::*;
+    // The facts go along: read on every kernel, they say what a reason does not (SO_LINGER 0
+    // chosen, how the closer ended).
     if let Some(reason) = inferred_reason(state, facts, story) {
-        return sent(Some(reason), Some(state), syn, None, story, who);
+        return sent(Some(reason), Some(state), syn, facts, story, who);
     }
     match state {
         // tcp_close()/tcp_disconnect() move the socket to CLOSE before sending: an application abort.
@@ -612,6 +624,26 @@ mod tests {
         let why = |orphan| classify(&Trigger::Sent { reason: None, state: Some(Close), trigger_syn: None, facts: facts(orphan) }, &story).why;
         assert_eq!(why(true), "peer sent data after srv[7] closed the socket");
         assert_eq!(why(false), "peer sent data after srv[7] shut the socket down for reading (shutdown)");
+    }
+
+    #[test]
+    fn a_process_ending_with_the_socket_open_is_said_to_have_ended_so() {
+        use crate::event::Ending;
+        let story = Story { owner: Some(Named::new("socat", 77)), ..Story::default() };
+        let ended = |code, unread| SockFacts { closer_ended: Some(Ending::from_exit_code(code)), unread, ..SockFacts::default() };
+        let why = |reason, facts| classify(&sent_with(reason, Close, facts), &story).why.into_owned();
+        // SIGKILL, a crash dumping core (0x80), an exit with status 3.
+        assert_eq!(why("TCP_ABORT_ON_CLOSE", ended(9, true)), "socat[77] was killed by SIGKILL with unread data in the socket: the kernel closed it");
+        assert_eq!(why("TCP_ABORT_ON_CLOSE", ended(0x80 | 11, true)), "socat[77] crashed (SIGSEGV) with unread data in the socket: the kernel closed it");
+        assert_eq!(why("TCP_STATE", ended(3 << 8, false)), "socat[77] exited (status 3) with the socket open and SO_LINGER 0: the kernel's close aborted it");
+        assert_eq!(why("TCP_ABORT_ON_CLOSE", SockFacts::default()), "socat[77] closed the socket with unread data");
+        // A kernel that gives no reason: the same, from the unread data read instead.
+        let without_reason = classify(&inferred(Close, None, ended(9, true)), &story);
+        assert_eq!(without_reason.why, "socat[77] was killed by SIGKILL with unread data in the socket: the kernel closed it");
+        let closing_listener = Story { listener_waiting: Some((8080, 2)), ..story };
+        let verdict = classify(&sent_with("TCP_STATE", Close, ended(15, false)), &closing_listener);
+        assert_eq!(verdict.cause, Cause::ListenerClosed);
+        assert!(verdict.why.starts_with("socat[77] was terminated by SIGTERM with its listening socket on port 8080 open"), "{}", verdict.why);
     }
 
     #[test]

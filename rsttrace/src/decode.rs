@@ -7,7 +7,7 @@ use std::{
 
 use rsttrace_common::{
     Event, EventKind, Owner, PeerEvidence, RaceEntry, Released, TracepointLayout, EVENT_SIZE, RELEASED_ITEM,
-    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_NOTHING_EXCHANGED, FACT_LINGER0,
+    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_NOTHING_EXCHANGED, FACT_LINGER0,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE, FLAG_ABORTED_HERE,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
@@ -16,7 +16,7 @@ use rsttrace_common::{
 
 use crate::{
     event::{
-        Arrival, Comm, Endpoints, Family, History, KernelEvent, Payload, Segment, Sibling,
+        Arrival, Comm, Endpoints, Ending, Family, History, KernelEvent, Payload, Segment, Sibling,
         SockFacts, Task, TcpState,
     },
     tracefs::{Field, Format},
@@ -409,6 +409,7 @@ impl Decoder {
                 kept: raw.sk_facts & FACT_KEPT != 0,
                 exchanged: raw.sk_facts & FACT_EXCHANGED != 0,
                 nothing_exchanged: raw.sk_facts & FACT_NOTHING_EXCHANGED != 0,
+                closer_ended: (raw.sk_facts & FACT_CLOSER_EXITING != 0).then(|| Ending::from_exit_code(raw.closer_exit_code)),
             }),
             history: history(&raw),
         })
@@ -528,7 +529,7 @@ pub(crate) mod tests {
             sk_state: 0,
             closed_from: 0,
             sk_facts: 0,
-            _pad: 0,
+            closer_exit_code: 0,
             trigger_saddr: [0; 16],
             trigger_daddr: [0; 16],
             peer: rsttrace_common::PeerEvidence::EMPTY,

@@ -401,6 +401,60 @@ pub struct SockFacts {
     pub exchanged: bool,
     /// From CLOSE, on a connection this host opened: no data went either way.
     pub nothing_exchanged: bool,
+    /// From CLOSE: the process was ending when its socket was closed for it (killed, crashed
+    /// or exited with the socket open).
+    pub closer_ended: Option<Ending>,
+}
+
+/// How a process ended, from its `exit_code`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// A signal ended it (killed, or crashed).
+    Signal(u8),
+    /// It exited, with this status.
+    Exit(u8),
+}
+
+impl Ending {
+    pub fn from_exit_code(code: u32) -> Self {
+        match code & 0x7f {
+            0 => Ending::Exit((code >> 8) as u8),
+            signal => Ending::Signal(signal as u8),
+        }
+    }
+}
+
+impl std::fmt::Display for Ending {
+    /// What ended the process, as a why says it: "was killed by SIGKILL", "exited (status 3)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Ending::Signal(9) => f.write_str("was killed by SIGKILL"),
+            Ending::Signal(15) => f.write_str("was terminated by SIGTERM"),
+            Ending::Signal(s @ (4 | 6 | 7 | 8 | 11)) => write!(f, "crashed ({})", signal_name(s)),
+            Ending::Signal(s) => write!(f, "was ended by {}", signal_name(s)),
+            Ending::Exit(status) => write!(f, "exited (status {status})"),
+        }
+    }
+}
+
+/// A signal's name, for the common ones.
+fn signal_name(signal: u8) -> String {
+    let name = match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_string()
 }
 
 pub const TCP_FLAG_SYN: u8 = 0x02;

@@ -147,6 +147,41 @@ fn close_with_unread_data_is_app_abort_unread() {
     });
 }
 
+/// A server that ends with a connection open and the client's data unread in it: the kernel
+/// closes the socket in the process's exit, and the report says how the process ended, with the
+/// exit status or the signal that killed it (`kill -9`, an OOM kill, a crash).
+#[test]
+fn a_server_ending_with_unread_data_is_said_to_have_exited_or_been_killed() {
+    again_if_the_kernel_skipped_runs(|| {
+        let exits = |net: &Net, f: Family| {
+            let server = listen(net, f, "exit-unread");
+            let c = client(net, f, PORT, &["--send", "10"]);
+            assert_eq!(c.expect_line("errno", T), "errno 104");
+            vec![server.pid(), c.pid()]
+        };
+        let killed = |net: &Net, f: Family| {
+            let server = listen(net, f, "hold-unread");
+            let c = client(net, f, PORT, &["--send", "10"]);
+            server.expect_line("unread", T);
+            let pid = server.pid();
+            drop(server); // SIGKILL
+            assert_eq!(c.expect_line("errno", T), "errno 104");
+            vec![pid, c.pid()]
+        };
+        for (subnet, ended) in [(50, "exited (status 3)"), (51, "was killed by SIGKILL")] {
+            let runs = if subnet == 50 { traced(subnet, exits) } else { traced(subnet, killed) };
+            for (f, reports, pids) in runs {
+                let [sent, received] = exactly(&reports, ["sent:app_abort_unread", "received:peer_reset"]);
+                assert_report(sent, f, "application", Some(pids[0]));
+                let why = format!("rststim[{}] {ended} with unread data in the socket: the kernel closed it", pids[0]);
+                assert_eq!(sent["why"], why.as_str(), "{sent}");
+                assert_report(received, f, "peer", Some(pids[1]));
+                assert_eq!(received["peer_cause"], "app_abort_unread");
+            }
+        }
+    });
+}
+
 #[test]
 fn so_linger_zero_is_app_abort_linger0_not_tcp_state() {
     again_if_the_kernel_skipped_runs(|| {

@@ -183,6 +183,19 @@ fn listen(addr: SocketAddr, mode: &str) {
                 let _ = s.read(&mut buf);
                 linger0_close(s);
             }
+            // Exit with status 3 once data came, the connection open and the data unread: the
+            // kernel closes the socket in the process's exit.
+            "exit-unread" => {
+                wait_readable(&s);
+                std::process::exit(3);
+            }
+            // Hold the connection with the data that came unread, until the test kills this.
+            "hold-unread" => {
+                wait_readable(&s);
+                println!("unread");
+                std::io::stdout().flush().unwrap();
+                std::thread::sleep(DEADLINE);
+            }
             // Read up to the client's FIN, then close abortively (from CLOSE_WAIT): the client
             // shut its side down first, and takes the RST in FIN_WAIT2.
             "linger0-at-fin" => {
