@@ -233,6 +233,7 @@ struct SegmentAck {
 
 /// What the socket itself says about why it sent a reset, for kernels that give no reason:
 /// read at the moment of sending, when nothing has changed yet. `None` when BTF lacks a field.
+/// (SO_LINGER 0, the other half of an abort from CLOSE, is a holder fact: read on every kernel.)
 #[inline(always)]
 fn sock_facts(sk: u64, state: i32, segment: Option<SegmentAck>, o: &SockOffsets) -> Option<u16> {
     // SAFETY: probe reads only.
@@ -242,16 +243,11 @@ fn sock_facts(sk: u64, state: i32, segment: Option<SegmentAck>, o: &SockOffsets)
             // what the application never read. tcp_disconnect() (SO_LINGER 0) resets it only
             // after sending.
             TCP_CLOSE => {
-                if o.flags == NO_OFFSET || o.lingertime == NO_OFFSET || o.rcv_nxt == NO_OFFSET || o.copied_seq == NO_OFFSET {
+                if o.rcv_nxt == NO_OFFSET || o.copied_seq == NO_OFFSET {
                     return None;
                 }
-                let flags = read::<u64>(sk + o.flags as u64)?;
-                let lingertime = read::<u64>(sk + o.lingertime as u64)?;
                 let unread = read::<u32>(sk + o.rcv_nxt as u64)?.wrapping_sub(read::<u32>(sk + o.copied_seq as u64)?);
                 let mut facts = 0;
-                if flags & (1 << SOCK_LINGER) != 0 && lingertime == 0 {
-                    facts |= FACT_LINGER0;
-                }
                 if unread == 1 {
                     facts |= FACT_UNREAD_ONE;
                 } else if unread > 1 && unread < 1 << 31 {
