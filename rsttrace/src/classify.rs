@@ -7,6 +7,7 @@
 use std::{borrow::Cow, fmt};
 
 use crate::{
+    ended_here::Ending,
     event::{Comm, SockFacts, Task, TcpState},
     evidence::Evidence,
     report::{Cause, Origin, Verdict},
@@ -61,6 +62,9 @@ pub struct Story {
     pub peer_sent: Option<Cause>,
     /// That RST was benign (the peer skipping TIME_WAIT, a race's loser, a connect probe).
     pub peer_benign: bool,
+    /// That RST had no socket and followed an earlier end of the connection at the peer: how,
+    /// and as what (see `ended_here`).
+    pub peer_after: Option<(Ending, Cause)>,
     /// The owner opened a sibling connection to the same peer at about the same time and keeps it.
     pub race_sibling: bool,
     /// A listener of a different process now holds the local port that served this peer.
@@ -88,6 +92,17 @@ pub struct Story {
     pub echoes_reset: bool,
     /// The connection timed out after its owner closed the socket (an orphan).
     pub orphan: bool,
+    /// For a RST sent with no connection socket (none, or a listener's) for a segment of a
+    /// connection that a reset or a timeout ended here earlier than an echo's moment: how.
+    pub ended_before: Option<EndedBefore>,
+}
+
+/// How, as what, and how long before a connection ended here (see `ended_here`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndedBefore {
+    pub how: Ending,
+    pub cause: Cause,
+    pub age_ns: u64,
 }
 
 /// A process as a why names it: `nginx[812]`. Kept as its parts, so that a story costs no
@@ -199,6 +214,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
                 "segment for a connection a RST just reset here: the peer went on sending, as if it never sent that RST",
             ),
             Some(false) if story.echoes_reset => echo(who),
+            Some(false) if story.ended_before.is_some() => sequel(story.ended_before.expect("checked"), who),
             Some(false) => v(Cause::NoSocket, Origin::Stack, "segment for a connection this host does not know (forgotten after a timeout, reboot or state loss)"),
             None if reason == Some("NO_SOCKET") || reason.is_none() => {
                 v(Cause::Unknown, Origin::Stack, "no socket for the segment; could not read whether it was a SYN")
@@ -290,6 +306,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         // A listener answers a non-SYN segment it has no connection for (TCP_FLAGS on 6.12+).
         _ if state == Listen && syn == Some(false) && story.echoes_reset => echo(who),
+        _ if state == Listen && syn == Some(false) && story.ended_before.is_some() => sequel(story.ended_before.expect("checked"), who),
         _ if state == Listen && syn == Some(false) => v(
             Cause::NoSocket,
             Origin::Stack,
@@ -315,6 +332,46 @@ fn echo(who: &OrElse) -> Verdict {
         origin: Origin::Stack,
         benign: true,
         why: format!("segment of the connection {who} reset a moment before, sent before the peer heard of it: this RST only echoes that reset").into(),
+    }
+}
+
+/// A RST for the peer's segment of a connection that ended here a while before (`ended`): the
+/// peer never heard of that end. Nothing new went wrong where this host reset or timed the
+/// connection out (the report of that end says what did); a peer talking on after a RST that
+/// reset it here is a sign that its stack never sent that RST.
+fn sequel(ended: EndedBefore, who: &OrElse) -> Verdict {
+    let (age, cause) = (Ago(ended.age_ns), ended.cause.name());
+    let (benign, why) = match ended.how {
+        Ending::Sent => (
+            true,
+            format!("segment of the connection {who} reset {age} before ({cause}): that RST never reached the peer (lost or dropped on the way), which went on sending; this RST repeats it"),
+        ),
+        Ending::TimedOut => (
+            true,
+            format!("segment of the connection of {who} that timed out here {age} before ({cause}): the peer, out of reach meanwhile, went on sending; this RST tells it the connection is gone"),
+        ),
+        Ending::Received if ended.cause == Cause::Injected => {
+            (false, format!("segment of the connection of {who} that a forged RST reset here {age} before: the peer, which never sent that RST, went on sending"))
+        }
+        Ending::Received => (
+            false,
+            format!("segment of the connection of {who} that a RST reset here {age} before ({cause}): the peer went on sending, which it would not do had its stack sent that RST (a device in the path forged it?)"),
+        ),
+    };
+    Verdict { cause: Cause::NoSocket, origin: Origin::Stack, benign, why: why.into() }
+}
+
+/// A time ago as a why says it: `850 ms`, `2.3 s`, `4 min`.
+struct Ago(u64);
+
+impl fmt::Display for Ago {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0 / 1_000_000;
+        match ms {
+            0..1_000 => write!(f, "{ms} ms"),
+            1_000..120_000 => write!(f, "{:.1} s", ms as f64 / 1_000.0),
+            _ => write!(f, "{} min", ms / 60_000),
+        }
     }
 }
 
@@ -368,13 +425,19 @@ fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFac
 }
 
 /// ` (no_listener)`: the cause of the RST the peer's stack on this host sent, when it did.
-struct PeerCause(Option<Cause>);
+struct PeerCause(Option<Cause>, Option<(Ending, Cause)>);
 
 impl fmt::Display for PeerCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(c) => write!(f, " ({})", c.name()),
-            None => Ok(()),
+        let Some(c) = self.0 else { return Ok(()) };
+        let c = c.name();
+        match self.1 {
+            None => write!(f, " ({c})"),
+            Some((Ending::Sent, Cause::Unknown)) => write!(f, " ({c}: the peer's end reset it earlier, a RST that never got here)"),
+            Some((Ending::Sent, first)) => write!(f, " ({c}: the peer's end reset it earlier ({}), a RST that never got here)", first.name()),
+            Some((Ending::TimedOut, first)) => write!(f, " ({c}: the peer's end timed out earlier ({}))", first.name()),
+            Some((Ending::Received, Cause::Injected)) => write!(f, " ({c}: a forged RST reset the peer's end earlier)"),
+            Some((Ending::Received, first)) => write!(f, " ({c}: a RST this end did not send reset the peer's end earlier ({}))", first.name()),
         }
     }
 }
@@ -391,7 +454,7 @@ fn received(state: Option<TcpState>, story: &Story) -> Verdict {
 }
 
 fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
-    let peer_cause = PeerCause(story.peer_sent);
+    let peer_cause = PeerCause(story.peer_sent, story.peer_after);
     if story.peer_local && story.peer_sent.is_none() {
         let why = if state == Some(TcpState::SynSent) {
             "our SYN went to an address of this host, whose stack sent no RST: a firewall (reject with tcp reset) or a device in the path answered it"

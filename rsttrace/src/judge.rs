@@ -10,6 +10,9 @@
 //! `tcp_reset()` of its own, the resets of one listener's close. So resets are held for a short
 //! moment ([`HOLD_NS`]) before they are classified.
 //!
+//! The ends of connections reset or timed out here are kept longer, bounded (`ended_here`): a
+//! peer that talks on long after gets a RST from no socket, whose report names that end.
+//!
 //! Listeners (their start and end are the only state changes the kernel side reports) are kept
 //! by port: they name the owner of a passively opened connection whose owner was never seen,
 //! and tell when a port changed hands.
@@ -20,11 +23,12 @@ use std::{
 
 use crate::{
     FastMap,
-    classify::{classify, Named, Story, Trigger},
+    classify::{classify, EndedBefore, Named, Story, Trigger},
+    ended_here::{Ended, EndedHere, Ending},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
     local_addresses::LocalAddresses,
-    recent_sent::{Answered, RecentSent, SentRecord},
+    recent_sent::{Answered, RecentSent, SentRecord, SentVerdict},
     report::{Attribution, Cause, Direction, Report, ReportType, Verdict},
 };
 
@@ -67,6 +71,9 @@ const SHORT_EXCHANGE_NS: u64 = 10_000_000_000;
 /// A listener that closed this recently may still be the one that served a connection its
 /// successor on the port now answers for (a restart, or another program taking the port).
 const LISTENER_MEMORY_NS: u64 = 120_000_000_000;
+
+/// How many connection ends `ended_here` keeps: a storm forgets its oldest first.
+const ENDED_HERE_MAX: usize = 16_384;
 
 const ETIMEDOUT: i32 = 110;
 const ECONNABORTED: i32 = 103;
@@ -170,6 +177,7 @@ pub struct Judge {
     /// The owner of the listener that closed at a place last, and when.
     closed_listeners: FastMap<ListenerKey, (Task, u64)>,
     recent_sent: RecentSent,
+    ended_here: EndedHere,
     pending: VecDeque<Pending>,
     seen: Visibility,
     /// When the agent last noticed kernel events lost (monotonic ns).
@@ -202,6 +210,7 @@ impl Judge {
             bound_listeners: FastMap::default(),
             closed_listeners: FastMap::default(),
             recent_sent: RecentSent::new(RECENT_SENT_MAX),
+            ended_here: EndedHere::new(ENDED_HERE_MAX),
             pending: VecDeque::new(),
             seen,
             loss_noticed_ns: None,
@@ -584,7 +593,8 @@ impl Judge {
                 // Judged now, whatever it found.
                 self.deferred_at.pop_front();
             }
-            out.push(self.report(p, peer.map(|(_, verdict)| verdict.unwrap_or((Cause::Unknown, false))), files));
+            let unjudged = SentVerdict { cause: Cause::Unknown, benign: false, after: None };
+            out.push(self.report(p, peer.map(|(_, verdict)| verdict.unwrap_or(unjudged)), files));
         }
         let oldest_held = [self.pending.front().map(|p| p.event.ts_ns), self.deferred_at.front().copied()].into_iter().flatten().fold(now_ns, u64::min);
         self.recent_sent.forget_before(oldest_held.saturating_sub(RECENT_SENT_NS));
@@ -598,6 +608,7 @@ impl Judge {
             self.received_pruned_ns = now_ns;
         }
         if now_ns != u64::MAX {
+            self.ended_here.expire(now_ns);
             let kept = |at: u64| at.saturating_add(LISTENER_CLOSE_KEEP_NS) > now_ns;
             self.listener_closes.retain(|_, (at, _)| kept(*at));
             self.listener_close_seq.retain(|_, (_, at)| kept(*at));
@@ -636,9 +647,8 @@ impl Judge {
         !matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) })
     }
 
-    /// `peer_sent`: for a received reset, the cause of the RST its local peer sent, and whether
-    /// it was benign.
-    fn report(&mut self, p: Pending, peer_sent: Option<(Cause, bool)>, files: &mut dyn SocketFiles) -> Report {
+    /// `peer_sent`: for a received reset, the verdict of the RST its local peer sent.
+    fn report(&mut self, p: Pending, peer_sent: Option<SentVerdict>, files: &mut dyn SocketFiles) -> Report {
         let (mut owner, mut attribution) = self.owner(&p);
         // A RST answering the peer's segment of a connection this host itself reset a moment
         // before (an echo): the connection, and so the RST, was the resetter's (a listener's
@@ -648,6 +658,12 @@ impl Judge {
             (owner, attribution) = (Some(resetter), Attribution::SocketOwner);
         }
         let echoes_reset = echoed.is_some();
+        let echoed_cause = echoed.and_then(|r| r.verdict).map(|v| v.cause);
+        // Later, the same for a connection whose end here was reported: its owner's.
+        let ended_before = if echoes_reset || p.peer_talked_after { None } else { self.ended_before(&p) };
+        if let Some(had) = ended_before.and_then(|e| e.owner) {
+            (owner, attribution) = (Some(had), Attribution::SocketOwner);
+        }
         // Nobody seen acting on it: the process holding its file, else the listener's owner.
         if owner.is_none() {
             if let Some(holder) = Some(p.event.inode).filter(|i| *i != 0).and_then(|i| files.holder(i)) {
@@ -667,15 +683,25 @@ impl Judge {
         }
         let mut story = self.story(&p, owner.as_ref(), peer_sent);
         story.echoes_reset = echoes_reset;
+        story.ended_before = ended_before.map(|e| EndedBefore { how: e.how, cause: e.cause, age_ns: p.event.ts_ns - e.ts });
         let verdict = classify(&p.trigger, &story);
+        if let Some(how) = Self::ending(&p.trigger) {
+            let ended = Ended { ts: p.event.ts_ns, how, cause: verdict.cause, owner };
+            self.ended_here.note(p.event.netns, p.event.endpoints, ended);
+        }
         let (kind, direction, state) = match &p.trigger {
             Trigger::Sent { state, .. } => (ReportType::Reset, Some(Direction::Sent), *state),
             Trigger::Received { state } => (ReportType::Reset, Some(Direction::Received), *state),
             Trigger::TimedOut { state } => (ReportType::Abort, None, *state),
         };
         if matches!(p.trigger, Trigger::Sent { .. }) {
-            // An echo is benign in itself, but the peer it resets was reset by what it echoes.
-            self.recent_sent.set_verdict(&p.event.endpoints, p.event.ts_ns, verdict.cause, verdict.benign && !echoes_reset);
+            // An echo or a sequel is benign in itself, but the peer it resets was reset by it.
+            let after = match ended_before {
+                Some(e) => Some((e.how, e.cause)),
+                None => echoes_reset.then_some((Ending::Sent, echoed_cause.unwrap_or(Cause::Unknown))),
+            };
+            let sent = SentVerdict { cause: verdict.cause, benign: verdict.benign && after.is_none(), after };
+            self.recent_sent.set_verdict(&p.event.endpoints, p.event.ts_ns, sent);
         }
         let ev = p.event;
         Report {
@@ -704,7 +730,7 @@ impl Judge {
         }
     }
 
-    fn story(&self, p: &Pending, owner: Option<&Task>, peer_sent: Option<(Cause, bool)>) -> Story {
+    fn story(&self, p: &Pending, owner: Option<&Task>, peer_sent: Option<SentVerdict>) -> Story {
         let ev = &p.event;
         let h = &ev.history;
         let facts = ev.facts.unwrap_or_default();
@@ -738,10 +764,11 @@ impl Judge {
             // the kernel). The abort's RST came first of any that end sent: a RST its stack
             // sent without a socket, which a match by time may find closer, needs the socket
             // gone.
-            story.peer_sent = if h.aborted_here { Some(Cause::AppAbortLinger0) } else { peer_sent.map(|(cause, _)| cause).or(h.refused_here.then_some(Cause::NoListener)) };
+            story.peer_sent = if h.aborted_here { Some(Cause::AppAbortLinger0) } else { peer_sent.map(|v| v.cause).or(h.refused_here.then_some(Cause::NoListener)) };
+            story.peer_after = peer_sent.filter(|_| !h.aborted_here).and_then(|v| v.after);
             // A peer that reset on purpose (a client skipping TIME_WAIT, a race's loser) did
             // so to this end too.
-            story.peer_benign = !h.aborted_here && peer_sent.is_some_and(|(_, benign)| benign);
+            story.peer_benign = !h.aborted_here && peer_sent.is_some_and(|v| v.benign);
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
         story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| Named::from(now));
@@ -783,9 +810,38 @@ impl Judge {
     /// over loopback or veth includes the peer's whole handling of it: it may come up to
     /// [`SAME_CALL_NS`] after its echo.
     fn echoed_here(&self, p: &Pending) -> Option<&SentRecord> {
-        let Trigger::Sent { state: None | Some(TcpState::Listen), trigger_syn: Some(false), .. } = p.trigger else { return None };
+        if !Self::answers_without_its_socket(p) {
+            return None;
+        }
         let ts = p.event.ts_ns;
         self.recent_sent.near(&p.event.endpoints, ts, ECHO_NS, |r| r.answered == Answered::Nothing && r.ts <= ts.saturating_add(SAME_CALL_NS))
+    }
+
+    /// How the connection of `p`, a RST of no connection's socket answering its peer's segment,
+    /// ended here before, if a reset or a timeout ended it lately.
+    fn ended_before(&self, p: &Pending) -> Option<Ended> {
+        if !Self::answers_without_its_socket(p) {
+            return None;
+        }
+        self.ended_here.before(p.event.netns, &p.event.endpoints, p.event.ts_ns).copied()
+    }
+
+    /// A sent RST of no connection's socket (none, or a listener's) for a segment of a connection
+    /// under way (no SYN: a new connection follows on nothing).
+    fn answers_without_its_socket(p: &Pending) -> bool {
+        matches!(p.trigger, Trigger::Sent { state: None | Some(TcpState::Listen), trigger_syn: Some(false), .. })
+    }
+
+    /// Whether the reset or timeout of `trigger` ended its connection here, and how: a RST sent
+    /// with its socket (not a listener's, nor a connecting socket's, which goes on connecting),
+    /// one received on a connection that was up, a timeout after the handshake.
+    fn ending(trigger: &Trigger) -> Option<Ending> {
+        match *trigger {
+            Trigger::Sent { state: Some(s), .. } if !matches!(s, TcpState::Listen | TcpState::SynSent) => Some(Ending::Sent),
+            Trigger::Received { state: Some(s) } if s.is_synchronized() => Some(Ending::Received),
+            Trigger::TimedOut { state: Some(s) } if s != TcpState::SynSent => Some(Ending::TimedOut),
+            _ => None,
+        }
     }
 
     /// The owner opened another connection to the same peer (same address, or the same port
@@ -1450,12 +1506,16 @@ mod tests {
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!((r.verdict.cause, r.peer_cause, r.verdict.benign), (Cause::PeerReset, Some(Cause::NoSocket), false));
         assert!(reports.iter().any(|r| r.verdict.cause == Cause::NoSocket && r.verdict.benign));
-        // Long after the abort, a segment on the 4-tuple echoes nothing: a connection forgotten.
-        let (_, mut late, abort) = abort_crossing_data(None);
-        late.ts_ns = abort.ts_ns + ECHO_NS + 1;
-        let reports = run(vec![abort, late]);
-        let r = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
-        assert!(!r.verdict.benign && r.owner.is_some_and(|o| o.pid != 11), "{r:?}");
+        // Long after the abort, a segment on the 4-tuple says the abort's RST never reached the
+        // peer: the worker's connection still, and nothing new gone wrong.
+        for answering in [Some(Listen), None] {
+            let (_, mut late, abort) = abort_crossing_data(answering);
+            late.ts_ns = abort.ts_ns + 2_300_000_000;
+            let reports = run(vec![abort, late]);
+            let r = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
+            assert_eq!((r.verdict.benign, r.owner.map(|o| o.pid), r.attribution), (true, Some(11), Attribution::SocketOwner), "{r:?}");
+            assert!(r.verdict.why.starts_with("segment of the connection nginx[11] reset 2.3 s before (app_abort_unread): that RST never reached the peer"), "{}", r.verdict.why);
+        }
         // A SYN on the 4-tuple opens a new connection: refused, no echo, and what its client
         // was told is the refusal.
         let (mut refused, mut syn, abort) = abort_crossing_data(None);
@@ -1468,6 +1528,83 @@ mod tests {
         assert_eq!((r.verdict.cause, r.peer_cause), (Cause::Refused, Some(Cause::NoListener)));
         let r = reports.iter().find(|r| r.verdict.cause == Cause::NoListener).unwrap();
         assert!(!r.verdict.benign && r.owner.is_some_and(|o| o.pid != 11), "{r:?}");
+    }
+
+    /// The client's connection ended here `ended` (a RST received, a timeout), and `later` ns
+    /// after that the server's FIN comes, which no socket takes: the client's RST.
+    fn segment_after(ended: KernelEvent, later: u64) -> Vec<Report> {
+        flags_after(ended, later, 0x11)
+    }
+
+    fn flags_after(ended: KernelEvent, later: u64, tcp_flags: u8) -> Vec<Report> {
+        flags_after_then(ended, later, tcp_flags, None)
+    }
+
+    /// `flags_after`, and the RST taken in by `at_peer`, a socket of this host's, just after.
+    fn flags_after_then(ended: KernelEvent, later: u64, tcp_flags: u8, at_peer: Option<KernelEvent>) -> Vec<Report> {
+        let mut answer = sent(0, None, Some("NO_SOCKET"), task(0, "swapper/1"), None);
+        answer.ts_ns = ended.ts_ns + later;
+        answer.sk = 0;
+        answer.facts = None;
+        answer.trigger = Some(Segment { tcp_flags, saddr: answer.endpoints.raddr, sport: 80, daddr: answer.endpoints.laddr });
+        // The end was judged long before the answer came.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(ended);
+        let mut reports = j.flush(answer.ts_ns);
+        let answered_at = answer.ts_ns;
+        j.observe(answer);
+        if let Some(mut at_peer) = at_peer {
+            at_peer.ts_ns = answered_at + 10_000;
+            at_peer.endpoints = at_peer.endpoints.reversed();
+            at_peer.history.peer_local = true;
+            j.observe(at_peer);
+        }
+        reports.extend(j.flush(u64::MAX));
+        reports
+    }
+
+    #[test]
+    fn a_segment_long_after_a_reset_or_timeout_ended_its_connection_here_names_that_end() {
+        let client = task(1, "client");
+        let no_socket = |reports: &[Report]| reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).cloned().unwrap();
+        // Reset by a RST forged on the way: the peer talks on, as it would not had it sent it.
+        let mut forged = received(10, Established, Some(client));
+        forged.history.peer_local = true;
+        let reports = segment_after(forged.clone(), 4_000_000_000);
+        assert_eq!(reports[0].verdict.cause, Cause::Injected);
+        let r = no_socket(&reports);
+        assert_eq!((r.verdict.benign, r.owner.map(|o| o.pid), r.attribution), (false, Some(1), Attribution::SocketOwner));
+        assert_eq!(r.verdict.why, "segment of the connection of client[1] that a forged RST reset here 4.0 s before: the peer, which never sent that RST, went on sending");
+        // A RST from a peer elsewhere, judged the peer's: its talking on says it was not.
+        let reports = segment_after(received(10, Established, Some(client)), 600_000_000);
+        let r = no_socket(&reports);
+        assert!(!r.verdict.benign && r.verdict.why.contains("a RST reset here 600 ms before (peer_reset): the peer went on sending"), "{}", r.verdict.why);
+        // A timeout while the peer was out of reach: what the abort's report said.
+        let mut timed_out = ev(10, SK, Payload::ErrorReport { error: ETIMEDOUT }, task(0, "swapper/0"), Some(client));
+        timed_out.history.closed_from = Some(Established);
+        timed_out.history.retransmits = Some(6);
+        let reports = segment_after(timed_out, 180_000_000_000);
+        assert_eq!(reports[0].verdict.cause, Cause::RetransmitTimeout);
+        let r = no_socket(&reports);
+        assert_eq!((r.verdict.benign, r.owner.map(|o| o.pid)), (true, Some(1)));
+        assert!(r.verdict.why.starts_with("segment of the connection of client[1] that timed out here 3 min before (retransmit_timeout)"), "{}", r.verdict.why);
+        // The server's side: reset by that RST, which followed the client's end.
+        let mut timed_out = ev(10, SK, Payload::ErrorReport { error: ETIMEDOUT }, task(0, "swapper/0"), Some(client));
+        timed_out.history.closed_from = Some(Established);
+        timed_out.history.retransmits = Some(3);
+        let reports = flags_after_then(timed_out, 2_000_000_000, 0x11, Some(received(0, FinWait1, Some(task(2, "server")))));
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause, r.verdict.benign), (Cause::PeerReset, Some(Cause::NoSocket), false));
+        assert_eq!(r.verdict.why, "peer reset the connection in FIN_WAIT1 (no_socket: the peer's end timed out earlier (retransmit_timeout))");
+        // Longer ago than it is kept, or a SYN (a new connection on the 4-tuple): a segment of
+        // a connection this host does not know.
+        let r = no_socket(&segment_after(received(10, Established, Some(client)), crate::ended_here::KEEP_NS + 1));
+        assert!(r.verdict.why.contains("does not know") && r.owner.is_none(), "{r:?}");
+        let syn_after = flags_after(received(10, Established, Some(client)), 1_000_000_000, 0x02);
+        assert!(syn_after.iter().any(|r| r.verdict.cause == Cause::NoListener && r.owner.is_none()), "{syn_after:?}");
+        // A refused connect ended no connection that was up.
+        let reports = segment_after(received(10, SynSent, Some(client)), 1_000_000_000);
+        assert!(no_socket(&reports).verdict.why.contains("does not know"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod classify;
 pub mod cli;
 pub mod correlate;
 pub mod decode;
+pub mod ended_here;
 pub mod event;
 pub mod evidence;
 pub mod filter;

@@ -8,6 +8,7 @@ use std::collections::{hash_map::Entry, VecDeque};
 use smallvec::SmallVec;
 
 use crate::{
+    ended_here::Ending,
     event::{Endpoints, Task},
     report::Cause,
     FastMap,
@@ -31,14 +32,25 @@ impl Answered {
     }
 }
 
+/// A sent reset's verdict, as the report of the end that received it takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentVerdict {
+    pub cause: Cause,
+    /// The reset it gave the peer was benign (an echo's, benign in itself, is what it echoes:
+    /// never said so).
+    pub benign: bool,
+    /// For a RST of no socket following an earlier end of its connection here (an echo, or a
+    /// sequel): how that end came, and its cause where known.
+    pub after: Option<(Ending, Cause)>,
+}
+
 pub struct SentRecord {
     pub ts: u64,
     pub answered: Answered,
     /// Who acted or owned the socket, as the kernel side said: a reset's echoes are theirs too.
     pub owner: Option<Task>,
-    /// Set once the sent reset itself is classified: its cause, and whether the reset it gave the
-    /// peer was benign (an echo's, benign in itself, is what it echoes: never said so).
-    pub verdict: Option<(Cause, bool)>,
+    /// Set once the sent reset itself is classified.
+    pub verdict: Option<SentVerdict>,
 }
 
 /// The resets of one 4-tuple still in the window, oldest first. Usually one; a storm that
@@ -87,9 +99,9 @@ impl RecentSent {
         self.by_ends.get(endpoints)?.iter().filter(|r| r.ts.abs_diff(ts) < window_ns && fits(r)).min_by_key(|r| r.ts.abs_diff(ts))
     }
 
-    pub fn set_verdict(&mut self, endpoints: &Endpoints, ts: u64, cause: Cause, benign: bool) {
+    pub fn set_verdict(&mut self, endpoints: &Endpoints, ts: u64, verdict: SentVerdict) {
         if let Some(r) = self.by_ends.get_mut(endpoints).and_then(|same| same.iter_mut().find(|r| r.ts == ts)) {
-            r.verdict = Some((cause, benign));
+            r.verdict = Some(verdict);
         }
     }
 
@@ -152,13 +164,14 @@ mod tests {
         assert!(r.near(&ends(1), 300, 50, any).is_none(), "outside the window");
         assert!(r.near(&ends(3), 100, 1_000, any).is_none());
         assert!(r.near(&ends(1), 120, 50, |s| s.answered.traced_before_sent()).is_none(), "not one that fits");
-        r.set_verdict(&ends(1), 100, Cause::NoListener, false);
-        r.set_verdict(&ends(1), 999, Cause::Unknown, true); // not that reset: ignored
-        assert_eq!(r.near(&ends(1), 100, 1, any).unwrap().verdict, Some((Cause::NoListener, false)));
+        let refused = SentVerdict { cause: Cause::NoListener, benign: false, after: None };
+        r.set_verdict(&ends(1), 100, refused);
+        r.set_verdict(&ends(1), 999, SentVerdict { cause: Cause::Unknown, benign: true, after: None }); // not that reset: ignored
+        assert_eq!(r.near(&ends(1), 100, 1, any).unwrap().verdict, Some(refused));
         // The same endpoints again: both are kept, and each finds its own.
         r.push(300, ends(1), Answered::Nothing, None);
         assert_eq!(r.near(&ends(1), 310, 50, any).map(|s| (s.ts, s.verdict)), Some((300, None)));
-        assert_eq!(r.near(&ends(1), 110, 500, any).map(|s| (s.ts, s.verdict)), Some((100, Some((Cause::NoListener, false)))));
+        assert_eq!(r.near(&ends(1), 110, 500, any).map(|s| (s.ts, s.verdict)), Some((100, Some(refused))));
         // Over the cap the oldest arrival goes (ends 1 at 100), not the tuple's newer one.
         r.push(400, ends(3), Answered::Nothing, None);
         assert_eq!(r.len(), 3);

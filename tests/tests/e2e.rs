@@ -32,7 +32,8 @@ fn client(net: &Net, f: Family, port: &str, opts: &[&str]) -> Stim {
 
 /// A client that connects, waits while the server's firewall gets `rule`, then carries on and
 /// must end with `errno`. Returns the client's and the server's pids. The server exits last,
-/// once its firewall is gone: see [`assert_teardown`].
+/// once its firewall is gone and more than an echo's moment after the client's end (a crossing
+/// is told apart from a sequel by time): see [`assert_teardown`].
 fn client_then_filter(net: &Net, f: Family, opts: &[&str], rule: &str, errno: &str) -> Vec<u64> {
     let server = listen(net, f, "hold");
     let mut opts = opts.to_vec();
@@ -43,18 +44,33 @@ fn client_then_filter(net: &Net, f: Family, opts: &[&str], rule: &str, errno: &s
     c.go();
     assert_eq!(c.expect_line("errno", T), errno);
     drop(filter);
+    std::thread::sleep(Duration::from_millis(1200));
     vec![c.pid(), server.pid()]
+}
+
+/// How the client's end came before the server's FIN: what the no-socket RST's `why` says of
+/// it, whether that RST is benign (it only repeats what the client's report said), and what the
+/// server's report says of it.
+struct ClientEnd {
+    no_socket_says: &'static str,
+    benign: bool,
+    server_told: &'static str,
 }
 
 /// The server of [`client_then_filter`] exits after its client's connection died: its FIN finds
 /// no socket on the client host, which answers with a RST that the server receives.
-/// The no-socket RST names the client, whose connection that was.
-fn assert_teardown(no_socket: &Value, received: &Value, f: Family, pids: &[u64]) {
+/// The no-socket RST names the client, whose connection that was, and how it ended there; the
+/// server's report says so too.
+fn assert_teardown(no_socket: &Value, received: &Value, f: Family, pids: &[u64], end: ClientEnd) {
     let (client, server) = (pids[0], pids[1]);
     assert_report(no_socket, f, "stack", Some(client));
     assert_eq!(no_socket["peer_cause"], Value::Null);
+    assert!(no_socket["why"].as_str().unwrap().contains(end.no_socket_says), "{no_socket}");
+    assert_eq!(no_socket["benign"], end.benign, "{no_socket}");
     assert_report(received, f, "peer", Some(server));
     assert_eq!(received["peer_cause"], "no_socket");
+    assert_eq!(received["benign"], false, "{received}");
+    assert!(received["why"].as_str().unwrap().contains(end.server_told), "{received}");
     assert_eq!((&no_socket["raddr"], &no_socket["rport"]), (&received["laddr"], &received["lport"]));
 }
 
@@ -320,7 +336,12 @@ fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
             assert_report(sent, f, "stack", Some(pids[0]));
             assert_kernel_reason(sent, "TCP_KEEPALIVE_TIMEOUT");
             assert_eq!(sent["attribution"], "socket_owner");
-            assert_teardown(no_socket, received, f, &pids);
+            let end = ClientEnd {
+                no_socket_says: "(keepalive_timeout): that RST never reached the peer",
+                benign: true,
+                server_told: "(no_socket: the peer's end reset it earlier (keepalive_timeout), a RST that never got here)",
+            };
+            assert_teardown(no_socket, received, f, &pids, end);
         }
     });
 }
@@ -333,7 +354,12 @@ fn retransmit_timeout_is_an_abort_without_rst() {
         }) {
             let [abort, no_socket, received] = exactly(&reports, ["abort:retransmit_timeout", "sent:no_socket", "received:peer_reset"]);
             assert_report(abort, f, "network", Some(pids[0]));
-            assert_teardown(no_socket, received, f, &pids);
+            let end = ClientEnd {
+                no_socket_says: "that timed out here",
+                benign: true,
+                server_told: "(no_socket: the peer's end timed out earlier (retransmit_timeout))",
+            };
+            assert_teardown(no_socket, received, f, &pids, end);
             assert!(abort["direction"].is_null());
             assert!(abort["retransmits"].as_u64().unwrap() >= 1, "{abort}");
             // (RFC 3339 UTC strings of equal length order like the times they name.)
@@ -421,7 +447,12 @@ fn firewall_reset_is_injected() {
         }) {
             let [received, no_socket, teardown] = exactly(&reports, ["received:injected", "sent:no_socket", "received:peer_reset"]);
             assert_report(received, f, "network", Some(pids[0]));
-            assert_teardown(no_socket, teardown, f, &pids);
+            let end = ClientEnd {
+                no_socket_says: "that a forged RST reset here",
+                benign: false,
+                server_told: "(no_socket: a forged RST reset the peer's end earlier)",
+            };
+            assert_teardown(no_socket, teardown, f, &pids, end);
             assert!(
                 !reports.iter().any(|r| r["direction"] == "sent" && r["ts"].as_str() <= received["ts"].as_str()),
                 "no stack sent a RST before the forged one: {reports:?}"
