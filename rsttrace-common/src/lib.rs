@@ -732,6 +732,13 @@ pub const FLAG_REFUSED_HERE: u32 = 131072;
 /// the RST went out, whether the RST was then counted in the kernel past `--max-rate` (and the
 /// agent never saw it) or crossed.
 pub const FLAG_ABORTED_HERE: u32 = 262144;
+/// `earlier_sk` is the socket of the last connection this host knew on the same 4-tuple (a
+/// reset with no full socket, from TIME_WAIT, or answered by a listener): which connection's
+/// end the agent may take this RST for, and not a later one's on the same 4-tuple.
+pub const FLAG_EARLIER_SK: u32 = 524288;
+/// ... and a reset or an error ended that connection (a RST sent or received, a timer giving up),
+/// where a later connection on the 4-tuple that ended well would have cleared it.
+pub const FLAG_EARLIER_ENDED_BADLY: u32 = 1048576;
 
 /// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).
@@ -842,6 +849,8 @@ pub struct Event {
     pub sock: SockRecord,
     /// See `FLAG_EARLIER_OWNER`.
     pub earlier: Owner,
+    /// See `FLAG_EARLIER_SK`.
+    pub earlier_sk: u64,
     /// See `FLAG_SIBLING`.
     pub sibling: RaceEntry,
     /// Network namespace inode of the socket (or, without one, of the device the triggering
@@ -876,7 +885,7 @@ pub struct Event {
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
 const _: () = assert!(
-    EVENT_SIZE == 8 + 8 + 8 + 16 + 16 + 8 + 8 + 8 + 64 + 40 + 48 + 8 + 16 + 32 + 16 + RECORD_MAX
+    EVENT_SIZE == 8 + 8 + 8 + 16 + 16 + 8 + 8 + 8 + 64 + 40 + 8 + 48 + 8 + 16 + 32 + 16 + RECORD_MAX
 );
 const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 

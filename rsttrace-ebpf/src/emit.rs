@@ -13,7 +13,7 @@ use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_NOTHING_EXCHANGED,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_ABORTED_HERE, FLAG_CLOSED_FROM,
-    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
+    FLAG_EARLIER_ENDED_BADLY, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_REFUSED_HERE, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
     NO_OFFSET, RECORD_MAX,
@@ -463,19 +463,26 @@ pub fn record_key<F: Fields>(d: &F, l: &TracepointLayout) -> Option<TupleKey> {
     Some(TupleKey { lport: d.get::<u16>(l.sport)?, rport: d.get::<u16>(l.dport)?, laddr, raddr })
 }
 
-/// What the kernel side remembers of the 4-tuple a sent reset answers: who owned the last
-/// connection on it, where no full socket of a connection sent the reset (none, a TIME_WAIT or
-/// request socket, or a listener answering for a connection it does not know); and, in
-/// SYN_SENT, whether an earlier connection used it. Returns the flags to set.
+/// What the kernel side remembers of the 4-tuple a sent reset answers: the last connection on
+/// it (its socket, and who owned it), where no full socket of a connection sent the reset (none,
+/// a TIME_WAIT or request socket, or a listener answering for a connection it does not know);
+/// and, in SYN_SENT, whether an earlier connection used it. Returns the flags to set.
 #[inline(always)]
 unsafe fn sent_history(event: *mut Event, sk: u64, state: i32, key: &TupleKey) -> u32 {
     let Some(earlier) = history::tuple(key) else { return 0 };
     if sk == 0 || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_LISTEN {
-        if earlier.owner.is_known() {
-            // SAFETY: the caller's reserved event.
-            unsafe { (*event).earlier = earlier.owner };
-            return FLAG_EARLIER_OWNER;
+        // SAFETY: the caller's reserved event.
+        unsafe { (*event).earlier_sk = earlier.sk };
+        let mut flags = FLAG_EARLIER_SK;
+        if history::ended_badly(earlier) {
+            flags |= FLAG_EARLIER_ENDED_BADLY;
         }
+        if earlier.owner.is_known() {
+            // SAFETY: as above.
+            unsafe { (*event).earlier = earlier.owner };
+            flags |= FLAG_EARLIER_OWNER;
+        }
+        return flags;
     } else if state == TCP_SYN_SENT {
         // A socket in SYN_SENT has noted nothing under its 4-tuple yet: this is an earlier one's.
         return FLAG_TUPLE_REUSED;
@@ -507,25 +514,32 @@ fn abort_on_overflow(sk: u64, o: &SockOffsets) -> bool {
         .is_none_or(|on| on != 0)
 }
 
-/// The socket is dead (closed by its process: SOCK_DEAD, which a child never accepted is not)
-/// and has a pending error its timers set: an orphan's retransmission or probe timer gave up.
-/// That error is ETIMEDOUT, or the soft error an ICMP message left (host unreachable…); the
-/// errors of a reset (ECONNRESET, EPIPE, ECONNREFUSED) and of a destroyed socket (ECONNABORTED)
-/// come with a RST that is reported itself. Probe reads: this runs once per socket, at its CLOSE.
+/// The socket's pending error (`sk_err`), 0 where it cannot be read. A probe read: this runs
+/// once per socket, at its CLOSE.
 #[inline(always)]
-pub fn orphan_timed_out(sk: u64) -> bool {
+pub fn pending_error(sk: u64) -> i32 {
     let o = SOCK_OFFSETS.load();
-    if sk == 0 || o.err == NO_OFFSET || o.flags == NO_OFFSET {
+    if sk == 0 || o.err == NO_OFFSET {
+        return 0;
+    }
+    // SAFETY: a probe read only.
+    unsafe { read::<i32>(sk + o.err as u64) }.unwrap_or(0)
+}
+
+/// The socket, closing with the pending error `err`, is dead (closed by its process: SOCK_DEAD,
+/// which a child never accepted is not) and that error is one its timers set: an orphan's
+/// retransmission or probe timer gave up. That error is ETIMEDOUT, or the soft error an ICMP
+/// message left (host unreachable…); the errors of a reset (ECONNRESET, EPIPE, ECONNREFUSED) and
+/// of a destroyed socket (ECONNABORTED) come with a RST that is reported itself. A probe read,
+/// for the few sockets that close with such an error.
+#[inline(always)]
+pub fn orphan_timed_out(sk: u64, err: i32) -> bool {
+    let o = SOCK_OFFSETS.load();
+    if sk == 0 || o.flags == NO_OFFSET || !is_timers_error(err) {
         return false;
     }
-    // SAFETY: probe reads only.
-    unsafe {
-        let Some(err) = read::<i32>(sk + o.err as u64) else { return false };
-        if !is_timers_error(err) {
-            return false;
-        }
-        read::<u64>(sk + o.flags as u64).is_some_and(|f| f & (1 << SOCK_DEAD) != 0)
-    }
+    // SAFETY: a probe read only.
+    unsafe { read::<u64>(sk + o.flags as u64) }.is_some_and(|f| f & (1 << SOCK_DEAD) != 0)
 }
 
 /// A pending socket error that only a timer (or an ICMP message) leaves: see `orphan_timed_out`.

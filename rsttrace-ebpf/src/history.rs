@@ -11,7 +11,7 @@ use rsttrace_common::{Owner, RaceEntry, SockRecord};
 use crate::{
     programs::AF_INET,
     words,
-    maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_OPEN, TUPLE_SLOT_BITS},
+    maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_ENDED_BADLY, TUPLE_OPEN, TUPLE_SLOT_BITS},
 };
 
 #[inline(always)]
@@ -25,7 +25,10 @@ fn tuple_slot(key: &TupleKey) -> u32 {
 /// cache miss in 4 MiB, which a load waits out and a store does not (it was a third of the
 /// state-change program's time).
 #[inline(always)]
-pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Option<u64>) {
+/// `closed_at` is `None` at the handshake, else the tick of the CLOSE and whether a reset or an
+/// error ended the connection (its pending error then; an abort's RST, traced after its CLOSE,
+/// marks it with [`mark_ended_badly`]).
+pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Option<(u64, bool)>) {
     let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run. Two CPUs writing
     // one slot at once can mix two entries; readers compare the key and treat history as a hint.
@@ -35,7 +38,7 @@ pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Opt
         (*slot).key = *key;
         (*slot).open_or_closed_at = match closed_at {
             None => TUPLE_OPEN,
-            Some(tick) => (tick as u32).max(TUPLE_OPEN + 1),
+            Some((tick, badly)) => ((tick as u32) & !TUPLE_ENDED_BADLY).max(TUPLE_OPEN + 1) | if badly { TUPLE_ENDED_BADLY } else { 0 },
         };
         (*slot).sk = sk;
         if !keep_owner {
@@ -44,6 +47,26 @@ pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Opt
                 // Readers look no further than an unknown owner's tgid.
                 None => write_volatile(addr_of_mut!((*slot).owner.tgid), 0),
             }
+        }
+    }
+}
+
+/// A reset or an error ended the connection `entry` notes, which is closed.
+#[inline(always)]
+pub fn ended_badly(entry: &TupleEntry) -> bool {
+    entry.open_or_closed_at != TUPLE_OPEN && entry.open_or_closed_at & TUPLE_ENDED_BADLY != 0
+}
+
+/// `sk`, closed under `key`, sent a RST after its CLOSE (an abort in close()): its entry, if still
+/// its own, says a reset ended it.
+#[inline(always)]
+pub fn mark_ended_badly(key: &TupleKey, sk: u64) {
+    let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
+    // SAFETY: pointer into the array's value memory, valid for this program run; a hint, as
+    // `note_tuple` writes it.
+    unsafe {
+        if (*slot).key == *key && (*slot).sk == sk && (*slot).open_or_closed_at != TUPLE_OPEN {
+            (*slot).open_or_closed_at |= TUPLE_ENDED_BADLY;
         }
     }
 }
@@ -57,7 +80,9 @@ const CLOSED_LATELY_TICKS: u32 = 10_000;
 /// (`bpf_jiffies64`).
 #[inline(always)]
 fn open_or_closed_lately(entry: &TupleEntry, now: u64) -> bool {
-    entry.open_or_closed_at == TUPLE_OPEN || (entry.open_or_closed_at > TUPLE_OPEN && (now as u32).wrapping_sub(entry.open_or_closed_at) < CLOSED_LATELY_TICKS)
+    // The tick without its lowest bit (`TUPLE_ENDED_BADLY`), which may be past `now`.
+    let closed_at = entry.open_or_closed_at & !TUPLE_ENDED_BADLY;
+    entry.open_or_closed_at == TUPLE_OPEN || (entry.open_or_closed_at > TUPLE_OPEN && (now as u32).wrapping_sub(closed_at) < CLOSED_LATELY_TICKS)
 }
 
 /// The other end of the connection `receiving` (its own end first) is a socket of this host,

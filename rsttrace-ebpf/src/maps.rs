@@ -137,7 +137,8 @@ impl TupleKey {
 pub struct TupleEntry {
     pub key: TupleKey,
     /// `TUPLE_OPEN` from the handshake's completion to CLOSE; after it, the clock tick it
-    /// closed at (`bpf_jiffies64`'s low 32 bits, never `TUPLE_OPEN` or 0).
+    /// closed at (`bpf_jiffies64`'s low 32 bits, never `TUPLE_OPEN` or 0), whose lowest bit is
+    /// `TUPLE_ENDED_BADLY` (see `history::note_tuple`).
     pub open_or_closed_at: u32,
     /// The connection's socket; 0 in a slot never written.
     pub sk: u64,
@@ -145,6 +146,8 @@ pub struct TupleEntry {
 }
 
 pub const TUPLE_OPEN: u32 = 1;
+/// In a closed entry's tick: a reset or an error ended the connection.
+pub const TUPLE_ENDED_BADLY: u32 = 1;
 
 pub const TUPLE_SLOT_BITS: u32 = 16;
 pub const TUPLE_SLOTS: u32 = 1 << TUPLE_SLOT_BITS;

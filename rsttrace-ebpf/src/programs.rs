@@ -13,7 +13,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{early_field, layout, orphan_timed_out, probe_field, record_key, sk_state, Draft, Record},
+    emit::{early_field, layout, orphan_timed_out, pending_error, probe_field, record_key, sk_state, Draft, Record},
     evidence, fold, history, release, socks,
     maps::{CloseSlot, TupleKey, RELEASE, TCP_PROBE},
     owner::{
@@ -93,19 +93,22 @@ fn send_reset(ctx: &TracePointContext, counting: bool) -> u32 {
     let skb: u64 = d.field(l.skbaddr).unwrap_or(0);
     let state: i32 = d.field(l.state).unwrap_or(0);
     let (record, close) = record_at_reset(sk, state);
-    count_reset_sent(sk, close);
+    note_reset_sent(sk, close);
     d.submit(sk, skb, record, close);
     0
 }
 
-/// One more RST sent by the socket at `sk`, counted in its record (not from CLOSE, whose record
-/// the close slot holds now).
+/// One more RST sent by the socket at `sk`: counted in its record, or, from CLOSE (whose record
+/// the close slot holds now: an abort in close()), marked on its 4-tuple's note as its end.
 #[inline(always)]
-pub(crate) fn count_reset_sent(sk: u64, close: Option<&CloseSlot>) {
-    if close.is_none() {
-        if let Some(r) = socks::find(sk) {
-            // SAFETY: pointer into array value memory, valid for this program run.
-            unsafe { (*r).resets_sent += 1 };
+pub(crate) fn note_reset_sent(sk: u64, close: Option<&CloseSlot>) {
+    match close {
+        Some(c) => history::mark_ended_badly(&c.key, sk),
+        None => {
+            if let Some(r) = socks::find(sk) {
+                // SAFETY: pointer into array value memory, valid for this program run.
+                unsafe { (*r).resets_sent += 1 };
+            }
         }
     }
 }
@@ -209,9 +212,9 @@ pub(crate) trait StateChange {
     /// A reserved state-change event with the change's record in it (a listener's start or
     /// end, an orphan's timeout).
     fn change_draft(&self) -> Option<Draft>;
-    /// Whether the socket closing is an orphan whose timer gave up (see `orphan_timed_out`).
-    fn orphan_timed_out(&self, sk: u64) -> bool {
-        orphan_timed_out(sk)
+    /// The closing socket's pending error (see `pending_error`).
+    fn pending_error(&self, sk: u64) -> i32 {
+        pending_error(sk)
     }
     /// Whether the socket goes to CLOSE in its owner's close() with SO_LINGER 0 and nothing
     /// unread, so that a RST with reason TCP_STATE comes next (only where the kernel side may
@@ -318,9 +321,12 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     // close slot, which no other CPU writes (a later socket may take the table's slot).
     let close: Option<&CloseSlot> = history::note_close(sk, old, &key, record, now).map(|c| c as &CloseSlot);
     let kept = close.filter(|c| c.has_record != 0).map(|c| &c.record);
-    // Only connections that were up have a history worth keeping (not a refused connect).
-    if old != TCP_SYN_SENT && old != TCP_LISTEN && key.rport != 0 {
-        history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some(now));
+    // Only connections that were up have a history worth keeping (not a refused connect). A
+    // pending error says a reset or a timer ended it (an abort's RST marks it after).
+    let up = old != TCP_SYN_SENT && old != TCP_LISTEN;
+    let err = if up { change.pending_error(sk) } else { 0 };
+    if up && key.rport != 0 {
+        history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some((now, err != 0)));
     }
     socks::mark_closed(sk, old, &key, now);
     // A connection this host opened crosses (the agent tells a connect race's loser, and a client
@@ -335,7 +341,7 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
         report_listener(change, sk, owner());
     }
     // A connection that was up can die an orphan; a refused or timed-out connect is no orphan.
-    if old != TCP_LISTEN && old != TCP_SYN_SENT && change.orphan_timed_out(sk) {
+    if up && orphan_timed_out(sk, err) {
         if let Some(d) = change.change_draft() {
             d.submit_orphan_timeout(sk, owner(), old);
         }

@@ -21,14 +21,14 @@ use rsttrace_common::{
 
 use crate::{
     emit::{
-        exchange_facts_of, holder_facts_of, is_timers_error, known_netns, orphan_timed_out, process_comm, socket_netns, trigger_at, Draft, HolderRead, SocketRead, Trigger,
+        exchange_facts_of, holder_facts_of, known_netns, process_comm, socket_netns, trigger_at, Draft, HolderRead, SocketRead, Trigger,
         SHUTDOWN_MASK, SOCK_DONE, SOCK_LINGER,
     },
     fold::{self, Abort, Received},
     owner::{TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT},
     maps::{TupleKey, ADDRESS_SCRATCH, REASON_TCP_STATE, TYPED_SKB, TYPED_SOCK},
     history, owner, release, words,
-    programs::{changes_records, count_reset_sent, record_at_reset, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
+    programs::{changes_records, note_reset_sent, record_at_reset, state_changed, StateChange, AF_INET, ECONNABORTED, ETIMEDOUT, IPPROTO_TCP},
 };
 
 const AF_INET6: u16 = 10;
@@ -307,13 +307,11 @@ impl StateChange for Typed {
         })
     }
 
-    /// The pending error read straight from the socket: nearly every socket closes without one
-    /// a timer left, and then no helper reads anything.
+    /// The pending error read straight from the socket, with no helper.
     #[inline(always)]
-    fn orphan_timed_out(&self, sk: u64) -> bool {
+    fn pending_error(&self, _sk: u64) -> i32 {
         // SAFETY: the tracepoint's non-null socket (`is_tcp` checked).
-        let error: i32 = unsafe { at(self.sk, offset!(err)) };
-        is_timers_error(error) && orphan_timed_out(sk)
+        unsafe { at(self.sk, offset!(err)) }
     }
 
     /// What `tcp_close()` checks before it sends that RST, read from the socket: the
@@ -451,7 +449,7 @@ fn sent_by_socket(ctx: *mut c_void) -> u32 {
     };
     let Some(d) = draft else { return 0 };
     let (record, close) = record_at_reset(address, state);
-    count_reset_sent(address, close);
+    note_reset_sent(address, close);
     let read = if full { full_socket(&ctx).and_then(|sk| socket_read(sk, Some(state))) } else { None };
     let d = match read {
         Some(read) => d.with_socket_read(read),

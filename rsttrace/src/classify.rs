@@ -7,7 +7,7 @@
 use std::{borrow::Cow, fmt};
 
 use crate::{
-    ended_here::Ending,
+    ended_here::{EarlierEnd, Ending},
     event::{Comm, SockFacts, Task, TcpState},
     evidence::Evidence,
     report::{Cause, Origin, Verdict},
@@ -64,7 +64,7 @@ pub struct Story {
     pub peer_benign: bool,
     /// That RST had no socket and followed an earlier end of the connection at the peer: how,
     /// and as what (see `ended_here`).
-    pub peer_after: Option<(Ending, Cause)>,
+    pub peer_after: Option<EarlierEnd>,
     /// The owner opened a sibling connection to the same peer at about the same time and keeps it.
     pub race_sibling: bool,
     /// A listener of a different process now holds the local port that served this peer.
@@ -85,24 +85,15 @@ pub struct Story {
     pub destroyed: bool,
     /// How a received RST and the peer's segments arrived (see `evidence.rs`).
     pub evidence: Option<Evidence>,
-    /// A RST sent with no socket for a connection a received RST reset a moment before.
-    pub after_received_reset: bool,
     /// A RST sent with no connection socket (none, or a listener's) for a segment of the
     /// connection this host itself reset a moment before, sent before the peer heard of it.
     pub echoes_reset: bool,
     /// The connection timed out after its owner closed the socket (an orphan).
     pub orphan: bool,
     /// For a RST sent with no connection socket (none, or a listener's) for a segment of a
-    /// connection that a reset or a timeout ended here earlier than an echo's moment: how.
-    pub ended_before: Option<EndedBefore>,
-}
-
-/// How, as what, and how long before a connection ended here (see `ended_here`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EndedBefore {
-    pub how: Ending,
-    pub cause: Cause,
-    pub age_ns: u64,
+    /// connection that a reset or a timeout ended here (not this host's reset a moment before,
+    /// which `echoes_reset` says): that end.
+    pub earlier_end: Option<EarlierEnd>,
 }
 
 /// A process as a why names it: `nginx[812]`. Kept as its parts, so that a story costs no
@@ -208,13 +199,8 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         return match syn {
             Some(true) => v(Cause::NoListener, Origin::Stack, "SYN to a port nobody listens on"),
-            Some(false) if story.after_received_reset => v(
-                Cause::NoSocket,
-                Origin::Stack,
-                "segment for a connection a RST just reset here: the peer went on sending, as if it never sent that RST",
-            ),
             Some(false) if story.echoes_reset => echo(who),
-            Some(false) if story.ended_before.is_some() => sequel(story.ended_before.expect("checked"), who),
+            Some(false) if let Some(end) = story.earlier_end => sequel(end, story.owner.as_ref()),
             Some(false) => v(Cause::NoSocket, Origin::Stack, "segment for a connection this host does not know (forgotten after a timeout, reboot or state loss)"),
             None if reason == Some("NO_SOCKET") || reason.is_none() => {
                 v(Cause::Unknown, Origin::Stack, "no socket for the segment; could not read whether it was a SYN")
@@ -306,7 +292,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         // A listener answers a non-SYN segment it has no connection for (TCP_FLAGS on 6.12+).
         _ if state == Listen && syn == Some(false) && story.echoes_reset => echo(who),
-        _ if state == Listen && syn == Some(false) && story.ended_before.is_some() => sequel(story.ended_before.expect("checked"), who),
+        _ if state == Listen && syn == Some(false) && let Some(end) = story.earlier_end => sequel(end, story.owner.as_ref()),
         _ if state == Listen && syn == Some(false) => v(
             Cause::NoSocket,
             Origin::Stack,
@@ -335,30 +321,52 @@ fn echo(who: &OrElse) -> Verdict {
     }
 }
 
-/// A RST for the peer's segment of a connection that ended here a while before (`ended`): the
-/// peer never heard of that end. Nothing new went wrong where this host reset or timed the
-/// connection out (the report of that end says what did); a peer talking on after a RST that
-/// reset it here is a sign that its stack never sent that RST.
-fn sequel(ended: EndedBefore, who: &OrElse) -> Verdict {
-    let (age, cause) = (Ago(ended.age_ns), ended.cause.name());
-    let (benign, why) = match ended.how {
+/// A RST for the peer's segment of a connection that ended here a while before (`end`), owned
+/// by `owner`: the peer never heard of that end, or paid it no heed. Nothing new went wrong
+/// where this host reset or timed the connection out (the report of that end says what did); a
+/// peer talking on after a RST that reset it here is a sign that its stack never sent that RST.
+fn sequel(end: EarlierEnd, owner: Option<&Named>) -> Verdict {
+    let age = Ago(end.age_ns);
+    let cause = Because(end.cause);
+    let of = match owner {
+        Some(o) => format!("the connection of {o}"),
+        None => "a connection".to_string(),
+    };
+    let (benign, why) = match end.how {
         Ending::Sent => (
             true,
-            format!("segment of the connection {who} reset {age} before ({cause}): that RST never reached the peer (lost or dropped on the way), which went on sending; this RST repeats it"),
+            format!("segment of {of} that this host reset {age} before{cause}: that RST never reached the peer or went unheeded (lost or dropped on the way), and the peer went on sending; this RST repeats it"),
         ),
         Ending::TimedOut => (
             true,
-            format!("segment of the connection of {who} that timed out here {age} before ({cause}): the peer, out of reach meanwhile, went on sending; this RST tells it the connection is gone"),
+            format!("segment of {of} that timed out here {age} before{cause}: the peer, out of reach meanwhile, went on sending; this RST tells it the connection is gone"),
         ),
-        Ending::Received if ended.cause == Cause::Injected => {
-            (false, format!("segment of the connection of {who} that a forged RST reset here {age} before: the peer, which never sent that RST, went on sending"))
+        Ending::Received if end.cause == Some(Cause::Injected) => {
+            (false, format!("segment of {of} that a forged RST reset here {age} before: the peer, which never sent that RST, went on sending"))
+        }
+        // That RST's own report is still held: the peer talking on is evidence there too.
+        Ending::Received if end.cause.is_none() => {
+            (false, format!("segment of {of} that a RST reset here {age} before: the peer went on sending, as if it never sent that RST"))
         }
         Ending::Received => (
             false,
-            format!("segment of the connection of {who} that a RST reset here {age} before ({cause}): the peer went on sending, which it would not do had its stack sent that RST (a device in the path forged it?)"),
+            format!("segment of {of} that a RST reset here {age} before{cause}: the peer went on sending, which it would not do had its stack sent that RST (a device in the path forged it?)"),
         ),
     };
     Verdict { cause: Cause::NoSocket, origin: Origin::Stack, benign, why: why.into() }
+}
+
+/// An earlier end's cause as a why names it, ` (retransmit_timeout)`: nothing where it is
+/// unknown.
+struct Because(Option<Cause>);
+
+impl fmt::Display for Because {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(Cause::Unknown) | None => Ok(()),
+            Some(c) => write!(f, " ({})", c.name()),
+        }
+    }
 }
 
 /// A time ago as a why says it: `850 ms`, `2.3 s`, `4 min`.
@@ -424,20 +432,24 @@ fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFac
     }
 }
 
-/// ` (no_listener)`: the cause of the RST the peer's stack on this host sent, when it did.
-struct PeerCause(Option<Cause>, Option<(Ending, Cause)>);
+/// ` (no_listener)`: the cause of the RST the peer's stack on this host sent, when it did, and
+/// for one of no socket the earlier end of the connection at the peer that it followed.
+struct PeerCause {
+    cause: Option<Cause>,
+    after: Option<EarlierEnd>,
+}
 
 impl fmt::Display for PeerCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(c) = self.0 else { return Ok(()) };
+        let Some(c) = self.cause else { return Ok(()) };
         let c = c.name();
-        match self.1 {
-            None => write!(f, " ({c})"),
-            Some((Ending::Sent, Cause::Unknown)) => write!(f, " ({c}: the peer's end reset it earlier, a RST that never got here)"),
-            Some((Ending::Sent, first)) => write!(f, " ({c}: the peer's end reset it earlier ({}), a RST that never got here)", first.name()),
-            Some((Ending::TimedOut, first)) => write!(f, " ({c}: the peer's end timed out earlier ({}))", first.name()),
-            Some((Ending::Received, Cause::Injected)) => write!(f, " ({c}: a forged RST reset the peer's end earlier)"),
-            Some((Ending::Received, first)) => write!(f, " ({c}: a RST this end did not send reset the peer's end earlier ({}))", first.name()),
+        let Some(end) = self.after else { return write!(f, " ({c})") };
+        let first = Because(end.cause);
+        match end.how {
+            Ending::Sent => write!(f, " ({c}: the peer's end reset it earlier{first}, a RST that never got here)"),
+            Ending::TimedOut => write!(f, " ({c}: the peer's end timed out earlier{first})"),
+            Ending::Received if end.cause == Some(Cause::Injected) => write!(f, " ({c}: a forged RST reset the peer's end earlier)"),
+            Ending::Received => write!(f, " ({c}: a RST reset the peer's end earlier{first})"),
         }
     }
 }
@@ -454,7 +466,7 @@ fn received(state: Option<TcpState>, story: &Story) -> Verdict {
 }
 
 fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
-    let peer_cause = PeerCause(story.peer_sent, story.peer_after);
+    let peer_cause = PeerCause { cause: story.peer_sent, after: story.peer_after };
     if story.peer_local && story.peer_sent.is_none() {
         let why = if state == Some(TcpState::SynSent) {
             "our SYN went to an address of this host, whose stack sent no RST: a firewall (reject with tcp reset) or a device in the path answered it"

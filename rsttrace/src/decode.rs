@@ -9,7 +9,7 @@ use rsttrace_common::{
     Event, EventKind, Owner, PeerEvidence, RaceEntry, Released, TracepointLayout, EVENT_SIZE, RELEASED_ITEM,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_NOTHING_EXCHANGED, FACT_LINGER0,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
-    FLAG_EARLIER_OWNER, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE, FLAG_ABORTED_HERE,
+    FLAG_EARLIER_ENDED_BADLY, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE, FLAG_ABORTED_HERE,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, NO_FIELD, RECORD_MAX,
 };
@@ -428,6 +428,8 @@ fn history(raw: &Event) -> History {
         established_ns: nonzero(raw.sock.established_ns),
         closed_from: flag(FLAG_CLOSED_FROM).then(|| TcpState::from_kernel(raw.closed_from as i64)).flatten(),
         earlier_owner: (flag(FLAG_EARLIER_OWNER) && raw.earlier.is_known()).then(|| task(&raw.earlier)),
+        earlier_sk: (flag(FLAG_EARLIER_SK) && raw.earlier_sk != 0).then_some(raw.earlier_sk),
+        earlier_ended_badly: flag(FLAG_EARLIER_SK) && flag(FLAG_EARLIER_ENDED_BADLY),
         sibling: flag(FLAG_SIBLING).then(|| sibling(&raw.sibling, flag(FLAG_SIBLING_OPEN))).flatten(),
         peer_local: flag(FLAG_PEER_LOCAL),
         refused_here: flag(FLAG_REFUSED_HERE),
@@ -518,6 +520,7 @@ pub(crate) mod tests {
                 _pad: 0,
             },
             earlier: Owner::UNKNOWN,
+            earlier_sk: 0,
             sibling: RaceEntry::EMPTY,
             netns: 4026531840,
             retransmits: 0,
@@ -604,16 +607,18 @@ pub(crate) mod tests {
         // Stale bytes everywhere a flag is clear: none of them may be read.
         let stale = patched(bare.clone(), |raw| {
             raw.earlier = raw.sock.owner;
+            raw.earlier_sk = 7;
             raw.sibling.family = AF_INET;
             raw.retransmits = 9;
             raw.closed_from = 1;
         });
         assert_eq!(decoder_for(kernel).decode(&stale).unwrap().history, History::default());
         let full = patched(bare, |raw| {
-            raw.flags |= FLAG_EARLIER_OWNER | FLAG_SIBLING | FLAG_SIBLING_OPEN | FLAG_PEER_LOCAL | FLAG_TUPLE_REUSED | FLAG_RETRANSMITS_READ | FLAG_CLOSED_FROM | FLAG_ORPHAN_TIMED_OUT | FLAG_REFUSED_HERE | FLAG_ABORTED_HERE;
+            raw.flags |= FLAG_EARLIER_OWNER | FLAG_EARLIER_SK | FLAG_EARLIER_ENDED_BADLY | FLAG_SIBLING | FLAG_SIBLING_OPEN | FLAG_PEER_LOCAL | FLAG_TUPLE_REUSED | FLAG_RETRANSMITS_READ | FLAG_CLOSED_FROM | FLAG_ORPHAN_TIMED_OUT | FLAG_REFUSED_HERE | FLAG_ABORTED_HERE;
             raw.sock.opened_ns = 5;
             raw.sock.established_ns = 6;
             raw.earlier = raw.sock.owner;
+            raw.earlier_sk = 7;
             // A dual-stack client's IPv4 connection: an IPv4-mapped IPv6 address.
             raw.sibling = RaceEntry { sk: 1, opened_ns: 4, established_ns: 7, raddr: Ipv4Addr::new(10, 0, 0, 2).to_ipv6_mapped().octets(), family: AF_INET6, rport: 445, _pad: [0; 4] };
             raw.retransmits = 3;
@@ -621,8 +626,8 @@ pub(crate) mod tests {
         });
         let h = decoder_for(kernel).decode(&full).unwrap().history;
         assert_eq!((h.opened_ns, h.established_ns, h.closed_from, h.retransmits), (Some(5), Some(6), Some(TcpState::Established), Some(3)));
-        assert_eq!(h.earlier_owner.unwrap().pid, 812);
-        assert!(h.peer_local && h.tuple_reused && h.orphan_timed_out && h.refused_here && h.aborted_here);
+        assert_eq!((h.earlier_owner.unwrap().pid, h.earlier_sk), (812, Some(7)));
+        assert!(h.earlier_ended_badly && h.peer_local && h.tuple_reused && h.orphan_timed_out && h.refused_here && h.aborted_here);
         let s = h.sibling.unwrap();
         assert_eq!(s.rport, 445);
         assert_eq!((s.family, s.raddr.to_string(), s.opened_ns, s.established_ns, s.open), (Family::Ipv4, "10.0.0.2".to_string(), 4, 7, true));

@@ -25,14 +25,33 @@ pub enum Ending {
     TimedOut,
 }
 
+/// A connection's end as its report gave it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ended {
     pub ts: u64,
     pub how: Ending,
-    /// The cause its report gave.
     pub cause: Cause,
     /// Whose connection it was, as its report named them.
     pub owner: Option<Task>,
+    /// Its socket: the kernel side names the socket of the last connection on a 4-tuple, so a
+    /// later connection on it is not taken for this one.
+    pub sk: u64,
+}
+
+impl Ended {
+    /// As a RST at `ts` names it.
+    pub fn seen_at(&self, ts: u64) -> EarlierEnd {
+        EarlierEnd { how: self.how, cause: Some(self.cause), age_ns: ts.saturating_sub(self.ts) }
+    }
+}
+
+/// The earlier end of a connection that a RST of no socket follows, as its report names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EarlierEnd {
+    pub how: Ending,
+    /// `None` while that end is not judged yet (an echo's reset is traced after it).
+    pub cause: Option<Cause>,
+    pub age_ns: u64,
 }
 
 /// How long an end is kept. A peer that never heard of it retransmits for up to ~15 minutes
@@ -64,8 +83,8 @@ impl EndedHere {
         self.order.push_back(((netns, endpoints), ended.ts));
     }
 
-    /// How the connection of `endpoints` in `netns` ended before `ts`, if it did lately.
-    pub fn before(&self, netns: u32, endpoints: &Endpoints, ts: u64) -> Option<&Ended> {
+    /// How the connection of `endpoints` in `netns` last ended before `ts`, if it did lately.
+    pub fn latest_before(&self, netns: u32, endpoints: &Endpoints, ts: u64) -> Option<&Ended> {
         self.by_ends.get(&(netns, *endpoints)).filter(|e| e.ts <= ts && ts - e.ts <= KEEP_NS)
     }
 
@@ -101,26 +120,26 @@ mod tests {
     }
 
     fn ended(ts: u64) -> Ended {
-        Ended { ts, how: Ending::Sent, cause: Cause::AppAbortLinger0, owner: None }
+        Ended { ts, how: Ending::Sent, cause: Cause::AppAbortLinger0, owner: None, sk: 1 }
     }
 
     #[test]
     fn keeps_the_latest_end_of_a_4_tuple_for_a_while_and_at_most_cap() {
         let mut e = EndedHere::new(2);
         e.note(1, ends(1), ended(100));
-        assert_eq!(e.before(1, &ends(1), 150).map(|e| e.ts), Some(100));
-        assert!(e.before(1, &ends(1), 50).is_none(), "not before it ended");
-        assert!(e.before(2, &ends(1), 150).is_none(), "another namespace");
-        assert!(e.before(1, &ends(1), 100 + KEEP_NS + 1).is_none(), "too long ago");
+        assert_eq!(e.latest_before(1, &ends(1), 150).map(|e| e.ts), Some(100));
+        assert!(e.latest_before(1, &ends(1), 50).is_none(), "not before it ended");
+        assert!(e.latest_before(2, &ends(1), 150).is_none(), "another namespace");
+        assert!(e.latest_before(1, &ends(1), 100 + KEEP_NS + 1).is_none(), "too long ago");
         // The same 4-tuple again: the later end answers, and the earlier's expiry leaves it.
         e.note(1, ends(1), ended(200));
         e.expire(150 + KEEP_NS);
-        assert_eq!(e.before(1, &ends(1), 250).map(|e| e.ts), Some(200));
+        assert_eq!(e.latest_before(1, &ends(1), 250).map(|e| e.ts), Some(200));
         // Over the cap the oldest noted goes.
         e.note(1, ends(2), ended(300));
         e.note(1, ends(3), ended(400));
         assert_eq!(e.len(), 2);
-        assert!(e.before(1, &ends(1), 500).is_none());
+        assert!(e.latest_before(1, &ends(1), 500).is_none());
         e.expire(u64::MAX);
         assert_eq!(e.len(), 0);
         assert!(e.order.is_empty());

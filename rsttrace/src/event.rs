@@ -311,6 +311,10 @@ pub struct History {
     /// The owner of the last connection on this 4-tuple (a reset with no full socket of its own,
     /// from TIME_WAIT, or answered by a listener).
     pub earlier_owner: Option<Task>,
+    /// The socket of that last connection, as the kernel side noted it.
+    pub earlier_sk: Option<u64>,
+    /// A reset or an error ended that last connection.
+    pub earlier_ended_badly: bool,
     /// Another connection the owner opened to the same peer (for an aborted one).
     pub sibling: Option<Sibling>,
     /// The other end is a socket on this host that was open when the RST came, or closed a

@@ -23,8 +23,8 @@ use std::{
 
 use crate::{
     FastMap,
-    classify::{classify, EndedBefore, Named, Story, Trigger},
-    ended_here::{Ended, EndedHere, Ending},
+    classify::{classify, Named, Story, Trigger},
+    ended_here::{EarlierEnd, Ended, EndedHere, Ending},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
     local_addresses::LocalAddresses,
@@ -77,6 +77,24 @@ const ENDED_HERE_MAX: usize = 16_384;
 
 const ETIMEDOUT: i32 = 110;
 const ECONNABORTED: i32 = 103;
+
+/// The earlier end of its connection here that a RST of no socket follows (see
+/// [`Judge::earlier_end`]): whose connection it was, and whether it was a moment ago (an echo).
+#[derive(Clone, Copy)]
+struct Earlier {
+    end: EarlierEnd,
+    owner: Option<Task>,
+    echo: bool,
+}
+
+/// What [`Judge::judged`] made of a held event.
+struct Judged {
+    owner: Option<Task>,
+    attribution: Attribution,
+    thread: Option<crate::event::Comm>,
+    story: Story,
+    verdict: Verdict,
+}
 
 /// A reset or timeout waiting for its follow-up events.
 struct Pending {
@@ -407,13 +425,7 @@ impl Judge {
         if ev.trigger.is_none_or(|t| t.tcp_flags & TCP_FLAG_SYN != 0) {
             return false;
         }
-        let (netns, ends) = (ev.netns, ev.endpoints);
-        match self.pending.iter_mut().rev().find(|p| {
-            matches!(p.trigger, Trigger::Received { .. })
-                && p.event.netns == netns
-                && p.event.endpoints == ends
-                && p.event.ts_ns <= ev.ts_ns
-        }) {
+        match self.pending.iter_mut().rev().find(|p| Self::received_before(p, ev.netns, &ev.endpoints, ev.ts_ns)) {
             Some(p) => {
                 p.peer_talked_after = true;
                 true
@@ -649,60 +661,30 @@ impl Judge {
 
     /// `peer_sent`: for a received reset, the verdict of the RST its local peer sent.
     fn report(&mut self, p: Pending, peer_sent: Option<SentVerdict>, files: &mut dyn SocketFiles) -> Report {
-        let (mut owner, mut attribution) = self.owner(&p);
-        // A RST answering the peer's segment of a connection this host itself reset a moment
-        // before (an echo): the connection, and so the RST, was the resetter's (a listener's
-        // owner is no party to it).
-        let echoed = self.echoed_here(&p);
-        if let Some(resetter) = echoed.and_then(|r| r.owner) {
-            (owner, attribution) = (Some(resetter), Attribution::SocketOwner);
+        let earlier = self.earlier_end(&p);
+        let mut judged = self.judged(&p, peer_sent, earlier, files);
+        // Another cause won (a port another process holds now, a full accept queue whose
+        // listener took the segment for a handshake's last ACK): the earlier end is not this
+        // RST's story.
+        if earlier.is_some() && judged.verdict.cause != Cause::NoSocket {
+            judged = self.judged(&p, peer_sent, None, files);
         }
-        let echoes_reset = echoed.is_some();
-        let echoed_cause = echoed.and_then(|r| r.verdict).map(|v| v.cause);
-        // Later, the same for a connection whose end here was reported: its owner's.
-        let ended_before = if echoes_reset || p.peer_talked_after { None } else { self.ended_before(&p) };
-        if let Some(had) = ended_before.and_then(|e| e.owner) {
-            (owner, attribution) = (Some(had), Attribution::SocketOwner);
-        }
-        // Nobody seen acting on it: the process holding its file, else the listener's owner.
-        if owner.is_none() {
-            if let Some(holder) = Some(p.event.inode).filter(|i| *i != 0).and_then(|i| files.holder(i)) {
-                (owner, attribution) = (Some(holder), Attribution::SocketFile);
-            } else if let Some(listening) = p.listener_owner_fallback.filter(|_| Self::accepted(&p)) {
-                (owner, attribution) = (Some(listening), Attribution::SocketOwner);
-            }
-        }
-        // The thread that acted named itself: the report names its process, as the kernel had
-        // it then, and the thread apart (`/proc` may not know the process by now).
-        let mut thread = None;
-        if let (Some(o), Some(process)) = (owner.as_mut(), p.event.current_process) {
-            if o.tid != o.pid && p.event.current.is_some_and(|c| c.tid == o.tid) {
-                thread = Some(o.comm);
-                o.comm = process;
-            }
-        }
-        let mut story = self.story(&p, owner.as_ref(), peer_sent);
-        story.echoes_reset = echoes_reset;
-        story.ended_before = ended_before.map(|e| EndedBefore { how: e.how, cause: e.cause, age_ns: p.event.ts_ns - e.ts });
-        let verdict = classify(&p.trigger, &story);
+        let Judged { owner, attribution, thread, story, verdict } = judged;
         if let Some(how) = Self::ending(&p.trigger) {
-            let ended = Ended { ts: p.event.ts_ns, how, cause: verdict.cause, owner };
+            let ended = Ended { ts: p.event.ts_ns, how, cause: verdict.cause, owner, sk: p.event.sk };
             self.ended_here.note(p.event.netns, p.event.endpoints, ended);
+        }
+        if matches!(p.trigger, Trigger::Sent { .. }) {
+            // An echo or a sequel is benign in itself, but the peer it resets was reset by it.
+            let after = earlier.filter(|_| verdict.cause == Cause::NoSocket).map(|e| e.end);
+            let sent = SentVerdict { cause: verdict.cause, benign: verdict.benign && after.is_none(), after };
+            self.recent_sent.set_verdict(&p.event.endpoints, p.event.ts_ns, sent);
         }
         let (kind, direction, state) = match &p.trigger {
             Trigger::Sent { state, .. } => (ReportType::Reset, Some(Direction::Sent), *state),
             Trigger::Received { state } => (ReportType::Reset, Some(Direction::Received), *state),
             Trigger::TimedOut { state } => (ReportType::Abort, None, *state),
         };
-        if matches!(p.trigger, Trigger::Sent { .. }) {
-            // An echo or a sequel is benign in itself, but the peer it resets was reset by it.
-            let after = match ended_before {
-                Some(e) => Some((e.how, e.cause)),
-                None => echoes_reset.then_some((Ending::Sent, echoed_cause.unwrap_or(Cause::Unknown))),
-            };
-            let sent = SentVerdict { cause: verdict.cause, benign: verdict.benign && after.is_none(), after };
-            self.recent_sent.set_verdict(&p.event.endpoints, p.event.ts_ns, sent);
-        }
         let ev = p.event;
         Report {
             kind,
@@ -728,6 +710,68 @@ impl Judge {
             evidence: story.evidence,
             verdict,
         }
+    }
+
+    /// `p`'s owner, story and verdict, taking `earlier` for the end of its connection that it
+    /// follows, if any.
+    fn judged(&self, p: &Pending, peer_sent: Option<SentVerdict>, earlier: Option<Earlier>, files: &mut dyn SocketFiles) -> Judged {
+        let (mut owner, mut attribution) = self.owner(p);
+        // A RST that follows an earlier end of its connection here: the connection, and so the
+        // RST, was that end's owner's (a listener's owner is no party to it).
+        if let Some(had) = earlier.and_then(|e| e.owner) {
+            (owner, attribution) = (Some(had), Attribution::SocketOwner);
+        }
+        // Nobody seen acting on it: the process holding its file, else the listener's owner.
+        if owner.is_none() {
+            if let Some(holder) = Some(p.event.inode).filter(|i| *i != 0).and_then(|i| files.holder(i)) {
+                (owner, attribution) = (Some(holder), Attribution::SocketFile);
+            } else if let Some(listening) = p.listener_owner_fallback.filter(|_| Self::accepted(p)) {
+                (owner, attribution) = (Some(listening), Attribution::SocketOwner);
+            }
+        }
+        // The thread that acted named itself: the report names its process, as the kernel had
+        // it then, and the thread apart (`/proc` may not know the process by now).
+        let mut thread = None;
+        if let (Some(o), Some(process)) = (owner.as_mut(), p.event.current_process) {
+            if o.tid != o.pid && p.event.current.is_some_and(|c| c.tid == o.tid) {
+                thread = Some(o.comm);
+                o.comm = process;
+            }
+        }
+        let mut story = self.story(p, owner.as_ref(), peer_sent);
+        match earlier {
+            Some(Earlier { echo: true, .. }) => story.echoes_reset = true,
+            Some(e) => story.earlier_end = Some(e.end),
+            None => {}
+        }
+        let verdict = classify(&p.trigger, &story);
+        Judged { owner, attribution, thread, story, verdict }
+    }
+
+    /// The end of `p`'s connection here that `p`, a RST of no connection's socket answering its
+    /// peer's segment, follows: this host's reset a moment before (an echo), an end reported
+    /// earlier (a sequel), or a RST received a moment before whose report is still held (the
+    /// peer talking on is evidence in it too: see `note_peer_talking`).
+    fn earlier_end(&self, p: &Pending) -> Option<Earlier> {
+        let ts = p.event.ts_ns;
+        if let Some(r) = self.echoed_here(p) {
+            let end = EarlierEnd { how: Ending::Sent, cause: r.verdict.map(|v| v.cause), age_ns: ts.saturating_sub(r.ts) };
+            return Some(Earlier { end, owner: r.owner, echo: true });
+        }
+        if let Some(e) = self.ended_before(p) {
+            return Some(Earlier { end: e.seen_at(ts), owner: e.owner, echo: false });
+        }
+        if !p.peer_talked_after {
+            return None;
+        }
+        let held = self.pending.iter().rev().find(|h| Self::received_before(h, p.event.netns, &p.event.endpoints, ts))?;
+        let end = EarlierEnd { how: Ending::Received, cause: None, age_ns: ts.saturating_sub(held.event.ts_ns) };
+        Some(Earlier { end, owner: held.event.owner, echo: false })
+    }
+
+    /// `held` is a received reset on `endpoints` in `netns` that came no later than `ts`.
+    fn received_before(held: &Pending, netns: u32, endpoints: &Endpoints, ts: u64) -> bool {
+        matches!(held.trigger, Trigger::Received { .. }) && held.event.netns == netns && held.event.endpoints == *endpoints && held.event.ts_ns <= ts
     }
 
     fn story(&self, p: &Pending, owner: Option<&Task>, peer_sent: Option<SentVerdict>) -> Story {
@@ -773,8 +817,6 @@ impl Judge {
         }
         story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| Named::from(now));
         story.aborted_on_data = p.aborted_on_data;
-        story.after_received_reset =
-            matches!(p.trigger, Trigger::Sent { .. }) && p.peer_talked_after;
         story.timed_out = p.error_after == Some(ETIMEDOUT);
         story.destroyed = p.error_after == Some(ECONNABORTED);
         story.listener_waiting = p.listener_closed_with.and_then(|key| Some((key.1, self.listener_closes.get(&key)?.1)));
@@ -818,12 +860,23 @@ impl Judge {
     }
 
     /// How the connection of `p`, a RST of no connection's socket answering its peer's segment,
-    /// ended here before, if a reset or a timeout ended it lately.
+    /// ended here before, if a reset or a timeout ended it lately and it is still the last on
+    /// its 4-tuple. The kernel side says whether a reset or an error ended the 4-tuple's last
+    /// connection (a later one that ended well did not), and names its socket (a socket's memory
+    /// may serve a later one on the same 4-tuple: that alone proves nothing) and owner.
     fn ended_before(&self, p: &Pending) -> Option<Ended> {
         if !Self::answers_without_its_socket(p) {
             return None;
         }
-        self.ended_here.before(p.event.netns, &p.event.endpoints, p.event.ts_ns).copied()
+        let h = &p.event.history;
+        if !h.earlier_ended_badly {
+            return None;
+        }
+        let e = self.ended_here.latest_before(p.event.netns, &p.event.endpoints, p.event.ts_ns)?;
+        // (A timeout's event names no socket.)
+        let same_socket = e.sk == 0 || h.earlier_sk == Some(e.sk);
+        let same_owner = h.earlier_owner.is_none_or(|last| e.owner.is_none_or(|o| o.pid == last.pid));
+        (same_socket && same_owner).then_some(*e)
     }
 
     /// A sent RST of no connection's socket (none, or a listener's) for a segment of a connection
@@ -832,12 +885,14 @@ impl Judge {
         matches!(p.trigger, Trigger::Sent { state: None | Some(TcpState::Listen), trigger_syn: Some(false), .. })
     }
 
-    /// Whether the reset or timeout of `trigger` ended its connection here, and how: a RST sent
-    /// with its socket (not a listener's, nor a connecting socket's, which goes on connecting),
-    /// one received on a connection that was up, a timeout after the handshake.
+    /// Whether the reset or timeout of `trigger` ended its connection's full socket here, and
+    /// how: a RST sent with it (in CLOSE once an abort closed it), one it received while up, a
+    /// timeout after the handshake. Not a listener's, a connecting socket's (it goes on
+    /// connecting), a TIME_WAIT remnant's or a request socket's: the kernel side notes the 4-tuples
+    /// of full sockets only.
     fn ending(trigger: &Trigger) -> Option<Ending> {
         match *trigger {
-            Trigger::Sent { state: Some(s), .. } if !matches!(s, TcpState::Listen | TcpState::SynSent) => Some(Ending::Sent),
+            Trigger::Sent { state: Some(s), .. } if s.is_synchronized() && s != TcpState::TimeWait || s == TcpState::Close => Some(Ending::Sent),
             Trigger::Received { state: Some(s) } if s.is_synchronized() => Some(Ending::Received),
             Trigger::TimedOut { state: Some(s) } if s != TcpState::SynSent => Some(Ending::TimedOut),
             _ => None,
@@ -1373,6 +1428,9 @@ mod tests {
             sport: 80,
             daddr: answer.endpoints.laddr,
         });
+        // The kernel side: the 4-tuple's last connection is the one the RST ended.
+        answer.history.earlier_sk = Some(SK);
+        answer.history.earlier_ended_badly = true;
         let reports = run(vec![rst.clone(), answer.clone()]);
         let r = reports
             .iter()
@@ -1400,10 +1458,20 @@ mod tests {
         assert!(
             a.verdict
                 .why
-                .contains("the peer went on sending, as if it never sent that RST"),
+                .contains("that a forged RST reset here 10 ms before: the peer, which never sent that RST, went on sending"),
             "{}",
             a.verdict.why
         );
+        // Judged while the received RST is still held (it waited for its sender): the answer
+        // follows it all the same, whose cause is not known yet.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(rst.clone());
+        j.observe(answer.clone());
+        let end = j.earlier_end(j.pending.back().unwrap()).unwrap();
+        assert_eq!((end.end.how, end.end.cause, end.end.age_ns, end.owner.map(|o| o.pid), end.echo), (Ending::Received, None, 10_000_000, Some(1), false));
+        let story = Story { earlier_end: Some(end.end), owner: Some(Named::new("client", 1)), ..Story::default() };
+        let why = classify(&j.pending.back().unwrap().trigger, &story).why;
+        assert_eq!(why, "segment of the connection of client[1] that a RST reset here 10 ms before: the peer went on sending, as if it never sent that RST");
         // A RST on another 4-tuple says nothing about this one.
         answer.endpoints.rport = 81;
         let reports = run(vec![rst, answer]);
@@ -1505,16 +1573,19 @@ mod tests {
         let reports = run(vec![abort, echo, received_by_client]);
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!((r.verdict.cause, r.peer_cause, r.verdict.benign), (Cause::PeerReset, Some(Cause::NoSocket), false));
+        assert_eq!(r.verdict.why, "peer reset the connection in ESTABLISHED (no_socket: the peer's end reset it earlier (app_abort_unread), a RST that never got here)");
         assert!(reports.iter().any(|r| r.verdict.cause == Cause::NoSocket && r.verdict.benign));
         // Long after the abort, a segment on the 4-tuple says the abort's RST never reached the
         // peer: the worker's connection still, and nothing new gone wrong.
         for answering in [Some(Listen), None] {
             let (_, mut late, abort) = abort_crossing_data(answering);
             late.ts_ns = abort.ts_ns + 2_300_000_000;
+            late.history.earlier_sk = Some(abort.sk);
+            late.history.earlier_ended_badly = true;
             let reports = run(vec![abort, late]);
             let r = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
             assert_eq!((r.verdict.benign, r.owner.map(|o| o.pid), r.attribution), (true, Some(11), Attribution::SocketOwner), "{r:?}");
-            assert!(r.verdict.why.starts_with("segment of the connection nginx[11] reset 2.3 s before (app_abort_unread): that RST never reached the peer"), "{}", r.verdict.why);
+            assert!(r.verdict.why.starts_with("segment of the connection of nginx[11] that this host reset 2.3 s before (app_abort_unread): that RST never reached the peer"), "{}", r.verdict.why);
         }
         // A SYN on the 4-tuple opens a new connection: refused, no echo, and what its client
         // was told is the refusal.
@@ -1533,20 +1604,21 @@ mod tests {
     /// The client's connection ended here `ended` (a RST received, a timeout), and `later` ns
     /// after that the server's FIN comes, which no socket takes: the client's RST.
     fn segment_after(ended: KernelEvent, later: u64) -> Vec<Report> {
-        flags_after(ended, later, 0x11)
+        answer_after(ended, later, |_| {}, None)
     }
 
-    fn flags_after(ended: KernelEvent, later: u64, tcp_flags: u8) -> Vec<Report> {
-        flags_after_then(ended, later, tcp_flags, None)
-    }
-
-    /// `flags_after`, and the RST taken in by `at_peer`, a socket of this host's, just after.
-    fn flags_after_then(ended: KernelEvent, later: u64, tcp_flags: u8, at_peer: Option<KernelEvent>) -> Vec<Report> {
+    /// `segment_after` with the RST's event as `edit` leaves it, and the RST taken in by
+    /// `at_peer`, a socket of this host's, just after.
+    fn answer_after(ended: KernelEvent, later: u64, edit: impl FnOnce(&mut KernelEvent), at_peer: Option<KernelEvent>) -> Vec<Report> {
         let mut answer = sent(0, None, Some("NO_SOCKET"), task(0, "swapper/1"), None);
         answer.ts_ns = ended.ts_ns + later;
         answer.sk = 0;
         answer.facts = None;
-        answer.trigger = Some(Segment { tcp_flags, saddr: answer.endpoints.raddr, sport: 80, daddr: answer.endpoints.laddr });
+        answer.trigger = Some(Segment { tcp_flags: 0x11, saddr: answer.endpoints.raddr, sport: 80, daddr: answer.endpoints.laddr });
+        // The kernel side's note of the 4-tuple: its last connection, which a reset or an error ended.
+        answer.history.earlier_sk = Some(SK);
+        answer.history.earlier_ended_badly = true;
+        edit(&mut answer);
         // The end was judged long before the answer came.
         let mut j = Judge::new(Visibility::ALL);
         j.observe(ended);
@@ -1563,10 +1635,21 @@ mod tests {
         reports
     }
 
+    fn no_socket(reports: &[Report]) -> Report {
+        reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).cloned().unwrap()
+    }
+
+    /// A timeout's event, which names no socket (its tracepoint has none).
+    fn timed_out(owner: Task) -> KernelEvent {
+        let mut e = ev(10, 0, Payload::ErrorReport { error: ETIMEDOUT }, task(0, "swapper/0"), Some(owner));
+        e.history.closed_from = Some(Established);
+        e.history.retransmits = Some(6);
+        e
+    }
+
     #[test]
     fn a_segment_long_after_a_reset_or_timeout_ended_its_connection_here_names_that_end() {
         let client = task(1, "client");
-        let no_socket = |reports: &[Report]| reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).cloned().unwrap();
         // Reset by a RST forged on the way: the peer talks on, as it would not had it sent it.
         let mut forged = received(10, Established, Some(client));
         forged.history.peer_local = true;
@@ -1580,19 +1663,13 @@ mod tests {
         let r = no_socket(&reports);
         assert!(!r.verdict.benign && r.verdict.why.contains("a RST reset here 600 ms before (peer_reset): the peer went on sending"), "{}", r.verdict.why);
         // A timeout while the peer was out of reach: what the abort's report said.
-        let mut timed_out = ev(10, SK, Payload::ErrorReport { error: ETIMEDOUT }, task(0, "swapper/0"), Some(client));
-        timed_out.history.closed_from = Some(Established);
-        timed_out.history.retransmits = Some(6);
-        let reports = segment_after(timed_out, 180_000_000_000);
+        let reports = segment_after(timed_out(client), 180_000_000_000);
         assert_eq!(reports[0].verdict.cause, Cause::RetransmitTimeout);
         let r = no_socket(&reports);
         assert_eq!((r.verdict.benign, r.owner.map(|o| o.pid)), (true, Some(1)));
         assert!(r.verdict.why.starts_with("segment of the connection of client[1] that timed out here 3 min before (retransmit_timeout)"), "{}", r.verdict.why);
         // The server's side: reset by that RST, which followed the client's end.
-        let mut timed_out = ev(10, SK, Payload::ErrorReport { error: ETIMEDOUT }, task(0, "swapper/0"), Some(client));
-        timed_out.history.closed_from = Some(Established);
-        timed_out.history.retransmits = Some(3);
-        let reports = flags_after_then(timed_out, 2_000_000_000, 0x11, Some(received(0, FinWait1, Some(task(2, "server")))));
+        let reports = answer_after(timed_out(client), 2_000_000_000, |_| {}, Some(received(0, FinWait1, Some(task(2, "server")))));
         let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
         assert_eq!((r.verdict.cause, r.peer_cause, r.verdict.benign), (Cause::PeerReset, Some(Cause::NoSocket), false));
         assert_eq!(r.verdict.why, "peer reset the connection in FIN_WAIT1 (no_socket: the peer's end timed out earlier (retransmit_timeout))");
@@ -1600,11 +1677,60 @@ mod tests {
         // a connection this host does not know.
         let r = no_socket(&segment_after(received(10, Established, Some(client)), crate::ended_here::KEEP_NS + 1));
         assert!(r.verdict.why.contains("does not know") && r.owner.is_none(), "{r:?}");
-        let syn_after = flags_after(received(10, Established, Some(client)), 1_000_000_000, 0x02);
+        let syn = |e: &mut KernelEvent| e.trigger = e.trigger.map(|t| Segment { tcp_flags: 0x02, ..t });
+        let syn_after = answer_after(received(10, Established, Some(client)), 1_000_000_000, syn, None);
         assert!(syn_after.iter().any(|r| r.verdict.cause == Cause::NoListener && r.owner.is_none()), "{syn_after:?}");
         // A refused connect ended no connection that was up.
         let reports = segment_after(received(10, SynSent, Some(client)), 1_000_000_000);
         assert!(no_socket(&reports).verdict.why.contains("does not know"));
+    }
+
+    #[test]
+    fn a_later_connection_on_the_4_tuple_is_not_taken_for_the_one_that_ended() {
+        let client = task(1, "client");
+        // The kernel side says a later connection on the 4-tuple ended well, even in the same
+        // socket memory.
+        let ended_well = |e: &mut KernelEvent| e.history.earlier_ended_badly = false;
+        let reset = || received(10, Established, Some(client));
+        let r = no_socket(&answer_after(reset(), 60_000_000_000, ended_well, None));
+        assert!(r.verdict.why.contains("does not know"), "{r:?}");
+        // It names the 4-tuple's last connection: the one a RST reset, or a later one (which a
+        // reset or an error ended too, unseen: past the rate, or in a gap of the trace).
+        let last_sk = |sk: u64| move |e: &mut KernelEvent| e.history.earlier_sk = Some(sk);
+        let r = no_socket(&answer_after(reset(), 60_000_000_000, last_sk(SK), None));
+        assert!(r.verdict.why.contains("a RST reset here 60.0 s before"), "{}", r.verdict.why);
+        let r = no_socket(&answer_after(reset(), 60_000_000_000, last_sk(SK + 0x40), None));
+        assert!(r.verdict.why.contains("does not know"), "{r:?}");
+        // A timeout's event names no socket: the 4-tuple's last owner stands in.
+        let r = no_socket(&answer_after(timed_out(client), 60_000_000_000, last_sk(SK + 0x40), None));
+        assert!(r.verdict.why.contains("timed out here 60.0 s before"), "{}", r.verdict.why);
+        let later_owner = |e: &mut KernelEvent| {
+            e.history.earlier_sk = Some(SK + 0x40);
+            e.history.earlier_owner = Some(task(2, "other"));
+        };
+        let r = no_socket(&answer_after(timed_out(client), 60_000_000_000, later_owner, None));
+        assert_eq!((r.owner.map(|o| o.pid), r.verdict.why.contains("does not know"), r.verdict.benign), (Some(2), true, false));
+        // A TIME_WAIT remnant's RST ends nothing the kernel side notes: no sequel of it.
+        let tw = sent(10, Some(TimeWait), Some("TCP_TIMEWAIT_SOCKET"), task(0, "swapper/0"), None);
+        assert!(no_socket(&segment_after(tw, 2_000_000_000)).verdict.why.contains("does not know"));
+    }
+
+    #[test]
+    fn an_earlier_end_gives_way_where_another_cause_answers_the_segment() {
+        // A listener with a full accept queue answers the last ACK of a new handshake on the
+        // 4-tuple of a connection that timed out: an overflow, neither the timed-out
+        // connection's owner's nor a sequel, and the peer is told so.
+        let mut overflow = |e: &mut KernelEvent| {
+            e.payload = Payload::SendReset { state: Some(Listen), reason: None };
+            e.sk = SK + 0x100;
+            e.facts = Some(SockFacts { accept_queue_full: true, ..SockFacts::default() });
+        };
+        let reports = answer_after(timed_out(task(1, "client")), 2_000_000_000, &mut overflow, Some(received(0, SynRecv, Some(task(2, "server")))));
+        let r = reports.iter().find(|r| r.verdict.cause == Cause::ListenOverflow).unwrap();
+        assert!(r.owner.is_none_or(|o| o.pid != 1), "{r:?}");
+        let at_peer = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!(at_peer.peer_cause, Some(Cause::ListenOverflow));
+        assert!(!at_peer.verdict.why.contains("earlier"), "{}", at_peer.verdict.why);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::{hash_map::Entry, VecDeque};
 use smallvec::SmallVec;
 
 use crate::{
-    ended_here::Ending,
+    ended_here::EarlierEnd,
     event::{Endpoints, Task},
     report::Cause,
     FastMap,
@@ -40,8 +40,8 @@ pub struct SentVerdict {
     /// never said so).
     pub benign: bool,
     /// For a RST of no socket following an earlier end of its connection here (an echo, or a
-    /// sequel): how that end came, and its cause where known.
-    pub after: Option<(Ending, Cause)>,
+    /// sequel): that end.
+    pub after: Option<EarlierEnd>,
 }
 
 pub struct SentRecord {
