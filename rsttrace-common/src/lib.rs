@@ -851,6 +851,9 @@ pub struct Event {
     pub earlier: Owner,
     /// See `FLAG_EARLIER_SK`.
     pub earlier_sk: u64,
+    /// An error report's socket, whose record names none: the one that closed just before in the
+    /// same call (0 when not found, and for every other event).
+    pub closed_sk: u64,
     /// See `FLAG_SIBLING`.
     pub sibling: RaceEntry,
     /// Network namespace inode of the socket (or, without one, of the device the triggering
@@ -885,7 +888,7 @@ pub struct Event {
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
 const _: () = assert!(
-    EVENT_SIZE == 8 + 8 + 8 + 16 + 16 + 8 + 8 + 8 + 64 + 40 + 8 + 48 + 8 + 16 + 32 + 16 + RECORD_MAX
+    EVENT_SIZE == 8 + 8 + 8 + 16 + 16 + 8 + 8 + 8 + 64 + 40 + 8 + 8 + 48 + 8 + 16 + 32 + 16 + RECORD_MAX
 );
 const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 

@@ -952,10 +952,12 @@ impl Draft {
             }
             fill_current(event);
             // An error report has no socket of its own: the one that just closed is its socket.
-            let netns_sk = match close {
+            let closed_sk = match close {
                 Some(c) if sk == 0 => c.sk,
-                _ => sk,
+                _ => 0,
             };
+            (*event).closed_sk = closed_sk;
+            let netns_sk = if sk == 0 { closed_sk } else { sk };
             let read_netns = self.read.map_or(self.segment_netns, |r| r.netns);
             (*event).netns = known_netns(owner.netns, read_netns, || netns_of(netns_sk, skb, &offsets));
             // Only a full socket has cgroup data (a TIME_WAIT or request socket does not).

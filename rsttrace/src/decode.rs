@@ -374,7 +374,8 @@ impl Decoder {
         Ok(KernelEvent {
             kind,
             ts_ns: raw.ts_ns,
-            sk: int(record, &fields.skaddr).unwrap_or(0) as u64,
+            // An error report's record names no socket: the kernel side found it.
+            sk: int(record, &fields.skaddr).map_or(raw.closed_sk, |sk| sk as u64),
             skb: int(record, &fields.skbaddr).unwrap_or(0) as u64,
             trigger,
             endpoints,
@@ -521,6 +522,7 @@ pub(crate) mod tests {
             },
             earlier: Owner::UNKNOWN,
             earlier_sk: 0,
+            closed_sk: 0,
             sibling: RaceEntry::EMPTY,
             netns: 4026531840,
             retransmits: 0,
@@ -818,6 +820,8 @@ pub(crate) mod tests {
                 &[("error", 111i32.to_le_bytes().to_vec()), ("family", AF_INET.to_le_bytes().to_vec())],
             );
             assert_eq!(d.decode(&bytes).unwrap().payload, Payload::ErrorReport { error: 111 }, "{kernel}");
+            // Its record names no socket: the one the kernel side found closing is its socket.
+            assert_eq!(d.decode(&patched(bytes, |raw| raw.closed_sk = 0xffff_8880_0000_1000)).unwrap().sk, 0xffff_8880_0000_1000, "{kernel}");
         }
     }
 

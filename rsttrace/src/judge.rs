@@ -864,19 +864,21 @@ impl Judge {
     /// its 4-tuple. The kernel side says whether a reset or an error ended the 4-tuple's last
     /// connection (a later one that ended well did not), and names its socket (a socket's memory
     /// may serve a later one on the same 4-tuple: that alone proves nothing) and owner.
+    /// A RST received a moment before (the peer talking on after it: `note_peer_talking`) is
+    /// taken where the kernel side's note of the 4-tuple is gone: no connection can have come
+    /// and gone on the 4-tuple in that moment.
     fn ended_before(&self, p: &Pending) -> Option<Ended> {
         if !Self::answers_without_its_socket(p) {
             return None;
         }
         let h = &p.event.history;
-        if !h.earlier_ended_badly {
-            return None;
-        }
         let e = self.ended_here.latest_before(p.event.netns, &p.event.endpoints, p.event.ts_ns)?;
-        // (A timeout's event names no socket.)
-        let same_socket = e.sk == 0 || h.earlier_sk == Some(e.sk);
+        let Some(last_sk) = h.earlier_sk else {
+            return (p.peer_talked_after && e.how == Ending::Received).then_some(*e);
+        };
+        let same_socket = e.sk == 0 || last_sk == e.sk;
         let same_owner = h.earlier_owner.is_none_or(|last| e.owner.is_none_or(|o| o.pid == last.pid));
-        (same_socket && same_owner).then_some(*e)
+        (h.earlier_ended_badly && same_socket && same_owner).then_some(*e)
     }
 
     /// A sent RST of no connection's socket (none, or a listener's) for a segment of a connection
@@ -1462,6 +1464,14 @@ mod tests {
             "{}",
             a.verdict.why
         );
+        // The kernel side's note of the 4-tuple gone (its slot taken by another): a moment after
+        // the RST, the peer talking on still follows it.
+        let mut unnoted = answer.clone();
+        unnoted.history.earlier_sk = None;
+        unnoted.history.earlier_ended_badly = false;
+        let reports = run(vec![rst.clone(), unnoted]);
+        let a = reports.iter().find(|r| r.direction == Some(Direction::Sent)).unwrap();
+        assert!(a.verdict.why.contains("that a forged RST reset here 10 ms before"), "{}", a.verdict.why);
         // Judged while the received RST is still held (it waited for its sender): the answer
         // follows it all the same, whose cause is not known yet.
         let mut j = Judge::new(Visibility::ALL);
@@ -1639,9 +1649,10 @@ mod tests {
         reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).cloned().unwrap()
     }
 
-    /// A timeout's event, which names no socket (its tracepoint has none).
+    /// A timeout's event, with the socket the kernel side found closing just before (its
+    /// tracepoint names none).
     fn timed_out(owner: Task) -> KernelEvent {
-        let mut e = ev(10, 0, Payload::ErrorReport { error: ETIMEDOUT }, task(0, "swapper/0"), Some(owner));
+        let mut e = ev(10, SK, Payload::ErrorReport { error: ETIMEDOUT }, task(0, "swapper/0"), Some(owner));
         e.history.closed_from = Some(Established);
         e.history.retransmits = Some(6);
         e
@@ -1694,6 +1705,13 @@ mod tests {
         let reset = || received(10, Established, Some(client));
         let r = no_socket(&answer_after(reset(), 60_000_000_000, ended_well, None));
         assert!(r.verdict.why.contains("does not know"), "{r:?}");
+        // Or has no note of the 4-tuple any more: a later connection may have come and gone.
+        let no_note = |e: &mut KernelEvent| {
+            e.history.earlier_sk = None;
+            e.history.earlier_ended_badly = false;
+        };
+        let r = no_socket(&answer_after(reset(), 60_000_000_000, no_note, None));
+        assert!(r.verdict.why.contains("does not know"), "{r:?}");
         // It names the 4-tuple's last connection: the one a RST reset, or a later one (which a
         // reset or an error ended too, unseen: past the rate, or in a gap of the trace).
         let last_sk = |sk: u64| move |e: &mut KernelEvent| e.history.earlier_sk = Some(sk);
@@ -1701,13 +1719,13 @@ mod tests {
         assert!(r.verdict.why.contains("a RST reset here 60.0 s before"), "{}", r.verdict.why);
         let r = no_socket(&answer_after(reset(), 60_000_000_000, last_sk(SK + 0x40), None));
         assert!(r.verdict.why.contains("does not know"), "{r:?}");
-        // A timeout's event names no socket: the 4-tuple's last owner stands in.
-        let r = no_socket(&answer_after(timed_out(client), 60_000_000_000, last_sk(SK + 0x40), None));
+        // A timeout's too.
+        let r = no_socket(&answer_after(timed_out(client), 60_000_000_000, last_sk(SK), None));
         assert!(r.verdict.why.contains("timed out here 60.0 s before"), "{}", r.verdict.why);
-        let later_owner = |e: &mut KernelEvent| {
-            e.history.earlier_sk = Some(SK + 0x40);
-            e.history.earlier_owner = Some(task(2, "other"));
-        };
+        let r = no_socket(&answer_after(timed_out(client), 60_000_000_000, last_sk(SK + 0x40), None));
+        assert!(r.verdict.why.contains("does not know"), "{r:?}");
+        // The same socket's memory, owned by another process since: not the same connection.
+        let later_owner = |e: &mut KernelEvent| e.history.earlier_owner = Some(task(2, "other"));
         let r = no_socket(&answer_after(timed_out(client), 60_000_000_000, later_owner, None));
         assert_eq!((r.owner.map(|o| o.pid), r.verdict.why.contains("does not know"), r.verdict.benign), (Some(2), true, false));
         // A TIME_WAIT remnant's RST ends nothing the kernel side notes: no sequel of it.
