@@ -19,15 +19,13 @@ fn tuple_slot(key: &TupleKey) -> u32 {
     key.hash(TUPLE_SLOT_BITS)
 }
 
-/// The handshake completed (`closed_at` `None`) or the connection closed at that clock tick:
-/// note it under its 4-tuple. A closing socket's owner comes from its record; without one, the
-/// owner noted when it opened stays. Only that case reads the slot: a new 4-tuple's slot is a
-/// cache miss in 4 MiB, which a load waits out and a store does not (it was a third of the
-/// state-change program's time).
+/// The handshake completed (`closed_at` `None`) or the connection closed at that clock tick,
+/// a reset or an error ending it or not (its pending error then; an abort's RST, traced after
+/// its CLOSE, marks it with [`mark_ended_badly`]): note it under its 4-tuple. A closing
+/// socket's owner comes from its record; without one, the owner noted when it opened stays.
+/// Only that case reads the slot: a new 4-tuple's slot is a cache miss in 4 MiB, which a load
+/// waits out and a store does not (it was a third of the state-change program's time).
 #[inline(always)]
-/// `closed_at` is `None` at the handshake, else the tick of the CLOSE and whether a reset or an
-/// error ended the connection (its pending error then; an abort's RST, traced after its CLOSE,
-/// marks it with [`mark_ended_badly`]).
 pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Option<(u64, bool)>) {
     let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run. Two CPUs writing

@@ -7,7 +7,7 @@
 use std::{borrow::Cow, fmt};
 
 use crate::{
-    ended_here::{EarlierEnd, Ending},
+    ended_here::{EarlierEnd, EndedBy},
     event::{Comm, SockFacts, Task, TcpState},
     evidence::Evidence,
     report::{Cause, Origin, Verdict},
@@ -333,22 +333,22 @@ fn sequel(end: EarlierEnd, owner: Option<&Named>) -> Verdict {
         None => "a connection".to_string(),
     };
     let (benign, why) = match end.how {
-        Ending::Sent => (
+        EndedBy::Sent => (
             true,
             format!("segment of {of} that this host reset {age} before{cause}: that RST never reached the peer or went unheeded (lost or dropped on the way), and the peer went on sending; this RST repeats it"),
         ),
-        Ending::TimedOut => (
+        EndedBy::TimedOut => (
             true,
             format!("segment of {of} that timed out here {age} before{cause}: the peer, out of reach meanwhile, went on sending; this RST tells it the connection is gone"),
         ),
-        Ending::Received if end.cause == Some(Cause::Injected) => {
+        EndedBy::Received if end.cause == Some(Cause::Injected) => {
             (false, format!("segment of {of} that a forged RST reset here {age} before: the peer, which never sent that RST, went on sending"))
         }
         // That RST's own report is still held: the peer talking on is evidence there too.
-        Ending::Received if end.cause.is_none() => {
+        EndedBy::Received if end.cause.is_none() => {
             (false, format!("segment of {of} that a RST reset here {age} before: the peer went on sending, as if it never sent that RST"))
         }
-        Ending::Received => (
+        EndedBy::Received => (
             false,
             format!("segment of {of} that a RST reset here {age} before{cause}: the peer went on sending, which it would not do had its stack sent that RST (a device in the path forged it?)"),
         ),
@@ -446,10 +446,10 @@ impl fmt::Display for PeerCause {
         let Some(end) = self.after else { return write!(f, " ({c})") };
         let first = Because(end.cause);
         match end.how {
-            Ending::Sent => write!(f, " ({c}: the peer's end reset it earlier{first}, a RST that never got here)"),
-            Ending::TimedOut => write!(f, " ({c}: the peer's end timed out earlier{first})"),
-            Ending::Received if end.cause == Some(Cause::Injected) => write!(f, " ({c}: a forged RST reset the peer's end earlier)"),
-            Ending::Received => write!(f, " ({c}: a RST reset the peer's end earlier{first})"),
+            EndedBy::Sent => write!(f, " ({c}: the peer's end reset it earlier{first}, a RST that never got here)"),
+            EndedBy::TimedOut => write!(f, " ({c}: the peer's end timed out earlier{first})"),
+            EndedBy::Received if end.cause == Some(Cause::Injected) => write!(f, " ({c}: a forged RST reset the peer's end earlier)"),
+            EndedBy::Received => write!(f, " ({c}: a RST reset the peer's end earlier{first})"),
         }
     }
 }

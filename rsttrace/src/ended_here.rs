@@ -16,7 +16,7 @@ use crate::{
 
 /// How a connection ended here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ending {
+pub enum EndedBy {
     /// This host's stack sent a RST with the connection's socket.
     Sent,
     /// The connection's socket here accepted a RST.
@@ -29,7 +29,7 @@ pub enum Ending {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ended {
     pub ts: u64,
-    pub how: Ending,
+    pub how: EndedBy,
     pub cause: Cause,
     /// Whose connection it was, as its report named them.
     pub owner: Option<Task>,
@@ -48,7 +48,7 @@ impl Ended {
 /// The earlier end of a connection that a RST of no socket follows, as its report names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EarlierEnd {
-    pub how: Ending,
+    pub how: EndedBy,
     /// `None` while that end is not judged yet (an echo's reset is traced after it).
     pub cause: Option<Cause>,
     pub age_ns: u64,
@@ -120,7 +120,7 @@ mod tests {
     }
 
     fn ended(ts: u64) -> Ended {
-        Ended { ts, how: Ending::Sent, cause: Cause::AppAbortLinger0, owner: None, sk: 1 }
+        Ended { ts, how: EndedBy::Sent, cause: Cause::AppAbortLinger0, owner: None, sk: 1 }
     }
 
     #[test]

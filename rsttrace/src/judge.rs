@@ -24,7 +24,7 @@ use std::{
 use crate::{
     FastMap,
     classify::{classify, Named, Story, Trigger},
-    ended_here::{EarlierEnd, Ended, EndedHere, Ending},
+    ended_here::{EarlierEnd, Ended, EndedHere, EndedBy},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
     local_addresses::LocalAddresses,
@@ -670,7 +670,7 @@ impl Judge {
             judged = self.judged(&p, peer_sent, None, files);
         }
         let Judged { owner, attribution, thread, story, verdict } = judged;
-        if let Some(how) = Self::ending(&p.trigger) {
+        if let Some(how) = Self::ended_by(&p.trigger) {
             let ended = Ended { ts: p.event.ts_ns, how, cause: verdict.cause, owner, sk: p.event.sk };
             self.ended_here.note(p.event.netns, p.event.endpoints, ended);
         }
@@ -755,7 +755,7 @@ impl Judge {
     fn earlier_end(&self, p: &Pending) -> Option<Earlier> {
         let ts = p.event.ts_ns;
         if let Some(r) = self.echoed_here(p) {
-            let end = EarlierEnd { how: Ending::Sent, cause: r.verdict.map(|v| v.cause), age_ns: ts.saturating_sub(r.ts) };
+            let end = EarlierEnd { how: EndedBy::Sent, cause: r.verdict.map(|v| v.cause), age_ns: ts.saturating_sub(r.ts) };
             return Some(Earlier { end, owner: r.owner, echo: true });
         }
         if let Some(e) = self.ended_before(p) {
@@ -765,7 +765,7 @@ impl Judge {
             return None;
         }
         let held = self.pending.iter().rev().find(|h| Self::received_before(h, p.event.netns, &p.event.endpoints, ts))?;
-        let end = EarlierEnd { how: Ending::Received, cause: None, age_ns: ts.saturating_sub(held.event.ts_ns) };
+        let end = EarlierEnd { how: EndedBy::Received, cause: None, age_ns: ts.saturating_sub(held.event.ts_ns) };
         Some(Earlier { end, owner: held.event.owner, echo: false })
     }
 
@@ -874,7 +874,7 @@ impl Judge {
         let h = &p.event.history;
         let e = self.ended_here.latest_before(p.event.netns, &p.event.endpoints, p.event.ts_ns)?;
         let Some(last_sk) = h.earlier_sk else {
-            return (p.peer_talked_after && e.how == Ending::Received).then_some(*e);
+            return (p.peer_talked_after && e.how == EndedBy::Received).then_some(*e);
         };
         let same_socket = e.sk == 0 || last_sk == e.sk;
         let same_owner = h.earlier_owner.is_none_or(|last| e.owner.is_none_or(|o| o.pid == last.pid));
@@ -892,11 +892,11 @@ impl Judge {
     /// timeout after the handshake. Not a listener's, a connecting socket's (it goes on
     /// connecting), a TIME_WAIT remnant's or a request socket's: the kernel side notes the 4-tuples
     /// of full sockets only.
-    fn ending(trigger: &Trigger) -> Option<Ending> {
+    fn ended_by(trigger: &Trigger) -> Option<EndedBy> {
         match *trigger {
-            Trigger::Sent { state: Some(s), .. } if s.is_synchronized() && s != TcpState::TimeWait || s == TcpState::Close => Some(Ending::Sent),
-            Trigger::Received { state: Some(s) } if s.is_synchronized() => Some(Ending::Received),
-            Trigger::TimedOut { state: Some(s) } if s != TcpState::SynSent => Some(Ending::TimedOut),
+            Trigger::Sent { state: Some(s), .. } if s.is_synchronized() && s != TcpState::TimeWait || s == TcpState::Close => Some(EndedBy::Sent),
+            Trigger::Received { state: Some(s) } if s.is_synchronized() => Some(EndedBy::Received),
+            Trigger::TimedOut { state: Some(s) } if s != TcpState::SynSent => Some(EndedBy::TimedOut),
             _ => None,
         }
     }
@@ -1478,7 +1478,7 @@ mod tests {
         j.observe(rst.clone());
         j.observe(answer.clone());
         let end = j.earlier_end(j.pending.back().unwrap()).unwrap();
-        assert_eq!((end.end.how, end.end.cause, end.end.age_ns, end.owner.map(|o| o.pid), end.echo), (Ending::Received, None, 10_000_000, Some(1), false));
+        assert_eq!((end.end.how, end.end.cause, end.end.age_ns, end.owner.map(|o| o.pid), end.echo), (EndedBy::Received, None, 10_000_000, Some(1), false));
         let story = Story { earlier_end: Some(end.end), owner: Some(Named::new("client", 1)), ..Story::default() };
         let why = classify(&j.pending.back().unwrap().trigger, &story).why;
         assert_eq!(why, "segment of the connection of client[1] that a RST reset here 10 ms before: the peer went on sending, as if it never sent that RST");
