@@ -322,11 +322,14 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     let close: Option<&CloseSlot> = history::note_close(sk, old, &key, record, now).map(|c| c as &CloseSlot);
     let kept = close.filter(|c| c.has_record != 0).map(|c| &c.record);
     // Only connections that were up have a history worth keeping (not a refused connect). A
-    // pending error says a reset or a timer ended it (an abort's RST marks it after).
+    // pending error says a reset or a timer ended it; so does a RST the socket sent just before
+    // with none (an orphan's FIN_WAIT2 timer, out of resources); an abort's RST in close(),
+    // traced after this CLOSE, marks it after.
     let up = old != TCP_SYN_SENT && old != TCP_LISTEN;
     let err = if up { change.pending_error(sk) } else { 0 };
     if up && key.rport != 0 {
-        history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some((now, err != 0)));
+        let badly = err != 0 || kept.is_some_and(|r| r.resets_sent != 0);
+        history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some((now, badly)));
     }
     socks::mark_closed(sk, old, &key, now);
     // A connection this host opened crosses (the agent tells a connect race's loser, and a client

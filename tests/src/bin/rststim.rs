@@ -108,6 +108,10 @@ fn listen(addr: SocketAddr, mode: &str) {
         std::thread::sleep(DEADLINE);
         return;
     }
+    if mode == "stall-answer-on-go" {
+        // A small receive buffer, never read: a client that writes much soon faces a zero window.
+        socket.set_recv_buffer_size(4096).unwrap();
+    }
     socket.listen(16).unwrap();
     let listener: TcpListener = socket.into();
     ready();
@@ -234,6 +238,14 @@ fn listen(addr: SocketAddr, mode: &str) {
                 println!("closed");
                 std::io::stdout().flush().unwrap();
             }
+            // Read nothing; when the test says so, answer and hold (the client may be gone).
+            "stall-answer-on-go" => {
+                wait_go();
+                s.write_all(b"late answer").unwrap();
+                println!("answered");
+                std::io::stdout().flush().unwrap();
+                hold(s);
+            }
             // Abort only when the test says so (it may hide the RST first).
             "linger0-on-go" => {
                 wait_go();
@@ -315,6 +327,9 @@ struct ClientOptions {
     half_close: bool,
     /// `--local-port`: connect from this port (SO_REUSEADDR), the same 4-tuple every run.
     local_port: Option<u16>,
+    /// `--fill-close`: write until the send buffer is full (the server reads nothing), then
+    /// close: the socket lives on as an orphan with data it cannot send.
+    fill_close: bool,
 }
 
 fn parse_client(args: &[String]) -> ClientOptions {
@@ -349,6 +364,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--repeat" => o.repeat = value().parse().unwrap(),
             "--until-reset" => o.until_reset = true,
             "--half-close" => o.half_close = true,
+            "--fill-close" => o.fill_close = true,
             // One connection's port: not with --race's second one.
             "--local-port" => o.local_port = Some(value().parse().expect("--local-port port")),
             other => panic!("unknown option {other}"),
@@ -518,6 +534,24 @@ fn connect(addr: SocketAddr, args: &[String]) {
         let rc = unsafe { libc::connect(s.as_raw_fd(), &unspec, std::mem::size_of::<libc::sockaddr>() as u32) };
         assert_eq!(rc, 0, "disconnect: {}", std::io::Error::last_os_error());
         std::thread::sleep(Duration::from_millis(500));
+        return;
+    }
+    if o.fill_close {
+        s.set_nonblocking(true).unwrap();
+        let chunk = [b'f'; 4096];
+        loop {
+            match s.write(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return report_error(&e),
+            }
+        }
+        // Let what the window takes be acknowledged, so the rest waits on a closed window.
+        std::thread::sleep(Duration::from_millis(300));
+        drop(s);
+        println!("closed");
+        std::io::stdout().flush().unwrap();
+        std::thread::sleep(Duration::from_secs(3));
         return;
     }
     if o.linger2_abort {
