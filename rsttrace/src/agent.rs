@@ -377,8 +377,9 @@ fn describe_capture(c: &loader::Capture) {
     };
     let mut blind: Vec<&str> = Vec::new();
     if !c.active_reasons {
-        // tcp_check_oom() aborts look like any other abort without their reason.
-        blind.push(Cause::OrphanMemory.name());
+        // tcp_check_oom()'s abort in close() looks like any other abort there without its
+        // reason (a timer's is told by the orphan's closing state).
+        blind.push("orphan_memory in close()");
     }
     if c.missing.iter().any(|m| m.ends_with("inet_sk_error_report")) {
         // The error report is the only sign of a timeout that sent no RST.

@@ -428,6 +428,10 @@ fn sent_without_reason(state: TcpState, syn: Option<bool>, facts: Option<SockFac
         TimeWait => v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} closed the socket")),
         // Only the keepalive timer sends a RST from ESTABLISHED and then reports ETIMEDOUT.
         Established if story.timed_out => v(Cause::KeepaliveTimeout, Origin::Stack, "keepalive probes went unanswered: peer or path is gone"),
+        // An orphan reset in a closing state with no segment behind it: only the timers'
+        // tcp_out_of_resources() does that (close() and an abort move to CLOSE first, a
+        // segment's RST follows tcp_done(), the keepalive timer waits for nothing in flight).
+        FinWait1 | Closing | LastAck if syn.is_none() && facts.is_some_and(|f| f.orphan) => sent(Some("TCP_ABORT_ON_MEMORY"), Some(state), syn, facts, story, who),
         _ => v(Cause::Unknown, Origin::Unknown, format!("reset sent in {} and this kernel gives no reason", state.name())),
     }
 }
@@ -587,6 +591,7 @@ mod tests {
         let in_window = SockFacts { ack_in_window: true, ..SockFacts::default() };
         let queue_full = SockFacts { accept_queue_full: true, ..SockFacts::default() };
         let destroyed = SockFacts { destroyed: true, ..SockFacts::default() };
+        let orphaned = SockFacts { orphan: true, ..SockFacts::default() };
         let queued = Story { listener_waiting: Some((80, 2)), ..Story::default() };
         let local_abort = Story { aborted_on_data: true, ..Story::default() };
         let cases: Vec<(Trigger, &Story, Cause, Origin, bool)> = vec![
@@ -622,6 +627,11 @@ mod tests {
             (sent(Some("TCP_KEEPALIVE_TIMEOUT"), Some(Established), None), &none, Cause::KeepaliveTimeout, Origin::Stack, false),
             (sent(Some("TCP_ABORT_ON_LINGER"), Some(Close), None), &none, Cause::Linger2Abort, Origin::Stack, false),
             (sent(Some("TCP_ABORT_ON_MEMORY"), Some(Close), None), &none, Cause::OrphanMemory, Origin::Stack, false),
+            // Without reasons: an orphan's RST from a closing state, no segment behind it.
+            (inferred(FinWait1, None, orphaned), &none, Cause::OrphanMemory, Origin::Stack, false),
+            (inferred(LastAck, None, orphaned), &none, Cause::OrphanMemory, Origin::Stack, false),
+            (inferred(FinWait1, Some(false), orphaned), &none, Cause::Unknown, Origin::Unknown, false),
+            (inferred(FinWait1, None, SockFacts::default()), &none, Cause::Unknown, Origin::Unknown, false),
             (sent(Some("TCP_RFC7323_PAWS"), Some(Established), Some(false)), &none, Cause::PawsReject, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &reused, Cause::TimewaitReuse, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
