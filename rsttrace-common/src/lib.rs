@@ -269,6 +269,9 @@ pub struct TypedSockFields {
     pub lingertime: u32,
     pub rcv_nxt: u32,
     pub copied_seq: u32,
+    /// `tcp_sock.linger2` (int): TCP_LINGER2, negative to reset an orphan reaching FIN_WAIT2.
+    /// Optional: without it `FACT_LINGER2_NEGATIVE` is never set.
+    pub linger2: u32,
 }
 
 impl TypedSockFields {
@@ -300,6 +303,7 @@ impl TypedSockFields {
         lingertime: NO_OFFSET,
         rcv_nxt: NO_OFFSET,
         copied_seq: NO_OFFSET,
+        linger2: NO_OFFSET,
     };
 
     /// Every offset the typed programs need is known (the cgroup's are optional).
@@ -471,6 +475,10 @@ pub struct SockOffsets {
     pub socket_file: u32,
     pub file_inode: u32,
     pub inode_ino: u32,
+    /// `tcp_sock.linger2` (int): see `TypedSockFields::linger2`.
+    pub linger2: u32,
+    /// Keeps the filter after these offsets aligned in `KernelConfig`.
+    pub _pad: u32,
 }
 
 impl SockOffsets {
@@ -496,6 +504,8 @@ impl SockOffsets {
         socket_file: NO_OFFSET,
         file_inode: NO_OFFSET,
         inode_ino: NO_OFFSET,
+        linger2: NO_OFFSET,
+        _pad: 0,
     };
 }
 
@@ -536,6 +546,9 @@ pub const FACT_NOTHING_EXCHANGED: u16 = 1024;
 /// socket open had it closed for it (killed, crashed, or exited without closing);
 /// `Event::closer_exit_code` says how. Read on every kernel where BTF names the fields.
 pub const FACT_CLOSER_EXITING: u16 = 2048;
+/// From CLOSE: the socket had TCP_LINGER2 < 0, which makes the stack reset an orphan the moment
+/// it reaches FIN_WAIT2 (the kernel then names `TCP_ABORT_ON_DATA`, data or not).
+pub const FACT_LINGER2_NEGATIVE: u16 = 4096;
 
 /// Kernel struct member offsets from BTF; `NO_OFFSET` when BTF could not tell.
 #[repr(C)]
@@ -603,7 +616,7 @@ const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 36);
 const _: () = assert!(core::mem::size_of::<Filter>() == 48);
 // Layouts, the release layout, StructOffsets, SockOffsets, the filter: no padding between them
 // (the parts go to the kernel one by one, each without padding, and the filter's u64 falls aligned).
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 92 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 100 + 48);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]

@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
-    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_NOTHING_EXCHANGED,
+    FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_LINGER2_NEGATIVE, FACT_NOTHING_EXCHANGED,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_ABORTED_HERE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_ENDED_BADLY, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
@@ -310,18 +310,22 @@ fn holder_facts(sk: u64, state: i32, o: &SockOffsets) -> u16 {
         let socket = field(o.socket).and_then(|at| read::<u64>(at));
         let err = field(o.err).and_then(|at| read::<i32>(at));
         let flags = field(o.flags).and_then(|at| read::<u64>(at));
-        let (shutdown, lingertime) = match state {
-            TCP_CLOSE => (field(o.shutdown).and_then(|at| read::<u8>(at)), field(o.lingertime).and_then(|at| read::<u64>(at))),
-            _ => (None, None),
+        let (shutdown, lingertime, linger2) = match state {
+            TCP_CLOSE => (
+                field(o.shutdown).and_then(|at| read::<u8>(at)),
+                field(o.lingertime).and_then(|at| read::<u64>(at)),
+                field(o.linger2).and_then(|at| read::<i32>(at)),
+            ),
+            _ => (None, None, None),
         };
-        holder_facts_of(state, socket, err, flags, shutdown, lingertime)
+        holder_facts_of(state, socket, err, flags, shutdown, lingertime, linger2)
     }
 }
 
 /// [`holder_facts`] from the fields' values, each `None` where it could not be read (or, for
-/// `shutdown` and `lingertime`, was not: they count only from CLOSE).
+/// `shutdown`, `lingertime` and `linger2`, was not: they count only from CLOSE).
 #[inline(always)]
-pub(crate) fn holder_facts_of(state: i32, socket: Option<u64>, err: Option<i32>, flags: Option<u64>, shutdown: Option<u8>, lingertime: Option<u64>) -> u16 {
+pub(crate) fn holder_facts_of(state: i32, socket: Option<u64>, err: Option<i32>, flags: Option<u64>, shutdown: Option<u8>, lingertime: Option<u64>, linger2: Option<i32>) -> u16 {
     let mut facts = 0;
     if socket == Some(0) {
         facts |= FACT_ORPHAN;
@@ -337,6 +341,9 @@ pub(crate) fn holder_facts_of(state: i32, socket: Option<u64>, err: Option<i32>,
     }
     if state == TCP_CLOSE && lingertime == Some(0) && flags.is_some_and(|f| f & (1 << SOCK_LINGER) != 0) {
         facts |= FACT_LINGER0;
+    }
+    if state == TCP_CLOSE && linger2.is_some_and(|l| l < 0) {
+        facts |= FACT_LINGER2_NEGATIVE;
     }
     facts
 }

@@ -194,7 +194,9 @@ unsafe fn holder_read(sk: u64, tcp: *const u8, state: i32) -> Option<HolderRead>
         // `sk_lingertime` is a long. A load-time constant: the verifier drops the read where BTF
         // lacked the offset.
         let lingertime = (closing && offset!(lingertime) != NO_OFFSET as usize).then(|| at::<i64>(sk, offset!(lingertime)) as u64);
-        let facts = holder_facts_of(state, Some(at::<u64>(sk, offset!(socket))), Some(at::<i32>(sk, offset!(err))), Some(at::<u64>(sk, offset!(flags))), shutdown, lingertime);
+        // A `tcp_sock` field: read through the pointer the verifier typed as one.
+        let linger2 = (closing && offset!(linger2) != NO_OFFSET as usize).then(|| read_volatile(tcp.add(offset!(linger2)) as *const i32));
+        let facts = holder_facts_of(state, Some(at::<u64>(sk, offset!(socket))), Some(at::<i32>(sk, offset!(err))), Some(at::<u64>(sk, offset!(flags))), shutdown, lingertime, linger2);
         let sent = tcp_field(offset!(data_segs_out));
         let exchange = exchange_facts_of(sent, tcp_field(offset!(data_segs_in)), || (Some(tcp_field(offset!(snd_una))), Some(tcp_field(offset!(snd_nxt)))));
         Some(HolderRead { facts, exchange, sent })

@@ -251,6 +251,8 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         socket_file: get(&[("socket", "file")]),
         file_inode: get(&[("file", "f_inode")]),
         inode_ino: get(&[("inode", "i_ino")]),
+        linger2: get(&[("tcp_sock", "linger2")]),
+        _pad: 0,
     };
     (offsets, sock, missing)
 }
@@ -312,6 +314,7 @@ pub fn typed_sock_fields(btf: &Btf) -> TypedSockFields {
         lingertime: sock("sk_lingertime"),
         rcv_nxt: tcp("rcv_nxt"),
         copied_seq: tcp("copied_seq"),
+        linger2: tcp("linger2"),
     }
 }
 

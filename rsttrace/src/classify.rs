@@ -172,6 +172,13 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         return v(Cause::ListenerClosed, Origin::Application, why);
     }
     let orphan = facts.is_some_and(|f| f.orphan);
+    // An orphan with TCP_LINGER2 < 0 is reset the moment the peer acknowledges its FIN, which
+    // the kernel names TCP_ABORT_ON_DATA whether the segment carried data or not; that check
+    // comes first, so the data, if any, decided nothing.
+    let linger2_negative = facts.is_some_and(|f| f.linger2_negative);
+    if linger2_negative && orphan && !story.aborted_on_data && state == Some(TcpState::Close) && story.closed_from == Some(TcpState::FinWait2) && reason == Some("TCP_ABORT_ON_DATA") {
+        return v(Cause::Linger2Abort, Origin::Stack, format!("{who} closed the socket with TCP_LINGER2 < 0: the stack reset it once the peer acknowledged its FIN, without waiting for the peer's"));
+    }
     if story.aborted_on_data || reason == Some("TCP_ABORT_ON_DATA") {
         let what = if orphan { "closed the socket" } else { "shut the socket down for reading (shutdown)" };
         return v(Cause::DataAfterClose, Origin::Application, format!("peer sent data after {who} {what}"));
@@ -592,6 +599,7 @@ mod tests {
         let queue_full = SockFacts { accept_queue_full: true, ..SockFacts::default() };
         let destroyed = SockFacts { destroyed: true, ..SockFacts::default() };
         let orphaned = SockFacts { orphan: true, ..SockFacts::default() };
+        let orphan_linger2 = SockFacts { orphan: true, linger2_negative: true, ..SockFacts::default() };
         let queued = Story { listener_waiting: Some((80, 2)), ..Story::default() };
         let local_abort = Story { aborted_on_data: true, ..Story::default() };
         let cases: Vec<(Trigger, &Story, Cause, Origin, bool)> = vec![
@@ -626,6 +634,10 @@ mod tests {
             (sent(Some("TCP_ABORT_ON_DATA"), Some(Close), Some(false)), &none, Cause::DataAfterClose, Origin::Application, false),
             (sent(Some("TCP_KEEPALIVE_TIMEOUT"), Some(Established), None), &none, Cause::KeepaliveTimeout, Origin::Stack, false),
             (sent(Some("TCP_ABORT_ON_LINGER"), Some(Close), None), &none, Cause::Linger2Abort, Origin::Stack, false),
+            // TCP_LINGER2 < 0 resets an orphan when its FIN is acknowledged: named ABORT_ON_DATA.
+            (sent_with("TCP_ABORT_ON_DATA", Close, orphan_linger2), &from_fin_wait2, Cause::Linger2Abort, Origin::Stack, false),
+            (sent_with("TCP_ABORT_ON_DATA", Close, SockFacts { orphan: true, ..SockFacts::default() }), &from_fin_wait2, Cause::DataAfterClose, Origin::Application, false),
+            (sent_with("TCP_ABORT_ON_DATA", Close, orphan_linger2), &local_abort, Cause::DataAfterClose, Origin::Application, false),
             (sent(Some("TCP_ABORT_ON_MEMORY"), Some(Close), None), &none, Cause::OrphanMemory, Origin::Stack, false),
             // Without reasons: an orphan's RST from a closing state, no segment behind it.
             (inferred(FinWait1, None, orphaned), &none, Cause::OrphanMemory, Origin::Stack, false),

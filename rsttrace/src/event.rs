@@ -408,6 +408,9 @@ pub struct SockFacts {
     /// From CLOSE: the process was ending when its socket was closed for it (killed, crashed
     /// or exited with the socket open).
     pub closer_ended: Option<Ending>,
+    /// From CLOSE: TCP_LINGER2 was negative, so the stack resets the orphan as soon as it
+    /// reaches FIN_WAIT2.
+    pub linger2_negative: bool,
 }
 
 /// How a process ended, from its `exit_code`.

@@ -636,6 +636,21 @@ fn an_orphan_reset_for_want_of_memory_is_orphan_memory_and_named_by_its_sequel()
     });
 }
 
+/// Closed at once with TCP_LINGER2 < 0 (in FIN_WAIT1): the stack resets the orphan when the
+/// server acknowledges the FIN, a segment without data that 6.10+ kernels name
+/// TCP_ABORT_ON_DATA all the same: linger2_abort, not data_after_close.
+#[test]
+fn close_in_fin_wait1_with_negative_linger2_is_linger2_abort_when_the_fin_is_acknowledged() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in client_of_a_holding_server(58, &["--linger2-abort", "--close-at-once"]) {
+            let [sent, received] = exactly(&reports, ["sent:linger2_abort", "received:peer_reset"]);
+            assert_eq!(received["peer_cause"], "linger2_abort");
+            assert_report(sent, f, "stack", Some(pids[0]));
+            assert!(matches!(sent["kernel_reason"].as_str(), None | Some("TCP_ABORT_ON_DATA" | "TCP_ABORT_ON_LINGER")), "{sent}");
+        }
+    });
+}
+
 #[test]
 fn segment_for_a_forgotten_connection_is_no_socket() {
     again_if_the_kernel_skipped_runs(|| {

@@ -308,6 +308,9 @@ struct ClientOptions {
     syncnt: Option<i32>,
     linger0: bool,
     linger2_abort: bool,
+    /// `--close-at-once`: close right after connecting (with `--linger2-abort`, in FIN_WAIT1:
+    /// the stack resets the orphan when the server acknowledges the FIN).
+    close_at_once: bool,
     /// After `--send`, wait for the server's answer before going on.
     await_answer: bool,
     race: bool,
@@ -348,6 +351,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--syncnt" => o.syncnt = Some(value().parse().unwrap()),
             "--linger0" => o.linger0 = true,
             "--linger2-abort" => o.linger2_abort = true,
+            "--close-at-once" => o.close_at_once = true,
             "--await-answer" => o.await_answer = true,
             "--race" => o.race = true,
             "--race-with" => {
@@ -552,6 +556,11 @@ fn connect(addr: SocketAddr, args: &[String]) {
         println!("closed");
         std::io::stdout().flush().unwrap();
         std::thread::sleep(Duration::from_secs(3));
+        return;
+    }
+    if o.close_at_once {
+        drop(s);
+        std::thread::sleep(Duration::from_millis(300));
         return;
     }
     if o.linger2_abort {
