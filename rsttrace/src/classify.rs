@@ -167,7 +167,10 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         let waiting = if n == 1 { "1 connection".to_string() } else { format!("{n} connections") };
         let why = match ended {
             Some(ended) => format!("{who} {ended} with its listening socket on port {port} open and {waiting} waiting to be accepted: the kernel closed it"),
-            None => format!("{who} closed its listening socket on port {port} with {waiting} waiting to be accepted (a restart or shutdown that does not drain the queue)"),
+            None => match &story.actor {
+                Some(closer) => format!("{closer} closed the listening socket of {who} on port {port} with {waiting} waiting to be accepted (ss -K, or a process sharing the socket)"),
+                None => format!("{who} closed its listening socket on port {port} with {waiting} waiting to be accepted (a restart or shutdown that does not drain the queue)"),
+            },
         };
         return v(Cause::ListenerClosed, Origin::Application, why);
     }

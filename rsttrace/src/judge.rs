@@ -334,8 +334,14 @@ impl Judge {
                     _ => None,
                 };
                 let peer_talking = state.is_none() && self.note_peer_talking(&ev);
-                self.hold(ev, trigger, acting);
+                // A listener another process closed (`ss -K` destroying it, a child closing the
+                // last copy of its descriptor) is still its owner's: the closer is the actor.
+                let listener_owner = listener_closed_with.and_then(|_| self.closed_listener_owner(&ev)).filter(|o| acting.is_some_and(|a| a.pid != o.pid));
+                self.hold(ev, trigger, if listener_owner.is_some() { None } else { acting });
                 if let Some(p) = self.pending.back_mut() {
+                    if listener_owner.is_some() {
+                        p.listener_owner = listener_owner;
+                    }
                     p.peer_talked_after = peer_talking;
                     p.port_taken = port_taken;
                     p.aborted_on_data = aborted_on_data;
@@ -509,6 +515,11 @@ impl Judge {
             (*closed <= since && ev.ts_ns.saturating_sub(*closed) < LISTENER_MEMORY_NS).then_some(*owner)
         })?;
         (now.pid != served_by.pid).then_some((now, served_by))
+    }
+
+    /// The owner of the listener that served `ev`'s local end and has just closed.
+    fn closed_listener_owner(&self, ev: &KernelEvent) -> Option<Task> {
+        Self::serving(&self.closed_listeners, ev.netns, &ev.endpoints).filter(|(_, closed)| ev.ts_ns.saturating_sub(*closed) < SAME_CALL_NS * 10).map(|(owner, _)| *owner)
     }
 
     fn hold(&mut self, event: KernelEvent, trigger: Trigger, acting: Option<Task>) {
@@ -1134,6 +1145,20 @@ mod tests {
         // An orphan a timer or close() resets from a closing state is no listener's.
         let r = &run(vec![queued_child(10, nginx, FinWait2)])[0];
         assert_ne!(r.verdict.cause, Cause::ListenerClosed);
+    }
+
+    #[test]
+    fn a_listener_another_process_closes_stays_its_owners_and_names_the_closer() {
+        let (server, ss) = (task(500, "python3"), task(991, "ss"));
+        let mut destroyed = listener(10, Listen, Close, &server, "0.0.0.0");
+        destroyed.current = Some(ss);
+        // The waiting connection's local end is the listener's.
+        let mut waiting = queued_child(10, ss, Established);
+        waiting.endpoints.lport = 80;
+        let reports = run(vec![listener(1, Close, Listen, &server, "0.0.0.0"), destroyed, waiting]);
+        let r = &reports[0];
+        assert_eq!((r.verdict.cause, r.owner.unwrap().pid, r.attribution), (Cause::ListenerClosed, 500, Attribution::SocketOwner));
+        assert!(r.verdict.why.starts_with("ss[991] closed the listening socket of python3[500] on port 80 with 1 connection waiting"), "{}", r.verdict.why);
     }
 
     #[test]

@@ -1028,8 +1028,26 @@ fn data_after_the_stack_aborted(subnet: u8, server_mode: &str, sysctl: Option<(&
 /// kernel resets both in the closer's system call.
 #[test]
 fn closing_a_listener_with_waiting_connections_is_listener_closed() {
+    listener_closed_under_two_waiting(21, |_, server| {
+        server.go();
+        server.expect_line("closed", T);
+    });
+}
+
+/// `ss -K` destroys the listener under two waiting connections: the listener is still its
+/// server's, which the reports name, with `ss` as the closer.
+#[test]
+fn a_listener_destroyed_by_ss_is_its_servers_with_ss_named_as_the_closer() {
+    listener_closed_under_two_waiting(59, |net, _| {
+        rsttrace_tests::in_ns(&net.server, "ss", &["-K", "-tln", "sport", "=", ":8080"]);
+    });
+}
+
+/// Two connections wait in the accept queue of a server that never accepts; `close` closes its
+/// listener. Both are reset, reported as the server's.
+fn listener_closed_under_two_waiting(subnet: u8, close: impl Fn(&Net, &mut Stim)) {
     again_if_the_kernel_skipped_runs(|| {
-        for (f, reports, pids) in traced(21, |net, f| {
+        for (f, reports, pids) in traced(subnet, |net, f| {
             let mut server = listen(net, f, "close-listener-on-go");
             let clients: Vec<Stim> = (0..2)
                 .map(|_| {
@@ -1038,8 +1056,7 @@ fn closing_a_listener_with_waiting_connections_is_listener_closed() {
                     c
                 })
                 .collect();
-            server.go();
-            server.expect_line("closed", T);
+            close(net, &mut server);
             for c in &clients {
                 assert_eq!(c.expect_line("errno", T), "errno 104");
             }
@@ -1053,7 +1070,15 @@ fn closing_a_listener_with_waiting_connections_is_listener_closed() {
                 assert_report(r, f, "application", Some(pids[0]));
                 assert_kernel_reason(r, "TCP_STATE");
                 assert_eq!(r["lport"], 8080);
-                assert!(r["why"].as_str().unwrap().contains("listening socket on port 8080 with 2 connections waiting"), "{r}");
+                let why = r["why"].as_str().unwrap();
+                assert!(why.contains(" on port 8080 with 2 connections waiting"), "{r}");
+                // Closed by another process: `ss` acted, as `current_*` and `why` say.
+                if r["current_pid"] != r["pid"] {
+                    assert_eq!(r["current_comm"], "ss", "{r}");
+                    assert!(why.starts_with(&format!("ss[{}] closed the listening socket of rststim[{}]", r["current_pid"], pids[0])), "{r}");
+                } else {
+                    assert!(why.starts_with(&format!("rststim[{}] closed its listening socket", pids[0])), "{r}");
+                }
             }
             for r in reports.iter().filter(|r| r["direction"] == "received") {
                 assert_eq!(r["peer_cause"], "listener_closed");
