@@ -991,6 +991,59 @@ const _: () = assert!(core::mem::size_of::<FoldedCount>() == 48);
 /// key and CPU, 6 MiB on 128 CPUs.
 pub const FOLDED_KEYS: u32 = 1024;
 
+/// A connection's 4-tuple as the kernel side keys it: ports in host order, and of each address
+/// its last four bytes (the whole IPv4 address, also IPv4-mapped; for IPv6 a hash input that the
+/// stored key then confirms together with both ports).
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TupleKey {
+    pub lport: u16,
+    pub rport: u16,
+    pub laddr: u32,
+    pub raddr: u32,
+}
+
+impl TupleKey {
+    /// Mixed for indexing a table of `2^bits` entries: the kernel side's, and the agent's when
+    /// it notes the connections older than it.
+    #[inline(always)]
+    pub fn hash(&self, bits: u32) -> u32 {
+        let mixed = (self.laddr ^ self.raddr.rotate_left(16)) ^ (((self.lport as u32) << 16) | self.rport as u32);
+        (mixed.wrapping_mul(0x9E37_79B1) >> 16) & ((1 << bits) - 1)
+    }
+
+    pub fn reversed(&self) -> Self {
+        Self { lport: self.rport, rport: self.lport, laddr: self.raddr, raddr: self.laddr }
+    }
+}
+
+/// The last connection seen on a 4-tuple (see the kernel side's `history.rs`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct TupleEntry {
+    pub key: TupleKey,
+    /// `TUPLE_OPEN` from the handshake's completion to CLOSE; after it, the clock tick it
+    /// closed at (`bpf_jiffies64`'s low 32 bits, never `TUPLE_OPEN` or 0), whose lowest bit is
+    /// `TUPLE_ENDED_BADLY` (see `history::note_tuple`).
+    pub open_or_closed_at: u32,
+    /// The connection's socket; 0 in a slot never written, `OLDER_CONNECTION` for a connection
+    /// open before rsttrace started, which the agent noted.
+    pub sk: u64,
+    pub owner: Owner,
+}
+
+const _: () = assert!(core::mem::size_of::<TupleEntry>() == 64);
+
+pub const TUPLE_OPEN: u32 = 1;
+/// In a closed entry's tick: a reset or an error ended the connection.
+pub const TUPLE_ENDED_BADLY: u32 = 1;
+
+pub const TUPLE_SLOT_BITS: u32 = 16;
+pub const TUPLE_SLOTS: u32 = 1 << TUPLE_SLOT_BITS;
+/// `TupleEntry::sk` of a connection the agent found open at its start: its socket's address is
+/// not known there, and no socket's is 1.
+pub const OLDER_CONNECTION: u64 = 1;
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -1005,6 +1058,7 @@ mod user {
     unsafe impl aya::Pod for TypedSkbFields {}
     unsafe impl aya::Pod for Filter {}
     unsafe impl aya::Pod for Owner {}
+    unsafe impl aya::Pod for TupleEntry {}
     unsafe impl aya::Pod for SockRecord {}
     unsafe impl aya::Pod for FoldedKey {}
     unsafe impl aya::Pod for FoldedCount {}

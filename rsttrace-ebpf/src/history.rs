@@ -6,7 +6,7 @@
 use core::ptr::{addr_of_mut, write_volatile};
 
 use aya_ebpf::helpers::bpf_jiffies64;
-use rsttrace_common::{Owner, RaceEntry, SockRecord};
+use rsttrace_common::{Owner, RaceEntry, SockRecord, OLDER_CONNECTION};
 
 use crate::{
     programs::AF_INET,
@@ -32,7 +32,8 @@ pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Opt
     // one slot at once can mix two entries; readers compare the key and treat history as a hint.
     unsafe {
         let known = owner.filter(|o| o.is_known());
-        let keep_owner = closed_at.is_some() && known.is_none() && (*slot).sk == sk && (*slot).key == *key;
+        // The same connection closing: the one noted at its handshake, or before the agent started.
+        let keep_owner = closed_at.is_some() && known.is_none() && ((*slot).sk == sk || (*slot).sk == OLDER_CONNECTION) && (*slot).key == *key;
         (*slot).key = *key;
         (*slot).open_or_closed_at = match closed_at {
             None => TUPLE_OPEN,

@@ -5,9 +5,11 @@ use aya_ebpf::{
     Global,
 };
 use rsttrace_common::{
-    Filter, FoldedCount, FoldedKey, Owner, FOLDED_KEYS, PeerSample, RaceEntry, ReleaseLayout, SockOffsets, SockRecord, StructOffsets,
+    Filter, FoldedCount, FoldedKey, FOLDED_KEYS, PeerSample, RaceEntry, ReleaseLayout, SockOffsets, SockRecord, StructOffsets,
     Submitted, TcpProbeLayout, TracepointLayout, TypedSkbFields, TypedSockFields, PEER_SLOTS,
 };
+// The 4-tuple notes' types are shared: the agent notes the connections older than it.
+pub use rsttrace_common::{TupleEntry, TupleKey, TUPLE_ENDED_BADLY, TUPLE_OPEN, TUPLE_SLOT_BITS, TUPLE_SLOTS};
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
 // because reading one copies it onto the BPF stack: a program reads only the parts it needs.
@@ -105,52 +107,6 @@ pub const SOCK_SLOTS: u32 = 131072;
 /// ~0.2 µs on every connection.
 #[map]
 pub static SOCKS: Array<SockSlot> = Array::with_max_entries(SOCK_SLOTS, 0);
-
-/// A connection's 4-tuple as the kernel side keys it: ports in host order, and of each address
-/// its last four bytes (the whole IPv4 address, also IPv4-mapped; for IPv6 a hash input that the
-/// stored key then confirms together with both ports).
-#[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct TupleKey {
-    pub lport: u16,
-    pub rport: u16,
-    pub laddr: u32,
-    pub raddr: u32,
-}
-
-impl TupleKey {
-    /// Mixed for indexing a table of `2^bits` entries, here and in `history.rs`.
-    #[inline(always)]
-    pub fn hash(&self, bits: u32) -> u32 {
-        let mixed = (self.laddr ^ self.raddr.rotate_left(16)) ^ (((self.lport as u32) << 16) | self.rport as u32);
-        (mixed.wrapping_mul(0x9E37_79B1) >> 16) & ((1 << bits) - 1)
-    }
-
-    pub fn reversed(&self) -> Self {
-        Self { lport: self.rport, rport: self.lport, laddr: self.raddr, raddr: self.laddr }
-    }
-}
-
-/// The last connection seen on a 4-tuple (see `history.rs`).
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct TupleEntry {
-    pub key: TupleKey,
-    /// `TUPLE_OPEN` from the handshake's completion to CLOSE; after it, the clock tick it
-    /// closed at (`bpf_jiffies64`'s low 32 bits, never `TUPLE_OPEN` or 0), whose lowest bit is
-    /// `TUPLE_ENDED_BADLY` (see `history::note_tuple`).
-    pub open_or_closed_at: u32,
-    /// The connection's socket; 0 in a slot never written.
-    pub sk: u64,
-    pub owner: Owner,
-}
-
-pub const TUPLE_OPEN: u32 = 1;
-/// In a closed entry's tick: a reset or an error ended the connection.
-pub const TUPLE_ENDED_BADLY: u32 = 1;
-
-pub const TUPLE_SLOT_BITS: u32 = 16;
-pub const TUPLE_SLOTS: u32 = 1 << TUPLE_SLOT_BITS;
 
 /// Direct-mapped by a hash of the 4-tuple: one array store per connection opened and closed,
 /// where a hash map would cost an insert and a delete. A newer connection whose tuple hashes to

@@ -25,7 +25,7 @@ use crate::{
     loader::{self, LoadOptions, Socketless},
     lost::LostCounter,
     metrics::Metrics,
-    older_listeners,
+    older_sockets, tuple_notes,
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink, TraceEdge},
     privileges,
     event::{Payload, Task, TcpState},
@@ -130,8 +130,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // later socket itself.
     let mut processes = Processes::new();
     processes.walk();
-    // The listeners older than rsttrace, read while every namespace may be.
-    let listeners_before = older_listeners::find(Path::new("/proc"), &mut processes);
+    // The sockets older than rsttrace, read while every namespace may be; the connections among
+    // them noted in the kernel side's 4-tuple notes as it notes those it sees start.
+    let older = older_sockets::find(Path::new("/proc"), &mut processes, older_sockets::ephemeral_ports(Path::new("/proc")));
+    if config.cost_floor.is_none() {
+        if let Err(why) = tuple_notes::note_older(&mut loaded.ebpf, &older.connections, |pid| processes.name(pid)) {
+            eprintln!("rsttrace: the connections older than rsttrace are not noted in the kernel ({why}): a RST forged to one of them reads as its peer's");
+        }
+    }
     // From now on, the kernel's walk of every task's files (linked at load; run without a privilege).
     match std::mem::replace(&mut loaded.holders, Err(String::new())) {
         Ok(holders) => processes.ask_the_kernel(holders),
@@ -188,7 +194,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events_read: 0,
         decode_errors: 0,
     };
-    for l in listeners_before {
+    for c in older.connections.iter().filter(|c| c.opened_here) {
+        state.judge.opened_before(c.netns, c.ends);
+    }
+    for l in older.listeners {
         let comm = state.processes.name(l.pid).unwrap_or_else(|| "?".into());
         state.judge.listening_before(l.netns, l.addr, l.port, Task { pid: l.pid, tid: l.pid, comm, cgroup: 0 });
         state.judge.local_addresses.learn(l.netns, l.pid);

@@ -22,7 +22,7 @@ use std::{
 };
 
 use crate::{
-    FastMap,
+    FastMap, FastSet,
     classify::{classify, Named, Story, Trigger},
     ended_here::{EarlierEnd, Ended, EndedHere, EndedBy},
     event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
@@ -122,7 +122,7 @@ struct Pending {
     /// other names one. Held apart, to use only where the socket's own file names nobody (see
     /// [`SocketFiles`]), when the kernel side read that file (no owner on record: the socket was not used
     /// since it was accepted) or the listener listened since before the trace (see
-    /// `older_listeners`): a forking server's child holds the socket its parent accepted, and
+    /// `older_sockets`): a forking server's child holds the socket its parent accepted, and
     /// an older listener's holder is the first of the processes sharing it (a master that never
     /// accepts).
     listener_owner: Option<Task>,
@@ -204,6 +204,8 @@ pub struct Judge {
     listener_closes: FastMap<ListenerCloseKey, (u64, u32)>,
     /// Per (namespace, port): how many listeners closed there, and when the last one did.
     listener_close_seq: FastMap<(u32, u16), (u64, u64)>,
+    /// The connections this host opened before the trace began (see [`Judge::opened_before`]).
+    opened_before_trace: FastSet<(u32, Endpoints)>,
     /// The latest received reset per socket, for the last [`SAME_CALL_NS`] or so: whether a sent
     /// reset answers one (see [`Judge::take_local_abort`]) is then one look-up, not a walk.
     received_by_sk: FastMap<u64, (u64, Endpoints)>,
@@ -234,6 +236,7 @@ impl Judge {
             loss_noticed_ns: None,
             listener_closes: FastMap::default(),
             listener_close_seq: FastMap::default(),
+            opened_before_trace: FastSet::default(),
             received_by_sk: FastMap::default(),
             received_pruned_ns: 0,
             received_by_ends: FastMap::default(),
@@ -355,7 +358,20 @@ impl Judge {
         }
     }
 
-    /// A listener that was listening before the trace began (see `older_listeners`): as one
+    /// A connection this host opened before the trace began (see `older_sockets`): as one whose
+    /// connect() was seen, for what follows from that (a client's benign aborts, the key its
+    /// reports fold under).
+    pub fn opened_before(&mut self, netns: u32, ends: Endpoints) {
+        self.opened_before_trace.insert((netns, ends));
+    }
+
+    /// This host opened the connection of `ev`: its connect() was seen, or it was open before the
+    /// trace began and opened here.
+    fn opened_here(&self, ev: &KernelEvent) -> bool {
+        ev.history.opened_ns.is_some() || (!self.opened_before_trace.is_empty() && self.opened_before_trace.contains(&(ev.netns, ev.endpoints)))
+    }
+
+    /// A listener that was listening before the trace began (see `older_sockets`): as one
     /// whose start was seen, listening since before every event.
     pub fn listening_before(&mut self, netns: u32, addr: IpAddr, port: u16, owner: Task) {
         self.add_listener((netns, addr, port), owner, LISTENING_BEFORE_TRACE);
@@ -717,7 +733,7 @@ impl Judge {
             current: ev.current,
             retransmits: ev.history.retransmits.unwrap_or(0),
             // A socket in SYN_SENT was connecting, even when its record was not kept.
-            active_open: ev.history.opened_ns.is_some() || state == Some(TcpState::SynSent),
+            active_open: self.opened_here(&ev) || state == Some(TcpState::SynSent),
             evidence: story.evidence,
             verdict,
         }
@@ -791,7 +807,7 @@ impl Judge {
         let facts = ev.facts.unwrap_or_default();
         let mut story = Story {
             owner: owner.map(Named::from),
-            active_open: h.opened_ns.is_some(),
+            active_open: self.opened_here(ev),
             peer_closed: facts.peer_closed,
             answered_briefly: facts.exchanged && h.opened_ns.is_some_and(|opened| ev.ts_ns.saturating_sub(opened) <= SHORT_EXCHANGE_NS),
             probed: facts.nothing_exchanged && h.established_ns.is_some_and(|up| ev.ts_ns.saturating_sub(up) <= RACE_ABORT_WINDOW_NS),
@@ -1145,6 +1161,30 @@ mod tests {
         // An orphan a timer or close() resets from a closing state is no listener's.
         let r = &run(vec![queued_child(10, nginx, FinWait2)])[0];
         assert_ne!(r.verdict.cause, Cause::ListenerClosed);
+    }
+
+    #[test]
+    fn a_connection_opened_here_before_the_trace_is_a_clients() {
+        let curl = task(700, "curl");
+        // SO_LINGER 0 once the server had finished: a client skipping TIME_WAIT, if it is one.
+        let abort = || {
+            let mut e = sent(10, Some(Close), Some("TCP_STATE"), curl, Some(curl));
+            e.facts = Some(SockFacts { peer_closed: true, linger0: true, ..SockFacts::default() });
+            e
+        };
+        let judged = |opened_before: bool| {
+            let mut j = Judge::new(Visibility::ALL);
+            let e = abort();
+            if opened_before {
+                j.opened_before(e.netns, e.endpoints);
+            }
+            j.observe(e);
+            j.flush(u64::MAX).remove(0)
+        };
+        let r = judged(true);
+        assert_eq!((r.verdict.cause, r.verdict.benign, r.active_open), (Cause::AppAbortLinger0, true, true), "{}", r.verdict.why);
+        let r = judged(false);
+        assert_eq!((r.verdict.benign, r.active_open), (false, false), "{}", r.verdict.why);
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod loader;
 pub mod local_addresses;
 pub mod lost;
 pub mod metrics;
-pub mod older_listeners;
+pub mod older_sockets;
 pub mod output;
 pub mod privileges;
 pub mod processes;
@@ -32,9 +32,11 @@ pub mod report;
 pub mod runtime_names;
 pub mod trace_info;
 pub mod tracefs;
+pub mod tuple_notes;
 pub mod workload;
 
 /// The maps every event goes through (the judge's, the sent resets', the folder's): keyed by
 /// endpoints, which SipHash, the standard map's hasher, hashes at several times the cost. Seeded
 /// at random per process like the standard one, so peers cannot aim for collisions.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

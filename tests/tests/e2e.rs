@@ -402,6 +402,60 @@ fn an_orphan_whose_data_is_never_acknowledged_times_out() {
     });
 }
 
+/// A connection older than rsttrace, its client reset by the server's firewall: injected all
+/// the same (the agent notes the connections it finds open at start as the kernel side notes
+/// those it sees open, so the peer on this host is known), and so is the rest of the story, with
+/// the client as the owner.
+#[test]
+fn a_rst_forged_to_a_connection_older_than_rsttrace_is_injected() {
+    again_if_the_kernel_skipped_runs(|| {
+        require_root();
+        let net = Net::new(66);
+        for f in FAMILIES {
+            let wait = Duration::from_millis(1200);
+            let (mine, pids) = older_connection_filtered(&net, f, &["--send", "100"], "tcp dport 8080 reject with tcp reset", "errno 104", wait);
+            assert_forged_to_the_client(&mine, f, &pids);
+        }
+    });
+}
+
+/// The client's report of a RST the server's firewall forged to it (injected), and those of the
+/// teardown after it (see [`assert_teardown`]); returns the first.
+fn assert_forged_to_the_client<'a>(reports: &'a [Value], f: Family, pids: &[u64]) -> &'a Value {
+    let [received, no_socket, teardown] = exactly(reports, ["received:injected", "sent:no_socket", "received:peer_reset"]);
+    assert_report(received, f, "network", Some(pids[0]));
+    let end = ClientEnd {
+        no_socket_says: "that a forged RST reset here",
+        benign: false,
+        server_told: "(no_socket: a forged RST reset the peer's end earlier)",
+    };
+    assert_teardown(no_socket, teardown, f, pids, end);
+    received
+}
+
+/// A client's connection to a holding server, open before rsttrace starts: the server's
+/// firewall takes `rule`, the client goes on (`client_opts`) until its call fails with `errno`,
+/// and `wait` later the server exits. The reports of this test, and the pids of the client and
+/// the server.
+fn older_connection_filtered(net: &Net, f: Family, client_opts: &[&str], rule: &str, errno: &str, wait: Duration) -> (Vec<Value>, Vec<u64>) {
+    let server = listen(net, f, "hold");
+    let mut opts = client_opts.to_vec();
+    opts.push("--wait-go");
+    let mut c = client(net, f, PORT, &opts);
+    c.expect_line("ready", T);
+    let tracer = Tracer::start(&[]);
+    let filter = net.server_filter("input", rule);
+    c.go();
+    assert_eq!(c.expect_line("errno", T), errno);
+    drop(filter);
+    std::thread::sleep(wait);
+    let pids = vec![c.pid(), server.pid()];
+    drop(server);
+    std::thread::sleep(Duration::from_millis(300));
+    let (reports, _) = tracer.stop();
+    (net.reports_of_this_test(reports), pids)
+}
+
 /// The server's firewall answers connects with `reject with tcp reset`: connect() fails with
 /// ECONNREFUSED as if nothing listened, but the server's stack sent no RST, and its address says
 /// the server is on this host: injected, not refused.
@@ -445,14 +499,7 @@ fn firewall_reset_is_injected() {
         for (f, reports, pids) in traced(8, |net, f| {
             client_then_filter(net, f, &["--send", "100"], "tcp dport 8080 reject with tcp reset", "errno 104")
         }) {
-            let [received, no_socket, teardown] = exactly(&reports, ["received:injected", "sent:no_socket", "received:peer_reset"]);
-            assert_report(received, f, "network", Some(pids[0]));
-            let end = ClientEnd {
-                no_socket_says: "that a forged RST reset here",
-                benign: false,
-                server_told: "(no_socket: a forged RST reset the peer's end earlier)",
-            };
-            assert_teardown(no_socket, teardown, f, &pids, end);
+            let received = assert_forged_to_the_client(&reports, f, &pids);
             assert!(
                 !reports.iter().any(|r| r["direction"] == "sent" && r["ts"].as_str() <= received["ts"].as_str()),
                 "no stack sent a RST before the forged one: {reports:?}"
@@ -1130,28 +1177,16 @@ fn keepalive_timeout_on_a_connection_older_than_rsttrace() {
         require_root();
         let net = Net::new(23);
         for f in FAMILIES {
-            let server = listen(&net, f, "hold");
-            let mut c = client(&net, f, PORT, &["--keepalive", "1,1,2", "--wait-go"]);
-            c.expect_line("ready", T);
-            let tracer = Tracer::start(&[]);
-            let filter = net.server_filter("input", "tcp dport 8080 drop");
-            c.go();
-            assert_eq!(c.expect_line("errno", T), "errno 110");
-            drop(filter);
-            let server_pid = server.pid();
-            drop(server);
-            std::thread::sleep(Duration::from_millis(300));
-            let (reports, _) = tracer.stop();
-            let mine = net.reports_of_this_test(reports);
+            let (mine, pids) = older_connection_filtered(&net, f, &["--keepalive", "1,1,2"], "tcp dport 8080 drop", "errno 110", Duration::ZERO);
             let [sent, no_socket, received] = exactly(&mine, ["sent:keepalive_timeout", "sent:no_socket", "received:peer_reset"]);
             assert_kernel_reason(sent, "TCP_KEEPALIVE_TIMEOUT");
             // Never used while rsttrace ran: its holder is found by the socket's file, the way
             // `ss -p` finds it, even though the client closed it at once after the error.
-            assert_eq!((sent["pid"].as_u64(), sent["attribution"].as_str()), (Some(c.pid()), Some("socket_file")), "{sent}");
+            assert_eq!((sent["pid"].as_u64(), sent["attribution"].as_str()), (Some(pids[0]), Some("socket_file")), "{sent}");
             assert_eq!(sent["state"], "ESTABLISHED");
             assert_eq!(sent["family"], f.name());
             assert_eq!(no_socket["family"], f.name());
-            assert_report(received, f, "peer", Some(server_pid));
+            assert_report(received, f, "peer", Some(pids[1]));
             assert_eq!(received["state"], "FIN_WAIT1");
             assert_eq!(received["peer_cause"], "no_socket");
         }
