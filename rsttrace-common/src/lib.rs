@@ -752,6 +752,10 @@ pub const FLAG_EARLIER_SK: u32 = 524288;
 /// ... and a reset or an error ended that connection (a RST sent or received, a timer giving up),
 /// where a later connection on the 4-tuple that ended well would have cleared it.
 pub const FLAG_EARLIER_ENDED_BADLY: u32 = 1048576;
+/// A reset sent in SYN_SENT: the other end of the 4-tuple is a socket of this host whose note
+/// says its connection is still open (a half-open connection: the peer never learned that an
+/// earlier one on the 4-tuple ended), where `FLAG_TUPLE_REUSED` alone may be a TIME_WAIT.
+pub const FLAG_PEER_HOLDS_OPEN: u32 = 2097152;
 
 /// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).

@@ -13,7 +13,7 @@ use rsttrace_common::{
     Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_LINGER2_NEGATIVE, FACT_NOTHING_EXCHANGED,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_ABORTED_HERE, FLAG_CLOSED_FROM,
-    FLAG_EARLIER_ENDED_BADLY, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
+    FLAG_EARLIER_ENDED_BADLY, FLAG_PEER_HOLDS_OPEN, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_REFUSED_HERE, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
     NO_OFFSET, RECORD_MAX,
@@ -22,7 +22,7 @@ use rsttrace_common::{
 use crate::{
     evidence, fold, history,
     maps::{
-        CloseSlot, TupleKey, EVENTS, FILTER, FILTER_ACTIVE, LAYOUT_ERROR_REPORT,
+        CloseSlot, TupleKey, EVENTS, TUPLE_OPEN, FILTER, FILTER_ACTIVE, LAYOUT_ERROR_REPORT,
         LAYOUT_RECEIVE_RESET, LAYOUT_SEND_RESET, LAYOUT_SET_STATE, LOST, NETWORK_EVIDENCE, OFFSETS,
         SOCK_OFFSETS, SUBMITTED, WAKEUP_EVERY,
     },
@@ -476,6 +476,9 @@ pub fn record_key<F: Fields>(d: &F, l: &TracepointLayout) -> Option<TupleKey> {
 /// and, in SYN_SENT, whether an earlier connection used it. Returns the flags to set.
 #[inline(always)]
 unsafe fn sent_history(event: *mut Event, sk: u64, state: i32, key: &TupleKey) -> u32 {
+    if state == TCP_SYN_SENT {
+        return reused_history(key);
+    }
     let Some(earlier) = history::tuple(key) else { return 0 };
     if sk == 0 || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV || state == TCP_LISTEN {
         // SAFETY: the caller's reserved event.
@@ -490,11 +493,24 @@ unsafe fn sent_history(event: *mut Event, sk: u64, state: i32, key: &TupleKey) -
             flags |= FLAG_EARLIER_OWNER;
         }
         return flags;
-    } else if state == TCP_SYN_SENT {
-        // A socket in SYN_SENT has noted nothing under its 4-tuple yet: this is an earlier one's.
-        return FLAG_TUPLE_REUSED;
     }
     0
+}
+
+/// A socket in SYN_SENT has noted nothing under its 4-tuple yet: a note there is an earlier
+/// connection's, of this end or (the 4-tuple reversed) of a peer on this host, which may still
+/// hold it open. Returns the flags to set.
+#[inline(always)]
+fn reused_history(key: &TupleKey) -> u32 {
+    let peer = history::tuple(&key.reversed());
+    let mut flags = 0;
+    if peer.is_some() || history::tuple(key).is_some() {
+        flags |= FLAG_TUPLE_REUSED;
+    }
+    if peer.is_some_and(|p| p.open_or_closed_at == TUPLE_OPEN) {
+        flags |= FLAG_PEER_HOLDS_OPEN;
+    }
+    flags
 }
 
 /// An aborted connection this host opened: the other connection its owner opened to the same

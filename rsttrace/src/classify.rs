@@ -51,6 +51,8 @@ pub struct Story {
     pub syn_retransmits: u32,
     /// An earlier connection used the same 4-tuple on this host.
     pub tuple_reused: bool,
+    /// ... and the peer, on this host, still holds that earlier connection open (half-open).
+    pub peer_holds_open: bool,
     /// The owner was told ETIMEDOUT right after (a timer gave up).
     pub timed_out: bool,
     /// The socket was reset to CLOSE but not destroyed: the application still holds it
@@ -281,6 +283,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         Some("TCP_ABORT_ON_LINGER") => v(Cause::Linger2Abort, Origin::Stack, format!("{who} closed in FIN_WAIT2 with TCP_LINGER2 < 0")),
         Some("TCP_ABORT_ON_MEMORY") => v(Cause::OrphanMemory, Origin::Stack, "too many orphaned sockets or TCP memory pressure"),
         Some("TCP_RFC7323_PAWS") => v(Cause::PawsReject, Origin::Stack, "segment failed the PAWS timestamp check (NAT mixing timestamp clocks?)"),
+        Some("TCP_INVALID_ACK_SEQUENCE") if state == SynSent && story.peer_holds_open => v(
+            Cause::TimewaitReuse,
+            Origin::Stack,
+            "our SYN was answered with an ACK for an older connection on the same 4-tuple, which the peer still holds open (half-open: it never learned that connection ended, its RST lost?)",
+        ),
         Some("TCP_INVALID_ACK_SEQUENCE") if state == SynSent && story.tuple_reused => v(
             Cause::TimewaitReuse,
             Origin::Stack,
@@ -589,6 +596,7 @@ mod tests {
         let retx = Story { same_segment_retransmits: 5, ..Story::default() };
         let told_aborted = Story { destroyed: true, ..Story::default() };
         let reused = Story { tuple_reused: true, ..Story::default() };
+        let half_open = Story { tuple_reused: true, peer_holds_open: true, ..Story::default() };
         let kept = Story { socket_kept: true, ..Story::default() };
         let timer = Story { timed_out: true, ..Story::default() };
         let grabbed = Story { port_taken_by: Some(Named::new("intruder", 9)), ..Story::default() };
@@ -649,6 +657,7 @@ mod tests {
             (inferred(FinWait1, None, SockFacts::default()), &none, Cause::Unknown, Origin::Unknown, false),
             (sent(Some("TCP_RFC7323_PAWS"), Some(Established), Some(false)), &none, Cause::PawsReject, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &reused, Cause::TimewaitReuse, Origin::Stack, false),
+            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &half_open, Cause::TimewaitReuse, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(Established), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
             (sent(Some("NOT_SPECIFIED"), Some(NewSynRecv), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),

@@ -9,7 +9,7 @@ use rsttrace_common::{
     Event, EventKind, Owner, PeerEvidence, RaceEntry, Released, TracepointLayout, EVENT_SIZE, RELEASED_ITEM,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_NOTHING_EXCHANGED, FACT_LINGER0, FACT_LINGER2_NEGATIVE,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
-    FLAG_EARLIER_ENDED_BADLY, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE, FLAG_ABORTED_HERE,
+    FLAG_EARLIER_ENDED_BADLY, FLAG_PEER_HOLDS_OPEN, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE, FLAG_ABORTED_HERE,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, NO_FIELD, RECORD_MAX,
 };
@@ -437,6 +437,7 @@ fn history(raw: &Event) -> History {
         refused_here: flag(FLAG_REFUSED_HERE),
         aborted_here: flag(FLAG_ABORTED_HERE),
         tuple_reused: flag(FLAG_TUPLE_REUSED),
+        peer_holds_open: flag(FLAG_PEER_HOLDS_OPEN),
         orphan_timed_out: flag(FLAG_ORPHAN_TIMED_OUT),
         retransmits: flag(FLAG_RETRANSMITS_READ).then_some(raw.retransmits),
         resets_sent: raw.sock.resets_sent,
@@ -617,7 +618,7 @@ pub(crate) mod tests {
         });
         assert_eq!(decoder_for(kernel).decode(&stale).unwrap().history, History::default());
         let full = patched(bare, |raw| {
-            raw.flags |= FLAG_EARLIER_OWNER | FLAG_EARLIER_SK | FLAG_EARLIER_ENDED_BADLY | FLAG_SIBLING | FLAG_SIBLING_OPEN | FLAG_PEER_LOCAL | FLAG_TUPLE_REUSED | FLAG_RETRANSMITS_READ | FLAG_CLOSED_FROM | FLAG_ORPHAN_TIMED_OUT | FLAG_REFUSED_HERE | FLAG_ABORTED_HERE;
+            raw.flags |= FLAG_EARLIER_OWNER | FLAG_EARLIER_SK | FLAG_EARLIER_ENDED_BADLY | FLAG_SIBLING | FLAG_SIBLING_OPEN | FLAG_PEER_LOCAL | FLAG_TUPLE_REUSED | FLAG_PEER_HOLDS_OPEN | FLAG_RETRANSMITS_READ | FLAG_CLOSED_FROM | FLAG_ORPHAN_TIMED_OUT | FLAG_REFUSED_HERE | FLAG_ABORTED_HERE;
             raw.sock.opened_ns = 5;
             raw.sock.established_ns = 6;
             raw.earlier = raw.sock.owner;
@@ -630,7 +631,7 @@ pub(crate) mod tests {
         let h = decoder_for(kernel).decode(&full).unwrap().history;
         assert_eq!((h.opened_ns, h.established_ns, h.closed_from, h.retransmits), (Some(5), Some(6), Some(TcpState::Established), Some(3)));
         assert_eq!((h.earlier_owner.unwrap().pid, h.earlier_sk), (812, Some(7)));
-        assert!(h.earlier_ended_badly && h.peer_local && h.tuple_reused && h.orphan_timed_out && h.refused_here && h.aborted_here);
+        assert!(h.earlier_ended_badly && h.peer_local && h.tuple_reused && h.peer_holds_open && h.orphan_timed_out && h.refused_here && h.aborted_here);
         let s = h.sibling.unwrap();
         assert_eq!(s.rport, 445);
         assert_eq!((s.family, s.raddr.to_string(), s.opened_ns, s.established_ns, s.open), (Family::Ipv4, "10.0.0.2".to_string(), 4, 7, true));

@@ -329,6 +329,8 @@ pub struct History {
     pub aborted_here: bool,
     /// An earlier connection on this host used the same 4-tuple.
     pub tuple_reused: bool,
+    /// In SYN_SENT: the peer on this host still holds an earlier connection on the 4-tuple open.
+    pub peer_holds_open: bool,
     /// A state change to CLOSE of a socket its process had closed, whose retransmission timer
     /// gave up (`tcp_orphan_retries`): no RST, no error report follow.
     pub orphan_timed_out: bool,

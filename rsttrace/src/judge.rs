@@ -814,6 +814,7 @@ impl Judge {
             closed_from: h.closed_from,
             socket_kept: facts.kept,
             tuple_reused: h.tuple_reused,
+            peer_holds_open: h.peer_holds_open,
             race_sibling: self.race_sibling(ev),
             ..Story::default()
         };

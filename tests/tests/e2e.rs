@@ -782,6 +782,35 @@ fn a_later_connection_on_the_4_tuple_hides_the_end_of_an_earlier_one() {
     });
 }
 
+/// A client on a fixed port aborts, but its RST never reaches the server, which still holds
+/// the connection (half-open); the client connects again from the same port. The server answers
+/// the SYN with an ACK for the old connection, which the connecting client resets: the reuse of
+/// a 4-tuple that the peer holds open, not one in TIME_WAIT, and the server is told.
+#[test]
+fn reconnecting_into_a_half_open_connection_is_reuse_of_a_4_tuple_the_peer_holds_open() {
+    const CLIENT_PORT: &str = "40406";
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(67, |net, f| {
+            let server = listen(net, f, "hold");
+            let hide_rst = net.server_filter("input", "tcp flags rst drop");
+            let mut first = client(net, f, PORT, &["--local-port", CLIENT_PORT, "--send", "10", "--linger0"]);
+            first.wait(T);
+            drop(hide_rst);
+            // Its SYN retransmitted after the RST, the second connection is made.
+            let second = client(net, f, PORT, &["--local-port", CLIENT_PORT]);
+            second.expect_line("ready", T);
+            vec![server.pid(), second.pid()]
+        }) {
+            let [_, reuse, told] = exactly(&reports, ["sent:app_abort_linger0", "sent:timewait_reuse", "received:peer_reset"]);
+            assert_report(reuse, f, "stack", Some(pids[1]));
+            assert_eq!(reuse["state"], "SYN_SENT", "{reuse}");
+            assert!(reuse["why"].as_str().unwrap().contains("which the peer still holds open (half-open"), "{reuse}");
+            assert_report(told, f, "peer", Some(pids[0]));
+            assert_eq!((told["state"].as_str(), told["peer_cause"].as_str()), (Some("ESTABLISHED"), Some("timewait_reuse")), "{told}");
+        }
+    });
+}
+
 #[test]
 fn disconnect_with_af_unspec_is_app_disconnect_not_linger0() {
     again_if_the_kernel_skipped_runs(|| {
