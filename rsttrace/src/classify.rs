@@ -313,7 +313,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         _ if state == Listen && syn == Some(false) => v(
             Cause::NoSocket,
             Origin::Stack,
-            "segment for a connection this host does not know, answered by the listener (forgotten after an abort, timeout or restart)",
+            "segment for a connection this host does not know, answered by the listener (forgotten after an abort, a timeout, a restart or state loss)",
         ),
         Some("NO_SOCKET") | Some("INVALID_SYN") | Some("NOT_SPECIFIED") if matches!(state, NewSynRecv | SynRecv) => {
             v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
@@ -550,13 +550,14 @@ fn timed_out(state: Option<TcpState>, story: &Story, who: &OrElse) -> Verdict {
             match story.same_segment_retransmits {
                 // A zero window probed until tcp_orphan_retries counts probes, not retransmissions.
                 0 => format!("what was left when {who} closed the socket went unacknowledged until the kernel gave the connection up (tcp_orphan_retries)"),
-                n => format!("the data left when {who} closed the socket went unacknowledged: retransmitted {n} times, then the kernel gave the connection up (tcp_orphan_retries)"),
+                // The count is of retransmission timeouts (a tail-loss probe before them is not one).
+                n => format!("what was left when {who} closed the socket (data, or its FIN) went unacknowledged through {n} retransmission timeouts, then the kernel gave the connection up (tcp_orphan_retries)"),
             },
         ),
         _ if story.same_segment_retransmits > 0 => v(
             Cause::RetransmitTimeout,
             Origin::Network,
-            format!("the same segment was retransmitted {} times unacknowledged; {who}'s connection timed out", story.same_segment_retransmits),
+            format!("the same segment went unacknowledged through {} retransmission timeouts; {who}'s connection timed out", story.same_segment_retransmits),
         ),
         _ => v(Cause::Unknown, Origin::Unknown, "connection timed out without retransmissions seen"),
     }

@@ -1223,7 +1223,7 @@ mod tests {
         let r = &run(vec![timeout.clone()])[0];
         assert_eq!((r.kind, r.verdict.cause, r.verdict.origin), (ReportType::Abort, Cause::RetransmitTimeout, Origin::Network));
         assert_eq!((r.state, r.owner.unwrap().pid), ("ESTABLISHED", 400));
-        assert!(r.verdict.why.contains("4 times"), "{}", r.verdict.why);
+        assert!(r.verdict.why.contains("through 4 retransmission timeouts"), "{}", r.verdict.why);
         timeout.history = History { closed_from: Some(SynSent), retransmits: Some(1), ..History::default() };
         assert_eq!(run(vec![timeout.clone()])[0].verdict.cause, Cause::SynTimeout);
         // A connecting socket that refused a bad answer with a RST and then gave up: that story
@@ -1251,7 +1251,7 @@ mod tests {
         let r = &run(vec![change.clone()])[0];
         assert_eq!((r.kind, r.verdict.cause, r.verdict.origin), (ReportType::Abort, Cause::RetransmitTimeout, Origin::Network));
         assert_eq!((r.state, r.owner.unwrap().pid, r.attribution), ("FIN_WAIT1", 500, Attribution::SocketOwner));
-        assert!(r.verdict.why.contains("nginx[500] closed the socket") && r.verdict.why.contains("3 times"), "{}", r.verdict.why);
+        assert!(r.verdict.why.contains("nginx[500] closed the socket") && r.verdict.why.contains("through 3 retransmission timeouts"), "{}", r.verdict.why);
         // Kernels before tcp_done_with_error() report the error first, without the socket's
         // record: one abort, this one.
         let mut error = ev(899, 0, Payload::ErrorReport { error: 110 }, task(0, "swapper/1"), None);
