@@ -32,6 +32,9 @@ const SYNCHRONIZED: [u8; 6] = [0x01, 0x04, 0x05, 0x08, 0x09, 0x0B];
 /// The connections read at most, over every namespace: as many as the kernel side has notes
 /// for. The rest of a busier host's tables is not read.
 pub const MAX_CONNECTIONS: usize = TUPLE_SLOTS as usize;
+/// The lines after the listeners read at most, over every namespace, whatever their state: a
+/// host with a million sockets in TIME_WAIT does not spend seconds on them at start.
+const MAX_LINES: usize = 2 * MAX_CONNECTIONS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OlderListener {
@@ -71,6 +74,7 @@ pub fn find(proc: &Path, processes: &mut Processes, ephemeral: (u16, u16)) -> Ol
     // Every listening (namespace, address, port), held by a known process or not.
     let mut listening = HashSet::new();
     let mut connections = Vec::new();
+    let mut lines_read = 0;
     for entry in entries.flatten() {
         if entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()).is_none() {
             continue; // not a process
@@ -90,9 +94,14 @@ pub fn find(proc: &Path, processes: &mut Processes, ephemeral: (u16, u16)) -> Ol
                     if let Some(pid) = processes.holder(socket.inode) {
                         found.listeners.push(OlderListener { netns, addr: socket.local.0, port: socket.local.1, pid });
                     }
-                } else if SYNCHRONIZED.contains(&socket.state) {
-                    if connections.len() == MAX_CONNECTIONS {
+                } else {
+                    // The kernel lists the listeners first: past the limit, only they are read.
+                    lines_read += 1;
+                    if connections.len() == MAX_CONNECTIONS || lines_read > MAX_LINES {
                         break;
+                    }
+                    if !SYNCHRONIZED.contains(&socket.state) {
+                        continue;
                     }
                     let holder = (socket.inode != 0).then(|| processes.holder(socket.inode)).flatten();
                     connections.push((netns, socket, holder));
