@@ -115,6 +115,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hooks: config.hooks,
         fold_rate,
     })?;
+    let attached_ns = Clock::monotonic_now_ns();
     if config.cost_floor.is_none() {
         describe_capture(&loaded.capture);
     }
@@ -194,6 +195,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events_read: 0,
         decode_errors: 0,
     };
+    state.judge.attached(attached_ns);
     for c in older.connections.iter().filter(|c| c.opened_here) {
         state.judge.opened_before(c.netns, c.ends);
     }

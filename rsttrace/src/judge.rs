@@ -200,6 +200,9 @@ pub struct Judge {
     seen: Visibility,
     /// When the agent last noticed kernel events lost (monotonic ns).
     loss_noticed_ns: Option<u64>,
+    /// When the last of the programs was attached (monotonic ns): before it, the hooks attached
+    /// first saw resets whose other half no later one did.
+    attached_ns: u64,
     /// How many connections each listener close reset, and when it began.
     listener_closes: FastMap<ListenerCloseKey, (u64, u32)>,
     /// Per (namespace, port): how many listeners closed there, and when the last one did.
@@ -234,6 +237,7 @@ impl Judge {
             pending: VecDeque::new(),
             seen,
             loss_noticed_ns: None,
+            attached_ns: 0,
             listener_closes: FastMap::default(),
             listener_close_seq: FastMap::default(),
             opened_before_trace: FastSet::default(),
@@ -249,6 +253,13 @@ impl Judge {
     /// evidence, so no reset is called injected on that ground.
     pub fn note_loss(&mut self, now_ns: u64) {
         self.loss_noticed_ns = Some(now_ns);
+    }
+
+    /// Every program was attached by `now_ns`: only from then on does the absence of an event
+    /// say anything. A received reset traced before it may have been sent while the send hooks
+    /// were not attached yet.
+    pub fn attached(&mut self, now_ns: u64) {
+        self.attached_ns = now_ns;
     }
 
     /// A RST a connecting socket received, which the kernel side counted with others like it
@@ -268,7 +279,7 @@ impl Judge {
     /// have seen any RST it sent: every sent one crosses, none was lost around then, and none
     /// sent around then was forgotten to make room.
     fn peer_here_sent_nothing(&self, here: bool, ts_ns: u64) -> bool {
-        self.seen.every_sent_reset && here && !self.losses_near(ts_ns) && !self.recent_sent.may_have_forgotten(ts_ns, PEER_MATCH_NS)
+        self.seen.every_sent_reset && here && ts_ns >= self.attached_ns && !self.losses_near(ts_ns) && !self.recent_sent.may_have_forgotten(ts_ns, PEER_MATCH_NS)
     }
 
     fn losses_near(&self, ts_ns: u64) -> bool {
@@ -1364,6 +1375,12 @@ mod tests {
         let mut j = Judge::new(Visibility::ALL);
         j.observe(rst.clone());
         j.note_loss(60_000_000);
+        assert_eq!(j.flush(u64::MAX)[0].verdict.cause, Cause::PeerReset);
+        // Traced while the programs were being attached: the peer's RST may have come before
+        // its hook did.
+        let mut j = Judge::new(Visibility::ALL);
+        j.attached(60_000_000);
+        j.observe(rst.clone());
         assert_eq!(j.flush(u64::MAX)[0].verdict.cause, Cause::PeerReset);
         // The peer's stack did send it (traced after it was transmitted).
         let mut peer = sent(50, Some(Close), Some("TCP_ABORT_ON_CLOSE"), task(7, "server"), None);

@@ -419,6 +419,30 @@ fn a_rst_forged_to_a_connection_older_than_rsttrace_is_injected() {
     });
 }
 
+/// Aborts keep coming while rsttrace attaches its programs one by one: a RST received before
+/// the last of them was attached may have been sent before the send hooks were, so its peer's
+/// missing report proves nothing, and none is called injected.
+#[test]
+fn resets_while_rsttrace_attaches_are_never_injected() {
+    again_if_the_kernel_skipped_runs(|| {
+        require_root();
+        let net = Net::new(68);
+        let f = Family::V4;
+        let _server = listen(&net, f, "linger0");
+        let storm = client(&net, f, PORT, &["--repeat", "1000000", "--until-reset"]);
+        // The storm is under way before the tracer starts.
+        std::thread::sleep(Duration::from_millis(300));
+        let tracer = Tracer::start(&["--max-rate", "0"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let (reports, _) = tracer.stop();
+        drop(storm);
+        let mine = net.reports_of_this_test(reports);
+        assert!(mine.iter().any(|r| r["cause"] == "peer_reset"), "no reset traced: {}", mine.len());
+        let injected: Vec<&Value> = mine.iter().filter(|r| r["cause"] == "injected").collect();
+        assert!(injected.is_empty(), "{} of {} injected, first: {}", injected.len(), mine.len(), injected[0]);
+    });
+}
+
 /// The client's report of a RST the server's firewall forged to it (injected), and those of the
 /// teardown after it (see [`assert_teardown`]); returns the first.
 fn assert_forged_to_the_client<'a>(reports: &'a [Value], f: Family, pids: &[u64]) -> &'a Value {
