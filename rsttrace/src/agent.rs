@@ -115,7 +115,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         hooks: config.hooks,
         fold_rate,
     })?;
-    let attached_ns = Clock::monotonic_now_ns();
     if config.cost_floor.is_none() {
         describe_capture(&loaded.capture);
     }
@@ -195,7 +194,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         events_read: 0,
         decode_errors: 0,
     };
-    state.judge.attached(attached_ns);
     for c in older.connections.iter().filter(|c| c.opened_here) {
         state.judge.opened_before(c.netns, c.ends);
     }
@@ -220,6 +218,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         sink.trace(TraceEdge::Start)
             .context("writing the trace's start")?;
     }
+    // From the trace's start on: well after the last program attached (the scans above lie
+    // between), so a RST sent before its hook was there is in before it, even by a slow softirq.
+    state.judge.attached(Clock::monotonic_now_ns());
     eprintln!("rsttrace: attached; tracing TCP resets (Ctrl-C to stop)");
 
     let result: anyhow::Result<()> = 'run: loop {

@@ -255,9 +255,9 @@ impl Judge {
         self.loss_noticed_ns = Some(now_ns);
     }
 
-    /// Every program was attached by `now_ns`: only from then on does the absence of an event
-    /// say anything. A received reset traced before it may have been sent while the send hooks
-    /// were not attached yet.
+    /// Every program was attached before `now_ns` (the trace's start): only from then on does
+    /// the absence of an event say anything. A received reset traced before it may have been
+    /// sent while the send hooks were not attached yet.
     pub fn attached(&mut self, now_ns: u64) {
         self.attached_ns = now_ns;
     }

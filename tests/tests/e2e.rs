@@ -790,18 +790,20 @@ fn a_later_connection_on_the_4_tuple_hides_the_end_of_an_earlier_one() {
             std::thread::sleep(Duration::from_millis(300));
             vec![server.pid()]
         }) {
-            // The server's answer to the stray ACK, to the client's port.
+            // The server's answer to the stray ACK, to the client's port (and, in a slow guest,
+            // its answer to the client's TIME_WAIT acknowledging a retransmitted FIN).
             let (answers, rest): (Vec<Value>, Vec<Value>) = reports.into_iter().partition(|r| r["direction"] == "sent" && r["rport"] == 40404);
-            let [sent] = exactly(&answers, ["sent:no_socket"]);
+            assert!(!answers.is_empty() && answers.iter().all(|a| a["cause"] == "no_socket"), "{answers:?}");
             // The client's abort may cross the server's ACK of its data, whose RST echoes it.
             let ([abort, reset], echo) = exactly_with_optional(&rest, ["sent:app_abort_linger0", "received:peer_reset"], &["sent:no_socket"]);
             assert_eq!((abort["rport"].as_u64(), reset["pid"].as_u64()), (Some(8080), Some(pids[0])), "{abort}\n{reset}");
             assert!(echo.iter().all(|e| e["benign"] == true && e["why"].as_str().unwrap().contains("reset a moment before")), "{echo:?}");
-            assert_eq!(sent["rport"].as_u64(), Some(40404), "{sent}");
-            assert!(sent["why"].as_str().unwrap().contains("does not know"), "{sent}");
-            assert_eq!(sent["benign"], false, "{sent}");
-            // The 4-tuple's last owner, as the kernel side noted it: the server.
-            assert_report(sent, f, "stack", Some(pids[0]));
+            for sent in &answers {
+                assert!(sent["why"].as_str().unwrap().contains("does not know"), "{sent}");
+                assert_eq!(sent["benign"], false, "{sent}");
+                // The 4-tuple's last owner, as the kernel side noted it: the server.
+                assert_report(sent, f, "stack", Some(pids[0]));
+            }
         }
     });
 }
