@@ -322,6 +322,14 @@ impl Tracer {
         self.stop_at_once(sig)
     }
 
+    /// The trace's start record, the first line rsttrace printed (it stays out of the result of
+    /// a later stop, as every trace record does).
+    pub fn start_record(&mut self) -> Value {
+        self.early.extend(self.lines.try_iter());
+        let first = self.early.first().expect("the trace's start record");
+        serde_json::from_str(first).unwrap_or_else(|e| panic!("not JSON: {first}: {e}"))
+    }
+
     /// The reports rsttrace has printed so far (they stay in the result of a later stop).
     pub fn printed_so_far(&mut self) -> Vec<Value> {
         self.early.extend(self.lines.try_iter());
