@@ -648,7 +648,7 @@ mod tests {
             (sent(Some("TCP_ABORT_ON_LINGER"), Some(Close), None), &none, Cause::Linger2Abort, Origin::Stack, false),
             // TCP_LINGER2 < 0 resets an orphan when its FIN is acknowledged: named ABORT_ON_DATA.
             (sent_with("TCP_ABORT_ON_DATA", Close, orphan_linger2), &from_fin_wait2, Cause::Linger2Abort, Origin::Stack, false),
-            (sent_with("TCP_ABORT_ON_DATA", Close, SockFacts { orphan: true, ..SockFacts::default() }), &from_fin_wait2, Cause::DataAfterClose, Origin::Application, false),
+            (sent_with("TCP_ABORT_ON_DATA", Close, orphaned), &from_fin_wait2, Cause::DataAfterClose, Origin::Application, false),
             (sent_with("TCP_ABORT_ON_DATA", Close, orphan_linger2), &local_abort, Cause::DataAfterClose, Origin::Application, false),
             (sent(Some("TCP_ABORT_ON_MEMORY"), Some(Close), None), &none, Cause::OrphanMemory, Origin::Stack, false),
             // Without reasons: an orphan's RST from a closing state, no segment behind it.

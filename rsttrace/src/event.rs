@@ -169,6 +169,11 @@ impl Comm {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
     }
+
+    /// NUL-padded, as the kernel keeps it (`from_kernel` reads it back).
+    pub fn to_kernel(&self) -> [u8; 16] {
+        self.bytes
+    }
 }
 
 impl From<&str> for Comm {

@@ -200,8 +200,8 @@ pub struct Judge {
     seen: Visibility,
     /// When the agent last noticed kernel events lost (monotonic ns).
     loss_noticed_ns: Option<u64>,
-    /// When the last of the programs was attached (monotonic ns): before it, the hooks attached
-    /// first saw resets whose other half no later one did.
+    /// The trace's start (monotonic ns), after the last program attached: before it, the hooks
+    /// attached first saw resets whose other half no later one did (see [`Judge::attached`]).
     attached_ns: u64,
     /// How many connections each listener close reset, and when it began.
     listener_closes: FastMap<ListenerCloseKey, (u64, u32)>,

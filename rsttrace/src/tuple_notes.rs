@@ -23,12 +23,7 @@ pub fn note_older(ebpf: &mut Ebpf, connections: &[OlderConnection], mut name: im
             continue;
         }
         let owner = c.holder.map_or(Owner::UNKNOWN, |pid| {
-            let mut comm = [0u8; 16];
-            if let Some(n) = name(pid) {
-                let bytes = n.as_bytes();
-                let len = bytes.len().min(15);
-                comm[..len].copy_from_slice(&bytes[..len]);
-            }
+            let comm = name(pid).map_or([0; 16], |n| n.to_kernel());
             Owner { tgid: pid, pid, comm, cgroup: 0, netns: c.netns, _pad: 0 }
         });
         let entry = TupleEntry { key, open_or_closed_at: TUPLE_OPEN, sk: OLDER_CONNECTION, owner };
