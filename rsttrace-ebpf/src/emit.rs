@@ -991,13 +991,21 @@ impl Draft {
                 None => socket_cgroup(netns_sk, &offsets),
             };
             // No owner on record (a socket older than rsttrace that has not been used since, or a
-            // server's thread still blocked in recv()): the agent looks for the process holding
-            // its file. Not for a reset sent from CLOSE: that is close() or shutdown() in its
-            // owner's call (which names it), or the stack's abort of an orphan (no file).
+            // server's thread still blocked in recv()), or one that is not the task at hand (a
+            // timer's or another process's reset: the owner on record may have handed the file
+            // over and exited): the agent looks for the process holding its file. Not for a
+            // reset sent from CLOSE: that is close() or shutdown() in its owner's call (which
+            // names it), or the stack's abort of an orphan (no file).
             let from_close = kind == EventKind::SendReset as u32 && state == TCP_CLOSE;
-            (*event).sk_inode = if full && !from_close && !owner.is_known() { socket_inode(netns_sk, &SOCK_OFFSETS.load()) } else { 0 };
-            // Its holder may close it before the agent looks: the one that does is named then.
-            release::await_release(netns_sk, (*event).sk_inode);
+            let owner_acting = owner.is_known() && owner.tgid == ((*event).current_pid_tgid >> 32) as u32;
+            (*event).sk_inode = if full && !from_close && !owner_acting { socket_inode(netns_sk, &SOCK_OFFSETS.load()) } else { 0 };
+            // Its holder may close it before the agent looks: the one that does is named then. Not
+            // for a received reset of a socket with an owner on record: in a storm of aborts each
+            // would cost a map entry and an item of its own, for the rare socket handed over by
+            // an owner gone since (whose holder is then found only while it holds the file).
+            if !owner.is_known() || kind == EventKind::SendReset as u32 {
+                release::await_release(netns_sk, (*event).sk_inode);
+            }
             if let Some(c) = close {
                 (*event).closed_from = c.old_state as u8;
                 (*event).flags |= FLAG_CLOSED_FROM;

@@ -461,7 +461,7 @@ impl LoopState<'_> {
                 if let (Payload::SetState { new: Some(TcpState::Listen), .. }, Some(owner)) = (&event.payload, event.owner.or(event.current)) {
                     self.judge.local_addresses.learn(event.netns, owner.pid);
                 }
-                if event.owner.is_none() && event.inode != 0 {
+                if event.inode != 0 && event.owner.is_none_or(|o| self.processes.gone(o.pid)) {
                     self.unowned_files.push(event.inode);
                 }
                 self.judge.observe(event)

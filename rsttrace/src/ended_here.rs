@@ -33,6 +33,9 @@ pub struct Ended {
     pub cause: Cause,
     /// Whose connection it was, as its report named them.
     pub owner: Option<Task>,
+    /// The owner the kernel side had on record, as the 4-tuple's note names it: a handed-over
+    /// socket's report names the process holding it instead.
+    pub noted_owner: Option<u32>,
     /// Its socket: the kernel side names the socket of the last connection on a 4-tuple, so a
     /// later connection on it is not taken for this one.
     pub sk: u64,
@@ -120,7 +123,7 @@ mod tests {
     }
 
     fn ended(ts: u64) -> Ended {
-        Ended { ts, how: EndedBy::Sent, cause: Cause::AppAbortLinger0, owner: None, sk: 1 }
+        Ended { ts, how: EndedBy::Sent, cause: Cause::AppAbortLinger0, owner: None, noted_owner: None, sk: 1 }
     }
 
     #[test]

@@ -293,8 +293,8 @@ pub struct KernelEvent {
     pub netns: u32,
     /// The cgroup v2 the socket was created in (its id); 0 when unknown or no full socket.
     pub cgroup: u64,
-    /// The inode of the socket's file, where no owner is on record and a process holds it; 0
-    /// otherwise.
+    /// The inode of the socket's file, where a process holds it and no owner is on record or the
+    /// one on record did not send or take in the reset itself; 0 otherwise.
     pub inode: u64,
     /// The sending socket's condition: who holds it on every kernel, the reason's stand-ins on
     /// kernels that give no reason.

@@ -168,9 +168,12 @@ impl Visibility {
 /// A listening socket's place: namespace, local address, port.
 type ListenerKey = (u32, IpAddr, u16);
 
-/// Who holds a socket's file (its inode), for a socket nobody was seen acting on.
+/// Who holds a socket's file (its inode), for a socket nobody was seen acting on or whose owner
+/// on record is gone.
 pub trait SocketFiles {
     fn holder(&mut self, inode: u64) -> Option<Task>;
+    /// Process `pid` has exited (or is a zombie): it holds no file any more.
+    fn gone(&mut self, pid: u32) -> bool;
 }
 
 /// Where no file can be looked up (the tests' recorded streams).
@@ -181,6 +184,10 @@ pub struct NoSocketFiles;
 impl SocketFiles for NoSocketFiles {
     fn holder(&mut self, _inode: u64) -> Option<Task> {
         None
+    }
+
+    fn gone(&mut self, _pid: u32) -> bool {
+        false
     }
 }
 
@@ -709,7 +716,7 @@ impl Judge {
         }
         let Judged { owner, attribution, thread, story, verdict } = judged;
         if let Some(how) = Self::ended_by(&p.trigger) {
-            let ended = Ended { ts: p.event.ts_ns, how, cause: verdict.cause, owner, sk: p.event.sk };
+            let ended = Ended { ts: p.event.ts_ns, how, cause: verdict.cause, owner, noted_owner: p.event.owner.map(|o| o.pid), sk: p.event.sk };
             self.ended_here.note(p.event.netns, p.event.endpoints, ended);
         }
         if matches!(p.trigger, Trigger::Sent { .. }) {
@@ -758,6 +765,16 @@ impl Judge {
         // RST, was that end's owner's (a listener's owner is no party to it).
         if let Some(had) = earlier.and_then(|e| e.owner) {
             (owner, attribution) = (Some(had), Attribution::SocketOwner);
+        }
+        // The owner on record exited, having handed the socket on (SCM_RIGHTS, or a fork whose
+        // parent left): the process holding its file now, which a timer's reset or a received
+        // one (no process's call) cannot name.
+        if let Some(o) = owner.filter(|_| p.event.inode != 0) {
+            if files.gone(o.pid) {
+                if let Some(holder) = files.holder(p.event.inode).filter(|h| h.pid != o.pid) {
+                    (owner, attribution) = (Some(holder), Attribution::SocketFile);
+                }
+            }
         }
         // Nobody seen acting on it: the process holding its file, else the listener's owner.
         if owner.is_none() {
@@ -916,7 +933,7 @@ impl Judge {
             return (p.peer_talked_after && e.how == EndedBy::Received).then_some(*e);
         };
         let same_socket = e.sk == 0 || last_sk == e.sk;
-        let same_owner = h.earlier_owner.is_none_or(|last| e.owner.is_none_or(|o| o.pid == last.pid));
+        let same_owner = h.earlier_owner.is_none_or(|last| e.owner.is_none_or(|o| o.pid == last.pid) || e.noted_owner == Some(last.pid));
         (h.earlier_ended_badly && same_socket && same_owner).then_some(*e)
     }
 
@@ -1119,6 +1136,11 @@ mod tests {
         fn holder(&mut self, inode: u64) -> Option<Task> {
             self.0.iter().find(|(i, _)| *i == inode).map(|(_, t)| *t)
         }
+
+        /// Every process but the holders has exited.
+        fn gone(&mut self, pid: u32) -> bool {
+            !self.0.iter().any(|(_, t)| t.pid == pid)
+        }
     }
 
     #[test]
@@ -1153,6 +1175,26 @@ mod tests {
             j.observe(reset.clone());
             assert_eq!(owner(&j.flush(u64::MAX).remove(0)), (Some(300), Attribution::SocketOwner));
         }
+    }
+
+    #[test]
+    fn a_timers_reset_names_the_holder_of_a_socket_whose_owner_handed_it_on_and_exited() {
+        let (connector, holder) = (task(400, "launcher"), task(401, "worker"));
+        let mut reset = sent(10, Some(Established), Some("TCP_KEEPALIVE_TIMEOUT"), task(0, "swapper/1"), Some(connector));
+        reset.inode = 4242;
+        let owner = |r: &Report| (r.owner.map(|o| o.pid), r.attribution);
+        // The connector exited (only the worker lives): the worker holds the file.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(reset.clone());
+        assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut Files(vec![(4242, holder)])).remove(0)), (Some(401), Attribution::SocketFile));
+        // The connector lives (it shares the file with a child, say): it stays the owner.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(reset.clone());
+        assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut Files(vec![(4242, holder), (1, connector)])).remove(0)), (Some(400), Attribution::SocketOwner));
+        // Gone, and nobody holds the file any more: the owner on record.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(reset);
+        assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut Files(vec![])).remove(0)), (Some(400), Attribution::SocketOwner));
     }
 
     #[test]

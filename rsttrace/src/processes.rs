@@ -33,6 +33,9 @@ const KERNEL_WALK_BUDGET: Duration = Duration::from_millis(50);
 const REWALK_EVERY: Duration = Duration::from_secs(1);
 /// How long a process name is trusted (a pid can be reused).
 const NAME_TTL: Duration = Duration::from_secs(10);
+/// How long a process seen alive is taken to be: a storm of resets on one process's sockets
+/// reads its `/proc` entry once per this, not once per reset.
+const ALIVE_TTL: Duration = Duration::from_millis(100);
 /// Sockets indexed at most: past it the index starts over (socket inode numbers are not reused
 /// soon, so old entries only cost memory).
 const MAX_SOCKETS: usize = 1 << 20;
@@ -40,6 +43,8 @@ const MAX_SOCKETS: usize = 1 << 20;
 pub struct Processes {
     proc: PathBuf,
     names: HashMap<u32, (Comm, Instant)>,
+    /// When each process was last found alive.
+    alive: HashMap<u32, Instant>,
     holders: HashMap<u64, u32>,
     walked: Option<Instant>,
     /// The kernel's walk, where it loaded; with the time it took in the current second.
@@ -55,6 +60,10 @@ impl SocketFiles for Processes {
         let comm = self.name(pid).unwrap_or_else(|| "?".into());
         Some(Task { pid, tid: pid, comm, cgroup: 0 })
     }
+
+    fn gone(&mut self, pid: u32) -> bool {
+        Processes::gone(self, pid)
+    }
 }
 
 impl Processes {
@@ -63,7 +72,7 @@ impl Processes {
     }
 
     pub fn at(proc: PathBuf) -> Self {
-        Self { proc, names: HashMap::new(), holders: HashMap::new(), walked: None, kernel: None, kernel_walks: (Instant::now(), Duration::ZERO), kernel_failed: false }
+        Self { proc, names: HashMap::new(), alive: HashMap::new(), holders: HashMap::new(), walked: None, kernel: None, kernel_walks: (Instant::now(), Duration::ZERO), kernel_failed: false }
     }
 
     /// Find unknown sockets' holders through the kernel from now on.
@@ -143,6 +152,24 @@ impl Processes {
             }
             None => self.names.get(&pid).map(|(name, _)| *name),
         }
+    }
+
+    /// Process `pid` has exited, or is a zombie (whose files are closed).
+    pub fn gone(&mut self, pid: u32) -> bool {
+        if self.alive.get(&pid).is_some_and(|at| at.elapsed() < ALIVE_TTL) {
+            return false;
+        }
+        // `pid (comm) S ...`: the state follows the last parenthesis (a name may hold one).
+        let stat = std::fs::read_to_string(self.proc.join(pid.to_string()).join("stat")).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+        let gone = matches!(state, None | Some('Z' | 'X'));
+        if !gone {
+            if self.alive.len() >= MAX_SOCKETS {
+                self.alive.clear();
+            }
+            self.alive.insert(pid, Instant::now());
+        }
+        gone
     }
 
     fn read_name(&self, pid: u32) -> Option<Comm> {
@@ -238,5 +265,24 @@ mod tests {
         // An inode nobody holds is looked for again only after a second.
         assert_eq!(p.holder(u64::MAX), None);
         assert!(p.walked.unwrap().elapsed() < REWALK_EVERY);
+    }
+
+    #[test]
+    fn a_process_is_gone_once_exited_or_a_zombie() {
+        let proc = std::env::temp_dir().join(format!("rsttrace-gone-{}", std::process::id()));
+        for (pid, stat) in [(10, "10 (a) S 1"), (11, "11 (zombie) Z 1"), (12, "12 (x) y) R 1")] {
+            std::fs::create_dir_all(proc.join(pid.to_string())).unwrap();
+            std::fs::write(proc.join(pid.to_string()).join("stat"), stat).unwrap();
+        }
+        let mut p = Processes::at(proc.clone());
+        assert_eq!([10, 11, 12, 13].map(|pid| p.gone(pid)), [false, true, false, true]);
+        // A process seen alive a moment ago is not read again.
+        std::fs::remove_dir_all(proc.join("10")).unwrap();
+        assert!(!p.gone(10));
+        p.alive.clear();
+        assert!(p.gone(10));
+        std::fs::remove_dir_all(&proc).unwrap();
+        // This very process, through the real /proc.
+        assert!(!Processes::new().gone(std::process::id()));
     }
 }

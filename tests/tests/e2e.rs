@@ -346,6 +346,38 @@ fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
     });
 }
 
+/// A launcher connects, hands the connection over to a worker (a forked child) and exits; the
+/// keepalive's RST, sent from a timer, is the worker's: the process holding the socket's file,
+/// not the owner on record, which is gone.
+#[test]
+fn a_timers_reset_of_a_connection_handed_over_names_the_process_holding_it() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(69, |net, f| {
+            let server = listen(net, f, "hold");
+            let mut c = client(net, f, PORT, &["--keepalive", "1,1,2", "--hand-over", "--wait-go"]);
+            let holder = c.expect_line("holder", T).trim_start_matches("holder ").parse().expect("holder pid");
+            c.expect_line("ready", T);
+            let filter = net.server_filter("input", "tcp dport 8080 drop");
+            c.go();
+            assert_eq!(c.expect_line("errno", T), "errno 110");
+            drop(filter);
+            std::thread::sleep(Duration::from_millis(1200));
+            vec![holder, server.pid(), c.pid()]
+        }) {
+            assert_ne!(pids[0], pids[2], "the worker is not the launcher");
+            let [sent, no_socket, received] = exactly(&reports, ["sent:keepalive_timeout", "sent:no_socket", "received:peer_reset"]);
+            assert_report(sent, f, "stack", Some(pids[0]));
+            assert_eq!(sent["attribution"], "socket_file", "{sent}");
+            let end = ClientEnd {
+                no_socket_says: "(keepalive_timeout): that RST never reached the peer",
+                benign: true,
+                server_told: "(no_socket: the peer's end reset it earlier (keepalive_timeout), a RST that never got here)",
+            };
+            assert_teardown(no_socket, received, f, &pids, end);
+        }
+    });
+}
+
 #[test]
 fn retransmit_timeout_is_an_abort_without_rst() {
     again_if_the_kernel_skipped_runs(|| {

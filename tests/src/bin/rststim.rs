@@ -54,6 +54,23 @@ fn enter_netns(name: &str) {
     assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
+/// Fork: the parent exits at once, the child carries on with every socket (see `--hand-over`).
+fn hand_over() {
+    // SAFETY: the child only goes on with this thread's work; the deadline thread stays
+    // behind, so the child arms its own deadline.
+    match unsafe { libc::fork() } {
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        0 => {
+            // SAFETY: no preconditions.
+            unsafe { libc::alarm(DEADLINE.as_secs() as u32) };
+            println!("holder {}", std::process::id());
+            std::io::stdout().flush().unwrap();
+        }
+        // SAFETY: leaves at once, without running this process's destructors twice.
+        _ => unsafe { libc::_exit(0) },
+    }
+}
+
 fn ready() {
     println!("ready");
     std::io::stdout().flush().unwrap();
@@ -333,6 +350,10 @@ struct ClientOptions {
     /// `--fill-close`: write until the send buffer is full (the server reads nothing), then
     /// close: the socket lives on as an orphan with data it cannot send.
     fill_close: bool,
+    /// `--hand-over`: once connected, the socket passes to a forked child and the connecting
+    /// process exits, as a launcher handing a connection to a worker does; the child, which
+    /// prints `holder PID`, goes on as the client.
+    hand_over: bool,
 }
 
 fn parse_client(args: &[String]) -> ClientOptions {
@@ -369,6 +390,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--until-reset" => o.until_reset = true,
             "--half-close" => o.half_close = true,
             "--fill-close" => o.fill_close = true,
+            "--hand-over" => o.hand_over = true,
             // One connection's port: not with --race's second one.
             "--local-port" => o.local_port = Some(value().parse().expect("--local-port port")),
             other => panic!("unknown option {other}"),
@@ -475,6 +497,9 @@ fn connect(addr: SocketAddr, args: &[String]) {
         Err(e) => return report_error(&e),
     };
     let sibling = o.race.then(|| open(SocketAddr::new(o.race_with.unwrap_or(addr.ip()), o.race_port.unwrap_or(addr.port())), &o).expect("second connection"));
+    if o.hand_over {
+        hand_over();
+    }
     ready();
     if o.wait_go {
         wait_go();
