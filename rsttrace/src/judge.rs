@@ -699,6 +699,18 @@ impl Judge {
         (owner, attribution)
     }
 
+    /// The process holding the socket's file, where `owner` is its owner on record and has
+    /// exited since, having handed the socket on (SCM_RIGHTS, or a fork whose parent left): a
+    /// timer's reset or a received one runs in no process's call that would name the holder.
+    /// Not for a listener answering (its file is not the connection's).
+    fn handed_over(p: &Pending, owner: Option<Task>, files: &mut dyn SocketFiles) -> Option<Task> {
+        let on_record = owner.filter(|o| p.event.inode != 0 && p.event.owner.is_some_and(|r| r.pid == o.pid) && p.acting.is_none())?;
+        if matches!(p.trigger, Trigger::Sent { state: Some(TcpState::Listen), .. }) || !files.gone(on_record.pid) {
+            return None;
+        }
+        files.holder(p.event.inode).filter(|h| h.pid != on_record.pid)
+    }
+
     /// The event's socket may be one a listener accepted: any but a connecting one.
     fn accepted(p: &Pending) -> bool {
         !matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) })
@@ -761,20 +773,13 @@ impl Judge {
     /// follows, if any.
     fn judged(&self, p: &Pending, peer_sent: Option<SentVerdict>, earlier: Option<Earlier>, files: &mut dyn SocketFiles) -> Judged {
         let (mut owner, mut attribution) = self.owner(p);
+        if let Some(holder) = Self::handed_over(p, owner, files) {
+            (owner, attribution) = (Some(holder), Attribution::SocketFile);
+        }
         // A RST that follows an earlier end of its connection here: the connection, and so the
         // RST, was that end's owner's (a listener's owner is no party to it).
         if let Some(had) = earlier.and_then(|e| e.owner) {
             (owner, attribution) = (Some(had), Attribution::SocketOwner);
-        }
-        // The owner on record exited, having handed the socket on (SCM_RIGHTS, or a fork whose
-        // parent left): the process holding its file now, which a timer's reset or a received
-        // one (no process's call) cannot name.
-        if let Some(o) = owner.filter(|_| p.event.inode != 0) {
-            if files.gone(o.pid) {
-                if let Some(holder) = files.holder(p.event.inode).filter(|h| h.pid != o.pid) {
-                    (owner, attribution) = (Some(holder), Attribution::SocketFile);
-                }
-            }
         }
         // Nobody seen acting on it: the process holding its file, else the listener's owner.
         if owner.is_none() {
