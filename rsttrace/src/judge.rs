@@ -195,9 +195,10 @@ impl SocketFiles for NoSocketFiles {
 const LISTENING_BEFORE_TRACE: u64 = 0;
 
 pub struct Judge {
-    /// Each listening socket's owner, and since when it listens.
-    listeners: FastMap<ListenerKey, (Task, u64)>,
-    /// How many of them listen on each (address, port), whatever their namespace.
+    /// The listening sockets of each place (several under SO_REUSEPORT, in the order they
+    /// started to listen): socket, owner, since when.
+    listeners: FastMap<ListenerKey, Vec<(u64, Task, u64)>>,
+    /// How many places have listeners on each (address, port), whatever their namespace.
     bound_listeners: FastMap<(IpAddr, u16), u32>,
     /// The owner of the listener that closed at a place last, and when.
     closed_listeners: FastMap<ListenerKey, (Task, u64)>,
@@ -392,13 +393,40 @@ impl Judge {
     /// A listener that was listening before the trace began (see `older_sockets`): as one
     /// whose start was seen, listening since before every event.
     pub fn listening_before(&mut self, netns: u32, addr: IpAddr, port: u16, owner: Task) {
-        self.add_listener((netns, addr, port), owner, LISTENING_BEFORE_TRACE);
+        self.add_listener((netns, addr, port), 0, owner, LISTENING_BEFORE_TRACE);
     }
 
-    fn add_listener(&mut self, key: ListenerKey, owner: Task, since_ns: u64) {
-        if self.listeners.insert(key, (owner, since_ns)).is_none() {
+    /// Listener `sk` (0: one found at start, its socket unknown) listens at `key`.
+    fn add_listener(&mut self, key: ListenerKey, sk: u64, owner: Task, since_ns: u64) {
+        let members = self.listeners.entry(key).or_default();
+        if members.is_empty() {
             *self.bound_listeners.entry((key.1, key.2)).or_default() += 1;
         }
+        members.retain(|(s, ..)| *s != sk || sk == 0);
+        members.push((sk, owner, since_ns));
+    }
+
+    /// Listener `sk` of `closer` (its owner on record) at `key` closed: the member it was, which
+    /// under SO_REUSEPORT is not the latest to listen there (a graceful reload closes the old
+    /// process's socket while the new one's listens on). A socket not seen listening is taken
+    /// for one of its owner's found at start.
+    fn remove_listener(&mut self, key: ListenerKey, sk: u64, closer: Option<Task>) -> Option<(Task, u64)> {
+        let members = self.listeners.get_mut(&key)?;
+        let at = members
+            .iter()
+            .position(|(s, ..)| *s == sk && sk != 0)
+            .or_else(|| members.iter().position(|(s, owner, _)| *s == 0 && closer.is_none_or(|c| c.pid == owner.pid)))?;
+        let (_, owner, since) = members.remove(at);
+        if members.is_empty() {
+            self.listeners.remove(&key);
+            if let Some(n) = self.bound_listeners.get_mut(&(key.1, key.2)) {
+                *n -= 1;
+                if *n == 0 {
+                    self.bound_listeners.remove(&(key.1, key.2));
+                }
+            }
+        }
+        Some((owner, since))
     }
 
     fn on_listener(&mut self, ev: &KernelEvent, old: Option<TcpState>, new: Option<TcpState>) {
@@ -406,19 +434,11 @@ impl Judge {
         match (old, new) {
             (_, Some(TcpState::Listen)) => {
                 if let Some(owner) = ev.owner.or(ev.current) {
-                    self.add_listener(key, owner, ev.ts_ns);
+                    self.add_listener(key, ev.sk, owner, ev.ts_ns);
                 }
             }
             (Some(TcpState::Listen), Some(TcpState::Close)) => {
-                let was = self.listeners.remove(&key);
-                if was.is_some() {
-                    if let Some(n) = self.bound_listeners.get_mut(&(key.1, key.2)) {
-                        *n -= 1;
-                        if *n == 0 {
-                            self.bound_listeners.remove(&(key.1, key.2));
-                        }
-                    }
-                }
+                let was = self.remove_listener(key, ev.sk, ev.owner);
                 if let Some(owner) = was.map(|(owner, _)| owner).or(ev.owner) {
                     self.closed_listeners.insert(key, (owner, ev.ts_ns));
                 }
@@ -523,10 +543,21 @@ impl Judge {
 
     /// The listener that serves `endpoints`' local end in `among`: bound to that address, or to
     /// the wildcard address of either family (an IPv6 wildcard also takes IPv4).
-    fn serving<'a>(among: &'a FastMap<ListenerKey, (Task, u64)>, netns: u32, endpoints: &Endpoints) -> Option<&'a (Task, u64)> {
+    fn serving_in<'a, T>(among: &'a FastMap<ListenerKey, T>, netns: u32, endpoints: &Endpoints) -> Option<&'a T> {
         let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
         [endpoints.laddr, any4, any6].iter().find_map(|addr| among.get(&(netns, *addr, endpoints.lport)))
+    }
+
+    /// The listener serving `endpoints`' local end (the latest to listen, under SO_REUSEPORT):
+    /// its owner and since when it listens.
+    fn serving(&self, netns: u32, endpoints: &Endpoints) -> Option<(Task, u64)> {
+        Self::serving_in(&self.listeners, netns, endpoints).and_then(|members| members.last()).map(|(_, owner, since)| (*owner, *since))
+    }
+
+    /// The listener that closed at `endpoints`' local end last: its owner and when it closed.
+    fn closed_serving(&self, netns: u32, endpoints: &Endpoints) -> Option<(Task, u64)> {
+        Self::serving_in(&self.closed_listeners, netns, endpoints).copied()
     }
 
     /// A listener of one of this host's namespaces serves `server`'s local end: one bound to that
@@ -534,7 +565,7 @@ impl Judge {
     /// in a namespace that holds the address.
     fn listens_here(&self, server: &Endpoints) -> bool {
         self.bound_listeners.contains_key(&(server.laddr, server.lport))
-            || self.local_addresses.namespaces_of(&server.laddr).iter().any(|netns| Self::serving(&self.listeners, *netns, server).is_some())
+            || self.local_addresses.namespaces_of(&server.laddr).iter().any(|netns| self.serving(*netns, server).is_some())
     }
 
     /// A reset with no socket of its connection, sent where another process than the one that
@@ -542,23 +573,23 @@ impl Judge {
     /// owner is the kernel side's memory of the 4-tuple or, without it, the listener that held
     /// the same place until the newcomer took it.
     fn port_taken(&self, ev: &KernelEvent, state: Option<TcpState>) -> Option<(Task, Task)> {
-        let (listening, since) = *Self::serving(&self.listeners, ev.netns, &ev.endpoints)?;
+        let (listening, since) = self.serving(ev.netns, &ev.endpoints)?;
         let now = if state == Some(TcpState::Listen) { ev.owner.unwrap_or(listening) } else { listening };
         let served_by = ev.history.earlier_owner.or_else(|| {
-            let (owner, closed) = Self::serving(&self.closed_listeners, ev.netns, &ev.endpoints)?;
-            (*closed <= since && ev.ts_ns.saturating_sub(*closed) < LISTENER_MEMORY_NS).then_some(*owner)
+            let (owner, closed) = self.closed_serving(ev.netns, &ev.endpoints)?;
+            (closed <= since && ev.ts_ns.saturating_sub(closed) < LISTENER_MEMORY_NS).then_some(owner)
         })?;
         (now.pid != served_by.pid).then_some((now, served_by))
     }
 
     /// The owner of the listener that served `ev`'s local end and has just closed.
     fn closed_listener_owner(&self, ev: &KernelEvent) -> Option<Task> {
-        Self::serving(&self.closed_listeners, ev.netns, &ev.endpoints).filter(|(_, closed)| ev.ts_ns.saturating_sub(*closed) < SAME_CALL_NS * 10).map(|(owner, _)| *owner)
+        self.closed_serving(ev.netns, &ev.endpoints).filter(|(_, closed)| ev.ts_ns.saturating_sub(*closed) < SAME_CALL_NS * 10).map(|(owner, _)| owner)
     }
 
     fn hold(&mut self, event: KernelEvent, trigger: Trigger, acting: Option<Task>) {
         let deadline_ns = event.ts_ns + HOLD_NS;
-        let serving = if event.owner.is_none() && event.history.opened_ns.is_none() { Self::serving(&self.listeners, event.netns, &event.endpoints).copied() } else { None };
+        let serving = if event.owner.is_none() && event.history.opened_ns.is_none() { self.serving(event.netns, &event.endpoints) } else { None };
         let (listener_owner, listener_owner_fallback) = match serving {
             Some((owner, since)) if since == LISTENING_BEFORE_TRACE || event.inode != 0 => (None, Some(owner)),
             Some((owner, _)) => (Some(owner), None),
@@ -1220,6 +1251,22 @@ mod tests {
         // An orphan a timer or close() resets from a closing state is no listener's.
         let r = &run(vec![queued_child(10, nginx, FinWait2)])[0];
         assert_ne!(r.verdict.cause, Cause::ListenerClosed);
+    }
+
+    #[test]
+    fn a_reuseport_member_closing_resets_its_own_queue_while_the_newer_member_listens_on() {
+        let (old, new) = (task(900, "server"), task(901, "server"));
+        let mut second = listener(2, Close, Listen, &new, "0.0.0.0");
+        second.sk += 1;
+        let mut j = Judge::new(Visibility::ALL);
+        for e in [listener(1, Close, Listen, &old, "0.0.0.0"), second, listener(10, Listen, Close, &old, "0.0.0.0"), queued_child(10, old, Established)] {
+            j.observe(e);
+        }
+        let r = &j.flush(u64::MAX)[0];
+        assert_eq!((r.verdict.cause, r.owner.unwrap().pid), (Cause::ListenerClosed, 900), "{}", r.verdict.why);
+        assert!(!r.verdict.why.contains("901"), "{}", r.verdict.why);
+        // The newer member still serves the port.
+        assert_eq!(j.serving(NETNS, &Endpoints { lport: 80, ..ends(0) }).map(|(o, _)| o.pid), Some(901));
     }
 
     #[test]

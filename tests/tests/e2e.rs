@@ -1180,6 +1180,43 @@ fn a_listener_destroyed_by_ss_is_its_servers_with_ss_named_as_the_closer() {
     });
 }
 
+/// A graceful reload: the old server and its successor listen on one port with SO_REUSEPORT,
+/// and the old one, which started first, closes its listener under the connections waiting in
+/// its own queue. Those resets are the old server's; the successor, listening on, is no party.
+#[test]
+fn a_reuseport_member_closing_its_listener_resets_its_own_queue_as_its_own() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(77, |net, f| {
+            let mut old = listen(net, f, "close-listener-on-go+reuseport");
+            let new = listen(net, f, "hold+reuseport");
+            // The group spreads handshakes by their 4-tuples: of 16, some wait in the old one's
+            // queue (all 16 going to one member: 1 time in 32,768).
+            let clients: Vec<Stim> = (0..16)
+                .map(|_| {
+                    let c = client(net, f, PORT, &[]);
+                    c.expect_line("ready", T);
+                    c
+                })
+                .collect();
+            old.go();
+            old.expect_line("closed", T);
+            std::thread::sleep(Duration::from_millis(500));
+            drop(clients);
+            vec![old.pid(), new.pid()]
+        }) {
+            let sent: Vec<&Value> = reports.iter().filter(|r| r["direction"] == "sent").collect();
+            assert!(!sent.is_empty(), "no reset of the old server's queue: {reports:?}");
+            for r in &sent {
+                assert_eq!(r["cause"], "listener_closed", "{r}");
+                assert_report(r, f, "application", Some(pids[0]));
+                assert!(r["why"].as_str().unwrap().starts_with(&format!("rststim[{}] closed its listening socket", pids[0])), "{r}");
+            }
+            let received = reports.iter().filter(|r| r["direction"] == "received").inspect(|r| assert_eq!(r["peer_cause"], "listener_closed", "{r}")).count();
+            assert_eq!(received, sent.len(), "{reports:?}");
+        }
+    });
+}
+
 /// Two connections wait in the accept queue of a server that never accepts; `close` closes its
 /// listener. Both are reset, reported as the server's.
 fn listener_closed_under_two_waiting(subnet: u8, close: impl Fn(&Net, &mut Stim)) {

@@ -98,10 +98,15 @@ fn linger0_close(s: TcpStream) {
     drop(s);
 }
 
-/// Server modes: what to do with each accepted connection.
+/// Server modes: what to do with each accepted connection. A mode ending in `+reuseport`
+/// listens with SO_REUSEPORT, as a member of a group sharing the port.
 fn listen(addr: SocketAddr, mode: &str) {
+    let (mode, reuseport) = mode.strip_suffix("+reuseport").map_or((mode, false), |m| (m, true));
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
     socket.set_reuse_address(true).unwrap();
+    if reuseport {
+        set_int(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1);
+    }
     socket.bind(&addr.into()).unwrap();
     if mode == "overflow" {
         // Backlog 2 and never accept. TCP_DEFER_ACCEPT keeps a handshake pending until data
