@@ -62,6 +62,8 @@ pub struct Story {
     pub peer_local: bool,
     /// The peer's stack (on this host) sent a RST for this connection just before.
     pub peer_sent: Option<Cause>,
+    /// That RST was sent well before this one came (delayed on the way, if it is this one).
+    pub peer_sent_late: bool,
     /// That RST was benign (the peer skipping TIME_WAIT, a race's loser, a connect probe).
     pub peer_benign: bool,
     /// That RST had no socket and followed an earlier end of the connection at the peer: how,
@@ -361,6 +363,11 @@ fn sequel(end: EarlierEnd, owner: Option<&Named>) -> Verdict {
         EndedBy::Received if end.cause == Some(Cause::Injected) => {
             (false, format!("segment of {of} that a forged RST reset here {age} before: the peer, which never sent that RST, went on sending"))
         }
+        // Nothing new: what the peer sent before its RST arrived after it.
+        EndedBy::ReceivedFromPeer => (
+            true,
+            format!("segment of {of} that the peer's RST reset here {age} before{cause}: the peer's stack sent that RST, and this segment, sent before it, came after it (delayed or reordered on the way); this RST answers it"),
+        ),
         // That RST's own report is still held: the peer talking on is evidence there too.
         EndedBy::Received if end.cause.is_none() => {
             (false, format!("segment of {of} that a RST reset here {age} before: the peer went on sending, as if it never sent that RST"))
@@ -470,7 +477,7 @@ impl fmt::Display for PeerCause {
             EndedBy::Sent => write!(f, " ({c}: the peer's end reset it earlier{first}, a RST that never got here)"),
             EndedBy::TimedOut => write!(f, " ({c}: the peer's end timed out earlier{first})"),
             EndedBy::Received if end.cause == Some(Cause::Injected) => write!(f, " ({c}: a forged RST reset the peer's end earlier)"),
-            EndedBy::Received => write!(f, " ({c}: a RST reset the peer's end earlier{first})"),
+            EndedBy::Received | EndedBy::ReceivedFromPeer => write!(f, " ({c}: a RST reset the peer's end earlier{first})"),
         }
     }
 }
@@ -501,9 +508,10 @@ fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
             None => v(Cause::Injected, Origin::Network, why),
         };
     }
-    // The peer's own stack on this host is the better witness: only without it does the
+    // The peer's own stack on this host is the better witness: only without it, or where the
+    // RST it sent came long before (the one a device dropped, and now forged?), does the
     // evidence of one end decide.
-    if story.peer_sent.is_none() {
+    if story.peer_sent.is_none() || story.peer_sent_late {
         if let Some(why) = story.evidence.as_ref().and_then(Evidence::forged_because) {
             return v(Cause::Injected, Origin::Network, why);
         }

@@ -21,6 +21,9 @@ pub enum EndedBy {
     Sent,
     /// The connection's socket here accepted a RST.
     Received,
+    /// The connection's socket here accepted a RST that its peer, on this host, was seen
+    /// sending: the peer's segments that come after it left before it.
+    ReceivedFromPeer,
     /// A timer gave the connection up, with no RST (ETIMEDOUT).
     TimedOut,
 }

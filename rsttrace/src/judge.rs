@@ -42,14 +42,17 @@ const RACE_OPEN_WINDOW_NS: u64 = 3_000_000_000;
 const RACE_ABORT_WINDOW_NS: u64 = 1_000_000_000;
 /// How long a sent RST is remembered for matching the peer's received one, counted back from
 /// the oldest reset still held (a received one is judged once its hold is over, however late
-/// the agent reads it): more than [`PEER_MATCH_NS`], little enough that a storm's window stays
+/// the agent reads it): more than [`PATH_DELAY_NS`], little enough that a storm's window stays
 /// small in memory.
-const RECENT_SENT_NS: u64 = 500_000_000;
+const RECENT_SENT_NS: u64 = 1_200_000_000;
 /// A storm sends tens of thousands a second: the memory bound. What it forgets early is
 /// remembered as forgotten (see `peer_here_sent_nothing`).
 const RECENT_SENT_MAX: usize = 65_536;
 /// A received RST and the peer's sent one belong together within this time.
 const PEER_MATCH_NS: u64 = 100_000_000;
+/// Failing that, a RST the peer sent up to this long before, that no other received reset
+/// took, is the one a slow path (a shaped link, a far detour) delivered late.
+const PATH_DELAY_NS: u64 = 1_000_000_000;
 /// An active reset traced this little before a RST answering a segment on the same connection
 /// crossed that segment on the way (natively microseconds apart); longer, it may as well have
 /// been lost, and the answer be what reached the peer.
@@ -131,6 +134,9 @@ struct Pending {
     /// answered with a RST of no socket (see [`Judge::note_peer_talking`]); for that RST, that
     /// it answers such a segment.
     peer_talked_after: bool,
+    /// For a received reset: the RST its peer here sent is one sent well before it (more than
+    /// [`PEER_MATCH_NS`]), taken for delayed on the way.
+    peer_late: bool,
     /// For a received reset while connecting: a listener of this host served the address and
     /// port connected to when the RST came (the other end was here, though it had no socket for
     /// this connection yet).
@@ -631,6 +637,7 @@ impl Judge {
             listener_owner,
             listener_owner_fallback,
             peer_talked_after: false,
+            peer_late: false,
             syn_to_listener_here,
         });
     }
@@ -680,6 +687,10 @@ impl Judge {
             if p.deferred {
                 // Judged now, whatever it found.
                 self.deferred_at.pop_front();
+            }
+            if let Some((sent_at, _)) = peer {
+                self.recent_sent.set_matched(&p.event.endpoints.reversed(), sent_at);
+                p.peer_late = p.event.ts_ns.saturating_sub(sent_at) >= PEER_MATCH_NS;
             }
             let unjudged = SentVerdict { cause: Cause::Unknown, benign: false, after: None };
             out.push(self.report(p, peer.map(|(_, verdict)| verdict.unwrap_or(unjudged)), files));
@@ -758,7 +769,10 @@ impl Judge {
             judged = self.judged(&p, peer_sent, None, files);
         }
         let Judged { owner, attribution, thread, story, verdict } = judged;
-        if let Some(how) = Self::ended_by(&p.trigger) {
+        if let Some(mut how) = Self::ended_by(&p.trigger) {
+            if how == EndedBy::Received && peer_sent.is_some() {
+                how = EndedBy::ReceivedFromPeer;
+            }
             let ended = Ended { ts: p.event.ts_ns, how, cause: verdict.cause, owner, noted_owner: p.event.owner.map(|o| o.pid), sk: p.event.sk };
             self.ended_here.note(p.event.netns, p.event.endpoints, ended);
         }
@@ -790,7 +804,8 @@ impl Judge {
             workload: None,
             thread,
             ts_ns: ev.ts_ns,
-            peer_cause: story.peer_sent,
+            // A RST judged forged is no peer's, whatever the peer sent long before.
+            peer_cause: story.peer_sent.filter(|_| verdict.cause != Cause::Injected),
             current: ev.current,
             retransmits: ev.history.retransmits.unwrap_or(0),
             // A socket in SYN_SENT was connecting, even when its record was not kept.
@@ -856,7 +871,8 @@ impl Judge {
             return None;
         }
         let held = self.pending.iter().rev().find(|h| Self::received_before(h, p.event.netns, &p.event.endpoints, ts))?;
-        let end = EarlierEnd { how: EndedBy::Received, cause: None, age_ns: ts.saturating_sub(held.event.ts_ns) };
+        let how = if self.peer_sent(&held.event).is_some() { EndedBy::ReceivedFromPeer } else { EndedBy::Received };
+        let end = EarlierEnd { how, cause: None, age_ns: ts.saturating_sub(held.event.ts_ns) };
         Some(Earlier { end, owner: held.event.owner, echo: false })
     }
 
@@ -900,6 +916,7 @@ impl Judge {
             // the kernel). The abort's RST came first of any that end sent: a RST its stack
             // sent without a socket, which a match by time may find closer, needs the socket
             // gone.
+            story.peer_sent_late = p.peer_late;
             story.peer_sent = if h.aborted_here { Some(Cause::AppAbortLinger0) } else { peer_sent.map(|v| v.cause).or(h.refused_here.then_some(Cause::NoListener)) };
             story.peer_after = peer_sent.filter(|_| !h.aborted_here).and_then(|v| v.after);
             // A peer that reset on purpose (a client skipping TIME_WAIT, a race's loser) did
@@ -926,7 +943,9 @@ impl Judge {
     /// to both ends). An active reset is traced once transmitted.
     fn peer_sent(&self, ev: &KernelEvent) -> Option<&SentRecord> {
         let ends = ev.endpoints.reversed();
-        let nearest = self.recent_sent.near(&ends, ev.ts_ns, PEER_MATCH_NS, |r| !(r.answered.traced_before_sent() && r.ts > ev.ts_ns))?;
+        let Some(nearest) = self.recent_sent.near(&ends, ev.ts_ns, PEER_MATCH_NS, |r| !(r.answered.traced_before_sent() && r.ts > ev.ts_ns)) else {
+            return self.recent_sent.near(&ends, ev.ts_ns, PATH_DELAY_NS, |r| !r.matched && r.ts <= ev.ts_ns);
+        };
         if nearest.answered.traced_before_sent() {
             // An active reset traced no later than that answer went out before it (one is traced
             // once sent, the other before): over the same path it came first.
@@ -966,7 +985,7 @@ impl Judge {
         let h = &p.event.history;
         let e = self.ended_here.latest_before(p.event.netns, &p.event.endpoints, p.event.ts_ns)?;
         let Some(last_sk) = h.earlier_sk else {
-            return (p.peer_talked_after && e.how == EndedBy::Received).then_some(*e);
+            return (p.peer_talked_after && matches!(e.how, EndedBy::Received | EndedBy::ReceivedFromPeer)).then_some(*e);
         };
         let same_socket = e.sk == 0 || last_sk == e.sk;
         let same_owner = h.earlier_owner.is_none_or(|last| e.owner.is_none_or(|o| o.pid == last.pid) || e.noted_owner == Some(last.pid));
@@ -1433,6 +1452,43 @@ mod tests {
         };
         assert_eq!(verdict(false), (Cause::Injected, None));
         assert_eq!(verdict(true), (Cause::PeerReset, Some(Cause::AppAbortLinger0)));
+    }
+
+    #[test]
+    fn a_genuine_rst_delayed_on_the_path_is_the_peers_and_taken_once() {
+        let (client, server) = (task(1, "client"), task(2, "server"));
+        let mut abort = sent(10, Some(Close), Some("TCP_STATE"), server, Some(server));
+        (abort.endpoints, abort.sk) = (ends(5000).reversed(), SK + 1);
+        abort.facts = Some(SockFacts { linger0: true, ..SockFacts::default() });
+        // It arrives 300 ms later; then a RST on a new connection of the same 4-tuple that the
+        // peer never sent.
+        let mut late = received(310, Established, Some(client));
+        (late.endpoints, late.history.peer_local) = (ends(5000), true);
+        let mut forged = late.clone();
+        (forged.ts_ns, forged.sk) = (700_000_000, SK + 2);
+        let reports = run(vec![abort, late, forged]);
+        let received: Vec<_> = reports.iter().filter(|r| r.direction == Some(Direction::Received)).map(|r| (r.verdict.cause, r.peer_cause)).collect();
+        assert_eq!(received, [(Cause::PeerReset, Some(Cause::AppAbortLinger0)), (Cause::Injected, None)]);
+    }
+
+    #[test]
+    fn a_segment_the_peer_sent_before_its_rst_arriving_after_it_is_no_sign_of_forgery() {
+        let (client, server) = (task(1, "client"), task(2, "server"));
+        let mut abort = sent(10, Some(Close), Some("TCP_STATE"), server, Some(server));
+        (abort.endpoints, abort.sk) = (ends(5000).reversed(), SK + 1);
+        abort.facts = Some(SockFacts { linger0: true, ..SockFacts::default() });
+        let mut rst = received(10, Established, Some(client));
+        (rst.endpoints, rst.history.peer_local) = (ends(5000), true);
+        // The server's data, sent before its RST, held up on the way: it finds no socket here.
+        let mut answer = sent(350, None, Some("NO_SOCKET"), task(0, "swapper/0"), None);
+        (answer.sk, answer.facts, answer.endpoints) = (0, None, ends(5000));
+        answer.trigger = Some(Segment { tcp_flags: 0x18, saddr: answer.endpoints.raddr, sport: 80, daddr: answer.endpoints.laddr });
+        (answer.history.earlier_sk, answer.history.earlier_ended_badly) = (Some(SK), true);
+        let reports = run(vec![abort, rst, answer]);
+        let r = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
+        assert!(r.verdict.benign, "{}", r.verdict.why);
+        assert!(r.verdict.why.contains("the peer's stack sent that RST, and this segment, sent before it, came after it"), "{}", r.verdict.why);
+        assert!(!r.verdict.why.contains("forged"), "{}", r.verdict.why);
     }
 
     #[test]

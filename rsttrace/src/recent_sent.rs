@@ -51,6 +51,8 @@ pub struct SentRecord {
     pub owner: Option<Task>,
     /// Set once the sent reset itself is classified.
     pub verdict: Option<SentVerdict>,
+    /// A received reset was judged the peer's end of it.
+    pub matched: bool,
 }
 
 /// The resets of one 4-tuple still in the window, oldest first. Usually one; a storm that
@@ -89,7 +91,7 @@ impl RecentSent {
             let oldest = same.remove(0).ts;
             forgot(&mut self.forgot_up_to, oldest);
         }
-        same.push(SentRecord { ts, answered, owner, verdict: None });
+        same.push(SentRecord { ts, answered, owner, verdict: None, matched: false });
         self.order.push_back((endpoints, ts));
     }
 
@@ -97,6 +99,14 @@ impl RecentSent {
     /// among those `fits`.
     pub fn near(&self, endpoints: &Endpoints, ts: u64, window_ns: u64, fits: impl Fn(&SentRecord) -> bool) -> Option<&SentRecord> {
         self.by_ends.get(endpoints)?.iter().filter(|r| r.ts.abs_diff(ts) < window_ns && fits(r)).min_by_key(|r| r.ts.abs_diff(ts))
+    }
+
+    /// The reset sent with these endpoints at `ts` reached its peer: no later reset of that
+    /// peer's is its.
+    pub fn set_matched(&mut self, endpoints: &Endpoints, ts: u64) {
+        if let Some(r) = self.by_ends.get_mut(endpoints).and_then(|same| same.iter_mut().find(|r| r.ts == ts)) {
+            r.matched = true;
+        }
     }
 
     pub fn set_verdict(&mut self, endpoints: &Endpoints, ts: u64, verdict: SentVerdict) {
