@@ -1016,6 +1016,13 @@ impl TupleKey {
         (mixed.wrapping_mul(0x9E37_79B1) >> 16) & ((1 << bits) - 1)
     }
 
+    /// The first of the two `TUPLES` slots its note may lie in (the other is the next): a
+    /// bucket of two ways (see the kernel side's `history.rs`).
+    #[inline(always)]
+    pub fn bucket(&self) -> u32 {
+        self.hash(TUPLE_SLOT_BITS) & !1
+    }
+
     pub fn reversed(&self) -> Self {
         Self { lport: self.rport, rport: self.lport, laddr: self.raddr, raddr: self.laddr }
     }

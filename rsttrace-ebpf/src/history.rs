@@ -2,7 +2,7 @@
 //! its reset: which connection last used a 4-tuple and who owned it (the owner of a reset sent
 //! from TIME_WAIT or for a forgotten connection, a port taken over by another process, a 4-tuple
 //! reused, a peer on this host), and which connections a process opened last (a connect
-//! race). Plain arrays indexed by a hash: a store per connection, no map insert or delete.
+//! race). Plain arrays indexed by a hash: no map insert or delete.
 use core::ptr::{addr_of_mut, write_volatile};
 
 use aya_ebpf::helpers::bpf_jiffies64;
@@ -11,23 +11,66 @@ use rsttrace_common::{Owner, RaceEntry, SockRecord, OLDER_CONNECTION};
 use crate::{
     programs::AF_INET,
     words,
-    maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_ENDED_BADLY, TUPLE_OPEN, TUPLE_SLOT_BITS},
+    maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_ENDED_BADLY, TUPLE_OPEN},
 };
 
+/// A 4-tuple's note lies in one of the two slots of its bucket (a 128-byte pair of cache lines,
+/// which the CPU fetches together): one way, and the 4-tuples hashing to the bucket would
+/// overwrite each other's notes, a busy host's churn soon erasing every long-lived connection's
+/// (whose peer on this host is what tells a forged RST). A note is written over a closed one,
+/// never over an open one while the other way is closed or free.
 #[inline(always)]
-fn tuple_slot(key: &TupleKey) -> u32 {
-    key.hash(TUPLE_SLOT_BITS)
+fn bucket(key: &TupleKey) -> u32 {
+    key.bucket()
+}
+
+/// The slot of `bucket` holding `key`'s note, if any.
+#[inline(always)]
+fn slot_of(bucket: u32, key: &TupleKey) -> Option<*mut TupleEntry> {
+    let (first, second) = (TUPLES.get_ptr_mut(bucket)?, TUPLES.get_ptr_mut(bucket | 1)?);
+    // SAFETY: pointers into the array's value memory, plain data, valid for this program run.
+    let holds = |e: *mut TupleEntry| unsafe { (*e).key == *key && (*e).sk != 0 };
+    if holds(first) {
+        Some(first)
+    } else if holds(second) {
+        Some(second)
+    } else {
+        None
+    }
+}
+
+/// Where a new note of `key` goes in `bucket`: over its own earlier one, else a free or closed
+/// slot (of two closed, the one closed first), else over the first slot's open connection.
+#[inline(always)]
+fn slot_for(bucket: u32, key: &TupleKey) -> Option<*mut TupleEntry> {
+    if let Some(own) = slot_of(bucket, key) {
+        return Some(own);
+    }
+    let (first, second) = (TUPLES.get_ptr_mut(bucket)?, TUPLES.get_ptr_mut(bucket | 1)?);
+    // SAFETY: as in `slot_of`.
+    let (a, b) = unsafe { ((*first).open_or_closed_at, (*second).open_or_closed_at) };
+    let open = |at: u32| at == TUPLE_OPEN;
+    Some(match (open(a), open(b)) {
+        (false, true) | (true, true) => first,
+        (true, false) => second,
+        // A free slot's 0 is the oldest tick of all.
+        (false, false) => {
+            if a == 0 || (b != 0 && (b.wrapping_sub(a) as i32) > 0) {
+                first
+            } else {
+                second
+            }
+        }
+    })
 }
 
 /// The handshake completed (`closed_at` `None`) or the connection closed at that clock tick,
 /// a reset or an error ending it or not (its pending error then; an abort's RST, traced after
 /// its CLOSE, marks it with [`mark_ended_badly`]): note it under its 4-tuple. A closing
 /// socket's owner comes from its record; without one, the owner noted when it opened stays.
-/// Only that case reads the slot: a new 4-tuple's slot is a cache miss in 4 MiB, which a load
-/// waits out and a store does not (it was a third of the state-change program's time).
 #[inline(always)]
 pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Option<(u64, bool)>) {
-    let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
+    let Some(slot) = slot_for(bucket(key), key) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run. Two CPUs writing
     // one slot at once can mix two entries; readers compare the key and treat history as a hint.
     unsafe {
@@ -60,11 +103,11 @@ pub fn ended_badly(entry: &TupleEntry) -> bool {
 /// its own, says a reset ended it.
 #[inline(always)]
 pub fn mark_ended_badly(key: &TupleKey, sk: u64) {
-    let Some(slot) = TUPLES.get_ptr_mut(tuple_slot(key)) else { return };
+    let Some(slot) = slot_of(bucket(key), key) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run; a hint, as
     // `note_tuple` writes it.
     unsafe {
-        if (*slot).key == *key && (*slot).sk == sk && (*slot).open_or_closed_at != TUPLE_OPEN {
+        if (*slot).sk == sk && (*slot).open_or_closed_at != TUPLE_OPEN {
             (*slot).open_or_closed_at |= TUPLE_ENDED_BADLY;
         }
     }
@@ -93,14 +136,13 @@ pub fn peer_here(receiving: &TupleKey) -> bool {
     tuple(&receiving.reversed()).is_some_and(|peer| open_or_closed_lately(peer, unsafe { bpf_jiffies64() }))
 }
 
-/// The last connection noted under `key`, if its slot still holds it. A pointer into the map,
-/// valid for this program run: copies of these would not fit the BPF stack beside an event's.
+/// The last connection noted under `key`, if its bucket still holds it. A pointer into the
+/// map, valid for this program run: copies of these would not fit the BPF stack beside an
+/// event's.
 #[inline(always)]
 pub fn tuple(key: &TupleKey) -> Option<&'static TupleEntry> {
-    let slot = TUPLES.get_ptr(tuple_slot(key))?;
     // SAFETY: array value memory, plain data, valid while the program runs.
-    let entry = unsafe { &*slot };
-    (entry.key == *key && entry.sk != 0).then_some(entry)
+    slot_of(bucket(key), key).map(|slot| unsafe { &*slot })
 }
 
 #[inline(always)]

@@ -9,7 +9,7 @@ use rsttrace_common::{
     Submitted, TcpProbeLayout, TracepointLayout, TypedSkbFields, TypedSockFields, PEER_SLOTS,
 };
 // The 4-tuple notes' types are shared: the agent notes the connections older than it.
-pub use rsttrace_common::{TupleEntry, TupleKey, TUPLE_ENDED_BADLY, TUPLE_OPEN, TUPLE_SLOT_BITS, TUPLE_SLOTS};
+pub use rsttrace_common::{TupleEntry, TupleKey, TUPLE_ENDED_BADLY, TUPLE_OPEN, TUPLE_SLOTS};
 
 // The agent's `KernelConfig`, one small global per part, set before load. Separate globals
 // because reading one copies it onto the BPF stack: a program reads only the parts it needs.

@@ -5,12 +5,12 @@
 use std::net::IpAddr;
 
 use aya::{maps::Array, Ebpf};
-use rsttrace_common::{Owner, TupleEntry, TupleKey, OLDER_CONNECTION, TUPLE_OPEN, TUPLE_SLOT_BITS};
+use rsttrace_common::{Owner, TupleEntry, TupleKey, OLDER_CONNECTION, TUPLE_OPEN};
 
 use crate::{event::Comm, older_sockets::OlderConnection};
 
-/// Note `connections` as open, each with its holder (named by `name`), where the slot of its
-/// 4-tuple is still empty: a note written since the programs attached is newer. Returns how
+/// Note `connections` as open, each with its holder (named by `name`), where a slot of its
+/// 4-tuple's bucket is still empty: a note written since the programs attached is newer. Returns how
 /// many were noted.
 pub fn note_older(ebpf: &mut Ebpf, connections: &[OlderConnection], mut name: impl FnMut(u32) -> Option<Comm>) -> Result<usize, String> {
     let map = ebpf.map_mut("TUPLES").ok_or("map TUPLES missing")?;
@@ -18,10 +18,8 @@ pub fn note_older(ebpf: &mut Ebpf, connections: &[OlderConnection], mut name: im
     let mut noted = 0;
     for c in connections {
         let key = key_of(c);
-        let slot = key.hash(TUPLE_SLOT_BITS);
-        if tuples.get(&slot, 0).is_ok_and(|e| e.sk != 0) {
-            continue;
-        }
+        let bucket = key.bucket();
+        let Some(slot) = [bucket, bucket | 1].into_iter().find(|slot| tuples.get(slot, 0).is_ok_and(|e| e.sk == 0)) else { continue };
         let owner = c.holder.map_or(Owner::UNKNOWN, |pid| {
             let comm = name(pid).map_or([0; 16], |n| n.to_kernel());
             Owner { tgid: pid, pid, comm, cgroup: 0, netns: c.netns, _pad: 0 }

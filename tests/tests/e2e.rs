@@ -6,6 +6,7 @@ use rsttrace_tests::{
     again_if_the_kernel_skipped_runs, assert_kernel_reason, assert_report, exactly, exactly_with_optional, overflow_accept_queue, require_root, send_reset_format, Cgroup, Family, Net, Stim, Tracer,
     FAMILIES,
 };
+use rsttrace_common::{TupleKey, TUPLE_SLOT_BITS};
 use serde_json::Value;
 
 // In a directory of its own: cargo would build tests/tests/network.rs as a test program apart
@@ -565,6 +566,59 @@ fn firewall_reset_is_injected() {
             );
         }
     });
+}
+
+/// The kernel side keeps each 4-tuple's note (behind `injected`: the other end is a socket of
+/// this host) in a bucket of two slots. Another connection whose note hashes to the very slot of
+/// the server's note comes and goes first: its note takes the bucket's other slot, not the open
+/// connection's, and the RST the server's firewall forges to the client is still injected.
+#[test]
+fn a_forged_rst_is_injected_though_another_connections_note_hashed_to_the_servers_slot() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(78, |net, f| {
+            let (mine, other) = colliding_ports(net, f);
+            let server = listen(net, f, "hold");
+            let mut c = client(net, f, PORT, &["--local-port", &mine.to_string(), "--send", "100", "--wait-go"]);
+            c.expect_line("ready", T);
+            let mut colliding = client(net, f, PORT, &["--local-port", &other.to_string(), "--close-at-once"]);
+            colliding.expect_line("ready", T);
+            colliding.wait(T);
+            let filter = net.server_filter("input", "tcp dport 8080 reject with tcp reset");
+            c.go();
+            assert_eq!(c.expect_line("errno", T), "errno 104");
+            drop(filter);
+            std::thread::sleep(Duration::from_millis(1200));
+            vec![c.pid(), server.pid()]
+        }) {
+            assert_forged_to_the_client(&reports, f, &pids);
+        }
+    });
+}
+
+/// Two client ports of `net`'s client to the server's PORT: the server's note of the first's
+/// connection and a note of the second's (either end's) hash to the same `TUPLES` slot. Searched
+/// from a port that differs run to run (a retry must not meet the last run's TIME_WAIT).
+fn colliding_ports(net: &Net, f: Family) -> (u16, u16) {
+    let tail = |addr: String| -> u32 {
+        let octets = match addr.parse::<std::net::IpAddr>().unwrap() {
+            std::net::IpAddr::V4(a) => a.octets(),
+            std::net::IpAddr::V6(a) => a.octets()[12..].try_into().unwrap(),
+        };
+        u32::from_ne_bytes(octets)
+    };
+    let (client, server) = (tail(net.client_addr(f)), tail(net.server_addr(f)));
+    let port: u16 = PORT.parse().unwrap();
+    let slot = |key: TupleKey| key.hash(TUPLE_SLOT_BITS);
+    let server_end = |p: u16| TupleKey { lport: port, rport: p, laddr: server, raddr: client };
+    let client_end = |p: u16| TupleKey { lport: p, rport: port, laddr: client, raddr: server };
+    let from = 41_000 + (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() % 10_000) as u16;
+    for mine in from..from + 2_000 {
+        let target = slot(server_end(mine));
+        if let Some(other) = (41_000..61_000).filter(|p| *p != mine).find(|p| slot(server_end(*p)) == target || slot(client_end(*p)) == target) {
+            return (mine, other);
+        }
+    }
+    panic!("no two client ports whose notes share a slot");
 }
 
 /// A client with `opts` against a server that holds its connections, until the client exits.
