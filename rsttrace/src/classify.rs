@@ -4,7 +4,7 @@
 //! `TCP_STATE`, data after the application closed arrives as `TCP_TIMEWAIT_SOCKET`, and kernels
 //! before 6.10 give no reason at all. Where the facts do not single out a cause it says
 //! `unknown` and explains what it does know.
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, fmt, net::IpAddr};
 
 use crate::{
     ended_here::{EarlierEnd, EndedBy},
@@ -73,6 +73,9 @@ pub struct Story {
     pub race_sibling: bool,
     /// A listener of a different process now holds the local port that served this peer.
     pub port_taken_by: Option<Named>,
+    /// For a SYN no socket took: the wildcard address of the port's only listeners, of the other
+    /// family.
+    pub listener_of_other_family: Option<IpAddr>,
     /// The owning process, for the explanation (`nginx[812]`).
     pub owner: Option<Named>,
     /// The state the socket left for CLOSE, if it did.
@@ -212,7 +215,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             return v(Cause::PortGrabbed, Origin::Stack, format!("{taker} now holds this port; the process that served this peer is gone"));
         }
         return match syn {
-            Some(true) => v(Cause::NoListener, Origin::Stack, "SYN to a port nobody listens on"),
+            Some(true) => match story.listener_of_other_family {
+                Some(IpAddr::V6(_)) => v(Cause::NoListener, Origin::Stack, "SYN over IPv4 to a port whose listener, on [::], takes IPv6 only (IPV6_V6ONLY): nobody listens for IPv4"),
+                Some(IpAddr::V4(_)) => v(Cause::NoListener, Origin::Stack, "SYN over IPv6 to a port whose listener, on 0.0.0.0, takes IPv4 only: nobody listens for IPv6"),
+                None => v(Cause::NoListener, Origin::Stack, "SYN to a port nobody listens on"),
+            },
             Some(false) if story.echoes_reset => echo(who),
             Some(false) if let Some(end) = story.earlier_end => sequel(end, story.owner.as_ref()),
             Some(false) => v(Cause::NoSocket, Origin::Stack, "segment for a connection this host does not know (forgotten after a timeout, reboot or state loss)"),

@@ -25,7 +25,7 @@ use crate::{
     FastMap, FastSet,
     classify::{classify, Named, Story, Trigger},
     ended_here::{EarlierEnd, Ended, EndedHere, EndedBy},
-    event::{Endpoints, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
+    event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
     local_addresses::LocalAddresses,
     recent_sent::{Answered, RecentSent, SentRecord, SentVerdict},
@@ -141,6 +141,9 @@ struct Pending {
     /// port connected to when the RST came (the other end was here, though it had no socket for
     /// this connection yet).
     syn_to_listener_here: bool,
+    /// For a SYN no socket took: the wildcard address of the port's listener of the other
+    /// family (an IPv6-only one on `::` for an IPv4 SYN, one on 0.0.0.0 for an IPv6 SYN).
+    listener_of_other_family: Option<IpAddr>,
 }
 
 /// Resets sent to a closing listener's waiting connections share the closer's system call:
@@ -549,10 +552,22 @@ impl Judge {
 
     /// The listener that serves `endpoints`' local end in `among`: bound to that address, or to
     /// the wildcard address of either family (an IPv6 wildcard also takes IPv4).
+    /// A socket on the wildcard address of its own family only: an IPv4 one never takes IPv6
+    /// (an IPv6 one on `::` takes IPv4 too, unless IPV6_V6ONLY, which the judge cannot see).
     fn serving_in<'a, T>(among: &'a FastMap<ListenerKey, T>, netns: u32, endpoints: &Endpoints) -> Option<&'a T> {
-        let any4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-        [endpoints.laddr, any4, any6].iter().find_map(|addr| among.get(&(netns, *addr, endpoints.lport)))
+        let any4 = (endpoints.family == Family::Ipv4).then_some(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let any6 = Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        [Some(endpoints.laddr), any4, any6].into_iter().flatten().find_map(|addr| among.get(&(netns, addr, endpoints.lport)))
+    }
+
+    /// The wildcard address a listener of the port of `endpoints` holds in the other family, if
+    /// that is all: a SYN no socket took there found only a listener of the other family.
+    fn listener_of_other_family(&self, netns: u32, endpoints: &Endpoints) -> Option<IpAddr> {
+        let other = match endpoints.family {
+            Family::Ipv4 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            Family::Ipv6 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        self.listeners.contains_key(&(netns, other, endpoints.lport)).then_some(other)
     }
 
     /// The listener serving `endpoints`' local end (the latest to listen, under SO_REUSEPORT):
@@ -595,7 +610,11 @@ impl Judge {
 
     fn hold(&mut self, event: KernelEvent, trigger: Trigger, acting: Option<Task>) {
         let deadline_ns = event.ts_ns + HOLD_NS;
-        let serving = if event.owner.is_none() && event.history.opened_ns.is_none() { self.serving(event.netns, &event.endpoints) } else { None };
+        // A SYN that no socket took: no listener's, whatever listens on the port.
+        let refused_syn = matches!(trigger, Trigger::Sent { state: None, trigger_syn: Some(true), .. });
+        let unowned = event.owner.is_none() && event.history.opened_ns.is_none() && !refused_syn;
+        let serving = if unowned { self.serving(event.netns, &event.endpoints) } else { None };
+        let listener_of_other_family = if refused_syn { self.listener_of_other_family(event.netns, &event.endpoints) } else { None };
         let (listener_owner, listener_owner_fallback) = match serving {
             Some((owner, since)) if since == LISTENING_BEFORE_TRACE || event.inode != 0 => (None, Some(owner)),
             Some((owner, _)) => (Some(owner), None),
@@ -639,6 +658,7 @@ impl Judge {
             peer_talked_after: false,
             peer_late: false,
             syn_to_listener_here,
+            listener_of_other_family,
         });
     }
 
@@ -896,6 +916,7 @@ impl Judge {
             tuple_reused: h.tuple_reused,
             peer_holds_open: h.peer_holds_open,
             race_sibling: self.race_sibling(ev),
+            listener_of_other_family: p.listener_of_other_family,
             ..Story::default()
         };
         if let Trigger::TimedOut { state } = p.trigger {
@@ -1489,6 +1510,30 @@ mod tests {
         assert!(r.verdict.benign, "{}", r.verdict.why);
         assert!(r.verdict.why.contains("the peer's stack sent that RST, and this segment, sent before it, came after it"), "{}", r.verdict.why);
         assert!(!r.verdict.why.contains("forged"), "{}", r.verdict.why);
+    }
+
+    #[test]
+    fn a_syn_no_socket_took_names_no_listener_and_says_when_the_ports_is_of_the_other_family() {
+        let server = task(3, "python3");
+        let syn = |laddr: &str| {
+            let mut e = sent(20, None, Some("NO_SOCKET"), task(0, "swapper/0"), None);
+            (e.sk, e.facts) = (0, None);
+            e.endpoints = Endpoints { laddr: laddr.parse().unwrap(), lport: 80, rport: 40000, ..ends(80) };
+            e.endpoints.family = if e.endpoints.laddr.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 };
+            e.trigger = Some(Segment { tcp_flags: 0x02, saddr: e.endpoints.raddr, sport: 40000, daddr: e.endpoints.laddr });
+            e
+        };
+        let judged = |listening_on: &str, to: &str| {
+            let r = &run(vec![listener(1, Close, Listen, &server, listening_on), syn(to)])[0];
+            (r.verdict.cause, r.owner.map(|o| o.pid), r.verdict.why.to_string())
+        };
+        let (cause, owner, why) = judged("::", "10.0.0.1");
+        assert_eq!((cause, owner), (Cause::NoListener, None));
+        assert!(why.contains("on [::], takes IPv6 only"), "{why}");
+        let (cause, owner, why) = judged("0.0.0.0", "fd00::1");
+        assert_eq!((cause, owner), (Cause::NoListener, None));
+        assert!(why.contains("on 0.0.0.0, takes IPv4 only"), "{why}");
+        assert_eq!(judged("10.0.0.9", "10.0.0.1"), (Cause::NoListener, None, "SYN to a port nobody listens on".to_string()));
     }
 
     #[test]

@@ -96,6 +96,30 @@ fn traced(subnet: u8, scenario: impl Fn(&Net, Family) -> Vec<u64>) -> Vec<(Famil
         .collect()
 }
 
+/// The port's only listener is an IPv6 socket on `::` with IPV6_V6ONLY (asyncio's default for
+/// `::`), and the client connects over IPv4: no socket takes the SYN, so the reset is nobody's,
+/// not the listener owner's, and the why says what listens instead.
+#[test]
+fn a_syn_over_ipv4_to_an_ipv6_only_listener_is_no_listener_and_nobodys() {
+    again_if_the_kernel_skipped_runs(|| {
+        require_root();
+        let net = Net::new(79);
+        let tracer = Tracer::start(&[]);
+        let server = Stim::spawn(&net.server, &["listen", "::", PORT, "hold+v6only"]);
+        server.expect_line("ready", T);
+        let c = client(&net, Family::V4, PORT, &[]);
+        assert_eq!(c.expect_line("errno", T), "errno 111");
+        let (reports, _) = tracer.stop();
+        let reports = net.reports_of_this_test(reports);
+        let [sent, received] = exactly(&reports, ["sent:no_listener", "received:refused"]);
+        assert_report(sent, Family::V4, "stack", None);
+        assert_eq!(sent["attribution"], "none", "{sent}");
+        assert!(sent["why"].as_str().unwrap().contains("on [::], takes IPv6 only"), "{sent}");
+        assert_report(received, Family::V4, "peer", Some(c.pid()));
+        drop(server);
+    });
+}
+
 #[test]
 fn closed_port_no_listener_and_refused() {
     again_if_the_kernel_skipped_runs(|| {

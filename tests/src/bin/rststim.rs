@@ -98,14 +98,21 @@ fn linger0_close(s: TcpStream) {
     drop(s);
 }
 
-/// Server modes: what to do with each accepted connection. A mode ending in `+reuseport`
-/// listens with SO_REUSEPORT, as a member of a group sharing the port.
+/// Server modes: what to do with each accepted connection. `+reuseport` after a mode listens
+/// with SO_REUSEPORT, as a member of a group sharing the port; `+v6only` an IPv6 socket with
+/// IPV6_V6ONLY, which takes no IPv4.
 fn listen(addr: SocketAddr, mode: &str) {
-    let (mode, reuseport) = mode.strip_suffix("+reuseport").map_or((mode, false), |m| (m, true));
+    let mut flags = mode.split('+');
+    let mode = flags.next().unwrap_or_default();
+    let flags: Vec<&str> = flags.collect();
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
     socket.set_reuse_address(true).unwrap();
-    if reuseport {
-        set_int(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1);
+    for flag in flags {
+        match flag {
+            "reuseport" => set_int(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1),
+            "v6only" => socket.set_only_v6(true).unwrap(),
+            other => panic!("unknown listen flag {other}"),
+        }
     }
     socket.bind(&addr.into()).unwrap();
     if mode == "overflow" {
