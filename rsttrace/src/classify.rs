@@ -48,6 +48,8 @@ pub struct Story {
     pub probed: bool,
     /// Consecutive retransmissions of the same segment at the end.
     pub same_segment_retransmits: u32,
+    /// A timeout whose socket counted no retransmission timeout at all (read, not unknown).
+    pub no_retransmission_timed_out: bool,
     pub syn_retransmits: u32,
     /// An earlier connection used the same 4-tuple on this host.
     pub tuple_reused: bool,
@@ -574,6 +576,14 @@ fn timed_out(state: Option<TcpState>, story: &Story, who: &OrElse) -> Verdict {
             Origin::Network,
             format!("the same segment went unacknowledged through {} retransmission timeouts; {who}'s connection timed out", story.same_segment_retransmits),
         ),
+        // Only the persist timer gives up without a retransmission timeout: window probes count
+        // apart (icsk_probes_out), as does a TCP_USER_TIMEOUT shorter than one retransmission
+        // timeout.
+        _ if story.no_retransmission_timed_out => v(
+            Cause::RetransmitTimeout,
+            Origin::Network,
+            format!("{who}'s connection timed out with no retransmission timed out: the peer's zero window was probed unanswered until the kernel gave up (peer or path gone while the peer's receive buffer was full), or a TCP_USER_TIMEOUT shorter than one retransmission timeout ran out"),
+        ),
         _ => v(Cause::Unknown, Origin::Unknown, "connection timed out without retransmissions seen"),
     }
 }
@@ -610,6 +620,7 @@ mod tests {
         let local_peer = Story { peer_local: true, ..Story::default() };
         let peer_aborted = Story { peer_local: true, peer_sent: Some(Cause::AppAbortUnread), ..Story::default() };
         let retx = Story { same_segment_retransmits: 5, ..Story::default() };
+        let probed_window = Story { no_retransmission_timed_out: true, ..Story::default() };
         let told_aborted = Story { destroyed: true, ..Story::default() };
         let reused = Story { tuple_reused: true, ..Story::default() };
         let half_open = Story { tuple_reused: true, peer_holds_open: true, ..Story::default() };
@@ -721,6 +732,8 @@ mod tests {
             // Aborts without a RST.
             (Trigger::TimedOut { state: Some(SynSent) }, &none, Cause::SynTimeout, Origin::Network, false),
             (Trigger::TimedOut { state: Some(Established) }, &retx, Cause::RetransmitTimeout, Origin::Network, false),
+            (Trigger::TimedOut { state: Some(Established) }, &probed_window, Cause::RetransmitTimeout, Origin::Network, false),
+            (Trigger::TimedOut { state: Some(Established) }, &none, Cause::Unknown, Origin::Unknown, false),
             (Trigger::TimedOut { state: Some(Established) }, &none, Cause::Unknown, Origin::Unknown, false),
         ];
         for (trigger, story, cause, origin, benign) in cases {

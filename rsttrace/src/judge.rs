@@ -926,6 +926,7 @@ impl Judge {
                 story.syn_retransmits = n;
             } else {
                 story.same_segment_retransmits = n;
+                story.no_retransmission_timed_out = h.retransmits == Some(0);
             }
         }
         if matches!(p.trigger, Trigger::Received { .. }) {

@@ -403,6 +403,32 @@ fn a_timers_reset_of_a_connection_handed_over_names_the_process_holding_it() {
     });
 }
 
+/// The server stops reading: its window closes, and the client's data waits on zero-window
+/// probes, which the server's firewall then drops. The client's TCP_USER_TIMEOUT gives up with
+/// no retransmission timed out: the persist timer's timeout, the network's doing all the same.
+#[test]
+fn a_zero_window_probed_in_vain_is_a_retransmit_timeout() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(81, |net, f| {
+            let _server = listen(net, f, "stall-answer-on-go");
+            let mut c = client(net, f, PORT, &["--user-timeout", "3000", "--send", "50000000", "--wait-go"]);
+            c.expect_line("ready", T);
+            c.go();
+            // All it could send is acknowledged, the window closed: only probes go out.
+            std::thread::sleep(Duration::from_millis(700));
+            let filter = net.server_filter("input", "tcp dport 8080 drop");
+            assert_eq!(c.expect_line("errno", T), "errno 110");
+            drop(filter);
+            vec![c.pid()]
+        }) {
+            let aborts: Vec<Value> = reports.iter().filter(|r| r["type"] == "abort").cloned().collect();
+            let [abort] = exactly(&aborts, ["abort:retransmit_timeout"]);
+            assert_report(abort, f, "network", Some(pids[0]));
+            assert!(abort["why"].as_str().unwrap().contains("zero window was probed unanswered"), "{abort}");
+        }
+    });
+}
+
 #[test]
 fn retransmit_timeout_is_an_abort_without_rst() {
     again_if_the_kernel_skipped_runs(|| {
