@@ -85,8 +85,11 @@ fn pod_uid(part: &str) -> Option<String> {
     looks_like_uid.then_some(uid)
 }
 
-/// How often an unknown cgroup id may send the resolver walking the hierarchy again.
+/// How often an unknown cgroup id may send the resolver walking the hierarchy again...
 const REWALK_EVERY: Duration = Duration::from_secs(1);
+/// ...and how often one above every id the last walk found: cgroup ids only grow, so that one
+/// was made since (a container started a moment ago), not removed before it could be seen.
+const REWALK_NEWER_EVERY: Duration = Duration::from_millis(100);
 
 /// cgroup id → workload, cached.
 pub struct Workloads {
@@ -94,6 +97,8 @@ pub struct Workloads {
     runtimes: RuntimeState,
     known: HashMap<u64, Arc<Workload>>,
     walked: Option<Instant>,
+    /// The highest id the last walk found.
+    highest: u64,
 }
 
 impl Workloads {
@@ -104,7 +109,7 @@ impl Workloads {
     }
 
     pub fn at(root: Option<PathBuf>, runtimes: RuntimeState) -> Self {
-        Self { root, runtimes, known: HashMap::new(), walked: None }
+        Self { root, runtimes, known: HashMap::new(), walked: None, highest: 0 }
     }
 
     /// The workload of cgroup `id`; `None` for 0 (unknown) or an id the hierarchy does not hold.
@@ -115,7 +120,8 @@ impl Workloads {
         if let Some(w) = self.known.get(&id) {
             return Some(w.clone());
         }
-        if self.walked.is_some_and(|at| at.elapsed() < REWALK_EVERY) {
+        let wait = if id > self.highest { REWALK_NEWER_EVERY } else { REWALK_EVERY };
+        if self.walked.is_some_and(|at| at.elapsed() < wait) {
             return None;
         }
         self.walk();
@@ -137,6 +143,7 @@ impl Workloads {
                     }
                     self.known.insert(meta.ino(), Arc::new(workload));
                 }
+                self.highest = self.highest.max(meta.ino());
             }
             stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
         }
@@ -210,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_resolve_by_inode_and_unknown_ones_rewalk_at_most_once_a_second() {
+    fn ids_resolve_by_inode_and_unknown_ones_rewalk_at_most_once_a_second_newer_ones_sooner() {
         let root = std::env::temp_dir().join(format!("rsttrace-workloads-{}", std::process::id()));
         let unit = root.join("system.slice/app.service");
         std::fs::create_dir_all(&unit).unwrap();
@@ -218,12 +225,21 @@ mod tests {
         let mut w = Workloads::at(Some(root.clone()), RuntimeState::at(root.join("no-runtime")));
         assert_eq!(w.resolve(ino(&unit)).unwrap().cgroup, "/system.slice/app.service");
         assert_eq!(w.resolve(0), None);
-        // A cgroup made after the walk is found only once the resolver may walk again.
+        // A cgroup made after the walk is found only once the resolver may walk again: at once
+        // for an id above the walk's highest (cgroupfs ids grow; this test's file system's need
+        // not, so the highest is set by hand), after a second for one below it.
         let late = root.join("system.slice/late.service");
         std::fs::create_dir(&late).unwrap();
+        w.highest = u64::MAX;
         assert_eq!(w.resolve(ino(&late)), None);
         w.walked = Some(Instant::now() - REWALK_EVERY);
         assert_eq!(w.resolve(ino(&late)).unwrap().unit.as_deref(), Some("late.service"));
+        let newer = root.join("system.slice/newer.service");
+        std::fs::create_dir(&newer).unwrap();
+        w.highest = 0;
+        assert_eq!(w.resolve(ino(&newer)), None, "a walk just ran");
+        w.walked = Some(Instant::now() - REWALK_NEWER_EVERY);
+        assert_eq!(w.resolve(ino(&newer)).unwrap().unit.as_deref(), Some("newer.service"));
         // Gone from the hierarchy, still named.
         let gone = ino(&unit);
         std::fs::remove_dir_all(&root).unwrap();
