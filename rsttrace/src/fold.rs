@@ -120,7 +120,8 @@ pub struct Folded {
     pub comm: Option<Comm>,
     /// `None` when the folded reports had different peers.
     pub raddr: Option<IpAddr>,
-    /// When the interval began (the first report folded) and when this record went out.
+    /// When the interval began (the earliest time of a report folded in it, or when the agent
+    /// folded the first, if sooner) and when this record went out: it holds every folded report.
     pub since_ns: u64,
     pub at_ns: u64,
     pub max_rate: u32,
@@ -177,7 +178,9 @@ impl Folder {
         if agg.raddr != Some(raddr) {
             agg.raddr = None;
         }
-        self.since_ns.get_or_insert(now_ns);
+        // Reports come to be folded after their time (held, or counted in the kernel first).
+        let since = self.since_ns.get_or_insert(now_ns);
+        *since = (*since).min(r.ts_ns);
     }
 
     /// An interval of folded reports is over.
@@ -358,6 +361,15 @@ mod tests {
         assert_eq!(keys.len(), variants.len());
         // What does not name a kind: the local port of a connection this host opened, the time.
         assert_eq!(FoldKey::of(&base), FoldKey::of(&refused(42, 31_000, T0 + 5)));
+    }
+
+    #[test]
+    fn an_interval_begins_no_later_than_its_earliest_report() {
+        // Counted in the kernel half a second before the agent folds them.
+        let mut f = Folder::new(1, T0);
+        f.fold(&refused(42, 30_000, T0 - 500), 1500, T0 - 400, T0);
+        let folded = f.take(T0 + INTERVAL_NS);
+        assert_eq!((folded[0].since_ns, folded[0].first_ts_ns, folded[0].count), (T0 - 500, T0 - 500, 1500));
     }
 
     #[test]
