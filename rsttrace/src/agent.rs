@@ -29,7 +29,7 @@ use crate::{
     output::{Clock, JsonSink, RotatingFile, Sink, Summary, TableOptions, TableSink, TraceEdge},
     privileges,
     event::{Payload, Task, TcpState},
-    report::{Cause, Report},
+    report::{Attribution, Cause, Report},
     trace_info::TraceInfo,
     tracefs::Tracefs,
 };
@@ -474,11 +474,18 @@ impl LoopState<'_> {
     }
 
     /// What `/proc` adds to a report: the process's own name where one of its other threads
-    /// acted (unless the kernel side named the process already).
+    /// acted (unless the kernel side named the process already), and the name of an owner on
+    /// record as it is now (the kernel side learned it at the socket's last change of state:
+    /// the process may have exec()ed or renamed itself since), while that process lives.
     fn complete_owner(&mut self, report: &mut Report) {
-        if let Some(owner) = report.owner.as_mut().filter(|o| o.tid != o.pid && report.thread.is_none()) {
+        let Some(owner) = report.owner.as_mut() else { return };
+        if owner.tid != owner.pid && report.thread.is_none() {
             if let Some(name) = self.processes.name(owner.pid) {
                 report.thread = Some(owner.comm);
+                owner.comm = name;
+            }
+        } else if owner.tid == owner.pid && report.attribution == Attribution::SocketOwner && !self.processes.gone(owner.pid) {
+            if let Some(name) = self.processes.name(owner.pid) {
                 owner.comm = name;
             }
         }

@@ -120,6 +120,29 @@ fn a_syn_over_ipv4_to_an_ipv6_only_listener_is_no_listener_and_nobodys() {
     });
 }
 
+/// The client renames itself once connected (a process setting its title); the server's abort
+/// then resets it in the softirq: the report names the owner as it is called now, not as the
+/// kernel side learned it when it connected.
+#[test]
+fn a_received_reset_names_its_owner_as_it_is_called_now() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(82, |net, f| {
+            let mut server = listen(net, f, "linger0-on-go");
+            let c = client(net, f, PORT, &["--rename", "renamed"]);
+            c.expect_line("ready", T);
+            server.go();
+            assert_eq!(c.expect_line("errno", T), "errno 104");
+            // Reported while the client lives on (a report waits 150 ms for what follows, and
+            // an idle agent reads its ring buffer once a second).
+            std::thread::sleep(Duration::from_millis(2500));
+            vec![c.pid()]
+        }) {
+            let [_, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
+            assert_eq!((received["pid"].as_u64(), received["comm"].as_str()), (Some(pids[0]), Some("renamed")), "{received}");
+        }
+    });
+}
+
 #[test]
 fn closed_port_no_listener_and_refused() {
     again_if_the_kernel_skipped_runs(|| {

@@ -366,6 +366,9 @@ struct ClientOptions {
     /// process exits, as a launcher handing a connection to a worker does; the child, which
     /// prints `holder PID`, goes on as the client.
     hand_over: bool,
+    /// `--rename NAME`: once connected, the process names itself NAME (PR_SET_NAME), as a
+    /// server setting its process title does, and lives on 4 s after the connection ends.
+    rename: Option<String>,
 }
 
 fn parse_client(args: &[String]) -> ClientOptions {
@@ -403,6 +406,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--half-close" => o.half_close = true,
             "--fill-close" => o.fill_close = true,
             "--hand-over" => o.hand_over = true,
+            "--rename" => o.rename = Some(value()),
             // One connection's port: not with --race's second one.
             "--local-port" => o.local_port = Some(value().parse().expect("--local-port port")),
             other => panic!("unknown option {other}"),
@@ -480,6 +484,15 @@ fn report_error(e: &std::io::Error) {
 
 fn connect(addr: SocketAddr, args: &[String]) {
     let o = parse_client(args);
+    // A renamed client lives on a moment after its connection ends: its name stays readable.
+    let lives_on = o.rename.is_some();
+    client(addr, o);
+    if lives_on {
+        std::thread::sleep(Duration::from_secs(4));
+    }
+}
+
+fn client(addr: SocketAddr, o: ClientOptions) {
     if o.repeat > 0 && o.until_reset {
         return reset_storm(addr, &o);
     }
@@ -511,6 +524,12 @@ fn connect(addr: SocketAddr, args: &[String]) {
     let sibling = o.race.then(|| open(SocketAddr::new(o.race_with.unwrap_or(addr.ip()), o.race_port.unwrap_or(addr.port())), &o).expect("second connection"));
     if o.hand_over {
         hand_over();
+    }
+    if let Some(name) = &o.rename {
+        let name = std::ffi::CString::new(name.as_str()).expect("--rename name");
+        // SAFETY: a NUL-terminated name; PR_SET_NAME takes at most 16 bytes of it.
+        let rc = unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+        assert_eq!(rc, 0, "PR_SET_NAME: {}", std::io::Error::last_os_error());
     }
     ready();
     if o.wait_go {
