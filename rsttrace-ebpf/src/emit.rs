@@ -1184,7 +1184,9 @@ unsafe fn fill_current(event: *mut Event) {
                 (*event).flags |= FLAG_PROCESS_COMM;
             }
         }
-        (*event).current_cgroup = if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 };
+        // The acting process's workload: a socket made by another (systemd's socket activation,
+        // a parent before a fork and a move) holds its maker's cgroup.
+        (*event).current_cgroup = bpf_get_current_cgroup_id();
     }
 }
 

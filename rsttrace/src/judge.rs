@@ -820,7 +820,12 @@ impl Judge {
             owner,
             attribution,
             netns: ev.netns,
-            cgroup: ev.cgroup,
+            // A reset sent in its owner's own call is that process's workload's, whichever
+            // cgroup made the socket.
+            cgroup: match (attribution, owner) {
+                (Attribution::CurrentTask, Some(acting)) if acting.cgroup != 0 => acting.cgroup,
+                _ => ev.cgroup,
+            },
             workload: None,
             thread,
             ts_ns: ev.ts_ns,

@@ -1595,6 +1595,33 @@ fn reports_name_the_unit_container_and_pod_of_the_socket() {
     });
 }
 
+/// Socket activation: the service manager makes the listening socket in its own cgroup, and the
+/// service, in another, accepts on it. A reset the service sends in its own call (closing with
+/// data unread) is its workload's, not the socket maker's, whose cgroup the socket holds.
+#[test]
+fn a_reset_sent_in_its_owners_call_is_that_processes_workload_not_the_socket_makers() {
+    again_if_the_kernel_skipped_runs(|| {
+        require_root();
+        let net = Net::new(83);
+        let top = format!("rsttrace-e2e-activation-{}", std::process::id());
+        let manager = Cgroup::nested(&[&top, "init.scope"]);
+        let service = Cgroup::nested(&[&top, "system.slice", "echo.service"]);
+        let tracer = Tracer::start(&[]);
+        let f = Family::V4;
+        let server = Stim::spawn_in_cgroup(&manager.path, &net.server, &["listen", &net.server_addr(f), PORT, "unread-close"]);
+        server.expect_line("ready", T);
+        // The listener was made in the manager's cgroup; the service takes it over.
+        std::fs::write(service.path.join("cgroup.procs"), server.pid().to_string()).unwrap();
+        let c = client(&net, f, PORT, &["--send", "100"]);
+        assert_eq!(c.expect_line("errno", T), "errno 104");
+        let (reports, _) = tracer.stop();
+        let mine = net.reports_of_this_test(reports);
+        let [sent, _] = exactly(&mine, ["sent:app_abort_unread", "received:peer_reset"]);
+        let workload = (sent["pid"].as_u64(), sent["cgroup"].as_str(), sent["unit"].as_str());
+        assert_eq!(workload, (Some(server.pid()), Some(service.relative().as_str()), Some("echo.service")), "{sent}");
+    });
+}
+
 /// A client aborts a connection the server has not accepted yet: the RST reaches a socket in the
 /// listener's accept queue, which no process has touched; it belongs to the listener's owner.
 #[test]
