@@ -551,9 +551,8 @@ impl Judge {
     }
 
     /// The listener that serves `endpoints`' local end in `among`: bound to that address, or to
-    /// the wildcard address of either family (an IPv6 wildcard also takes IPv4).
-    /// A socket on the wildcard address of its own family only: an IPv4 one never takes IPv6
-    /// (an IPv6 one on `::` takes IPv4 too, unless IPV6_V6ONLY, which the judge cannot see).
+    /// the wildcard address of its family, or IPv6's (one on `::` takes IPv4 too, unless
+    /// IPV6_V6ONLY, which the judge cannot see; one on 0.0.0.0 never takes IPv6).
     fn serving_in<'a, T>(among: &'a FastMap<ListenerKey, T>, netns: u32, endpoints: &Endpoints) -> Option<&'a T> {
         let any4 = (endpoints.family == Family::Ipv4).then_some(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let any6 = Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
