@@ -321,10 +321,11 @@ fn a_genuine_abort_through_the_router_keeps_its_cause_on_both_ends() {
     });
 }
 
-/// The server aborts (SO_LINGER 0) and its RST is held up on the way: the router drops it, and
-/// a moment later sends the client the same RST (the server's address, the sequence number the
-/// client expects), as a slow or shaped path delivers it late. The server's stack did send that
-/// RST: the client's reset is the peer's, with the server's cause, not a forgery.
+/// The server aborts (it closes with the client's request unread) and its RST is held up on the
+/// way: the router drops it, and a moment later sends the client the same RST (the server's
+/// address, the sequence number the client expects), as a slow or shaped path delivers it late.
+/// The server's stack did send that RST: the client's reset is the peer's, with the server's
+/// cause, not a forgery.
 #[test]
 fn a_genuine_rst_delayed_on_the_way_is_the_peers() {
     again_if_the_kernel_skipped_runs(|| {
@@ -332,16 +333,17 @@ fn a_genuine_rst_delayed_on_the_way_is_the_peers() {
         let routed = Routed::new(95);
         for f in [Family::V4, Family::V6] {
             let tracer = Tracer::start(&[]);
-            let mut server = serve(&routed, f, "linger0-on-go");
+            let server = serve(&routed, f, "unread-close");
             let mut delayer = Stim::spawn(&routed.router, &["forge-rst", &routed.addr(End::Server, f), PORT]);
             delayer.expect_line("ready", T);
-            let client = connect(&routed, f, &[]);
+            let mut client = connect(&routed, f, &["--send", "100", "--wait-go"]);
             client.expect_line("ready", T);
             let held_up = routed.router_filter(&[&format!("tcp sport {PORT} tcp flags rst drop")]);
-            server.go();
-            server.expect_line("closed", T);
-            // Sent some 400 ms after the server's RST (the forger settles 200 ms first).
-            std::thread::sleep(Duration::from_millis(200));
+            client.go();
+            // The server closes 50 ms after the request arrives; the forger settles 200 ms
+            // after `go`. The RST comes 300 ms or more late: well past the 100 ms a RST and its
+            // peer's pair within, within the 1 s of a late one.
+            std::thread::sleep(Duration::from_millis(100));
             delayer.go();
             delayer.expect_line("forged", T);
             assert_eq!(client.expect_line("errno", T), "errno 104");
@@ -349,10 +351,10 @@ fn a_genuine_rst_delayed_on_the_way_is_the_peers() {
             std::thread::sleep(Duration::from_millis(300));
             let (records, _) = tracer.stop();
             let reports: Vec<Value> = routed.reports_of_both(records).into_iter().filter(|r| r["family"] == f.name()).collect();
-            let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
+            let [sent, received] = exactly(&reports, ["sent:app_abort_unread", "received:peer_reset"]);
             assert_report(sent, f, "application", Some(server.pid()));
             assert_report(received, f, "peer", Some(client.pid()));
-            assert_eq!(received["peer_cause"], "app_abort_linger0", "{received}");
+            assert_eq!(received["peer_cause"], "app_abort_unread", "{received}");
         }
     });
 }
