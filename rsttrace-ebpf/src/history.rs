@@ -18,7 +18,7 @@ use crate::{
 /// which the CPU fetches together): one way, and the 4-tuples hashing to the bucket would
 /// overwrite each other's notes, a busy host's churn soon erasing every long-lived connection's
 /// (whose peer on this host is what tells a forged RST). A note is written over a closed one,
-/// never over an open one while the other way is closed or free.
+/// never over an open one: where both ways hold open connections, the newcomer goes unnoted.
 #[inline(always)]
 fn bucket(key: &TupleKey) -> u32 {
     key.bucket()
@@ -40,7 +40,8 @@ fn slot_of(bucket: u32, key: &TupleKey) -> Option<*mut TupleEntry> {
 }
 
 /// Where a new note of `key` goes in `bucket`: over its own earlier one, else a free or closed
-/// slot (of two closed, the one closed first), else over the first slot's open connection.
+/// slot (of two closed, the one closed first); nowhere when both hold open connections (on a
+/// busy host most newcomers are short-lived: an incumbent is likelier the long-lived one).
 #[inline(always)]
 fn slot_for(bucket: u32, key: &TupleKey) -> Option<*mut TupleEntry> {
     if let Some(own) = slot_of(bucket, key) {
@@ -51,7 +52,8 @@ fn slot_for(bucket: u32, key: &TupleKey) -> Option<*mut TupleEntry> {
     let (a, b) = unsafe { ((*first).open_or_closed_at, (*second).open_or_closed_at) };
     let open = |at: u32| at == TUPLE_OPEN;
     Some(match (open(a), open(b)) {
-        (false, true) | (true, true) => first,
+        (true, true) => return None,
+        (false, true) => first,
         (true, false) => second,
         // A free slot's 0 is the oldest tick of all.
         (false, false) => {
