@@ -485,7 +485,7 @@ impl LoopState<'_> {
                 owner.comm = name;
             }
         } else if owner.tid == owner.pid && report.attribution == Attribution::SocketOwner && !self.processes.gone(owner.pid) {
-            if let Some(name) = self.processes.name(owner.pid) {
+            if let Some(name) = self.processes.current_name(owner.pid) {
                 owner.comm = name;
             }
         }

@@ -154,6 +154,17 @@ impl Processes {
         }
     }
 
+    /// The name of process `pid` as it is now (read at most [`ALIVE_TTL`] ago: a process may
+    /// have renamed itself since [`Self::name`] last read it).
+    pub fn current_name(&mut self, pid: u32) -> Option<Comm> {
+        if let Some((name, _)) = self.names.get(&pid).filter(|(_, at)| at.elapsed() < ALIVE_TTL) {
+            return Some(*name);
+        }
+        let name = self.read_name(pid)?;
+        self.names.insert(pid, (name, Instant::now()));
+        Some(name)
+    }
+
     /// Process `pid` has exited, or is a zombie (whose files are closed).
     pub fn gone(&mut self, pid: u32) -> bool {
         if self.alive.get(&pid).is_some_and(|at| at.elapsed() < ALIVE_TTL) {
@@ -284,5 +295,16 @@ mod tests {
         std::fs::remove_dir_all(&proc).unwrap();
         // This very process, through the real /proc.
         assert!(!Processes::new().gone(std::process::id()));
+        // A name read a moment ago stands; an older one is read again (a rename since).
+        let proc = std::env::temp_dir().join(format!("rsttrace-renamed-{}", std::process::id()));
+        std::fs::create_dir_all(proc.join("20")).unwrap();
+        std::fs::write(proc.join("20/comm"), "before\n").unwrap();
+        let mut p = Processes::at(proc.clone());
+        assert_eq!(p.name(20).unwrap().as_str(), "before");
+        std::fs::write(proc.join("20/comm"), "after\n").unwrap();
+        assert_eq!(p.current_name(20).unwrap().as_str(), "before");
+        p.names.get_mut(&20).unwrap().1 -= ALIVE_TTL;
+        assert_eq!(p.current_name(20).unwrap().as_str(), "after");
+        std::fs::remove_dir_all(&proc).unwrap();
     }
 }
