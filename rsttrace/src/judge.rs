@@ -819,10 +819,11 @@ impl Judge {
             owner,
             attribution,
             netns: ev.netns,
-            // A reset sent in its owner's own call is that process's workload's, whichever
-            // cgroup made the socket.
-            cgroup: match (attribution, owner) {
-                (Attribution::CurrentTask, Some(acting)) if acting.cgroup != 0 => acting.cgroup,
+            // A reset in its owner's own call is that process's workload's, whichever cgroup made
+            // the socket (on kernels without reasons the call is not always told apart: the
+            // owner running is enough).
+            cgroup: match (owner, ev.current) {
+                (Some(o), Some(running)) if running.pid == o.pid && running.cgroup != 0 && !running.is_kernel_context() => running.cgroup,
                 _ => ev.cgroup,
             },
             workload: None,
