@@ -14,15 +14,11 @@ use crate::{
     maps::{CloseSlot, CloseSlots, RaceSlot, TupleEntry, TupleKey, CLOSE_SLOTS, LAST_CLOSES, RACES, RACE_SLOTS, TUPLES, TUPLE_ENDED_BADLY, TUPLE_OPEN},
 };
 
-/// A 4-tuple's note lies in one of the two slots of its bucket (a 128-byte pair of cache lines,
-/// which the CPU fetches together): one way, and the 4-tuples hashing to the bucket would
-/// overwrite each other's notes, a busy host's churn soon erasing every long-lived connection's
-/// (whose peer on this host is what tells a forged RST). A note is written over a closed one,
-/// never over an open one: where both ways hold open connections, the newcomer goes unnoted.
-#[inline(always)]
-fn bucket(key: &TupleKey) -> u32 {
-    key.bucket()
-}
+// A 4-tuple's note lies in one of the two slots of its bucket (a 128-byte pair of cache lines,
+// which the CPU fetches together): one way, and the 4-tuples hashing to the bucket would
+// overwrite each other's notes, a busy host's churn soon erasing every long-lived connection's
+// (whose peer on this host is what tells a forged RST). A note is written over a closed one,
+// never over an open one: where both ways hold open connections, the newcomer goes unnoted.
 
 /// The slot of `bucket` holding `key`'s note, if any.
 #[inline(always)]
@@ -72,7 +68,7 @@ fn slot_for(bucket: u32, key: &TupleKey) -> Option<*mut TupleEntry> {
 /// socket's owner comes from its record; without one, the owner noted when it opened stays.
 #[inline(always)]
 pub fn note_tuple(key: &TupleKey, sk: u64, owner: Option<&Owner>, closed_at: Option<(u64, bool)>) {
-    let Some(slot) = slot_for(bucket(key), key) else { return };
+    let Some(slot) = slot_for(key.bucket(), key) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run. Two CPUs writing
     // one slot at once can mix two entries; readers compare the key and treat history as a hint.
     unsafe {
@@ -105,7 +101,7 @@ pub fn ended_badly(entry: &TupleEntry) -> bool {
 /// its own, says a reset ended it.
 #[inline(always)]
 pub fn mark_ended_badly(key: &TupleKey, sk: u64) {
-    let Some(slot) = slot_of(bucket(key), key) else { return };
+    let Some(slot) = slot_of(key.bucket(), key) else { return };
     // SAFETY: pointer into the array's value memory, valid for this program run; a hint, as
     // `note_tuple` writes it.
     unsafe {
@@ -144,7 +140,7 @@ pub fn peer_here(receiving: &TupleKey) -> bool {
 #[inline(always)]
 pub fn tuple(key: &TupleKey) -> Option<&'static TupleEntry> {
     // SAFETY: array value memory, plain data, valid while the program runs.
-    slot_of(bucket(key), key).map(|slot| unsafe { &*slot })
+    slot_of(key.bucket(), key).map(|slot| unsafe { &*slot })
 }
 
 #[inline(always)]

@@ -58,6 +58,13 @@ struct ClientEnd {
     server_told: &'static str,
 }
 
+/// A keepalive timeout's end: its RST dropped on the way, the server's FIN draws the echo.
+const KEEPALIVE_END: ClientEnd = ClientEnd {
+    no_socket_says: "(keepalive_timeout): that RST never reached the peer",
+    benign: true,
+    server_told: "(no_socket: the peer's end reset it earlier (keepalive_timeout), a RST that never got here)",
+};
+
 /// The server of [`client_then_filter`] exits after its client's connection died: its FIN finds
 /// no socket on the client host, which answers with a RST that the server receives.
 /// The no-socket RST names the client, whose connection that was, and how it ended there; the
@@ -384,12 +391,7 @@ fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
             assert_report(sent, f, "stack", Some(pids[0]));
             assert_kernel_reason(sent, "TCP_KEEPALIVE_TIMEOUT");
             assert_eq!(sent["attribution"], "socket_owner");
-            let end = ClientEnd {
-                no_socket_says: "(keepalive_timeout): that RST never reached the peer",
-                benign: true,
-                server_told: "(no_socket: the peer's end reset it earlier (keepalive_timeout), a RST that never got here)",
-            };
-            assert_teardown(no_socket, received, f, &pids, end);
+            assert_teardown(no_socket, received, f, &pids, KEEPALIVE_END);
         }
     });
 }
@@ -416,12 +418,7 @@ fn a_timers_reset_of_a_connection_handed_over_names_the_process_holding_it() {
             let [sent, no_socket, received] = exactly(&reports, ["sent:keepalive_timeout", "sent:no_socket", "received:peer_reset"]);
             assert_report(sent, f, "stack", Some(pids[0]));
             assert_eq!(sent["attribution"], "socket_file", "{sent}");
-            let end = ClientEnd {
-                no_socket_says: "(keepalive_timeout): that RST never reached the peer",
-                benign: true,
-                server_told: "(no_socket: the peer's end reset it earlier (keepalive_timeout), a RST that never got here)",
-            };
-            assert_teardown(no_socket, received, f, &pids, end);
+            assert_teardown(no_socket, received, f, &pids, KEEPALIVE_END);
         }
     });
 }
