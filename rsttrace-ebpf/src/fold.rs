@@ -1,6 +1,6 @@
-//! Storm folding in the kernel. Past `--max-rate` on a CPU, the resets whose verdict needs
-//! nothing from the agent's history are counted here, per kind, instead of crossing the ring
-//! buffer one by one:
+//! Storm folding in the kernel. Past `--max-rate` a second of one kind on a CPU, the resets whose
+//! verdict needs nothing from the agent's history are counted here, per kind, instead of
+//! crossing the ring buffer one by one:
 //! - a RST this host sent to a bare SYN no socket took (`no_listener`), and one a socket in
 //!   SYN_SENT received (`refused`, unless the agent finds a listener of this host behind the
 //!   address and this host's stack did not send that RST);
@@ -38,6 +38,18 @@ const SENT_HERE_NS: u64 = NS_PER_SEC / 4;
 pub const REFUSED_SYN: u32 = 1;
 pub const ABORT_LINGER0: u32 = 2;
 
+/// The kinds counted here, each with a bucket of its own on each CPU: a storm of one kind must
+/// not take the tokens of a rare reset of another (a connection's `peer_reset` among a port's
+/// refusals), which then goes to the agent with all it knows.
+#[derive(Clone, Copy)]
+pub enum Storm {
+    RefusedSyn = 0,
+    AbortLinger0 = 1,
+    Refusal = 2,
+    PeerReset = 3,
+}
+pub const STORMS: u32 = 4;
+
 /// A load-time constant: with it off (`--max-rate 0`, a filter, `--network-evidence`) the
 /// verifier drops every path below.
 #[inline(always)]
@@ -45,12 +57,12 @@ pub fn enabled() -> bool {
     FOLD_COST_NS.load() != 0
 }
 
-/// Whether one more reset may cross from this CPU now: a token bucket of a second's credit,
-/// refilled with time, a token costing `FOLD_COST_NS`. Takes the token.
+/// Whether one more reset of kind `storm` may cross from this CPU now: a token bucket of a
+/// second's credit, refilled with time, a token costing `FOLD_COST_NS`. Takes the token.
 #[inline(always)]
-fn crosses(now: u64) -> bool {
+fn crosses(now: u64, storm: Storm) -> bool {
     let cost = FOLD_COST_NS.load();
-    let Some(bucket) = FOLD_BUCKETS.get_ptr_mut(0) else { return true };
+    let Some(bucket) = FOLD_BUCKETS.get_ptr_mut(storm as u32) else { return true };
     // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
     unsafe {
         let earned = now.wrapping_sub((*bucket).last_ns).min(NS_PER_SEC);
@@ -127,7 +139,7 @@ pub fn refused_syn_seen(t: &Trigger, netns: impl FnOnce() -> u32) -> bool {
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     note_sent_here(&trigger_key(t), REFUSED_SYN, now);
-    if crosses(now) {
+    if crosses(now, Storm::RefusedSyn) {
         return false;
     }
     let mut key = FoldedKey {
@@ -177,7 +189,7 @@ pub fn abort_sent(sending: &TupleKey, counted: impl FnOnce() -> Option<(Owner, A
     }
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if noted(sending, 0, now) != ABORT_LINGER0 || crosses(now) {
+    if noted(sending, 0, now) != ABORT_LINGER0 || crosses(now, Storm::AbortLinger0) {
         return false;
     }
     let Some((owner, abort)) = counted() else { return false };
@@ -255,16 +267,17 @@ pub struct Received {
     pub cgroup: u64,
 }
 
-/// A RST a connecting or connected socket received, whose owner is on record: counted here
-/// instead, when this CPU is past its rate and `received` names its kind (`None`: it crosses).
+/// A RST a connecting (`Storm::Refusal`) or connected (`Storm::PeerReset`) socket received,
+/// whose owner is on record: counted here instead, when this CPU is past that kind's rate and
+/// `received` names its kind (`None`: it crosses).
 #[inline(always)]
-pub fn reset_received(owner: &Owner, received: impl FnOnce(u64) -> Option<Received>) -> bool {
+pub fn reset_received(owner: &Owner, storm: Storm, received: impl FnOnce(u64) -> Option<Received>) -> bool {
     if !enabled() || !owner.is_known() {
         return false;
     }
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if crosses(now) {
+    if crosses(now, storm) {
         return false;
     }
     let Some(r) = received(now) else { return false };

@@ -170,7 +170,7 @@ pub static LAST_CLOSES: PerCpuArray<CloseSlots> = PerCpuArray::with_max_entries(
 #[map]
 pub static PEERS: Array<PeerSample> = Array::with_max_entries(PEER_SLOTS, 0);
 
-/// A CPU's bucket for the resets the kernel side may count (see `fold.rs`).
+/// A CPU's bucket for one kind of the resets the kernel side may count (see `fold.rs`).
 #[repr(C)]
 pub struct FoldBucket {
     /// Nanoseconds of credit, at most a second's.
@@ -179,7 +179,7 @@ pub struct FoldBucket {
 }
 
 #[map]
-pub static FOLD_BUCKETS: PerCpuArray<FoldBucket> = PerCpuArray::with_max_entries(1, 0);
+pub static FOLD_BUCKETS: PerCpuArray<FoldBucket> = PerCpuArray::with_max_entries(crate::fold::STORMS, 0);
 
 /// The resets counted in the kernel instead of crossing, per key and CPU (see `fold.rs`).
 #[map]

@@ -383,9 +383,9 @@ pub fn receive_reset_typed(ctx: BtfTracePointContext) -> u32 {
     let record = owner::record(address);
     if let (Some(r), Some(record)) = (read, record) {
         let folded = match r.state as i32 {
-            TCP_SYN_SENT => fold::reset_received(&record.owner, |now| refusal(sk, record, &r, now)),
+            TCP_SYN_SENT => fold::reset_received(&record.owner, fold::Storm::Refusal, |now| refusal(sk, record, &r, now)),
             // A connection this host opened; one it accepted has no record here.
-            TCP_ESTABLISHED if record.opened_ns != 0 => fold::reset_received(&record.owner, |now| peer_reset(sk, record, &r, now)),
+            TCP_ESTABLISHED if record.opened_ns != 0 => fold::reset_received(&record.owner, fold::Storm::PeerReset, |now| peer_reset(sk, record, &r, now)),
             _ => false,
         };
         if folded {

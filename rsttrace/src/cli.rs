@@ -120,15 +120,16 @@ pub struct Cli {
     /// The burst is one second's worth. Reports of one kind (type, direction, cause, origin,
     /// owner, namespace, and the local port, or the remote one for connections this host
     /// opened) are folded into one record a second; the summary and the metrics count every
-    /// reset either way. The default reports every reset one by one unless the host is in a
+    /// reset either way. A kind with 10 or more reports in the last second leaves the last
+    /// tenth of the rate to the others: a storm does not fold a rare reset of another kind. The default reports every reset one by one unless the host is in a
     /// storm, and in one bounds what writing reports costs the agent at ~2-3 ms of CPU a second
     /// (measured: ~2.1 ms per 1k JSON reports written, ~2.8 ms per 1k table lines, on top of
     /// the ~2.6 ms per 1k resets that decoding, classifying and counting cost whatever the
-    /// limit). Past the rate, each CPU counts in the kernel instead of sending them to the agent
-    /// (not under -p, -c, -L, -D, -4, -6 or --network-evidence): refused SYNs, and with the
-    /// BTF-typed programs the refusals connecting sockets receive, the SO_LINGER 0 aborts of
-    /// sockets this host accepted and the resets connections it opened receive in ESTABLISHED.
-    /// Their folded records come a few seconds later.
+    /// limit). Past the rate, each CPU counts in the kernel instead of sending them to the
+    /// agent (not under -p, -c, -L, -D, -4, -6 or --network-evidence), each kind at its own
+    /// rate: refused SYNs, and with the BTF-typed programs the refusals connecting sockets
+    /// receive, the SO_LINGER 0 aborts of sockets this host accepted and the resets connections
+    /// it opened receive in ESTABLISHED. Their folded records come a few seconds later.
     #[arg(long, value_name = "N", default_value_t = fold::DEFAULT_MAX_RATE)]
     pub max_rate: u32,
     /// Also judge received resets by how they arrived: sample the hop count (IPv4 TTL, IPv6 hop

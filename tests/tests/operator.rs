@@ -409,6 +409,56 @@ fn a_storm_past_max_rate_is_folded_and_every_reset_counted() {
     assert!(in_kernel > 0 && in_kernel <= folded_total, "{in_kernel} counted in the kernel, {folded_total} folded: {stderr}");
 }
 
+/// A storm does not hide a rare reset of another kind. While a port's refusals fold past
+/// --max-rate, in the agent and in the kernel, connections aborted with unread data each give
+/// their two reports whole: the server's abort with its owner, and the reset its client received
+/// in ESTABLISHED (a kind the kernel side counts too) with the abort as its peer's cause.
+#[test]
+fn a_rare_reset_during_a_storm_is_written_whole_not_folded() {
+    require_root();
+    let net = Net::new(84);
+    let addr = net.server_addr(Family::V4);
+    let tracer = Tracer::start(&["--max-rate", "50"]);
+    let (server, clients) = std::thread::scope(|s| {
+        let storm = s.spawn(|| refused(&net, Family::V4, 150_000));
+        std::thread::sleep(Duration::from_millis(700));
+        let server = Stim::spawn(&net.server, &["listen", &addr, "8080", "unread-close"]);
+        server.expect_line("ready", T);
+        let clients: Vec<u64> = (0..3)
+            .map(|_| {
+                let c = Stim::spawn(&net.client, &["connect", &addr, "8080", "--send", "10"]);
+                c.expect_line("errno", T);
+                std::thread::sleep(Duration::from_millis(300));
+                c.pid()
+            })
+            .collect();
+        assert!(!storm.is_finished(), "the storm ended before the aborts did: make it longer");
+        storm.join().expect("storm");
+        (server, clients)
+    });
+    let (reports, stderr) = tracer.stop();
+    assert_eq!(lost_total(&stderr), 0, "{stderr}");
+    let ours: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+    // The storm folded around the aborts.
+    let storm: Vec<&&Value> = ours.iter().filter(|r| r["type"] == "folded" && (is_kind(r, "sent", "no_listener") || is_kind(r, "received", "refused"))).collect();
+    assert!(!storm.is_empty(), "nothing of the storm folded: {stderr}");
+    let first = storm.iter().map(|r| r["first_ts"].as_str().unwrap()).min().unwrap();
+    let last = storm.iter().map(|r| r["last_ts"].as_str().unwrap()).max().unwrap();
+    for pid in clients {
+        let received: Vec<&&Value> = ours.iter().filter(|r| is_kind(r, "received", "peer_reset") && r["pid"].as_u64() == Some(pid)).collect();
+        let [r] = received.as_slice() else { panic!("client {pid}: {received:?}") };
+        assert_eq!((r["type"].as_str(), r["peer_cause"].as_str()), (Some("reset"), Some("app_abort_unread")), "{r}");
+        let sent: Vec<&&Value> = ours.iter().filter(|s| is_kind(s, "sent", "app_abort_unread") && s["rport"] == r["lport"]).collect();
+        let [s] = sent.as_slice() else { panic!("server's abort for client {pid}: {sent:?}") };
+        assert_eq!((s["type"].as_str(), s["pid"].as_u64()), (Some("reset"), Some(server.pid())), "{s}");
+        // (RFC 3339 UTC strings of equal length order like the times they name.)
+        for one in [r, s] {
+            let ts = one["ts"].as_str().unwrap();
+            assert!(first < ts && ts < last, "not amid the storm's folded reports ({first} to {last}): {one}");
+        }
+    }
+}
+
 /// An abort storm past --max-rate: a server that closes every connection with SO_LINGER 0, and a
 /// client that connects over and over. Both ends' resets are judged as one alone would be (the
 /// server's abort by the process that closed, the client's RST as its peer's, naming that abort)
