@@ -133,7 +133,7 @@ fn a_syn_over_ipv4_to_an_ipv6_only_listener_is_no_listener_and_nobodys() {
 #[test]
 fn a_received_reset_names_its_owner_as_it_is_called_now() {
     again_if_the_kernel_skipped_runs(|| {
-        for (f, reports, pids) in traced(82, |net, f| {
+        for (_f, reports, pids) in traced(82, |net, f| {
             let mut server = listen(net, f, "linger0-on-go");
             let c = client(net, f, PORT, &["--rename", "renamed"]);
             c.expect_line("ready", T);
