@@ -351,9 +351,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// Resets a second each CPU sends across before the kernel side counts the storm's kinds itself
 /// (see `kernel_folds`): `--max-rate`, where nothing needs every reset to cross. A kernel filter
 /// (`-p`, `-c`, `-L`, `-D`, `-4`, `-6`) judges events the counts do not keep, and
-/// `--network-evidence` judges each received reset by its own segments.
+/// `--network-evidence` judges each received reset by its own segments. Under a filter of the
+/// agent's (`--netns`, `--container`, `--direction`, `--cause`) the kernel's rate would be
+/// spent on resets the filter drops, and fold the few it keeps: everything crosses.
 fn kernel_fold_rate(config: &Config) -> u32 {
-    if config.network_evidence || config.filter.kernel() != Filter::ANY || config.cost_floor.is_some() {
+    if config.network_evidence || config.filter.kernel() != Filter::ANY || config.filter.in_agent() || config.cost_floor.is_some() {
         0
     } else {
         config.max_rate
@@ -510,8 +512,9 @@ impl LoopState<'_> {
             if let Some(m) = self.metrics.as_deref_mut() {
                 m.record(&report, 1);
             }
-            // Counting only (no sink): nothing is written, so nothing needs folding.
-            if sinks.is_empty() || !self.folder.admit(&report, now_ns) {
+            // Counting only (no sink, or only a table hiding benign resets): nothing is written,
+            // so nothing needs folding.
+            if !sinks.iter().any(|s| s.shows(&report)) || !self.folder.admit(&report, now_ns) {
                 continue;
             }
             for sink in sinks.iter_mut() {

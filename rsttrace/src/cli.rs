@@ -3,7 +3,7 @@
 use std::{
     net::{IpAddr, SocketAddr},
     os::unix::fs::MetadataExt,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -80,10 +80,10 @@ pub struct Cli {
     #[arg(long)]
     pub include_benign: bool,
     /// Add a wall-clock TIME column.
-    #[arg(short = 'T', long)]
+    #[arg(short = 'T', long, conflicts_with_all = ["json", "summary"])]
     pub timestamp: bool,
     /// Wide table: full local and remote addresses, no truncation to the terminal width.
-    #[arg(short = 'w', long)]
+    #[arg(short = 'w', long, conflicts_with_all = ["json", "summary"])]
     pub wide: bool,
     /// Print one JSON object per line instead of the table.
     #[arg(long, conflicts_with = "summary")]
@@ -92,7 +92,7 @@ pub struct Cli {
     #[arg(long)]
     pub summary: bool,
     /// Seconds between summaries in --summary mode.
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), requires = "summary")]
     pub interval: u64,
     /// Stop after this many seconds (default: until Ctrl-C / SIGTERM).
     #[arg(short = 'd', long, value_name = "SECS")]
@@ -126,7 +126,7 @@ pub struct Cli {
     /// (measured: ~2.1 ms per 1k JSON reports written, ~2.8 ms per 1k table lines, on top of
     /// the ~2.6 ms per 1k resets that decoding, classifying and counting cost whatever the
     /// limit). Past the rate, each CPU counts in the kernel instead of sending them to the
-    /// agent (not under -p, -c, -L, -D, -4, -6 or --network-evidence), each kind at its own
+    /// agent (not under a filter or --network-evidence), each kind at its own
     /// rate: refused SYNs, and with the BTF-typed programs the refusals connecting sockets
     /// receive, the SO_LINGER 0 aborts of sockets this host accepted and the resets connections
     /// it opened receive in ESTABLISHED. Their folded records come a few seconds later.
@@ -329,6 +329,13 @@ impl TryFrom<Cli> for Config {
                 bail!("{flag}: port 0 is not a port");
             }
         }
+        // A pid names a process that runs now (it may still open sockets); one that does not
+        // would make a trace that can never report anything.
+        if let Some(pid) = cli.pid {
+            if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("-p/--pid: no process {pid} is running");
+            }
+        }
         let causes = cli
             .cause
             .iter()
@@ -420,8 +427,14 @@ mod tests {
 
     #[test]
     fn filters_are_checked() {
-        let c = config(&["-p", "812", "-L", "80,443", "-4", "--cause", "no_listener"]).unwrap();
-        assert_eq!(c.filter.pid, Some(812));
+        let me = std::process::id().to_string();
+        let c = config(&["-p", &me, "-L", "80,443", "-4", "--cause", "no_listener"]).unwrap();
+        assert_eq!(c.filter.pid, Some(std::process::id()));
+        assert!(config(&["-p", "0"]).unwrap_err().to_string().contains("no process 0"));
+        assert!(config(&["-p", "4194304"]).is_err(), "above pid_max");
+        assert!(config(&["--interval", "5"]).is_err(), "--interval without --summary");
+        assert!(config(&["--json", "-w"]).is_err());
+        assert!(config(&["--summary", "-T"]).is_err());
         assert_eq!(c.filter.lports, vec![80, 443]);
         assert_eq!(c.filter.causes, vec![Cause::NoListener]);
         assert!(config(&["--cause", "gremlins"]).unwrap_err().to_string().contains("unknown cause `gremlins`"));

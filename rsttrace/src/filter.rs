@@ -31,6 +31,11 @@ pub struct ReportFilter {
 }
 
 impl ReportFilter {
+    /// Whether part of it is applied here, to the reports, rather than in the kernel.
+    pub fn in_agent(&self) -> bool {
+        self.netns.is_some() || self.container.is_some() || self.direction.is_some() || !self.causes.is_empty()
+    }
+
     /// The part the kernel programs apply.
     pub fn kernel(&self) -> Filter {
         let mut f = Filter::ANY;

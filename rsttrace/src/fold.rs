@@ -20,10 +20,12 @@ pub const DEFAULT_MAX_RATE: u32 = 1000;
 pub const INTERVAL_NS: u64 = 1_000_000_000;
 /// Distinct kinds folded per interval; beyond it, reports fold into one `other` kind per
 /// (type, direction, cause, origin, benign), which keeps memory and output bounded under a
-/// port scan.
-pub const MAX_KEYS: usize = 4096;
-/// A kind with fewer reports than this in the last second and so far in this one is quiet: it
-/// may take any token, where a storming kind leaves [`RESERVE_SHARE`] of them.
+/// port scan (each closed port a kind, most of them one reset a second: a record each would
+/// write as much as the reports).
+pub const MAX_KEYS: usize = 256;
+/// A kind with fewer reports than this in the last second and so far in this one is quiet,
+/// unless its verdict has had ten times as many (a port scan: a kind per port, one verdict). A
+/// quiet kind may take any token, where a storming one leaves [`RESERVE_SHARE`] of them.
 pub const QUIET_REPORTS: u32 = 10;
 /// The share of a second's tokens (1/N) kept for quiet kinds.
 pub const RESERVE_SHARE: u64 = 10;
@@ -139,27 +141,54 @@ pub struct Folded {
     pub max_rate: u32,
 }
 
-/// Reports per kind, out or folded, this second and the last (at most [`MAX_KEYS`] kinds: any
-/// other stays quiet), and when this second began.
+/// Reports per kind and per verdict (the kind's `other`), out or folded, this second and the
+/// last, and when this second began.
 #[derive(Debug)]
 struct StormingKinds {
-    this_second: FastMap<FoldKey, u32>,
-    last_second: FastMap<FoldKey, u32>,
+    kinds: SecondCounts,
+    verdicts: SecondCounts,
     began_ns: u64,
 }
 
 impl StormingKinds {
-    /// Count a report of kind `key`; is that kind storming (not quiet)?
+    fn new(now_ns: u64) -> Self {
+        Self { kinds: SecondCounts::default(), verdicts: SecondCounts::default(), began_ns: now_ns }
+    }
+
+    /// Count a report of kind `key`; is that kind, or its verdict, storming (not quiet)?
     fn count(&mut self, key: FoldKey, now_ns: u64) -> bool {
         let elapsed = now_ns.saturating_sub(self.began_ns);
         if elapsed >= NS_PER_SEC {
-            std::mem::swap(&mut self.this_second, &mut self.last_second);
-            self.this_second.clear();
-            if elapsed >= 2 * NS_PER_SEC {
-                self.last_second.clear();
-            }
+            self.kinds.next_second(elapsed);
+            self.verdicts.next_second(elapsed);
             self.began_ns = now_ns;
         }
+        let kind = self.kinds.count(key, QUIET_REPORTS);
+        let verdict = self.verdicts.count(key.other(), QUIET_REPORTS * 10);
+        kind || verdict
+    }
+}
+
+/// Reports per key this second and the last; at most [`MAX_KEYS`] keys a second (any other
+/// stays quiet).
+#[derive(Debug, Default)]
+struct SecondCounts {
+    this_second: FastMap<FoldKey, u32>,
+    last_second: FastMap<FoldKey, u32>,
+}
+
+impl SecondCounts {
+    fn next_second(&mut self, elapsed_ns: u64) {
+        std::mem::swap(&mut self.this_second, &mut self.last_second);
+        self.this_second.clear();
+        if elapsed_ns >= 2 * NS_PER_SEC {
+            self.last_second.clear();
+        }
+    }
+
+    /// Count a report under `key`: has it had `quiet` or more in the last second, or more so
+    /// far in this one?
+    fn count(&mut self, key: FoldKey, quiet: u32) -> bool {
         let before = self.last_second.get(&key).copied().unwrap_or(0);
         let room = self.this_second.len() < MAX_KEYS;
         let now = match self.this_second.get_mut(&key) {
@@ -173,7 +202,7 @@ impl StormingKinds {
             }
             None => 0,
         };
-        before >= QUIET_REPORTS || now > QUIET_REPORTS
+        before >= quiet || now > quiet
     }
 }
 
@@ -195,7 +224,7 @@ impl Folder {
             bucket: (max_rate > 0).then(|| TokenBucket::new(max_rate, now_ns)),
             open: FastMap::default(),
             since_ns: None,
-            storms: StormingKinds { this_second: FastMap::default(), last_second: FastMap::default(), began_ns: now_ns },
+            storms: StormingKinds::new(now_ns),
         }
     }
 
@@ -470,6 +499,27 @@ mod tests {
         let now = T0 + 3 * NS_PER_SEC;
         let rare = (0..50u16).filter(|p| f.admit(&no_listener(1_000 + p, "10.0.0.1", now), now)).count() as u64;
         assert!((100 / RESERVE_SHARE..=100 / RESERVE_SHARE + 1).contains(&rare), "{rare}");
+    }
+
+    #[test]
+    fn a_port_scan_is_one_storming_verdict_and_leaves_room_for_a_rare_one() {
+        // A closed port a report, 2000 a second against --max-rate 100: every port its own kind.
+        let mut f = Folder::new(100, T0);
+        let mut individual = 0u64;
+        let mut rare = Vec::new();
+        for i in 0..4_000u64 {
+            let now = T0 + i * NS_PER_SEC / 2000;
+            individual += u64::from(f.admit(&no_listener((i % 60_000) as u16 + 1, "10.0.0.1", now), now));
+            if i % 500 == 250 {
+                rare.push(f.admit(&refused(7, 40_000, now), now));
+            }
+        }
+        assert!(rare.iter().all(|r| *r), "{rare:?}");
+        assert!(individual <= 100 + 200, "{individual}");
+        // Output stays bounded: at most MAX_KEYS kinds an interval, the rest in `other`.
+        let folded = f.take(T0 + 2 * NS_PER_SEC);
+        assert!(folded.len() <= MAX_KEYS + 1, "{}", folded.len());
+        assert_eq!(folded.iter().map(|r| r.count).sum::<u64>() + individual, 4_000);
     }
 
     #[test]

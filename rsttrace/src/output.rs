@@ -4,7 +4,10 @@ use std::{
     collections::BTreeMap,
     io::{self, Write},
     net::IpAddr,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicI64, AtomicU64, Ordering},
+        Arc,
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -19,20 +22,29 @@ use crate::{
     trace_info::TraceInfo,
 };
 
-/// Turns CLOCK_MONOTONIC event times into wall-clock times.
+/// Turns CLOCK_MONOTONIC event times into wall-clock times. The offset between the two clocks is
+/// read again once it is a second old: NTP slews the wall clock, and may step it, while a trace
+/// runs for days, and every `ts` must line up with the host's other logs and captures.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    realtime_minus_monotonic_ns: i128,
+    /// A fixed offset instead (tests).
+    fixed_offset_ns: Option<i64>,
 }
+
+/// The wall clock less the monotonic one, and when (monotonic ns) it was read; 0: never.
+static REALTIME_MINUS_MONOTONIC_NS: AtomicI64 = AtomicI64::new(0);
+static OFFSET_READ_AT_NS: AtomicU64 = AtomicU64::new(0);
+const OFFSET_TTL_NS: u64 = 1_000_000_000;
 
 impl Clock {
     pub fn now() -> Self {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: valid pointer to a timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        let mono = ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128;
-        let real = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i128);
-        Self { realtime_minus_monotonic_ns: real - mono }
+        Self::offset_ns(Self::monotonic_now_ns());
+        Self { fixed_offset_ns: None }
+    }
+
+    #[cfg(test)]
+    pub fn fixed(offset_ns: i64) -> Self {
+        Self { fixed_offset_ns: Some(offset_ns) }
     }
 
     pub fn monotonic_now_ns() -> u64 {
@@ -43,7 +55,22 @@ impl Clock {
     }
 
     pub fn wall_ns(&self, monotonic_ns: u64) -> i128 {
-        monotonic_ns as i128 + self.realtime_minus_monotonic_ns
+        let offset = self.fixed_offset_ns.unwrap_or_else(|| Self::offset_ns(Self::monotonic_now_ns()));
+        monotonic_ns as i128 + i128::from(offset)
+    }
+
+    /// The offset, read again when it is older than [`OFFSET_TTL_NS`] at `now_ns`.
+    fn offset_ns(now_ns: u64) -> i64 {
+        let read_at = OFFSET_READ_AT_NS.load(Ordering::Relaxed);
+        if read_at != 0 && now_ns.saturating_sub(read_at) < OFFSET_TTL_NS {
+            return REALTIME_MINUS_MONOTONIC_NS.load(Ordering::Relaxed);
+        }
+        let mono = Self::monotonic_now_ns();
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let offset = real - mono as i64;
+        REALTIME_MINUS_MONOTONIC_NS.store(offset, Ordering::Relaxed);
+        OFFSET_READ_AT_NS.store(mono.max(1), Ordering::Relaxed);
+        offset
     }
 }
 
@@ -463,6 +490,10 @@ pub fn folded_line(f: &Folded, clock: &Clock, trace: &TraceInfo) -> Vec<u8> {
 }
 
 pub trait Sink {
+    /// Whether this sink writes `report` at all: one it hides takes no share of `--max-rate`.
+    fn shows(&self, _report: &Report) -> bool {
+        true
+    }
     fn report(&mut self, report: &Report) -> io::Result<()>;
     /// Reports over `--max-rate`, folded into one record with their count.
     fn folded(&mut self, folded: &Folded) -> io::Result<()>;
@@ -811,8 +842,12 @@ impl<W: Write> TableSink<W> {
 }
 
 impl<W: Write> Sink for TableSink<W> {
+    fn shows(&self, r: &Report) -> bool {
+        !r.verdict.benign || self.opts.include_benign
+    }
+
     fn report(&mut self, r: &Report) -> io::Result<()> {
-        if r.verdict.benign && !self.opts.include_benign {
+        if !self.shows(r) {
             return Ok(());
         }
         let (pid, comm) = match &r.owner {
@@ -1130,12 +1165,12 @@ mod table_tests {
         assert!(lines[1].starts_with("SENT 812    nginx      443   +1950       data_after_close   *:*"), "{text}");
         assert!(lines[2].ends_with("└ 1950 such resets in 1.0s folded into this line (--max-rate 50/s)"), "{text}");
         assert!(lines[3].starts_with("SENT *      *          *     +1 "), "{text}");
-        assert!(lines[4].ends_with("└ 1 reset of other kinds in 1.0s folded into this line (over 4096 kinds)"), "{text}");
+        assert!(lines[4].ends_with("└ 1 reset of other kinds in 1.0s folded into this line (over 256 kinds)"), "{text}");
     }
 
     #[test]
     fn a_folded_record_in_json_says_what_was_folded_and_how_many() {
-        let clock = Clock { realtime_minus_monotonic_ns: 0 };
+        let clock = Clock::fixed(0);
         let mut f = folded(Port::Remote(8080), 1950);
         f.raddr = "fd00::1".parse().ok();
         let v: serde_json::Value =
