@@ -66,11 +66,12 @@ const PEER_WAIT_NS: u64 = 20_000_000;
 /// How far behind a received reset its local peer's RST is looked for among the held ones
 /// (other CPUs' events come in between).
 const SENDER_SEARCH: usize = 64;
-/// A connection this host opened and aborted this soon, once its data was answered and all it
-/// sent acknowledged, was a short-lived client's exchange (a health check, a request). Longer,
+/// A connection this host opened and aborted this soon after its handshake, once its data was
+/// answered and all it sent acknowledged, was a short-lived client's exchange (a health check, a request). Longer,
 /// an abort after the last answer may be a transfer cut short, which the socket cannot tell
-/// from a finished one.
-const SHORT_EXCHANGE_NS: u64 = 10_000_000_000;
+/// from a finished one: a proxy's server timeout (haproxy's `timeout server`, seconds) aborts
+/// a response that stalled after its first bytes, and must not be hidden as benign.
+const SHORT_EXCHANGE_NS: u64 = 1_000_000_000;
 /// A listener that closed this recently may still be the one that served a connection its
 /// successor on the port now answers for (a restart, or another program taking the port).
 const LISTENER_MEMORY_NS: u64 = 120_000_000_000;
@@ -914,7 +915,9 @@ impl Judge {
             owner: owner.map(Named::from),
             active_open: self.opened_here(ev),
             peer_closed: facts.peer_closed,
-            answered_briefly: facts.exchanged && h.opened_ns.is_some_and(|opened| ev.ts_ns.saturating_sub(opened) <= SHORT_EXCHANGE_NS),
+            // From the handshake's end where known: a slow handshake (a first IPv6 neighbour
+            // discovery) is no part of the exchange.
+            answered_briefly: facts.exchanged && h.established_ns.or(h.opened_ns).is_some_and(|began| ev.ts_ns.saturating_sub(began) <= SHORT_EXCHANGE_NS),
             probed: facts.nothing_exchanged && h.established_ns.is_some_and(|up| ev.ts_ns.saturating_sub(up) <= RACE_ABORT_WINDOW_NS),
             closed_from: h.closed_from,
             socket_kept: facts.kept,

@@ -775,6 +775,28 @@ fn a_clients_linger0_once_its_request_is_answered_is_benign() {
     });
 }
 
+/// A client that aborts with SO_LINGER 0 1.5 s after the first bytes of its answer, all it sent
+/// acknowledged: a proxy whose server timeout fired on a response that stalled (haproxy's
+/// `timeout server`). The socket cannot tell it from a slow exchange that finished; it must not
+/// be hidden as a benign one.
+#[test]
+fn a_clients_linger0_long_after_the_answer_began_is_not_benign() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(49, |net, f| {
+            let server = listen(net, f, "answer");
+            let mut c = client(net, f, PORT, &["--send", "10", "--await-answer", "--give-up-after", "1500", "--linger0"]);
+            c.wait(T);
+            vec![server.pid(), c.pid()]
+        }) {
+            let [sent, received] = exactly(&reports, ["sent:app_abort_linger0", "received:peer_reset"]);
+            assert_report(sent, f, "application", Some(pids[1]));
+            assert_eq!(sent["benign"], false, "{sent}");
+            assert_report(received, f, "peer", Some(pids[0]));
+            assert_eq!((received["peer_cause"].as_str(), received["benign"].as_bool()), (Some("app_abort_linger0"), Some(false)), "{received}");
+        }
+    });
+}
+
 /// A client that connects and aborts at once with SO_LINGER 0, not a byte either way: the
 /// connect probe of a health checker (haproxy's `check` on a TCP backend), benign.
 #[test]

@@ -342,6 +342,9 @@ struct ClientOptions {
     close_at_once: bool,
     /// After `--send`, wait for the server's answer before going on.
     await_answer: bool,
+    /// `--give-up-after MS`, with `--await-answer`: wait MS more after the answer's first bytes
+    /// before going on, as a proxy whose server timeout fires on a stalled response does.
+    give_up_after_ms: Option<u64>,
     race: bool,
     /// Race over another address of the same service (happy eyeballs: its other family).
     race_with: Option<IpAddr>,
@@ -389,6 +392,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--linger2-abort" => o.linger2_abort = true,
             "--close-at-once" => o.close_at_once = true,
             "--await-answer" => o.await_answer = true,
+            "--give-up-after" => o.give_up_after_ms = Some(value().parse().unwrap()),
             "--race" => o.race = true,
             "--race-with" => {
                 o.race = true;
@@ -557,6 +561,9 @@ fn client(addr: SocketAddr, o: ClientOptions) {
             Ok(n) if n > 0 => {}
             Ok(_) => return println!("eof"),
             Err(e) => return report_error(&e),
+        }
+        if let Some(ms) = o.give_up_after_ms {
+            std::thread::sleep(Duration::from_millis(ms));
         }
     }
     if o.reuse_port_after_bulk {
