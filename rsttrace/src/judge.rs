@@ -182,6 +182,8 @@ type ListenerKey = (u32, IpAddr, u16);
 /// on record is gone.
 pub trait SocketFiles {
     fn holder(&mut self, inode: u64) -> Option<Task>;
+    /// The process that dropped the file's last reference (closed it, or exited holding it).
+    fn released_by(&mut self, inode: u64) -> Option<Task>;
     /// Process `pid` has exited (or is a zombie): it holds no file any more.
     fn gone(&mut self, pid: u32) -> bool;
 }
@@ -193,6 +195,10 @@ pub struct NoSocketFiles;
 #[cfg(test)]
 impl SocketFiles for NoSocketFiles {
     fn holder(&mut self, _inode: u64) -> Option<Task> {
+        None
+    }
+
+    fn released_by(&mut self, _inode: u64) -> Option<Task> {
         None
     }
 
@@ -767,7 +773,15 @@ impl Judge {
     /// Not for a listener answering (its file is not the connection's).
     fn handed_over(p: &Pending, owner: Option<Task>, files: &mut dyn SocketFiles) -> Option<Task> {
         let on_record = owner.filter(|o| p.event.inode != 0 && p.event.owner.is_some_and(|r| r.pid == o.pid) && p.acting.is_none())?;
-        if matches!(p.trigger, Trigger::Sent { state: Some(TcpState::Listen), .. }) || !files.gone(on_record.pid) {
+        if matches!(p.trigger, Trigger::Sent { state: Some(TcpState::Listen), .. }) {
+            return None;
+        }
+        // Another process let go of the file last: it held it, whether the owner on record
+        // (which passed it on and closed its own copy) lives on or not.
+        if let Some(last) = files.released_by(p.event.inode).filter(|r| r.pid != on_record.pid) {
+            return Some(last);
+        }
+        if !files.gone(on_record.pid) {
             return None;
         }
         files.holder(p.event.inode).filter(|h| h.pid != on_record.pid)
@@ -1222,6 +1236,10 @@ mod tests {
             self.0.iter().find(|(i, _)| *i == inode).map(|(_, t)| *t)
         }
 
+        fn released_by(&mut self, _inode: u64) -> Option<Task> {
+            None
+        }
+
         /// Every process but the holders has exited.
         fn gone(&mut self, pid: u32) -> bool {
             !self.0.iter().any(|(_, t)| t.pid == pid)
@@ -1280,6 +1298,36 @@ mod tests {
         let mut j = Judge::new(Visibility::ALL);
         j.observe(reset);
         assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut Files(vec![])).remove(0)), (Some(400), Attribution::SocketOwner));
+    }
+
+    #[test]
+    fn a_timers_reset_names_the_process_that_let_go_of_the_socket_last() {
+        /// Every file released, by the process given.
+        struct Released(Task);
+        impl SocketFiles for Released {
+            fn holder(&mut self, _inode: u64) -> Option<Task> {
+                None
+            }
+            fn released_by(&mut self, _inode: u64) -> Option<Task> {
+                Some(self.0)
+            }
+            fn gone(&mut self, _pid: u32) -> bool {
+                false
+            }
+        }
+        let (launcher, worker) = (task(400, "launcher"), task(401, "worker"));
+        let mut reset = sent(10, Some(Established), Some("TCP_KEEPALIVE_TIMEOUT"), task(0, "swapper/1"), Some(launcher));
+        reset.inode = 4242;
+        let owner = |r: &Report| (r.owner.map(|o| o.pid), r.attribution);
+        // The launcher passed the socket on, closed its copy and lives on; the worker, told of
+        // the timeout, closed it.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(reset.clone());
+        assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut Released(worker)).remove(0)), (Some(401), Attribution::SocketFile));
+        // The owner on record closed it last itself: its own.
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(reset);
+        assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut Released(launcher)).remove(0)), (Some(400), Attribution::SocketOwner));
     }
 
     #[test]

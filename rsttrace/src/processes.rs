@@ -46,6 +46,8 @@ pub struct Processes {
     /// When each process was last found alive.
     alive: HashMap<u32, Instant>,
     holders: HashMap<u64, u32>,
+    /// Socket file inode → the process that dropped its last reference (from the kernel side).
+    released: HashMap<u64, u32>,
     walked: Option<Instant>,
     /// The kernel's walk, where it loaded; with the time it took in the current second.
     kernel: Option<SocketHolders>,
@@ -61,6 +63,12 @@ impl SocketFiles for Processes {
         Some(Task { pid, tid: pid, comm, cgroup: 0 })
     }
 
+    fn released_by(&mut self, inode: u64) -> Option<Task> {
+        let pid = *self.released.get(&inode)?;
+        let comm = self.name(pid).unwrap_or_else(|| "?".into());
+        Some(Task { pid, tid: pid, comm, cgroup: 0 })
+    }
+
     fn gone(&mut self, pid: u32) -> bool {
         Processes::gone(self, pid)
     }
@@ -72,7 +80,7 @@ impl Processes {
     }
 
     pub fn at(proc: PathBuf) -> Self {
-        Self { proc, names: HashMap::new(), alive: HashMap::new(), holders: HashMap::new(), walked: None, kernel: None, kernel_walks: (Instant::now(), Duration::ZERO), kernel_failed: false }
+        Self { proc, names: HashMap::new(), alive: HashMap::new(), holders: HashMap::new(), released: HashMap::new(), walked: None, kernel: None, kernel_walks: (Instant::now(), Duration::ZERO), kernel_failed: false }
     }
 
     /// Find unknown sockets' holders through the kernel from now on.
@@ -131,6 +139,10 @@ impl Processes {
             self.holders.clear();
         }
         self.holders.insert(release.inode, release.pid);
+        if self.released.len() >= MAX_SOCKETS {
+            self.released.clear();
+        }
+        self.released.insert(release.inode, release.pid);
         // Named now: a process that closes the socket may exit before the report is written.
         if let Some(name) = release.process_comm {
             self.names.insert(release.pid, (name, Instant::now()));

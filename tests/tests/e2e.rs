@@ -401,10 +401,21 @@ fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
 /// not the owner on record, which is gone.
 #[test]
 fn a_timers_reset_of_a_connection_handed_over_names_the_process_holding_it() {
+    timers_reset_of_a_connection_handed_over(69, "--hand-over");
+}
+
+/// The same, the launcher closing its copy of the socket and living on: the worker, which let go
+/// of it last, held it, not the owner on record.
+#[test]
+fn a_timers_reset_of_a_connection_handed_over_by_a_launcher_that_lives_on_is_the_workers() {
+    timers_reset_of_a_connection_handed_over(52, "--hand-over-and-stay");
+}
+
+fn timers_reset_of_a_connection_handed_over(subnet: u8, hand_over: &str) {
     again_if_the_kernel_skipped_runs(|| {
-        for (f, reports, pids) in traced(69, |net, f| {
+        for (f, reports, pids) in traced(subnet, |net, f| {
             let server = listen(net, f, "hold");
-            let mut c = client(net, f, PORT, &["--keepalive", "1,1,2", "--hand-over", "--wait-go"]);
+            let mut c = client(net, f, PORT, &["--keepalive", "1,1,2", hand_over, "--wait-go"]);
             let holder = c.expect_line("holder", T).trim_start_matches("holder ").parse().expect("holder pid");
             c.expect_line("ready", T);
             let filter = net.server_filter("input", "tcp dport 8080 drop");

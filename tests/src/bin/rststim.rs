@@ -8,7 +8,7 @@
 use std::{
     io::{BufRead, Read, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd,
+    os::fd::{AsRawFd, RawFd},
     time::Duration,
 };
 
@@ -54,8 +54,10 @@ fn enter_netns(name: &str) {
     assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
-/// Fork: the parent exits at once, the child carries on with every socket (see `--hand-over`).
-fn hand_over() {
+/// Fork: the child carries on with every socket (see `--hand-over`). The parent exits at once,
+/// or, given `stay` (the socket `fd`), closes its copy of it and lives until 3 s after the child
+/// is done, as a launcher that passed a connection on and keeps running does.
+fn hand_over(stay: Option<RawFd>) {
     // SAFETY: the child only goes on with this thread's work; the deadline thread stays
     // behind, so the child arms its own deadline.
     match unsafe { libc::fork() } {
@@ -66,8 +68,19 @@ fn hand_over() {
             println!("holder {}", std::process::id());
             std::io::stdout().flush().unwrap();
         }
-        // SAFETY: leaves at once, without running this process's destructors twice.
-        _ => unsafe { libc::_exit(0) },
+        child => {
+            if let Some(fd) = stay {
+                // SAFETY: this process's copy of the socket, not used again; then wait for
+                // our own child.
+                unsafe {
+                    libc::close(fd);
+                    libc::waitpid(child, std::ptr::null_mut(), 0);
+                }
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            // SAFETY: leaves without running this process's destructors twice.
+            unsafe { libc::_exit(0) }
+        }
     }
 }
 
@@ -369,6 +382,9 @@ struct ClientOptions {
     /// process exits, as a launcher handing a connection to a worker does; the child, which
     /// prints `holder PID`, goes on as the client.
     hand_over: bool,
+    /// `--hand-over-and-stay`: the same, but the connecting process closes its copy of the
+    /// socket and lives on until 3 s after the child ends.
+    hand_over_and_stay: bool,
     /// `--rename NAME`: once connected, the process names itself NAME (PR_SET_NAME), as a
     /// server setting its process title does, and lives on 4 s after the connection ends.
     rename: Option<String>,
@@ -410,6 +426,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--half-close" => o.half_close = true,
             "--fill-close" => o.fill_close = true,
             "--hand-over" => o.hand_over = true,
+            "--hand-over-and-stay" => o.hand_over_and_stay = true,
             "--rename" => o.rename = Some(value()),
             // One connection's port: not with --race's second one.
             "--local-port" => o.local_port = Some(value().parse().expect("--local-port port")),
@@ -526,8 +543,8 @@ fn client(addr: SocketAddr, o: ClientOptions) {
         Err(e) => return report_error(&e),
     };
     let sibling = o.race.then(|| open(SocketAddr::new(o.race_with.unwrap_or(addr.ip()), o.race_port.unwrap_or(addr.port())), &o).expect("second connection"));
-    if o.hand_over {
-        hand_over();
+    if o.hand_over || o.hand_over_and_stay {
+        hand_over(o.hand_over_and_stay.then(|| s.as_raw_fd()));
     }
     if let Some(name) = &o.rename {
         let name = std::ffi::CString::new(name.as_str()).expect("--rename name");
