@@ -685,17 +685,21 @@ fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
             return false;
         }
     }
+    // A port filter keeps the other end's events too, where its ports are this end's swapped:
+    // when that end is on this host, its RST is what a received reset's `peer_cause` names.
+    // The agent keeps only the reports the filter names.
+    let (sport, dport) = (port(d, l.sport, l.saddr_blob), port(d, l.dport, l.daddr_blob));
     if f.lport_count > 0 {
-        if let Some(p) = port(d, l.sport, l.saddr_blob) {
-            if p != 0 && !listed(p, &f.lports, f.lport_count) {
+        if let Some(p) = sport {
+            if p != 0 && !listed(p, &f.lports, f.lport_count) && !dport.is_some_and(|q| listed(q, &f.lports, f.lport_count)) {
                 return false;
             }
         }
     }
     if f.rport_count > 0 {
         // A listener's record has no remote port (0): pass it for the agent to judge.
-        if let Some(p) = port(d, l.dport, l.daddr_blob) {
-            if p != 0 && !listed(p, &f.rports, f.rport_count) {
+        if let Some(p) = dport {
+            if p != 0 && !listed(p, &f.rports, f.rport_count) && !sport.is_some_and(|q| listed(q, &f.rports, f.rport_count)) {
                 return false;
             }
         }

@@ -184,7 +184,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         workloads: Workloads::new(config.runtime_root.clone()),
         processes,
         unowned_files: Vec::new(),
-        judge: Judge::new(Visibility { every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) && !config.filter.drops_other_ends_in_kernel() }),
+        judge: Judge::new(Visibility {
+            every_sent_reset: !matches!(loaded.capture.socketless, Socketless::Unseen(_)) && !config.filter.drops_other_ends_in_kernel(),
+            other_ends_filtered: config.filter.drops_other_ends_in_kernel(),
+        }),
         filter: config.filter.clone(),
         folder: Folder::new(config.max_rate, Clock::monotonic_now_ns()),
         kernel_folds,

@@ -62,6 +62,9 @@ pub struct Story {
     pub socket_kept: bool,
     /// A local socket is the other end of this connection (peer on this host, any netns).
     pub peer_local: bool,
+    /// The other end is on this host, but the RSTs it sends are not all in this trace (a
+    /// process or cgroup filter drops its own), and none was seen: its cause is not known.
+    pub peer_here_untraced: bool,
     /// The peer's stack (on this host) sent a RST for this connection just before.
     pub peer_sent: Option<Cause>,
     /// That RST was sent well before this one came (delayed on the way, if it is this one).
@@ -528,6 +531,9 @@ fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
     // Doubts matter only where the peer's own stack is not on this host to say what it sent.
     let doubts = match story.peer_sent {
         Some(_) => None,
+        None if story.peer_here_untraced => {
+            Some("the other end is on this host, but its RST is not in this trace (a -p or -c filter keeps other processes' resets out): its cause is not known".to_string())
+        }
         None => story.evidence.as_ref().and_then(Evidence::doubts),
     };
     let doubts = doubts.as_deref().map(|d| format!(" ({d})"));

@@ -56,11 +56,11 @@ impl ReportFilter {
         f
     }
 
-    /// The kernel part drops RSTs this host sent that answer a reset it keeps: a filter on ports
-    /// (the other end's RST has them reversed), process or cgroup (it has its own owner). A
-    /// missing `sent` then proves nothing.
+    /// The kernel part drops RSTs this host sent that answer a reset it keeps: a filter on the
+    /// process or cgroup (the other end has its own owner). A port filter keeps the other end's
+    /// events, whose ports are reversed. A missing `sent` then proves nothing.
     pub fn drops_other_ends_in_kernel(&self) -> bool {
-        !self.lports.is_empty() || !self.rports.is_empty() || self.pid.is_some() || self.cgroup.is_some()
+        self.pid.is_some() || self.cgroup.is_some()
     }
 
     /// The filters other than the namespace, as flags: a trace with any of them may lack reports

@@ -169,10 +169,13 @@ pub struct Visibility {
     /// Every RST the stack sends is traced (socket-less and TIME_WAIT ones too, 6.10+, or the
     /// kprobe before). Without that, a received RST with no matching sent one proves nothing.
     pub every_sent_reset: bool,
+    /// A filter in the kernel (`-p`, `-c`) drops the RSTs of the other end of a connection,
+    /// which has an owner of its own.
+    pub other_ends_filtered: bool,
 }
 
 impl Visibility {
-    pub const ALL: Self = Self { every_sent_reset: true };
+    pub const ALL: Self = Self { every_sent_reset: true, other_ends_filtered: false };
 }
 
 /// A listening socket's place: namespace, local address, port.
@@ -966,6 +969,7 @@ impl Judge {
             // A peer that reset on purpose (a client skipping TIME_WAIT, a race's loser) did
             // so to this end too.
             story.peer_benign = !h.aborted_here && peer_sent.is_some_and(|v| v.benign);
+            story.peer_here_untraced = self.seen.other_ends_filtered && (h.peer_local || p.syn_to_listener_here) && story.peer_sent.is_none();
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
         story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| Named::from(now));
@@ -1610,7 +1614,7 @@ mod tests {
         j.note_loss(60);
         assert_eq!(cause(&j, None), Cause::Refused);
         // Where only some of the RSTs sent cross, nothing is proven by their absence.
-        let mut partial = Judge::new(Visibility { every_sent_reset: false });
+        let mut partial = Judge::new(Visibility { every_sent_reset: false, other_ends_filtered: false });
         partial.observe(listener(10, Close, Listen, &server, &refused_by.to_string()));
         assert_eq!(cause(&partial, None), Cause::Refused);
     }

@@ -37,6 +37,21 @@ fn family_and_port_filters_drop_events_in_the_kernel() {
     assert_eq!(lost_total(&stderr), 0, "filtered events are not lost events: {stderr}");
 }
 
+/// A port filter keeps the other end's RST in view where that end is on this host: the client's
+/// refusal, the only report -D keeps, names this host's stack refusing the SYN as its cause.
+#[test]
+fn a_remote_port_filter_keeps_a_local_peers_cause() {
+    require_root();
+    let net = Net::new(85);
+    let tracer = Tracer::start(&["-D", "9"]);
+    refused(&net, Family::V4, 1);
+    let (reports, _) = tracer.stop();
+    let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+    let [r] = mine.as_slice() else { panic!("{mine:?}") };
+    assert_eq!((r["direction"].as_str(), r["cause"].as_str(), r["rport"].as_u64()), (Some("received"), Some("refused"), Some(9)), "{r}");
+    assert_eq!(r["peer_cause"], "no_listener", "{r}");
+}
+
 #[test]
 fn pid_filter_keeps_only_that_owners_sockets() {
     require_root();
