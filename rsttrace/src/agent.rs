@@ -134,7 +134,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // them noted in the kernel side's 4-tuple notes as it notes those it sees start.
     let older = older_sockets::find(Path::new("/proc"), &mut processes, older_sockets::ephemeral_ports(Path::new("/proc")));
     if config.cost_floor.is_none() {
-        if let Err(why) = tuple_notes::note_older(&mut loaded.ebpf, &older.connections, |pid| processes.name(pid)) {
+        if let Err(why) = tuple_notes::note_older(&mut loaded.ebpf, &older.connections, &older.time_waits, |pid| processes.name(pid)) {
             eprintln!("rsttrace: the connections older than rsttrace are not noted in the kernel ({why}): a RST forged to one of them reads as its peer's");
         }
     }

@@ -29,6 +29,7 @@ const LISTEN: u8 = 0x0A;
 /// The states of a connection that completed its handshake and has a full socket:
 /// ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING (not TIME_WAIT's remnant).
 const SYNCHRONIZED: [u8; 6] = [0x01, 0x04, 0x05, 0x08, 0x09, 0x0B];
+const TIME_WAIT: u8 = 0x06;
 /// The connections read at most, over every namespace: as many as the kernel side has notes
 /// for. The rest of a busier host's tables is not read.
 pub const MAX_CONNECTIONS: usize = TUPLE_SLOTS as usize;
@@ -62,6 +63,9 @@ pub struct OlderSockets {
     pub listeners: Vec<OlderListener>,
     /// Up to `MAX_CONNECTIONS`.
     pub connections: Vec<OlderConnection>,
+    /// The 4-tuples held in TIME_WAIT (namespace, ends), within the same bound: a connect()
+    /// that reuses one is answered with the old connection's ACK.
+    pub time_waits: Vec<(u32, Endpoints)>,
 }
 
 /// The listeners and connections of every namespace some process is in, with the process that
@@ -100,6 +104,9 @@ pub fn find(proc: &Path, processes: &mut Processes, ephemeral: (u16, u16)) -> Ol
                     if connections.len() == MAX_CONNECTIONS || lines_read > MAX_LINES {
                         break;
                     }
+                    if socket.state == TIME_WAIT && found.time_waits.len() + connections.len() < MAX_CONNECTIONS {
+                        found.time_waits.push((netns, ends_of(&socket)));
+                    }
                     if !SYNCHRONIZED.contains(&socket.state) {
                         continue;
                     }
@@ -116,11 +123,20 @@ pub fn find(proc: &Path, processes: &mut Processes, ephemeral: (u16, u16)) -> Ol
     let listened = |netns: u32, addr: IpAddr, port: u16| {
         [addr, IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)].iter().any(|a| listening.contains(&(netns, *a, port)))
     };
+    // Where the other end is on this host too, it tells: an end a listener accepted was opened
+    // by the other, whatever the port; two ends that both look opened (no listener on either
+    // port, both ephemeral: a server on an ephemeral port whose listener closed) cannot be told
+    // apart, and neither is taken for the opener.
+    let is_ephemeral = |port: u16| (ephemeral.0..=ephemeral.1).contains(&port);
+    let accepted: HashSet<_> = connections.iter().filter(|(n, s, _)| listened(*n, s.local.0, s.local.1)).map(|(_, s, _)| (s.local, s.remote)).collect();
+    let look_opened: HashSet<_> = connections.iter().filter(|(n, s, _)| is_ephemeral(s.local.1) && !listened(*n, s.local.0, s.local.1)).map(|(_, s, _)| (s.local, s.remote)).collect();
     found.connections = connections
         .into_iter()
         .map(|(netns, s, holder)| {
-            let ends = Endpoints { family: if s.local.0.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 }, laddr: s.local.0, lport: s.local.1, raddr: s.remote.0, rport: s.remote.1 };
-            let opened_here = (ephemeral.0..=ephemeral.1).contains(&ends.lport) && !listened(netns, ends.laddr, ends.lport);
+            let ends = ends_of(&s);
+            let mirror = (s.remote, s.local);
+            let opened_here = !listened(netns, ends.laddr, ends.lport)
+                && (accepted.contains(&mirror) || (is_ephemeral(ends.lport) && !look_opened.contains(&mirror)));
             OlderConnection { netns, ends, holder, opened_here }
         })
         .collect();
@@ -150,6 +166,11 @@ struct TableLine {
     remote: (IpAddr, u16),
     state: u8,
     inode: u64,
+}
+
+fn ends_of(line: &TableLine) -> Endpoints {
+    let family = if line.local.0.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 };
+    Endpoints { family, laddr: line.local.0, lport: line.local.1, raddr: line.remote.0, rport: line.remote.1 }
 }
 
 fn parse(line: &str) -> Option<TableLine> {
@@ -226,5 +247,15 @@ mod tests {
         assert_eq!((client_end.holder, client_end.opened_here, client_end.ends.rport), (mine, true, port));
         let server_end = end(server.local_addr().unwrap()).expect("the server's end");
         assert_eq!((server_end.holder, server_end.opened_here), (mine, false));
+        // No port ephemeral: the accepted end still names the client's end as the opener.
+        let found = find(Path::new("/proc"), &mut processes, (1, 1));
+        let end = |local: std::net::SocketAddr| found.connections.iter().find(|c| c.netns == netns && c.ends.lport == local.port() && c.ends.laddr == local.ip()).copied();
+        assert!(end(client.local_addr().unwrap()).unwrap().opened_here);
+        // The listener closed, every port ephemeral: nothing tells the two ends apart.
+        drop(listener);
+        let found = find(Path::new("/proc"), &mut processes, (1, u16::MAX));
+        let end = |local: std::net::SocketAddr| found.connections.iter().find(|c| c.netns == netns && c.ends.lport == local.port() && c.ends.laddr == local.ip()).copied();
+        assert!(!end(client.local_addr().unwrap()).unwrap().opened_here);
+        assert!(!end(server.local_addr().unwrap()).unwrap().opened_here);
     }
 }

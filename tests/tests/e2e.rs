@@ -1121,6 +1121,33 @@ fn reconnecting_into_time_wait_with_an_old_sequence_is_timewait_reuse() {
     });
 }
 
+/// The same, the server's TIME_WAIT older than rsttrace: read from the TCP tables at start, it
+/// still tells a reused 4-tuple from a segment the stack merely rejected.
+#[test]
+fn reconnecting_into_a_time_wait_older_than_rsttrace_is_timewait_reuse() {
+    again_if_the_kernel_skipped_runs(|| {
+        require_root();
+        let net = Net::new(54);
+        net.sysctl(&net.client, "net/ipv4/tcp_timestamps", "0");
+        for f in FAMILIES {
+            let _server = listen(&net, f, "drain-then-close");
+            let mut c = client(&net, f, PORT, &["--reuse-after-bulk", "--wait-go"]);
+            c.expect_line("ready", T);
+            c.go();
+            c.expect_line("time-wait", T);
+            let tracer = Tracer::start(&[]);
+            c.go();
+            assert_eq!(c.expect_line("reconnected", T), "reconnected");
+            std::thread::sleep(Duration::from_millis(300));
+            let (reports, _) = tracer.stop();
+            let mine: Vec<Value> = net.reports_of_this_test(reports).into_iter().filter(|r| r["family"] == f.name()).collect();
+            let ([sent], _) = exactly_with_optional(&mine, ["sent:timewait_reuse"], &["sent:no_socket"]);
+            assert_report(sent, f, "stack", Some(c.pid()));
+            assert_kernel_reason(sent, "TCP_INVALID_ACK_SEQUENCE");
+        }
+    });
+}
+
 /// A client in SYN_SENT answered by a forged segment from a raw socket on the server host (no
 /// listener there, and the stack's own RST to the SYN is filtered out).
 fn forged_answer(net: &Net, f: Family, mode: &str) -> u64 {

@@ -603,6 +603,13 @@ fn client(addr: SocketAddr, o: ClientOptions) {
             assert!(e.kind() == std::io::ErrorKind::AddrInUse && tries < 100, "bind {local}: {e}");
             std::thread::sleep(Duration::from_millis(50));
         }
+        // With --wait-go, again before reconnecting: the server's TIME_WAIT is older than what
+        // starts meanwhile (a tracer).
+        if o.wait_go {
+            println!("time-wait");
+            std::io::stdout().flush().unwrap();
+            wait_go();
+        }
         match socket.connect(&addr.into()) {
             Ok(()) => println!("reconnected"),
             Err(e) => report_error(&e),
