@@ -484,6 +484,11 @@ impl LoopState<'_> {
     /// the process may have exec()ed or renamed itself since), while that process lives.
     fn complete_owner(&mut self, report: &mut Report) {
         let Some(owner) = report.owner.as_mut() else { return };
+        // Data after close names the process that closed: that it is gone says its end may have
+        // come with it (a kill, a crash, a restart) rather than from an idle timeout.
+        if report.verdict.cause == Cause::DataAfterClose && self.processes.gone(owner.pid) {
+            report.verdict.why = format!("{}; {}[{}] has exited since", report.verdict.why, owner.comm, owner.pid).into();
+        }
         if owner.tid != owner.pid && report.thread.is_none() {
             if let Some(name) = self.processes.name(owner.pid) {
                 report.thread = Some(owner.comm);

@@ -379,6 +379,30 @@ fn data_after_close_blames_the_closer_not_the_sender() {
     });
 }
 
+/// The server closes, then is killed; the client's later data meets what is left of the
+/// connection: the closer is blamed, and the why says it has exited since (a kill, a crash or a
+/// restart is what to look into, not an idle timeout).
+#[test]
+fn data_after_close_says_when_the_closer_has_exited_since() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(55, |net, f| {
+            let server = listen(net, f, "close-first");
+            let mut c = client(net, f, PORT, &["--send-after", "300", "--wait-go"]);
+            c.expect_line("ready", T);
+            std::thread::sleep(Duration::from_millis(300));
+            let server_pid = server.pid();
+            drop(server);
+            c.go();
+            c.expect_line("errno", T);
+            vec![server_pid, c.pid()]
+        }) {
+            let [sent, _] = exactly(&reports, ["sent:data_after_close", "received:peer_reset"]);
+            assert_report(sent, f, "application", Some(pids[0]));
+            assert!(sent["why"].as_str().unwrap().contains(&format!("[{}] has exited since", pids[0])), "{sent}");
+        }
+    });
+}
+
 #[test]
 fn keepalive_timeout_runs_in_a_timer_but_names_the_owner() {
     again_if_the_kernel_skipped_runs(|| {
@@ -1323,8 +1347,8 @@ fn data_after_shutdown_is_data_after_close_and_no_received_reset_on_the_server()
 }
 
 /// A server in `server_mode` stops reading (after `sysctl` on its host); the client sends after
-/// 300 ms; the stack aborts on that data. Exactly one sent report whose `why` ends with
-/// `why_end`, and the client's received one.
+/// 300 ms; the stack aborts on that data. Exactly one sent report whose `why` says `why_end`
+/// (then, where the server has exited since, that it has), and the client's received one.
 fn data_after_the_stack_aborted(subnet: u8, server_mode: &str, sysctl: Option<(&str, &str)>, why_end: &str) {
     for (f, reports, pids) in traced(subnet, |net, f| {
         if let Some((path, value)) = sysctl {
@@ -1339,7 +1363,7 @@ fn data_after_the_stack_aborted(subnet: u8, server_mode: &str, sysctl: Option<(&
         assert_report(sent, f, "application", Some(pids[0]));
         assert_kernel_reason(sent, "TCP_ABORT_ON_DATA");
         assert_eq!(sent["state"], "CLOSE");
-        assert!(sent["why"].as_str().unwrap().ends_with(why_end), "{sent}");
+        assert!(sent["why"].as_str().unwrap().contains(why_end), "{sent}");
         assert_report(received, f, "peer", Some(pids[1]));
         assert_eq!(received["peer_cause"], "data_after_close");
     }
