@@ -409,10 +409,14 @@ pub struct Filter {
     pub family: u16,
     pub lport_count: u8,
     pub rport_count: u8,
-    /// Owner's cgroup id (cgroup v2 inode); 0 = any.
+    /// Owner's cgroup id (cgroup v2 inode), or that of its ancestor at `cgroup_level`; 0 = any.
     pub cgroup: u64,
     pub lports: [u16; MAX_FILTER_PORTS],
     pub rports: [u16; MAX_FILTER_PORTS],
+    /// The depth of `cgroup` in the cgroup v2 hierarchy (its root: 0): an owner in it or in a
+    /// cgroup below it has it as its ancestor at this level.
+    pub cgroup_level: u32,
+    pub _pad: u32,
 }
 
 impl Filter {
@@ -424,6 +428,8 @@ impl Filter {
         cgroup: 0,
         lports: [0; MAX_FILTER_PORTS],
         rports: [0; MAX_FILTER_PORTS],
+        cgroup_level: 0,
+        _pad: 0,
     };
 }
 
@@ -613,10 +619,10 @@ impl KernelConfig {
 }
 
 const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 36);
-const _: () = assert!(core::mem::size_of::<Filter>() == 48);
+const _: () = assert!(core::mem::size_of::<Filter>() == 56);
 // Layouts, the release layout, StructOffsets, SockOffsets, the filter: no padding between them
 // (the parts go to the kernel one by one, each without padding, and the filter's u64 falls aligned).
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 100 + 48);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 100 + 56);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]

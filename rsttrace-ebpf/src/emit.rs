@@ -669,6 +669,14 @@ pub fn filters_by_cgroup() -> bool {
     FILTER_ACTIVE.load() != 0 && FILTER.load().cgroup != 0
 }
 
+/// The running task's cgroup as the filter compares it: its ancestor at the named cgroup's depth
+/// (itself at its own), so that the cgroups below the one named pass too; 0 above that depth.
+#[inline(always)]
+pub fn filtered_cgroup() -> u64 {
+    // SAFETY: helper without preconditions.
+    unsafe { generated::bpf_get_current_ancestor_cgroup_id(FILTER.load().cgroup_level as i32) }
+}
+
 /// The load-time filter. Whatever the kernel cannot judge here passes; the agent re-checks.
 #[inline(always)]
 fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {

@@ -2,11 +2,11 @@
 //! process context, and when a connection this host opened began and completed its handshake.
 use core::ptr::{addr_of_mut, write_volatile};
 
-use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated};
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated};
 use rsttrace_common::{Owner, SockRecord};
 
 use crate::{
-    emit::{filters_by_cgroup, socket_netns},
+    emit::{filtered_cgroup, filters_by_cgroup, socket_netns},
     socks,
 };
 
@@ -37,6 +37,9 @@ pub fn is_learned_transition(old: i32, new: i32) -> bool {
 ///
 /// # Safety
 /// `dst` points at a writable `Owner` (map value memory).
+///
+/// (Its cgroup is read only under a cgroup filter, as the filter compares it: the ancestor at
+/// the filter's depth, so that a process in a cgroup below the one named passes.)
 #[inline(always)]
 unsafe fn write_current_owner(dst: *mut Owner, pid_tgid: u64, netns: u32) {
     // SAFETY: the caller's contract; the helpers have no preconditions (`comm` is zeroed by the
@@ -45,7 +48,7 @@ unsafe fn write_current_owner(dst: *mut Owner, pid_tgid: u64, netns: u32) {
         write_volatile(addr_of_mut!((*dst).tgid), (pid_tgid >> 32) as u32);
         write_volatile(addr_of_mut!((*dst).pid), pid_tgid as u32);
         generated::bpf_get_current_comm(addr_of_mut!((*dst).comm).cast(), 16);
-        write_volatile(addr_of_mut!((*dst).cgroup), if filters_by_cgroup() { bpf_get_current_cgroup_id() } else { 0 });
+        write_volatile(addr_of_mut!((*dst).cgroup), if filters_by_cgroup() { filtered_cgroup() } else { 0 });
         write_volatile(addr_of_mut!((*dst).netns), netns);
     }
 }

@@ -48,7 +48,7 @@ pub struct Cli {
     /// Only sockets owned by this process id.
     #[arg(short = 'p', long)]
     pub pid: Option<u32>,
-    /// Only sockets owned by processes in this cgroup (v2 path, e.g. /sys/fs/cgroup/system.slice/nginx.service).
+    /// Only sockets owned by processes in this cgroup or below it (v2 path, e.g. /sys/fs/cgroup/system.slice/nginx.service, or a slice for all its services).
     #[arg(short = 'c', long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
     /// Only sockets in this network namespace: a path (/run/netns/NAME, /proc/PID/ns/net) or its
@@ -346,14 +346,17 @@ impl TryFrom<Cli> for Config {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let cgroup = match &cli.cgroup {
+        let (cgroup, cgroup_below) = match &cli.cgroup {
             // A cgroup v2 directory's inode number is the id the kernel reports for it.
-            Some(path) => Some(
-                std::fs::metadata(path)
-                    .with_context(|| format!("--cgroup {}: cannot read it (a cgroup v2 directory?)", path.display()))?
-                    .ino(),
+            Some(path) => (
+                Some(
+                    std::fs::metadata(path)
+                        .with_context(|| format!("--cgroup {}: cannot read it (a cgroup v2 directory?)", path.display()))?
+                        .ino(),
+                ),
+                Some(cgroup_in_hierarchy(path)?),
             ),
-            None => None,
+            None => (None, None),
         };
         let netns = match &cli.netns {
             Some(arg) => Some(match arg.parse::<u32>() {
@@ -381,6 +384,8 @@ impl TryFrom<Cli> for Config {
             filter: ReportFilter {
                 pid: cli.pid,
                 cgroup,
+                cgroup_level: cgroup_below.as_ref().map_or(0, |p| p.split('/').filter(|c| !c.is_empty()).count() as u32),
+                cgroup_path: cgroup_below,
                 netns,
                 container: cli.container.map(|id| id.to_ascii_lowercase()),
                 lports: cli.lports,
@@ -403,6 +408,15 @@ impl TryFrom<Cli> for Config {
             hooks: cli.hooks,
         })
     }
+}
+
+/// Cgroup directory `path` as a path from the cgroup v2 hierarchy's root (`/system.slice`), as
+/// reports name cgroups; its number of parts is its depth, as the kernel counts ancestors.
+fn cgroup_in_hierarchy(path: &Path) -> anyhow::Result<String> {
+    let path = std::fs::canonicalize(path).with_context(|| format!("--cgroup {}: cannot resolve it", path.display()))?;
+    let mount = crate::workload::cgroup2_mount().context("--cgroup: no cgroup v2 hierarchy is mounted")?;
+    let below = path.strip_prefix(&mount).with_context(|| format!("--cgroup {}: not under the cgroup v2 mount {}", path.display(), mount.display()))?;
+    Ok(format!("/{}", below.display()))
 }
 
 #[cfg(test)]

@@ -16,8 +16,12 @@ const AF_INET6: u16 = 10;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReportFilter {
     pub pid: Option<u32>,
-    /// cgroup v2 id.
+    /// cgroup v2 id: of the cgroup named, whose descendants pass too.
     pub cgroup: Option<u64>,
+    /// Its depth in the hierarchy (the root: 0).
+    pub cgroup_level: u32,
+    /// Its path from the hierarchy's root (`/system.slice`).
+    pub cgroup_path: Option<String>,
     /// Network namespace inode (judged here, from the report).
     pub netns: Option<u32>,
     /// A container id or its prefix (judged here, from the report's workload).
@@ -41,6 +45,7 @@ impl ReportFilter {
         let mut f = Filter::ANY;
         f.pid = self.pid.unwrap_or(0);
         f.cgroup = self.cgroup.unwrap_or(0);
+        f.cgroup_level = self.cgroup_level;
         f.family = if self.ipv4_only {
             AF_INET
         } else if self.ipv6_only {
@@ -69,7 +74,10 @@ impl ReportFilter {
         let ports = |p: &[u16]| p.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
         let mut out = Vec::new();
         out.extend(self.pid.map(|p| format!("-p {p}")));
-        out.extend(self.cgroup.map(|c| format!("-c (cgroup id {c})")));
+        out.extend(self.cgroup.map(|c| match &self.cgroup_path {
+            Some(path) => format!("-c {path}"),
+            None => format!("-c (cgroup id {c})"),
+        }));
         out.extend(self.container.as_ref().map(|c| format!("--container {c}")));
         if !self.lports.is_empty() {
             out.push(format!("-L {}", ports(&self.lports)));
@@ -90,10 +98,17 @@ impl ReportFilter {
         out
     }
 
+    /// The report's cgroup (its owner's, where it acted itself) is the one named or below it.
+    fn holds(&self, r: &Report) -> bool {
+        let (Some(named), Some(w)) = (self.cgroup_path.as_deref(), r.workload.as_ref()) else { return false };
+        let named = named.trim_end_matches('/');
+        w.cgroup == named || w.cgroup.strip_prefix(named).is_some_and(|rest| rest.starts_with('/')) || named.is_empty()
+    }
+
     pub fn matches(&self, r: &Report) -> bool {
         let owner = r.owner.as_ref();
         self.pid.is_none_or(|pid| owner.is_some_and(|o| o.pid == pid))
-            && self.cgroup.is_none_or(|cg| owner.is_some_and(|o| o.cgroup == cg))
+            && self.cgroup.is_none_or(|cg| owner.is_some_and(|o| o.cgroup == cg) || self.holds(r))
             && self.netns.is_none_or(|ns| r.netns == ns)
             && self.container.as_ref().is_none_or(|id| {
                 r.workload.as_ref().and_then(|w| w.container_id.as_ref()).is_some_and(|c| c.starts_with(id.as_str()))

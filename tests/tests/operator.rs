@@ -201,26 +201,35 @@ fn metrics_endpoint_counts_the_scenario() {
     assert!(body.contains("rsttrace_build_info{version="), "{body}");
 }
 
+/// `-c` keeps the sockets owned in the cgroup named and in the cgroups below it (a slice's
+/// services, a pod's containers), and no other.
 #[test]
 fn cgroup_filter_keeps_only_sockets_owned_inside_it() {
     require_root();
     let net = Net::new(46);
-    let cgroup = Cgroup::new("rsttrace-test");
+    let name = format!("rsttrace-test-{}", std::process::id());
+    let cgroup = Cgroup::nested(&[&name]);
+    let below = Cgroup::nested(&[&name, "worker.scope"]);
     let addr = net.server_addr(Family::V4);
     let inside = Stim::spawn_in_cgroup(&cgroup.path, &net.server, &["listen", &addr, "8080", "unread-close"]);
     inside.expect_line("ready", T);
+    let deeper = Stim::spawn_in_cgroup(&below.path, &net.server, &["listen", &addr, "8082", "unread-close"]);
+    deeper.expect_line("ready", T);
     let outside = Stim::spawn(&net.server, &["listen", &addr, "8081", "unread-close"]);
     outside.expect_line("ready", T);
     let tracer = Tracer::start(&["-c", cgroup.path.to_str().unwrap()]);
-    for port in ["8080", "8081"] {
+    for port in ["8080", "8081", "8082"] {
         let c = Stim::spawn(&net.client, &["connect", &addr, port, "--send", "10"]);
         c.expect_line("errno", T);
     }
     let (reports, _) = tracer.stop();
     let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
-    assert!(mine.iter().any(|r| r["cause"] == "app_abort_unread" && r["pid"].as_u64() == Some(inside.pid())), "{mine:?}");
-    assert!(mine.iter().all(|r| r["pid"].as_u64() == Some(inside.pid())), "only the cgroup's sockets: {mine:?}");
+    for server in [&inside, &deeper] {
+        assert!(mine.iter().any(|r| r["cause"] == "app_abort_unread" && r["pid"].as_u64() == Some(server.pid())), "{} missing: {mine:?}", server.pid());
+    }
+    assert!(mine.iter().all(|r| [inside.pid(), deeper.pid()].contains(&r["pid"].as_u64().unwrap_or(0))), "only the cgroup's sockets: {mine:?}");
     drop(inside);
+    drop(deeper);
     drop(outside);
 }
 
