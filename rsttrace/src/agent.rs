@@ -7,6 +7,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use aya::maps::{MapData, RingBuf};
 use rsttrace_common::Filter;
 use tokio::{
     io::unix::AsyncFd,
@@ -47,6 +48,9 @@ const IN_FLIGHT_RUNS: Duration = Duration::from_millis(250);
 
 /// Reports classified and written between two drains of the ring buffer (a few ms of work).
 const EMIT_BATCH: usize = 1024;
+/// Resets held for judging at most: about 0.4 s of a full-rate storm on two cores, over twice
+/// what the 150 ms wait holds at that rate; tens of MiB.
+const MAX_HELD: usize = 65_536;
 
 /// `--cost-floor`: the empty programs are attached; hold them until told to stop.
 async fn cost_floor(duration: Option<Duration>) -> anyhow::Result<()> {
@@ -230,10 +234,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("polling the ring buffer")?;
-                let ring = guard.get_inner_mut();
-                while let Some(item) = ring.next() {
-                    state.ingest(&item);
-                }
+                state.read_ring(guard.get_inner_mut());
                 guard.clear_ready();
                 // Resets now held are due in 150 ms: no waiting out an idle tick for them.
                 if state.judge.held() > 0 {
@@ -242,10 +243,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
             _ = tokio::time::sleep_until(next_tick) => {
                 // The kernel wakes us only per batch; pick up stragglers on the tick.
-                let ring = ring.get_mut();
-                while let Some(item) = ring.next() {
-                    state.ingest(&item);
-                }
+                state.read_ring(ring.get_mut());
                 if state.judge.local_addresses.refresh_due() {
                     state.judge.local_addresses.refresh();
                 }
@@ -280,10 +278,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             if !state.judge.has_due(now) {
                 break;
             }
-            let ring = ring.get_mut();
-            while let Some(item) = ring.next() {
-                state.ingest(&item);
-            }
+            state.read_ring(ring.get_mut());
         }
         if let (Some(at), Some(every)) = (next_summary, summary_every) {
             if tokio::time::Instant::now() >= at {
@@ -457,6 +452,17 @@ struct LoopState<'m> {
 }
 
 impl LoopState<'_> {
+    /// Read what the kernel queued, while fewer than [`MAX_HELD`] resets wait to be judged: an
+    /// agent that cannot write as fast as a storm comes (a slow disk under `--max-rate 0`) leaves
+    /// the rest in the ring buffer, where the kernel counts what no longer fits as lost, rather
+    /// than holding the storm in memory (gigabytes in a minute).
+    fn read_ring(&mut self, ring: &mut RingBuf<MapData>) {
+        while self.judge.held() < MAX_HELD {
+            let Some(item) = ring.next() else { break };
+            self.ingest(&item);
+        }
+    }
+
     fn ingest(&mut self, bytes: &[u8]) {
         self.events_read += 1;
         match self.decoder.decode_item(bytes) {
