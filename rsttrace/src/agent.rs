@@ -264,6 +264,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = async { tokio::time::sleep_until(stop_at.unwrap()).await }, if stop_at.is_some() => break Ok(()),
         }
         let mut sinks = sinks(&mut view, &mut file);
+        Clock::refresh();
         if let Err(e) = state.report_lost(&lost, false, &mut sinks) {
             break Err(e);
         }

@@ -120,8 +120,10 @@ pub struct Cli {
     /// The burst is one second's worth. Reports of one kind (type, direction, cause, origin,
     /// owner, namespace, and the local port, or the remote one for connections this host
     /// opened) are folded into one record a second; the summary and the metrics count every
-    /// reset either way. A kind with 10 or more reports in the last second leaves the last
-    /// tenth of the rate to the others: a storm does not fold a rare reset of another kind. The default reports every reset one by one unless the host is in a
+    /// reset either way. A kind with 10 or more reports in the last second, or a verdict with
+    /// 100 (a port scan), leaves the last tenth of the rate to the others: a storm does not
+    /// fold a rare reset of another kind. The default reports every reset one by one unless the
+    /// host is in a
     /// storm, and in one bounds what writing reports costs the agent at ~2-3 ms of CPU a second
     /// (measured: ~2.1 ms per 1k JSON reports written, ~2.8 ms per 1k table lines, on top of
     /// the ~2.6 ms per 1k resets that decoding, classifying and counting cost whatever the
@@ -384,7 +386,6 @@ impl TryFrom<Cli> for Config {
             filter: ReportFilter {
                 pid: cli.pid,
                 cgroup,
-                cgroup_level: cgroup_below.as_ref().map_or(0, |p| p.split('/').filter(|c| !c.is_empty()).count() as u32),
                 cgroup_path: cgroup_below,
                 netns,
                 container: cli.container.map(|id| id.to_ascii_lowercase()),
@@ -411,7 +412,7 @@ impl TryFrom<Cli> for Config {
 }
 
 /// Cgroup directory `path` as a path from the cgroup v2 hierarchy's root (`/system.slice`), as
-/// reports name cgroups; its number of parts is its depth, as the kernel counts ancestors.
+/// reports name cgroups.
 fn cgroup_in_hierarchy(path: &Path) -> anyhow::Result<String> {
     let path = std::fs::canonicalize(path).with_context(|| format!("--cgroup {}: cannot resolve it", path.display()))?;
     let mount = crate::workload::cgroup2_mount().context("--cgroup: no cgroup v2 hierarchy is mounted")?;

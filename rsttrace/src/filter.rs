@@ -18,9 +18,7 @@ pub struct ReportFilter {
     pub pid: Option<u32>,
     /// cgroup v2 id: of the cgroup named, whose descendants pass too.
     pub cgroup: Option<u64>,
-    /// Its depth in the hierarchy (the root: 0).
-    pub cgroup_level: u32,
-    /// Its path from the hierarchy's root (`/system.slice`).
+    /// Its path from the hierarchy's root (`/system.slice`): its parts are its depth.
     pub cgroup_path: Option<String>,
     /// Network namespace inode (judged here, from the report).
     pub netns: Option<u32>,
@@ -45,7 +43,7 @@ impl ReportFilter {
         let mut f = Filter::ANY;
         f.pid = self.pid.unwrap_or(0);
         f.cgroup = self.cgroup.unwrap_or(0);
-        f.cgroup_level = self.cgroup_level;
+        f.cgroup_level = self.cgroup_path.as_deref().map_or(0, |p| p.split('/').filter(|c| !c.is_empty()).count() as u32);
         f.family = if self.ipv4_only {
             AF_INET
         } else if self.ipv6_only {
@@ -102,7 +100,7 @@ impl ReportFilter {
     fn holds(&self, r: &Report) -> bool {
         let (Some(named), Some(w)) = (self.cgroup_path.as_deref(), r.workload.as_ref()) else { return false };
         let named = named.trim_end_matches('/');
-        w.cgroup == named || w.cgroup.strip_prefix(named).is_some_and(|rest| rest.starts_with('/')) || named.is_empty()
+        w.cgroup == named || w.cgroup.strip_prefix(named).is_some_and(|rest| rest.starts_with('/'))
     }
 
     pub fn matches(&self, r: &Report) -> bool {

@@ -1,9 +1,9 @@
 //! Storm folding (`--max-rate`): every report is counted, but only up to `max_rate` a second go
 //! out one by one. The rest are folded, per kind of reset, into one record a second that carries
 //! their exact count. A storm must not hide a rare reset of another kind (the one keepalive
-//! timeout among a port's refusals): a kind's first reports each second go first, and a storm's
-//! kind may not take the last tenth of the bucket's tokens. Formatting and writing a report is about 40% of the agent's per-report
-//! cost in a storm (measured: ~2.1 of ~4.8 ms per 1k JSON reports), so this bounds that part of
+//! timeout among a port's refusals): a storming kind or verdict may not take the last tenth of
+//! the bucket's tokens, which stay for the others. Formatting and writing a report is about 40%
+//! of the agent's per-report cost in a storm (measured: ~2.1 of ~4.8 ms per 1k JSON reports), so this bounds that part of
 //! what a storm makes the agent do on a busy host. Pure: the caller passes the time
 //! (CLOCK_MONOTONIC nanoseconds) in.
 use std::net::IpAddr;

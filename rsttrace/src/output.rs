@@ -5,7 +5,7 @@ use std::{
     io::{self, Write},
     net::IpAddr,
     sync::{
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicI64, Ordering},
         Arc,
     },
     time::{SystemTime, UNIX_EPOCH},
@@ -23,23 +23,29 @@ use crate::{
 };
 
 /// Turns CLOCK_MONOTONIC event times into wall-clock times. The offset between the two clocks is
-/// read again once it is a second old: NTP slews the wall clock, and may step it, while a trace
-/// runs for days, and every `ts` must line up with the host's other logs and captures.
+/// read again on every tick of the agent's loop ([`Clock::refresh`]): NTP slews the wall clock,
+/// and may step it, while a trace runs for days, and every `ts` must line up with the host's
+/// other logs and captures.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     /// A fixed offset instead (tests).
     fixed_offset_ns: Option<i64>,
 }
 
-/// The wall clock less the monotonic one, and when (monotonic ns) it was read; 0: never.
+/// The wall clock less the monotonic one, as last read.
 static REALTIME_MINUS_MONOTONIC_NS: AtomicI64 = AtomicI64::new(0);
-static OFFSET_READ_AT_NS: AtomicU64 = AtomicU64::new(0);
-const OFFSET_TTL_NS: u64 = 1_000_000_000;
 
 impl Clock {
     pub fn now() -> Self {
-        Self::offset_ns(Self::monotonic_now_ns());
+        Self::refresh();
         Self { fixed_offset_ns: None }
+    }
+
+    /// Read the offset between the clocks again.
+    pub fn refresh() {
+        let mono = Self::monotonic_now_ns();
+        let real = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        REALTIME_MINUS_MONOTONIC_NS.store(real - mono as i64, Ordering::Relaxed);
     }
 
     #[cfg(test)]
@@ -55,22 +61,8 @@ impl Clock {
     }
 
     pub fn wall_ns(&self, monotonic_ns: u64) -> i128 {
-        let offset = self.fixed_offset_ns.unwrap_or_else(|| Self::offset_ns(Self::monotonic_now_ns()));
+        let offset = self.fixed_offset_ns.unwrap_or_else(|| REALTIME_MINUS_MONOTONIC_NS.load(Ordering::Relaxed));
         monotonic_ns as i128 + i128::from(offset)
-    }
-
-    /// The offset, read again when it is older than [`OFFSET_TTL_NS`] at `now_ns`.
-    fn offset_ns(now_ns: u64) -> i64 {
-        let read_at = OFFSET_READ_AT_NS.load(Ordering::Relaxed);
-        if read_at != 0 && now_ns.saturating_sub(read_at) < OFFSET_TTL_NS {
-            return REALTIME_MINUS_MONOTONIC_NS.load(Ordering::Relaxed);
-        }
-        let mono = Self::monotonic_now_ns();
-        let real = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        let offset = real - mono as i64;
-        REALTIME_MINUS_MONOTONIC_NS.store(offset, Ordering::Relaxed);
-        OFFSET_READ_AT_NS.store(mono.max(1), Ordering::Relaxed);
-        offset
     }
 }
 

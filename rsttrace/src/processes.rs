@@ -59,14 +59,12 @@ pub struct Processes {
 impl SocketFiles for Processes {
     fn holder(&mut self, inode: u64) -> Option<Task> {
         let pid = Processes::holder(self, inode)?;
-        let comm = self.name(pid).unwrap_or_else(|| "?".into());
-        Some(Task { pid, tid: pid, comm, cgroup: 0 })
+        Some(self.task(pid))
     }
 
     fn released_by(&mut self, inode: u64) -> Option<Task> {
         let pid = *self.released.get(&inode)?;
-        let comm = self.name(pid).unwrap_or_else(|| "?".into());
-        Some(Task { pid, tid: pid, comm, cgroup: 0 })
+        Some(self.task(pid))
     }
 
     fn gone(&mut self, pid: u32) -> bool {
@@ -175,6 +173,12 @@ impl Processes {
         let name = self.read_name(pid)?;
         self.names.insert(pid, (name, Instant::now()));
         Some(name)
+    }
+
+    /// Process `pid` as a report names a holder: its main thread, by its name.
+    fn task(&mut self, pid: u32) -> Task {
+        let comm = self.name(pid).unwrap_or_else(|| "?".into());
+        Task { pid, tid: pid, comm, cgroup: 0 }
     }
 
     /// Process `pid` has exited, or is a zombie (whose files are closed).
