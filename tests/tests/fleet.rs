@@ -202,10 +202,20 @@ fn wait_for_data(prometheus: &Prometheus, what: &str, expr: &str, deadline: Inst
         match prometheus.query(expr) {
             Err(e) => panic!("{what}: Prometheus refuses `{expr}`: {e}"),
             Ok(result) if !result.is_empty() => return result,
-            Ok(_) if Instant::now() > deadline => panic!("{what}: no data for `{expr}` after the scenarios; prometheus log:\n{}", prometheus.log()),
+            Ok(_) if Instant::now() > deadline => panic!(
+                "{what}: no data for `{expr}` after the scenarios; the counters hold:\n{}\nprometheus log:\n{}",
+                counted_so_far(prometheus),
+                prometheus.log()
+            ),
             Ok(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
+}
+
+/// Every reset series Prometheus has, one line each: what a missing one was counted as instead.
+fn counted_so_far(prometheus: &Prometheus) -> String {
+    let series = prometheus.query("rsttrace_resets_total").unwrap_or_else(|e| vec![Value::String(e)]);
+    series.iter().map(|s| format!("  {} = {}", s["metric"], s["value"][1])).collect::<Vec<_>>().join("\n")
 }
 
 /// Wait until `expr`, and each series selector in it on its own, has data: a branch of an `or`
