@@ -2,7 +2,14 @@ use clap::Parser;
 use rsttrace::{agent, cli, correlate};
 
 fn main() -> std::process::ExitCode {
-    let mut cli = cli::Cli::parse();
+    let mut cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => err.exit(),
+        Err(err) => {
+            eprintln!("rsttrace: {} (see --help)", flag_error(&err));
+            return std::process::ExitCode::from(2);
+        }
+    };
     // Before the agent's Config: correlate reads files and needs nothing the agent checks.
     if let Some(cli::Command::Correlate(args)) = cli.command.take() {
         return match correlate::run(&args.into()) {
@@ -46,4 +53,12 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// A flag error as one line: clap's own words, without its `error:` prefix and the usage block
+/// it prints after them.
+fn flag_error(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let said: Vec<&str> = text.lines().map(str::trim).take_while(|l| !l.is_empty() && !l.starts_with("Usage:")).collect();
+    said.join(" ").trim_start_matches("error: ").to_string()
 }

@@ -78,6 +78,25 @@ fn capabilities_bpf_and_perfmon_are_enough() {
     assert!(stderr.contains("tracing TCP resets"), "{stderr}");
 }
 
+/// Bad flags say so in one line on stderr, nothing else, and exit 2 before anything is loaded.
+#[test]
+fn bad_flags_are_one_clear_line() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["--bogus"], "unexpected argument '--bogus'"),
+        (&["--max-rate", "abc"], "invalid value 'abc' for '--max-rate"),
+        (&["--interval", "5"], "--summary"),
+        (&["-w", "--json"], "'--wide' cannot be used with '--json'"),
+        (&["correlate"], "<FILE>"),
+    ];
+    for (args, says) in cases {
+        let (code, stderr) = run(args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: expected one line, got:\n{stderr}");
+        assert!(lines[0].starts_with("rsttrace: ") && lines[0].contains(says), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn tracefs_problems_are_one_clear_line() {
     require_root();
