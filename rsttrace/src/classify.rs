@@ -100,6 +100,9 @@ pub struct Story {
     /// A RST sent with no connection socket (none, or a listener's) for a segment of the
     /// connection this host itself reset a moment before, sent before the peer heard of it.
     pub echoes_reset: bool,
+    /// For a RST sent connecting: the other end, on this host, refused that SYN itself (its
+    /// stack's RST), so the ACK this end refused was no answer of its.
+    pub peer_refused_syn: bool,
     /// The connection timed out after its owner closed the socket (an orphan).
     pub orphan: bool,
     /// For a RST sent with no connection socket (none, or a listener's) for a segment of a
@@ -306,6 +309,19 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             Cause::TimewaitReuse,
             Origin::Stack,
             "our SYN was answered with an ACK for an older connection on the same 4-tuple (TIME_WAIT reuse)",
+        ),
+        // An ACK that is not for our SYN comes from a peer holding an older connection on this
+        // 4-tuple as it sees it: on another host, or behind NAT, whose port may have been
+        // another client's, where no note of this host's tells which.
+        Some("TCP_INVALID_ACK_SEQUENCE") if state == SynSent && story.peer_refused_syn => v(
+            Cause::InvalidSegment,
+            Origin::Stack,
+            "our SYN was answered with an ACK not for it, while the peer's stack on this host refused that SYN with a RST: the ACK came from elsewhere (forged?)",
+        ),
+        Some("TCP_INVALID_ACK_SEQUENCE") if state == SynSent => v(
+            Cause::TimewaitReuse,
+            Origin::Stack,
+            "our SYN was answered with an ACK for an older connection on this 4-tuple, which the peer still holds (TIME_WAIT, or half-open); through NAT, the 4-tuple the peer sees may have been another client's",
         ),
         // tcp_check_req() refusing the final ACK of a handshake: accept queue full with
         // tcp_abort_on_overflow=1 (INVALID_SYN, from the listener).
@@ -630,6 +646,7 @@ mod tests {
         let told_aborted = Story { destroyed: true, ..Story::default() };
         let reused = Story { tuple_reused: true, ..Story::default() };
         let half_open = Story { tuple_reused: true, peer_holds_open: true, ..Story::default() };
+        let peer_refused_syn = Story { peer_refused_syn: true, ..Story::default() };
         let kept = Story { socket_kept: true, ..Story::default() };
         let timer = Story { timed_out: true, ..Story::default() };
         let grabbed = Story { port_taken_by: Some(Named::new("intruder", 9)), ..Story::default() };
@@ -691,7 +708,8 @@ mod tests {
             (sent(Some("TCP_RFC7323_PAWS"), Some(Established), Some(false)), &none, Cause::PawsReject, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &reused, Cause::TimewaitReuse, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &half_open, Cause::TimewaitReuse, Origin::Stack, false),
-            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
+            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &none, Cause::TimewaitReuse, Origin::Stack, false),
+            (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(SynSent), Some(false)), &peer_refused_syn, Cause::InvalidSegment, Origin::Stack, false),
             (sent(Some("TCP_INVALID_ACK_SEQUENCE"), Some(Established), Some(false)), &none, Cause::InvalidSegment, Origin::Stack, false),
             (sent(Some("NOT_SPECIFIED"), Some(NewSynRecv), Some(false)), &none, Cause::ListenOverflow, Origin::Stack, false),
             (sent(Some("TCP_FLAGS"), Some(Listen), Some(false)), &none, Cause::NoSocket, Origin::Stack, false),
@@ -721,7 +739,7 @@ mod tests {
             (inferred(Close, None, SockFacts::default()), &kept, Cause::AppDisconnect, Origin::Application, false),
             (inferred(Close, None, SockFacts::default()), &from_fin_wait2, Cause::Linger2Abort, Origin::Stack, false),
             (inferred(Close, None, SockFacts::default()), &none, Cause::Unknown, Origin::Application, false),
-            (inferred(SynSent, Some(false), SockFacts::default()), &none, Cause::InvalidSegment, Origin::Stack, false),
+            (inferred(SynSent, Some(false), SockFacts::default()), &none, Cause::TimewaitReuse, Origin::Stack, false),
             (inferred(SynSent, Some(false), SockFacts::default()), &reused, Cause::TimewaitReuse, Origin::Stack, false),
             (inferred(SynSent, Some(false), in_window), &none, Cause::PawsReject, Origin::Stack, false),
             (inferred(Listen, Some(false), queue_full), &none, Cause::ListenOverflow, Origin::Stack, false),

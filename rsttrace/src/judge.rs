@@ -944,6 +944,9 @@ impl Judge {
             listener_of_other_family: p.listener_of_other_family,
             ..Story::default()
         };
+        if let Trigger::Sent { state: Some(TcpState::SynSent), .. } = p.trigger {
+            story.peer_refused_syn = self.peer_sent(ev).is_some_and(|r| r.answered == Answered::SynOrUnread);
+        }
         if let Trigger::TimedOut { state } = p.trigger {
             story.orphan = h.orphan_timed_out;
             let n = h.retransmits.unwrap_or(0);

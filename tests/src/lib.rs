@@ -107,6 +107,14 @@ impl Net {
         }
     }
 
+    /// An address of the client's subnet that no interface has yet: a second client's.
+    pub fn spare_addr(&self, f: Family) -> String {
+        match f {
+            Family::V4 => format!("10.231.{}.3", self.subnet),
+            Family::V6 => format!("fd00:231:{}::3", self.subnet),
+        }
+    }
+
     pub fn server_addr(&self, f: Family) -> String {
         match f {
             Family::V4 => format!("10.231.{}.2", self.subnet),

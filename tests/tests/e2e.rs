@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rsttrace_tests::{
-    again_if_the_kernel_skipped_runs, assert_kernel_reason, assert_report, exactly, exactly_with_optional, overflow_accept_queue, require_root, send_reset_format, Cgroup, Family, Net, Stim, Tracer,
+    again_if_the_kernel_skipped_runs, assert_kernel_reason, assert_report, exactly, exactly_with_optional, in_ns, overflow_accept_queue, require_root, send_reset_format, Cgroup, Family, Net, Stim, Tracer,
     FAMILIES,
 };
 use rsttrace_common::{TupleKey, TUPLE_SLOT_BITS};
@@ -1172,6 +1172,54 @@ fn reconnecting_into_a_time_wait_older_than_rsttrace_is_timewait_reuse() {
     });
 }
 
+/// The client's port a NAT in the client's namespace gives the connections from its second
+/// address (as to another client behind the same NAT).
+const NAT_PORT: &str = "40123";
+
+/// A source NAT in the client's namespace: connections from a second address of the client
+/// leave from the client's address and `port`, as another host's behind one NAT would. The
+/// NAT's record of a closed connection lasts 1 s (not 120), so that the port is soon free for
+/// the next. Returns that second address.
+fn behind_a_nat(net: &Net, f: Family, port: &str) -> String {
+    let behind = net.spare_addr(f);
+    let (family, prefix, to) = match f {
+        Family::V4 => ("ip", "/32", format!("{}:{port}", net.client_addr(f))),
+        Family::V6 => ("ip6", "/128", format!("[{}]:{port}", net.client_addr(f))),
+    };
+    in_ns(&net.client, "ip", &["addr", "add", &format!("{behind}{prefix}"), "dev", "lo"]);
+    let script = format!(
+        "add table {family} nat; add chain {family} nat post {{ type nat hook postrouting priority 100; }}; add rule {family} nat post {family} saddr {behind} meta l4proto tcp snat to {to}"
+    );
+    in_ns(&net.client, "nft", &[&script]);
+    net.sysctl(&net.client, "net/netfilter/nf_conntrack_tcp_timeout_time_wait", "1");
+    behind
+}
+
+#[test]
+fn a_syn_through_a_nat_into_another_clients_time_wait_is_timewait_reuse() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(86, |net, f| {
+            // Without timestamps the TIME_WAIT side can only judge the new SYN by its sequence:
+            // half the time it takes that for an old connection's, and answers with an ACK.
+            net.sysctl(&net.client, "net/ipv4/tcp_timestamps", "0");
+            let behind = behind_a_nat(net, f, NAT_PORT);
+            let _server = listen(net, f, "close-first");
+            let c = client(net, f, PORT, &["--local-port", NAT_PORT, "--reconnect-from", &behind]);
+            let met = c.expect_line("time-wait: ", Duration::from_secs(60));
+            assert!(met.starts_with("time-wait: met"), "{met}");
+            vec![c.pid()]
+        }) {
+            // The server's TIME_WAIT is of the 4-tuple the NAT made, not of this socket's, so
+            // no note of this host's ties the two: the ACK alone says what the peer holds.
+            let [sent] = exactly(&reports, ["sent:timewait_reuse"]);
+            assert_report(sent, f, "stack", Some(pids[0]));
+            assert_eq!(sent["state"], "SYN_SENT");
+            assert_kernel_reason(sent, "TCP_INVALID_ACK_SEQUENCE");
+            assert!(sent["why"].as_str().unwrap().contains("through NAT"), "{sent}");
+        }
+    });
+}
+
 /// A client in SYN_SENT answered by a forged segment from a raw socket on the server host (no
 /// listener there, and the stack's own RST to the SYN is filtered out).
 fn forged_answer(net: &Net, f: Family, mode: &str) -> u64 {
@@ -1193,6 +1241,8 @@ fn forged_ack_to_a_connecting_socket_is_invalid_segment() {
             assert_report(sent, f, "stack", Some(pids[0]));
             assert_eq!(sent["state"], "SYN_SENT");
             assert_kernel_reason(sent, "TCP_INVALID_ACK_SEQUENCE");
+            // The server's stack refused that SYN itself: the ACK was no older connection's.
+            assert!(sent["why"].as_str().unwrap().contains("refused that SYN"), "{sent}");
         }
     });
 }

@@ -19,8 +19,9 @@ use crate::{cmd, cpio::Archive, install_debian, output};
 
 /// What building and booting a guest needs from Debian.
 const PACKAGES: [&str; 5] = ["qemu-system-x86", "busybox-static", "kmod", "xz-utils", "binutils"];
-/// Modules the scenarios load; their dependencies come along (`modprobe --show-depends`).
-const MODULES: [&str; 3] = ["veth", "nf_tables", "nft_reject_inet"];
+/// Modules the scenarios load; their dependencies come along (`modprobe --show-depends`):
+/// nftables' reject and (for a NAT in a namespace) its NAT chains and expression.
+const MODULES: [&str; 5] = ["veth", "nf_tables", "nft_reject_inet", "nft_chain_nat", "nft_nat"];
 /// `tcp_diag` (with `inet_diag`) lets `ss -K` destroy sockets; built in on some kernels, so
 /// taken only where the package has it as a module.
 const OPTIONAL_MODULES: [&str; 1] = ["tcp_diag"];

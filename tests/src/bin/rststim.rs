@@ -388,6 +388,11 @@ struct ClientOptions {
     /// `--rename NAME`: once connected, the process names itself NAME (PR_SET_NAME), as a
     /// server setting its process title does, and lives on 4 s after the connection ends.
     rename: Option<String>,
+    /// `--reconnect-from ADDR`: once the server closed the first connection (it closes first:
+    /// its end stays in TIME_WAIT), connect again from ADDR, which the test's NAT maps to the
+    /// first connection's address and port, as another client behind the same NAT: over and
+    /// over, until a SYN is answered by that TIME_WAIT (see `reconnect_through_nat`).
+    reconnect_from: Option<IpAddr>,
 }
 
 fn parse_client(args: &[String]) -> ClientOptions {
@@ -430,6 +435,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             "--rename" => o.rename = Some(value()),
             // One connection's port: not with --race's second one.
             "--local-port" => o.local_port = Some(value().parse().expect("--local-port port")),
+            "--reconnect-from" => o.reconnect_from = Some(value().parse().expect("--reconnect-from address")),
             other => panic!("unknown option {other}"),
         }
     }
@@ -463,6 +469,48 @@ fn open(addr: SocketAddr, o: &ClientOptions) -> std::io::Result<TcpStream> {
     }
     socket.connect(&addr.into())?;
     Ok(socket.into())
+}
+
+/// Connect to `addr` from `from` until a SYN meets the server's TIME_WAIT of the connection
+/// before, which the NAT gave the same 4-tuple: unless the SYN's sequence happens to lie past
+/// that connection's (half the time, timestamps off), the TIME_WAIT answers with an ACK for the
+/// old connection, this end resets it and sends its SYN again, which then connects. Every
+/// connection the server accepts it closes first, leaving a TIME_WAIT for the next try.
+fn reconnect_through_nat(addr: SocketAddr, from: IpAddr) {
+    /// Long enough for the NAT's own record of the last connection to expire (the test sets
+    /// conntrack's TIME_WAIT timeout to 1 s): until then it would not hand its port out again.
+    const NAT_FORGETS: Duration = Duration::from_millis(1500);
+    for attempt in 1..=12 {
+        std::thread::sleep(NAT_FORGETS);
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+        if let Err(e) = socket.connect(&addr.into()) {
+            return report_error(&e);
+        }
+        // The SYN went out again: the first one met the TIME_WAIT.
+        let met = syn_retransmitted(socket.as_raw_fd());
+        let mut s: TcpStream = socket.into();
+        read_until_the_end(&mut s);
+        drop(s);
+        if met {
+            println!("time-wait: met on attempt {attempt}");
+            std::io::stdout().flush().unwrap();
+            return;
+        }
+    }
+    println!("time-wait: never met in 12 attempts");
+    std::io::stdout().flush().unwrap();
+}
+
+/// The connected socket `fd` sent a segment again: for one just connected, its SYN.
+fn syn_retransmitted(fd: RawFd) -> bool {
+    // SAFETY: a zeroed plain C struct, filled by the kernel up to `len`.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid socket, and a buffer of `len` bytes.
+    let rc = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len) };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_total_retrans > 0
 }
 
 /// An abort storm: connect, send a byte, and read until the server resets the connection, over
@@ -582,6 +630,11 @@ fn client(addr: SocketAddr, o: ClientOptions) {
         if let Some(ms) = o.give_up_after_ms {
             std::thread::sleep(Duration::from_millis(ms));
         }
+    }
+    if let Some(from) = o.reconnect_from {
+        read_until_the_end(&mut s);
+        drop(s);
+        return reconnect_through_nat(addr, from);
     }
     if o.reuse_port_after_bulk {
         // Send BULK bytes, let the server close first, then connect again from the same port.
