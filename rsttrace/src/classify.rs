@@ -103,6 +103,9 @@ pub struct Story {
     /// For a RST sent connecting: the other end, on this host, refused that SYN itself (its
     /// stack's RST), so the ACK this end refused was no answer of its.
     pub peer_refused_syn: bool,
+    /// For a segment no socket took, on a port nobody listens on: the owner of the listener
+    /// that served it, which closed this long ago (ns).
+    pub listener_gone: Option<(Named, u64)>,
     /// The connection timed out after its owner closed the socket (an orphan).
     pub orphan: bool,
     /// For a RST sent with no connection socket (none, or a listener's) for a segment of a
@@ -230,6 +233,11 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             },
             Some(false) if story.echoes_reset => echo(who),
             Some(false) if let Some(end) = story.earlier_end => sequel(end, story.owner.as_ref()),
+            Some(false) if let Some((listened, closed)) = &story.listener_gone => v(
+                Cause::NoSocket,
+                Origin::Stack,
+                format!("segment for a connection this host does not know, on a port whose listener, {listened}'s, closed {} before: a connection it had not accepted ended with it", Ago(*closed)),
+            ),
             Some(false) => v(Cause::NoSocket, Origin::Stack, "segment for a connection this host does not know (forgotten after a timeout, reboot or state loss)"),
             None if reason == Some("NO_SOCKET") || reason.is_none() => {
                 v(Cause::Unknown, Origin::Stack, "no socket for the segment; could not read whether it was a SYN")
@@ -449,7 +457,9 @@ fn inferred_reason(state: TcpState, facts: Option<SockFacts>, story: &Story) -> 
             } else if f.linger0 {
                 Some("TCP_STATE")
             } else if story.closed_from == Some(TcpState::FinWait2) {
-                Some("TCP_ABORT_ON_LINGER")
+                // Reaching FIN_WAIT2 resets an orphan at once only with TCP_LINGER2 < 0; else
+                // what ended it there was data after its close, acknowledging its FIN.
+                Some(if f.linger2_negative { "TCP_ABORT_ON_LINGER" } else { "TCP_ABORT_ON_DATA" })
             } else {
                 None
             }
@@ -737,7 +747,8 @@ mod tests {
             (inferred(Close, None, linger0), &none, Cause::AppAbortLinger0, Origin::Application, false),
             (inferred(Close, None, linger0), &kept, Cause::AppDisconnect, Origin::Application, false),
             (inferred(Close, None, SockFacts::default()), &kept, Cause::AppDisconnect, Origin::Application, false),
-            (inferred(Close, None, SockFacts::default()), &from_fin_wait2, Cause::Linger2Abort, Origin::Stack, false),
+            (inferred(Close, None, SockFacts::default()), &from_fin_wait2, Cause::DataAfterClose, Origin::Application, false),
+            (inferred(Close, None, orphan_linger2), &from_fin_wait2, Cause::Linger2Abort, Origin::Stack, false),
             (inferred(Close, None, SockFacts::default()), &none, Cause::Unknown, Origin::Application, false),
             (inferred(SynSent, Some(false), SockFacts::default()), &none, Cause::TimewaitReuse, Origin::Stack, false),
             (inferred(SynSent, Some(false), SockFacts::default()), &reused, Cause::TimewaitReuse, Origin::Stack, false),

@@ -145,6 +145,10 @@ struct Pending {
     /// For a SYN no socket took: the wildcard address of the port's listener of the other
     /// family (an IPv6-only one on `::` for an IPv4 SYN, one on 0.0.0.0 for an IPv6 SYN).
     listener_of_other_family: Option<IpAddr>,
+    /// For a segment no socket took (no SYN), on a port nobody listens on now: the owner of the
+    /// listener that served it until it closed, and when it closed. The connection may be one
+    /// that listener never accepted (its handshake's end dropped while its queue was full).
+    listener_gone: Option<(Task, u64)>,
 }
 
 /// Resets sent to a closing listener's waiting connections share the closer's system call:
@@ -599,16 +603,20 @@ impl Judge {
     }
 
     /// A reset with no socket of its connection, sent where another process than the one that
-    /// served this peer now listens: (the newcomer, the connection's owner). The connection's
-    /// owner is the kernel side's memory of the 4-tuple or, without it, the listener that held
-    /// the same place until the newcomer took it.
+    /// served this peer now listens: (the newcomer, the connection's owner). Only where the
+    /// port changed hands: a listener that served it closed, and the one serving it now began
+    /// listening after that. (A prefork server's master holds the listener its workers' connections
+    /// came from: a worker that served the peer is no predecessor of its master.) The
+    /// connection's owner is the kernel side's memory of the 4-tuple or, without it, the listener
+    /// that held the same place until the newcomer took it.
     fn port_taken(&self, ev: &KernelEvent, state: Option<TcpState>) -> Option<(Task, Task)> {
         let (listening, since) = self.serving(ev.netns, &ev.endpoints)?;
         let now = if state == Some(TcpState::Listen) { ev.owner.unwrap_or(listening) } else { listening };
-        let served_by = ev.history.earlier_owner.or_else(|| {
-            let (owner, closed) = self.closed_serving(ev.netns, &ev.endpoints)?;
-            (closed <= since && ev.ts_ns.saturating_sub(closed) < LISTENER_MEMORY_NS).then_some(owner)
-        })?;
+        let (predecessor, closed) = self.closed_serving(ev.netns, &ev.endpoints)?;
+        if closed > since || ev.ts_ns.saturating_sub(closed) >= LISTENER_MEMORY_NS {
+            return None;
+        }
+        let served_by = ev.history.earlier_owner.unwrap_or(predecessor);
         (now.pid != served_by.pid).then_some((now, served_by))
     }
 
@@ -624,6 +632,12 @@ impl Judge {
         let unowned = event.owner.is_none() && event.history.opened_ns.is_none() && !refused_syn;
         let serving = if unowned { self.serving(event.netns, &event.endpoints) } else { None };
         let listener_of_other_family = if refused_syn { self.listener_of_other_family(event.netns, &event.endpoints) } else { None };
+        let segment_unknown = matches!(trigger, Trigger::Sent { state: None, trigger_syn: Some(false), .. });
+        let listener_gone = if segment_unknown && serving.is_none() && self.serving(event.netns, &event.endpoints).is_none() {
+            self.closed_serving(event.netns, &event.endpoints).filter(|(_, closed)| event.ts_ns.saturating_sub(*closed) < LISTENER_MEMORY_NS)
+        } else {
+            None
+        };
         let (listener_owner, listener_owner_fallback) = match serving {
             Some((owner, since)) if since == LISTENING_BEFORE_TRACE || event.inode != 0 => (None, Some(owner)),
             Some((owner, _)) => (Some(owner), None),
@@ -668,6 +682,7 @@ impl Judge {
             peer_late: false,
             syn_to_listener_here,
             listener_of_other_family,
+            listener_gone,
         });
     }
 
@@ -876,6 +891,8 @@ impl Judge {
                 (owner, attribution) = (Some(holder), Attribution::SocketFile);
             } else if let Some(listening) = p.listener_owner_fallback.filter(|_| Self::accepted(p)) {
                 (owner, attribution) = (Some(listening), Attribution::SocketOwner);
+            } else if let Some((listened, _)) = p.listener_gone {
+                (owner, attribution) = (Some(listened), Attribution::SocketOwner);
             }
         }
         // The thread that acted named itself: the report names its process, as the kernel had
@@ -979,6 +996,7 @@ impl Judge {
         story.aborted_on_data = p.aborted_on_data;
         story.timed_out = p.error_after == Some(ETIMEDOUT);
         story.destroyed = p.error_after == Some(ECONNABORTED);
+        story.listener_gone = p.listener_gone.map(|(owner, closed)| (Named::from(&owner), ev.ts_ns.saturating_sub(closed)));
         story.listener_waiting = p.listener_closed_with.and_then(|key| Some((key.1, self.listener_closes.get(&key)?.1)));
         // The task that ran the call, when it is a process and not the owner: the one that
         // killed someone else's socket.
@@ -2182,6 +2200,13 @@ mod tests {
         rst.history.earlier_owner = Some(new);
         events.push(rst);
         assert_eq!(run(events)[0].verdict.cause, Cause::NoSocket);
+        // A prefork server: its master listens, a worker served the connection and closed it;
+        // the master's listener answering the peer's late segments took no port from anyone.
+        let master = task(30, "nginx");
+        let mut rst = answered_by_listener(10, &master);
+        rst.history.earlier_owner = Some(task(31, "nginx"));
+        let r = &run(vec![listener(1, Close, Listen, &master, "10.0.0.1"), rst])[0];
+        assert_eq!(r.verdict.cause, Cause::NoSocket, "{}", r.verdict.why);
         // A listener on another address of the same port is no predecessor.
         let events = vec![listener(1, Close, Listen, &old, "10.9.9.9"), listener(5, Listen, Close, &old, "10.9.9.9"), listener(6, Close, Listen, &new, "10.0.0.1"), answered_by_listener(10, &new)];
         let r = &run(events)[0];

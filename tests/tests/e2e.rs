@@ -1475,6 +1475,34 @@ fn a_reuseport_member_closing_its_listener_resets_its_own_queue_as_its_own() {
     });
 }
 
+/// The server's stack never gets the handshake's last ACK (a full accept queue drops it so,
+/// here a firewall), so the client takes the connection for open while the server has only
+/// its half-open request; the listener closes, and the client's data then meets no socket.
+#[test]
+fn data_for_a_handshake_a_closed_listener_never_finished_names_that_listener() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(87, |net, f| {
+            let mut server = listen(net, f, "close-listener-on-go");
+            let last_ack = net.server_filter("input", &format!("tcp dport {PORT} tcp flags & (syn | ack) == ack drop"));
+            let mut c = client(net, f, PORT, &["--wait-go", "--send", "100"]);
+            c.expect_line("ready", T);
+            server.go();
+            server.expect_line("closed", T);
+            drop(last_ack);
+            c.go();
+            assert_eq!(c.expect_line("errno", T), "errno 104");
+            vec![server.pid(), c.pid()]
+        }) {
+            let [sent, received] = exactly(&reports, ["sent:no_socket", "received:peer_reset"]);
+            assert_report(sent, f, "stack", Some(pids[0]));
+            let why = sent["why"].as_str().unwrap();
+            assert!(why.contains(&format!("whose listener, rststim[{}]'s, closed", pids[0])), "{sent}");
+            assert_report(received, f, "peer", Some(pids[1]));
+            assert_eq!(received["peer_cause"], "no_socket", "{received}");
+        }
+    });
+}
+
 /// Two connections wait in the accept queue of a server that never accepts; `close` closes its
 /// listener. Both are reset, reported as the server's.
 fn listener_closed_under_two_waiting(subnet: u8, close: impl Fn(&Net, &mut Stim)) {
