@@ -647,6 +647,7 @@ impl Judge {
         match trigger {
             Trigger::Sent { state, trigger_syn, .. } => {
                 let answered = match (trigger_syn, state) {
+                    (Some(false), Some(s)) if s != TcpState::Listen => Answered::SegmentByItsSocket,
                     (Some(false), _) => Answered::Segment,
                     (Some(true), _) | (None, None) => Answered::SynOrUnread,
                     (None, Some(_)) => Answered::Nothing,
@@ -1023,6 +1024,15 @@ impl Judge {
                 return Some(first);
             }
         }
+        if nearest.answered == Answered::Segment {
+            // A listener's (or no socket's) answer just after the connection's own socket
+            // answered the peer's data (data after close): the peer's segments in flight met
+            // the first, which reached the peer before this echo of it.
+            let ts = nearest.ts;
+            if let Some(first) = self.recent_sent.near(&ends, ts, ECHO_NS, |r| r.answered == Answered::SegmentByItsSocket && r.ts < ts && !r.matched) {
+                return Some(first);
+            }
+        }
         Some(nearest)
     }
 
@@ -1036,7 +1046,13 @@ impl Judge {
             return None;
         }
         let ts = p.event.ts_ns;
-        self.recent_sent.near(&p.event.endpoints, ts, ECHO_NS, |r| r.answered == Answered::Nothing && r.ts <= ts.saturating_add(SAME_CALL_NS))
+        // An active reset is traced once sent, so possibly after its echo; a RST the
+        // connection's own socket sent for the peer's data (after close) is traced before.
+        self.recent_sent.near(&p.event.endpoints, ts, ECHO_NS, |r| match r.answered {
+            Answered::Nothing => r.ts <= ts.saturating_add(SAME_CALL_NS),
+            Answered::SegmentByItsSocket => r.ts < ts,
+            _ => false,
+        })
     }
 
     /// How the connection of `p`, a RST of no connection's socket answering its peer's segment,
@@ -1911,6 +1927,27 @@ mod tests {
         abort.ts_ns = 10_010_000;
         abort.endpoints = server_side;
         (received_by_client, echo, abort)
+    }
+
+    #[test]
+    fn data_after_close_followed_by_the_listeners_answers_to_the_rest_is_what_the_peer_was_told() {
+        // nginx's worker closed with the request body still coming: its orphan resets the first
+        // data after close, and the master's listener answers the segments in flight behind it.
+        let worker = task(11, "nginx");
+        let (mut received_by_client, mut echo, _) = abort_crossing_data(Some(Listen));
+        let mut first = sent(0, Some(Close), Some("TCP_ABORT_ON_DATA"), task(0, "swapper/0"), Some(worker));
+        first.ts_ns = 10_000_000;
+        first.endpoints = echo.endpoints;
+        first.facts = Some(SockFacts { orphan: true, ..SockFacts::default() });
+        first.trigger = echo.trigger;
+        echo.ts_ns = first.ts_ns + 30_000;
+        received_by_client.ts_ns = echo.ts_ns + 20_000;
+        let reports = run(vec![first, echo, received_by_client]);
+        let r = reports.iter().find(|r| r.direction == Some(Direction::Received)).unwrap();
+        assert_eq!((r.verdict.cause, r.peer_cause), (Cause::PeerReset, Some(Cause::DataAfterClose)), "{}", r.verdict.why);
+        let e = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
+        assert!(e.verdict.why.starts_with("segment of the connection nginx[11] reset a moment before"), "{}", e.verdict.why);
+        assert_eq!(e.owner.map(|o| o.pid), Some(11));
     }
 
     #[test]

@@ -19,8 +19,12 @@ use crate::{
 pub enum Answered {
     /// Nothing: an active reset (close(), an abort, a timer), traced after it is sent.
     Nothing,
-    /// A segment of a connection under way (no SYN), traced before it is sent.
+    /// A segment of a connection under way (no SYN) that no socket of that connection took (a
+    /// listener answered it, or nothing), traced before it is sent.
     Segment,
+    /// The same, answered by the connection's own socket (an orphan closing, a TIME_WAIT
+    /// remnant): data after close.
+    SegmentByItsSocket,
     /// A SYN, or a segment that could not be read, traced before it is sent.
     SynOrUnread,
 }

@@ -1210,8 +1210,10 @@ fn a_syn_through_a_nat_into_another_clients_time_wait_is_timewait_reuse() {
             vec![c.pid()]
         }) {
             // The server's TIME_WAIT is of the 4-tuple the NAT made, not of this socket's, so
-            // no note of this host's ties the two: the ACK alone says what the peer holds.
-            let [sent] = exactly(&reports, ["sent:timewait_reuse"]);
+            // no note of this host's ties the two: the ACK alone says what the peer holds. (Once
+            // on 6.1 under TCG a segment reached the client's second address 15 ms after that
+            // RST, with no socket there: its own RST, no_socket, says nothing of the reuse.)
+            let ([sent], _) = exactly_with_optional(&reports, ["sent:timewait_reuse"], &["sent:no_socket"]);
             assert_report(sent, f, "stack", Some(pids[0]));
             assert_eq!(sent["state"], "SYN_SENT");
             assert_kernel_reason(sent, "TCP_INVALID_ACK_SEQUENCE");
@@ -1617,7 +1619,13 @@ fn a_listener_older_than_rsttrace_owns_its_connections_and_a_forged_refusal_is_i
         for f in FAMILIES {
             let server = listen(&net, f, "hold");
             let tracer = Tracer::start(&[]);
-            let mut probe = client(&net, f, PORT, &["--linger0"]);
+            // The probe aborts once told: its handshake's last ACK, sent from connect()'s
+            // softirq, must not be overtaken by its RST from another CPU (seen under TCG), which
+            // would leave the server's half-open request to vanish unreported.
+            let mut probe = client(&net, f, PORT, &["--linger0", "--wait-go"]);
+            probe.expect_line("ready", T);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            probe.go();
             probe.wait(T);
             let reject = net.server_filter("input", "tcp dport 8080 tcp flags syn reject with tcp reset");
             let refused = client(&net, f, PORT, &[]);
