@@ -594,6 +594,11 @@ impl Judge {
         Self::serving_in(&self.closed_listeners, netns, endpoints).copied()
     }
 
+    /// The same, where it closed within [`LISTENER_MEMORY_NS`] before `ev`.
+    fn closed_serving_lately(&self, ev: &KernelEvent) -> Option<(Task, u64)> {
+        self.closed_serving(ev.netns, &ev.endpoints).filter(|(_, closed)| ev.ts_ns.saturating_sub(*closed) < LISTENER_MEMORY_NS)
+    }
+
     /// A listener of one of this host's namespaces serves `server`'s local end: one bound to that
     /// very address (a socket binds only to an address of its namespace), or one on the wildcard
     /// in a namespace that holds the address.
@@ -612,8 +617,8 @@ impl Judge {
     fn port_taken(&self, ev: &KernelEvent, state: Option<TcpState>) -> Option<(Task, Task)> {
         let (listening, since) = self.serving(ev.netns, &ev.endpoints)?;
         let now = if state == Some(TcpState::Listen) { ev.owner.unwrap_or(listening) } else { listening };
-        let (predecessor, closed) = self.closed_serving(ev.netns, &ev.endpoints)?;
-        if closed > since || ev.ts_ns.saturating_sub(closed) >= LISTENER_MEMORY_NS {
+        let (predecessor, closed) = self.closed_serving_lately(ev)?;
+        if closed > since {
             return None;
         }
         let served_by = ev.history.earlier_owner.unwrap_or(predecessor);
@@ -633,11 +638,7 @@ impl Judge {
         let serving = if unowned { self.serving(event.netns, &event.endpoints) } else { None };
         let listener_of_other_family = if refused_syn { self.listener_of_other_family(event.netns, &event.endpoints) } else { None };
         let segment_unknown = matches!(trigger, Trigger::Sent { state: None, trigger_syn: Some(false), .. });
-        let listener_gone = if segment_unknown && serving.is_none() && self.serving(event.netns, &event.endpoints).is_none() {
-            self.closed_serving(event.netns, &event.endpoints).filter(|(_, closed)| event.ts_ns.saturating_sub(*closed) < LISTENER_MEMORY_NS)
-        } else {
-            None
-        };
+        let listener_gone = if segment_unknown && self.serving(event.netns, &event.endpoints).is_none() { self.closed_serving_lately(&event) } else { None };
         let (listener_owner, listener_owner_fallback) = match serving {
             Some((owner, since)) if since == LISTENING_BEFORE_TRACE || event.inode != 0 => (None, Some(owner)),
             Some((owner, _)) => (Some(owner), None),
