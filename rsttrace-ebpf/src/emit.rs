@@ -10,13 +10,13 @@ use aya_ebpf::{
     EbpfContext,
 };
 use rsttrace_common::{
-    Event, EventKind, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
+    Event, EventKind, Filter, Owner, SockOffsets, SockRecord, StructOffsets, TracepointLayout,
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_LINGER0, FACT_LINGER2_NEGATIVE, FACT_NOTHING_EXCHANGED,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_ABORTED_HERE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_ENDED_BADLY, FLAG_PEER_HOLDS_OPEN, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_REFUSED_HERE, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
-    NO_OFFSET, RECORD_MAX,
+    NO_OFFSET, OLDER_CONNECTION, RECORD_MAX,
 };
 
 use crate::{
@@ -712,13 +712,45 @@ fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
             }
         }
     }
-    if owner.is_known() {
-        let o = owner;
-        if (f.pid != 0 && o.tgid != f.pid) || (f.cgroup != 0 && o.cgroup != f.cgroup) {
-            return false;
-        }
+    // Another owner's RST to a socket of this host that the filter keeps crosses too: the
+    // received reset's report names its cause (`peer_cause`). The agent reports only the kept.
+    !owner.is_known() || owner_kept(&f, owner, false) || (kind == EventKind::SendReset && sent_key(d, &l).is_some_and(|k| to_a_kept_peer(&f, &k)))
+}
+
+/// `owner` is the process, or in the cgroup, the filter names; `cgroup_unknown`: its cgroup was
+/// not read (the agent's note of a connection older than it), so only its process is judged.
+#[inline(always)]
+fn owner_kept(f: &Filter, owner: &Owner, cgroup_unknown: bool) -> bool {
+    (f.pid == 0 || owner.tgid == f.pid) && (f.cgroup == 0 || cgroup_unknown || owner.cgroup == f.cgroup)
+}
+
+/// The sending end's 4-tuple of a sent reset's record: from its address blobs (6.10+, and every
+/// typed program's), else from its fields (older kernels).
+#[inline(always)]
+fn sent_key<F: Fields>(d: &F, l: &TracepointLayout) -> Option<TupleKey> {
+    if l.saddr_blob == NO_FIELD || l.daddr_blob == NO_FIELD {
+        return record_key(d, l);
     }
-    true
+    let (local, remote) = (l.saddr_blob, l.daddr_blob);
+    // `sockaddr_in`'s address follows its port; `sockaddr_in6`'s a flow label later, and the
+    // key keeps its last four bytes.
+    let at = if d.get::<u16>(local)? == AF_INET_U32 { 4 } else { 20 };
+    Some(TupleKey {
+        lport: u16::from_be(d.get::<u16>(local + 2)?),
+        rport: u16::from_be(d.get::<u16>(remote + 2)?),
+        laddr: d.get::<u32>(local + at)?,
+        raddr: d.get::<u32>(remote + at)?,
+    })
+}
+
+/// The other end of `key` is a socket of this host (open, or closed a moment ago) whose owner
+/// the filter keeps, or whose owner the kernel side does not know.
+#[inline(always)]
+fn to_a_kept_peer(f: &Filter, key: &TupleKey) -> bool {
+    let Some(peer) = history::peer_of(key) else { return false };
+    let on_record = owner::owner_of(peer.sk);
+    let owner = if on_record.is_known() { on_record } else { peer.owner };
+    !owner.is_known() || owner_kept(f, &owner, !on_record.is_known() && peer.sk == OLDER_CONNECTION)
 }
 
 /// An event reserved in the ring buffer with the tracepoint record already copied in: fields are

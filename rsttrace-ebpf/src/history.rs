@@ -130,8 +130,15 @@ fn open_or_closed_lately(entry: &TupleEntry, now: u64) -> bool {
 /// traced. The look-up is a cache miss in 4 MiB.
 #[inline(always)]
 pub fn peer_here(receiving: &TupleKey) -> bool {
+    peer_of(receiving).is_some()
+}
+
+/// The note of the other end of the connection `key` (its own end first), where that end is a
+/// socket of this host, open or closed a moment ago (see [`peer_here`]).
+#[inline(always)]
+pub fn peer_of(key: &TupleKey) -> Option<&'static TupleEntry> {
     // SAFETY: helper without preconditions.
-    tuple(&receiving.reversed()).is_some_and(|peer| open_or_closed_lately(peer, unsafe { bpf_jiffies64() }))
+    tuple(&key.reversed()).filter(|peer| open_or_closed_lately(peer, unsafe { bpf_jiffies64() }))
 }
 
 /// The last connection noted under `key`, if its bucket still holds it. A pointer into the

@@ -558,7 +558,7 @@ fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
     let doubts = match story.peer_sent {
         Some(_) => None,
         None if story.peer_here_untraced => {
-            Some("the other end is on this host, but its RST is not in this trace (a -p or -c filter keeps other processes' resets out): its cause is not known".to_string())
+            Some("the other end is on this host, but its RST is not in this trace (under -p or -c, another process's RST is traced only to a socket the kernel side knows the filter keeps): its cause is not known".to_string())
         }
         None => story.evidence.as_ref().and_then(Evidence::doubts),
     };

@@ -59,9 +59,10 @@ impl ReportFilter {
         f
     }
 
-    /// The kernel part drops RSTs this host sent that answer a reset it keeps: a filter on the
-    /// process or cgroup (the other end has its own owner). A port filter keeps the other end's
-    /// events, whose ports are reversed. A missing `sent` then proves nothing.
+    /// The kernel part may drop the RST this host sent to a socket the filter keeps: under a
+    /// filter on the process or cgroup, another owner's RST crosses only where the kernel side's
+    /// note of the receiving socket shows it kept (a port filter keeps the other end's events,
+    /// whose ports are reversed). A missing `sent` then proves nothing.
     pub fn drops_other_ends_in_kernel(&self) -> bool {
         self.pid.is_some() || self.cgroup.is_some()
     }

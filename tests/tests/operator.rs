@@ -52,6 +52,50 @@ fn a_remote_port_filter_keeps_a_local_peers_cause() {
     assert_eq!(r["peer_cause"], "no_listener", "{r}");
 }
 
+/// Under `-p`, a received reset sent by another process on this host still names that RST's
+/// cause (`peer_cause`); the sender's own report stays out.
+#[test]
+fn a_pid_filter_keeps_the_cause_of_a_local_peers_reset() {
+    require_root();
+    let net = Net::new(88);
+    for f in FAMILIES {
+        let server = Stim::spawn(&net.server, &["listen", &net.server_addr(f), "8080", "hold"]);
+        server.expect_line("ready", T);
+        let tracer = Tracer::start(&["-p", &server.pid().to_string()]);
+        let mut c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), "8080", "--wait-go", "--linger0"]);
+        c.expect_line("ready", T);
+        c.go();
+        assert_eq!(server.expect_line("errno", T), "errno 104");
+        let (reports, _) = tracer.stop();
+        let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+        let [r] = mine.as_slice() else { panic!("{f:?}: {mine:?}") };
+        assert_eq!((r["direction"].as_str(), r["cause"].as_str(), r["pid"].as_u64()), (Some("received"), Some("peer_reset"), Some(server.pid())), "{r}");
+        assert_eq!(r["peer_cause"], "app_abort_linger0", "{r}");
+    }
+}
+
+/// The same under `-c`: a server in the cgroup, a client outside it that aborts.
+#[test]
+fn a_cgroup_filter_keeps_the_cause_of_a_local_peers_reset() {
+    require_root();
+    let net = Net::new(89);
+    let cgroup = Cgroup::new("rsttrace-peer");
+    for f in FAMILIES {
+        let server = Stim::spawn_in_cgroup(&cgroup.path, &net.server, &["listen", &net.server_addr(f), "8080", "hold"]);
+        server.expect_line("ready", T);
+        let tracer = Tracer::start(&["-c", cgroup.path.to_str().unwrap()]);
+        let mut c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), "8080", "--wait-go", "--linger0"]);
+        c.expect_line("ready", T);
+        c.go();
+        assert_eq!(server.expect_line("errno", T), "errno 104");
+        let (reports, _) = tracer.stop();
+        let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
+        let [r] = mine.as_slice() else { panic!("{f:?}: {mine:?}") };
+        assert_eq!((r["direction"].as_str(), r["cause"].as_str(), r["pid"].as_u64()), (Some("received"), Some("peer_reset"), Some(server.pid())), "{r}");
+        assert_eq!(r["peer_cause"], "app_abort_linger0", "{r}");
+    }
+}
+
 #[test]
 fn pid_filter_keeps_only_that_owners_sockets() {
     require_root();
