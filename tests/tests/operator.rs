@@ -56,34 +56,27 @@ fn a_remote_port_filter_keeps_a_local_peers_cause() {
 /// cause (`peer_cause`); the sender's own report stays out.
 #[test]
 fn a_pid_filter_keeps_the_cause_of_a_local_peers_reset() {
-    require_root();
-    let net = Net::new(88);
-    for f in FAMILIES {
-        let server = Stim::spawn(&net.server, &["listen", &net.server_addr(f), "8080", "hold"]);
-        server.expect_line("ready", T);
-        let tracer = Tracer::start(&["-p", &server.pid().to_string()]);
-        let mut c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), "8080", "--wait-go", "--linger0"]);
-        c.expect_line("ready", T);
-        c.go();
-        assert_eq!(server.expect_line("errno", T), "errno 104");
-        let (reports, _) = tracer.stop();
-        let mine: Vec<&Value> = reports.iter().filter(|r| net.owns(r)).collect();
-        let [r] = mine.as_slice() else { panic!("{f:?}: {mine:?}") };
-        assert_eq!((r["direction"].as_str(), r["cause"].as_str(), r["pid"].as_u64()), (Some("received"), Some("peer_reset"), Some(server.pid())), "{r}");
-        assert_eq!(r["peer_cause"], "app_abort_linger0", "{r}");
-    }
+    keeps_the_cause_of_a_local_peers_reset(88, |net, args| Stim::spawn(&net.server, args), |server| vec!["-p".into(), server.pid().to_string()]);
 }
 
-/// The same under `-c`: a server in the cgroup, a client outside it that aborts.
+/// The same under `-c`, the server in the cgroup.
 #[test]
 fn a_cgroup_filter_keeps_the_cause_of_a_local_peers_reset() {
-    require_root();
-    let net = Net::new(89);
     let cgroup = Cgroup::new("rsttrace-peer");
+    let path = cgroup.path.to_str().unwrap().to_string();
+    keeps_the_cause_of_a_local_peers_reset(89, |net, args| Stim::spawn_in_cgroup(&cgroup.path, &net.server, args), |_| vec!["-c".into(), path.clone()]);
+}
+
+/// A server (`spawn`) the filter (`filter`) keeps, and a client outside it that aborts its
+/// connection: only the server's received reset is reported, with the client's cause.
+fn keeps_the_cause_of_a_local_peers_reset(subnet: u8, spawn: impl Fn(&Net, &[&str]) -> Stim, filter: impl Fn(&Stim) -> Vec<String>) {
+    require_root();
+    let net = Net::new(subnet);
     for f in FAMILIES {
-        let server = Stim::spawn_in_cgroup(&cgroup.path, &net.server, &["listen", &net.server_addr(f), "8080", "hold"]);
+        let server = spawn(&net, &["listen", &net.server_addr(f), "8080", "hold"]);
         server.expect_line("ready", T);
-        let tracer = Tracer::start(&["-c", cgroup.path.to_str().unwrap()]);
+        let args = filter(&server);
+        let tracer = Tracer::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let mut c = Stim::spawn(&net.client, &["connect", &net.server_addr(f), "8080", "--wait-go", "--linger0"]);
         c.expect_line("ready", T);
         c.go();
