@@ -380,8 +380,14 @@ impl Judge {
                 };
                 let peer_talking = state.is_none() && self.note_peer_talking(&ev);
                 // A listener another process closed (`ss -K` destroying it, a child closing the
-                // last copy of its descriptor) is still its owner's: the closer is the actor.
-                let listener_owner = listener_closed_with.and_then(|_| self.closed_listener_owner(&ev)).filter(|o| acting.is_some_and(|a| a.pid != o.pid));
+                // last copy of its descriptor) is still its owner's: the closer is the actor. A
+                // closer whose exit closed it held it last (a prefork worker, a daemon's child
+                // the listener was handed to): the listener was its own by then.
+                let closer_exiting = ev.facts.is_some_and(|f| f.closer_ended.is_some());
+                let listener_owner = listener_closed_with
+                    .filter(|_| !closer_exiting)
+                    .and_then(|_| self.closed_listener_owner(&ev))
+                    .filter(|o| acting.is_some_and(|a| a.pid != o.pid));
                 self.hold(ev, trigger, if listener_owner.is_some() { None } else { acting });
                 if let Some(p) = self.pending.back_mut() {
                     if listener_owner.is_some() {
@@ -974,6 +980,7 @@ impl Judge {
             } else {
                 story.same_segment_retransmits = n;
                 story.no_retransmission_timed_out = h.retransmits == Some(0);
+                story.timeout = h.timeout;
             }
         }
         if matches!(p.trigger, Trigger::Received { .. }) {
@@ -1444,6 +1451,22 @@ mod tests {
         let r = &reports[0];
         assert_eq!((r.verdict.cause, r.owner.unwrap().pid, r.attribution), (Cause::ListenerClosed, 500, Attribution::SocketOwner));
         assert!(r.verdict.why.starts_with("ss[991] closed the listening socket of python3[500] on port 80 with 1 connection waiting"), "{}", r.verdict.why);
+    }
+
+    /// A prefork worker whose exit closes the listener its master made and let go of: the
+    /// worker held it last, and its exit is what reset the queue.
+    #[test]
+    fn a_listener_closed_by_the_exit_of_the_process_holding_it_last_is_that_processs() {
+        let (master, worker) = (task(500, "python3"), task(502, "worker"));
+        let mut closed = listener(10, Listen, Close, &master, "0.0.0.0");
+        closed.current = Some(worker);
+        let mut waiting = queued_child(10, worker, Established);
+        waiting.endpoints.lport = 80;
+        waiting.facts = Some(SockFacts { orphan: true, closer_ended: Some(crate::event::Ending::from_exit_code(0)), ..SockFacts::default() });
+        let reports = run(vec![listener(1, Close, Listen, &master, "0.0.0.0"), closed, waiting]);
+        let r = &reports[0];
+        assert_eq!((r.verdict.cause, r.owner.unwrap().pid), (Cause::ListenerClosed, 502), "{r:?}");
+        assert!(r.verdict.why.starts_with("worker[502] exited (status 0) with its listening socket on port 80 open"), "{}", r.verdict.why);
     }
 
     #[test]
