@@ -468,6 +468,14 @@ pub struct SockOffsets {
     /// `inet_connection_sock.icsk_retransmits`: consecutive timeouts of the oldest unacknowledged
     /// segment (the SYN, in SYN_SENT); `tcp_done()` leaves it for the error report that follows.
     pub icsk_retransmits: u32,
+    /// `inet_connection_sock.icsk_probes_out` (u8): zero-window (or keepalive) probes sent since
+    /// the peer last acknowledged anything; every acceptable ACK, a probe's answer too, resets it.
+    pub icsk_probes_out: u32,
+    /// `inet_connection_sock.icsk_user_timeout` (u32): the socket's TCP_USER_TIMEOUT in ms, 0 unset.
+    pub icsk_user_timeout: u32,
+    /// `inet_connection_sock.icsk_probes_tstamp` (u32): when the persist timer began probing a
+    /// zero window, 0 when it is not (a retransmission timeout never sets it).
+    pub icsk_probes_tstamp: u32,
     /// `tcp_sock.total_retrans`: every retransmission of the connection.
     pub total_retrans: u32,
     /// `tcp_sock.data_segs_out`: segments sent with data. A connection dropped in a connect
@@ -483,8 +491,6 @@ pub struct SockOffsets {
     pub inode_ino: u32,
     /// `tcp_sock.linger2` (int): see `TypedSockFields::linger2`.
     pub linger2: u32,
-    /// Keeps the filter after these offsets aligned in `KernelConfig`.
-    pub _pad: u32,
 }
 
 impl SockOffsets {
@@ -504,6 +510,9 @@ impl SockOffsets {
         err: NO_OFFSET,
         shutdown: NO_OFFSET,
         icsk_retransmits: NO_OFFSET,
+        icsk_probes_out: NO_OFFSET,
+        icsk_user_timeout: NO_OFFSET,
+        icsk_probes_tstamp: NO_OFFSET,
         total_retrans: NO_OFFSET,
         data_segs_out: NO_OFFSET,
         data_segs_in: NO_OFFSET,
@@ -511,7 +520,6 @@ impl SockOffsets {
         file_inode: NO_OFFSET,
         inode_ino: NO_OFFSET,
         linger2: NO_OFFSET,
-        _pad: 0,
     };
 }
 
@@ -622,7 +630,7 @@ const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 36);
 const _: () = assert!(core::mem::size_of::<Filter>() == 56);
 // Layouts, the release layout, StructOffsets, SockOffsets, the filter: no padding between them
 // (the parts go to the kernel one by one, each without padding, and the filter's u64 falls aligned).
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 100 + 56);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 108 + 56);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -762,6 +770,9 @@ pub const FLAG_EARLIER_ENDED_BADLY: u32 = 1048576;
 /// says its connection is still open (a half-open connection: the peer never learned that an
 /// earlier one on the 4-tuple ended), where `FLAG_TUPLE_REUSED` alone may be a TIME_WAIT.
 pub const FLAG_PEER_HOLDS_OPEN: u32 = 2097152;
+/// A timeout (error report or orphan's): `Event::user_timeout_ms`, `probes_out` and
+/// `zero_window_probed` were read from the socket.
+pub const FLAG_TIMEOUT_READ: u32 = 4194304;
 
 /// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).
@@ -902,6 +913,13 @@ pub struct Event {
     /// Under `FACT_CLOSER_EXITING`: the exiting task's `exit_code` (a signal number in the low
     /// seven bits, else the exit status above them).
     pub closer_exit_code: u32,
+    /// Under `FLAG_TIMEOUT_READ`: the socket's TCP_USER_TIMEOUT (ms, 0 unset) and its probes
+    /// unanswered (`icsk_probes_out`) when it timed out.
+    pub user_timeout_ms: u32,
+    pub probes_out: u8,
+    /// 1 when the persist timer was probing a zero window (`icsk_probes_tstamp` set).
+    pub zero_window_probed: u8,
+    pub _pad_probes: [u8; 2],
     pub trigger_saddr: [u8; 16],
     pub trigger_daddr: [u8; 16],
     /// See `FLAG_PEER_SAMPLED`.
@@ -911,7 +929,7 @@ pub struct Event {
 
 pub const EVENT_SIZE: usize = core::mem::size_of::<Event>();
 const _: () = assert!(
-    EVENT_SIZE == 8 + 8 + 8 + 16 + 16 + 8 + 8 + 8 + 64 + 40 + 8 + 8 + 48 + 8 + 16 + 32 + 16 + RECORD_MAX
+    EVENT_SIZE == 8 + 8 + 8 + 16 + 16 + 8 + 8 + 8 + 64 + 40 + 8 + 8 + 48 + 8 + 16 + 8 + 32 + 16 + RECORD_MAX
 );
 const _: () = assert!(core::mem::offset_of!(Event, record) == EVENT_SIZE - RECORD_MAX);
 

@@ -15,7 +15,7 @@ use rsttrace_common::{
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_ABORTED_HERE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_ENDED_BADLY, FLAG_PEER_HOLDS_OPEN, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
-    FLAG_REFUSED_HERE, FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
+    FLAG_REFUSED_HERE, FLAG_STATE_READ, FLAG_TIMEOUT_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
     NO_OFFSET, OLDER_CONNECTION, RECORD_MAX,
 };
 
@@ -408,6 +408,25 @@ fn socket_inode(sk: u64, o: &SockOffsets) -> u64 {
         let Some(file) = read::<u64>(socket + o.socket_file as u64).filter(|p| *p != 0) else { return 0 };
         let Some(inode) = read::<u64>(file + o.file_inode as u64).filter(|p| *p != 0) else { return 0 };
         read::<u64>(inode + o.inode_ino as u64).unwrap_or(0)
+    }
+}
+
+/// What a timed-out socket says of how: its TCP_USER_TIMEOUT, and whether the peer answered its
+/// last probe (a zero window answered, where only the user timeout gives up).
+///
+/// # Safety
+/// `event` points at a reserved, writable ring-buffer slot.
+#[inline(always)]
+unsafe fn write_timeout(event: *mut Event, sk: u64, o: &SockOffsets) {
+    let read = (read_u8(sk, o.icsk_probes_out), read_u32(sk, o.icsk_user_timeout), read_u32(sk, o.icsk_probes_tstamp));
+    if let (Some(probes), Some(user), Some(probing_since)) = read {
+        // SAFETY: the caller's contract.
+        unsafe {
+            (*event).probes_out = probes;
+            (*event).zero_window_probed = (probing_since != 0) as u8;
+            (*event).user_timeout_ms = user;
+            (*event).flags |= FLAG_TIMEOUT_READ;
+        }
     }
 }
 
@@ -944,10 +963,12 @@ impl Draft {
                 (*event).closed_from = old_state as u8;
                 (*event).sk_cgroup = socket_cgroup(sk, &OFFSETS.load());
                 (*event).sk_inode = 0;
-                if let Some(n) = read_u8(sk, SOCK_OFFSETS.load().icsk_retransmits) {
+                let o = SOCK_OFFSETS.load();
+                if let Some(n) = read_u8(sk, o.icsk_retransmits) {
                     (*event).retransmits = n as u32;
                     (*event).flags |= FLAG_RETRANSMITS_READ;
                 }
+                write_timeout(event, sk, &o);
             }
         })
     }
@@ -1198,6 +1219,7 @@ impl Draft {
                         (*event).retransmits = n as u32;
                         (*event).flags |= FLAG_RETRANSMITS_READ;
                     }
+                    write_timeout(event, c.sk, &sock_offsets);
                 }
             }
         }

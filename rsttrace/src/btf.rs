@@ -245,6 +245,9 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         err: get(&[("sock", "sk_err")]),
         shutdown: get(&[("sock", "sk_shutdown")]),
         icsk_retransmits: get(&[("inet_connection_sock", "icsk_retransmits")]),
+        icsk_probes_out: get(&[("inet_connection_sock", "icsk_probes_out")]),
+        icsk_user_timeout: get(&[("inet_connection_sock", "icsk_user_timeout")]),
+        icsk_probes_tstamp: get(&[("inet_connection_sock", "icsk_probes_tstamp")]),
         total_retrans: get(&[("tcp_sock", "total_retrans")]),
         data_segs_out: get(&[("tcp_sock", "data_segs_out")]),
         data_segs_in: get(&[("tcp_sock", "data_segs_in")]),
@@ -252,7 +255,6 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         file_inode: get(&[("file", "f_inode")]),
         inode_ino: get(&[("inode", "i_ino")]),
         linger2: get(&[("tcp_sock", "linger2")]),
-        _pad: 0,
     };
     (offsets, sock, missing)
 }

@@ -8,7 +8,7 @@ use std::{borrow::Cow, fmt, net::IpAddr};
 
 use crate::{
     ended_here::{EarlierEnd, EndedBy},
-    event::{Comm, SockFacts, Task, TcpState},
+    event::{Comm, SockFacts, Task, TcpState, TimeoutFacts},
     evidence::Evidence,
     report::{Cause, Origin, Verdict},
 };
@@ -50,6 +50,8 @@ pub struct Story {
     pub same_segment_retransmits: u32,
     /// A timeout whose socket counted no retransmission timeout at all (read, not unknown).
     pub no_retransmission_timed_out: bool,
+    /// A timeout: the socket's TCP_USER_TIMEOUT and probes, where read.
+    pub timeout: Option<TimeoutFacts>,
     pub syn_retransmits: u32,
     /// An earlier connection used the same 4-tuple on this host.
     pub tuple_reused: bool,
@@ -394,7 +396,7 @@ fn sequel(end: EarlierEnd, owner: Option<&Named>) -> Verdict {
         ),
         EndedBy::TimedOut => (
             true,
-            format!("segment of {of} that timed out here {age} before{cause}: the peer, out of reach meanwhile, went on sending; this RST tells it the connection is gone"),
+            format!("segment of {of} that timed out here {age} before{cause}: a timeout sends the peer no RST, so it went on sending (once back in reach, or its window open again); this RST tells it the connection is gone"),
         ),
         EndedBy::Received if end.cause == Some(Cause::Injected) => {
             (false, format!("segment of {of} that a forged RST reset here {age} before: the peer, which never sent that RST, went on sending"))
@@ -587,6 +589,12 @@ fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
 }
 
 fn timed_out(state: Option<TcpState>, story: &Story, who: &OrElse) -> Verdict {
+    // Which limit ran out: the socket's own TCP_USER_TIMEOUT overrides the sysctls.
+    let user_timeout = story.timeout.map_or(0, |t| t.user_timeout_ms);
+    let limit = |sysctl: &str| match user_timeout {
+        0 => format!("the kernel gave the connection up ({sysctl})"),
+        ms => format!("its TCP_USER_TIMEOUT ({ms} ms) ran out"),
+    };
     match state {
         Some(TcpState::SynSent) => v(
             Cause::SynTimeout,
@@ -598,25 +606,57 @@ fn timed_out(state: Option<TcpState>, story: &Story, who: &OrElse) -> Verdict {
             Origin::Network,
             match story.same_segment_retransmits {
                 // A zero window probed until tcp_orphan_retries counts probes, not retransmissions.
-                0 => format!("what was left when {who} closed the socket went unacknowledged until the kernel gave the connection up (tcp_orphan_retries)"),
+                0 => format!("what was left when {who} closed the socket went unacknowledged until {}", limit("tcp_orphan_retries")),
                 // The count is of retransmission timeouts (a tail-loss probe before them is not one).
-                n => format!("what was left when {who} closed the socket (data, or its FIN) went unacknowledged through {n} retransmission timeouts, then the kernel gave the connection up (tcp_orphan_retries)"),
+                n => format!("what was left when {who} closed the socket (data, or its FIN) went unacknowledged through {n} retransmission timeouts, then {}", limit("tcp_orphan_retries")),
             },
         ),
         _ if story.same_segment_retransmits > 0 => v(
             Cause::RetransmitTimeout,
             Origin::Network,
-            format!("the same segment went unacknowledged through {} retransmission timeouts; {who}'s connection timed out", story.same_segment_retransmits),
+            format!("the same segment went unacknowledged through {} retransmission timeouts, then {}; {who}'s connection timed out", story.same_segment_retransmits, limit("tcp_retries2")),
         ),
-        // Only the persist timer gives up without a retransmission timeout: window probes count
-        // apart (icsk_probes_out), as does a TCP_USER_TIMEOUT shorter than one retransmission
-        // timeout.
-        _ if story.no_retransmission_timed_out => v(
+        // Only the persist timer gives up without a retransmission timeout (window probes count
+        // apart, in icsk_probes_out), or a TCP_USER_TIMEOUT shorter than one.
+        _ if story.no_retransmission_timed_out => zero_window_timed_out(story.timeout, who),
+        _ => v(Cause::Unknown, Origin::Unknown, "connection timed out without retransmissions seen"),
+    }
+}
+
+/// A timeout with no retransmission timed out. A peer that answers zero-window probes keeps the
+/// connection open for ever, unless the socket has a TCP_USER_TIMEOUT: then its application
+/// stopped reading, and this end's own policy gave up on it. Unanswered probes are the path's or
+/// a vanished peer's.
+fn zero_window_timed_out(timeout: Option<TimeoutFacts>, who: &OrElse) -> Verdict {
+    let unread = || {
+        v(
             Cause::RetransmitTimeout,
             Origin::Network,
             format!("{who}'s connection timed out with no retransmission timed out: the peer's zero window was probed unanswered until the kernel gave up (peer or path gone while the peer's receive buffer was full), or a TCP_USER_TIMEOUT shorter than one retransmission timeout ran out"),
+        )
+    };
+    let Some(t) = timeout else { return unread() };
+    let ms = t.user_timeout_ms;
+    match (t.zero_window_probed, t.probes_out) {
+        (true, 0) if ms > 0 => v(
+            Cause::RetransmitTimeout,
+            Origin::Peer,
+            format!("the peer kept its receive window closed (its application stopped reading) and answered the zero-window probes; {who}'s TCP_USER_TIMEOUT ({ms} ms) ran out while it stayed closed"),
         ),
-        _ => v(Cause::Unknown, Origin::Unknown, "connection timed out without retransmissions seen"),
+        (true, n) if n > 0 => v(
+            Cause::RetransmitTimeout,
+            Origin::Network,
+            match ms {
+                0 => format!("the peer's zero window was probed {n} times unanswered until the kernel gave up (tcp_retries2): peer or path gone while the peer's receive buffer was full; {who}'s connection timed out"),
+                ms => format!("the peer's zero window was probed {n} times unanswered until {who}'s TCP_USER_TIMEOUT ({ms} ms) ran out: peer or path gone while the peer's receive buffer was full"),
+            },
+        ),
+        (false, _) if ms > 0 => v(
+            Cause::RetransmitTimeout,
+            Origin::Network,
+            format!("{who}'s TCP_USER_TIMEOUT ({ms} ms) ran out before a single retransmission timed out: the segment in flight went unacknowledged"),
+        ),
+        _ => unread(),
     }
 }
 
@@ -775,6 +815,31 @@ mod tests {
             let got = classify(&trigger, story);
             assert_eq!((got.cause, got.origin, got.benign), (cause, origin, benign), "{trigger:?} {story:?}: {}", got.why);
             assert!(!got.why.is_empty());
+        }
+    }
+
+    /// A timeout names the limit that ran out (the socket's TCP_USER_TIMEOUT over the sysctls),
+    /// and a zero window whose probes the peer answered is the peer's: only a user timeout ends it.
+    #[test]
+    fn a_timeout_names_its_limit_and_a_zero_window_answered_is_the_peers() {
+        let timed_out = |retransmits: u32, orphan: bool, t: TimeoutFacts| {
+            let story = Story { same_segment_retransmits: retransmits, no_retransmission_timed_out: retransmits == 0, orphan, timeout: Some(t), ..Story::default() };
+            classify(&Trigger::TimedOut { state: Some(TcpState::Established) }, &story)
+        };
+        let facts = |user_timeout_ms, probes_out, zero_window_probed| TimeoutFacts { user_timeout_ms, probes_out, zero_window_probed };
+        let cases = [
+            (timed_out(0, false, facts(2000, 0, true)), Origin::Peer, "answered the zero-window probes; the application's TCP_USER_TIMEOUT (2000 ms) ran out"),
+            (timed_out(0, false, facts(3000, 4, true)), Origin::Network, "probed 4 times unanswered until the application's TCP_USER_TIMEOUT (3000 ms) ran out"),
+            (timed_out(0, false, facts(0, 15, true)), Origin::Network, "probed 15 times unanswered until the kernel gave up (tcp_retries2)"),
+            (timed_out(0, false, facts(100, 0, false)), Origin::Network, "TCP_USER_TIMEOUT (100 ms) ran out before a single retransmission timed out"),
+            (timed_out(5, false, facts(0, 0, false)), Origin::Network, "5 retransmission timeouts, then the kernel gave the connection up (tcp_retries2)"),
+            (timed_out(3, false, facts(1500, 0, false)), Origin::Network, "3 retransmission timeouts, then its TCP_USER_TIMEOUT (1500 ms) ran out"),
+            (timed_out(1, true, facts(1500, 0, false)), Origin::Network, "through 1 retransmission timeouts, then its TCP_USER_TIMEOUT (1500 ms) ran out"),
+            (timed_out(1, true, facts(0, 0, false)), Origin::Network, "then the kernel gave the connection up (tcp_orphan_retries)"),
+        ];
+        for (got, origin, says) in cases {
+            assert_eq!((got.cause, got.origin), (Cause::RetransmitTimeout, origin), "{}", got.why);
+            assert!(got.why.contains(says), "{} lacks {says}", got.why);
         }
     }
 

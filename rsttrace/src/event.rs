@@ -342,6 +342,8 @@ pub struct History {
     /// Resets: every retransmission of the connection; timeouts: how many times in a row the
     /// oldest unacknowledged segment (the SYN, when connecting) timed out.
     pub retransmits: Option<u32>,
+    /// Timeouts: how the socket stood when it gave up (`None` where BTF lacked the fields).
+    pub timeout: Option<TimeoutFacts>,
     /// RSTs the socket had sent before this event.
     pub resets_sent: u32,
     /// How the peer's segments and this RST arrived (received resets, `--network-evidence`).
@@ -418,6 +420,18 @@ pub struct SockFacts {
     /// From CLOSE: TCP_LINGER2 was negative, so the stack resets the orphan as soon as it
     /// reaches FIN_WAIT2.
     pub linger2_negative: bool,
+}
+
+/// What a socket that timed out says of its timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeoutFacts {
+    /// Its TCP_USER_TIMEOUT in milliseconds; 0 when unset.
+    pub user_timeout_ms: u32,
+    /// Probes (zero-window or keepalive) sent since the peer last acknowledged anything: 0 when
+    /// it answered the last one.
+    pub probes_out: u8,
+    /// The persist timer was probing a zero window (not a retransmission's timeout).
+    pub zero_window_probed: bool,
 }
 
 /// How a process ended, from its `exit_code`.

@@ -463,23 +463,35 @@ fn timers_reset_of_a_connection_handed_over(subnet: u8, hand_over: &str) {
 /// no retransmission timed out: the persist timer's timeout, the network's doing all the same.
 #[test]
 fn a_zero_window_probed_in_vain_is_a_retransmit_timeout() {
+    zero_window_timed_out(81, true, "network", "times unanswered until");
+}
+
+/// The same with every probe answered (the window stays closed): the connection would stay
+/// open for ever but for the client's TCP_USER_TIMEOUT. The peer's doing, not the network's.
+#[test]
+fn a_zero_window_answered_until_the_user_timeout_is_the_peers() {
+    zero_window_timed_out(90, false, "peer", "answered the zero-window probes");
+}
+
+fn zero_window_timed_out(subnet: u8, probes_dropped: bool, origin: &str, why: &str) {
     again_if_the_kernel_skipped_runs(|| {
-        for (f, reports, pids) in traced(81, |net, f| {
+        for (f, reports, pids) in traced(subnet, |net, f| {
             let _server = listen(net, f, "stall-answer-on-go");
             let mut c = client(net, f, PORT, &["--user-timeout", "3000", "--send", "50000000", "--wait-go"]);
             c.expect_line("ready", T);
             c.go();
             // All it could send is acknowledged, the window closed: only probes go out.
             std::thread::sleep(Duration::from_millis(700));
-            let filter = net.server_filter("input", "tcp dport 8080 drop");
+            let filter = probes_dropped.then(|| net.server_filter("input", "tcp dport 8080 drop"));
             assert_eq!(c.expect_line("errno", T), "errno 110");
             drop(filter);
             vec![c.pid()]
         }) {
             let aborts: Vec<Value> = reports.iter().filter(|r| r["type"] == "abort").cloned().collect();
             let [abort] = exactly(&aborts, ["abort:retransmit_timeout"]);
-            assert_report(abort, f, "network", Some(pids[0]));
-            assert!(abort["why"].as_str().unwrap().contains("zero window was probed unanswered"), "{abort}");
+            assert_report(abort, f, origin, Some(pids[0]));
+            let said = abort["why"].as_str().unwrap();
+            assert!(said.contains(why) && said.contains("TCP_USER_TIMEOUT (3000 ms)"), "{abort}");
         }
     });
 }
