@@ -654,6 +654,7 @@ impl Judge {
         match trigger {
             Trigger::Sent { state, trigger_syn, .. } => {
                 let answered = match (trigger_syn, state) {
+                    (Some(false), Some(TcpState::SynSent)) => Answered::HandshakeAck,
                     (Some(false), Some(s)) if s != TcpState::Listen => Answered::SegmentByItsSocket,
                     (Some(false), _) => Answered::Segment,
                     (Some(true), _) | (None, None) => Answered::SynOrUnread,
@@ -1951,6 +1952,23 @@ mod tests {
         abort.ts_ns = 10_010_000;
         abort.endpoints = server_side;
         (received_by_client, echo, abort)
+    }
+
+    /// A connecting socket resets the TIME_WAIT's old ACK, connects on its SYN's retry and ends
+    /// well; a late segment of the peer then meets no socket. No reset ended that connection:
+    /// the answer echoes nothing.
+    #[test]
+    fn a_segment_after_a_connection_that_reset_a_stale_ack_in_syn_sent_and_then_ended_well_echoes_nothing() {
+        let client = task(1, "python3");
+        let mut stale_ack = sent(10, Some(SynSent), Some("TCP_INVALID_ACK_SEQUENCE"), client, Some(client));
+        stale_ack.trigger = Some(Segment { tcp_flags: 0x10, saddr: stale_ack.endpoints.raddr, sport: stale_ack.endpoints.rport, daddr: stale_ack.endpoints.laddr });
+        let mut late = sent(27, None, Some("NO_SOCKET"), task(0, "swapper/0"), None);
+        late.sk = 0;
+        late.facts = None;
+        late.trigger = stale_ack.trigger;
+        let reports = run(vec![stale_ack, late]);
+        let r = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
+        assert!(!r.verdict.why.contains("reset a moment before"), "{}", r.verdict.why);
     }
 
     #[test]

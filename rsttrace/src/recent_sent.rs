@@ -27,6 +27,9 @@ pub enum Answered {
     SegmentByItsSocket,
     /// A SYN, or a segment that could not be read, traced before it is sent.
     SynOrUnread,
+    /// A connecting socket's answer to an unacceptable ACK (SYN_SENT): a handshake refused, no
+    /// connection ended; traced before it is sent. The socket may connect after it.
+    HandshakeAck,
 }
 
 impl Answered {
