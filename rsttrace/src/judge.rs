@@ -797,11 +797,16 @@ impl Judge {
     /// The process holding the socket's file, where `owner` is its owner on record and has
     /// exited since, having handed the socket on (SCM_RIGHTS, or a fork whose parent left): a
     /// timer's reset or a received one runs in no process's call that would name the holder.
-    /// Not for a listener answering (its file is not the connection's).
+    /// Not for a listener answering for a connection (its file is not the connection's), but
+    /// for one refusing a handshake with its accept queue full: that is the listener's own
+    /// doing (a daemon that forked and left, handing its listener to the child).
     fn handed_over(p: &Pending, owner: Option<Task>, files: &mut dyn SocketFiles) -> Option<Task> {
         let on_record = owner.filter(|o| p.event.inode != 0 && p.event.owner.is_some_and(|r| r.pid == o.pid) && p.acting.is_none())?;
-        if matches!(p.trigger, Trigger::Sent { state: Some(TcpState::Listen), .. }) {
-            return None;
+        if let Trigger::Sent { state: Some(TcpState::Listen), reason, facts, .. } = &p.trigger {
+            let queue_full = *reason == Some("INVALID_SYN") || facts.is_some_and(|f| f.accept_queue_full);
+            if !queue_full {
+                return None;
+            }
         }
         // Another process let go of the file last: it held it, whether the owner on record
         // (which passed it on and closed its own copy) lives on or not.
@@ -1348,6 +1353,20 @@ mod tests {
         let mut j = Judge::new(Visibility::ALL);
         j.observe(reset);
         assert_eq!(owner(&j.flush_at_most(u64::MAX, 10, &mut Files(vec![])).remove(0)), (Some(400), Attribution::SocketOwner));
+    }
+
+    /// A daemon listened, forked and exited, its child serving on: the child's full accept queue
+    /// refuses a handshake, and the child holds the listener's file.
+    #[test]
+    fn a_full_accept_queue_names_the_holder_of_a_listener_whose_creator_exited() {
+        let (daemon, child) = (task(500, "daemon"), task(501, "child"));
+        let mut refusal = sent(10, Some(Listen), Some("INVALID_SYN"), task(0, "swapper/0"), Some(daemon));
+        refusal.trigger = Some(Segment { tcp_flags: 0x10, saddr: refusal.endpoints.raddr, sport: refusal.endpoints.rport, daddr: refusal.endpoints.laddr });
+        refusal.inode = 4242;
+        let mut j = Judge::new(Visibility::ALL);
+        j.observe(refusal);
+        let r = j.flush_at_most(u64::MAX, 10, &mut Files(vec![(4242, child)])).remove(0);
+        assert_eq!((r.verdict.cause, r.owner.map(|o| o.pid), r.attribution), (Cause::ListenOverflow, Some(501), Attribution::SocketFile));
     }
 
     #[test]
