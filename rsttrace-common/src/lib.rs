@@ -476,6 +476,9 @@ pub struct SockOffsets {
     /// `inet_connection_sock.icsk_probes_tstamp` (u32): when the persist timer began probing a
     /// zero window, 0 when it is not (a retransmission timeout never sets it).
     pub icsk_probes_tstamp: u32,
+    /// `tcp_sock.rcv_tstamp` (u32 jiffies): when the peer last acknowledged anything (a window
+    /// probe's answer too).
+    pub rcv_tstamp: u32,
     /// `tcp_sock.total_retrans`: every retransmission of the connection.
     pub total_retrans: u32,
     /// `tcp_sock.data_segs_out`: segments sent with data. A connection dropped in a connect
@@ -491,6 +494,8 @@ pub struct SockOffsets {
     pub inode_ino: u32,
     /// `tcp_sock.linger2` (int): see `TypedSockFields::linger2`.
     pub linger2: u32,
+    /// Keeps the filter after these offsets aligned in `KernelConfig`.
+    pub _pad: u32,
 }
 
 impl SockOffsets {
@@ -513,6 +518,7 @@ impl SockOffsets {
         icsk_probes_out: NO_OFFSET,
         icsk_user_timeout: NO_OFFSET,
         icsk_probes_tstamp: NO_OFFSET,
+        rcv_tstamp: NO_OFFSET,
         total_retrans: NO_OFFSET,
         data_segs_out: NO_OFFSET,
         data_segs_in: NO_OFFSET,
@@ -520,6 +526,7 @@ impl SockOffsets {
         file_inode: NO_OFFSET,
         inode_ino: NO_OFFSET,
         linger2: NO_OFFSET,
+        _pad: 0,
     };
 }
 
@@ -630,7 +637,7 @@ const _: () = assert!(core::mem::size_of::<TracepointLayout>() == 36);
 const _: () = assert!(core::mem::size_of::<Filter>() == 56);
 // Layouts, the release layout, StructOffsets, SockOffsets, the filter: no padding between them
 // (the parts go to the kernel one by one, each without padding, and the filter's u64 falls aligned).
-const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 108 + 56);
+const _: () = assert!(core::mem::size_of::<KernelConfig>() == 36 * EventKind::COUNT + 4 + 48 + 116 + 56);
 
 /// The task a socket belongs to, as last seen acting on it in process context.
 #[repr(C)]
@@ -770,9 +777,14 @@ pub const FLAG_EARLIER_ENDED_BADLY: u32 = 1048576;
 /// says its connection is still open (a half-open connection: the peer never learned that an
 /// earlier one on the 4-tuple ended), where `FLAG_TUPLE_REUSED` alone may be a TIME_WAIT.
 pub const FLAG_PEER_HOLDS_OPEN: u32 = 2097152;
-/// A timeout (error report or orphan's): `Event::user_timeout_ms`, `probes_out` and
-/// `zero_window_probed` were read from the socket.
+/// A timeout (error report or orphan's): `Event::user_timeout_ms`, `probes_out` and `probing`
+/// were read from the socket.
 pub const FLAG_TIMEOUT_READ: u32 = 4194304;
+/// `Event::probing`: the persist timer was probing a zero window (`icsk_probes_tstamp` set).
+pub const PROBING_ZERO_WINDOW: u8 = 1;
+/// `Event::probing`: the peer acknowledged something after the probing began
+/// (`rcv_tstamp` after `icsk_probes_tstamp`): it answered a probe.
+pub const PROBING_ANSWERED: u8 = 2;
 
 /// Where `tcp:tcp_probe` keeps the socket and the segment (6.12 and 6.18 have both, 6.1 neither); `NO_FIELD`
 /// when this kernel's record lacks them (then a kprobe on `tcp_rcv_established` samples instead).
@@ -917,8 +929,9 @@ pub struct Event {
     /// unanswered (`icsk_probes_out`) when it timed out.
     pub user_timeout_ms: u32,
     pub probes_out: u8,
-    /// 1 when the persist timer was probing a zero window (`icsk_probes_tstamp` set).
-    pub zero_window_probed: u8,
+    /// `PROBING_*` bits: the persist timer was probing a zero window, and the peer answered
+    /// since it began.
+    pub probing: u8,
     pub _pad_probes: [u8; 2],
     pub trigger_saddr: [u8; 16],
     pub trigger_daddr: [u8; 16],

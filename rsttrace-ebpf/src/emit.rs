@@ -16,7 +16,7 @@ use rsttrace_common::{
     FLAG_EARLIER_ENDED_BADLY, FLAG_PEER_HOLDS_OPEN, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM,
     FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_REFUSED_HERE, FLAG_STATE_READ, FLAG_TIMEOUT_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, LOST_SLOT, MAX_FILTER_PORTS, NO_FIELD,
-    NO_OFFSET, OLDER_CONNECTION, RECORD_MAX,
+    NO_OFFSET, OLDER_CONNECTION, PROBING_ANSWERED, PROBING_ZERO_WINDOW, RECORD_MAX,
 };
 
 use crate::{
@@ -418,12 +418,19 @@ fn socket_inode(sk: u64, o: &SockOffsets) -> u64 {
 /// `event` points at a reserved, writable ring-buffer slot.
 #[inline(always)]
 unsafe fn write_timeout(event: *mut Event, sk: u64, o: &SockOffsets) {
-    let read = (read_u8(sk, o.icsk_probes_out), read_u32(sk, o.icsk_user_timeout), read_u32(sk, o.icsk_probes_tstamp));
-    if let (Some(probes), Some(user), Some(probing_since)) = read {
+    let read = (read_u8(sk, o.icsk_probes_out), read_u32(sk, o.icsk_user_timeout), read_u32(sk, o.icsk_probes_tstamp), read_u32(sk, o.rcv_tstamp));
+    if let (Some(probes), Some(user), Some(probing_since), Some(heard)) = read {
+        let probing = if probing_since == 0 {
+            0
+        } else if (heard.wrapping_sub(probing_since) as i32) > 0 {
+            PROBING_ZERO_WINDOW | PROBING_ANSWERED
+        } else {
+            PROBING_ZERO_WINDOW
+        };
         // SAFETY: the caller's contract.
         unsafe {
             (*event).probes_out = probes;
-            (*event).zero_window_probed = (probing_since != 0) as u8;
+            (*event).probing = probing;
             (*event).user_timeout_ms = user;
             (*event).flags |= FLAG_TIMEOUT_READ;
         }
@@ -733,7 +740,11 @@ fn passes<F: Fields>(d: &F, kind: EventKind, owner: &Owner) -> bool {
     }
     // Another owner's RST to a socket of this host that the filter keeps crosses too: the
     // received reset's report names its cause (`peer_cause`). The agent reports only the kept.
-    !owner.is_known() || owner_kept(&f, owner, false) || (kind == EventKind::SendReset && sent_key(d, &l).is_some_and(|k| to_a_kept_peer(&f, &k)))
+    // A listener's RST (a full accept queue's, or for a segment it has no connection for)
+    // carries the listener's own addresses, not the connection's: it crosses to be judged.
+    !owner.is_known()
+        || owner_kept(&f, owner, false)
+        || (kind == EventKind::SendReset && (d.get::<i32>(l.state) == Some(TCP_LISTEN) || sent_key(d, &l).is_some_and(|k| to_a_kept_peer(&f, &k))))
 }
 
 /// `owner` is the process, or in the cgroup, the filter names; `cgroup_unknown`: its cgroup was

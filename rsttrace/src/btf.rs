@@ -248,6 +248,7 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         icsk_probes_out: get(&[("inet_connection_sock", "icsk_probes_out")]),
         icsk_user_timeout: get(&[("inet_connection_sock", "icsk_user_timeout")]),
         icsk_probes_tstamp: get(&[("inet_connection_sock", "icsk_probes_tstamp")]),
+        rcv_tstamp: get(&[("tcp_sock", "rcv_tstamp")]),
         total_retrans: get(&[("tcp_sock", "total_retrans")]),
         data_segs_out: get(&[("tcp_sock", "data_segs_out")]),
         data_segs_in: get(&[("tcp_sock", "data_segs_in")]),
@@ -255,6 +256,7 @@ pub fn struct_offsets(btf: &Btf) -> (StructOffsets, SockOffsets, Vec<String>) {
         file_inode: get(&[("file", "f_inode")]),
         inode_ino: get(&[("inode", "i_ino")]),
         linger2: get(&[("tcp_sock", "linger2")]),
+        _pad: 0,
     };
     (offsets, sock, missing)
 }

@@ -616,47 +616,58 @@ fn timed_out(state: Option<TcpState>, story: &Story, who: &OrElse) -> Verdict {
             Origin::Network,
             format!("the same segment went unacknowledged through {} retransmission timeouts, then {}; {who}'s connection timed out", story.same_segment_retransmits, limit("tcp_retries2")),
         ),
-        // Only the persist timer gives up without a retransmission timeout (window probes count
-        // apart, in icsk_probes_out), or a TCP_USER_TIMEOUT shorter than one.
+        // Only a closed window gives up without a retransmission timeout: the persist timer's
+        // probes count apart (icsk_probes_out), and the retransmission timer counts none while
+        // the window is closed.
         _ if story.no_retransmission_timed_out => zero_window_timed_out(story.timeout, who),
         _ => v(Cause::Unknown, Origin::Unknown, "connection timed out without retransmissions seen"),
     }
 }
 
-/// A timeout with no retransmission timed out. A peer that answers zero-window probes keeps the
-/// connection open for ever, unless the socket has a TCP_USER_TIMEOUT: then its application
-/// stopped reading, and this end's own policy gave up on it. Unanswered probes are the path's or
-/// a vanished peer's.
+/// A timeout with no retransmission timed out: the peer's window was closed. A peer that
+/// answers zero-window probes keeps the connection open for ever, unless the socket has a
+/// TCP_USER_TIMEOUT: then its application stopped reading, and this end's own policy gave up on
+/// it. Probes left unanswered are the path's or a vanished peer's.
 fn zero_window_timed_out(timeout: Option<TimeoutFacts>, who: &OrElse) -> Verdict {
-    let unread = || {
+    let unknown = || {
         v(
             Cause::RetransmitTimeout,
             Origin::Network,
-            format!("{who}'s connection timed out with no retransmission timed out: the peer's zero window was probed unanswered until the kernel gave up (peer or path gone while the peer's receive buffer was full), or a TCP_USER_TIMEOUT shorter than one retransmission timeout ran out"),
+            format!("{who}'s connection timed out with no retransmission timed out: the peer's zero window was probed unanswered until the kernel gave up (peer or path gone while the peer's receive buffer was full)"),
         )
     };
-    let Some(t) = timeout else { return unread() };
+    let Some(t) = timeout else { return unknown() };
     let ms = t.user_timeout_ms;
-    match (t.zero_window_probed, t.probes_out) {
-        (true, 0) if ms > 0 => v(
+    // The last probe may still be on its way when a user timeout cuts the last interval short.
+    let still_answering = t.probes_out == 0 || (t.answered_probing && t.probes_out <= 1);
+    match (t.zero_window_probed, ms) {
+        (true, ms) if ms > 0 && still_answering => v(
             Cause::RetransmitTimeout,
             Origin::Peer,
             format!("the peer kept its receive window closed (its application stopped reading) and answered the zero-window probes; {who}'s TCP_USER_TIMEOUT ({ms} ms) ran out while it stayed closed"),
         ),
-        (true, n) if n > 0 => v(
+        (true, _) if t.probes_out > 0 => {
+            let n = t.probes_out;
+            let answered = if t.answered_probing { "answered the first zero-window probes, then left the last" } else { "left the zero-window probes" };
+            let limit = match ms {
+                0 => "the kernel gave up (tcp_retries2)".to_string(),
+                ms => format!("{who}'s TCP_USER_TIMEOUT ({ms} ms) ran out"),
+            };
+            v(Cause::RetransmitTimeout, Origin::Network, format!("the peer {answered} {n} unanswered until {limit}: peer or path gone while the peer's receive buffer was full"))
+        }
+        // The retransmission timer itself, finding the window closed with data in flight (the
+        // receiver shrank it): its retransmissions go on as window probes, never counted.
+        (false, ms) if ms > 0 => v(
+            Cause::RetransmitTimeout,
+            Origin::Peer,
+            format!("the peer closed its receive window with {who}'s data in flight (its application stopped reading); the data went on as window probes until {who}'s TCP_USER_TIMEOUT ({ms} ms) ran out"),
+        ),
+        (false, _) => v(
             Cause::RetransmitTimeout,
             Origin::Network,
-            match ms {
-                0 => format!("the peer's zero window was probed {n} times unanswered until the kernel gave up (tcp_retries2): peer or path gone while the peer's receive buffer was full; {who}'s connection timed out"),
-                ms => format!("the peer's zero window was probed {n} times unanswered until {who}'s TCP_USER_TIMEOUT ({ms} ms) ran out: peer or path gone while the peer's receive buffer was full"),
-            },
+            format!("the peer closed its receive window with {who}'s data in flight, then fell silent: the data went on as window probes until the kernel gave up, minutes later (peer or path gone)"),
         ),
-        (false, _) if ms > 0 => v(
-            Cause::RetransmitTimeout,
-            Origin::Network,
-            format!("{who}'s TCP_USER_TIMEOUT ({ms} ms) ran out before a single retransmission timed out: the segment in flight went unacknowledged"),
-        ),
-        _ => unread(),
+        _ => unknown(),
     }
 }
 
@@ -826,16 +837,20 @@ mod tests {
             let story = Story { same_segment_retransmits: retransmits, no_retransmission_timed_out: retransmits == 0, orphan, timeout: Some(t), ..Story::default() };
             classify(&Trigger::TimedOut { state: Some(TcpState::Established) }, &story)
         };
-        let facts = |user_timeout_ms, probes_out, zero_window_probed| TimeoutFacts { user_timeout_ms, probes_out, zero_window_probed };
+        let facts = |user_timeout_ms, probes_out, zero_window_probed, answered_probing| TimeoutFacts { user_timeout_ms, probes_out, zero_window_probed, answered_probing };
         let cases = [
-            (timed_out(0, false, facts(2000, 0, true)), Origin::Peer, "answered the zero-window probes; the application's TCP_USER_TIMEOUT (2000 ms) ran out"),
-            (timed_out(0, false, facts(3000, 4, true)), Origin::Network, "probed 4 times unanswered until the application's TCP_USER_TIMEOUT (3000 ms) ran out"),
-            (timed_out(0, false, facts(0, 15, true)), Origin::Network, "probed 15 times unanswered until the kernel gave up (tcp_retries2)"),
-            (timed_out(0, false, facts(100, 0, false)), Origin::Network, "TCP_USER_TIMEOUT (100 ms) ran out before a single retransmission timed out"),
-            (timed_out(5, false, facts(0, 0, false)), Origin::Network, "5 retransmission timeouts, then the kernel gave the connection up (tcp_retries2)"),
-            (timed_out(3, false, facts(1500, 0, false)), Origin::Network, "3 retransmission timeouts, then its TCP_USER_TIMEOUT (1500 ms) ran out"),
-            (timed_out(1, true, facts(1500, 0, false)), Origin::Network, "through 1 retransmission timeouts, then its TCP_USER_TIMEOUT (1500 ms) ran out"),
-            (timed_out(1, true, facts(0, 0, false)), Origin::Network, "then the kernel gave the connection up (tcp_orphan_retries)"),
+            (timed_out(0, false, facts(2000, 0, true, true)), Origin::Peer, "answered the zero-window probes; the application's TCP_USER_TIMEOUT (2000 ms) ran out"),
+            // The user timeout cut the last interval short: the last probe still on its way.
+            (timed_out(0, false, facts(2000, 1, true, true)), Origin::Peer, "answered the zero-window probes"),
+            (timed_out(0, false, facts(3000, 4, true, false)), Origin::Network, "left the zero-window probes 4 unanswered until the application's TCP_USER_TIMEOUT (3000 ms) ran out"),
+            (timed_out(0, false, facts(3000, 3, true, true)), Origin::Network, "answered the first zero-window probes, then left the last 3 unanswered"),
+            (timed_out(0, false, facts(0, 15, true, false)), Origin::Network, "15 unanswered until the kernel gave up (tcp_retries2)"),
+            (timed_out(0, false, facts(100, 0, false, false)), Origin::Peer, "closed its receive window with the application's data in flight"),
+            (timed_out(0, false, facts(0, 0, false, false)), Origin::Network, "then fell silent"),
+            (timed_out(5, false, facts(0, 0, false, false)), Origin::Network, "5 retransmission timeouts, then the kernel gave the connection up (tcp_retries2)"),
+            (timed_out(3, false, facts(1500, 0, false, false)), Origin::Network, "3 retransmission timeouts, then its TCP_USER_TIMEOUT (1500 ms) ran out"),
+            (timed_out(1, true, facts(1500, 0, false, false)), Origin::Network, "through 1 retransmission timeouts, then its TCP_USER_TIMEOUT (1500 ms) ran out"),
+            (timed_out(1, true, facts(0, 0, false, false)), Origin::Network, "then the kernel gave the connection up (tcp_orphan_retries)"),
         ];
         for (got, origin, says) in cases {
             assert_eq!((got.cause, got.origin), (Cause::RetransmitTimeout, origin), "{}", got.why);

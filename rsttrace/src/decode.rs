@@ -10,7 +10,7 @@ use rsttrace_common::{
     FACT_ACCEPT_QUEUE_FULL, FACT_ACK_IN_WINDOW, FACT_CLOSER_EXITING, FACT_DESTROYED, FACT_EXCHANGED, FACT_KEPT, FACT_NOTHING_EXCHANGED, FACT_LINGER0, FACT_LINGER2_NEGATIVE,
     FACT_ORPHAN, FACT_PEER_CLOSED, FACT_UNREAD, FACT_UNREAD_ONE, FLAG_CLOSED_FROM,
     FLAG_EARLIER_ENDED_BADLY, FLAG_PEER_HOLDS_OPEN, FLAG_EARLIER_OWNER, FLAG_EARLIER_SK, FLAG_FACTS_KNOWN, FLAG_NO_RECORD, FLAG_ORPHAN_TIMED_OUT, FLAG_OWNER_KNOWN, FLAG_PEER_LOCAL, FLAG_PROCESS_COMM, FLAG_REFUSED_HERE, FLAG_ABORTED_HERE,
-    FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_TIMEOUT_READ, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
+    FLAG_PEER_SAMPLED, FLAG_RETRANSMITS_READ, FLAG_TIMEOUT_READ, PROBING_ANSWERED, PROBING_ZERO_WINDOW, FLAG_SIBLING, FLAG_SIBLING_OPEN, FLAG_STAND_INS_READ,
     FLAG_STATE_READ, FLAG_TRIGGER_KNOWN, FLAG_TUPLE_REUSED, NO_FIELD, RECORD_MAX,
 };
 
@@ -440,7 +440,12 @@ fn history(raw: &Event) -> History {
         peer_holds_open: flag(FLAG_PEER_HOLDS_OPEN),
         orphan_timed_out: flag(FLAG_ORPHAN_TIMED_OUT),
         retransmits: flag(FLAG_RETRANSMITS_READ).then_some(raw.retransmits),
-        timeout: flag(FLAG_TIMEOUT_READ).then_some(TimeoutFacts { user_timeout_ms: raw.user_timeout_ms, probes_out: raw.probes_out, zero_window_probed: raw.zero_window_probed != 0 }),
+        timeout: flag(FLAG_TIMEOUT_READ).then_some(TimeoutFacts {
+            user_timeout_ms: raw.user_timeout_ms,
+            probes_out: raw.probes_out,
+            zero_window_probed: raw.probing & PROBING_ZERO_WINDOW != 0,
+            answered_probing: raw.probing & PROBING_ANSWERED != 0,
+        }),
         resets_sent: raw.sock.resets_sent,
         arrival: flag(FLAG_PEER_SAMPLED)
             .then(|| arrival(&raw.peer))
@@ -540,7 +545,7 @@ pub(crate) mod tests {
             closer_exit_code: 0,
             user_timeout_ms: 0,
             probes_out: 0,
-            zero_window_probed: 0,
+            probing: 0,
             _pad_probes: [0; 2],
             trigger_saddr: [0; 16],
             trigger_daddr: [0; 16],

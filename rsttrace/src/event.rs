@@ -432,6 +432,8 @@ pub struct TimeoutFacts {
     pub probes_out: u8,
     /// The persist timer was probing a zero window (not a retransmission's timeout).
     pub zero_window_probed: bool,
+    /// The peer answered a probe after the probing began.
+    pub answered_probing: bool,
 }
 
 /// How a process ended, from its `exit_code`.

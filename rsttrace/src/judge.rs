@@ -1363,10 +1363,15 @@ mod tests {
         let mut refusal = sent(10, Some(Listen), Some("INVALID_SYN"), task(0, "swapper/0"), Some(daemon));
         refusal.trigger = Some(Segment { tcp_flags: 0x10, saddr: refusal.endpoints.raddr, sport: refusal.endpoints.rport, daddr: refusal.endpoints.laddr });
         refusal.inode = 4242;
-        let mut j = Judge::new(Visibility::ALL);
-        j.observe(refusal);
-        let r = j.flush_at_most(u64::MAX, 10, &mut Files(vec![(4242, child)])).remove(0);
-        assert_eq!((r.verdict.cause, r.owner.map(|o| o.pid), r.attribution), (Cause::ListenOverflow, Some(501), Attribution::SocketFile));
+        let judged = |files: Vec<(u64, Task)>| {
+            let mut j = Judge::new(Visibility::ALL);
+            j.observe(refusal.clone());
+            let r = j.flush_at_most(u64::MAX, 10, &mut Files(files)).remove(0);
+            (r.verdict.cause, r.owner.map(|o| o.pid), r.attribution)
+        };
+        assert_eq!(judged(vec![(4242, child)]), (Cause::ListenOverflow, Some(501), Attribution::SocketFile));
+        // The creator lives on, sharing the file: it stays the owner.
+        assert_eq!(judged(vec![(4242, child), (1, daemon)]), (Cause::ListenOverflow, Some(500), Attribution::SocketOwner));
     }
 
     #[test]
@@ -1987,7 +1992,8 @@ mod tests {
         late.trigger = stale_ack.trigger;
         let reports = run(vec![stale_ack, late]);
         let r = reports.iter().find(|r| r.verdict.cause == Cause::NoSocket).unwrap();
-        assert!(!r.verdict.why.contains("reset a moment before"), "{}", r.verdict.why);
+        assert!(r.verdict.why.starts_with("segment for a connection this host does not know"), "{}", r.verdict.why);
+        assert!(reports.iter().any(|r| r.verdict.cause == Cause::TimewaitReuse), "{reports:?}");
     }
 
     #[test]

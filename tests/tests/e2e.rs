@@ -463,7 +463,7 @@ fn timers_reset_of_a_connection_handed_over(subnet: u8, hand_over: &str) {
 /// no retransmission timed out: the persist timer's timeout, the network's doing all the same.
 #[test]
 fn a_zero_window_probed_in_vain_is_a_retransmit_timeout() {
-    zero_window_timed_out(81, true, "network", "times unanswered until");
+    zero_window_timed_out(81, true, "network", "unanswered until");
 }
 
 /// The same with every probe answered (the window stays closed): the connection would stay
