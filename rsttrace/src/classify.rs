@@ -168,6 +168,13 @@ pub fn classify(trigger: &Trigger, story: &Story) -> Verdict {
     }
 }
 
+/// A listener's RST refusing a handshake's last ACK while its accept queue is full
+/// (`tcp_abort_on_overflow`): reason INVALID_SYN from LISTEN, or, on kernels without reasons, a
+/// non-SYN segment answered with the queue read full.
+pub fn refused_for_a_full_queue(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts: Option<SockFacts>) -> bool {
+    state == Some(TcpState::Listen) && (reason == Some("INVALID_SYN") || (syn == Some(false) && facts.is_some_and(|f| f.accept_queue_full)))
+}
+
 fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts: Option<SockFacts>, story: &Story, who: &OrElse) -> Verdict {
     use TcpState::*;
     let app_abort = |cause, why: String| {
@@ -340,11 +347,7 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             Origin::Stack,
             format!("{} now holds this port; the process that served this peer is gone", OrElse(story.port_taken_by.as_ref(), "another process")),
         ),
-        Some("INVALID_SYN") if state == Listen => {
-            v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
-        }
-        // Without a reason: the listener answered a handshake's last ACK while its queue was full.
-        _ if state == Listen && syn == Some(false) && facts.is_some_and(|f| f.accept_queue_full) => {
+        _ if refused_for_a_full_queue(reason, Some(state), syn, facts) => {
             v(Cause::ListenOverflow, Origin::Stack, "accept queue full and tcp_abort_on_overflow=1: the listener refused the connection")
         }
         // A listener answers a non-SYN segment it has no connection for (TCP_FLAGS on 6.12+).

@@ -23,7 +23,7 @@ use std::{
 
 use crate::{
     FastMap, FastSet,
-    classify::{classify, Named, Story, Trigger},
+    classify::{classify, refused_for_a_full_queue, Named, Story, Trigger},
     ended_here::{EarlierEnd, Ended, EndedHere, EndedBy},
     event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
@@ -802,9 +802,8 @@ impl Judge {
     /// doing (a daemon that forked and left, handing its listener to the child).
     fn handed_over(p: &Pending, owner: Option<Task>, files: &mut dyn SocketFiles) -> Option<Task> {
         let on_record = owner.filter(|o| p.event.inode != 0 && p.event.owner.is_some_and(|r| r.pid == o.pid) && p.acting.is_none())?;
-        if let Trigger::Sent { state: Some(TcpState::Listen), reason, facts, .. } = &p.trigger {
-            let queue_full = *reason == Some("INVALID_SYN") || facts.is_some_and(|f| f.accept_queue_full);
-            if !queue_full {
+        if let Trigger::Sent { state: state @ Some(TcpState::Listen), reason, trigger_syn, facts } = &p.trigger {
+            if !refused_for_a_full_queue(*reason, *state, *trigger_syn, *facts) {
                 return None;
             }
         }
