@@ -176,25 +176,27 @@ const REBOOTS_AFTER_A_PANIC: usize = 2;
 /// on 6.12). It says nothing of rsttrace; the line says why the guest booted again. A panic
 /// with BPF in its trace is a failure at once.
 fn boot_past_emulation_crashes(guest: &Guest) -> Outcome {
-    let (mut outcome, mut panic) = boot(guest);
+    let (first, mut panic) = boot(guest);
+    let mut last = None;
     let mut crashes = Vec::new();
-    while let Some(crash) = panic.take() {
-        if crashes.len() == REBOOTS_AFTER_A_PANIC {
-            break;
-        }
+    while let Some(crash) = panic.take().filter(|_| crashes.len() < REBOOTS_AFTER_A_PANIC) {
         // Each crashed boot's console stays, beside the rerun's.
         let log = guest.log.with_extension(format!("panic{}.log", crashes.len() + 1));
         let _ = std::fs::rename(&guest.log, &log);
         eprintln!("xtask: {}: the guest kernel panicked outside BPF ({crash}; console in {}); booting it once more", guest.release, log.display());
         crashes.push(format!("{crash}; console in {}", log.display()));
         let (again, next) = boot(guest);
-        outcome = again.or_first_failure(outcome);
+        last = Some(again);
         panic = next;
     }
-    if crashes.is_empty() {
-        return outcome;
+    match last {
+        None => first,
+        // The last boot's outcome, with the first's failure where it failed too.
+        Some(last) => {
+            let outcome = last.or_first_failure(first);
+            Outcome { detail: format!("{} (booted again after guest kernel panics outside BPF: {})", outcome.detail, crashes.join("; ")), ..outcome }
+        }
     }
-    Outcome { detail: format!("{} (booted again after guest kernel panics outside BPF: {})", outcome.detail, crashes.join("; ")), ..outcome }
 }
 
 struct Guest {
