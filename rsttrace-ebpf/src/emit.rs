@@ -288,7 +288,7 @@ fn sock_facts(sk: u64, state: i32, segment: Option<SegmentAck>, o: &SockOffsets)
 const ECONNABORTED: i32 = 103;
 const ECONNRESET: i32 = 104;
 const EPIPE: i32 = 32;
-const ECONNREFUSED: i32 = 111;
+pub(crate) const ECONNREFUSED: i32 = 111;
 /// `enum sock_flags` bit set when the socket's process closed it (`sock_orphan()`).
 const SOCK_DEAD: u64 = 0;
 /// `enum sock_flags` bit set when the peer's FIN arrived.

@@ -13,7 +13,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{early_field, layout, orphan_timed_out, pending_error, probe_field, record_key, sk_state, Draft, Record},
+    emit::{early_field, layout, ECONNREFUSED, orphan_timed_out, pending_error, probe_field, record_key, sk_state, Draft, Record},
     evidence, fold, history, release, socks,
     maps::{CloseSlot, TupleKey, RELEASE, TCP_PROBE},
     owner::{
@@ -326,10 +326,16 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     // with none (an orphan's FIN_WAIT2 timer, out of resources); an abort's RST in close(),
     // traced after this CLOSE, marks it after.
     let up = old != TCP_SYN_SENT && old != TCP_LISTEN;
-    let err = if up { change.pending_error(sk) } else { 0 };
+    let connecting = old == TCP_SYN_SENT;
+    let err = if up || connecting { change.pending_error(sk) } else { 0 };
     if up && key.rport != 0 {
         let badly = err != 0 || kept.is_some_and(|r| r.resets_sent != 0);
         history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some((now, badly)));
+    } else if connecting && err != ECONNREFUSED && key.rport != 0 {
+        // A connect given up (by its owner, or a SYN timeout), not refused: the peer's SYN-ACK
+        // may still come, and the RST answering it, with no socket, finds its owner here. (A
+        // storm of refused connects notes nothing.)
+        history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some((now, false)));
     }
     socks::mark_closed(sk, old, &key, now);
     // A connection this host opened crosses (the agent tells a connect race's loser, and a client

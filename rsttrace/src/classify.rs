@@ -4,7 +4,7 @@
 //! `TCP_STATE`, data after the application closed arrives as `TCP_TIMEWAIT_SOCKET`, and kernels
 //! before 6.10 give no reason at all. Where the facts do not single out a cause it says
 //! `unknown` and explains what it does know.
-use std::{borrow::Cow, fmt, net::IpAddr};
+use std::{borrow::Cow, fmt, net::{IpAddr, SocketAddr}};
 
 use crate::{
     ended_here::{EarlierEnd, EndedBy},
@@ -71,6 +71,9 @@ pub struct Story {
     pub peer_sent: Option<Cause>,
     /// That RST was sent well before this one came (delayed on the way, if it is this one).
     pub peer_sent_late: bool,
+    /// For a connect refused: the end of this host's stack that refused the SYN (address and
+    /// port), where it is not the one dialled: an address translation took the SYN there.
+    pub refused_behind_nat: Option<SocketAddr>,
     /// That RST was benign (the peer skipping TIME_WAIT, a race's loser, a connect probe).
     pub peer_benign: bool,
     /// That RST had no socket and followed an earlier end of the connection at the peer: how,
@@ -110,6 +113,9 @@ pub struct Story {
     pub listener_gone: Option<(Named, u64)>,
     /// The connection timed out after its owner closed the socket (an orphan).
     pub orphan: bool,
+    /// For a RST sent with no socket: the segment was a SYN-ACK, the peer's answer to a connect
+    /// this host no longer has.
+    pub answers_syn_ack: bool,
     /// For a RST sent with no connection socket (none, or a listener's) for a segment of a
     /// connection that a reset or a timeout ended here (not this host's reset a moment before,
     /// which `echoes_reset` says): that end.
@@ -242,6 +248,16 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             },
             Some(false) if story.echoes_reset => echo(who),
             Some(false) if let Some(end) = story.earlier_end => sequel(end, story.owner.as_ref()),
+            // The answer to a SYN of this host's that no socket waits for any more: the connect
+            // was given up first (nothing else sends a SYN from this host's address).
+            Some(false) if story.answers_syn_ack => v(
+                Cause::NoSocket,
+                Origin::Stack,
+                match &story.owner {
+                    Some(o) => format!("the peer's SYN-ACK came after {o} had given up this connect (a connect timeout in the application shorter than the peer's answer, or a race to another address lost)"),
+                    None => "the peer's SYN-ACK came for a connect this host had given up (a connect timeout in the application shorter than the peer's answer, or a race to another address lost)".to_string(),
+                },
+            ),
             Some(false) if let Some((listened, closed)) = &story.listener_gone => v(
                 Cause::NoSocket,
                 Origin::Stack,
@@ -570,6 +586,11 @@ fn received_from(state: Option<TcpState>, story: &Story) -> Verdict {
     let doubts = doubts.as_deref().map(|d| format!(" ({d})"));
     let doubts = doubts.as_deref().unwrap_or("");
     match state {
+        Some(TcpState::SynSent) if let Some(at) = story.refused_behind_nat => v(
+            Cause::Refused,
+            Origin::Peer,
+            format!("peer refused the connection{peer_cause}: the stack of {at} on this host answered, where an address translation (DNAT, REDIRECT, a published port) took the SYN"),
+        ),
         Some(TcpState::SynSent) => v(
             Cause::Refused,
             Origin::Peer,

@@ -18,14 +18,14 @@
 //! and tell when a port changed hands.
 use std::{
     collections::VecDeque,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use crate::{
     FastMap, FastSet,
     classify::{classify, refused_for_a_full_queue, Named, Story, Trigger},
     ended_here::{EarlierEnd, Ended, EndedHere, EndedBy},
-    event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
+    event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState, TCP_FLAG_ACK, TCP_FLAG_SYN},
     evidence::Evidence,
     local_addresses::LocalAddresses,
     recent_sent::{Answered, RecentSent, SentRecord, SentVerdict},
@@ -371,7 +371,8 @@ impl Judge {
                 let trigger = Trigger::Sent {
                     reason,
                     state,
-                    trigger_syn: ev.trigger.map(|t| t.tcp_flags & TCP_FLAG_SYN != 0),
+                    // A bare SYN opens a connection; a SYN-ACK answers one of this host's.
+                    trigger_syn: ev.trigger.map(|t| t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN),
                     facts: ev.facts,
                 };
                 let port_taken = match state {
@@ -974,6 +975,9 @@ impl Judge {
             listener_of_other_family: p.listener_of_other_family,
             ..Story::default()
         };
+        if let Trigger::Sent { state: None, .. } = p.trigger {
+            story.answers_syn_ack = ev.trigger.is_some_and(|t| t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN | TCP_FLAG_ACK);
+        }
         if let Trigger::Sent { state: Some(TcpState::SynSent), .. } = p.trigger {
             story.peer_refused_syn = self.peer_sent(ev).is_some_and(|r| r.answered == Answered::SynOrUnread);
         }
@@ -1003,7 +1007,17 @@ impl Judge {
             // A peer that reset on purpose (a client skipping TIME_WAIT, a race's loser) did
             // so to this end too.
             story.peer_benign = !h.aborted_here && peer_sent.is_some_and(|v| v.benign);
-            story.peer_here_untraced = self.seen.other_ends_filtered && (h.peer_local || p.syn_to_listener_here) && story.peer_sent.is_none();
+            if matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) }) && story.peer_sent.is_none() {
+                // No RST of this 4-tuple's: one this host's stack sent to this end from another
+                // address is the refusal, the SYN having been translated there (a listener here
+                // on the address dialled, a published port's proxy, makes it no forgery).
+                if let Some((ends, refusal)) = self.recent_sent.refusal_to(&(ev.endpoints.laddr, ev.endpoints.lport), ev.ts_ns, PEER_MATCH_NS) {
+                    story.refused_behind_nat = Some(SocketAddr::new(ends.laddr, ends.lport));
+                    story.peer_sent = refusal.verdict.map(|v| v.cause);
+                    story.peer_local = false;
+                }
+            }
+            story.peer_here_untraced = self.seen.other_ends_filtered && (h.peer_local || p.syn_to_listener_here) && story.peer_sent.is_none() && story.refused_behind_nat.is_none();
             story.evidence = Some(Evidence::new(h.arrival.as_ref(), p.peer_talked_after));
         }
         story.port_taken_by = p.port_taken.as_ref().map(|(now, _)| Named::from(now));

@@ -3,7 +3,7 @@
 //! tuple to learn whether (and why) its local peer sent one, and a RST answering a segment its
 //! own to learn which reset of this host's it echoes.
 //! Indexed, because a storm puts tens of thousands in the window and every report asks.
-use std::collections::{hash_map::Entry, VecDeque};
+use std::{collections::{hash_map::Entry, VecDeque}, net::IpAddr};
 
 use smallvec::SmallVec;
 
@@ -70,6 +70,10 @@ pub struct SentRecord {
 /// look-up a long walk.
 type SameTuple = SmallVec<[SentRecord; 1]>;
 const SAME_TUPLE_MAX: usize = 8;
+/// How many of the latest resets a connect's refusal looks through for the one a stack of this
+/// host sent it from another address (see [`RecentSent::refusal_to`]): a storm of other resets
+/// must not make each such refusal a long walk.
+const REFUSAL_WALK_MAX: usize = 1024;
 
 pub struct RecentSent {
     by_ends: FastMap<Endpoints, SameTuple>,
@@ -106,6 +110,28 @@ impl RecentSent {
     /// among those `fits`.
     pub fn near(&self, endpoints: &Endpoints, ts: u64, window_ns: u64, fits: impl Fn(&SentRecord) -> bool) -> Option<&SentRecord> {
         self.by_ends.get(endpoints)?.iter().filter(|r| r.ts.abs_diff(ts) < window_ns && fits(r)).min_by_key(|r| r.ts.abs_diff(ts))
+    }
+
+    /// The refusal of a SYN (no listener) that this host's stack sent to `client` (address and
+    /// port) up to `window_ns` before `ts`, from whatever address: where an address translation
+    /// (DNAT, REDIRECT, a published port) took the SYN elsewhere, the refusing end is not the one
+    /// the client dialled. Its endpoints as sent. A walk back from `ts` through the resets kept
+    /// in arrival order (close to time order), at most [`REFUSAL_WALK_MAX`] of them: it answers
+    /// only a connect's refusal that no RST of its own 4-tuple explains, and the refusal behind
+    /// it was traced a moment before.
+    pub fn refusal_to(&self, client: &(IpAddr, u16), ts: u64, window_ns: u64) -> Option<(Endpoints, &SentRecord)> {
+        let from = ts.saturating_sub(window_ns);
+        let end = self.order.partition_point(|(_, sent)| *sent <= ts);
+        self.order
+            .range(..end)
+            .rev()
+            .take(REFUSAL_WALK_MAX)
+            .take_while(|(_, sent)| *sent >= from)
+            .filter(|(ends, _)| ends.raddr == client.0 && ends.rport == client.1)
+            .find_map(|(ends, sent)| {
+                let record = self.by_ends.get(ends)?.iter().find(|r| r.ts == *sent && r.answered == Answered::SynOrUnread)?;
+                Some((*ends, record))
+            })
     }
 
     /// The reset sent with these endpoints at `ts` reached its peer: no later reset of that
@@ -215,5 +241,30 @@ mod tests {
         assert!(r.may_have_forgotten(60, 50) && !r.may_have_forgotten(61, 50));
         r.forget_before(u64::MAX);
         assert!(r.by_ends.is_empty() && r.order.is_empty());
+    }
+
+    #[test]
+    fn a_refusal_is_found_by_the_client_it_went_to_from_any_address_just_before() {
+        // Not the client `ends` sends to (10.0.0.2 port 80).
+        let client = ("10.0.0.3".parse().unwrap(), 5555);
+        // Sent from the address the SYN was translated to: the refusal's endpoints as sent.
+        let translated = Endpoints { family: Family::Ipv4, laddr: "10.9.9.9".parse().unwrap(), lport: 3129, raddr: client.0, rport: client.1 };
+        let mut r = RecentSent::new(REFUSAL_WALK_MAX * 2);
+        r.push(1_000, translated, Answered::SynOrUnread, None);
+        r.push(1_001, ends(7), Answered::SynOrUnread, None);
+        let found = |r: &RecentSent, ts| r.refusal_to(&client, ts, 100).map(|(e, s)| (e, s.ts));
+        assert_eq!(found(&r, 1_050), Some((translated, 1_000)));
+        assert_eq!(found(&r, 999), None, "traced before it answered");
+        assert_eq!(found(&r, 1_101), None, "outside the window");
+        assert_eq!(r.refusal_to(&("10.0.0.3".parse().unwrap(), 5556), 1_050, 100).map(|(e, _)| e), None, "another client");
+        // An active reset to the same client is no refusal of a SYN.
+        let mut active = RecentSent::new(4);
+        active.push(1_000, translated, Answered::Nothing, None);
+        assert!(active.refusal_to(&client, 1_050, 100).is_none());
+        // A storm of other resets in between: the walk stops at its cap.
+        for i in 0..REFUSAL_WALK_MAX as u64 {
+            r.push(1_010 + i / 1_000, ends(8), Answered::SynOrUnread, None);
+        }
+        assert_eq!(found(&r, 1_050), None, "past the walk's cap");
     }
 }

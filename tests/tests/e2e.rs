@@ -654,6 +654,58 @@ fn a_firewall_rejecting_the_syn_is_injected_not_refused() {
     });
 }
 
+/// The server's namespace translates its port (DNAT, as a published port or a transparent
+/// proxy does) to one nobody listens on, while a listener holds the port dialled (a port
+/// publisher's own proxy): its stack refuses the SYN from the other port, and the client's
+/// refusal is that RST's, not a forgery, though no RST of the dialled 4-tuple was sent.
+#[test]
+fn a_refusal_through_an_address_translation_is_refused_not_injected() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(56, |net, f| {
+            let _server = listen(net, f, "hold");
+            let (family, to) = match f {
+                Family::V4 => ("ip", format!("{}:{CLOSED_PORT}", net.server_addr(f))),
+                Family::V6 => ("ip6", format!("[{}]:{CLOSED_PORT}", net.server_addr(f))),
+            };
+            let script = format!("add table {family} nat; add chain {family} nat pre {{ type nat hook prerouting priority -100; }}; add rule {family} nat pre tcp dport {PORT} dnat to {to}");
+            in_ns(&net.server, "nft", &[&script]);
+            let c = client(net, f, PORT, &[]);
+            assert_eq!(c.expect_line("errno", T), "errno 111");
+            vec![c.pid()]
+        }) {
+            let [sent, received] = exactly(&reports, ["sent:no_listener", "received:refused"]);
+            assert_eq!(sent["lport"].as_u64(), Some(CLOSED_PORT.parse().unwrap()), "{sent}");
+            assert_report(received, f, "peer", Some(pids[0]));
+            assert_eq!((received["state"].as_str(), received["peer_cause"].as_str()), (Some("SYN_SENT"), Some("no_listener")), "{received}");
+            assert!(received["why"].as_str().unwrap().contains(&format!(":{CLOSED_PORT} on this host answered, where an address translation")), "{received}");
+        }
+    });
+}
+
+/// The client gives its connect up before the server's SYN-ACK comes (the SYN-ACKs are held
+/// back until then): its host answers the late SYN-ACK with a RST of no socket, which is no
+/// refused SYN but the connect its owner gave up.
+#[test]
+fn a_syn_ack_after_the_client_gave_up_its_connect_is_no_socket_of_that_client() {
+    again_if_the_kernel_skipped_runs(|| {
+        for (f, reports, pids) in traced(91, |net, f| {
+            let _server = listen(net, f, "hold");
+            let held_back = net.server_filter("output", "tcp flags & (syn | ack) == syn | ack drop");
+            let c = client(net, f, PORT, &["--connect-timeout", "300"]);
+            assert_eq!(c.expect_line("gave up", T), "gave up");
+            drop(held_back);
+            // The SYN-ACK is sent again 1 s after the first.
+            std::thread::sleep(Duration::from_millis(2500));
+            vec![c.pid()]
+        }) {
+            let [sent] = exactly(&reports, ["sent:no_socket"]);
+            assert_report(sent, f, "stack", Some(pids[0]));
+            assert_eq!(sent["rport"].as_u64(), Some(PORT.parse().unwrap()), "the RST goes to the server: {sent}");
+            assert!(sent["why"].as_str().unwrap().contains("SYN-ACK came after"), "{sent}");
+        }
+    });
+}
+
 #[test]
 fn unanswered_syn_is_syn_timeout() {
     again_if_the_kernel_skipped_runs(|| {

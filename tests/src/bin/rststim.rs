@@ -347,6 +347,9 @@ struct ClientOptions {
     wait_go: bool,
     keepalive: Option<(u64, u64, u32)>,
     user_timeout_ms: Option<u32>,
+    /// `--connect-timeout MS`: give the connect up after MS (the socket closed while it still
+    /// connects, as an application's connect timeout does), printing `gave up`.
+    connect_timeout_ms: Option<u64>,
     syncnt: Option<i32>,
     linger0: bool,
     linger2_abort: bool,
@@ -409,6 +412,7 @@ fn parse_client(args: &[String]) -> ClientOptions {
             }
             "--user-timeout" => o.user_timeout_ms = Some(value().parse().unwrap()),
             "--syncnt" => o.syncnt = Some(value().parse().unwrap()),
+            "--connect-timeout" => o.connect_timeout_ms = Some(value().parse().unwrap()),
             "--linger0" => o.linger0 = true,
             "--linger2-abort" => o.linger2_abort = true,
             "--close-at-once" => o.close_at_once = true,
@@ -467,7 +471,10 @@ fn open(addr: SocketAddr, o: &ClientOptions) -> std::io::Result<TcpStream> {
         let any: IpAddr = if addr.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
         socket.bind(&SocketAddr::new(any, port).into())?;
     }
-    socket.connect(&addr.into())?;
+    match o.connect_timeout_ms {
+        Some(ms) => socket.connect_timeout(&addr.into(), Duration::from_millis(ms))?,
+        None => socket.connect(&addr.into())?,
+    }
     Ok(socket.into())
 }
 
@@ -588,6 +595,12 @@ fn client(addr: SocketAddr, o: ClientOptions) {
     }
     let mut s = match open(addr, &o) {
         Ok(s) => s,
+        // socket2's own timeout, no errno: the socket is closed, still connecting.
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut && e.raw_os_error().is_none() => {
+            println!("gave up");
+            std::io::stdout().flush().unwrap();
+            return;
+        }
         Err(e) => return report_error(&e),
     };
     let sibling = o.race.then(|| open(SocketAddr::new(o.race_with.unwrap_or(addr.ip()), o.race_port.unwrap_or(addr.port())), &o).expect("second connection"));
