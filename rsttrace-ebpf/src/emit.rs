@@ -563,6 +563,12 @@ fn abort_on_overflow(sk: u64, o: &SockOffsets) -> bool {
         .is_none_or(|on| on != 0)
 }
 
+/// Whether BTF said where a socket's pending error lies: without it [`pending_error`] reads 0.
+#[inline(always)]
+pub fn pending_errors_read() -> bool {
+    SOCK_OFFSETS.load().err != NO_OFFSET
+}
+
 /// The socket's pending error (`sk_err`), 0 where it cannot be read. A probe read: this runs
 /// once per socket, at its CLOSE.
 #[inline(always)]

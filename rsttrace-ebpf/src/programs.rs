@@ -13,7 +13,7 @@ use aya_ebpf::{
 use rsttrace_common::{EventKind, Owner, RaceEntry, SockRecord, TracepointLayout, ERROR_REPORT_SHAPE, SET_STATE_SHAPE};
 
 use crate::{
-    emit::{early_field, layout, ECONNREFUSED, orphan_timed_out, pending_error, probe_field, record_key, sk_state, Draft, Record},
+    emit::{early_field, layout, pending_errors_read, ECONNREFUSED, orphan_timed_out, pending_error, probe_field, record_key, sk_state, Draft, Record},
     evidence, fold, history, release, socks,
     maps::{CloseSlot, TupleKey, RELEASE, TCP_PROBE},
     owner::{
@@ -321,7 +321,8 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     // close slot, which no other CPU writes (a later socket may take the table's slot).
     let close: Option<&CloseSlot> = history::note_close(sk, old, &key, record, now).map(|c| c as &CloseSlot);
     let kept = close.filter(|c| c.has_record != 0).map(|c| &c.record);
-    // Only connections that were up have a history worth keeping (not a refused connect). A
+    // Connections that were up have a history worth keeping, and a connect given up an owner
+    // that the RST answering a late SYN-ACK needs (a refused connect has neither). A
     // pending error says a reset or a timer ended it; so does a RST the socket sent just before
     // with none (an orphan's FIN_WAIT2 timer, out of resources); an abort's RST in close(),
     // traced after this CLOSE, marks it after.
@@ -331,11 +332,12 @@ fn closed<C: StateChange>(change: &C, sk: u64, old: i32) {
     if up && key.rport != 0 {
         let badly = err != 0 || kept.is_some_and(|r| r.resets_sent != 0);
         history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some((now, badly)));
-    } else if connecting && err != ECONNREFUSED && key.rport != 0 {
-        // A connect given up (by its owner, or a SYN timeout), not refused: the peer's SYN-ACK
-        // may still come, and the RST answering it, with no socket, finds its owner here. (A
-        // storm of refused connects notes nothing.)
-        history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some((now, false)));
+    } else if connecting && err != ECONNREFUSED && key.rport != 0 && pending_errors_read() {
+        // A connect given up by its owner (no error), or by a SYN timeout (ended badly), not
+        // refused: the peer's SYN-ACK may still come, and the RST answering it, with no socket,
+        // finds its owner here. (A storm of refused connects notes nothing, and without the
+        // error's offset none is noted.)
+        history::note_tuple(&key, sk, kept.map(|r| &r.owner), Some((now, err != 0)));
     }
     socks::mark_closed(sk, old, &key, now);
     // A connection this host opened crosses (the agent tells a connect race's loser, and a client

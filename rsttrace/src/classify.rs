@@ -114,12 +114,24 @@ pub struct Story {
     /// The connection timed out after its owner closed the socket (an orphan).
     pub orphan: bool,
     /// For a RST sent with no socket: the segment was a SYN-ACK, the peer's answer to a connect
-    /// this host no longer has.
-    pub answers_syn_ack: bool,
+    /// this host no longer has, and how that connect ended as far as the kernel side noted it.
+    pub answers_syn_ack: Option<ConnectEnd>,
     /// For a RST sent with no connection socket (none, or a listener's) for a segment of a
     /// connection that a reset or a timeout ended here (not this host's reset a moment before,
     /// which `echoes_reset` says): that end.
     pub earlier_end: Option<EarlierEnd>,
+}
+
+/// How a connect that a late SYN-ACK answers ended here, from the kernel side's note of its
+/// 4-tuple.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectEnd {
+    /// Closed before its handshake with no error: its owner gave it up.
+    GivenUp,
+    /// Its SYNs went unanswered until the kernel gave up (ETIMEDOUT).
+    TimedOut,
+    /// No note: given up, or never this host's (backscatter of a SYN forged with its address).
+    Unknown,
 }
 
 /// A process as a why names it: `nginx[812]`. Kept as its parts, so that a story costs no
@@ -248,16 +260,8 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
             },
             Some(false) if story.echoes_reset => echo(who),
             Some(false) if let Some(end) = story.earlier_end => sequel(end, story.owner.as_ref()),
-            // The answer to a SYN of this host's that no socket waits for any more: the connect
-            // was given up first (nothing else sends a SYN from this host's address).
-            Some(false) if story.answers_syn_ack => v(
-                Cause::NoSocket,
-                Origin::Stack,
-                match &story.owner {
-                    Some(o) => format!("the peer's SYN-ACK came after {o} had given up this connect (a connect timeout in the application shorter than the peer's answer, or a race to another address lost)"),
-                    None => "the peer's SYN-ACK came for a connect this host had given up (a connect timeout in the application shorter than the peer's answer, or a race to another address lost)".to_string(),
-                },
-            ),
+            // The answer to a SYN from this host's address that no socket waits for any more.
+            Some(false) if let Some(end) = story.answers_syn_ack => v(Cause::NoSocket, Origin::Stack, syn_ack_late(end, story.owner.as_ref())),
             Some(false) if let Some((listened, closed)) = &story.listener_gone => v(
                 Cause::NoSocket,
                 Origin::Stack,
@@ -382,6 +386,15 @@ fn sent(reason: Option<&str>, state: Option<TcpState>, syn: Option<bool>, facts:
         }
         Some(other) if other != "NOT_SPECIFIED" => v(Cause::Unknown, Origin::Unknown, format!("kernel reason {other} in state {}", state.name())),
         _ => sent_without_reason(state, syn, facts, story, who),
+    }
+}
+
+/// Why a SYN-ACK met no socket: the connect it answers ended here first (`end`), `owner`'s.
+fn syn_ack_late(end: ConnectEnd, owner: Option<&Named>) -> String {
+    match (end, owner) {
+        (ConnectEnd::GivenUp, Some(o)) => format!("the peer's SYN-ACK came after {o} had given up this connect (a connect timeout in the application shorter than the peer's answer, or a race to another address lost)"),
+        (ConnectEnd::TimedOut, Some(o)) => format!("the peer's SYN-ACK came after {o}'s connect had timed out here (its SYNs unanswered until tcp_syn_retries ran out): the peer, or the path back, is that slow"),
+        _ => "SYN-ACK for a connect this host does not have: one given up before the answer came, or a SYN forged with this host's address by someone else (backscatter of a SYN flood)".to_string(),
     }
 }
 
@@ -880,6 +893,36 @@ mod tests {
             assert_eq!((got.cause, got.origin), (Cause::RetransmitTimeout, origin), "{}", got.why);
             assert!(got.why.contains(says), "{} lacks {says}", got.why);
         }
+    }
+
+    /// A RST answering a SYN-ACK with no socket names the connect it answers, as far as the
+    /// kernel side noted how that connect ended; without a note it claims nothing.
+    #[test]
+    fn a_late_syn_ack_names_the_connect_given_up_or_timed_out() {
+        let curl = Named::new("curl", 40);
+        let late = |end, owner: Option<&Named>| {
+            let story = Story { answers_syn_ack: Some(end), owner: owner.cloned(), ..Story::default() };
+            classify(&sent(Some("NO_SOCKET"), None, Some(false)), &story)
+        };
+        for (got, says) in [
+            (late(ConnectEnd::GivenUp, Some(&curl)), "after curl[40] had given up this connect"),
+            (late(ConnectEnd::TimedOut, Some(&curl)), "after curl[40]'s connect had timed out here"),
+            (late(ConnectEnd::Unknown, None), "one given up before the answer came, or a SYN forged with this host's address"),
+        ] {
+            assert_eq!((got.cause, got.origin, got.benign), (Cause::NoSocket, Origin::Stack, false));
+            assert!(got.why.contains(says), "{} lacks {says}", got.why);
+        }
+    }
+
+    /// A connect refused by this host's stack from another address than the one dialled (an
+    /// address translation took the SYN there) is refused, though a listener here serves the
+    /// address dialled.
+    #[test]
+    fn a_refusal_from_behind_an_address_translation_is_refused() {
+        let story = Story { refused_behind_nat: Some("10.0.2.2:9".parse().unwrap()), peer_sent: Some(Cause::NoListener), ..Story::default() };
+        let verdict = classify(&Trigger::Received { state: Some(SynSent) }, &story);
+        assert_eq!((verdict.cause, verdict.origin), (Cause::Refused, Origin::Peer));
+        assert!(verdict.why.contains("(no_listener): the stack of 10.0.2.2:9 on this host answered"), "{}", verdict.why);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::{
 
 use crate::{
     FastMap, FastSet,
-    classify::{classify, refused_for_a_full_queue, Named, Story, Trigger},
+    classify::{classify, refused_for_a_full_queue, ConnectEnd, Named, Story, Trigger},
     ended_here::{EarlierEnd, Ended, EndedHere, EndedBy},
     event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState, TCP_FLAG_ACK, TCP_FLAG_SYN},
     evidence::Evidence,
@@ -976,7 +976,12 @@ impl Judge {
             ..Story::default()
         };
         if let Trigger::Sent { state: None, .. } = p.trigger {
-            story.answers_syn_ack = ev.trigger.is_some_and(|t| t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN | TCP_FLAG_ACK);
+            let syn_ack = ev.trigger.is_some_and(|t| t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN | TCP_FLAG_ACK);
+            story.answers_syn_ack = syn_ack.then_some(match (h.earlier_sk, h.earlier_ended_badly) {
+                (None, _) => ConnectEnd::Unknown,
+                (Some(_), false) => ConnectEnd::GivenUp,
+                (Some(_), true) => ConnectEnd::TimedOut,
+            });
         }
         if let Trigger::Sent { state: Some(TcpState::SynSent), .. } = p.trigger {
             story.peer_refused_syn = self.peer_sent(ev).is_some_and(|r| r.answered == Answered::SynOrUnread);
