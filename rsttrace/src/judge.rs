@@ -50,6 +50,9 @@ const RECENT_SENT_NS: u64 = 1_200_000_000;
 const RECENT_SENT_MAX: usize = 65_536;
 /// A received RST and the peer's sent one belong together within this time.
 const PEER_MATCH_NS: u64 = 100_000_000;
+/// A refusal sent to a connecting end's port at another address (a masquerade's) belongs to its
+/// RST within this time: a port alone says less than a 4-tuple, so only a moment before.
+const MASQUERADED_MATCH_NS: u64 = 20_000_000;
 /// Failing that, a RST the peer sent up to this long before, that no other received reset
 /// took, is the one a slow path (a shaped link, a far detour) delivered late.
 const PATH_DELAY_NS: u64 = 1_000_000_000;
@@ -1015,8 +1018,15 @@ impl Judge {
             if matches!(p.trigger, Trigger::Received { state: Some(TcpState::SynSent) }) && story.peer_sent.is_none() {
                 // No RST of this 4-tuple's: one this host's stack sent to this end from another
                 // address is the refusal, the SYN having been translated there (a listener here
-                // on the address dialled, a published port's proxy, makes it no forgery).
-                if let Some((ends, refusal)) = self.recent_sent.refusal_to(&(ev.endpoints.laddr, ev.endpoints.lport), ev.ts_ns, PEER_MATCH_NS) {
+                // on the address dialled, a published port's proxy, makes it no forgery). Where
+                // it would be called forged, one sent to this end's port at another address a
+                // moment before is taken too: a masquerade translated this end's address (a
+                // container reaching another through the host's published port).
+                let (laddr, lport) = (ev.endpoints.laddr, ev.endpoints.lport);
+                let refusal = self.recent_sent.refusal_to(Some(laddr), lport, ev.ts_ns, PEER_MATCH_NS).or_else(|| {
+                    story.peer_local.then(|| self.recent_sent.refusal_to(None, lport, ev.ts_ns, MASQUERADED_MATCH_NS)).flatten()
+                });
+                if let Some((ends, refusal)) = refusal {
                     story.refused_behind_nat = Some(SocketAddr::new(ends.laddr, ends.lport));
                     story.peer_sent = refusal.verdict.map(|v| v.cause);
                     story.peer_local = false;

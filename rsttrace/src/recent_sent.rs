@@ -112,14 +112,16 @@ impl RecentSent {
         self.by_ends.get(endpoints)?.iter().filter(|r| r.ts.abs_diff(ts) < window_ns && fits(r)).min_by_key(|r| r.ts.abs_diff(ts))
     }
 
-    /// The refusal of a SYN (no listener) that this host's stack sent to `client` (address and
-    /// port) up to `window_ns` before `ts`, from whatever address: where an address translation
-    /// (DNAT, REDIRECT, a published port) took the SYN elsewhere, the refusing end is not the one
-    /// the client dialled. Its endpoints as sent. A walk back from `ts` through the resets kept
-    /// in arrival order (close to time order), at most [`REFUSAL_WALK_MAX`] of them: it answers
-    /// only a connect's refusal that no RST of its own 4-tuple explains, and the refusal behind
-    /// it was traced a moment before.
-    pub fn refusal_to(&self, client: &(IpAddr, u16), ts: u64, window_ns: u64) -> Option<(Endpoints, &SentRecord)> {
+    /// The refusal of a SYN (no listener) that this host's stack sent to the client's port
+    /// `port`, at its address `addr` (any address: `None`), up to `window_ns` before `ts`, from
+    /// whatever address: where an address translation (DNAT, REDIRECT, a published port) took
+    /// the SYN elsewhere, the refusing end is not the one the client dialled, and where a source
+    /// translation (masquerade) took the client's address too, the RST went to the translated
+    /// one. Its endpoints as sent. A walk back from `ts` through the resets kept in arrival
+    /// order (close to time order), at most [`REFUSAL_WALK_MAX`] of them: it answers only a
+    /// connect's refusal that no RST of its own 4-tuple explains, and the refusal behind it was
+    /// traced a moment before.
+    pub fn refusal_to(&self, addr: Option<IpAddr>, port: u16, ts: u64, window_ns: u64) -> Option<(Endpoints, &SentRecord)> {
         let from = ts.saturating_sub(window_ns);
         let end = self.order.partition_point(|(_, sent)| *sent <= ts);
         self.order
@@ -127,7 +129,7 @@ impl RecentSent {
             .rev()
             .take(REFUSAL_WALK_MAX)
             .take_while(|(_, sent)| *sent >= from)
-            .filter(|(ends, _)| ends.raddr == client.0 && ends.rport == client.1)
+            .filter(|(ends, _)| ends.rport == port && addr.is_none_or(|a| ends.raddr == a))
             .find_map(|(ends, sent)| {
                 let record = self.by_ends.get(ends)?.iter().find(|r| r.ts == *sent && r.answered == Answered::SynOrUnread)?;
                 Some((*ends, record))
@@ -252,15 +254,18 @@ mod tests {
         let mut r = RecentSent::new(REFUSAL_WALK_MAX * 2);
         r.push(1_000, translated, Answered::SynOrUnread, None);
         r.push(1_001, ends(7), Answered::SynOrUnread, None);
-        let found = |r: &RecentSent, ts| r.refusal_to(&client, ts, 100).map(|(e, s)| (e, s.ts));
+        let found = |r: &RecentSent, ts| r.refusal_to(Some(client.0), client.1, ts, 100).map(|(e, s)| (e, s.ts));
         assert_eq!(found(&r, 1_050), Some((translated, 1_000)));
         assert_eq!(found(&r, 999), None, "traced before it answered");
         assert_eq!(found(&r, 1_101), None, "outside the window");
-        assert_eq!(r.refusal_to(&("10.0.0.3".parse().unwrap(), 5556), 1_050, 100).map(|(e, _)| e), None, "another client");
+        assert_eq!(r.refusal_to(Some(client.0), 5556, 1_050, 100).map(|(e, _)| e), None, "another client");
+        // Behind a source translation the RST went to another address, with the client's port.
+        assert_eq!(r.refusal_to(Some("10.0.0.4".parse().unwrap()), client.1, 1_050, 100).map(|(e, _)| e), None);
+        assert_eq!(r.refusal_to(None, client.1, 1_050, 100).map(|(e, _)| e), Some(translated));
         // An active reset to the same client is no refusal of a SYN.
         let mut active = RecentSent::new(4);
         active.push(1_000, translated, Answered::Nothing, None);
-        assert!(active.refusal_to(&client, 1_050, 100).is_none());
+        assert!(active.refusal_to(Some(client.0), client.1, 1_050, 100).is_none());
         // A storm of other resets in between: the walk stops at its cap.
         for i in 0..REFUSAL_WALK_MAX as u64 {
             r.push(1_010 + i / 1_000, ends(8), Answered::SynOrUnread, None);

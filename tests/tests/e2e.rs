@@ -657,7 +657,9 @@ fn a_firewall_rejecting_the_syn_is_injected_not_refused() {
 /// The server's namespace translates its port (DNAT, as a published port or a transparent
 /// proxy does) to one nobody listens on, while a listener holds the port dialled (a port
 /// publisher's own proxy): its stack refuses the SYN from the other port, and the client's
-/// refusal is that RST's, not a forgery, though no RST of the dialled 4-tuple was sent.
+/// refusal is that RST's, not a forgery, though no RST of the dialled 4-tuple was sent. Then the
+/// client's address is translated too (a masquerade, as a container reaching another through
+/// the host's published port): the RST goes to the translated address, with the client's port.
 #[test]
 fn a_refusal_through_an_address_translation_is_refused_not_injected() {
     again_if_the_kernel_skipped_runs(|| {
@@ -669,15 +671,23 @@ fn a_refusal_through_an_address_translation_is_refused_not_injected() {
             };
             let script = format!("add table {family} nat; add chain {family} nat pre {{ type nat hook prerouting priority -100; }}; add rule {family} nat pre tcp dport {PORT} dnat to {to}");
             in_ns(&net.server, "nft", &[&script]);
-            let c = client(net, f, PORT, &[]);
-            assert_eq!(c.expect_line("errno", T), "errno 111");
-            vec![c.pid()]
+            let translated = client(net, f, PORT, &[]);
+            assert_eq!(translated.expect_line("errno", T), "errno 111");
+            let masquerade = format!("add chain {family} nat in {{ type nat hook input priority 100; }}; add rule {family} nat in tcp dport {CLOSED_PORT} snat to {}", net.spare_addr(f));
+            in_ns(&net.server, "nft", &[&masquerade]);
+            let masqueraded = client(net, f, PORT, &[]);
+            assert_eq!(masqueraded.expect_line("errno", T), "errno 111");
+            vec![translated.pid(), masqueraded.pid()]
         }) {
-            let [sent, received] = exactly(&reports, ["sent:no_listener", "received:refused"]);
-            assert_eq!(sent["lport"].as_u64(), Some(CLOSED_PORT.parse().unwrap()), "{sent}");
-            assert_report(received, f, "peer", Some(pids[0]));
-            assert_eq!((received["state"].as_str(), received["peer_cause"].as_str()), (Some("SYN_SENT"), Some("no_listener")), "{received}");
-            assert!(received["why"].as_str().unwrap().contains(&format!(":{CLOSED_PORT} on this host answered, where an address translation")), "{received}");
+            exactly(&reports, ["sent:no_listener", "sent:no_listener", "received:refused", "received:refused"]);
+            let sent: Vec<&Value> = reports.iter().filter(|r| r["direction"] == "sent").collect();
+            assert!(sent.iter().all(|s| s["lport"].as_u64() == Some(CLOSED_PORT.parse().unwrap())), "{sent:?}");
+            assert_ne!(sent[0]["raddr"], sent[1]["raddr"], "one RST went to the masquerade's address: {sent:?}");
+            for (received, pid) in reports.iter().filter(|r| r["direction"] == "received").zip(pids) {
+                assert_report(received, f, "peer", Some(pid));
+                assert_eq!((received["state"].as_str(), received["peer_cause"].as_str()), (Some("SYN_SENT"), Some("no_listener")), "{received}");
+                assert!(received["why"].as_str().unwrap().contains(&format!(":{CLOSED_PORT} on this host answered, where an address translation")), "{received}");
+            }
         }
     });
 }
