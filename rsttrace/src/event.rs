@@ -245,6 +245,18 @@ pub struct Segment {
     pub daddr: IpAddr,
 }
 
+impl Segment {
+    /// A SYN without ACK: it opens a connection.
+    pub fn is_bare_syn(&self) -> bool {
+        self.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN
+    }
+
+    /// A SYN-ACK: the answer to a connection this host opened.
+    pub fn is_syn_ack(&self) -> bool {
+        self.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN | TCP_FLAG_ACK
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
     SendReset {

@@ -25,7 +25,7 @@ use crate::{
     FastMap, FastSet,
     classify::{classify, refused_for_a_full_queue, ConnectEnd, Named, Story, Trigger},
     ended_here::{EarlierEnd, Ended, EndedHere, EndedBy},
-    event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState, TCP_FLAG_ACK, TCP_FLAG_SYN},
+    event::{Endpoints, Family, KernelEvent, Payload, Task, TcpState, TCP_FLAG_SYN},
     evidence::Evidence,
     local_addresses::LocalAddresses,
     recent_sent::{Answered, RecentSent, SentRecord, SentVerdict},
@@ -375,7 +375,7 @@ impl Judge {
                     reason,
                     state,
                     // A bare SYN opens a connection; a SYN-ACK answers one of this host's.
-                    trigger_syn: ev.trigger.map(|t| t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN),
+                    trigger_syn: ev.trigger.map(|t| t.is_bare_syn()),
                     facts: ev.facts,
                 };
                 let port_taken = match state {
@@ -979,8 +979,7 @@ impl Judge {
             ..Story::default()
         };
         if let Trigger::Sent { state: None, .. } = p.trigger {
-            let syn_ack = ev.trigger.is_some_and(|t| t.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN | TCP_FLAG_ACK);
-            story.answers_syn_ack = syn_ack.then_some(match (h.earlier_sk, h.earlier_ended_badly) {
+            story.answers_syn_ack = ev.trigger.is_some_and(|t| t.is_syn_ack()).then_some(match (h.earlier_sk, h.earlier_ended_badly) {
                 (None, _) => ConnectEnd::Unknown,
                 (Some(_), false) => ConnectEnd::GivenUp,
                 (Some(_), true) => ConnectEnd::TimedOut,
